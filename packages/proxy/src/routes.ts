@@ -1,0 +1,136 @@
+// Routes as JupyterHub sees them (a path prefix, a target URL and whatever keys the writer
+// added) and the local routing table that every lookup reads.
+import { SeahorseError } from '@seahorse/runtime';
+import { PathTrie } from './trie.ts';
+
+/** What a writer stores: `target` plus any extra keys, returned verbatim beside `last_activity`. */
+export type RouteData = { target: string } & Record<string, unknown>;
+
+/** A target URL parsed once when the route is written, so requests never parse URLs. */
+export interface Target {
+  readonly href: string;
+  readonly secure: boolean;
+  readonly hostname: string;
+  readonly port: number;
+  /** `host[:port]` as a Host header names it (port omitted when default). */
+  readonly host: string;
+  /** Path of the target without a trailing slash ('' for none). */
+  readonly pathname: string;
+}
+
+export interface Route {
+  /** Normalised prefix: leading slash, unescaped, no trailing slash except `/`. */
+  readonly path: string;
+  readonly data: RouteData;
+  readonly target: Target;
+  /** Milliseconds since the epoch of the last traffic seen through this route. */
+  lastActivity: number;
+}
+
+export class RouteError extends SeahorseError {}
+
+/** Parses and checks a target URL; throws RouteError with a message for the API client. */
+export function parseTarget(value: unknown): Target {
+  if (typeof value !== 'string' || value === '') {
+    throw new RouteError('CHP_BAD_TARGET', "'target' must be a URL string such as http://10.0.0.5:8888");
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new RouteError('CHP_BAD_TARGET', `'target' is not a valid URL: ${JSON.stringify(value)}`);
+  }
+  const protocol = url.protocol;
+  if (!['http:', 'https:', 'ws:', 'wss:'].includes(protocol) || url.hostname === '') {
+    throw new RouteError(
+      'CHP_BAD_TARGET',
+      `'target' must be an http:// or https:// URL with a host, got ${JSON.stringify(value)}`,
+    );
+  }
+  const secure = protocol === 'https:' || protocol === 'wss:';
+  const port = url.port ? Number(url.port) : secure ? 443 : 80;
+  const pathname = url.pathname === '/' ? '' : url.pathname.replace(/\/+$/, '');
+  // URL keeps brackets around IPv6 literals; sockets want the bare address.
+  const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  return { href: value, secure, hostname, port, host: url.host, pathname };
+}
+
+/**
+ * The canonical key of a route path, as CHP stores it: percent-decoded UTF-8, one leading
+ * slash, no trailing slash except for `/`. Throws RouteError on undecodable input.
+ */
+export function normalizePath(raw: string): string {
+  let path: string;
+  try {
+    path = raw.includes('%') ? decodeURIComponent(raw) : raw;
+  } catch {
+    throw new RouteError('CHP_BAD_PATH', `route path has invalid percent-encoding: ${JSON.stringify(raw)}`);
+  }
+  if (path.charCodeAt(0) !== 47) path = `/${path}`;
+  while (path.length > 1 && path.charCodeAt(path.length - 1) === 47) path = path.slice(0, -1);
+  return path;
+}
+
+export type RouteChange =
+  | { type: 'set'; path: string; data: RouteData; lastActivity?: number }
+  | { type: 'delete'; path: string };
+
+/** The local table: a trie for request lookups plus a map for the API. */
+export class RouteTable {
+  readonly #trie = new PathTrie<Route>();
+  readonly #listeners: Array<(change: RouteChange) => void> = [];
+
+  get size(): number {
+    return this.#trie.size;
+  }
+
+  /** The route whose prefix is the longest match for `path` (already decoded, no query). */
+  lookup(path: string): Route | undefined {
+    return this.#trie.lookup(path);
+  }
+
+  get(path: string): Route | undefined {
+    return this.#trie.get(path);
+  }
+
+  all(): IterableIterator<Route> {
+    return this.#trie.values();
+  }
+
+  /** Applies a change; `data.target` must already be valid (stores check before writing). */
+  apply(change: RouteChange): void {
+    if (change.type === 'delete') {
+      this.#trie.delete(change.path);
+    } else {
+      const existing = this.#trie.get(change.path);
+      const lastActivity = Math.max(change.lastActivity ?? Date.now(), existing?.lastActivity ?? 0);
+      this.#trie.set(change.path, {
+        path: change.path,
+        data: change.data,
+        target: parseTarget(change.data.target),
+        lastActivity,
+      });
+    }
+    for (const listener of this.#listeners) listener(change);
+  }
+
+  /** Replaces the whole table, keeping the newer activity of routes present in both. */
+  replace(routes: Iterable<{ path: string; data: RouteData; lastActivity?: number }>): void {
+    const previous = new Map<string, number>();
+    for (const route of this.#trie.values()) previous.set(route.path, route.lastActivity);
+    this.#trie.clear();
+    for (const route of routes) {
+      this.#trie.set(route.path, {
+        path: route.path,
+        data: route.data,
+        target: parseTarget(route.data.target),
+        lastActivity: Math.max(route.lastActivity ?? 0, previous.get(route.path) ?? 0) || Date.now(),
+      });
+    }
+  }
+
+  /** Called after every applied change (workers mirror the table through this). */
+  onChange(listener: (change: RouteChange) => void): void {
+    this.#listeners.push(listener);
+  }
+}

@@ -1,0 +1,153 @@
+// Where routes live. The proxy never asks a store on the request path: stores keep the local
+// RouteTable up to date, and the REST API writes through them.
+import { createRequire } from 'node:module';
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { StartupError } from '@seahorse/runtime';
+import type { RouteData, RouteTable } from './routes.ts';
+
+export interface RouteStore {
+  /** Fills `table` and keeps applying changes made elsewhere until close(). */
+  start(table: RouteTable): Promise<void>;
+  /** Resolves once the write is durable in the store and applied to the local table. */
+  set(path: string, data: RouteData): Promise<void>;
+  /** Resolves false when there was no such route. */
+  delete(path: string): Promise<boolean>;
+  /** Records activity seen locally since the last flush (newest wins across writers). */
+  flushActivity(activity: ReadonlyMap<string, number>): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The default: the local table is the store. */
+export class MemoryRouteStore implements RouteStore {
+  #table: RouteTable | undefined;
+
+  async start(table: RouteTable): Promise<void> {
+    this.#table = table;
+  }
+
+  async set(path: string, data: RouteData): Promise<void> {
+    this.#table!.apply({ type: 'set', path, data });
+  }
+
+  async delete(path: string): Promise<boolean> {
+    if (!this.#table!.get(path)) return false;
+    this.#table!.apply({ type: 'delete', path });
+    return true;
+  }
+
+  async flushActivity(): Promise<void> {
+    // Activity already lives on the routes of the local table.
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** The storage interface CHP's `--storage-backend` modules implement (see CHP's lib/store.js). */
+interface ChpStorage {
+  getAll(): Promise<Record<string, Record<string, unknown>>>;
+  add(path: string, data: Record<string, unknown>): Promise<void>;
+  update(path: string, data: Record<string, unknown>): Promise<void>;
+  remove(path: string): Promise<void>;
+}
+
+/**
+ * Runs a CHP storage backend module: the table is loaded from it at start and re-read every
+ * `resyncMs` (such modules cannot push changes), and API writes go to it before the table.
+ */
+export class ChpModuleRouteStore implements RouteStore {
+  readonly #backend: ChpStorage;
+  readonly #resyncMs: number;
+  #table: RouteTable | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(backend: ChpStorage, resyncMs = 5000) {
+    this.#backend = backend;
+    this.#resyncMs = resyncMs;
+  }
+
+  async start(table: RouteTable): Promise<void> {
+    this.#table = table;
+    await this.#resync();
+    this.#timer = setInterval(() => {
+      this.#resync().catch(() => {
+        // keep serving the last table; the next interval tries again
+      });
+    }, this.#resyncMs);
+    this.#timer.unref();
+  }
+
+  async #resync(): Promise<void> {
+    const all = await this.#backend.getAll();
+    this.#table!.replace(
+      Object.entries(all).map(([path, stored]) => {
+        const { last_activity: activity, ...data } = stored;
+        return { path, data: data as RouteData, lastActivity: toMillis(activity) };
+      }),
+    );
+  }
+
+  async set(path: string, data: RouteData): Promise<void> {
+    await this.#backend.add(path, { ...data, last_activity: new Date() });
+    this.#table!.apply({ type: 'set', path, data });
+  }
+
+  async delete(path: string): Promise<boolean> {
+    if (!this.#table!.get(path)) return false;
+    await this.#backend.remove(path);
+    this.#table!.apply({ type: 'delete', path });
+    return true;
+  }
+
+  async flushActivity(activity: ReadonlyMap<string, number>): Promise<void> {
+    for (const [path, at] of activity) await this.#backend.update(path, { last_activity: new Date(at) });
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+  }
+}
+
+function toMillis(value: unknown): number | undefined {
+  if (value instanceof Date) return value.getTime();
+  if (typeof value === 'string' || typeof value === 'number') {
+    const at = new Date(value).getTime();
+    return Number.isNaN(at) ? undefined : at;
+  }
+  return undefined;
+}
+
+/**
+ * Loads a CHP-style storage class from a module name or path, as `--storage-backend` does in
+ * CHP: the module's export (or its default export) is constructed with the proxy options.
+ */
+export async function loadStorageModule(spec: string, options: object): Promise<RouteStore> {
+  const looksLikePath = spec.startsWith('.') || isAbsolute(spec);
+  let url: string;
+  try {
+    url = looksLikePath
+      ? pathToFileURL(resolve(spec)).href
+      : pathToFileURL(createRequire(`${process.cwd()}/`).resolve(spec)).href;
+  } catch {
+    throw new StartupError(
+      `--storage-backend: cannot find module '${spec}'; give 'memory', 'redis', or a path to a storage module`,
+    );
+  }
+  let exported: unknown;
+  try {
+    const module = (await import(url)) as { default?: unknown };
+    exported = module.default ?? module;
+  } catch (error) {
+    throw new StartupError(`--storage-backend: loading '${spec}' failed: ${(error as Error).message}`);
+  }
+  if (typeof exported !== 'function') {
+    throw new StartupError(`--storage-backend: '${spec}' does not export a storage class`);
+  }
+  const backend = new (exported as new (options: object) => ChpStorage)(options);
+  for (const method of ['getAll', 'add', 'update', 'remove'] as const) {
+    if (typeof backend[method] !== 'function') {
+      throw new StartupError(`--storage-backend: '${spec}' has no ${method}() method, which CHP backends implement`);
+    }
+  }
+  return new ChpModuleRouteStore(backend);
+}

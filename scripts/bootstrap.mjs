@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+// Makes a fresh machine (only Node >= 20 and npm) ready for `npm test` / `npm start`:
+// installs npm dependencies (which bring the pinned Node 24) and the system binaries the
+// tests run for real. Plain JavaScript on purpose: it runs before any dependency exists.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { delimiter, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const depsOnly = process.argv.includes('--deps-only');
+
+// What the test suites start for real, and the Debian package that provides it.
+const systemNeeds = [
+  { binary: 'redis-server', pkg: 'redis-server', why: 'route store and test helper tests' },
+  { binary: 'postgres', pkg: 'postgresql', why: 'PostgreSQL test helper', extraDirs: pgBinDirs },
+  { binary: 'initdb', pkg: 'postgresql', why: 'PostgreSQL test helper', extraDirs: pgBinDirs },
+  { binary: 'jupyterhub', pkg: 'jupyterhub', why: 'JupyterHub compatibility tests' },
+  {
+    binary: 'jupyterhub-singleuser',
+    pkg: 'jupyterhub',
+    why: 'JupyterHub compatibility tests',
+  },
+  { binary: 'ipython', pkg: 'python3-ipykernel', why: 'a kernel for the JupyterHub tests', python: 'ipykernel' },
+];
+
+function fail(message) {
+  process.stderr.write(`bootstrap: ${message}\n`);
+  process.exit(1);
+}
+
+function run(cmd, args, options = {}) {
+  const result = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...options });
+  if (result.error) fail(`could not run ${cmd}: ${result.error.message}`);
+  return result.status ?? 1;
+}
+
+function pgBinDirs() {
+  const base = '/usr/lib/postgresql';
+  if (!existsSync(base)) return [];
+  return readdirSync(base)
+    .sort((a, b) => Number(b) - Number(a))
+    .map((version) => join(base, version, 'bin'));
+}
+
+function onPath(binary, extraDirs) {
+  const dirs = (process.env.PATH ?? '').split(delimiter).concat(extraDirs ? extraDirs() : []);
+  return dirs.some((dir) => dir && existsSync(join(dir, binary)));
+}
+
+function pythonHas(module) {
+  return spawnSync('python3', ['-c', `import ${module}`], { stdio: 'ignore' }).status === 0;
+}
+
+function mtime(path) {
+  return existsSync(path) ? statSync(path).mtimeMs : 0;
+}
+
+function installNpmDependencies() {
+  const marker = join(root, 'node_modules', '.package-lock.json');
+  const manifests = [join(root, 'package.json'), join(root, 'package-lock.json')];
+  for (const dir of readdirSync(join(root, 'packages'))) {
+    manifests.push(join(root, 'packages', dir, 'package.json'));
+  }
+  const newest = Math.max(...manifests.map(mtime));
+  if (existsSync(marker) && mtime(marker) >= newest) return;
+  process.stdout.write('bootstrap: installing npm dependencies\n');
+  const args = existsSync(join(root, 'package-lock.json')) && process.env.CI ? ['ci'] : ['install'];
+  if (run('npm', [...args, '--no-audit', '--no-fund']) !== 0) {
+    fail('npm install failed; fix the error above and run the command again');
+  }
+}
+
+function installSystemBinaries() {
+  const missing = systemNeeds.filter(
+    (need) => !onPath(need.binary, need.extraDirs) || (need.python && !pythonHas(need.python)),
+  );
+  if (missing.length === 0) return;
+  const packages = [...new Set(missing.map((need) => need.pkg))];
+  const list = missing.map((need) => `${need.binary} (${need.why})`).join(', ');
+  if (process.getuid?.() !== 0) {
+    fail(`missing ${list}. Install them with: sudo apt-get install -y ${packages.join(' ')}`);
+  }
+  process.stdout.write(`bootstrap: installing ${packages.join(' ')} for ${list}\n`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  if (run('apt-get', ['update', '-qq'], { env }) !== 0) fail('apt-get update failed');
+  if (run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...packages], { env }) !== 0) {
+    fail(`apt-get install ${packages.join(' ')} failed`);
+  }
+}
+
+installNpmDependencies();
+if (!depsOnly) installSystemBinaries();
