@@ -16,12 +16,8 @@ const systemNeeds = [
   { binary: 'postgres', pkg: 'postgresql', why: 'PostgreSQL test helper', extraDirs: pgBinDirs },
   { binary: 'initdb', pkg: 'postgresql', why: 'PostgreSQL test helper', extraDirs: pgBinDirs },
   { binary: 'jupyterhub', pkg: 'jupyterhub', why: 'JupyterHub compatibility tests' },
-  {
-    binary: 'jupyterhub-singleuser',
-    pkg: 'jupyterhub',
-    why: 'JupyterHub compatibility tests',
-  },
-  { binary: 'ipython', pkg: 'python3-ipykernel', why: 'a kernel for the JupyterHub tests', python: 'ipykernel' },
+  // Debian's jupyterhub brings jupyterhub-singleuser, the notebook server and ipykernel.
+  { binary: 'jupyterhub-singleuser', pkg: 'jupyterhub', why: 'JupyterHub compatibility tests' },
 ];
 
 function fail(message) {
@@ -48,10 +44,6 @@ function onPath(binary, extraDirs) {
   return dirs.some((dir) => dir && existsSync(join(dir, binary)));
 }
 
-function pythonHas(module) {
-  return spawnSync('python3', ['-c', `import ${module}`], { stdio: 'ignore' }).status === 0;
-}
-
 function mtime(path) {
   return existsSync(path) ? statSync(path).mtimeMs : 0;
 }
@@ -72,9 +64,7 @@ function installNpmDependencies() {
 }
 
 function installSystemBinaries() {
-  const missing = systemNeeds.filter(
-    (need) => !onPath(need.binary, need.extraDirs) || (need.python && !pythonHas(need.python)),
-  );
+  const missing = systemNeeds.filter((need) => !onPath(need.binary, need.extraDirs));
   if (missing.length === 0) return;
   const packages = [...new Set(missing.map((need) => need.pkg))];
   const list = missing.map((need) => `${need.binary} (${need.why})`).join(', ');

@@ -14,8 +14,12 @@ export interface Target {
   readonly port: number;
   /** `host[:port]` as a Host header names it (port omitted when default). */
   readonly host: string;
-  /** Path of the target without a trailing slash ('' for none). */
+  /** Path of the target as written ('' for none or `/`), prepended to forwarded paths. */
   readonly pathname: string;
+  /** Query of the target without `?` ('' for none), merged before the request's query. */
+  readonly query: string;
+  /** For `http+unix://` targets: the socket to connect to. */
+  readonly socketPath: string | undefined;
 }
 
 export interface Route {
@@ -41,18 +45,29 @@ export function parseTarget(value: unknown): Target {
     throw new RouteError('CHP_BAD_TARGET', `'target' is not a valid URL: ${JSON.stringify(value)}`);
   }
   const protocol = url.protocol;
-  if (!['http:', 'https:', 'ws:', 'wss:'].includes(protocol) || url.hostname === '') {
+  const unix = protocol === 'http+unix:' || protocol === 'unix+http:' || protocol === 'https+unix:';
+  if (!(unix || ['http:', 'https:', 'ws:', 'wss:'].includes(protocol)) || url.host === '') {
     throw new RouteError(
       'CHP_BAD_TARGET',
-      `'target' must be an http:// or https:// URL with a host, got ${JSON.stringify(value)}`,
+      `'target' must be an http://, https:// or http+unix:// URL with a host, got ${JSON.stringify(value)}`,
     );
   }
-  const secure = protocol === 'https:' || protocol === 'wss:';
+  const secure = protocol === 'https:' || protocol === 'wss:' || protocol === 'https+unix:';
   const port = url.port ? Number(url.port) : secure ? 443 : 80;
-  const pathname = url.pathname === '/' ? '' : url.pathname.replace(/\/+$/, '');
+  const pathname = url.pathname === '/' ? '' : url.pathname;
   // URL keeps brackets around IPv6 literals; sockets want the bare address.
   const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-  return { href: value, secure, hostname, port, host: url.host, pathname };
+  const socketPath = unix ? decodeURIComponent(url.host) : undefined;
+  return {
+    href: value,
+    secure,
+    hostname: unix ? 'localhost' : hostname,
+    port,
+    host: unix ? 'localhost' : url.host,
+    pathname,
+    query: url.search.slice(1),
+    socketPath,
+  };
 }
 
 /**
@@ -75,13 +90,14 @@ export type RouteChange =
   | { type: 'set'; path: string; data: RouteData; lastActivity?: number }
   | { type: 'delete'; path: string };
 
-/** The local table: a trie for request lookups plus a map for the API. */
+/** The local table: a trie for request lookups plus a map (in insertion order) for the API. */
 export class RouteTable {
   readonly #trie = new PathTrie<Route>();
+  readonly #byPath = new Map<string, Route>();
   readonly #listeners: Array<(change: RouteChange) => void> = [];
 
   get size(): number {
-    return this.#trie.size;
+    return this.#byPath.size;
   }
 
   /** The route whose prefix is the longest match for `path` (already decoded, no query). */
@@ -90,42 +106,47 @@ export class RouteTable {
   }
 
   get(path: string): Route | undefined {
-    return this.#trie.get(path);
+    return this.#byPath.get(path);
   }
 
   all(): IterableIterator<Route> {
-    return this.#trie.values();
+    return this.#byPath.values();
   }
 
   /** Applies a change; `data.target` must already be valid (stores check before writing). */
   apply(change: RouteChange): void {
     if (change.type === 'delete') {
       this.#trie.delete(change.path);
+      this.#byPath.delete(change.path);
     } else {
-      const existing = this.#trie.get(change.path);
-      const lastActivity = Math.max(change.lastActivity ?? Date.now(), existing?.lastActivity ?? 0);
-      this.#trie.set(change.path, {
+      const route: Route = {
         path: change.path,
         data: change.data,
         target: parseTarget(change.data.target),
-        lastActivity,
-      });
+        lastActivity: change.lastActivity ?? Date.now(),
+      };
+      // A re-written route moves to the end of the listing, as CHP's does.
+      this.#byPath.delete(change.path);
+      this.#byPath.set(change.path, route);
+      this.#trie.set(change.path, route);
     }
     for (const listener of this.#listeners) listener(change);
   }
 
   /** Replaces the whole table, keeping the newer activity of routes present in both. */
   replace(routes: Iterable<{ path: string; data: RouteData; lastActivity?: number }>): void {
-    const previous = new Map<string, number>();
-    for (const route of this.#trie.values()) previous.set(route.path, route.lastActivity);
+    const previous = new Map(this.#byPath);
     this.#trie.clear();
-    for (const route of routes) {
-      this.#trie.set(route.path, {
-        path: route.path,
-        data: route.data,
-        target: parseTarget(route.data.target),
-        lastActivity: Math.max(route.lastActivity ?? 0, previous.get(route.path) ?? 0) || Date.now(),
-      });
+    this.#byPath.clear();
+    for (const { path, data, lastActivity } of routes) {
+      const route: Route = {
+        path,
+        data,
+        target: parseTarget(data.target),
+        lastActivity: Math.max(lastActivity ?? 0, previous.get(path)?.lastActivity ?? 0) || Date.now(),
+      };
+      this.#byPath.set(path, route);
+      this.#trie.set(path, route);
     }
   }
 

@@ -7,6 +7,8 @@ import { StartupError } from '@seahorse/runtime';
 import type { RouteData, RouteTable } from './routes.ts';
 
 export interface RouteStore {
+  /** True when other processes read this store, so local activity must be flushed to it. */
+  readonly shared: boolean;
   /** Fills `table` and keeps applying changes made elsewhere until close(). */
   start(table: RouteTable): Promise<void>;
   /** Resolves once the write is durable in the store and applied to the local table. */
@@ -20,6 +22,7 @@ export interface RouteStore {
 
 /** The default: the local table is the store. */
 export class MemoryRouteStore implements RouteStore {
+  readonly shared = false;
   #table: RouteTable | undefined;
 
   async start(table: RouteTable): Promise<void> {
@@ -56,6 +59,7 @@ interface ChpStorage {
  * `resyncMs` (such modules cannot push changes), and API writes go to it before the table.
  */
 export class ChpModuleRouteStore implements RouteStore {
+  readonly shared = true;
   readonly #backend: ChpStorage;
   readonly #resyncMs: number;
   #table: RouteTable | undefined;
@@ -146,7 +150,9 @@ export async function loadStorageModule(spec: string, options: object): Promise<
   const backend = new (exported as new (options: object) => ChpStorage)(options);
   for (const method of ['getAll', 'add', 'update', 'remove'] as const) {
     if (typeof backend[method] !== 'function') {
-      throw new StartupError(`--storage-backend: '${spec}' has no ${method}() method, which CHP backends implement`);
+      throw new StartupError(
+        `--storage-backend: '${spec}' has no ${method}() method, which CHP backends implement`,
+      );
     }
   }
   return new ChpModuleRouteStore(backend);

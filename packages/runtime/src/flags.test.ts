@@ -9,7 +9,14 @@ const specs: FlagSpec[] = [
   { name: 'x-forward', kind: 'boolean', default: true, help: 'add X-Forwarded-*' },
   { name: 'insecure', kind: 'boolean', help: 'skip TLS checks' },
   { name: 'custom-header', kind: 'list', arg: '<header>', help: 'header' },
-  { name: 'log-level', kind: 'string', arg: '<level>', default: 'info', choices: ['debug', 'info'], help: 'level' },
+  {
+    name: 'log-level',
+    kind: 'string',
+    arg: '<level>',
+    default: 'info',
+    choices: ['debug', 'info'],
+    help: 'level',
+  },
   { name: 'lameduck', kind: 'duration', arg: '<d>', default: '1s', help: 'lameduck' },
   { name: 'version', short: 'V', kind: 'boolean', help: 'version' },
 ];
@@ -54,11 +61,14 @@ test('mistakes name the flag and the accepted form', () => {
     [['stray'], {}, /unexpected argument 'stray'/],
   ];
   for (const [argv, env, message] of cases) {
-    assert.throws(() => parseFlags(specs, argv, env), (error: unknown) => {
-      assert.ok(error instanceof UsageError);
-      assert.match(error.message, message);
-      return true;
-    });
+    assert.throws(
+      () => parseFlags(specs, argv, env),
+      (error: unknown) => {
+        assert.ok(error instanceof UsageError);
+        assert.match(error.message, message);
+        return true;
+      },
+    );
   }
 });
 

@@ -12,4 +12,11 @@ export {
   Summary,
   serveMetrics,
 } from './metrics.ts';
-export { delay, formatAddress, Lifecycle, type LifecycleOptions, type ListenAddress, listen } from './serve.ts';
+export {
+  delay,
+  formatAddress,
+  Lifecycle,
+  type LifecycleOptions,
+  type ListenAddress,
+  listen,
+} from './serve.ts';

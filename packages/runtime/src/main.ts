@@ -7,7 +7,10 @@ export const exitCodes = { ok: 0, runtime: 1, usage: 2 } as const;
 /** Formats an error for a person; returns the exit code it deserves. */
 export function describeFatal(program: string, error: unknown): { line: string; code: number } {
   if (error instanceof UsageError) {
-    return { line: `${program}: ${error.message}\nRun '${program} --help' for usage.`, code: exitCodes.usage };
+    return {
+      line: `${program}: ${error.message}\nRun '${program} --help' for usage.`,
+      code: exitCodes.usage,
+    };
   }
   if (error instanceof StartupError || error instanceof SeahorseError) {
     return { line: `${program}: ${error.message}`, code: exitCodes.runtime };

@@ -1,6 +1,7 @@
 // One Prometheus registry per process, with the process and Node default metrics.
-import { collectDefaultMetrics, Registry } from 'prom-client';
+
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 
 export { Counter, Gauge, Histogram, Registry, Summary } from 'prom-client';
 

@@ -1,8 +1,16 @@
 // Test helpers that start real servers (redis-server, Sentinel, PostgreSQL) on free loopback
 // ports and stop them by PID, even when a test fails or the runner is interrupted.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import {
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
@@ -139,7 +147,9 @@ export function findBinary(name: string, extraDirs: string[] = []): string {
   for (const dir of dirs) {
     if (dir && existsSync(join(dir, name))) return join(dir, name);
   }
-  throw new Error(`${name} not found on PATH or in ${extraDirs.join(', ') || 'no extra dirs'}; run 'npm test', which installs it`);
+  throw new Error(
+    `${name} not found on PATH or in ${extraDirs.join(', ') || 'no extra dirs'}; run 'npm test', which installs it`,
+  );
 }
 
 type RespValue = string | number | null | RespValue[];
@@ -227,7 +237,9 @@ export async function startRedis(
   if (options.replicaOf) args.push('--replicaof', options.replicaOf.host, String(options.replicaOf.port));
   args.push(...(options.args ?? []));
   const proc = new ManagedProcess(`redis-server :${port}`, findBinary('redis-server'), args);
-  await proc.untilReady(waitFor(`redis-server on ${port}`, async () => (await redisCommand(port, ['PING'])) === 'PONG'));
+  await proc.untilReady(
+    waitFor(`redis-server on ${port}`, async () => (await redisCommand(port, ['PING'])) === 'PONG'),
+  );
   return {
     host,
     port,
@@ -242,7 +254,11 @@ export async function startRedis(
 }
 
 /** A primary and a replica that has completed its first sync. */
-export async function startRedisWithReplica(): Promise<{ primary: RedisServer; replica: RedisServer; stop(): Promise<void> }> {
+export async function startRedisWithReplica(): Promise<{
+  primary: RedisServer;
+  replica: RedisServer;
+  stop(): Promise<void>;
+}> {
   const primary = await startRedis();
   const replica = await startRedis({ replicaOf: primary });
   await waitFor('replica to sync', async () => {
@@ -278,7 +294,9 @@ export async function startSentinels(
       ].join('\n'),
     );
     const proc = new ManagedProcess(`sentinel :${port}`, findBinary('redis-server'), [conf, '--sentinel']);
-    await proc.untilReady(waitFor(`sentinel on ${port}`, async () => (await redisCommand(port, ['PING'])) === 'PONG'));
+    await proc.untilReady(
+      waitFor(`sentinel on ${port}`, async () => (await redisCommand(port, ['PING'])) === 'PONG'),
+    );
     sentinels.push({
       host: '127.0.0.1',
       port,
@@ -291,7 +309,11 @@ export async function startSentinels(
       },
     });
   }
-  return { sentinels, masterName, stop: async () => void (await Promise.all(sentinels.map((s) => s.stop()))) };
+  return {
+    sentinels,
+    masterName,
+    stop: async () => void (await Promise.all(sentinels.map((s) => s.stop()))),
+  };
 }
 
 export interface PostgresServer {

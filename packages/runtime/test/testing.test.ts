@@ -25,7 +25,10 @@ test('a replica follows its primary', async () => {
   const pair = await startRedisWithReplica();
   try {
     await pair.primary.command('SET', 'shared', '1');
-    await waitFor('replica to see the key', async () => (await pair.replica.command('GET', 'shared')) === '1');
+    await waitFor(
+      'replica to see the key',
+      async () => (await pair.replica.command('GET', 'shared')) === '1',
+    );
     assert.equal(await pair.replica.command('ROLE').then((role) => (role as string[])[0]), 'slave');
   } finally {
     await pair.stop();
@@ -48,7 +51,11 @@ test('Sentinels report the primary and promote the replica when it dies', async 
     await waitFor(
       'failover to the replica',
       async () => {
-        const now = (await first!.command('SENTINEL', 'get-master-addr-by-name', sentinels.masterName)) as string[];
+        const now = (await first!.command(
+          'SENTINEL',
+          'get-master-addr-by-name',
+          sentinels.masterName,
+        )) as string[];
         return now[1] === String(pair.replica.port);
       },
       { timeoutMs: 30_000, intervalMs: 100 },

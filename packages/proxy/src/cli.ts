@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+// `configurable-http-proxy`: parses the command line and runs the proxy in this very process,
+// as JupyterHub expects of the command it starts and signals.
+import { createLogger, formatHelp, type LogLevel, parseFlags, runMain } from '@seahorse/runtime';
+import { buildOptions, createStore, flagSpecs, version } from './options.ts';
+import { startProxy } from './server.ts';
+
+const program = 'configurable-http-proxy';
+
+async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const flags = parseFlags(flagSpecs, argv, env);
+  if (flags.boolean('help')) {
+    process.stdout.write(formatHelp(`${program} [options]`, flagSpecs));
+    return;
+  }
+  if (flags.boolean('version')) {
+    process.stdout.write(`${version()}\n`);
+    return;
+  }
+  const options = buildOptions(flags, env);
+  const log = createLogger({ name: 'proxy', level: flags.string('log-level') as LogLevel });
+  // As CHP: an unexpected error in one request is logged, and every other user stays connected.
+  process.on('uncaughtException', (error) => log.error({ err: error }, 'uncaught exception'));
+  const store = await createStore(flags.string('storage-backend'), options);
+  const proxy = await startProxy(options, store, log);
+  proxy.lifecycle.installSignalHandlers();
+}
+
+runMain(program, () => main(process.argv.slice(2), process.env));

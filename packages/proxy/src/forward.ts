@@ -1,0 +1,410 @@
+// Forwarding: finds the route for a request, rewrites its path and headers the way CHP does,
+// and streams it to the target and back. HTTP and websocket upgrades share the routing code.
+import {
+  type ClientRequest,
+  Agent as HttpAgent,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '@seahorse/runtime';
+import type { ErrorPages } from './error-pages.ts';
+import type { ProxyMetrics } from './metrics.ts';
+import {
+  BadRequestPath,
+  countSegments,
+  joinTarget,
+  lookupPath,
+  removeDotSegments,
+  stripSegments,
+} from './paths.ts';
+import type { Route, RouteTable } from './routes.ts';
+
+export interface ForwardOptions {
+  xForward: boolean;
+  prependPath: boolean;
+  includePrefix: boolean;
+  hostRouting: boolean;
+  changeOrigin: boolean;
+  autoRewrite: boolean;
+  protocolRewrite: string | undefined;
+  /** Lower-cased names; applied after every other header change, so they win. */
+  customHeaders: ReadonlyArray<readonly [string, string]>;
+  /** Idle timeout of incoming sockets (CHP's `--timeout`), 0 for none. */
+  timeoutMs: number;
+  /** How long to wait for a target's response (CHP's `--proxy-timeout`), 0 for none. */
+  proxyTimeoutMs: number;
+  /** Options for TLS connections to `https://` targets (`--client-ssl-*`, `--insecure`). */
+  clientTls: { key?: Buffer; cert?: Buffer; ca?: Buffer[]; rejectUnauthorized: boolean };
+  /** Whether the public listener is TLS, for `X-Forwarded-Proto` and `-Port`. */
+  listenerSecure: boolean;
+}
+
+// Headers that describe one connection and are not passed on (RFC 9110 section 7.6.1).
+const hopByHop = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+]);
+const redirectStatus = new Set([201, 301, 302, 307, 308]);
+
+export interface Match {
+  route: Route;
+  /** Path and query to request from the target. */
+  path: string;
+}
+
+export class Forwarder {
+  readonly #options: ForwardOptions;
+  readonly #table: RouteTable;
+  readonly #metrics: ProxyMetrics;
+  readonly #errors: ErrorPages;
+  readonly #log: Logger;
+  readonly #httpAgent: HttpAgent;
+  readonly #httpsAgent: HttpsAgent;
+  readonly #websockets = new Set<Duplex>();
+
+  constructor(
+    options: ForwardOptions,
+    table: RouteTable,
+    metrics: ProxyMetrics,
+    errors: ErrorPages,
+    log: Logger,
+  ) {
+    this.#options = options;
+    this.#table = table;
+    this.#metrics = metrics;
+    this.#errors = errors;
+    this.#log = log;
+    // Keep-alive pools per target; LIFO keeps a few sockets warm instead of many lukewarm.
+    const pool = { keepAlive: true, maxFreeSockets: 1024, scheduling: 'lifo' } as const;
+    this.#httpAgent = new HttpAgent(pool);
+    this.#httpsAgent = new HttpsAgent({ ...pool, ...options.clientTls });
+  }
+
+  /** Open websocket connections, for metrics and shutdown. */
+  get websocketCount(): number {
+    return this.#websockets.size;
+  }
+
+  /**
+   * Routes a request URL and computes the path to send to the target. Undefined when no route
+   * matches; throws BadRequestPath when the path cannot be decoded.
+   */
+  match(url: string, host: string | undefined): Match | undefined {
+    const queryAt = url.indexOf('?');
+    const rawPath = removeDotSegments(queryAt === -1 ? url : url.slice(0, queryAt));
+    const query = queryAt === -1 ? '' : url.slice(queryAt + 1);
+    let key = lookupPath(rawPath);
+    let hostSegments = 0;
+    if (this.#options.hostRouting) {
+      key = `/${hostname(host)}${key}`;
+      hostSegments = 1;
+    }
+    const started = performance.now();
+    const route = this.#table.lookup(key);
+    this.#metrics.findTarget((performance.now() - started) / 1000);
+    if (!route) return undefined;
+
+    let path = rawPath;
+    if (!this.#options.includePrefix) path = stripSegments(rawPath, countSegments(route.path) - hostSegments);
+    else if (rawPath === '/') path = '';
+    const target = route.target;
+    return {
+      route,
+      path: this.#options.prependPath
+        ? joinTarget(target.pathname, target.query, path, query)
+        : joinTarget('', '', path, query),
+    };
+  }
+
+  /** Proxies one HTTP request. */
+  handleRequest(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    this.#metrics.webRequests.inc();
+    let match: Match | undefined;
+    try {
+      match = this.match(req.url ?? '/', req.headers.host);
+    } catch (error) {
+      if (!(error instanceof BadRequestPath)) throw error;
+      this.#countError(400);
+      this.#errors.send(req, res, 400);
+      return;
+    }
+    if (!match) {
+      this.#countError(404);
+      this.#log.debug({ path: req.url }, 'no route');
+      this.#errors.send(req, res, 404);
+      return;
+    }
+    const { route } = match;
+    const target = route.target;
+    if (this.#options.timeoutMs > 0) req.socket.setTimeout(this.#options.timeoutMs);
+    const proxyReq = this.#request(req, match, false);
+
+    proxyReq.on('response', (proxyRes) => {
+      const status = proxyRes.statusCode ?? 502;
+      res.writeHead(status, proxyRes.statusMessage, this.#responseHeaders(req, proxyRes, route));
+      // Event streams must reach the client as they are written.
+      if (proxyRes.headers['content-type']?.startsWith('text/event-stream')) res.flushHeaders();
+      proxyRes.pipe(res);
+      proxyRes.once('end', () => {
+        // As CHP: only successful responses count as a user's activity.
+        if (status < 300) route.lastActivity = Date.now();
+        this.#metrics.proxied(status, (performance.now() - started) / 1000);
+      });
+      proxyRes.once('error', () => res.destroy());
+    });
+
+    proxyReq.on('error', (error: NodeJS.ErrnoException) => {
+      if (res.writableEnded || (req.destroyed && !res.headersSent)) return; // the client left first
+      const timedOut = error.code === 'ETIMEDOUT';
+      const status = timedOut ? 504 : 503;
+      this.#countError(status);
+      this.#log.warn(
+        { route: route.path, target: target.href, code: error.code, err: error.message },
+        'proxy error',
+      );
+      if (res.headersSent) res.destroy();
+      else this.#errors.send(req, res, status);
+    });
+
+    // The client went away: stop talking to the target on its behalf.
+    res.once('close', () => {
+      if (!res.writableFinished) proxyReq.destroy();
+    });
+    if (hasBody(req.headers)) {
+      req.on('data', () => {
+        route.lastActivity = Date.now();
+      });
+    }
+    req.once('error', () => proxyReq.destroy());
+    req.pipe(proxyReq);
+  }
+
+  /** Proxies a websocket upgrade and relays bytes both ways. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    // Only websocket upgrades over GET are proxied, as CHP does; others get no answer.
+    if (req.method !== 'GET' || req.headers.upgrade?.toLowerCase() !== 'websocket') {
+      socket.destroy();
+      return;
+    }
+    this.#metrics.websocketRequests.inc();
+    let match: Match | undefined;
+    try {
+      match = this.match(req.url ?? '/', req.headers.host);
+    } catch (error) {
+      if (!(error instanceof BadRequestPath)) throw error;
+      this.#countError(400);
+      writeRawResponse(socket, 400, 'Bad Request', `${error.message}\n`);
+      return;
+    }
+    if (!match) {
+      this.#countError(404);
+      writeRawResponse(socket, 404, 'Not Found', 'No route for this websocket path\n');
+      return;
+    }
+    const { route } = match;
+    const target = route.target;
+    const proxyReq = this.#request(req, match, true);
+    proxyReq.on('error', (error: NodeJS.ErrnoException) => {
+      this.#countError(503);
+      this.#log.warn(
+        { route: route.path, target: target.href, code: error.code, err: error.message },
+        'websocket proxy error',
+      );
+      writeRawResponse(socket, 503, 'Service Unavailable', 'The websocket target is unavailable\n');
+    });
+    // The target answered without upgrading (auth failure, 404): relay that answer and close.
+    proxyReq.on('response', (proxyRes) => {
+      this.#metrics.proxied(proxyRes.statusCode ?? 502, 0);
+      socket.write(
+        statusAndHeaders(`HTTP/1.1 ${proxyRes.statusCode} ${proxyRes.statusMessage}`, proxyRes.rawHeaders),
+      );
+      proxyRes.pipe(socket);
+    });
+    proxyReq.on('upgrade', (proxyRes, proxySocket, proxyHead) => {
+      this.#metrics.proxied(101, 0);
+      proxySocket.on('error', () => socket.destroy());
+      if (socket.destroyed) {
+        proxySocket.destroy();
+        return;
+      }
+      proxySocket.setNoDelay(true);
+      proxySocket.setTimeout(0);
+      proxySocket.setKeepAlive(true);
+      socket.write(statusAndHeaders('HTTP/1.1 101 Switching Protocols', proxyRes.rawHeaders));
+      if (proxyHead.length > 0) socket.write(proxyHead);
+      if (head.length > 0) proxySocket.write(head);
+      // Traffic either way is activity: a kernel streaming output is as alive as a user typing.
+      const touch = () => {
+        route.lastActivity = Date.now();
+      };
+      socket.on('data', touch);
+      proxySocket.on('data', touch);
+      proxySocket.pipe(socket);
+      socket.pipe(proxySocket);
+      this.#websockets.add(socket);
+      const close = () => {
+        this.#websockets.delete(socket);
+        socket.destroy();
+        proxySocket.destroy();
+      };
+      socket.once('close', close);
+      proxySocket.once('close', close);
+    });
+    socket.once('close', () => {
+      if (!proxyReq.writableFinished || !proxyReq.destroyed) proxyReq.destroy();
+    });
+    proxyReq.end();
+  }
+
+  /** Closes every websocket; used when draining, since they would never finish by themselves. */
+  closeWebsockets(): void {
+    for (const socket of this.#websockets) socket.destroy();
+  }
+
+  close(): void {
+    this.closeWebsockets();
+    this.#httpAgent.destroy();
+    this.#httpsAgent.destroy();
+  }
+
+  #request(req: IncomingMessage, match: Match, upgrade: boolean): ClientRequest {
+    const target = match.route.target;
+    const proxyReq = (target.secure ? httpsRequest : httpRequest)({
+      // Upgraded sockets leave the pool for good, so they get a connection of their own.
+      agent: upgrade ? false : target.secure ? this.#httpsAgent : this.#httpAgent,
+      host: target.hostname,
+      port: target.port,
+      socketPath: target.socketPath,
+      method: req.method,
+      path: match.path,
+      headers: this.#outgoingHeaders(req, match.route, upgrade),
+      setHost: false,
+      ...(target.secure ? { servername: target.hostname, ...(upgrade ? this.#options.clientTls : {}) } : {}),
+    });
+    if (this.#options.proxyTimeoutMs > 0) {
+      proxyReq.setTimeout(this.#options.proxyTimeoutMs, () => {
+        proxyReq.destroy(
+          Object.assign(new Error('the target did not answer in time'), { code: 'ETIMEDOUT' }),
+        );
+      });
+    }
+    return proxyReq;
+  }
+
+  #countError(status: number): void {
+    this.#metrics.proxied(status, 0);
+  }
+
+  #outgoingHeaders(req: IncomingMessage, route: Route, upgrade: boolean): IncomingHttpHeaders {
+    const headers = req.headers;
+    if (!upgrade) {
+      // Headers named in Connection belong to the client's connection, not ours to the target.
+      const connection = headers.connection;
+      if (connection !== undefined) {
+        for (const name of connection.toLowerCase().split(',')) {
+          const trimmed = name.trim();
+          if (trimmed !== '' && trimmed !== 'close' && trimmed !== 'keep-alive') delete headers[trimmed];
+        }
+        delete headers.connection;
+      }
+      if (headers['keep-alive'] !== undefined) delete headers['keep-alive'];
+      if (headers['proxy-connection'] !== undefined) delete headers['proxy-connection'];
+      if (headers.trailer !== undefined) delete headers.trailer;
+    }
+    if (this.#options.xForward) {
+      const secure = this.#options.listenerSecure;
+      appendForwarded(headers, 'x-forwarded-for', req.socket.remoteAddress ?? '');
+      appendForwarded(headers, 'x-forwarded-port', requestPort(headers.host, secure));
+      appendForwarded(
+        headers,
+        'x-forwarded-proto',
+        upgrade ? (secure ? 'wss' : 'ws') : secure ? 'https' : 'http',
+      );
+      if (!upgrade && headers['x-forwarded-host'] === undefined)
+        headers['x-forwarded-host'] = headers.host ?? '';
+    }
+    if (this.#options.changeOrigin) headers.host = route.target.host;
+    for (const [name, value] of this.#options.customHeaders) headers[name] = value;
+    return headers;
+  }
+
+  #responseHeaders(req: IncomingMessage, proxyRes: IncomingMessage, route: Route): string[] {
+    const raw = proxyRes.rawHeaders;
+    const out: string[] = [];
+    const rewrite =
+      (this.#options.autoRewrite || this.#options.protocolRewrite !== undefined) &&
+      redirectStatus.has(proxyRes.statusCode ?? 0);
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (hopByHop.has(name.toLowerCase())) continue;
+      let value = raw[i + 1]!;
+      if (rewrite && name.length === 8 && name.toLowerCase() === 'location')
+        value = this.#rewriteLocation(value, req, route);
+      out.push(name, value);
+    }
+    return out;
+  }
+
+  /** `--auto-rewrite` and `--protocol-rewrite`: only redirects that point at the target itself. */
+  #rewriteLocation(location: string, req: IncomingMessage, route: Route): string {
+    let url: URL;
+    try {
+      url = new URL(location);
+    } catch {
+      return location; // relative redirects need no rewriting
+    }
+    if (url.host !== route.target.host) return location;
+    if (this.#options.autoRewrite && req.headers.host) url.host = req.headers.host;
+    if (this.#options.protocolRewrite) url.protocol = `${this.#options.protocolRewrite.replace(/:$/, '')}:`;
+    return url.href;
+  }
+}
+
+/** Host header without its port; a request without Host routes as the empty host. */
+function hostname(host: string | undefined): string {
+  if (!host) return '';
+  if (host.charCodeAt(0) === 91) {
+    const end = host.indexOf(']');
+    return end === -1 ? host : host.slice(0, end + 1);
+  }
+  const colon = host.indexOf(':');
+  return colon === -1 ? host : host.slice(0, colon);
+}
+
+function requestPort(host: string | undefined, secure: boolean): string {
+  const match = host ? /:(\d+)$/.exec(host) : null;
+  return match ? match[1]! : secure ? '443' : '80';
+}
+
+function appendForwarded(headers: IncomingHttpHeaders, name: string, value: string): void {
+  const existing = headers[name];
+  headers[name] = existing ? `${existing},${value}` : value;
+}
+
+function hasBody(headers: IncomingHttpHeaders): boolean {
+  const length = headers['content-length'];
+  return (length !== undefined && length !== '0') || headers['transfer-encoding'] !== undefined;
+}
+
+function statusAndHeaders(statusLine: string, rawHeaders: string[]): string {
+  let text = statusLine;
+  for (let i = 0; i < rawHeaders.length; i += 2) text += `\r\n${rawHeaders[i]}: ${rawHeaders[i + 1]}`;
+  return `${text}\r\n\r\n`;
+}
+
+function writeRawResponse(socket: Duplex, status: number, reason: string, body: string): void {
+  if (socket.destroyed) return;
+  const head = `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close`;
+  socket.end(`${head}\r\n\r\n${body}`);
+}
