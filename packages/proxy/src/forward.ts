@@ -164,7 +164,8 @@ export class Forwarder {
     });
 
     proxyReq.on('error', (error: NodeJS.ErrnoException) => {
-      if (res.writableEnded || (req.destroyed && !res.headersSent)) return; // the client left first
+      // The client left first: nobody to answer. (req.destroyed is no sign: a read request is.)
+      if (res.writableEnded || res.destroyed || req.socket.destroyed) return;
       const timedOut = error.code === 'ETIMEDOUT';
       const status = timedOut ? 504 : 503;
       this.#countError(status);
@@ -365,9 +366,12 @@ export class Forwarder {
       return location; // relative redirects need no rewriting
     }
     if (url.host !== route.target.host) return location;
-    if (this.#options.autoRewrite && req.headers.host) url.host = req.headers.host;
-    if (this.#options.protocolRewrite) url.protocol = `${this.#options.protocolRewrite.replace(/:$/, '')}:`;
-    return url.href;
+    // Built as text: URL's host setter keeps the old port when the new host names none.
+    const protocol = this.#options.protocolRewrite
+      ? `${this.#options.protocolRewrite.replace(/:$/, '')}:`
+      : url.protocol;
+    const host = this.#options.autoRewrite && req.headers.host ? req.headers.host : url.host;
+    return `${protocol}//${host}${url.pathname}${url.search}${url.hash}`;
   }
 }
 

@@ -24,7 +24,10 @@ describe('REST API', () => {
     });
     assert.equal(res.status, 201);
     assert.equal(await res.text(), '');
-    const all = (await (await proxy.api('GET', '/api/routes')).json()) as Record<string, Record<string, unknown>>;
+    const all = (await (await proxy.api('GET', '/api/routes')).json()) as Record<
+      string,
+      Record<string, unknown>
+    >;
     const route = all['/user/alice']!;
     assert.equal(route.target, upstream.url);
     assert.equal(route.user, 'alice');
@@ -83,17 +86,25 @@ describe('REST API', () => {
 
   test('a client-supplied last_activity is ignored', async () => {
     await proxy.addRoute('/user/erin', upstream.url, { last_activity: '2000-01-01T00:00:00.000Z' });
-    const route = (await (await proxy.api('GET', '/api/routes/user/erin')).json()) as { last_activity: string };
+    const route = (await (await proxy.api('GET', '/api/routes/user/erin')).json()) as {
+      last_activity: string;
+    };
     assert.ok(Date.parse(route.last_activity) > Date.parse('2020-01-01'));
   });
 
   test('?inactive_since= keeps only routes idle since then', async () => {
-    const all = (await (await proxy.api('GET', '/api/routes?inactive_since=2000-01-01T00:00:00.000Z')).json()) as object;
+    const all = (await (
+      await proxy.api('GET', '/api/routes?inactive_since=2000-01-01T00:00:00.000Z')
+    ).json()) as object;
     assert.deepEqual(all, {});
     const future = new Date(Date.now() + 60_000).toISOString();
-    const idle = (await (await proxy.api('GET', `/api/routes?inactive_since=${encodeURIComponent(future)}`)).json()) as object;
+    const idle = (await (
+      await proxy.api('GET', `/api/routes?inactive_since=${encodeURIComponent(future)}`)
+    ).json()) as object;
     assert.ok(Object.keys(idle).includes('/user/alice'));
-    const camel = (await (await proxy.api('GET', `/api/routes?inactiveSince=${encodeURIComponent(future)}`)).json()) as object;
+    const camel = (await (
+      await proxy.api('GET', `/api/routes?inactiveSince=${encodeURIComponent(future)}`)
+    ).json()) as object;
     assert.deepEqual(Object.keys(camel), Object.keys(idle));
   });
 
@@ -124,7 +135,10 @@ describe('REST API', () => {
     }
 
     test('an oversized body answers 413 with the limit', async () => {
-      const res = await proxy.api('POST', '/api/routes/user/big', { target: upstream.url, pad: 'x'.repeat(2 * 1024 * 1024) });
+      const res = await proxy.api('POST', '/api/routes/user/big', {
+        target: upstream.url,
+        pad: 'x'.repeat(2 * 1024 * 1024),
+      });
       assert.equal(res.status, 413);
       assert.match(await res.text(), /limit is 1048576 bytes/);
       assert.equal(proxy.table.get('/user/big'), undefined);
@@ -147,7 +161,9 @@ describe('REST API', () => {
       assert.equal(res.status, 403, JSON.stringify(headers));
     }
     assert.equal(proxy.table.get('/user/mallory'), undefined);
-    const bearer = await fetch(`${proxy.apiUrl}/api/routes`, { headers: { authorization: `Bearer ${proxy.token}` } });
+    const bearer = await fetch(`${proxy.apiUrl}/api/routes`, {
+      headers: { authorization: `Bearer ${proxy.token}` },
+    });
     assert.equal(bearer.status, 200);
   });
 

@@ -52,7 +52,12 @@ export async function startUpstream(
 }
 
 export function echo(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
-  const received: Received = { method: req.method!, url: req.url!, headers: req.headers, body: body.toString() };
+  const received: Received = {
+    method: req.method!,
+    url: req.url!,
+    headers: req.headers,
+    body: body.toString(),
+  };
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(JSON.stringify(received));
 }
@@ -84,7 +89,19 @@ export async function startTestProxy(args: string[] = [], env: NodeJS.ProcessEnv
   const token = 'test-token-1234';
   const flags = parseFlags(
     flagSpecs,
-    ['--ip', '127.0.0.1', '--port', '0', '--api-ip', '127.0.0.1', '--api-port', '0', '--log-level', 'debug', ...args],
+    [
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--api-ip',
+      '127.0.0.1',
+      '--api-port',
+      '0',
+      '--log-level',
+      'debug',
+      ...args,
+    ],
     { CONFIGPROXY_AUTH_TOKEN: token, ...env },
   );
   const options = buildOptions(flags, { CONFIGPROXY_AUTH_TOKEN: token, ...env });
@@ -120,14 +137,23 @@ export function rawRequest(
   options: { method?: string; headers?: Record<string, string | string[]>; body?: Buffer | string } = {},
 ): Promise<{ status: number; headers: IncomingMessage['headers']; rawHeaders: string[]; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () =>
-        resolve({ status: res.statusCode!, headers: res.headers, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks) }),
-      );
-      res.on('error', reject);
-    });
+    const req = request(
+      url,
+      { method: options.method ?? 'GET', headers: options.headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode!,
+            headers: res.headers,
+            rawHeaders: res.rawHeaders,
+            body: Buffer.concat(chunks),
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(options.body);
   });
