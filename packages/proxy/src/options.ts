@@ -103,7 +103,11 @@ export const flagSpecs: FlagSpec[] = [
     help: 'UNIX domain socket for the API, instead of --api-ip/--api-port',
   },
   ...tlsFlags('api-', ', for API requests'),
-  ...tlsFlags('client-', ', for proxy to target requests'),
+  ...tlsFlags('client-', ', for proxy to target requests').map((spec) =>
+    spec.kind === 'boolean'
+      ? { ...spec, help: 'Accepted for compatibility; has no effect (as in CHP)' }
+      : spec,
+  ),
   {
     name: 'default-target',
     kind: 'string',
@@ -177,7 +181,12 @@ export const flagSpecs: FlagSpec[] = [
   },
   { name: 'insecure', kind: 'boolean', help: 'Disable SSL cert verification of https targets' },
   { name: 'host-routing', kind: 'boolean', help: 'Use host routing (host as first level of path)' },
-  { name: 'metrics-ip', kind: 'string', arg: '<ip>', default: '', help: 'IP for metrics server' },
+  {
+    name: 'metrics-ip',
+    kind: 'string',
+    arg: '<ip>',
+    help: 'IP for metrics server (default: all interfaces)',
+  },
   {
     name: 'metrics-port',
     kind: 'integer',

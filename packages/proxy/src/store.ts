@@ -1,5 +1,6 @@
 // Where routes live. The proxy never asks a store on the request path: stores keep the local
 // RouteTable up to date, and the REST API writes through them.
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -129,6 +130,7 @@ export async function loadStorageModule(spec: string, options: object): Promise<
   const looksLikePath = spec.startsWith('.') || isAbsolute(spec);
   let url: string;
   try {
+    if (looksLikePath && !existsSync(resolve(spec))) throw new Error('missing');
     url = looksLikePath
       ? pathToFileURL(resolve(spec)).href
       : pathToFileURL(createRequire(`${process.cwd()}/`).resolve(spec)).href;

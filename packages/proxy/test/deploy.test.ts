@@ -1,0 +1,50 @@
+// The Kubernetes manifests build with the real kustomize (kubectl's) and keep the seeds'
+// security posture.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const deploy = fileURLToPath(new URL('../../../deploy/', import.meta.url));
+
+function kustomize(dir: string): string {
+  const result = spawnSync('kubectl', ['kustomize', `${deploy}kubernetes/proxy/${dir}`], {
+    encoding: 'utf8',
+  });
+  assert.ok(!result.error, 'kubectl (with kustomize v5) is needed to build the manifests; install kubectl');
+  assert.equal(result.status, 0, result.stderr);
+  return result.stdout;
+}
+
+for (const dir of ['base', 'overlays/dev']) {
+  test(`deploy/kubernetes/proxy/${dir} builds a non-root, read-only proxy probed on /_chp_healthz`, () => {
+    const yaml = kustomize(dir);
+    for (const expected of [
+      'kind: Deployment',
+      'runAsNonRoot: true',
+      'runAsUser: 65534',
+      'readOnlyRootFilesystem: true',
+      'allowPrivilegeEscalation: false',
+      '- ALL',
+      'type: RuntimeDefault',
+      'path: /_chp_healthz',
+      'containerPort: 8080',
+      'containerPort: 8081',
+      'containerPort: 8082',
+      'key: CONFIGPROXY_AUTH_TOKEN',
+    ]) {
+      assert.ok(yaml.includes(expected), `${dir} lacks '${expected}'`);
+    }
+    assert.doesNotMatch(yaml, /--auth-token|CONFIGPROXY_AUTH_TOKEN=/, 'the token never appears as a flag');
+  });
+}
+
+test('the compose stack runs the proxy read-only as nobody with secrets from the env file', () => {
+  const compose = readFileSync(`${deploy}compose/compose.yaml`, 'utf8');
+  assert.match(compose, /read_only: true/);
+  assert.match(compose, /user: "65534:65534"/);
+  assert.match(compose, /CONFIGPROXY_AUTH_TOKEN: \$\{CONFIGPROXY_AUTH_TOKEN:\?/);
+  const example = readFileSync(`${deploy}compose/example-stack.env`, 'utf8');
+  assert.match(example, /^CONFIGPROXY_AUTH_TOKEN=$/m, 'the example holds no secret');
+});
