@@ -57,8 +57,9 @@ function installNpmDependencies() {
   const newest = Math.max(...manifests.map(mtime));
   if (existsSync(marker) && mtime(marker) >= newest) return;
   process.stdout.write('bootstrap: installing npm dependencies\n');
-  const args = existsSync(join(root, 'package-lock.json')) && process.env.CI ? ['ci'] : ['install'];
-  if (run('npm', [...args, '--no-audit', '--no-fund']) !== 0) {
+  // `npm install` rather than `npm ci`: it follows the lockfile too, and tolerates lockfiles
+  // written where other platforms' optional packages (biome's, node's) were left out.
+  if (run('npm', ['install', '--no-audit', '--no-fund']) !== 0) {
     fail('npm install failed; fix the error above and run the command again');
   }
 }
