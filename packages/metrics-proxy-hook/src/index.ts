@@ -1,0 +1,2 @@
+// The webhook and sidecar arrive with issue 6.
+export {};
