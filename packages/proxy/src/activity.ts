@@ -57,6 +57,13 @@ export class ActivityFlusher {
     this.#metrics.lastActivityUpdating.observe((performance.now() - started) / 1000);
   }
 
+  /** Flushes local activity and takes in what other processes flushed. */
+  async sync(): Promise<void> {
+    if (!this.#store.shared) return;
+    await this.flush();
+    await this.#store.pullActivity?.();
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     if (this.#store.shared) await this.flush();

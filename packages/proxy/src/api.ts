@@ -6,7 +6,7 @@ import type { Logger } from '@seahorse/runtime';
 import type { ProxyMetrics } from './metrics.ts';
 import { removeDotSegments } from './paths.ts';
 import { normalizePath, parseTarget, type RouteData, RouteError, type RouteTable } from './routes.ts';
-import type { RouteStore } from './store.ts';
+import { type RouteStore, StoreUnavailableError } from './store.ts';
 
 export interface ApiOptions {
   /** CONFIGPROXY_AUTH_TOKEN; undefined leaves the API open, as CHP does (with a warning). */
@@ -15,9 +15,6 @@ export interface ApiOptions {
   /** Largest accepted POST body; route data is small, so this guards memory, not features. */
   maxBodyBytes: number;
 }
-
-/** Thrown by a store that cannot take writes right now (e.g. its Redis is unreachable). */
-export class StoreUnavailableError extends Error {}
 
 const prefix = '/api/routes';
 
@@ -29,8 +26,18 @@ export class RoutesApi {
   readonly #log: Logger;
   readonly #tokenDigest: Buffer | undefined;
 
-  constructor(options: ApiOptions, table: RouteTable, store: RouteStore, metrics: ProxyMetrics, log: Logger) {
+  readonly #activity: { sync(): Promise<void> };
+
+  constructor(
+    options: ApiOptions,
+    table: RouteTable,
+    store: RouteStore,
+    activity: { sync(): Promise<void> },
+    metrics: ProxyMetrics,
+    log: Logger,
+  ) {
     this.#options = options;
+    this.#activity = activity;
     this.#table = table;
     this.#store = store;
     this.#metrics = metrics;
@@ -92,7 +99,7 @@ export class RoutesApi {
     }
     const query = new URLSearchParams(queryAt === -1 ? '' : url.slice(queryAt + 1));
     if (method === 'GET') {
-      if (suffix === '' || suffix === '/') this.#list(res, query);
+      if (suffix === '' || suffix === '/') await this.#list(res, query);
       else this.#getOne(res, path);
     } else if (method === 'POST') {
       await this.#add(req, res, path);
@@ -115,7 +122,7 @@ export class RoutesApi {
     return match !== null && timingSafeEqual(digest(match[1]!), this.#tokenDigest);
   }
 
-  #list(res: ServerResponse, query: URLSearchParams): void {
+  async #list(res: ServerResponse, query: URLSearchParams): Promise<void> {
     const raw = query.get('inactiveSince') || query.get('inactive_since');
     let since = Number.POSITIVE_INFINITY;
     if (raw) {
@@ -129,6 +136,10 @@ export class RoutesApi {
         return;
       }
     }
+    // The whole fleet's activity, so the idle culler may ask any replica.
+    await this.#activity.sync().catch((error: unknown) => {
+      this.#log.warn({ err: (error as Error).message }, 'answering with local activity only');
+    });
     const body: Record<string, unknown> = {};
     for (const route of this.#table.all()) {
       if (route.lastActivity < since) body[route.path] = present(route.data, route.lastActivity);

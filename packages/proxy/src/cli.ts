@@ -21,7 +21,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   const log = createLogger({ name: 'proxy', level: flags.string('log-level') as LogLevel });
   // As CHP: an unexpected error in one request is logged, and every other user stays connected.
   process.on('uncaughtException', (error) => log.error({ err: error }, 'uncaught exception'));
-  const store = await createStore(flags.string('storage-backend'), options);
+  const store = await createStore(flags, options, log);
   const proxy = await startProxy(options, store, log);
   proxy.lifecycle.installSignalHandlers();
 }

@@ -4,11 +4,13 @@ import type { ServerOptions as TlsServerOptions } from 'node:https';
 import {
   type FlagSpec,
   type ListenAddress,
+  type Logger,
   type ParsedFlags,
   StartupError,
   UsageError,
 } from '@seahorse/runtime';
 import { bundledErrorPath } from './error-pages.ts';
+import { RedisRouteStore } from './redis-store.ts';
 import type { ProxyOptions } from './server.ts';
 import { loadStorageModule, MemoryRouteStore, type RouteStore } from './store.ts';
 
@@ -227,7 +229,37 @@ export const flagSpecs: FlagSpec[] = [
     name: 'storage-backend',
     kind: 'string',
     arg: '<storage-class>',
-    help: "Route store: 'memory' (default) or a path to a CHP storage module",
+    help: "Route store: 'memory' (default), 'redis' (alias: configurable-http-proxy-redis-backend), or a path to a CHP storage module",
+  },
+  {
+    name: 'redis-url',
+    kind: 'string',
+    arg: '<url>',
+    env: 'CONFIGURABLE_PROXY_REDIS_URI',
+    help: 'Redis for --storage-backend redis: redis://, rediss:// or sentinel://[:password@]host:port,host:port/master',
+  },
+  {
+    name: 'redis-key-prefix',
+    kind: 'string',
+    arg: '<prefix>',
+    default: 'seahorse:proxy',
+    help: 'Prefix of the Redis keys holding the routes',
+  },
+  {
+    name: 'redis-changes-max',
+    kind: 'integer',
+    arg: '<n>',
+    min: 10,
+    default: 10000,
+    help: 'Route changes kept in Redis for replicas catching up (older gaps reload the table)',
+  },
+  {
+    name: 'redis-wait-replicas',
+    kind: 'integer',
+    arg: '<n>',
+    min: 0,
+    default: 0,
+    help: 'Acknowledge route writes only once this many Redis replicas have them',
   },
   {
     name: 'keep-alive-timeout',
@@ -453,8 +485,34 @@ export function buildOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv): ProxyO
   };
 }
 
-export async function createStore(spec: string | undefined, options: object): Promise<RouteStore> {
+const redisNames = new Set(['redis', 'configurable-http-proxy-redis-backend']);
+
+/** The route store `--storage-backend` names; throws UsageError when its settings are missing. */
+export async function createStore(flags: ParsedFlags, options: object, log: Logger): Promise<RouteStore> {
+  const spec = flags.string('storage-backend');
   if (spec === undefined || spec === 'memory') return new MemoryRouteStore();
+  if (redisNames.has(spec)) {
+    const url = flags.string('redis-url');
+    if (!url) {
+      throw new UsageError(
+        `--storage-backend ${spec} needs --redis-url or CONFIGURABLE_PROXY_REDIS_URI, e.g. redis://redis:6379`,
+      );
+    }
+    try {
+      return new RedisRouteStore(
+        {
+          url,
+          keyPrefix: flags.string('redis-key-prefix') ?? 'seahorse:proxy',
+          changesMax: flags.integer('redis-changes-max') ?? 10000,
+          waitReplicas: flags.integer('redis-wait-replicas') ?? 0,
+          commandTimeoutMs: 2000,
+        },
+        log,
+      );
+    } catch (error) {
+      throw new UsageError(`--redis-url: ${(error as Error).message}`);
+    }
+  }
   return loadStorageModule(spec, options);
 }
 

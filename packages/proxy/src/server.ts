@@ -93,14 +93,16 @@ export async function startProxy(
     log,
   );
   const proxyForwarder = forwarder;
-  const api = new RoutesApi(options.api, table, store, metrics, log);
   const activity = new ActivityFlusher(table, store, metrics, log, options.activityFlushMs);
+  const api = new RoutesApi(options.api, table, store, activity, metrics, log);
 
   await store.start(table);
-  if (options.defaultTarget) {
+  const addDefaultRoute = async () => {
+    if (!options.defaultTarget) return;
+    await store.ready();
     await store.set('/', { target: options.defaultTarget });
     log.info({ route: '/', target: options.defaultTarget }, 'route added');
-  }
+  };
   if (!options.api.authToken) log.warn('REST API is not authenticated: set CONFIGPROXY_AUTH_TOKEN');
 
   const onProxyRequest = (req: IncomingMessage, res: ServerResponse) => {
@@ -108,7 +110,14 @@ export async function startProxy(
     if (req.url === healthPath) {
       const ready = lifecycle.ready;
       res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(ready ? '{"status":"OK"}' : '{"status":"shutting down"}');
+      res.end(
+        ready
+          ? '{"status":"OK"}'
+          : JSON.stringify({
+              status: 'not ready',
+              reason: lifecycle.shuttingDown ? 'shutting down' : `route store: ${store.status}`,
+            }),
+      );
       return;
     }
     proxyForwarder.handleRequest(req, res);
@@ -192,7 +201,14 @@ export async function startProxy(
   lifecycle.onClose(() => activity.stop());
   lifecycle.onClose(() => proxyForwarder.close());
   lifecycle.onClose(() => store.close());
-  lifecycle.setReady(true);
+  // Ready once the table holds the store's routes; a Redis store may still be connecting.
+  const storeReady = store.ready().then(addDefaultRoute);
+  storeReady.then(
+    () => lifecycle.setReady(true),
+    (error: unknown) => log.error({ err: (error as Error).message }, 'adding the default route failed'),
+  );
+  // In-process stores are ready at once: do not return before the default route exists.
+  await Promise.race([storeReady, new Promise((resolve) => setImmediate(resolve))]);
 
   const scheme = options.tls ? 'https' : 'http';
   log.info(

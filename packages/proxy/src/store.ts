@@ -7,28 +7,43 @@ import { pathToFileURL } from 'node:url';
 import { StartupError } from '@seahorse/runtime';
 import type { RouteData, RouteTable } from './routes.ts';
 
+/** Thrown by a store that cannot take writes right now (e.g. its Redis is unreachable). */
+export class StoreUnavailableError extends Error {}
+
 export interface RouteStore {
   /** True when other processes read this store, so local activity must be flushed to it. */
   readonly shared: boolean;
-  /** Fills `table` and keeps applying changes made elsewhere until close(). */
+  /** `in sync`, or why the local table may not reflect the store (shown by readiness). */
+  readonly status: string;
+  /**
+   * Starts filling `table` and applying changes made elsewhere until close(). May resolve
+   * before the first load (a store that retries a connection); ready() says when it is done.
+   */
   start(table: RouteTable): Promise<void>;
+  /** Resolves once the table holds the store's routes. */
+  ready(): Promise<void>;
   /** Resolves once the write is durable in the store and applied to the local table. */
   set(path: string, data: RouteData): Promise<void>;
   /** Resolves false when there was no such route. */
   delete(path: string): Promise<boolean>;
   /** Records activity seen locally since the last flush (newest wins across writers). */
   flushActivity(activity: ReadonlyMap<string, number>): Promise<void>;
+  /** Raises the local table's activity to what other processes have flushed. */
+  pullActivity?(): Promise<void>;
   close(): Promise<void>;
 }
 
 /** The default: the local table is the store. */
 export class MemoryRouteStore implements RouteStore {
   readonly shared = false;
+  readonly status = 'in sync';
   #table: RouteTable | undefined;
 
   async start(table: RouteTable): Promise<void> {
     this.#table = table;
   }
+
+  async ready(): Promise<void> {}
 
   async set(path: string, data: RouteData): Promise<void> {
     this.#table!.apply({ type: 'set', path, data });
@@ -61,6 +76,7 @@ interface ChpStorage {
  */
 export class ChpModuleRouteStore implements RouteStore {
   readonly shared = true;
+  readonly status = 'in sync';
   readonly #backend: ChpStorage;
   readonly #resyncMs: number;
   #table: RouteTable | undefined;
@@ -81,6 +97,8 @@ export class ChpModuleRouteStore implements RouteStore {
     }, this.#resyncMs);
     this.#timer.unref();
   }
+
+  async ready(): Promise<void> {}
 
   async #resync(): Promise<void> {
     const all = await this.#backend.getAll();

@@ -224,12 +224,15 @@ function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `seahorse-${prefix}-`));
 }
 
-/** Starts a real redis-server with nothing persisted. Pass `replicaOf` to make a replica. */
+/**
+ * Starts a real redis-server with nothing persisted. Pass `replicaOf` to make a replica, and
+ * `port` to bring one up where a client is already waiting for it.
+ */
 export async function startRedis(
-  options: { replicaOf?: { host: string; port: number }; args?: string[] } = {},
+  options: { replicaOf?: { host: string; port: number }; args?: string[]; port?: number } = {},
 ): Promise<RedisServer> {
   const host = '127.0.0.1';
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const dir = tempDir('redis');
   const args = ['--port', String(port), '--bind', host, '--save', '', '--appendonly', 'no', '--dir', dir];
   // Replicas sync at once instead of after Redis's default 5 s batching delay.
