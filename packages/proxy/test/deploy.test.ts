@@ -40,6 +40,28 @@ for (const dir of ['base', 'overlays/dev']) {
   });
 }
 
+test('deploy/kubernetes/proxy/overlays/ha runs 3 replicas on Redis Sentinel with a PDB and topology spread', () => {
+  const yaml = kustomize('overlays/ha');
+  for (const expected of [
+    'replicas: 3',
+    '--storage-backend=redis',
+    'name: CONFIGURABLE_PROXY_REDIS_URI',
+    'value: sentinel://:$(REDIS_PASSWORD)@',
+    'kind: PodDisruptionBudget',
+    'minAvailable: 2',
+    'topologySpreadConstraints',
+    'kind: StatefulSet',
+    '--sentinel',
+  ]) {
+    assert.ok(yaml.includes(expected), `overlays/ha lacks '${expected}'`);
+  }
+  // Every container of the overlay runs read-only and unprivileged.
+  const containers = yaml.split('\n').filter((line) => /^\s+image: /.test(line)).length;
+  const readOnly = yaml.split('readOnlyRootFilesystem: true').length - 1;
+  assert.equal(containers, 3);
+  assert.equal(readOnly, 3);
+});
+
 test('the compose stack runs the proxy read-only as nobody with secrets from the env file', () => {
   const compose = readFileSync(`${deploy}compose/compose.yaml`, 'utf8');
   assert.match(compose, /read_only: true/);
