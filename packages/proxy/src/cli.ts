@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // `configurable-http-proxy`: parses the command line and runs the proxy in this very process,
 // as JupyterHub expects of the command it starts and signals.
+import cluster from 'node:cluster';
 import { createLogger, formatHelp, type LogLevel, parseFlags, runMain } from '@seahorse/runtime';
 import { buildOptions, createStore, flagSpecs, version } from './options.ts';
-import { startProxy } from './server.ts';
+import { type RunningProxy, startProxy } from './server.ts';
+import { WorkerRouteStore } from './workers.ts';
 
 const program = 'configurable-http-proxy';
 
@@ -21,8 +23,18 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   const log = createLogger({ name: 'proxy', level: flags.string('log-level') as LogLevel });
   // As CHP: an unexpected error in one request is logged, and every other user stays connected.
   process.on('uncaughtException', (error) => log.error({ err: error }, 'uncaught exception'));
-  const store = await createStore(flags, options, log);
-  const proxy = await startProxy(options, store, log);
+  let proxy: RunningProxy;
+  if (options.workers > 1 && cluster.isWorker) {
+    proxy = await startProxy(
+      options,
+      new WorkerRouteStore(),
+      log.child({ worker: cluster.worker?.id }),
+      'worker',
+    );
+  } else {
+    const role = options.workers > 1 ? 'primary' : 'single';
+    proxy = await startProxy(options, await createStore(flags, options, log), log, role);
+  }
   proxy.lifecycle.installSignalHandlers();
 }
 

@@ -270,6 +270,15 @@ export const flagSpecs: FlagSpec[] = [
     help: 'Set timeout (in milliseconds) for Keep-Alive connections',
   },
   {
+    name: 'workers',
+    kind: 'integer',
+    arg: '<n>',
+    min: 1,
+    max: 256,
+    default: 1,
+    help: 'Processes serving the public port together (the API and metrics stay in the first)',
+  },
+  {
     name: 'lameduck',
     kind: 'duration',
     arg: '<duration>',
@@ -468,6 +477,7 @@ export function buildOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv): ProxyO
     activityFlushMs: flags.duration('activity-flush-interval') ?? 5000,
     lameduckMs: flags.duration('lameduck') ?? 0,
     terminationGracePeriodMs: flags.duration('termination-grace-period') ?? 30_000,
+    workers: flags.integer('workers') ?? 1,
     api: { authToken: authToken(env), hostRouting: flags.boolean('host-routing'), maxBodyBytes: 1024 * 1024 },
     forward: {
       xForward: flags.boolean('x-forward'),

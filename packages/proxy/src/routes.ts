@@ -95,6 +95,7 @@ export class RouteTable {
   readonly #trie = new PathTrie<Route>();
   readonly #byPath = new Map<string, Route>();
   readonly #listeners: Array<(change: RouteChange) => void> = [];
+  readonly #replaceListeners: Array<() => void> = [];
 
   get size(): number {
     return this.#byPath.size;
@@ -148,10 +149,16 @@ export class RouteTable {
       this.#byPath.set(path, route);
       this.#trie.set(path, route);
     }
+    for (const listener of this.#replaceListeners) listener();
   }
 
   /** Called after every applied change (workers mirror the table through this). */
   onChange(listener: (change: RouteChange) => void): void {
     this.#listeners.push(listener);
+  }
+
+  /** Called after the whole table was replaced (a store reloaded it). */
+  onReplace(listener: () => void): void {
+    this.#replaceListeners.push(listener);
   }
 }

@@ -1,5 +1,9 @@
 // Wires the proxy together: route store → table → forwarder, the REST API as one more writer,
 // and the listeners (proxy, API, metrics, HTTP→HTTPS redirect) with their lifecycle.
+//
+// One process plays every part by default. With `--workers N` the parts split: the primary
+// keeps the control plane (store, API, metrics, pid file) and N workers the data plane (the
+// public listeners), each with a copy of the table fed by the primary (see workers.ts).
 import { rmSync, writeFileSync } from 'node:fs';
 import {
   createServer as createHttpServer,
@@ -18,6 +22,7 @@ import {
   type Registry,
   serveMetrics,
 } from '@seahorse/runtime';
+import { AggregatorRegistry } from 'prom-client';
 import { ActivityFlusher } from './activity.ts';
 import { type ApiOptions, RoutesApi } from './api.ts';
 import { ErrorPages } from './error-pages.ts';
@@ -25,6 +30,7 @@ import { Forwarder, type ForwardOptions } from './forward.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { RouteTable } from './routes.ts';
 import type { RouteStore } from './store.ts';
+import { sendMetrics, WorkerPool, type WorkerRouteStore } from './workers.ts';
 
 export interface ProxyOptions {
   listen: ListenAddress;
@@ -43,24 +49,31 @@ export interface ProxyOptions {
   activityFlushMs: number;
   lameduckMs: number;
   terminationGracePeriodMs: number;
+  /** Worker processes sharing the public listeners; 1 runs everything in this process. */
+  workers: number;
   api: ApiOptions;
   forward: Omit<ForwardOptions, 'listenerSecure'>;
 }
+
+type Addresses = {
+  proxy?: ListenAddress;
+  api?: ListenAddress;
+  metrics?: ListenAddress;
+  redirect?: ListenAddress;
+};
 
 export interface RunningProxy {
   readonly table: RouteTable;
   readonly registry: Registry;
   readonly lifecycle: Lifecycle;
-  /** Where each listener ended up (port 0 becomes the port chosen). */
-  readonly addresses: {
-    proxy: ListenAddress;
-    api: ListenAddress;
-    metrics?: ListenAddress;
-    redirect?: ListenAddress;
-  };
+  /** Where each listener of this process ended up (port 0 becomes the port chosen). */
+  readonly addresses: Addresses;
   /** Drains and stops everything; the same promise on every call. */
   close(): Promise<void>;
 }
+
+/** `single`: everything here; `primary`: control plane and workers; `worker`: public listeners. */
+export type ProxyRole = 'single' | 'primary' | 'worker';
 
 const healthPath = '/_chp_healthz';
 
@@ -68,7 +81,10 @@ export async function startProxy(
   options: ProxyOptions,
   store: RouteStore,
   log: Logger,
+  role: ProxyRole = 'single',
 ): Promise<RunningProxy> {
+  const servesProxy = role !== 'primary';
+  const servesApi = role !== 'worker';
   const lifecycle = new Lifecycle({
     logger: log,
     lameduckMs: options.lameduckMs,
@@ -81,127 +97,122 @@ export async function startProxy(
     routes: () => table.size,
     websockets: () => forwarder?.websocketCount ?? 0,
   });
-  const errors = new ErrorPages(
-    { errorTarget: options.errorTarget, errorPath: options.errorPath, clientTls: options.forward.clientTls },
-    log,
-  );
-  forwarder = new Forwarder(
-    { ...options.forward, listenerSecure: options.tls !== undefined },
-    table,
-    metrics,
-    errors,
-    log,
-  );
-  const proxyForwarder = forwarder;
   const activity = new ActivityFlusher(table, store, metrics, log, options.activityFlushMs);
-  const api = new RoutesApi(options.api, table, store, activity, metrics, log);
+  const pool = role === 'primary' ? new WorkerPool(table, options.workers, store.ready(), log) : undefined;
+  const addresses: Addresses = {};
 
   await store.start(table);
-  const addDefaultRoute = async () => {
-    if (!options.defaultTarget) return;
-    await store.ready();
-    await store.set('/', { target: options.defaultTarget });
-    log.info({ route: '/', target: options.defaultTarget }, 'route added');
-  };
-  if (!options.api.authToken) log.warn('REST API is not authenticated: set CONFIGPROXY_AUTH_TOKEN');
 
-  const onProxyRequest = (req: IncomingMessage, res: ServerResponse) => {
-    // The probe answers for the proxy itself: exact URL only, as CHP; unready while draining.
-    if (req.url === healthPath) {
-      const ready = lifecycle.ready;
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(
-        ready
-          ? '{"status":"OK"}'
-          : JSON.stringify({
-              status: 'not ready',
-              reason: lifecycle.shuttingDown ? 'shutting down' : `route store: ${store.status}`,
-            }),
-      );
-      return;
-    }
-    proxyForwarder.handleRequest(req, res);
-  };
-  const proxyServer = options.tls
-    ? createHttpsServer(options.tls, onProxyRequest)
-    : createHttpServer(onProxyRequest);
-  tuneServer(proxyServer, options.keepAliveTimeoutMs);
-  proxyServer.on('upgrade', (req, socket, head) => proxyForwarder.handleUpgrade(req, socket, head));
-
-  const onApiRequest = (req: IncomingMessage, res: ServerResponse) => api.handle(req, res);
-  const apiServer = options.apiTls
-    ? createHttpsServer(options.apiTls, onApiRequest)
-    : createHttpServer(onApiRequest);
-  for (const server of [proxyServer, apiServer]) {
-    server.on('clientError', (_error, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-      else socket.destroy();
-    });
-    lifecycle.track(server);
+  if (servesProxy) {
+    const errors = new ErrorPages(
+      {
+        errorTarget: options.errorTarget,
+        errorPath: options.errorPath,
+        clientTls: options.forward.clientTls,
+      },
+      log,
+    );
+    const proxyForwarder = new Forwarder(
+      { ...options.forward, listenerSecure: options.tls !== undefined },
+      table,
+      metrics,
+      errors,
+      log,
+    );
+    forwarder = proxyForwarder;
+    const onProxyRequest = (req: IncomingMessage, res: ServerResponse) => {
+      // The probe answers for the proxy itself: exact URL only, as CHP; unready while loading or draining.
+      if (req.url === healthPath) {
+        const ready = lifecycle.ready;
+        res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
+        res.end(
+          ready
+            ? '{"status":"OK"}'
+            : JSON.stringify({
+                status: 'not ready',
+                reason: lifecycle.shuttingDown ? 'shutting down' : `route store: ${store.status}`,
+              }),
+        );
+        return;
+      }
+      proxyForwarder.handleRequest(req, res);
+    };
+    const proxyServer = options.tls
+      ? createHttpsServer(options.tls, onProxyRequest)
+      : createHttpServer(onProxyRequest);
+    tuneServer(proxyServer, options.keepAliveTimeoutMs);
+    proxyServer.on('upgrade', (req, socket, head) => proxyForwarder.handleUpgrade(req, socket, head));
+    track(lifecycle, proxyServer);
+    addresses.proxy = await listen(
+      proxyServer,
+      options.listen,
+      'path' in options.listen ? '--socket' : '--ip/--port',
+    );
+    if (options.redirect) addresses.redirect = await startRedirect(options, lifecycle);
+    lifecycle.onDrain(() => proxyForwarder.closeWebsockets());
+    lifecycle.onClose(() => proxyForwarder.close());
   }
 
-  const addresses: {
-    proxy: ListenAddress;
-    api: ListenAddress;
-    metrics?: ListenAddress;
-    redirect?: ListenAddress;
-  } = {
-    proxy: await listen(proxyServer, options.listen, 'path' in options.listen ? '--socket' : '--ip/--port'),
-    api: await listen(
+  if (role === 'worker') {
+    // Answer the primary's requests for activity (before it lists routes) and metrics.
+    const workerStore = store as WorkerRouteStore;
+    workerStore.onFlushRequest((id) => {
+      activity.flush().then(
+        () => workerStore.flushActivity(new Map(), id),
+        () => workerStore.flushActivity(new Map(), id),
+      );
+    });
+    workerStore.onMetricsRequest((id) => {
+      registry.getMetricsAsJSON().then((json) => sendMetrics(id, json));
+    });
+  }
+
+  if (servesApi) {
+    const syncActivity = async () => {
+      await pool?.collectActivity();
+      await activity.sync();
+    };
+    const api = new RoutesApi(options.api, table, store, { sync: syncActivity }, metrics, log);
+    if (!options.api.authToken) log.warn('REST API is not authenticated: set CONFIGPROXY_AUTH_TOKEN');
+    const onApiRequest = (req: IncomingMessage, res: ServerResponse) => api.handle(req, res);
+    const apiServer = options.apiTls
+      ? createHttpsServer(options.apiTls, onApiRequest)
+      : createHttpServer(onApiRequest);
+    track(lifecycle, apiServer);
+    addresses.api = await listen(
       apiServer,
       options.apiListen,
       'path' in options.apiListen ? '--api-socket' : '--api-ip/--api-port',
-    ),
-  };
-
-  if (options.metricsListen) {
-    const metricsServer = createHttpServer((req, res) => {
-      if (lifecycle.handleProbe(req, res)) return;
-      if (req.url?.split('?', 1)[0] === '/metrics') serveMetrics(registry, res);
-      else {
-        res.writeHead(404, { 'content-type': 'text/plain' });
-        res.end('Not Found: metrics are served at /metrics\n');
-      }
-    });
-    lifecycle.track(metricsServer);
-    addresses.metrics = await listen(
-      metricsServer,
-      options.metricsListen,
-      'path' in options.metricsListen ? '--metrics-socket' : '--metrics-ip/--metrics-port',
     );
+    if (options.metricsListen) {
+      const collect = pool
+        ? async () => {
+            const all = [await registry.getMetricsAsJSON(), ...(await pool.collectMetrics())];
+            return AggregatorRegistry.aggregate(all) as Registry;
+          }
+        : async () => registry;
+      addresses.metrics = await startMetrics(options.metricsListen, lifecycle, collect);
+    }
+    if (options.pidFile) {
+      writeFileSync(options.pidFile, String(process.pid));
+      lifecycle.onClose(() => rmSync(options.pidFile!, { force: true }));
+    }
   }
 
-  if (options.redirect) {
-    const { to } = options.redirect;
-    const redirectServer = createHttpServer((req, res) => {
-      const host = req.headers.host?.replace(/:\d+$/, '');
-      if (!host) {
-        res.writeHead(400, { 'content-type': 'text/plain' });
-        res.end(`This server is HTTPS-only on port ${to}; the request named no Host to redirect to.\n`);
-        return;
-      }
-      res.writeHead(301, { location: `https://${host}${to === 443 ? '' : `:${to}`}${req.url ?? '/'}` });
-      res.end();
-    });
-    lifecycle.track(redirectServer);
-    const host = 'host' in options.listen ? options.listen.host : '';
-    addresses.redirect = await listen(
-      redirectServer,
-      { host, port: options.redirect.port },
-      '--redirect-port',
-    );
-  }
-
-  if (options.pidFile) {
-    writeFileSync(options.pidFile, String(process.pid));
-    lifecycle.onClose(() => rmSync(options.pidFile!, { force: true }));
-  }
   activity.start();
-  lifecycle.onDrain(() => proxyForwarder.closeWebsockets());
   lifecycle.onClose(() => activity.stop());
-  lifecycle.onClose(() => proxyForwarder.close());
+  if (pool) {
+    pool.start();
+    lifecycle.onClose(() => pool.stop(Math.max(1000, options.terminationGracePeriodMs)));
+  }
   lifecycle.onClose(() => store.close());
+
   // Ready once the table holds the store's routes; a Redis store may still be connecting.
+  const addDefaultRoute = async () => {
+    if (!options.defaultTarget || !servesApi) return;
+    await store.set('/', { target: options.defaultTarget });
+    log.info({ route: '/', target: options.defaultTarget }, 'route added');
+  };
   const storeReady = store.ready().then(addDefaultRoute);
   storeReady.then(
     () => lifecycle.setReady(true),
@@ -210,19 +221,34 @@ export async function startProxy(
   // In-process stores are ready at once: do not return before the default route exists.
   await Promise.race([storeReady, new Promise((resolve) => setImmediate(resolve))]);
 
-  const scheme = options.tls ? 'https' : 'http';
-  log.info(
-    { proxy: `${scheme}://${formatAddress(addresses.proxy)}`, defaultTarget: options.defaultTarget ?? null },
-    'proxying',
-  );
-  log.info(
-    { api: `${options.apiTls ? 'https' : 'http'}://${formatAddress(addresses.api)}/api/routes` },
-    'proxy api',
-  );
+  if (addresses.proxy) {
+    log.info(
+      {
+        proxy: `${options.tls ? 'https' : 'http'}://${formatAddress(addresses.proxy)}`,
+        defaultTarget: options.defaultTarget ?? null,
+      },
+      'proxying',
+    );
+  }
+  if (addresses.api) {
+    log.info(
+      { api: `${options.apiTls ? 'https' : 'http'}://${formatAddress(addresses.api)}/api/routes` },
+      'proxy api',
+    );
+  }
   if (addresses.metrics)
     log.info({ metrics: `http://${formatAddress(addresses.metrics)}/metrics` }, 'serving metrics');
+  if (pool) log.info({ workers: options.workers }, 'starting workers');
 
   return { table, registry, lifecycle, addresses, close: () => lifecycle.shutdown('close') };
+}
+
+function track(lifecycle: Lifecycle, server: Server): void {
+  server.on('clientError', (_error, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  lifecycle.track(server);
 }
 
 function tuneServer(server: Server, keepAliveTimeoutMs: number): void {
@@ -231,4 +257,45 @@ function tuneServer(server: Server, keepAliveTimeoutMs: number): void {
   // as long as it takes (Node would otherwise cut requests at 5 minutes).
   server.headersTimeout = Math.max(60_000, keepAliveTimeoutMs + 1000);
   server.requestTimeout = 0;
+}
+
+function startMetrics(
+  address: ListenAddress,
+  lifecycle: Lifecycle,
+  collect: () => Promise<Registry>,
+): Promise<ListenAddress> {
+  const server = createHttpServer((req, res) => {
+    if (lifecycle.handleProbe(req, res)) return;
+    if (req.url?.split('?', 1)[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('Not Found: metrics are served at /metrics\n');
+      return;
+    }
+    collect().then(
+      (registry) => serveMetrics(registry, res),
+      (error: unknown) => {
+        res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(`collecting metrics failed: ${(error as Error).message}\n`);
+      },
+    );
+  });
+  lifecycle.track(server);
+  return listen(server, address, 'path' in address ? '--metrics-socket' : '--metrics-ip/--metrics-port');
+}
+
+function startRedirect(options: ProxyOptions, lifecycle: Lifecycle): Promise<ListenAddress> {
+  const { port, to } = options.redirect!;
+  const server = createHttpServer((req, res) => {
+    const host = req.headers.host?.replace(/:\d+$/, '');
+    if (!host) {
+      res.writeHead(400, { 'content-type': 'text/plain' });
+      res.end(`This server is HTTPS-only on port ${to}; the request named no Host to redirect to.\n`);
+      return;
+    }
+    res.writeHead(301, { location: `https://${host}${to === 443 ? '' : `:${to}`}${req.url ?? '/'}` });
+    res.end();
+  });
+  lifecycle.track(server);
+  const host = 'host' in options.listen ? options.listen.host : '';
+  return listen(server, { host, port }, '--redirect-port');
 }

@@ -153,50 +153,60 @@ async function runOnePlusOne(d: Deployment, prefix: string): Promise<string> {
   assert.equal(kernelRes.status, 201, await kernelRes.clone().text());
   const { id } = (await kernelRes.json()) as { id: string };
   const session = randomUUID();
-  const msgId = randomUUID();
   const ws = new WebSocket(
     `ws://127.0.0.1:${d.ports.proxy}${prefix}/api/kernels/${id}/channels?session_id=${session}&token=${token}`,
   );
+  // A request sent while the server is still connecting to the kernel can be dropped, so ask
+  // again every few seconds (each with its own id) until one result arrives.
+  const sent = new Set<string>();
+  const execute = () => {
+    const msgId = randomUUID();
+    sent.add(msgId);
+    ws.send(
+      JSON.stringify({
+        header: {
+          msg_id: msgId,
+          username: user,
+          session,
+          msg_type: 'execute_request',
+          version: '5.3',
+          date: new Date().toISOString(),
+        },
+        parent_header: {},
+        metadata: {},
+        buffers: [],
+        channel: 'shell',
+        content: {
+          code: '1+1',
+          silent: false,
+          store_history: true,
+          user_expressions: {},
+          allow_stdin: false,
+          stop_on_error: true,
+        },
+      }),
+    );
+  };
+  let resend: NodeJS.Timeout | undefined;
   const result = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no execute_result within 60 s')), 60_000);
     ws.onerror = () => reject(new Error('kernel websocket failed'));
-    ws.onopen = () =>
-      ws.send(
-        JSON.stringify({
-          header: {
-            msg_id: msgId,
-            username: user,
-            session,
-            msg_type: 'execute_request',
-            version: '5.3',
-            date: new Date().toISOString(),
-          },
-          parent_header: {},
-          metadata: {},
-          buffers: [],
-          channel: 'shell',
-          content: {
-            code: '1+1',
-            silent: false,
-            store_history: true,
-            user_expressions: {},
-            allow_stdin: false,
-            stop_on_error: true,
-          },
-        }),
-      );
+    ws.onopen = () => {
+      execute();
+      resend = setInterval(execute, 5000);
+    };
     ws.onmessage = (event) => {
       const message = JSON.parse(String(event.data)) as {
         msg_type: string;
         parent_header: { msg_id?: string };
         content: { data?: Record<string, string> };
       };
-      if (message.parent_header.msg_id === msgId && message.msg_type === 'execute_result') {
+      if (sent.has(message.parent_header.msg_id ?? '') && message.msg_type === 'execute_result') {
         clearTimeout(timer);
         resolve(message.content.data!['text/plain']!);
       }
     };
-  });
+  }).finally(() => clearInterval(resend));
   ws.close();
   await fetch(`${base}/api/kernels/${id}`, {
     method: 'DELETE',
