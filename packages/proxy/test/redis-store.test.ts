@@ -266,8 +266,11 @@ test('a Sentinel failover keeps the routes and writes resume on the new primary'
   const proxy = await startReplica(`sentinel://${hosts}/${sentinels.masterName}`);
   try {
     await proxy.addRoute('/user/survivor', upstream.url);
-    // The write is acknowledged by the primary; wait until the replica has it before the crash.
-    assert.equal(await pair.primary.command('WAIT', '1', '2000'), 1);
+    // The write is acknowledged by the primary; wait until the replica holds it before the crash.
+    await waitFor(
+      'the replica to hold the route',
+      async () => (await pair.replica.command('HEXISTS', 'seahorse:proxy:routes', '/user/survivor')) === 1,
+    );
     await waitFor('sentinels to know the replica', async () => {
       const replicas = (await sentinels.sentinels[0]!.command(
         'SENTINEL',
