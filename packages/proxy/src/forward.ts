@@ -129,11 +129,8 @@ export class Forwarder {
   handleRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
     this.#metrics.webRequests.inc();
-    let match: Match | undefined;
-    try {
-      match = this.match(req.url ?? '/', req.headers.host);
-    } catch (error) {
-      if (!(error instanceof BadRequestPath)) throw error;
+    const match = this.#matchRequest(req);
+    if (match instanceof BadRequestPath) {
       this.#countError(400);
       this.#errors.send(req, res, 400);
       return;
@@ -199,13 +196,10 @@ export class Forwarder {
       return;
     }
     this.#metrics.websocketRequests.inc();
-    let match: Match | undefined;
-    try {
-      match = this.match(req.url ?? '/', req.headers.host);
-    } catch (error) {
-      if (!(error instanceof BadRequestPath)) throw error;
+    const match = this.#matchRequest(req);
+    if (match instanceof BadRequestPath) {
       this.#countError(400);
-      writeRawResponse(socket, 400, 'Bad Request', `${error.message}\n`);
+      writeRawResponse(socket, 400, 'Bad Request', `${match.message}\n`);
       return;
     }
     if (!match) {
@@ -277,6 +271,16 @@ export class Forwarder {
     this.closeWebsockets();
     this.#httpAgent.destroy();
     this.#httpsAgent.destroy();
+  }
+
+  /** The route for a request, undefined without one, or the reason its path is unusable. */
+  #matchRequest(req: IncomingMessage): Match | BadRequestPath | undefined {
+    try {
+      return this.match(req.url ?? '/', req.headers.host);
+    } catch (error) {
+      if (error instanceof BadRequestPath) return error;
+      throw error;
+    }
   }
 
   #request(req: IncomingMessage, match: Match, upgrade: boolean): ClientRequest {
