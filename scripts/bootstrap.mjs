@@ -16,6 +16,7 @@ const systemNeeds = [
   { binary: 'postgres', pkg: 'postgresql', why: 'PostgreSQL test helper', extraDirs: pgBinDirs },
   { binary: 'initdb', pkg: 'postgresql', why: 'PostgreSQL test helper', extraDirs: pgBinDirs },
   { binary: 'jupyterhub', pkg: 'jupyterhub', why: 'JupyterHub compatibility tests' },
+  { binary: 'openssl', pkg: 'openssl', why: 'test certificates for the TLS tests' },
   // Debian's jupyterhub brings jupyterhub-singleuser, the notebook server and ipykernel.
   { binary: 'jupyterhub-singleuser', pkg: 'jupyterhub', why: 'JupyterHub compatibility tests' },
 ];

@@ -1,2 +1,39 @@
-// The webhook and sidecar arrive with issue 6.
-export {};
+// Programmatic use: the webhook and sidecar in-process (tests, embedding), or their parts.
+export {
+  type AdmissionResponse,
+  type AdmissionReview,
+  admissionApiVersion,
+  BadAdmissionRequest,
+  parseAdmissionReview,
+} from './admission.ts';
+export { annotations, readInjectionRequest, sidecarContainerName, sidecarPort } from './annotations.ts';
+export { CertificateReloader } from './certificate.ts';
+export {
+  applyPatch,
+  escapePointerToken,
+  JsonPatchError,
+  type PatchOperation,
+  pointer,
+} from './json-patch.ts';
+export type { Container, Pod } from './kubernetes.ts';
+export { PodMutator } from './mutator.ts';
+export {
+  buildSidecarOptions,
+  buildWebhookOptions,
+  envName,
+  parseListenAddress,
+  parseRedisAddress,
+  type SidecarOptions,
+  sidecarFlagSpecs,
+  version,
+  type WebhookOptions,
+  webhookFlagSpecs,
+} from './options.ts';
+export { addToPortList, buildPodPatch, type SlotAssignment } from './pod-patch.ts';
+export { RedisNodes } from './redis-nodes.ts';
+export { LockUnavailableError, Redlock } from './redlock.ts';
+export { RedisSemaphore, SemaphoreUnavailableError } from './semaphore.ts';
+export { MetricsSidecar } from './sidecar.ts';
+export { SlotLease } from './slot-lease.ts';
+export { type RunningWebhook, startWebhook } from './webhook.ts';
+export { workloadKey } from './workload.ts';

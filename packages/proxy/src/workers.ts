@@ -183,7 +183,7 @@ export class WorkerPool {
 
   #reply(id: number, worker: Worker, value: unknown): void {
     const request = this.#pending.get(id);
-    if (!request || !request.remaining.delete(worker)) return;
+    if (!request?.remaining.delete(worker)) return;
     if (value !== undefined) request.replies.push(value);
     if (request.remaining.size === 0) this.#finish(id);
   }

@@ -3,8 +3,8 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import { createLogger, parseFlags } from '@seahorse/runtime';
+import { LogCapture } from '@seahorse/runtime/testing';
 import { buildOptions, createStore, flagSpecs, type RunningProxy, startProxy } from '../src/index.ts';
 
 export interface Received {
@@ -60,18 +60,6 @@ export function echo(req: IncomingMessage, res: ServerResponse, body: Buffer): v
   };
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(JSON.stringify(received));
-}
-
-/** Log lines written by a proxy under test, kept for assertions. */
-export class LogCapture extends Writable {
-  readonly lines: Array<Record<string, unknown>> = [];
-  override _write(chunk: Buffer, _encoding: string, callback: () => void): void {
-    for (const line of chunk.toString().split('\n')) if (line) this.lines.push(JSON.parse(line));
-    callback();
-  }
-  get text(): string {
-    return this.lines.map((line) => JSON.stringify(line)).join('\n');
-  }
 }
 
 export interface TestProxy extends RunningProxy {

@@ -1,84 +1,38 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { issueCertificate, makeCertificateAuthority } from '@seahorse/runtime/testing';
 import { rawRequest, startTestProxy } from './helpers.ts';
 
 let dir: string;
 const file = (name: string) => join(dir, name);
 
-/** A CA, a server certificate for 127.0.0.1/localhost and a client certificate, via openssl. */
+/** A CA, a server certificate for 127.0.0.1/localhost, a client certificate, and a self-signed one. */
 function makeCertificates(): void {
-  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  run(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=seahorse test CA',
-  );
-  writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  for (const [name, ext] of [
-    ['server', ['-extfile', 'server.ext']],
-    ['client', []],
-  ] as const) {
-    run(
+  makeCertificateAuthority(dir);
+  issueCertificate(dir, 'server');
+  issueCertificate(dir, 'client', { server: false });
+  execFileSync(
+    'openssl',
+    [
       'req',
+      '-x509',
       '-newkey',
       'rsa:2048',
       '-nodes',
       '-keyout',
-      `${name}.key`,
+      'self.key',
       '-out',
-      `${name}.csr`,
-      '-subj',
-      `/CN=${name}`,
-    );
-    run(
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      `${name}.crt`,
+      'self.crt',
       '-days',
       '2',
-      ...ext,
-    );
-  }
-  run(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'self.key',
-    '-out',
-    'self.crt',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=self',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
+    ].concat(['-subj', '/CN=self', '-addext', 'subjectAltName=IP:127.0.0.1']),
+    { cwd: dir, stdio: 'pipe' },
   );
 }
 

@@ -1,6 +1,7 @@
 // Test helpers that start real servers (redis-server, Sentinel, PostgreSQL) on free loopback
-// ports and stop them by PID, even when a test fails or the runner is interrupted.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+// ports and stop them by PID, even when a test fails or the runner is interrupted; plus test
+// certificates (openssl) and a log capture.
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   chownSync,
   existsSync,
@@ -13,6 +14,7 @@ import {
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { Writable } from 'node:stream';
 
 const children = new Set<ChildProcess>();
 process.once('exit', () => {
@@ -392,4 +394,88 @@ export async function startPostgres(): Promise<PostgresServer> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Log lines written by code under test (give it as a logger's destination), kept for assertions. */
+export class LogCapture extends Writable {
+  readonly lines: Array<Record<string, unknown>> = [];
+  override _write(chunk: Buffer, _encoding: string, callback: () => void): void {
+    for (const line of chunk.toString().split('\n')) if (line) this.lines.push(JSON.parse(line));
+    callback();
+  }
+  /** Whether a line with this message was written. */
+  has(msg: string): boolean {
+    return this.lines.some((line) => line.msg === msg);
+  }
+  get text(): string {
+    return this.lines.map((line) => JSON.stringify(line)).join('\n');
+  }
+}
+
+function openssl(dir: string, ...args: string[]): void {
+  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+}
+
+const ecKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
+/** A test CA in `dir` (ca.crt, ca.key), made with the openssl CLI. */
+export function makeCertificateAuthority(dir: string): { cert: Buffer; key: Buffer } {
+  openssl(
+    dir,
+    'req',
+    '-x509',
+    ...ecKey,
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=seahorse test CA',
+  );
+  return { cert: readFileSync(join(dir, 'ca.crt')), key: readFileSync(join(dir, 'ca.key')) };
+}
+
+/**
+ * A certificate signed by the CA in `dir` (`<name>.crt`, `<name>.key`): valid for 127.0.0.1 and
+ * localhost when `server`, otherwise a client certificate with CN=<name>.
+ */
+export function issueCertificate(
+  dir: string,
+  name: string,
+  { server = true } = {},
+): { cert: Buffer; key: Buffer } {
+  const extensions = server ? ['-extfile', `${name}.ext`] : [];
+  if (server) writeFileSync(join(dir, `${name}.ext`), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  openssl(
+    dir,
+    'req',
+    '-new',
+    ...ecKey,
+    '-keyout',
+    `${name}.key`,
+    '-out',
+    `${name}.csr`,
+    '-subj',
+    `/CN=${name}`,
+  );
+  openssl(
+    dir,
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    `${name}.crt`,
+    '-days',
+    '2',
+    ...extensions,
+  );
+  return { cert: readFileSync(join(dir, `${name}.crt`)), key: readFileSync(join(dir, `${name}.key`)) };
 }

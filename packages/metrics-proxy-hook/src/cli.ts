@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+// `seahorse-metrics-proxy-hook webhook|sidecar [flags]`: one image, one bin, two roles.
+import {
+  createLogger,
+  formatHelp,
+  type Logger,
+  type LogLevel,
+  type ParsedFlags,
+  parseFlags,
+  runMain,
+  UsageError,
+} from '@seahorse/runtime';
+import {
+  buildSidecarOptions,
+  buildWebhookOptions,
+  sidecarFlagSpecs,
+  version,
+  webhookFlagSpecs,
+} from './options.ts';
+import { RedisNodes } from './redis-nodes.ts';
+import { RedisSemaphore } from './semaphore.ts';
+import { MetricsSidecar } from './sidecar.ts';
+import { SlotLease } from './slot-lease.ts';
+import { startWebhook } from './webhook.ts';
+
+const program = 'seahorse-metrics-proxy-hook';
+
+const usage = `Usage: ${program} <command> [options]
+
+Commands:
+  webhook   the mutating admission webhook that injects the metrics proxy into annotated pods
+  sidecar   the metrics proxy itself, beside the application in each annotated pod
+
+Run '${program} <command> --help' for a command's options.
+`;
+
+function logger(flags: ParsedFlags, name: string): Logger {
+  return createLogger({ name, level: flags.string('log-level') as LogLevel });
+}
+
+async function webhook(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const flags = parseFlags(webhookFlagSpecs, argv, env);
+  if (flags.boolean('help')) {
+    process.stdout.write(formatHelp(`${program} webhook [options]`, webhookFlagSpecs));
+    return;
+  }
+  if (flags.boolean('version')) {
+    process.stdout.write(`${version()}\n`);
+    return;
+  }
+  const options = buildWebhookOptions(flags);
+  const running = await startWebhook(options, logger(flags, 'metrics-proxy-hook'));
+  running.lifecycle.installSignalHandlers();
+}
+
+async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const flags = parseFlags(sidecarFlagSpecs, argv, env);
+  if (flags.boolean('help')) {
+    process.stdout.write(formatHelp(`${program} sidecar [options]`, sidecarFlagSpecs));
+    return;
+  }
+  const options = buildSidecarOptions(flags);
+  const log = logger(flags, 'metrics-proxy');
+  let lease: SlotLease | undefined;
+  let nodes: RedisNodes | undefined;
+  if (options.semaphore) {
+    const { semaphore } = options;
+    nodes = new RedisNodes(semaphore.redis, { commandTimeoutMs: semaphore.commandTimeoutMs, log });
+    lease = new SlotLease(new RedisSemaphore(nodes, { lock: semaphore.lock }), semaphore, log);
+  }
+  const proxy = new MetricsSidecar(options, log, lease);
+  // Runs after the lease has given the slot back.
+  if (nodes) proxy.lifecycle.onClose(() => nodes.close());
+  await proxy.start();
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    // The kubelet signals once; a second signal (a person at a terminal) means now.
+    if (++signals > 1) process.exit(1);
+    proxy.terminate(signal).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === 'webhook') return webhook(rest, env);
+  if (command === 'sidecar') return sidecar(rest, env);
+  if (command === '--help' || command === '-h') {
+    process.stdout.write(usage);
+    return;
+  }
+  if (command === '--version' || command === '-V') {
+    process.stdout.write(`${version()}\n`);
+    return;
+  }
+  if (command === undefined) throw new UsageError('missing command: webhook or sidecar');
+  throw new UsageError(`unknown command '${command}'; the commands are webhook and sidecar`);
+}
+
+runMain(program, () => main(process.argv.slice(2), process.env));

@@ -1,0 +1,135 @@
+// Decides each AdmissionReview: which pods get the sidecar, which are denied and why, and (with
+// the semaphore on) whether the pod's workload has room for one more.
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '@seahorse/runtime';
+import {
+  type AdmissionResponse,
+  type AdmissionReview,
+  allow,
+  BadAdmissionRequest,
+  deny,
+} from './admission.ts';
+import { annotations, readInjectionRequest } from './annotations.ts';
+import type { Pod } from './kubernetes.ts';
+import type { AdmissionOutcome, WebhookMetrics } from './metrics.ts';
+import type { InjectionSettings, WebhookOptions } from './options.ts';
+import { buildPodPatch, hasSidecar, type SlotAssignment } from './pod-patch.ts';
+import { type RedisSemaphore, SemaphoreUnavailableError } from './semaphore.ts';
+import { workloadKey } from './workload.ts';
+
+export interface MutatorOptions {
+  injection: InjectionSettings;
+  semaphore: (NonNullable<WebhookOptions['semaphore']> & { client: RedisSemaphore }) | undefined;
+}
+
+export interface Decision {
+  response: AdmissionResponse;
+  outcome: AdmissionOutcome;
+}
+
+export class PodMutator {
+  readonly #options: MutatorOptions;
+  readonly #metrics: WebhookMetrics | undefined;
+  readonly #log: Logger;
+
+  constructor(options: MutatorOptions, log: Logger, metrics?: WebhookMetrics) {
+    this.#options = options;
+    this.#log = log;
+    this.#metrics = metrics;
+  }
+
+  async review(review: AdmissionReview): Promise<Decision> {
+    const { request } = review;
+    const { uid } = request;
+    const isPod = request.kind.group === '' && request.kind.kind === 'Pod' && !request.subResource;
+    if (!isPod || request.operation !== 'CREATE') return { response: allow(uid), outcome: 'untouched' };
+    const pod = request.object;
+    if (typeof pod !== 'object' || pod === null || Array.isArray(pod)) {
+      throw new BadAdmissionRequest(
+        'MISSING_OBJECT',
+        400,
+        'the AdmissionReview creates a Pod but carries no Pod object',
+      );
+    }
+    const namespace = request.namespace || (pod as Pod).metadata?.namespace || 'default';
+    return this.#reviewPod(uid, pod as Pod, namespace, request.dryRun === true);
+  }
+
+  async #reviewPod(uid: string, pod: Pod, namespace: string, dryRun: boolean): Promise<Decision> {
+    const ask = readInjectionRequest(pod);
+    if (ask.kind === 'none') return { response: allow(uid), outcome: 'untouched' };
+    // Called again for a pod we already changed (reinvocation): nothing more to do.
+    if (hasSidecar(pod)) return { response: allow(uid), outcome: 'untouched' };
+    const name = pod.metadata?.name || pod.metadata?.generateName || '';
+    if (ask.kind === 'invalid') {
+      this.#metrics?.denied('invalid_annotation');
+      this.#log.info({ uid, namespace, pod: name, reason: ask.message }, 'pod denied');
+      return { response: deny(uid, 400, 'BadRequest', ask.message), outcome: 'denied' };
+    }
+
+    const warnings: string[] = [];
+    let slot: SlotAssignment | undefined;
+    const semaphore = this.#options.semaphore;
+    if (ask.maxConcurrent !== undefined && !semaphore) {
+      warnings.push(
+        `${annotations.maxConcurrent} is ignored: the metrics-proxy webhook runs without --redis`,
+      );
+    } else if (ask.maxConcurrent !== undefined && semaphore) {
+      const workload = workloadKey(pod, namespace);
+      const limit = ask.maxConcurrent;
+      const slotId = randomUUID();
+      let result: Awaited<ReturnType<RedisSemaphore['acquire']>>;
+      try {
+        result = await semaphore.client.acquire({
+          workload,
+          slot: slotId,
+          limit,
+          leaseMs: semaphore.admissionLeaseMs,
+          dryRun,
+        });
+      } catch (error) {
+        if (!(error instanceof SemaphoreUnavailableError)) throw error;
+        this.#metrics?.denied('semaphore_unavailable');
+        this.#log.warn({ uid, workload, limit, err: error.message }, 'pod denied: semaphore unavailable');
+        return {
+          response: deny(
+            uid,
+            503,
+            'ServiceUnavailable',
+            `${workload} allows at most ${limit} pods at once (${annotations.maxConcurrent}), but the semaphore cannot count them now: ${error.message}. The pod is denied so the limit cannot be exceeded; its controller will retry`,
+          ),
+          outcome: 'denied',
+        };
+      }
+      if (!result.granted) {
+        this.#metrics?.denied('semaphore_full');
+        this.#log.info({ uid, workload, limit, held: result.held }, 'pod denied: workload at its limit');
+        return {
+          response: deny(
+            uid,
+            403,
+            'Forbidden',
+            `${workload} already runs ${result.held} of at most ${limit} pods (${annotations.maxConcurrent}: "${limit}"); a new pod is admitted when one of them terminates`,
+          ),
+          outcome: 'denied',
+        };
+      }
+      slot = { workload, slot: slotId, limit, redis: semaphore.redis, leaseMs: semaphore.leaseMs };
+    }
+
+    const patch = buildPodPatch(pod, { port: ask.port, path: ask.path, slot }, this.#options.injection);
+    if (!dryRun) this.#metrics?.mutated();
+    this.#log.info(
+      {
+        uid,
+        namespace,
+        pod: name,
+        target: `http://127.0.0.1:${ask.port}${ask.path}`,
+        ...(slot ? { workload: slot.workload, slot: slot.slot } : {}),
+        dryRun,
+      },
+      'sidecar injected',
+    );
+    return { response: allow(uid, patch, warnings), outcome: 'mutated' };
+  }
+}

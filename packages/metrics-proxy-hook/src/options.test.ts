@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseFlags, UsageError } from '@seahorse/runtime';
+import {
+  buildSidecarOptions,
+  buildWebhookOptions,
+  defaultSidecarImage,
+  parseListenAddress,
+  parseRedisAddress,
+  sidecarFlagSpecs,
+  webhookFlagSpecs,
+} from './options.ts';
+
+const webhook = (argv: string[], env: NodeJS.ProcessEnv = {}) =>
+  buildWebhookOptions(parseFlags(webhookFlagSpecs, argv, env));
+const sidecar = (argv: string[], env: NodeJS.ProcessEnv = {}) =>
+  buildSidecarOptions(parseFlags(sidecarFlagSpecs, argv, env));
+
+test("the webhook's defaults are the seed deployment's", () => {
+  const options = webhook([]);
+  assert.deepEqual(options.listen, { host: '0.0.0.0', port: 9443 });
+  assert.equal(options.certDir, '/var/k8s-webhook-server/serving-certs');
+  assert.deepEqual(options.metricsListen, { host: '0.0.0.0', port: 8080 });
+  assert.deepEqual(options.probeListen, { host: '0.0.0.0', port: 8081 });
+  assert.equal(options.enableHttp2, false);
+  assert.equal(options.injection.terminationGracePeriodSeconds, 30);
+  assert.equal(options.injection.sidecarImage, defaultSidecarImage);
+  assert.equal(options.semaphore, undefined, 'no --redis, no semaphore');
+});
+
+test('every webhook flag also comes from METRICS_PROXY_HOOK_<FLAG>, and flags win', () => {
+  const options = webhook(['--port', '10443'], {
+    METRICS_PROXY_HOOK_PORT: '9999',
+    METRICS_PROXY_HOOK_HOST: '127.0.0.1',
+    METRICS_PROXY_HOOK_CERT_DIR: '/certs',
+    METRICS_PROXY_HOOK_METRICS_ADDRESS: ':9090',
+    METRICS_PROXY_HOOK_PROBE_ADDRESS: '0',
+    METRICS_PROXY_HOOK_SIDECAR_IMAGE: 'registry.local/hook:1',
+    METRICS_PROXY_HOOK_TERMINATION_GRACE_PERIOD: '1m1500ms',
+    METRICS_PROXY_HOOK_ENABLE_HTTP2: 'true',
+    METRICS_PROXY_HOOK_REDIS: 'redis-0.redis:6379,redis-1.redis:6380,redis://redis-2.redis',
+    METRICS_PROXY_HOOK_SEMAPHORE_LEASE_TTL: '45s',
+  });
+  assert.deepEqual(options.listen, { host: '127.0.0.1', port: 10443 });
+  assert.equal(options.certDir, '/certs');
+  assert.deepEqual(options.metricsListen, { host: '', port: 9090 });
+  assert.equal(options.probeListen, undefined);
+  assert.equal(options.injection.sidecarImage, 'registry.local/hook:1');
+  assert.equal(options.injection.terminationGracePeriodSeconds, 62, 'rounded up to whole seconds');
+  assert.equal(options.enableHttp2, true);
+  assert.deepEqual(options.semaphore?.redis, [
+    { host: 'redis-0.redis', port: 6379 },
+    { host: 'redis-1.redis', port: 6380 },
+    { host: 'redis-2.redis', port: 6379 },
+  ]);
+  assert.equal(options.semaphore?.leaseMs, 45_000);
+  assert.equal(options.semaphore?.admissionLeaseMs, 300_000);
+  assert.deepEqual(options.semaphore?.lock, {
+    ttlMs: 3000,
+    retryCount: 5,
+    retryDelayMs: 100,
+    retryJitterMs: 100,
+  });
+});
+
+test('webhook mistakes are UsageErrors naming the flag and the accepted form', () => {
+  const cases: Array<[string[], RegExp]> = [
+    [
+      ['--metrics-address', '8080'],
+      /--metrics-address expects host:port such as 0.0.0.0:8080 or :8080 \(0 turns it off\), got '8080'/,
+    ],
+    [['--redis', 'a:1', '--redis', 'a:1'], /lists a:1 twice/],
+    [['--redis', 'redis://:secret@a:6379'], /carries credentials/],
+    [['--redis', 'a:99999'], /expects a Redis address/],
+    [['--termination-grace-period', '500ms'], /at least 1s/],
+    [['--sidecar-image', ' '], /must name an image/],
+    [['--sidecar-image-pull-policy', 'Sometimes'], /one of Always, IfNotPresent, Never/],
+  ];
+  for (const [argv, message] of cases) {
+    assert.throws(
+      () => webhook(argv),
+      (error: Error) => error instanceof UsageError && message.test(error.message),
+      argv.join(' '),
+    );
+  }
+});
+
+test('the sidecar needs --target; its semaphore flags come all together or not at all', () => {
+  assert.throws(() => sidecar([]), /--target is required \(or METRICS_PROXY_HOOK_TARGET\)/);
+  assert.throws(() => sidecar(['--target', 'https://127.0.0.1/metrics']), /expects an http URL/);
+  const plain = sidecar([], { METRICS_PROXY_HOOK_TARGET: 'http://127.0.0.1:8080/metrics' });
+  assert.equal(plain.target.href, 'http://127.0.0.1:8080/metrics');
+  assert.deepEqual(plain.listen, { host: '0.0.0.0', port: 65532 });
+  assert.equal(plain.terminationGracePeriodMs, 30_000);
+  assert.equal(plain.lameduckMs, 1000);
+  assert.equal(plain.scrapeWaitThresholdMs, 1000);
+  assert.equal(plain.semaphore, undefined);
+  assert.throws(
+    () =>
+      sidecar(['--target', 'http://127.0.0.1:1/m'], {
+        METRICS_PROXY_HOOK_SEMAPHORE_KEY: 'ns/Deployment/app',
+      }),
+    /missing --semaphore-redis, --semaphore-slot, --semaphore-limit/,
+  );
+  const limited = sidecar(['--target', 'http://127.0.0.1:1/m'], {
+    METRICS_PROXY_HOOK_SEMAPHORE_REDIS: 'a:1,b:2,c:3',
+    METRICS_PROXY_HOOK_SEMAPHORE_KEY: 'ns/Deployment/app',
+    METRICS_PROXY_HOOK_SEMAPHORE_SLOT: 'slot-1',
+    METRICS_PROXY_HOOK_SEMAPHORE_LIMIT: '2',
+    METRICS_PROXY_HOOK_SEMAPHORE_LEASE_TTL: '30s',
+  });
+  assert.equal(limited.semaphore?.redis.length, 3);
+  assert.equal(limited.semaphore?.workload, 'ns/Deployment/app');
+  assert.equal(limited.semaphore?.limit, 2);
+  assert.equal(limited.semaphore?.leaseMs, 30_000);
+});
+
+test('addresses parse in their usual forms', () => {
+  assert.deepEqual(parseListenAddress('[::1]:9443', '--x'), { host: '::1', port: 9443 });
+  assert.deepEqual(parseListenAddress(':8081', '--x'), { host: '', port: 8081 });
+  assert.equal(parseListenAddress('0', '--x', true), undefined);
+  assert.deepEqual(parseRedisAddress('redis://10.0.0.5:6380/', '--redis'), { host: '10.0.0.5', port: 6380 });
+  assert.deepEqual(parseRedisAddress('[fd00::5]:7000', '--redis'), { host: 'fd00::5', port: 7000 });
+  assert.deepEqual(parseRedisAddress('redis-0', '--redis'), { host: 'redis-0', port: 6379 });
+});

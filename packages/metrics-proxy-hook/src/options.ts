@@ -1,0 +1,434 @@
+// The two subcommands' command lines (each flag also read from METRICS_PROXY_HOOK_<FLAG>),
+// turned into one typed options object each, with every mistake reported as a UsageError.
+import { readFileSync } from 'node:fs';
+import { type FlagSpec, type ListenAddress, type ParsedFlags, UsageError } from '@seahorse/runtime';
+import { sidecarPort } from './annotations.ts';
+import type { RedisAddress } from './redis-nodes.ts';
+import type { RedlockOptions } from './redlock.ts';
+
+/** The environment variable that stands in for a flag: `--cert-dir` ↔ METRICS_PROXY_HOOK_CERT_DIR. */
+export function envName(flag: string): string {
+  return `METRICS_PROXY_HOOK_${flag.toUpperCase().replaceAll('-', '_')}`;
+}
+
+/** Gives every flag but --help and --version its environment variable. */
+function withEnv(specs: FlagSpec[]): FlagSpec[] {
+  return specs.map((spec) =>
+    spec.name === 'help' || spec.name === 'version' ? spec : { ...spec, env: envName(spec.name) },
+  );
+}
+
+export function version(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return manifest.version;
+}
+
+export const defaultSidecarImage = `ghcr.io/seahorse/metrics-proxy-hook:${version()}`;
+
+const common = {
+  logLevel: {
+    name: 'log-level',
+    kind: 'string',
+    arg: '<level>',
+    default: 'info',
+    choices: ['debug', 'info', 'warn', 'error'],
+    help: 'Log level',
+  },
+  help: { name: 'help', short: 'h', kind: 'boolean', help: 'Show this help' },
+  redisTimeout: {
+    name: 'redis-timeout',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '250ms',
+    help: 'A Redis node slower than this counts as down for that command',
+  },
+  lockTtl: {
+    name: 'semaphore-lock-ttl',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '3s',
+    help: 'Validity of the Redlock lock guarding a workload slot table',
+  },
+  lockRetries: {
+    name: 'semaphore-lock-retries',
+    kind: 'integer',
+    arg: '<n>',
+    min: 0,
+    max: 1000,
+    default: 5,
+    help: 'Further attempts to take a busy lock before denying',
+  },
+  lockRetryDelay: {
+    name: 'semaphore-lock-retry-delay',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '100ms',
+    help: 'Pause between lock attempts, plus up to as much again of random jitter',
+  },
+  leaseTtl: {
+    name: 'semaphore-lease-ttl',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '30s',
+    help: "A running pod's slot lease; its sidecar renews it every third of this",
+  },
+} as const satisfies Record<string, Omit<FlagSpec, 'env'>>;
+
+export const webhookFlagSpecs: FlagSpec[] = withEnv([
+  { name: 'host', kind: 'string', arg: '<ip>', default: '0.0.0.0', help: 'Address the webhook listens on' },
+  {
+    name: 'port',
+    kind: 'integer',
+    arg: '<n>',
+    min: 0,
+    max: 65535,
+    default: 9443,
+    help: 'HTTPS port of the webhook (POST /mutate)',
+  },
+  {
+    name: 'cert-dir',
+    kind: 'string',
+    arg: '<dir>',
+    default: '/var/k8s-webhook-server/serving-certs',
+    help: 'Directory holding tls.crt and tls.key; reloaded when they change',
+  },
+  {
+    name: 'cert-poll-interval',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '10s',
+    help: 'Also re-read the certificate this often, in case a change notification is missed',
+  },
+  {
+    name: 'metrics-address',
+    kind: 'string',
+    arg: '<host:port>',
+    default: '0.0.0.0:8080',
+    help: 'Prometheus metrics listener (0 disables it)',
+  },
+  {
+    name: 'probe-address',
+    kind: 'string',
+    arg: '<host:port>',
+    default: '0.0.0.0:8081',
+    help: '/healthz and /readyz listener (0 disables it)',
+  },
+  {
+    name: 'sidecar-image',
+    kind: 'string',
+    arg: '<image>',
+    default: defaultSidecarImage,
+    help: 'Image of the injected prometheus-metrics-proxy container',
+  },
+  {
+    name: 'sidecar-image-pull-policy',
+    kind: 'string',
+    arg: '<policy>',
+    default: 'IfNotPresent',
+    choices: ['Always', 'IfNotPresent', 'Never'],
+    help: 'imagePullPolicy of the injected container',
+  },
+  {
+    name: 'termination-grace-period',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '30s',
+    help: 'Annotated pods get at least this terminationGracePeriodSeconds (whole seconds, rounded up)',
+  },
+  { name: 'enable-http2', kind: 'boolean', help: 'Serve HTTP/2 as well as HTTP/1.1 (off: HTTP/1.1 only)' },
+  {
+    name: 'lameduck',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '0s',
+    help: 'On SIGTERM, keep serving (unready) this long before draining',
+  },
+  {
+    name: 'redis',
+    kind: 'list',
+    arg: '<host:port>',
+    help: 'Independent Redis node for the max-concurrent semaphore; repeat (3 recommended) or comma-separate in the env. Without it the semaphore is off',
+  },
+  common.redisTimeout,
+  common.lockTtl,
+  common.lockRetries,
+  common.lockRetryDelay,
+  {
+    name: 'semaphore-admission-ttl',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '5m',
+    help: "A new pod's slot lease, until its sidecar starts renewing it (covers scheduling and image pulls)",
+  },
+  common.leaseTtl,
+  common.logLevel,
+  { name: 'version', short: 'V', kind: 'boolean', help: 'Print the version' },
+  common.help,
+]);
+
+export const sidecarFlagSpecs: FlagSpec[] = withEnv([
+  {
+    name: 'address',
+    kind: 'string',
+    arg: '<host:port>',
+    default: `0.0.0.0:${sidecarPort}`,
+    help: 'Where the sidecar serves the metrics it proxies',
+  },
+  {
+    name: 'target',
+    kind: 'string',
+    arg: '<url>',
+    help: "The application's metrics URL, e.g. http://127.0.0.1:8080/metrics (required)",
+  },
+  {
+    name: 'termination-grace-period',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '30s',
+    help: "The pod's termination grace period: the sidecar exits within it after SIGTERM",
+  },
+  {
+    name: 'lameduck',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '1s',
+    help: 'After the last scrape, keep serving this long before shutting down',
+  },
+  {
+    name: 'scrape-wait-threshold',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '1s',
+    help: 'On SIGTERM, fetch the metrics once more if the last scrape is older than this',
+  },
+  {
+    name: 'target-timeout',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '10s',
+    help: 'Give up on a request to the target after this long',
+  },
+  {
+    name: 'semaphore-redis',
+    kind: 'list',
+    arg: '<host:port>',
+    help: 'Redis nodes of the semaphore slot this pod holds (set by the webhook)',
+  },
+  {
+    name: 'semaphore-key',
+    kind: 'string',
+    arg: '<workload>',
+    help: 'Workload key of the slot (set by the webhook)',
+  },
+  { name: 'semaphore-slot', kind: 'string', arg: '<id>', help: 'Slot id (set by the webhook)' },
+  {
+    name: 'semaphore-limit',
+    kind: 'integer',
+    arg: '<n>',
+    min: 1,
+    help: 'The workload limit, used to take a slot again if the lease was lost (set by the webhook)',
+  },
+  common.leaseTtl,
+  common.redisTimeout,
+  common.lockTtl,
+  common.lockRetries,
+  common.lockRetryDelay,
+  common.logLevel,
+  common.help,
+]);
+
+/** `host:port`, `:port` or `[v6]:port`; `0` disables the listener when `allowOff`. */
+export function parseListenAddress(text: string, flag: string, allowOff: true): ListenAddress | undefined;
+export function parseListenAddress(text: string, flag: string, allowOff?: false): ListenAddress;
+export function parseListenAddress(text: string, flag: string, allowOff = false): ListenAddress | undefined {
+  if (allowOff && text.trim() === '0') return undefined;
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
+  const port = match ? Number(match[3]) : Number.NaN;
+  if (!match || port > 65535) {
+    throw new UsageError(
+      `${flag} expects host:port such as 0.0.0.0:8080 or :8080${allowOff ? ' (0 turns it off)' : ''}, got '${text}'`,
+    );
+  }
+  return { host: match[1] ?? match[2] ?? '', port };
+}
+
+/** `host:port`, `host` (port 6379) or `redis://host:port`; credentials are refused. */
+export function parseRedisAddress(text: string, flag: string): RedisAddress {
+  let rest = text.trim();
+  if (rest.startsWith('redis://')) {
+    rest = rest.slice('redis://'.length).replace(/\/$/, '');
+  }
+  if (rest.includes('@')) {
+    throw new UsageError(
+      `${flag}: '${text}' carries credentials, which the webhook would copy into every pod spec; use Redis reachable only from the cluster network (NetworkPolicy) instead`,
+    );
+  }
+  const match = /^(?:\[([^\]]+)\]|([^:/[\]]+))(?::(\d{1,5}))?$/.exec(rest);
+  const port = match?.[3] === undefined ? 6379 : Number(match[3]);
+  if (!match || port < 1 || port > 65535) {
+    throw new UsageError(`${flag} expects a Redis address such as redis-0.redis:6379, got '${text}'`);
+  }
+  return { host: match[1] ?? match[2]!, port };
+}
+
+function redisAddresses(flags: ParsedFlags, name: string): RedisAddress[] {
+  const addresses = flags
+    .list(name)
+    .flatMap((value) => value.split(','))
+    .map((value) => value.trim())
+    .filter((value) => value !== '')
+    .map((value) => parseRedisAddress(value, `--${name}`));
+  const seen = new Set<string>();
+  for (const { host, port } of addresses) {
+    const key = `${host}:${port}`;
+    if (seen.has(key)) {
+      throw new UsageError(`--${name} lists ${key} twice; Redlock needs independent nodes, each once`);
+    }
+    seen.add(key);
+  }
+  return addresses;
+}
+
+function lockOptions(flags: ParsedFlags): RedlockOptions {
+  const retryDelayMs = flags.duration('semaphore-lock-retry-delay')!;
+  return {
+    ttlMs: flags.duration('semaphore-lock-ttl')!,
+    retryCount: flags.integer('semaphore-lock-retries')!,
+    retryDelayMs,
+    retryJitterMs: retryDelayMs,
+  };
+}
+
+function positive(flags: ParsedFlags, name: string): number {
+  const value = flags.duration(name)!;
+  if (value <= 0) throw new UsageError(`--${name} must be longer than 0`);
+  return value;
+}
+
+export interface SemaphoreConnection {
+  redis: RedisAddress[];
+  commandTimeoutMs: number;
+  lock: RedlockOptions;
+}
+
+export interface InjectionSettings {
+  sidecarImage: string;
+  imagePullPolicy: string;
+  /** The floor for annotated pods' terminationGracePeriodSeconds. */
+  terminationGracePeriodSeconds: number;
+}
+
+export interface WebhookOptions {
+  listen: ListenAddress;
+  certDir: string;
+  certPollIntervalMs: number;
+  metricsListen: ListenAddress | undefined;
+  probeListen: ListenAddress | undefined;
+  enableHttp2: boolean;
+  lameduckMs: number;
+  /** Larger AdmissionReview bodies are refused with 413. */
+  maxBodyBytes: number;
+  injection: InjectionSettings;
+  semaphore:
+    | (SemaphoreConnection & {
+        /** Lease of a slot granted at admission, until the sidecar first renews it. */
+        admissionLeaseMs: number;
+        /** Lease the sidecar keeps renewing. */
+        leaseMs: number;
+      })
+    | undefined;
+}
+
+export function buildWebhookOptions(flags: ParsedFlags): WebhookOptions {
+  const host = flags.string('host')!;
+  const redis = redisAddresses(flags, 'redis');
+  const image = flags.string('sidecar-image')!.trim();
+  if (image === '') throw new UsageError('--sidecar-image must name an image');
+  const graceMs = flags.duration('termination-grace-period')!;
+  if (graceMs < 1000) throw new UsageError('--termination-grace-period must be at least 1s');
+  const leaseMs = positive(flags, 'semaphore-lease-ttl');
+  if (leaseMs < 1000)
+    throw new UsageError('--semaphore-lease-ttl must be at least 1s (it is renewed every third)');
+  return {
+    listen: { host: host === '*' ? '' : host, port: flags.integer('port')! },
+    certDir: flags.string('cert-dir')!,
+    certPollIntervalMs: positive(flags, 'cert-poll-interval'),
+    metricsListen: parseListenAddress(flags.string('metrics-address')!, '--metrics-address', true),
+    probeListen: parseListenAddress(flags.string('probe-address')!, '--probe-address', true),
+    enableHttp2: flags.boolean('enable-http2'),
+    lameduckMs: flags.duration('lameduck')!,
+    maxBodyBytes: 3 * 1024 * 1024,
+    injection: {
+      sidecarImage: image,
+      imagePullPolicy: flags.string('sidecar-image-pull-policy')!,
+      terminationGracePeriodSeconds: Math.ceil(graceMs / 1000),
+    },
+    semaphore:
+      redis.length === 0
+        ? undefined
+        : {
+            redis,
+            commandTimeoutMs: positive(flags, 'redis-timeout'),
+            lock: lockOptions(flags),
+            admissionLeaseMs: positive(flags, 'semaphore-admission-ttl'),
+            leaseMs,
+          },
+  };
+}
+
+export interface SidecarOptions {
+  listen: ListenAddress;
+  target: URL;
+  terminationGracePeriodMs: number;
+  lameduckMs: number;
+  scrapeWaitThresholdMs: number;
+  targetTimeoutMs: number;
+  semaphore:
+    | (SemaphoreConnection & { workload: string; slot: string; limit: number; leaseMs: number })
+    | undefined;
+}
+
+const semaphoreSidecarFlags = ['semaphore-redis', 'semaphore-key', 'semaphore-slot', 'semaphore-limit'];
+
+export function buildSidecarOptions(flags: ParsedFlags): SidecarOptions {
+  const rawTarget = flags.string('target');
+  if (rawTarget === undefined) {
+    throw new UsageError(`--target is required (or ${envName('target')}): the application's metrics URL`);
+  }
+  const target = URL.canParse(rawTarget) ? new URL(rawTarget) : undefined;
+  if (target?.protocol !== 'http:') {
+    throw new UsageError(
+      `--target expects an http URL such as http://127.0.0.1:8080/metrics, got '${rawTarget}'`,
+    );
+  }
+  const given = semaphoreSidecarFlags.filter((name) => flags.has(name));
+  if (given.length > 0 && given.length < semaphoreSidecarFlags.length) {
+    const missing = semaphoreSidecarFlags.filter((name) => !flags.has(name));
+    throw new UsageError(
+      `the semaphore needs --${semaphoreSidecarFlags.join(', --')} together; missing --${missing.join(', --')}`,
+    );
+  }
+  const leaseMs = positive(flags, 'semaphore-lease-ttl');
+  return {
+    listen: parseListenAddress(flags.string('address')!, '--address'),
+    target,
+    terminationGracePeriodMs: positive(flags, 'termination-grace-period'),
+    lameduckMs: flags.duration('lameduck')!,
+    scrapeWaitThresholdMs: flags.duration('scrape-wait-threshold')!,
+    targetTimeoutMs: positive(flags, 'target-timeout'),
+    semaphore:
+      given.length === 0
+        ? undefined
+        : {
+            redis: redisAddresses(flags, 'semaphore-redis'),
+            commandTimeoutMs: positive(flags, 'redis-timeout'),
+            lock: lockOptions(flags),
+            workload: flags.string('semaphore-key')!,
+            slot: flags.string('semaphore-slot')!,
+            limit: flags.integer('semaphore-limit')!,
+            leaseMs,
+          },
+  };
+}

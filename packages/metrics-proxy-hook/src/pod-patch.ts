@@ -1,0 +1,138 @@
+// The JSONPatch that gives an annotated pod its metrics proxy: Prometheus pointed at the
+// sidecar, Istio told to leave the sidecar's port alone, a grace period long enough for one
+// last scrape, and the sidecar container itself.
+import { annotations, sidecarContainerName, sidecarPort } from './annotations.ts';
+import { type JsonValue, type PatchOperation, pointer } from './json-patch.ts';
+import { type Container, defaultTerminationGracePeriodSeconds, type EnvVar, type Pod } from './kubernetes.ts';
+import { envName, type InjectionSettings } from './options.ts';
+import { formatRedisAddress, type RedisAddress } from './redis-nodes.ts';
+
+/** A semaphore slot granted at admission; its identity reaches the sidecar through env. */
+export interface SlotAssignment {
+  workload: string;
+  slot: string;
+  limit: number;
+  redis: readonly RedisAddress[];
+  /** The lease the sidecar keeps renewing. */
+  leaseMs: number;
+}
+
+export interface InjectionPlan {
+  port: number;
+  path: string;
+  slot: SlotAssignment | undefined;
+}
+
+/** Whether the pod already has the sidecar (the webhook was called again for the same pod). */
+export function hasSidecar(pod: Pod): boolean {
+  return (pod.spec?.containers ?? []).some((container) => container.name === sidecarContainerName);
+}
+
+/** Adds `port` to a comma-separated port list unless it is there already. */
+export function addToPortList(list: string | undefined, port: number): string {
+  const ports = (list ?? '')
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
+  if (!ports.includes(String(port))) ports.push(String(port));
+  return ports.join(',');
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+export function sidecarContainer(
+  plan: InjectionPlan,
+  settings: InjectionSettings,
+  graceSeconds: number,
+): Container {
+  const env: EnvVar[] = [];
+  if (plan.slot) {
+    const { slot } = plan;
+    env.push(
+      { name: envName('semaphore-redis'), value: slot.redis.map(formatRedisAddress).join(',') },
+      { name: envName('semaphore-key'), value: slot.workload },
+      { name: envName('semaphore-slot'), value: slot.slot },
+      { name: envName('semaphore-limit'), value: String(slot.limit) },
+      { name: envName('semaphore-lease-ttl'), value: formatSeconds(slot.leaseMs) },
+    );
+  }
+  return {
+    name: sidecarContainerName,
+    image: settings.sidecarImage,
+    imagePullPolicy: settings.imagePullPolicy,
+    args: [
+      'sidecar',
+      `--address=0.0.0.0:${sidecarPort}`,
+      `--target=http://127.0.0.1:${plan.port}${plan.path}`,
+      `--termination-grace-period=${graceSeconds}s`,
+    ],
+    ...(env.length > 0 ? { env } : {}),
+    ports: [{ containerPort: sidecarPort, protocol: 'TCP' }],
+    resources: {
+      requests: { cpu: '10m', memory: '48Mi' },
+      limits: { memory: '128Mi' },
+    },
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: sidecarPort,
+      runAsGroup: sidecarPort,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+}
+
+function annotationOperations(pod: Pod, changes: Record<string, string>): PatchOperation[] {
+  const existing = pod.metadata?.annotations;
+  if (!existing) {
+    // JSONPatch cannot add a member to a map that does not exist: create the map whole.
+    return [{ op: 'add', path: pointer('metadata', 'annotations'), value: changes }];
+  }
+  return Object.entries(changes)
+    .filter(([name, value]) => existing[name] !== value)
+    .map(([name, value]) => ({
+      op: Object.hasOwn(existing, name) ? 'replace' : 'add',
+      path: pointer('metadata', 'annotations', name),
+      value,
+    }));
+}
+
+/** The operations, in order, that turn the pod into one with the metrics proxy. */
+export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: InjectionSettings): PatchOperation[] {
+  const operations: PatchOperation[] = [];
+  const current = pod.metadata?.annotations ?? {};
+  const changes: Record<string, string> = {
+    [annotations.port]: String(sidecarPort),
+    [annotations.istioExcludeInboundPorts]: addToPortList(
+      current[annotations.istioExcludeInboundPorts],
+      sidecarPort,
+    ),
+  };
+  if (plan.slot) changes[annotations.slot] = `${plan.slot.workload}#${plan.slot.slot}`;
+  if (!pod.metadata) operations.push({ op: 'add', path: pointer('metadata'), value: {} });
+  operations.push(...annotationOperations(pod, changes));
+
+  const podGrace = pod.spec?.terminationGracePeriodSeconds;
+  const graceSeconds = Math.max(
+    podGrace ?? defaultTerminationGracePeriodSeconds,
+    settings.terminationGracePeriodSeconds,
+  );
+  if (podGrace === undefined || podGrace < graceSeconds) {
+    operations.push({
+      op: podGrace === undefined ? 'add' : 'replace',
+      path: pointer('spec', 'terminationGracePeriodSeconds'),
+      value: graceSeconds,
+    });
+  }
+  operations.push({
+    op: 'add',
+    path: pointer('spec', 'containers', '-'),
+    value: sidecarContainer(plan, settings, graceSeconds) as unknown as JsonValue,
+  });
+  return operations;
+}

@@ -1,0 +1,93 @@
+// A fixed set of independent Redis nodes (not replicas of each other), asked in parallel. A
+// node that is down or slow answers with an error quickly instead of queueing commands, so a
+// majority decides within one command timeout.
+import type { Logger } from '@seahorse/runtime';
+import { Redis } from 'ioredis';
+
+export interface RedisAddress {
+  host: string;
+  port: number;
+}
+
+export type NodeReply<T> = { node: string; ok: true; value: T } | { node: string; ok: false; error: Error };
+
+export interface RedisNodesOptions {
+  /** Per-command deadline: a node that takes longer counts as not answering. */
+  commandTimeoutMs: number;
+  log: Logger;
+}
+
+export function formatRedisAddress(address: RedisAddress): string {
+  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}
+
+export class RedisNodes {
+  readonly #nodes: Array<{ name: string; client: Redis }>;
+
+  constructor(addresses: readonly RedisAddress[], options: RedisNodesOptions) {
+    this.#nodes = addresses.map((address) => {
+      const name = formatRedisAddress(address);
+      const client = new Redis({
+        host: address.host,
+        port: address.port,
+        commandTimeout: options.commandTimeoutMs,
+        connectTimeout: Math.max(1000, options.commandTimeoutMs * 4),
+        // Fail fast while disconnected: a quorum is decided now, not after a reconnect.
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        retryStrategy: (attempt) => Math.min(attempt * 100, 2000),
+      });
+      let down = false;
+      client.on('error', (error: Error) => {
+        if (down) return;
+        down = true;
+        options.log.warn({ redis: name, err: error.message }, 'redis node unreachable');
+      });
+      client.on('ready', () => {
+        if (down) options.log.info({ redis: name }, 'redis node reachable again');
+        down = false;
+      });
+      return { name, client };
+    });
+  }
+
+  get size(): number {
+    return this.#nodes.length;
+  }
+
+  /** More than half of the nodes. */
+  get quorum(): number {
+    return Math.floor(this.#nodes.length / 2) + 1;
+  }
+
+  get names(): string[] {
+    return this.#nodes.map((node) => node.name);
+  }
+
+  /** Waits until every node is connected or `timeoutMs` passes; returns how many are ready. */
+  async waitConnected(timeoutMs: number): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    const readyCount = () => this.#nodes.filter((node) => node.client.status === 'ready').length;
+    while (readyCount() < this.#nodes.length && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return readyCount();
+  }
+
+  /** Runs `command` on every node at once; never rejects. */
+  each<T>(command: (client: Redis, node: string) => Promise<T>): Promise<Array<NodeReply<T>>> {
+    return Promise.all(
+      this.#nodes.map(async ({ name, client }): Promise<NodeReply<T>> => {
+        try {
+          return { node: name, ok: true, value: await command(client, name) };
+        } catch (error) {
+          return { node: name, ok: false, error: error instanceof Error ? error : new Error(String(error)) };
+        }
+      }),
+    );
+  }
+
+  close(): void {
+    for (const { client } of this.#nodes) client.disconnect();
+  }
+}

@@ -1,0 +1,89 @@
+// The sidecar's side of the semaphore: keep the pod's slot alive while the pod runs, give it
+// back when the pod terminates. A pod that crashes stops renewing and its slot expires.
+import type { Logger } from '@seahorse/runtime';
+import { type RedisSemaphore, SemaphoreUnavailableError } from './semaphore.ts';
+
+export interface SlotIdentity {
+  workload: string;
+  slot: string;
+  limit: number;
+  leaseMs: number;
+}
+
+export class SlotLease {
+  readonly #semaphore: RedisSemaphore;
+  readonly #identity: SlotIdentity;
+  readonly #log: Logger;
+  #timer: NodeJS.Timeout | undefined;
+  #inFlight: Promise<void> = Promise.resolve();
+  #stopped = false;
+  #renewals = 0;
+
+  constructor(semaphore: RedisSemaphore, identity: SlotIdentity, log: Logger) {
+    this.#semaphore = semaphore;
+    this.#identity = identity;
+    this.#log = log.child({ workload: identity.workload, slot: identity.slot });
+  }
+
+  /** Successful renewals so far. */
+  get renewals(): number {
+    return this.#renewals;
+  }
+
+  /** Renews now (shortening the long admission lease to the running lease), then every third of it. */
+  start(): void {
+    this.#run();
+  }
+
+  /** Stops renewing and releases the slot. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#inFlight;
+    try {
+      await this.#semaphore.release(this.#identity.workload, this.#identity.slot);
+      this.#log.info('semaphore slot released');
+    } catch (error) {
+      this.#log.warn(
+        { err: (error as Error).message },
+        'releasing the slot failed; it expires with its lease',
+      );
+    }
+  }
+
+  #run(): void {
+    if (this.#stopped) return;
+    this.#inFlight = this.#renew().finally(() => {
+      if (this.#stopped) return;
+      this.#timer = setTimeout(() => this.#run(), Math.max(100, Math.floor(this.#identity.leaseMs / 3)));
+    });
+  }
+
+  async #renew(): Promise<void> {
+    const { workload, slot, limit, leaseMs } = this.#identity;
+    try {
+      const result = await this.#semaphore.renew(workload, slot, leaseMs);
+      if (result === 'renewed') {
+        this.#renewals++;
+        if (this.#renewals === 1) this.#log.info({ leaseMs }, 'semaphore slot lease renewed');
+        return;
+      }
+      this.#log.warn('semaphore slot lease lost (expired or released); taking a slot again');
+      const again = await this.#semaphore.acquire({ workload, slot, limit, leaseMs });
+      if (again.granted) {
+        this.#renewals++;
+        this.#log.info({ held: again.held, limit }, 'semaphore slot taken again');
+      } else {
+        this.#log.error(
+          { held: again.held, limit },
+          'the workload is at its limit and this pod lost its slot; it runs on without one and retries',
+        );
+      }
+    } catch (error) {
+      const entry = { err: (error as Error).message };
+      if (error instanceof SemaphoreUnavailableError)
+        this.#log.warn(entry, 'renewing the semaphore slot failed; retrying');
+      else this.#log.error(entry, 'renewing the semaphore slot failed unexpectedly; retrying');
+    }
+  }
+}

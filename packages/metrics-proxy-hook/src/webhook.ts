@@ -1,0 +1,268 @@
+// Wires the webhook: the HTTPS listener for POST /mutate (HTTP/1.1, or HTTP/2 as well with
+// --enable-http2), the certificate reloader, the optional Redis semaphore, and the probe and
+// metrics listeners, all under one lifecycle.
+import {
+  createServer as createHttpServer,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+} from 'node:http';
+import { createSecureServer as createHttp2SecureServer } from 'node:http2';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Server as NetServer } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
+import {
+  createRegistry,
+  formatAddress,
+  Lifecycle,
+  type ListenAddress,
+  type Logger,
+  listen,
+  metricsListener,
+  type Registry,
+} from '@seahorse/runtime';
+import { BadAdmissionRequest, parseAdmissionReview, reviewResponse } from './admission.ts';
+import { CertificateReloader } from './certificate.ts';
+import { type AdmissionOutcome, WebhookMetrics } from './metrics.ts';
+import { PodMutator } from './mutator.ts';
+import type { WebhookOptions } from './options.ts';
+import { RedisNodes } from './redis-nodes.ts';
+import { RedisSemaphore } from './semaphore.ts';
+
+export interface RunningWebhook {
+  readonly lifecycle: Lifecycle;
+  readonly registry: Registry;
+  readonly certificates: CertificateReloader;
+  readonly addresses: { webhook: ListenAddress; metrics?: ListenAddress; probe?: ListenAddress };
+  close(): Promise<void>;
+}
+
+/** What the handler needs of a request or response, from node:http and node:http2 alike. */
+type WebhookRequest = Readable & {
+  method?: string;
+  url?: string;
+  headers: IncomingHttpHeaders;
+  httpVersionMajor: number;
+};
+type WebhookResponse = {
+  writeHead(status: number, headers?: OutgoingHttpHeaders): unknown;
+  end(body: string): unknown;
+};
+
+// Kubernetes' StatusReason for each status we answer with, so the API server shows our message.
+const statusReasons: Record<number, string> = {
+  400: 'BadRequest',
+  404: 'NotFound',
+  405: 'MethodNotAllowed',
+  413: 'RequestEntityTooLarge',
+  415: 'UnsupportedMediaType',
+  500: 'InternalError',
+};
+
+class HttpFailure extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly headers: OutgoingHttpHeaders;
+  constructor(status: number, code: string, message: string, headers: OutgoingHttpHeaders = {}) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.headers = headers;
+  }
+}
+
+function readBody(req: WebhookRequest, maxBytes: number): Promise<string> {
+  const tooLarge = () =>
+    new HttpFailure(
+      413,
+      'BODY_TOO_LARGE',
+      `the AdmissionReview is larger than ${maxBytes} bytes; no Pod is that large, so this is not an admission request`,
+    );
+  const declared = Number(req.headers['content-length']);
+  if (declared > maxBytes) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) {
+        req.off('data', onData);
+        req.resume();
+        reject(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.once('error', reject);
+  });
+}
+
+export async function startWebhook(options: WebhookOptions, log: Logger): Promise<RunningWebhook> {
+  const lifecycle = new Lifecycle({
+    logger: log,
+    lameduckMs: options.lameduckMs,
+    terminationGracePeriodMs: options.lameduckMs + 10_000,
+  });
+  const registry = createRegistry();
+  const metrics = new WebhookMetrics(registry);
+  const certificates = new CertificateReloader(options.certDir, {
+    pollIntervalMs: options.certPollIntervalMs,
+    log,
+    onReload: (ok) => metrics.certificateReloaded(ok),
+  });
+  const keyPair = certificates.load();
+
+  let semaphore: RedisSemaphore | undefined;
+  let closeSemaphore: (() => void) | undefined;
+  if (options.semaphore) {
+    const nodes = new RedisNodes(options.semaphore.redis, {
+      commandTimeoutMs: options.semaphore.commandTimeoutMs,
+      log,
+    });
+    lifecycle.onClose(() => nodes.close());
+    closeSemaphore = () => nodes.close();
+    const connected = await nodes.waitConnected(2000);
+    const entry = { redis: nodes.names, connected, quorum: nodes.quorum };
+    if (connected < nodes.quorum)
+      log.warn(entry, 'too few Redis nodes reachable: limited pods are denied until a majority is');
+    else log.info(entry, 'semaphore on');
+    semaphore = new RedisSemaphore(nodes, { lock: options.semaphore.lock });
+  }
+  const mutator = new PodMutator(
+    {
+      injection: options.injection,
+      semaphore: options.semaphore && semaphore ? { ...options.semaphore, client: semaphore } : undefined,
+    },
+    log,
+    metrics,
+  );
+
+  const send = (
+    req: WebhookRequest,
+    res: WebhookResponse,
+    status: number,
+    body: unknown,
+    headers: OutgoingHttpHeaders = {},
+  ) => {
+    const text = JSON.stringify(body);
+    // HTTP/2 forbids connection headers; on HTTP/1.1 an unread body means the connection is done.
+    const close = status === 413 && req.httpVersionMajor === 1 ? { connection: 'close' } : {};
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+      ...close,
+      ...headers,
+    });
+    res.end(text);
+  };
+
+  const handle = async (req: WebhookRequest, res: WebhookResponse) => {
+    const started = performance.now();
+    let outcome: AdmissionOutcome = 'error';
+    let status = 200;
+    try {
+      const path = (req.url ?? '/').split('?', 1)[0];
+      if (path !== '/mutate')
+        throw new HttpFailure(404, 'NOT_FOUND', `nothing at ${path}: the webhook serves POST /mutate`);
+      if (req.method !== 'POST') {
+        throw new HttpFailure(405, 'METHOD_NOT_ALLOWED', `/mutate takes POST, not ${req.method}`, {
+          allow: 'POST',
+        });
+      }
+      const type = req.headers['content-type'] ?? '';
+      if (!/^application\/json\b/i.test(type)) {
+        throw new HttpFailure(
+          415,
+          'UNSUPPORTED_MEDIA_TYPE',
+          `/mutate takes application/json, got ${type ? `'${type}'` : 'no content-type'}`,
+        );
+      }
+      const review = parseAdmissionReview(await readBody(req, options.maxBodyBytes));
+      const decision = await mutator.review(review);
+      outcome = decision.outcome;
+      send(req, res, 200, reviewResponse(decision.response));
+    } catch (error) {
+      const failure =
+        error instanceof HttpFailure
+          ? error
+          : error instanceof BadAdmissionRequest
+            ? new HttpFailure(error.status, error.code, error.message)
+            : new HttpFailure(500, 'INTERNAL', `the webhook failed: ${(error as Error).message}`);
+      status = failure.status;
+      if (status === 500) log.error({ err: error }, 'admission failed');
+      else log.info({ status, code: failure.code, err: failure.message }, 'bad admission request');
+      send(
+        req,
+        res,
+        status,
+        {
+          kind: 'Status',
+          apiVersion: 'v1',
+          metadata: {},
+          status: 'Failure',
+          message: failure.message,
+          reason: statusReasons[status] ?? 'Unknown',
+          details: { causes: [{ reason: failure.code, message: failure.message }] },
+          code: status,
+        },
+        failure.headers,
+      );
+    } finally {
+      metrics.answered(status, outcome, (performance.now() - started) / 1000);
+    }
+  };
+  const onRequest = (req: WebhookRequest, res: WebhookResponse) => {
+    void handle(req, res);
+  };
+
+  const tlsOptions = { ...keyPair, minVersion: 'TLSv1.2' as const };
+  const server = options.enableHttp2
+    ? createHttp2SecureServer({ ...tlsOptions, allowHTTP1: true }, onRequest)
+    : createHttpsServer(tlsOptions, onRequest);
+  server.on('tlsClientError', (error) => log.debug({ err: error.message }, 'TLS handshake failed'));
+  certificates.watch(server);
+  lifecycle.onClose(() => certificates.close());
+  lifecycle.track(server as NetServer);
+
+  const servers: NetServer[] = [server as NetServer];
+  let addresses: RunningWebhook['addresses'];
+  try {
+    addresses = { webhook: await listen(server as NetServer, options.listen, '--host/--port') };
+    if (options.probeListen) {
+      const probeServer = createHttpServer((req, res) => {
+        if (lifecycle.handleProbe(req, res)) return;
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found: probes are /healthz and /readyz\n');
+      });
+      servers.push(probeServer);
+      lifecycle.track(probeServer);
+      addresses.probe = await listen(probeServer, options.probeListen, '--probe-address');
+    }
+    if (options.metricsListen) {
+      const metricsServer = createHttpServer(metricsListener(registry));
+      servers.push(metricsServer);
+      lifecycle.track(metricsServer);
+      addresses.metrics = await listen(metricsServer, options.metricsListen, '--metrics-address');
+    }
+  } catch (error) {
+    // Nothing may outlive a failed start: listeners, the watcher, Redis connections.
+    for (const opened of servers) opened.close();
+    certificates.close();
+    closeSemaphore?.();
+    throw error;
+  }
+  lifecycle.setReady(true);
+  log.info(
+    {
+      webhook: `https://${formatAddress(addresses.webhook)}/mutate`,
+      http2: options.enableHttp2,
+      probes: addresses.probe ? `http://${formatAddress(addresses.probe)}` : null,
+      metrics: addresses.metrics ? `http://${formatAddress(addresses.metrics)}/metrics` : null,
+      semaphore: semaphore !== undefined,
+    },
+    'webhook serving',
+  );
+  return { lifecycle, registry, certificates, addresses, close: () => lifecycle.shutdown('close') };
+}

@@ -1,0 +1,118 @@
+// The Kubernetes manifests build with the real kustomize (kubectl's), hold together (names,
+// namespaces, ports and paths agree with the code), and keep every container non-root and
+// read-only.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { annotations, sidecarPort } from '../src/index.ts';
+
+const root = fileURLToPath(new URL('../../../deploy/kubernetes/metrics-proxy-hook/', import.meta.url));
+
+function kustomize(dir: string): string[] {
+  const result = spawnSync('kubectl', ['kustomize', `${root}${dir}`], { encoding: 'utf8' });
+  assert.ok(
+    !result.error,
+    `kubectl (with kustomize v5) is needed to build deploy/kubernetes/metrics-proxy-hook; install kubectl (${result.error?.message})`,
+  );
+  assert.equal(result.status, 0, result.stderr);
+  return result.stdout.split(/^---$/m);
+}
+
+function find(documents: string[], kind: string, name?: string): string {
+  const found = documents.find(
+    (doc) =>
+      new RegExp(`^kind: ${kind}$`, 'm').test(doc) &&
+      (name === undefined || doc.includes(`  name: ${name}\n`)),
+  );
+  assert.ok(found, `no ${kind}${name ? ` ${name}` : ''} in the build`);
+  return found;
+}
+
+/** Every container of every workload runs non-root with a read-only root filesystem. */
+function assertLockedDown(documents: string[]): void {
+  for (const doc of documents.filter((d) => /^kind: (Deployment|StatefulSet)$/m.test(d))) {
+    const containers = doc.match(/^\s+(- )?image: /gm)?.length ?? 0;
+    assert.ok(containers > 0);
+    for (const expected of ['readOnlyRootFilesystem: true', 'allowPrivilegeEscalation: false', '- ALL']) {
+      assert.equal(doc.split(expected).length - 1, containers, `each container needs ${expected}:\n${doc}`);
+    }
+    assert.match(doc, /runAsNonRoot: true/);
+    assert.match(doc, /type: RuntimeDefault/);
+  }
+}
+
+test('base: two webhook replicas with cert-manager TLS, a PDB, and a webhook configuration that matches them', () => {
+  const documents = kustomize('base');
+  const deployment = find(documents, 'Deployment', 'prometheus-metrics-proxy-hook');
+  assert.match(deployment, /replicas: 2/);
+  assert.match(deployment, /- webhook\n/);
+  assert.match(deployment, /containerPort: 9443/);
+  assert.match(deployment, /path: \/readyz\n\s+port: probes/);
+  assert.match(deployment, /mountPath: \/var\/k8s-webhook-server\/serving-certs/);
+  assert.match(deployment, /secretName: prometheus-metrics-proxy-hook-tls/);
+  assert.match(deployment, /--sidecar-image=ghcr\.io\/seahorse\/metrics-proxy-hook:0\.1\.0/);
+  assert.match(
+    deployment,
+    /image: ghcr\.io\/seahorse\/metrics-proxy-hook:0\.1\.0/,
+    'the webhook and sidecar are one image',
+  );
+  assert.match(deployment, /runAsUser: 65532/);
+
+  const service = find(documents, 'Service', 'prometheus-metrics-proxy-hook');
+  assert.match(service, /port: 443\n\s+targetPort: webhook/);
+  assert.match(find(documents, 'PodDisruptionBudget'), /minAvailable: 1/);
+  assert.match(find(documents, 'Issuer'), /selfSigned: \{\}/);
+  const certificate = find(documents, 'Certificate');
+  assert.match(certificate, /secretName: prometheus-metrics-proxy-hook-tls/);
+  assert.match(certificate, /- prometheus-metrics-proxy-hook\.prometheus-metrics-proxy-hook\.svc\n/);
+
+  const webhook = find(documents, 'MutatingWebhookConfiguration');
+  assert.match(
+    webhook,
+    /cert-manager\.io\/inject-ca-from: prometheus-metrics-proxy-hook\/prometheus-metrics-proxy-hook\n/,
+  );
+  assert.match(
+    webhook,
+    /service:\n\s+name: prometheus-metrics-proxy-hook\n\s+namespace: prometheus-metrics-proxy-hook\n\s+path: \/mutate\n\s+port: 443/,
+  );
+  assert.match(webhook, /admissionReviewVersions:\n\s+- v1\n/);
+  assert.match(webhook, /sideEffects: NoneOnDryRun/);
+  assert.match(webhook, /operations:\n\s+- CREATE\n\s+resources:\n\s+- pods/);
+  assert.match(webhook, /- prometheus-metrics-proxy-hook\n/, 'the webhook never blocks its own namespace');
+  assertLockedDown(documents);
+});
+
+test('overlays/dev: three independent Redis nodes, each handed to the webhook with --redis', () => {
+  const documents = kustomize('overlays/dev');
+  const redis = find(documents, 'StatefulSet', 'redis');
+  assert.match(redis, /replicas: 3/);
+  assert.match(redis, /namespace: prometheus-metrics-proxy-hook/);
+  assert.doesNotMatch(redis, /replicaof/, 'Redlock nodes are independent, not replicas');
+  assert.match(find(documents, 'Service', 'redis'), /clusterIP: None/);
+  assert.match(find(documents, 'PodDisruptionBudget', 'redis'), /maxUnavailable: 1/);
+  const deployment = find(documents, 'Deployment', 'prometheus-metrics-proxy-hook');
+  for (const i of [0, 1, 2]) {
+    assert.match(
+      deployment,
+      new RegExp(`- --redis=redis-${i}\\.redis\\.prometheus-metrics-proxy-hook\\.svc:6379\\n`),
+    );
+  }
+  assertLockedDown(documents);
+});
+
+test('example: a Deployment annotated for the metrics proxy, locked down like the rest', () => {
+  const documents = kustomize('example');
+  const deployment = find(documents, 'Deployment', 'example-metrics-app');
+  assert.match(deployment, new RegExp(`${annotations.wait.replace('.', '\\.')}: "true"`));
+  assert.match(deployment, /prometheus\.io\/port: "8080"/);
+  assert.match(deployment, /containerPort: 8080/);
+  assert.doesNotMatch(
+    deployment,
+    new RegExp(String(sidecarPort)),
+    'the sidecar port is the webhook’s to add',
+  );
+  assert.match(deployment, new RegExp(`${annotations.maxConcurrent}: "2"`));
+  assert.match(deployment, /maxSurge: 0/);
+  assertLockedDown(documents);
+});

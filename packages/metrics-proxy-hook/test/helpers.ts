@@ -1,0 +1,180 @@
+// Shared by the integration tests: certificates made with the openssl CLI and laid out as the
+// kubelet mounts a Secret, HTTPS requests that show which certificate was served, webhooks
+// started in-process or as real processes, and fixtures in the API server's wire format.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { createLogger, type Logger, parseFlags } from '@seahorse/runtime';
+import {
+  freePort,
+  issueCertificate,
+  LogCapture,
+  ManagedProcess,
+  makeCertificateAuthority,
+  waitFor,
+} from '@seahorse/runtime/testing';
+
+export { LogCapture, makeCertificateAuthority };
+
+import {
+  type AdmissionReview,
+  buildWebhookOptions,
+  type RunningWebhook,
+  startWebhook,
+  webhookFlagSpecs,
+} from '../src/index.ts';
+
+export const packageRoot = fileURLToPath(new URL('..', import.meta.url));
+export const cliSource = join(packageRoot, 'src', 'cli.ts');
+
+export function fixture(name: string): AdmissionReview {
+  return JSON.parse(readFileSync(join(packageRoot, 'test', 'fixtures', name), 'utf8')) as AdmissionReview;
+}
+
+export function testLogger(): { log: Logger; logs: LogCapture } {
+  const logs = new LogCapture();
+  return { log: createLogger({ name: 'test', level: 'debug', destination: logs }), logs };
+}
+
+/** A serving certificate for 127.0.0.1 and localhost signed by the CA in `dir`. */
+export function issueServingCertificate(dir: string, name: string): { cert: Buffer; key: Buffer } {
+  return issueCertificate(dir, name);
+}
+
+let generation = 0;
+
+/**
+ * Writes tls.crt and tls.key the way the kubelet updates a Secret volume: files in a fresh
+ * timestamped directory, `..data` switched to it with one rename, and tls.* linking through
+ * `..data`, so a reader never sees a half-written file.
+ */
+export function installKubeletStyle(certDir: string, pair: { cert: Buffer; key: Buffer }): void {
+  mkdirSync(certDir, { recursive: true });
+  const version = `..2025_11_22_06_00_00.${process.pid}_${++generation}`;
+  mkdirSync(join(certDir, version));
+  writeFileSync(join(certDir, version, 'tls.crt'), pair.cert);
+  writeFileSync(join(certDir, version, 'tls.key'), pair.key);
+  let previous: string | undefined;
+  try {
+    previous = execFileSync('readlink', [join(certDir, '..data')], { encoding: 'utf8' }).trim();
+  } catch {
+    previous = undefined;
+  }
+  symlinkSync(version, join(certDir, '..data_tmp'));
+  renameSync(join(certDir, '..data_tmp'), join(certDir, '..data'));
+  if (!previous) {
+    symlinkSync('..data/tls.crt', join(certDir, 'tls.crt'));
+    symlinkSync('..data/tls.key', join(certDir, 'tls.key'));
+  } else {
+    rmSync(join(certDir, previous), { recursive: true, force: true });
+  }
+}
+
+export interface HttpsResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  peer: PeerCertificate;
+}
+
+/** One request on a fresh TLS connection, so the certificate the server holds now is the one seen. */
+export function httpsCall(
+  url: string,
+  options: { ca: Buffer; method?: string; headers?: Record<string, string>; body?: string | Buffer },
+): Promise<HttpsResponse> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      { method: options.method ?? 'POST', ca: options.ca, agent: false, headers: options.headers },
+      (res) => {
+        const peer = (res.socket as TLSSocket).getPeerCertificate();
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode!,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString(),
+            peer,
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+export function postReview(url: string, ca: Buffer, review: unknown): Promise<HttpsResponse> {
+  return httpsCall(url, {
+    ca,
+    headers: { 'content-type': 'application/json' },
+    body: typeof review === 'string' ? review : JSON.stringify(review),
+  });
+}
+
+export interface TestWebhook extends RunningWebhook {
+  url: string;
+  probeUrl: string;
+  metricsUrl: string;
+  logs: LogCapture;
+}
+
+/** An in-process webhook on free loopback ports; `args` are extra flags. */
+export async function startTestWebhook(certDir: string, args: string[] = []): Promise<TestWebhook> {
+  const flags = parseFlags(webhookFlagSpecs, [
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--metrics-address',
+    '127.0.0.1:0',
+    '--probe-address',
+    '127.0.0.1:0',
+    '--cert-dir',
+    certDir,
+    '--sidecar-image',
+    'ghcr.io/seahorse/metrics-proxy-hook:test',
+    ...args,
+  ]);
+  const { log, logs } = testLogger();
+  const running = await startWebhook(buildWebhookOptions(flags), log);
+  const port = (address: { port: number } | object | undefined) => (address as { port: number }).port;
+  return Object.assign(running, {
+    url: `https://127.0.0.1:${port(running.addresses.webhook)}/mutate`,
+    probeUrl: `http://127.0.0.1:${port(running.addresses.probe)}`,
+    metricsUrl: `http://127.0.0.1:${port(running.addresses.metrics)}/metrics`,
+    logs,
+  });
+}
+
+/** The CLI from its sources as a real process, as the kubelet would run it. */
+export function startCli(name: string, args: string[], env: NodeJS.ProcessEnv = {}): ManagedProcess {
+  return new ManagedProcess(name, process.execPath, ['--conditions=seahorse-source', cliSource, ...args], {
+    env: { ...process.env, ...env },
+  });
+}
+
+/** A webhook process on free ports; resolves once /readyz answers 200. */
+export async function startWebhookProcess(
+  certDir: string,
+  args: string[],
+): Promise<{ process: ManagedProcess; url: string; probeUrl: string }> {
+  const [port, probePort] = [await freePort(), await freePort()];
+  const child = startCli(`webhook :${port}`, [
+    'webhook',
+    '--host=127.0.0.1',
+    `--port=${port}`,
+    `--probe-address=127.0.0.1:${probePort}`,
+    '--metrics-address=0',
+    `--cert-dir=${certDir}`,
+    ...args,
+  ]);
+  const probeUrl = `http://127.0.0.1:${probePort}`;
+  await child.untilReady(waitFor(`webhook on ${port}`, async () => (await fetch(`${probeUrl}/readyz`)).ok));
+  return { process: child, url: `https://127.0.0.1:${port}/mutate`, probeUrl };
+}

@@ -1,0 +1,397 @@
+// The semaphore against three real, independent redis-server processes: majorities, nodes
+// down, hung and empty, leases that expire and leases that are kept alive, and two webhook
+// processes admitting the same workload at once.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type RedisServer, startRedis, waitFor } from '@seahorse/runtime/testing';
+import {
+  applyPatch,
+  LockUnavailableError,
+  type PatchOperation,
+  type Pod,
+  RedisNodes,
+  RedisSemaphore,
+  Redlock,
+  SemaphoreUnavailableError,
+  SlotLease,
+} from '../src/index.ts';
+import {
+  fixture,
+  installKubeletStyle,
+  issueServingCertificate,
+  makeCertificateAuthority,
+  postReview,
+  startCli,
+  startTestWebhook,
+  startWebhookProcess,
+  testLogger,
+} from './helpers.ts';
+
+const lock = { ttlMs: 2000, retryCount: 20, retryDelayMs: 10, retryJitterMs: 20 };
+
+async function startTrio(): Promise<RedisServer[]> {
+  return Promise.all([startRedis(), startRedis(), startRedis()]);
+}
+
+async function stopAll(servers: RedisServer[]): Promise<void> {
+  await Promise.all(servers.map((server) => server.stop()));
+}
+
+function connect(servers: RedisServer[], commandTimeoutMs = 250) {
+  const { log, logs } = testLogger();
+  const nodes = new RedisNodes(servers, { commandTimeoutMs, log });
+  return { nodes, semaphore: new RedisSemaphore(nodes, { lock }), logs, log };
+}
+
+async function members(server: RedisServer, key: string): Promise<string[]> {
+  return ((await server.command('ZRANGE', key, '0', '-1')) as string[]).sort();
+}
+
+describe('with three healthy nodes', () => {
+  let servers: RedisServer[];
+  let nodes: RedisNodes;
+  let semaphore: RedisSemaphore;
+  let log: ReturnType<typeof testLogger>['log'];
+  before(async () => {
+    servers = await startTrio();
+    ({ nodes, semaphore, log } = connect(servers));
+    assert.equal(await nodes.waitConnected(5000), 3);
+  });
+  after(async () => {
+    nodes.close();
+    await stopAll(servers);
+  });
+
+  test('grants up to the limit, denies the next with the count, and grants again after a release', async () => {
+    const workload = 'shop/Deployment/limit';
+    const ask = (slot: string) => semaphore.acquire({ workload, slot, limit: 2, leaseMs: 60_000 });
+    assert.deepEqual(await ask('a'), { granted: true, held: 1 });
+    assert.deepEqual(await ask('b'), { granted: true, held: 2 });
+    assert.deepEqual(await ask('c'), { granted: false, held: 2, limit: 2 });
+    assert.deepEqual(await ask('a'), { granted: true, held: 2 }, 'asking again for a held slot succeeds');
+    for (const server of servers)
+      assert.deepEqual(await members(server, semaphore.slotsKey(workload)), ['a', 'b']);
+    await semaphore.release(workload, 'a');
+    assert.deepEqual(await ask('c'), { granted: true, held: 2 });
+    assert.deepEqual(await ask('d'), { granted: false, held: 2, limit: 2 });
+    assert.ok(
+      ((await servers[0]!.command('PTTL', semaphore.slotsKey(workload))) as number) > 0,
+      'the slot table expires with its last lease',
+    );
+  });
+
+  test('a dry run reports room without taking a slot', async () => {
+    const workload = 'shop/Deployment/dry';
+    assert.deepEqual(
+      await semaphore.acquire({ workload, slot: 'x', limit: 1, leaseMs: 60_000, dryRun: true }),
+      { granted: true, held: 1 },
+    );
+    assert.equal((await semaphore.holders(workload)).size, 0);
+  });
+
+  test("a crashed pod's slot expires with its lease and frees room", async () => {
+    const workload = 'shop/Deployment/crash';
+    assert.equal(
+      (await semaphore.acquire({ workload, slot: 'crashed', limit: 1, leaseMs: 300 })).granted,
+      true,
+    );
+    assert.equal(
+      (await semaphore.acquire({ workload, slot: 'next', limit: 1, leaseMs: 60_000 })).granted,
+      false,
+    );
+    await waitFor('the lease to expire', async () => (await semaphore.holders(workload)).size === 0);
+    assert.equal(
+      (await semaphore.acquire({ workload, slot: 'next', limit: 1, leaseMs: 60_000 })).granted,
+      true,
+    );
+  });
+
+  test('a renewed lease outlives its TTL, a node that lost it is repaired, and stop() releases it', async () => {
+    const workload = 'shop/Deployment/renew';
+    const key = semaphore.slotsKey(workload);
+    assert.equal((await semaphore.acquire({ workload, slot: 'kept', limit: 1, leaseMs: 600 })).granted, true);
+    const lease = new SlotLease(semaphore, { workload, slot: 'kept', limit: 1, leaseMs: 600 }, log);
+    lease.start();
+    try {
+      const started = Date.now();
+      await waitFor('renewals past the first TTL', () => lease.renewals >= 4 && Date.now() - started > 900);
+      assert.deepEqual([...(await semaphore.holders(workload)).keys()], ['kept']);
+      // A node restarted empty: the next renewal puts the slot back there.
+      await servers[0]!.command('DEL', key);
+      await waitFor('node 0 to get the slot back', async () =>
+        (await members(servers[0]!, key)).includes('kept'),
+      );
+    } finally {
+      await lease.stop();
+    }
+    for (const server of servers) assert.deepEqual(await members(server, key), []);
+  });
+
+  test('a lease found lost is taken again when there is room', async () => {
+    const workload = 'shop/Deployment/lost';
+    const lease = new SlotLease(semaphore, { workload, slot: 'late', limit: 1, leaseMs: 60_000 }, log);
+    lease.start();
+    try {
+      await waitFor('the slot to be taken again', () => lease.renewals >= 1);
+      assert.deepEqual([...(await semaphore.holders(workload)).keys()], ['late']);
+    } finally {
+      await lease.stop();
+    }
+  });
+
+  test('the Redlock lock is exclusive, and only its holder can release it', async () => {
+    const redlock = new Redlock(nodes, { ttlMs: 5000, retryCount: 0, retryDelayMs: 10, retryJitterMs: 10 });
+    const held = await redlock.acquire('test:lock');
+    assert.ok(held.remainingMs() > 4800 && held.remainingMs() <= 5000 - 52, `validity ${held.remainingMs()}`);
+    await assert.rejects(redlock.acquire('test:lock'), (error: Error) => {
+      assert.ok(error instanceof LockUnavailableError);
+      assert.match(error.message, /held by another admission \(0 of 3 nodes granted it, 2 needed\)/);
+      return true;
+    });
+    await redlock.release({ resource: 'test:lock', token: 'not-the-holder', remainingMs: () => 0 });
+    for (const server of servers) assert.equal(await server.command('GET', 'test:lock'), held.token);
+    await redlock.release(held);
+    for (const server of servers) assert.equal(await server.command('GET', 'test:lock'), null);
+    await redlock.release(await redlock.acquire('test:lock'));
+  });
+});
+
+test('with one node down, a majority still grants, counts and releases', async () => {
+  const servers = await startTrio();
+  const { nodes, semaphore } = connect(servers);
+  try {
+    assert.equal(await nodes.waitConnected(5000), 3);
+    const workload = 'shop/Deployment/minority-down';
+    const ask = (slot: string) => semaphore.acquire({ workload, slot, limit: 2, leaseMs: 60_000 });
+    await servers[2]!.stop();
+    assert.deepEqual(await ask('a'), { granted: true, held: 1 });
+    assert.deepEqual(await ask('b'), { granted: true, held: 2 });
+    assert.deepEqual(await ask('c'), { granted: false, held: 2, limit: 2 });
+    for (const server of servers.slice(0, 2)) {
+      assert.deepEqual(await members(server, semaphore.slotsKey(workload)), ['a', 'b']);
+    }
+    await semaphore.release(workload, 'a');
+    assert.deepEqual(await ask('c'), { granted: true, held: 2 });
+  } finally {
+    nodes.close();
+    await stopAll(servers);
+  }
+});
+
+test('a hung node (SIGSTOP) counts as down after --redis-timeout, and the majority decides', async () => {
+  const servers = await startTrio();
+  const { nodes, semaphore } = connect(servers, 200);
+  try {
+    assert.equal(await nodes.waitConnected(5000), 3);
+    const workload = 'shop/Deployment/hung';
+    servers[0]!.process.pause();
+    const started = Date.now();
+    assert.deepEqual(await semaphore.acquire({ workload, slot: 'a', limit: 1, leaseMs: 60_000 }), {
+      granted: true,
+      held: 1,
+    });
+    assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+    assert.deepEqual(await semaphore.acquire({ workload, slot: 'b', limit: 1, leaseMs: 60_000 }), {
+      granted: false,
+      held: 1,
+      limit: 1,
+    });
+    servers[0]!.process.resume();
+    // Whatever the woken node made of the commands queued while it hung, the new majority
+    // {0, 2} still counts slot a.
+    await servers[1]!.stop();
+    assert.deepEqual(await semaphore.acquire({ workload, slot: 'b', limit: 1, leaseMs: 60_000 }), {
+      granted: false,
+      held: 1,
+      limit: 1,
+    });
+  } finally {
+    nodes.close();
+    await stopAll(servers);
+  }
+});
+
+test('with two nodes down the semaphore refuses to decide', async () => {
+  const servers = await startTrio();
+  const { log } = testLogger();
+  const nodes = new RedisNodes(servers, { commandTimeoutMs: 200, log });
+  const semaphore = new RedisSemaphore(nodes, { lock: { ...lock, retryCount: 2 } });
+  try {
+    assert.equal(await nodes.waitConnected(5000), 3);
+    await servers[1]!.stop();
+    await servers[2]!.stop();
+    await assert.rejects(
+      semaphore.acquire({ workload: 'shop/Deployment/majority-down', slot: 'a', limit: 5, leaseMs: 60_000 }),
+      (error: Error) => {
+        assert.ok(error instanceof SemaphoreUnavailableError);
+        assert.match(error.message, /only 1 of 3 Redis nodes answered \(a majority of 2 is needed\)/);
+        return true;
+      },
+    );
+    await assert.rejects(
+      semaphore.renew('shop/Deployment/majority-down', 'a', 1000),
+      SemaphoreUnavailableError,
+    );
+  } finally {
+    nodes.close();
+    await stopAll(servers);
+  }
+});
+
+describe('with two of three nodes down', () => {
+  let servers: RedisServer[];
+  let dir: string;
+  before(async () => {
+    servers = await startTrio();
+    dir = mkdtempSync(join(tmpdir(), 'seahorse-semaphore-'));
+    makeCertificateAuthority(dir);
+    installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  });
+  after(async () => {
+    await stopAll(servers);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the semaphore fails closed: limited pods are denied with a clear reason, others still admitted', async () => {
+    const webhook = await startTestWebhook(join(dir, 'certs'), [
+      ...servers.flatMap((server) => ['--redis', `${server.host}:${server.port}`]),
+      '--semaphore-lock-retries=2',
+      '--redis-timeout=200ms',
+    ]);
+    const ca = readFileSync(join(dir, 'ca.crt'));
+    try {
+      await servers[1]!.stop();
+      await servers[2]!.stop();
+      const review = fixture('review-deployment-pod.json');
+      (review.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] =
+        '3';
+      const answer = JSON.parse((await postReview(webhook.url, ca, review)).body).response;
+      assert.equal(answer.allowed, false);
+      assert.equal(answer.status.code, 503);
+      assert.match(
+        answer.status.message,
+        /^shop\/Deployment\/checkout allows at most 3 pods at once .*only 1 of 3 Redis nodes answered \(a majority of 2 is needed\).* The pod is denied so the limit cannot be exceeded/,
+      );
+      const unlimited = JSON.parse(
+        (await postReview(webhook.url, ca, fixture('review-deployment-pod.json'))).body,
+      );
+      assert.equal(unlimited.response.allowed, true, 'pods without a limit do not need Redis');
+      const metrics = await (await fetch(webhook.metricsUrl)).text();
+      assert.match(metrics, /denials_total\{reason="semaphore_unavailable"\} 1/);
+    } finally {
+      await webhook.close();
+    }
+  });
+});
+
+describe('two webhook processes admitting one workload at once', () => {
+  let servers: RedisServer[];
+  let dir: string;
+  let ca: Buffer;
+  let webhooks: Array<Awaited<ReturnType<typeof startWebhookProcess>>>;
+  const limit = 3;
+  const workload = 'shop/Deployment/checkout';
+  let admitted: PatchOperation[][] = [];
+
+  before(async () => {
+    servers = await startTrio();
+    dir = mkdtempSync(join(tmpdir(), 'seahorse-semaphore-'));
+    makeCertificateAuthority(dir);
+    ca = readFileSync(join(dir, 'ca.crt'));
+    installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+    const args = [
+      ...servers.map((server) => `--redis=${server.host}:${server.port}`),
+      '--semaphore-lock-retries=100',
+      '--semaphore-lock-retry-delay=5ms',
+      '--semaphore-lease-ttl=1s',
+    ];
+    webhooks = await Promise.all([
+      startWebhookProcess(join(dir, 'certs'), args),
+      startWebhookProcess(join(dir, 'certs'), args),
+    ]);
+  });
+  after(async () => {
+    await Promise.all((webhooks ?? []).map((webhook) => webhook.process.stop()));
+    await stopAll(servers);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test(`never admit more than max-concurrent pods of the workload`, async () => {
+    const reviews = Array.from({ length: 12 }, (_, i) => {
+      const review = fixture('review-deployment-pod.json');
+      review.request.uid = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
+      (review.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] =
+        String(limit);
+      return review;
+    });
+    const answers = await Promise.all(
+      reviews.map(async (review, i) => {
+        const res = await postReview(webhooks[i % 2]!.url, ca, review);
+        assert.equal(res.status, 200, res.body);
+        return JSON.parse(res.body).response;
+      }),
+    );
+    const allowed = answers.filter((answer) => answer.allowed);
+    assert.equal(allowed.length, limit, JSON.stringify(answers.filter((answer) => !answer.allowed)[0]));
+    for (const denied of answers.filter((answer) => !answer.allowed)) {
+      assert.equal(denied.status.code, 403);
+      assert.match(
+        denied.status.message,
+        new RegExp(`${workload} already runs ${limit} of at most ${limit} pods`),
+      );
+    }
+    admitted = allowed.map((answer) => JSON.parse(Buffer.from(answer.patch, 'base64').toString()));
+    for (const server of servers) {
+      assert.equal(
+        (await server.command('ZCARD', `seahorse:metrics-proxy-hook:slots:${workload}`)) as number,
+        limit,
+      );
+    }
+  });
+
+  test("an admitted pod's sidecar takes over its slot's lease and gives the slot back on SIGTERM", async () => {
+    assert.ok(admitted.length > 0, 'needs the admissions of the previous test');
+    const pod = applyPatch(fixture('review-deployment-pod.json').request.object as Pod, admitted[0]!);
+    const sidecar = pod.spec!.containers.at(-1)!;
+    const env = Object.fromEntries(sidecar.env!.map(({ name, value }) => [name, value!]));
+    const slot = env.METRICS_PROXY_HOOK_SEMAPHORE_SLOT!;
+    assert.equal(pod.metadata!.annotations!['prometheus-metrics-proxy-hook/slot'], `${workload}#${slot}`);
+    const key = `seahorse:metrics-proxy-hook:slots:${workload}`;
+    const leaseLeft = async () => {
+      const now = Number(((await servers[0]!.command('TIME')) as string[])[0]) * 1000;
+      return Number(await servers[0]!.command('ZSCORE', key, slot)) - now;
+    };
+    assert.ok((await leaseLeft()) > 60_000, 'the admission lease covers scheduling and image pulls');
+
+    // As the kubelet would start it: the injected args and env, with a short grace period.
+    const process = startCli(
+      'sidecar',
+      [
+        ...sidecar.args!.filter((arg) => !arg.startsWith('--address') && !arg.startsWith('--termination')),
+        '--address=127.0.0.1:0',
+        '--termination-grace-period=600ms',
+        '--lameduck=0s',
+      ],
+      env,
+    );
+    try {
+      await waitFor('the sidecar to renew with its own lease', async () => (await leaseLeft()) <= 2000, {
+        timeoutMs: 10_000,
+      });
+      await waitFor('a second renewal', () => process.output.includes('semaphore slot lease renewed'));
+      process.signal('SIGTERM');
+      assert.equal(await process.exited, 0, process.output);
+      assert.ok(process.output.includes('semaphore slot released'));
+      for (const server of servers) {
+        const left = (await server.command('ZRANGE', key, '0', '-1')) as string[];
+        assert.equal(left.length, limit - 1);
+        assert.ok(!left.includes(slot));
+      }
+    } finally {
+      await process.stop();
+    }
+  });
+});
