@@ -8,9 +8,10 @@ import {
   type IncomingMessage,
   type ServerResponse,
 } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '@seahorse/runtime';
+import { type Dispatcher, Agent as UndiciAgent } from 'undici';
 import type { ErrorPages } from './error-pages.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import {
@@ -67,8 +68,9 @@ export class Forwarder {
   readonly #metrics: ProxyMetrics;
   readonly #errors: ErrorPages;
   readonly #log: Logger;
-  readonly #httpAgent: HttpAgent;
-  readonly #httpsAgent: HttpsAgent;
+  /** Pooled keep-alive connections to every TCP target, and one pool per UNIX socket target. */
+  readonly #agent: UndiciAgent;
+  readonly #socketAgents = new Map<string, UndiciAgent>();
   readonly #websockets = new Set<Duplex>();
 
   constructor(
@@ -83,10 +85,7 @@ export class Forwarder {
     this.#metrics = metrics;
     this.#errors = errors;
     this.#log = log;
-    // Keep-alive pools per target; LIFO keeps a few sockets warm instead of many lukewarm.
-    const pool = { keepAlive: true, maxFreeSockets: 1024, scheduling: 'lifo' } as const;
-    this.#httpAgent = new HttpAgent(pool);
-    this.#httpsAgent = new HttpsAgent({ ...pool, ...options.clientTls });
+    this.#agent = new UndiciAgent({ connect: { ...options.clientTls } });
   }
 
   /** Open websocket connections, for metrics and shutdown. */
@@ -144,47 +143,70 @@ export class Forwarder {
     const { route } = match;
     const target = route.target;
     if (this.#options.timeoutMs > 0) req.socket.setTimeout(this.#options.timeoutMs);
-    const proxyReq = this.#request(req, match, false);
+    const body = hasBody(req.headers);
+    // As CHP, a request body is activity even when the answer is an error.
+    if (body) route.lastActivity = Date.now();
+    const headers = this.#outgoingHeaders(req, route, false);
+    const relay = new ResponseRelay(this, req, res, route, started);
+    this.#dispatcher(target).dispatch(
+      {
+        origin: target.origin,
+        path: match.path,
+        method: req.method as Dispatcher.HttpMethod,
+        headers: headers as Record<string, string | string[]>,
+        body: body ? req : null,
+        // No limit on how long a body may stream (event streams, kernels); --proxy-timeout
+        // bounds the wait for the response to start.
+        headersTimeout: this.#options.proxyTimeoutMs,
+        bodyTimeout: 0,
+      },
+      relay,
+    );
+  }
 
-    proxyReq.on('response', (proxyRes) => {
-      const status = proxyRes.statusCode ?? 502;
-      res.writeHead(status, proxyRes.statusMessage, this.#responseHeaders(req, proxyRes, route));
-      // Event streams must reach the client as they are written.
-      if (proxyRes.headers['content-type']?.startsWith('text/event-stream')) res.flushHeaders();
-      proxyRes.pipe(res);
-      proxyRes.once('end', () => {
-        // As CHP: only successful responses count as a user's activity.
-        if (status < 300) route.lastActivity = Date.now();
-        this.#metrics.proxied(status, (performance.now() - started) / 1000);
-      });
-      proxyRes.once('error', () => res.destroy());
-    });
-
-    proxyReq.on('error', (error: NodeJS.ErrnoException) => {
-      // The client left first: nobody to answer. (req.destroyed is no sign: a read request is.)
-      if (res.writableEnded || res.destroyed || req.socket.destroyed) return;
-      const timedOut = error.code === 'ETIMEDOUT';
-      const status = timedOut ? 504 : 503;
-      this.#countError(status);
-      this.#log.warn(
-        { route: route.path, target: target.href, code: error.code, err: error.message },
-        'proxy error',
-      );
-      if (res.headersSent) res.destroy();
-      else this.#errors.send(req, res, status);
-    });
-
-    // The client went away: stop talking to the target on its behalf.
-    res.once('close', () => {
-      if (!res.writableFinished) proxyReq.destroy();
-    });
-    if (hasBody(req.headers)) {
-      req.on('data', () => {
-        route.lastActivity = Date.now();
-      });
+  /** A target's answer has begun: status and headers go to the client. */
+  responseStarted(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: Route,
+    status: number,
+    statusText: string,
+    raw: Buffer[],
+  ): void {
+    const headers = this.#responseHeaders(req, status, raw, route);
+    res.writeHead(status, statusText, headers);
+    // Event streams must reach the client as they are written.
+    for (let i = 0; i < headers.length; i += 2) {
+      if (headers[i]!.length === 12 && headers[i]!.toLowerCase() === 'content-type') {
+        if (headers[i + 1]!.startsWith('text/event-stream')) res.flushHeaders();
+        break;
+      }
     }
-    req.once('error', () => proxyReq.destroy());
-    req.pipe(proxyReq);
+  }
+
+  responseEnded(route: Route, status: number, started: number): void {
+    // As CHP: only successful responses count as a user's activity.
+    if (status < 300) route.lastActivity = Date.now();
+    this.#metrics.proxied(status, (performance.now() - started) / 1000);
+  }
+
+  /** The target could not be reached or stopped answering. */
+  targetFailed(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: Route,
+    error: Error & { code?: string },
+  ): void {
+    // The client left first: nobody to answer. (req.destroyed is no sign: a read request is.)
+    if (res.writableEnded || res.destroyed || req.socket.destroyed) return;
+    const timedOut = error.code === 'UND_ERR_HEADERS_TIMEOUT';
+    const status = timedOut ? 504 : 503;
+    this.#countError(status);
+    const code =
+      error.code === 'UND_ERR_SOCKET' ? (error.cause as { code?: string } | undefined)?.code : error.code;
+    this.#log.warn({ route: route.path, target: route.target.href, code, err: error.message }, 'proxy error');
+    if (res.headersSent) res.destroy();
+    else this.#errors.send(req, res, status);
   }
 
   /** Proxies a websocket upgrade and relays bytes both ways. */
@@ -209,7 +231,7 @@ export class Forwarder {
     }
     const { route } = match;
     const target = route.target;
-    const proxyReq = this.#request(req, match, true);
+    const proxyReq = this.#upgradeRequest(req, match);
     proxyReq.on('error', (error: NodeJS.ErrnoException) => {
       this.#countError(503);
       this.#log.warn(
@@ -269,8 +291,17 @@ export class Forwarder {
 
   close(): void {
     this.closeWebsockets();
-    this.#httpAgent.destroy();
-    this.#httpsAgent.destroy();
+    for (const agent of [this.#agent, ...this.#socketAgents.values()]) agent.destroy().catch(() => {});
+  }
+
+  #dispatcher(target: Route['target']): UndiciAgent {
+    if (!target.socketPath) return this.#agent;
+    let agent = this.#socketAgents.get(target.socketPath);
+    if (!agent) {
+      agent = new UndiciAgent({ connect: { ...this.#options.clientTls, socketPath: target.socketPath } });
+      this.#socketAgents.set(target.socketPath, agent);
+    }
+    return agent;
   }
 
   /** The route for a request, undefined without one, or the reason its path is unusable. */
@@ -283,19 +314,19 @@ export class Forwarder {
     }
   }
 
-  #request(req: IncomingMessage, match: Match, upgrade: boolean): ClientRequest {
+  /** The request that asks a target to upgrade; such a connection is never pooled. */
+  #upgradeRequest(req: IncomingMessage, match: Match): ClientRequest {
     const target = match.route.target;
     const proxyReq = (target.secure ? httpsRequest : httpRequest)({
-      // Upgraded sockets leave the pool for good, so they get a connection of their own.
-      agent: upgrade ? false : target.secure ? this.#httpsAgent : this.#httpAgent,
+      agent: false,
       host: target.hostname,
       port: target.port,
       socketPath: target.socketPath,
       method: req.method,
       path: match.path,
-      headers: this.#outgoingHeaders(req, match.route, upgrade),
+      headers: this.#outgoingHeaders(req, match.route, true),
       setHost: false,
-      ...(target.secure ? { servername: target.hostname, ...(upgrade ? this.#options.clientTls : {}) } : {}),
+      ...(target.secure ? { servername: target.hostname, ...this.#options.clientTls } : {}),
     });
     if (this.#options.proxyTimeoutMs > 0) {
       proxyReq.setTimeout(this.#options.proxyTimeoutMs, () => {
@@ -326,6 +357,10 @@ export class Forwarder {
       if (headers['keep-alive'] !== undefined) delete headers['keep-alive'];
       if (headers['proxy-connection'] !== undefined) delete headers['proxy-connection'];
       if (headers.trailer !== undefined) delete headers.trailer;
+      // The body is re-framed on the way out; `100-continue` was answered by our server already.
+      if (headers['transfer-encoding'] !== undefined) delete headers['transfer-encoding'];
+      if (headers.expect !== undefined) delete headers.expect;
+      if (headers.upgrade !== undefined) delete headers.upgrade;
     }
     if (this.#options.xForward) {
       const secure = this.#options.listenerSecure;
@@ -344,16 +379,20 @@ export class Forwarder {
     return headers;
   }
 
-  #responseHeaders(req: IncomingMessage, proxyRes: IncomingMessage, route: Route): string[] {
-    const raw = proxyRes.rawHeaders;
+  #responseHeaders(
+    req: IncomingMessage,
+    status: number,
+    raw: ReadonlyArray<Buffer | string>,
+    route: Route,
+  ): string[] {
     const out: string[] = [];
     const rewrite =
       (this.#options.autoRewrite || this.#options.protocolRewrite !== undefined) &&
-      redirectStatus.has(proxyRes.statusCode ?? 0);
+      redirectStatus.has(status);
     for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!;
+      const name = raw[i]!.toString('latin1');
       if (hopByHop.has(name.toLowerCase())) continue;
-      let value = raw[i + 1]!;
+      let value = raw[i + 1]!.toString('latin1');
       if (rewrite && name.length === 8 && name.toLowerCase() === 'location')
         value = this.#rewriteLocation(value, req, route);
       out.push(name, value);
@@ -415,4 +454,59 @@ function writeRawResponse(socket: Duplex, status: number, reason: string, body: 
   if (socket.destroyed) return;
   const head = `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close`;
   socket.end(`${head}\r\n\r\n${body}`);
+}
+
+/**
+ * Streams one target response to the client (undici's handler interface): status and headers,
+ * then the body with backpressure, then activity and metrics.
+ */
+class ResponseRelay implements Dispatcher.DispatchHandler {
+  readonly #forwarder: Forwarder;
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  readonly #route: Route;
+  readonly #started: number;
+  #status = 0;
+
+  constructor(
+    forwarder: Forwarder,
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: Route,
+    started: number,
+  ) {
+    this.#forwarder = forwarder;
+    this.#req = req;
+    this.#res = res;
+    this.#route = route;
+    this.#started = started;
+  }
+
+  onConnect(abort: (error?: Error) => void): void {
+    // The client went away: stop talking to the target on its behalf.
+    this.#res.once('close', () => {
+      if (!this.#res.writableFinished) abort();
+    });
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
+    if (status < 200) return true; // interim answers (100, 103) are not relayed
+    this.#status = status;
+    this.#forwarder.responseStarted(this.#req, this.#res, this.#route, status, statusText, raw);
+    this.#res.on('drain', resume);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.#res.write(chunk);
+  }
+
+  onComplete(): void {
+    this.#res.end();
+    this.#forwarder.responseEnded(this.#route, this.#status, this.#started);
+  }
+
+  onError(error: Error): void {
+    this.#forwarder.targetFailed(this.#req, this.#res, this.#route, error);
+  }
 }

@@ -10,7 +10,6 @@ import {
   UsageError,
 } from '@seahorse/runtime';
 import { bundledErrorPath } from './error-pages.ts';
-import { RedisRouteStore } from './redis-store.ts';
 import type { ProxyOptions } from './server.ts';
 import { loadStorageModule, MemoryRouteStore, type RouteStore } from './store.ts';
 
@@ -508,6 +507,8 @@ export async function createStore(flags: ParsedFlags, options: object, log: Logg
         `--storage-backend ${spec} needs --redis-url or CONFIGURABLE_PROXY_REDIS_URI, e.g. redis://redis:6379`,
       );
     }
+    // Loaded only when asked for: the Redis client costs memory a memory-store proxy never needs.
+    const { RedisRouteStore } = await import('./redis-store.ts');
     try {
       return new RedisRouteStore(
         {

@@ -14,6 +14,8 @@ export interface Target {
   readonly port: number;
   /** `host[:port]` as a Host header names it (port omitted when default). */
   readonly host: string;
+  /** `scheme://host[:port]`, what the HTTP client dispatches to. */
+  readonly origin: string;
   /** Path of the target as written ('' for none or `/`), prepended to forwarded paths. */
   readonly pathname: string;
   /** Query of the target without `?` ('' for none), merged before the request's query. */
@@ -64,6 +66,7 @@ export function parseTarget(value: unknown): Target {
     hostname: unix ? 'localhost' : hostname,
     port,
     host: unix ? 'localhost' : url.host,
+    origin: unix ? `${secure ? 'https' : 'http'}://localhost` : `${secure ? 'https' : 'http'}://${url.host}`,
     pathname,
     query: url.search.slice(1),
     socketPath,
