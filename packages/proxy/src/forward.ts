@@ -2,7 +2,6 @@
 // and streams it to the target and back. HTTP and websocket upgrades share the routing code.
 import {
   type ClientRequest,
-  Agent as HttpAgent,
   request as httpRequest,
   type IncomingHttpHeaders,
   type IncomingMessage,
