@@ -68,7 +68,16 @@ const clockTicks = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }
 
 /** User plus system CPU seconds the process has used so far. */
 export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return statSeconds(`/proc/${pid}/stat`);
+}
+
+/** CPU seconds of the process's main thread alone (its JavaScript), without GC helper threads. */
+export function mainThreadCpuSeconds(pid: number): number {
+  return statSeconds(`/proc/${pid}/task/${pid}/stat`);
+}
+
+function statSeconds(file: string): number {
+  const stat = readFileSync(file, 'utf8');
   // Fields after the command name, which is in parentheses and may contain spaces.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / clockTicks;

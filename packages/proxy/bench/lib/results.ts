@@ -66,6 +66,8 @@ export interface ChurnRow extends Row {
 export interface ProfileRow {
   routes: number;
   requestsPerSecond: number;
+  /** How busy the proxy's main thread was while profiled, in % of one core. */
+  mainThreadCpuPercent: number;
   file: string;
   totalMs: number;
   functions: SelfTime[];
@@ -104,12 +106,15 @@ const ms = (value: number | undefined) =>
 const ratio = (a: number | undefined, b: number | undefined) =>
   a === undefined || b === undefined || b === 0 ? '–' : `${(a / b).toFixed(a / b < 0.1 ? 3 : 2)}x`;
 
+/** A markdown table with aligned columns (as the workspace's formatter writes them). */
 function table(headers: string[], rows: string[][]): string {
-  const lines = [`| ${headers.join(' | ')} |`, `| ${headers.map(() => '---').join(' | ')} |`];
   // Short rows (a problem instead of numbers) are padded to the table's width.
-  for (const row of rows)
-    lines.push(`| ${[...row, ...Array(headers.length - row.length).fill('')].join(' | ')} |`);
-  return lines.join('\n');
+  const cells = rows.map((row) => [...row, ...Array(headers.length - row.length).fill('')]);
+  const widths = headers.map((header, i) =>
+    Math.max(3, header.length, ...cells.map((row) => row[i]!.length)),
+  );
+  const line = (row: string[]) => `| ${row.map((cell, i) => cell.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(headers), line(widths.map((width) => '-'.repeat(width))), ...cells.map(line)].join('\n');
 }
 
 const find = <T extends Row>(rows: T[], kind: ContenderKind, where: (row: T) => boolean = () => true) =>
@@ -435,14 +440,15 @@ export function renderMarkdown(results: Results): string {
   }
   if (results.profiles.length > 0) {
     parts.push(
-      '`(idle)` is time the proxy waited for sockets. `writev` and `writeLatin1String` are socket writes: on loopback ' +
-        "they include the kernel delivering the bytes to the receiving process, and V8's wall-clock sampler also " +
-        'charges them with time spent waiting for a core, which is frequent with 2 cores and 3 busy processes.',
+      '`writev` and `writeLatin1String` are socket writes; on loopback they include the kernel delivering the bytes ' +
+        "to the receiving process. V8's sampler ticks on wall-clock time, so while the proxy's thread waits for one " +
+        'of the two cores the tick lands on the last thing it did: `(idle)` (polling for sockets) and the writes are ' +
+        "over-counted; the main thread's own CPU (from /proc/<pid>/task) says how busy it really was.",
     );
   }
   for (const profile of results.profiles) {
     parts.push(
-      `### Where our proxy spends CPU at ${profile.routes.toLocaleString('en-US')} route${profile.routes === 1 ? '' : 's'} (V8 CPU profile of ${results.settings.wrkSeconds} s under wrk -t2 -c64, ${integer(profile.requestsPerSecond)} req/s; self time)`,
+      `### Where our proxy spends CPU at ${profile.routes.toLocaleString('en-US')} route${profile.routes === 1 ? '' : 's'} (V8 CPU profile of ${results.settings.wrkSeconds} s under wrk -t2 -c64, ${integer(profile.requestsPerSecond)} req/s, main thread ${fixed(profile.mainThreadCpuPercent, 0)}% busy; self time)`,
       table(
         ['self %', 'function'],
         profile.functions.map((fn) => [fn.percent.toFixed(1), `\`${fn.location}\``]),
