@@ -70,7 +70,12 @@ export class Forwarder {
   /** Pooled keep-alive connections to every TCP target, and one pool per UNIX socket target. */
   readonly #agent: UndiciAgent;
   readonly #socketAgents = new Map<string, UndiciAgent>();
-  readonly #websockets = new Set<Duplex>();
+  /** Open websockets: client socket → its route, the target socket and the bytes seen so far. */
+  readonly #websockets = new Map<
+    Duplex,
+    { route: Route; target: Duplex & { bytesRead: number }; bytes: number }
+  >();
+  #activitySweep: NodeJS.Timeout | undefined;
 
   constructor(
     options: ForwardOptions,
@@ -85,6 +90,21 @@ export class Forwarder {
     this.#errors = errors;
     this.#log = log;
     this.#agent = new UndiciAgent({ connect: { ...options.clientTls } });
+  }
+
+  /**
+   * Stamps activity on routes whose websockets moved bytes (either way) since the last sweep.
+   * Runs every second and before activity is reported, so relaying does no work per message.
+   */
+  sweepWebsocketActivity(): void {
+    const now = Date.now();
+    for (const [socket, entry] of this.#websockets) {
+      const bytes = (socket as Duplex & { bytesRead: number }).bytesRead + entry.target.bytesRead;
+      if (bytes !== entry.bytes) {
+        entry.bytes = bytes;
+        entry.route.lastActivity = now;
+      }
+    }
   }
 
   /** Open websocket connections, for metrics and shutdown. */
@@ -260,15 +280,17 @@ export class Forwarder {
       socket.write(statusAndHeaders('HTTP/1.1 101 Switching Protocols', proxyRes.rawHeaders));
       if (proxyHead.length > 0) socket.write(proxyHead);
       if (head.length > 0) proxySocket.write(head);
-      // Traffic either way is activity: a kernel streaming output is as alive as a user typing.
-      const touch = () => {
-        route.lastActivity = Date.now();
-      };
-      socket.on('data', touch);
-      proxySocket.on('data', touch);
       proxySocket.pipe(socket);
       socket.pipe(proxySocket);
-      this.#websockets.add(socket);
+      // Traffic either way is activity (a kernel streaming output is as alive as a user
+      // typing); the sweep reads it from the byte counters.
+      const bytes = (socket as Duplex & { bytesRead: number }).bytesRead + proxySocket.bytesRead;
+      this.#websockets.set(socket, { route, target: proxySocket, bytes });
+      route.lastActivity = Date.now();
+      if (!this.#activitySweep) {
+        this.#activitySweep = setInterval(() => this.sweepWebsocketActivity(), 1000);
+        this.#activitySweep.unref();
+      }
       const close = () => {
         this.#websockets.delete(socket);
         socket.destroy();
@@ -285,10 +307,11 @@ export class Forwarder {
 
   /** Closes every websocket; used when draining, since they would never finish by themselves. */
   closeWebsockets(): void {
-    for (const socket of this.#websockets) socket.destroy();
+    for (const socket of this.#websockets.keys()) socket.destroy();
   }
 
   close(): void {
+    clearInterval(this.#activitySweep);
     this.closeWebsockets();
     for (const agent of [this.#agent, ...this.#socketAgents.values()]) agent.destroy().catch(() => {});
   }

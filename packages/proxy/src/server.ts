@@ -157,6 +157,7 @@ export async function startProxy(
     // Answer the primary's requests for activity (before it lists routes) and metrics.
     const workerStore = store as WorkerRouteStore;
     workerStore.onFlushRequest((id) => {
+      forwarder?.sweepWebsocketActivity();
       activity.flush().then(
         () => workerStore.flushActivity(new Map(), id),
         () => workerStore.flushActivity(new Map(), id),
@@ -169,6 +170,7 @@ export async function startProxy(
 
   if (servesApi) {
     const syncActivity = async () => {
+      forwarder?.sweepWebsocketActivity();
       await pool?.collectActivity();
       await activity.sync();
     };

@@ -69,18 +69,29 @@ describe('websockets', () => {
 
   test('traffic in either direction updates last_activity', async () => {
     const route = proxy.table.get('/user/a')!;
+    // Listing routes is what the hub's idle culler does; it reads the latest activity.
+    const listedActivity = async () => {
+      const all = (await (await proxy.api('GET', '/api/routes')).json()) as Record<
+        string,
+        { last_activity: string }
+      >;
+      return Date.parse(all['/user/a']!.last_activity);
+    };
     const ws = await open('/user/a/channels');
+    await listedActivity();
     route.lastActivity = 0;
     ws.send('x');
     await nextMessage(ws);
-    assert.ok(route.lastActivity > 0, 'client to server traffic counts');
+    assert.ok(Date.now() - (await listedActivity()) < 5000, 'client to server traffic counts');
     const pushed = nextMessage(ws);
-    ws.send('push:50');
-    // Reset once the server has the request: only the server's later push can set it again.
-    await waitFor('the push request to reach the server', () => pushRequests.includes('push:50'));
+    ws.send('push:300');
+    // Once the server has the request and a listing has counted those bytes, only the
+    // server's later push can move the activity again.
+    await waitFor('the push request to reach the server', () => pushRequests.includes('push:300'));
+    await listedActivity();
     route.lastActivity = 0;
-    assert.equal(await pushed, 'pushed 50');
-    assert.ok(route.lastActivity > 0, 'server to client traffic counts');
+    assert.equal(await pushed, 'pushed 300');
+    assert.ok(Date.now() - (await listedActivity()) < 5000, 'server to client traffic counts');
     ws.close();
   });
 
