@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { freePort, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
+import { freePort } from '@seahorse/runtime/testing';
+import { startProxyProcess } from './helpers.ts';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 const bin = join(root, 'node_modules', '.bin', 'configurable-http-proxy');
@@ -77,36 +78,10 @@ test('a port already in use exits 1 instead of running without a listener', asyn
 test('the process serves both ports, writes its pid file, and exits 0 on SIGTERM', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'seahorse-cli-'));
   const pidFile = join(dir, 'proxy.pid');
-  const [port, apiPort] = [await freePort(), await freePort()];
-  const proxy = new ManagedProcess(
-    'proxy',
-    bin,
-    [
-      '--ip',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      '--api-ip',
-      '127.0.0.1',
-      '--api-port',
-      String(apiPort),
-      '--pid-file',
-      pidFile,
-    ],
-    { env: { ...process.env, CONFIGPROXY_AUTH_TOKEN: 'secret-token' } },
-  );
+  const started = await startProxyProcess(['--pid-file', pidFile], { bin: true, token: 'secret-token' });
+  const { process: proxy, port } = started;
   try {
-    await proxy.untilReady(
-      waitFor(
-        'the API to answer',
-        async () =>
-          (
-            await fetch(`http://127.0.0.1:${apiPort}/api/routes`, {
-              headers: { authorization: 'token secret-token' },
-            })
-          ).ok,
-      ),
-    );
+    assert.equal((await started.api('GET', '/api/routes')).status, 200);
     assert.equal(readFileSync(pidFile, 'utf8'), String(proxy.pid), 'the pid is the server itself');
     assert.equal((await fetch(`http://127.0.0.1:${port}/_chp_healthz`)).status, 200);
     proxy.signal('SIGTERM');

@@ -3,9 +3,16 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { createLogger, parseFlags } from '@seahorse/runtime';
-import { LogCapture } from '@seahorse/runtime/testing';
+import { freePort, LogCapture, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
 import { buildOptions, createStore, flagSpecs, type RunningProxy, startProxy } from '../src/index.ts';
+
+const sourceCli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+/** What JupyterHub runs: the bin npm links, built to dist/. */
+export const builtBin = fileURLToPath(
+  new URL('../../../node_modules/.bin/configurable-http-proxy', import.meta.url),
+);
 
 export interface Received {
   method: string;
@@ -145,4 +152,65 @@ export function rawRequest(
     req.on('error', reject);
     req.end(options.body);
   });
+}
+
+export interface ProxyProcess {
+  process: ManagedProcess;
+  port: number;
+  apiPort: number;
+  token: string;
+  /** Calls the REST API with the token. */
+  api(method: string, path: string, body?: unknown): Promise<Response>;
+}
+
+/**
+ * The proxy as a process of its own on free loopback ports — from the sources, or as the built
+ * bin when `bin` is set — resolved once `/_chp_healthz` answers (and `ready`, if given, holds).
+ */
+export async function startProxyProcess(
+  args: string[],
+  options: {
+    bin?: boolean;
+    token?: string;
+    name?: string;
+    ready?: (proxy: ProxyProcess) => Promise<boolean>;
+  } = {},
+): Promise<ProxyProcess> {
+  const token = options.token ?? 'test-token-1234';
+  const [port, apiPort] = [await freePort(), await freePort()];
+  const listen = [
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--api-ip',
+    '127.0.0.1',
+    '--api-port',
+    String(apiPort),
+  ];
+  const [command, entry] = options.bin
+    ? [builtBin, []]
+    : [process.execPath, ['--conditions=seahorse-source', sourceCli]];
+  const proc = new ManagedProcess(options.name ?? 'proxy', command, [...entry, ...listen, ...args], {
+    env: { ...process.env, CONFIGPROXY_AUTH_TOKEN: token },
+  });
+  const proxy: ProxyProcess = {
+    process: proc,
+    port,
+    apiPort,
+    token,
+    api: (method, path, body) =>
+      fetch(`http://127.0.0.1:${apiPort}${path}`, {
+        method,
+        headers: { authorization: `token ${token}` },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      }),
+  };
+  await proc.untilReady(
+    waitFor(`${proc.name} to serve`, async () => {
+      if (!(await fetch(`http://127.0.0.1:${port}/_chp_healthz`)).ok) return false;
+      return options.ready ? options.ready(proxy) : true;
+    }),
+  );
+  return proxy;
 }

@@ -1,19 +1,21 @@
 // Several proxy replicas sharing one routing table through real Redis processes.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import {
   freePort,
-  ManagedProcess,
   type RedisServer,
   startRedis,
   startRedisWithReplica,
   startSentinels,
   waitFor,
 } from '@seahorse/runtime/testing';
-import { startTestProxy, startUpstream, type TestProxy, type Upstream } from './helpers.ts';
-
-const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+import {
+  startProxyProcess,
+  startTestProxy,
+  startUpstream,
+  type TestProxy,
+  type Upstream,
+} from './helpers.ts';
 
 async function startReplica(url: string, extra: string[] = []): Promise<TestProxy> {
   const proxy = await startTestProxy(['--storage-backend', 'redis', '--redis-url', url, ...extra]);
@@ -169,42 +171,14 @@ test('a replica paused through many changes catches up with a full resync', asyn
   const redis = await startRedis();
   const upstream = await startUpstream();
   const writer = await startReplica(redis.url, ['--redis-changes-max', '10']);
-  const [port, apiPort] = [await freePort(), await freePort()];
-  const paused = new ManagedProcess(
-    'paused replica',
-    process.execPath,
-    [
-      '--conditions=seahorse-source',
-      cli,
-      ...[
-        '--ip',
-        '127.0.0.1',
-        '--port',
-        String(port),
-        '--api-ip',
-        '127.0.0.1',
-        '--api-port',
-        String(apiPort),
-      ],
-      ...['--storage-backend', 'redis', '--redis-url', redis.url, '--redis-changes-max', '10'],
-    ],
-    { env: { ...process.env, CONFIGPROXY_AUTH_TOKEN: writer.token } },
+  const replica = await startProxyProcess(
+    ['--storage-backend', 'redis', '--redis-url', redis.url, '--redis-changes-max', '10'],
+    { name: 'paused replica', token: writer.token },
   );
+  const { process: paused, port } = replica;
   const tableOfPaused = async () =>
-    Object.keys(
-      (await (
-        await fetch(`http://127.0.0.1:${apiPort}/api/routes`, {
-          headers: { authorization: `token ${writer.token}` },
-        })
-      ).json()) as object,
-    ).sort();
+    Object.keys((await (await replica.api('GET', '/api/routes')).json()) as object).sort();
   try {
-    await paused.untilReady(
-      waitFor(
-        'the paused replica to start',
-        async () => (await fetch(`http://127.0.0.1:${port}/_chp_healthz`)).ok,
-      ),
-    );
     await writer.addRoute('/before', upstream.url);
     await waitFor('the replica to follow', async () => (await tableOfPaused()).includes('/before'));
     paused.pause();

@@ -5,11 +5,9 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { freePort, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
-import { rawRequest, startUpstream } from './helpers.ts';
+import { freePort, waitFor } from '@seahorse/runtime/testing';
+import { rawRequest, startProxyProcess, startUpstream } from './helpers.ts';
 
-const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
 const token = 'workers-test-token';
 
 function childrenOf(pid: number): number[] {
@@ -19,29 +17,16 @@ function childrenOf(pid: number): number[] {
 
 test('--workers 2 serves every route from every worker, aggregates activity and metrics, and stops cleanly', async () => {
   const upstream = await startUpstream();
-  const [port, apiPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+  const metricsPort = await freePort();
   const pidFile = join(mkdtempSync(join(tmpdir(), 'seahorse-workers-')), 'proxy.pid');
-  const proxy = new ManagedProcess(
-    'proxy --workers 2',
-    process.execPath,
+  const started = await startProxyProcess(
     [
-      '--conditions=seahorse-source',
-      cli,
-      ...['--workers', '2', '--ip', '127.0.0.1', '--port', String(port)],
-      ...[
-        '--api-ip',
-        '127.0.0.1',
-        '--api-port',
-        String(apiPort),
-        '--metrics-ip',
-        '127.0.0.1',
-        '--metrics-port',
-        String(metricsPort),
-      ],
+      ...['--workers', '2', '--metrics-ip', '127.0.0.1', '--metrics-port', String(metricsPort)],
       ...['--pid-file', pidFile, '--default-target', upstream.url],
     ],
-    { env: { ...process.env, CONFIGPROXY_AUTH_TOKEN: token } },
+    { name: 'proxy --workers 2', token, ready: async (proxy) => childrenOf(proxy.process.pid).length === 2 },
   );
+  const { process: proxy, port, apiPort } = started;
   const api = (method: string, path: string, body?: unknown) =>
     fetch(`http://127.0.0.1:${apiPort}${path}`, {
       method,
@@ -60,13 +45,6 @@ test('--workers 2 serves every route from every worker, aggregates activity and 
       }),
     );
   try {
-    await proxy.untilReady(
-      waitFor(
-        'two workers to serve',
-        async () =>
-          childrenOf(proxy.pid).length === 2 && (await fetch(`http://127.0.0.1:${port}/_chp_healthz`)).ok,
-      ),
-    );
     assert.equal((await api('POST', '/api/routes/user/w', { target: `${upstream.url}/via-w` })).status, 201);
     await waitFor('every worker to have the route', async () =>
       (await servedByW('/user/w/x', 30)).every(Boolean),
