@@ -1,6 +1,6 @@
 // The webhook's Prometheus metrics. Labels are small fixed sets (status codes, outcomes and
 // denial reasons), never namespaces or pod names.
-import { Counter, Histogram, type Registry } from '@seahorse/runtime';
+import { Counter, Histogram, type Registry } from '@seahorse/runtime/metrics';
 
 export type DenialReason = 'invalid_annotation' | 'semaphore_full' | 'semaphore_unavailable';
 export type AdmissionOutcome = 'mutated' | 'denied' | 'untouched' | 'error';

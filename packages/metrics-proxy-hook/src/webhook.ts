@@ -11,16 +11,8 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Server as NetServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
-import {
-  createRegistry,
-  formatAddress,
-  Lifecycle,
-  type ListenAddress,
-  type Logger,
-  listen,
-  metricsListener,
-  type Registry,
-} from '@seahorse/runtime';
+import { formatAddress, Lifecycle, type ListenAddress, type Logger, listen } from '@seahorse/runtime';
+import { createRegistry, metricsListener, type Registry } from '@seahorse/runtime/metrics';
 import { BadAdmissionRequest, parseAdmissionReview, reviewResponse } from './admission.ts';
 import { CertificateReloader } from './certificate.ts';
 import { type AdmissionOutcome, WebhookMetrics } from './metrics.ts';

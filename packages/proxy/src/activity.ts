@@ -54,7 +54,7 @@ export class ActivityFlusher {
     if (batch.size === 0) return;
     await this.#store.flushActivity(batch);
     for (const route of routes) this.#flushed.set(route, batch.get(route.path)!);
-    this.#metrics.lastActivityUpdating.observe((performance.now() - started) / 1000);
+    this.#metrics.activityFlushed((performance.now() - started) / 1000);
   }
 
   /** Flushes local activity and takes in what other processes flushed. */

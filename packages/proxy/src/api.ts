@@ -144,7 +144,7 @@ export class RoutesApi {
     for (const route of this.#table.all()) {
       if (route.lastActivity < since) body[route.path] = present(route.data, route.lastActivity);
     }
-    this.#metrics.apiRouteGet.inc();
+    this.#metrics.apiRouteGet();
     replyJson(res, 200, body);
   }
 
@@ -188,14 +188,14 @@ export class RoutesApi {
     const stored = rest as RouteData;
     if (this.#options.hostRouting && path !== '/') stored.host = path.split('/')[1];
     await this.#store.set(path, stored);
-    this.#metrics.apiRouteAdd.inc();
+    this.#metrics.apiRouteAdd();
     this.#log.info({ route: path, target: stored.target }, 'route added');
     reply(res, 201, '');
   }
 
   async #remove(res: ServerResponse, path: string): Promise<void> {
     const existed = await this.#store.delete(path);
-    this.#metrics.apiRouteDelete.inc();
+    this.#metrics.apiRouteDelete();
     if (!existed) {
       reply(res, 404, '');
       return;

@@ -126,9 +126,14 @@ export class Forwarder {
       key = `/${hostname(host)}${key}`;
       hostSegments = 1;
     }
-    const started = performance.now();
-    const route = this.#table.lookup(key);
-    this.#metrics.findTarget((performance.now() - started) / 1000);
+    let route: Route | undefined;
+    if (this.#metrics.enabled) {
+      const started = performance.now();
+      route = this.#table.lookup(key);
+      this.#metrics.findTarget((performance.now() - started) / 1000);
+    } else {
+      route = this.#table.lookup(key);
+    }
     if (!route) return undefined;
 
     let path = rawPath;
@@ -145,8 +150,8 @@ export class Forwarder {
 
   /** Proxies one HTTP request. */
   handleRequest(req: IncomingMessage, res: ServerResponse): void {
-    const started = performance.now();
-    this.#metrics.webRequests.inc();
+    const started = this.#metrics.enabled ? performance.now() : 0;
+    this.#metrics.webRequest();
     const match = this.#matchRequest(req);
     if (match instanceof BadRequestPath) {
       this.#countError(400);
@@ -206,7 +211,7 @@ export class Forwarder {
   responseEnded(route: Route, status: number, started: number): void {
     // As CHP: only successful responses count as a user's activity.
     if (status < 300) route.lastActivity = Date.now();
-    this.#metrics.proxied(status, (performance.now() - started) / 1000);
+    this.#metrics.proxied(status, started > 0 ? (performance.now() - started) / 1000 : 0);
   }
 
   /** The target could not be reached or stopped answering. */
@@ -236,7 +241,7 @@ export class Forwarder {
       socket.destroy();
       return;
     }
-    this.#metrics.websocketRequests.inc();
+    this.#metrics.websocketRequest();
     const match = this.#matchRequest(req);
     if (match instanceof BadRequestPath) {
       this.#countError(400);

@@ -1,116 +1,45 @@
-// The proxy's metrics: CHP's names first (dashboards built for CHP keep working), then ours.
-// Label values are status codes only, so cardinality stays bounded.
-import { Counter, Gauge, Histogram, type Registry, Summary } from '@seahorse/runtime';
+// What the proxy counts. prom-client and the registry cost about 20 MB of RSS and a few percent
+// of CPU per request, and nobody can read them without a metrics listener (CHP serves metrics
+// only with --metrics-port too): without one, the proxy counts nothing and never loads them.
+import type { PrometheusMetrics } from './prometheus.ts';
 
-const percentiles = [0.01, 0.05, 0.5, 0.9, 0.95, 0.99, 0.999];
+export interface MetricsGauges {
+  routes: () => number;
+  websockets: () => number;
+}
 
-export class ProxyMetrics {
-  readonly apiRouteGet: Counter;
-  readonly apiRouteAdd: Counter;
-  readonly apiRouteDelete: Counter;
-  readonly webRequests: Counter;
-  readonly websocketRequests: Counter;
-  readonly lastActivityUpdating: Summary;
-  readonly #findTarget: Summary;
-  readonly #proxyRequests: Counter;
-  readonly #apiRequests: Counter;
-  readonly #duration: Histogram;
-  // Children bound per status code: a labelled inc() would hash the labels on every request.
-  readonly #proxyByStatus = new Map<number, Counter.Internal>();
-  readonly #apiByStatus = new Map<number, Counter.Internal>();
-
-  constructor(registry: Registry, gauges: { routes: () => number; websockets: () => number }) {
-    const registers = [registry];
-    this.apiRouteGet = new Counter({
-      name: 'api_route_get',
-      help: 'Count of API route get requests',
-      registers,
-    });
-    this.apiRouteAdd = new Counter({
-      name: 'api_route_add',
-      help: 'Count of API route add requests',
-      registers,
-    });
-    this.apiRouteDelete = new Counter({
-      name: 'api_route_delete',
-      help: 'Count of API route delete requests',
-      registers,
-    });
-    this.#findTarget = new Summary({
-      name: 'find_target_for_req',
-      help: 'Summary of find target requests',
-      percentiles,
-      registers,
-    });
-    this.lastActivityUpdating = new Summary({
-      name: 'last_activity_updating',
-      help: 'Summary of last activity updating requests',
-      percentiles,
-      registers,
-    });
-    this.websocketRequests = new Counter({
-      name: 'requests_ws',
-      help: 'Count of websocket requests',
-      registers,
-    });
-    this.webRequests = new Counter({ name: 'requests_web', help: 'Count of web requests', registers });
-    this.#proxyRequests = new Counter({
-      name: 'requests_proxy',
-      help: 'Count of proxy requests',
-      labelNames: ['status'],
-      registers,
-    });
-    this.#apiRequests = new Counter({
-      name: 'requests_api',
-      help: 'Count of API requests',
-      labelNames: ['status'],
-      registers,
-    });
-    this.#duration = new Histogram({
-      name: 'seahorse_proxy_request_duration_seconds',
-      help: 'Time from receiving a proxied request to the end of its response',
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers,
-    });
-    new Gauge({
-      name: 'seahorse_proxy_routes',
-      help: 'Routes in the local routing table',
-      registers,
-      collect() {
-        this.set(gauges.routes());
-      },
-    });
-    new Gauge({
-      name: 'seahorse_proxy_websockets_open',
-      help: 'Websocket connections open through the proxy',
-      registers,
-      collect() {
-        this.set(gauges.websockets());
-      },
-    });
-  }
-
-  findTarget(seconds: number): void {
-    this.#findTarget.observe(seconds);
-  }
-
+export interface ProxyMetrics {
+  /** False for the no-op set: callers skip timing what nobody records. */
+  readonly enabled: boolean;
+  apiRouteGet(): void;
+  apiRouteAdd(): void;
+  apiRouteDelete(): void;
+  webRequest(): void;
+  websocketRequest(): void;
+  activityFlushed(seconds: number): void;
+  findTarget(seconds: number): void;
   /** A response sent for a proxied request: the target's status or the proxy's own error. */
-  proxied(status: number, seconds: number): void {
-    let child = this.#proxyByStatus.get(status);
-    if (!child) {
-      child = this.#proxyRequests.labels(String(status));
-      this.#proxyByStatus.set(status, child);
-    }
-    child.inc();
-    if (seconds > 0) this.#duration.observe(seconds);
-  }
+  proxied(status: number, seconds: number): void;
+  api(status: number): void;
+}
 
-  api(status: number): void {
-    let child = this.#apiByStatus.get(status);
-    if (!child) {
-      child = this.#apiRequests.labels(String(status));
-      this.#apiByStatus.set(status, child);
-    }
-    child.inc();
-  }
+const ignore = (): void => {};
+
+export const noMetrics: ProxyMetrics = {
+  enabled: false,
+  apiRouteGet: ignore,
+  apiRouteAdd: ignore,
+  apiRouteDelete: ignore,
+  webRequest: ignore,
+  websocketRequest: ignore,
+  activityFlushed: ignore,
+  findTarget: ignore,
+  proxied: ignore,
+  api: ignore,
+};
+
+/** The Prometheus set, loaded on demand. */
+export async function loadPrometheusMetrics(gauges: MetricsGauges): Promise<PrometheusMetrics> {
+  const { PrometheusMetrics } = await import('./prometheus.ts');
+  return new PrometheusMetrics(gauges);
 }

@@ -12,22 +12,12 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as TlsServerOptions } from 'node:https';
-import {
-  createRegistry,
-  formatAddress,
-  Lifecycle,
-  type ListenAddress,
-  type Logger,
-  listen,
-  type Registry,
-  serveMetrics,
-} from '@seahorse/runtime';
-import { AggregatorRegistry } from 'prom-client';
+import { formatAddress, Lifecycle, type ListenAddress, type Logger, listen } from '@seahorse/runtime';
 import { ActivityFlusher } from './activity.ts';
 import { type ApiOptions, RoutesApi } from './api.ts';
 import { ErrorPages } from './error-pages.ts';
 import { Forwarder, type ForwardOptions } from './forward.ts';
-import { ProxyMetrics } from './metrics.ts';
+import { loadPrometheusMetrics, noMetrics, type ProxyMetrics } from './metrics.ts';
 import { RouteTable } from './routes.ts';
 import type { RouteStore } from './store.ts';
 import { sendMetrics, WorkerPool, type WorkerRouteStore } from './workers.ts';
@@ -64,7 +54,6 @@ type Addresses = {
 
 export interface RunningProxy {
   readonly table: RouteTable;
-  readonly registry: Registry;
   readonly lifecycle: Lifecycle;
   /** Where each listener of this process ended up (port 0 becomes the port chosen). */
   readonly addresses: Addresses;
@@ -91,12 +80,15 @@ export async function startProxy(
     terminationGracePeriodMs: options.terminationGracePeriodMs,
   });
   const table = new RouteTable();
-  const registry = createRegistry();
   let forwarder: Forwarder | undefined;
-  const metrics = new ProxyMetrics(registry, {
-    routes: () => table.size,
-    websockets: () => forwarder?.websocketCount ?? 0,
-  });
+  // Workers run with the same flags as the primary, so they count when it serves metrics.
+  const prometheus = options.metricsListen
+    ? await loadPrometheusMetrics({
+        routes: () => table.size,
+        websockets: () => forwarder?.websocketCount ?? 0,
+      })
+    : undefined;
+  const metrics: ProxyMetrics = prometheus ?? noMetrics;
   const activity = new ActivityFlusher(table, store, metrics, log, options.activityFlushMs);
   const pool = role === 'primary' ? new WorkerPool(table, options.workers, store.ready(), log) : undefined;
   const addresses: Addresses = {};
@@ -164,7 +156,8 @@ export async function startProxy(
       );
     });
     workerStore.onMetricsRequest((id) => {
-      registry.getMetricsAsJSON().then((json) => sendMetrics(id, json));
+      if (prometheus) prometheus.json().then((json) => sendMetrics(id, json));
+      else sendMetrics(id, []);
     });
   }
 
@@ -186,14 +179,11 @@ export async function startProxy(
       options.apiListen,
       'path' in options.apiListen ? '--api-socket' : '--api-ip/--api-port',
     );
-    if (options.metricsListen) {
-      const collect = pool
-        ? async () => {
-            const all = [await registry.getMetricsAsJSON(), ...(await pool.collectMetrics())];
-            return AggregatorRegistry.aggregate(all) as Registry;
-          }
-        : async () => registry;
-      addresses.metrics = await startMetrics(options.metricsListen, lifecycle, collect);
+    if (options.metricsListen && prometheus) {
+      const workers = pool ? () => pool.collectMetrics() : undefined;
+      addresses.metrics = await startMetrics(options.metricsListen, lifecycle, (res) =>
+        prometheus.serve(res, workers),
+      );
     }
     if (options.pidFile) {
       writeFileSync(options.pidFile, String(process.pid));
@@ -242,7 +232,7 @@ export async function startProxy(
     log.info({ metrics: `http://${formatAddress(addresses.metrics)}/metrics` }, 'serving metrics');
   if (pool) log.info({ workers: options.workers }, 'starting workers');
 
-  return { table, registry, lifecycle, addresses, close: () => lifecycle.shutdown('close') };
+  return { table, lifecycle, addresses, close: () => lifecycle.shutdown('close') };
 }
 
 function track(lifecycle: Lifecycle, server: Server): void {
@@ -264,7 +254,7 @@ function tuneServer(server: Server, keepAliveTimeoutMs: number): void {
 function startMetrics(
   address: ListenAddress,
   lifecycle: Lifecycle,
-  collect: () => Promise<Registry>,
+  serve: (res: ServerResponse) => void,
 ): Promise<ListenAddress> {
   const server = createHttpServer((req, res) => {
     if (lifecycle.handleProbe(req, res)) return;
@@ -273,13 +263,7 @@ function startMetrics(
       res.end('Not Found: metrics are served at /metrics\n');
       return;
     }
-    collect().then(
-      (registry) => serveMetrics(registry, res),
-      (error: unknown) => {
-        res.writeHead(500, { 'content-type': 'text/plain' });
-        res.end(`collecting metrics failed: ${(error as Error).message}\n`);
-      },
-    );
+    serve(res);
   });
   lifecycle.track(server);
   return listen(server, address, 'path' in address ? '--metrics-socket' : '--metrics-ip/--metrics-port');

@@ -3,16 +3,6 @@ export { type FlagKind, type FlagSpec, formatHelp, ParsedFlags, parseDuration, p
 export { createLogger, type Logger, type LoggerOptions, type LogLevel, logLevels } from './log.ts';
 export { describeFatal, exitCodes, runMain } from './main.ts';
 export {
-  Counter,
-  createRegistry,
-  Gauge,
-  Histogram,
-  metricsListener,
-  Registry,
-  Summary,
-  serveMetrics,
-} from './metrics.ts';
-export {
   delay,
   formatAddress,
   Lifecycle,
