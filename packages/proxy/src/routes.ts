@@ -1,19 +1,19 @@
 // Routes as JupyterHub sees them (a path prefix, a target URL and whatever keys the writer
 // added) and the local routing table that every lookup reads.
 import { SeahorseError } from '@seahorse/runtime';
-import { PathTrie } from './trie.ts';
+import { PrefixMap } from './prefix-map.ts';
 
 /** What a writer stores: `target` plus any extra keys, returned verbatim beside `last_activity`. */
 export type RouteData = { target: string } & Record<string, unknown>;
 
-/** A target URL parsed once when the route is written, so requests never parse URLs. */
-export interface Target {
+/**
+ * A target URL parsed once when the route is written, so requests never parse URLs. Only what
+ * every request needs is stored (100k routes are 100k of these); the host parts that websocket
+ * upgrades and --change-origin need are cut from `origin` when asked for.
+ */
+export class Target {
   readonly href: string;
   readonly secure: boolean;
-  readonly hostname: string;
-  readonly port: number;
-  /** `host[:port]` as a Host header names it (port omitted when default). */
-  readonly host: string;
   /** `scheme://host[:port]`, what the HTTP client dispatches to. */
   readonly origin: string;
   /** Path of the target as written ('' for none or `/`), prepended to forwarded paths. */
@@ -22,6 +22,41 @@ export interface Target {
   readonly query: string;
   /** For `http+unix://` targets: the socket to connect to. */
   readonly socketPath: string | undefined;
+
+  constructor(
+    href: string,
+    secure: boolean,
+    origin: string,
+    pathname: string,
+    query: string,
+    socketPath?: string,
+  ) {
+    this.href = href;
+    this.secure = secure;
+    this.origin = origin;
+    this.pathname = pathname;
+    this.query = query;
+    this.socketPath = socketPath;
+  }
+
+  /** `host[:port]` as a Host header names it (port omitted when default). */
+  get host(): string {
+    return this.origin.slice(this.secure ? 8 : 7);
+  }
+
+  /** The host to connect to: IPv6 literals without their brackets. */
+  get hostname(): string {
+    const host = this.host;
+    if (host.charCodeAt(0) === 91) return host.slice(1, host.indexOf(']'));
+    const colon = host.lastIndexOf(':');
+    return colon === -1 ? host : host.slice(0, colon);
+  }
+
+  get port(): number {
+    const host = this.host;
+    const colon = host.lastIndexOf(':');
+    return colon > host.lastIndexOf(']') ? Number(host.slice(colon + 1)) : this.secure ? 443 : 80;
+  }
 }
 
 export interface Route {
@@ -55,22 +90,13 @@ export function parseTarget(value: unknown): Target {
     );
   }
   const secure = protocol === 'https:' || protocol === 'wss:' || protocol === 'https+unix:';
-  const port = url.port ? Number(url.port) : secure ? 443 : 80;
   const pathname = url.pathname === '/' ? '' : url.pathname;
-  // URL keeps brackets around IPv6 literals; sockets want the bare address.
-  const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-  const socketPath = unix ? decodeURIComponent(url.host) : undefined;
-  return {
-    href: value,
-    secure,
-    hostname: unix ? 'localhost' : hostname,
-    port,
-    host: unix ? 'localhost' : url.host,
-    origin: unix ? `${secure ? 'https' : 'http'}://localhost` : `${secure ? 'https' : 'http'}://${url.host}`,
-    pathname,
-    query: url.search.slice(1),
-    socketPath,
-  };
+  const scheme = secure ? 'https' : 'http';
+  if (unix) {
+    const socketPath = decodeURIComponent(url.host);
+    return new Target(value, secure, `${scheme}://localhost`, pathname, url.search.slice(1), socketPath);
+  }
+  return new Target(value, secure, `${scheme}://${url.host}`, pathname, url.search.slice(1));
 }
 
 /**
@@ -93,10 +119,9 @@ export type RouteChange =
   | { type: 'set'; path: string; data: RouteData; lastActivity?: number }
   | { type: 'delete'; path: string };
 
-/** The local table: a trie for request lookups plus a map (in insertion order) for the API. */
+/** The local table: one prefix map serves request lookups and (in insertion order) the API. */
 export class RouteTable {
-  readonly #trie = new PathTrie<Route>();
-  readonly #byPath = new Map<string, Route>();
+  readonly #byPath = new PrefixMap<Route>();
   readonly #listeners: Array<(change: RouteChange) => void> = [];
   readonly #replaceListeners: Array<() => void> = [];
 
@@ -106,7 +131,7 @@ export class RouteTable {
 
   /** The route whose prefix is the longest match for `path` (already decoded, no query). */
   lookup(path: string): Route | undefined {
-    return this.#trie.lookup(path);
+    return this.#byPath.lookup(path);
   }
 
   get(path: string): Route | undefined {
@@ -120,7 +145,6 @@ export class RouteTable {
   /** Applies a change; `data.target` must already be valid (stores check before writing). */
   apply(change: RouteChange): void {
     if (change.type === 'delete') {
-      this.#trie.delete(change.path);
       this.#byPath.delete(change.path);
     } else {
       const route: Route = {
@@ -130,17 +154,15 @@ export class RouteTable {
         lastActivity: change.lastActivity ?? Date.now(),
       };
       // A re-written route moves to the end of the listing, as CHP's does.
-      this.#byPath.delete(change.path);
       this.#byPath.set(change.path, route);
-      this.#trie.set(change.path, route);
     }
     for (const listener of this.#listeners) listener(change);
   }
 
   /** Replaces the whole table, keeping the newer activity of routes present in both. */
   replace(routes: Iterable<{ path: string; data: RouteData; lastActivity?: number }>): void {
-    const previous = new Map(this.#byPath);
-    this.#trie.clear();
+    const previous = new Map<string, Route>();
+    for (const route of this.#byPath.values()) previous.set(route.path, route);
     this.#byPath.clear();
     for (const { path, data, lastActivity } of routes) {
       const route: Route = {
@@ -150,7 +172,6 @@ export class RouteTable {
         lastActivity: Math.max(lastActivity ?? 0, previous.get(path)?.lastActivity ?? 0) || Date.now(),
       };
       this.#byPath.set(path, route);
-      this.#trie.set(path, route);
     }
     for (const listener of this.#replaceListeners) listener();
   }
