@@ -46,7 +46,17 @@ import { transferLarge } from './lib/transfer.ts';
 import { closeAll, echoLoad, openIdle, sleep } from './lib/websockets.ts';
 import { runWrk } from './lib/wrk.ts';
 
-const scenarios = ['small', 'latency', 'bodies', 'ws', 'ws-idle', 'churn', 'redis', 'profile'] as const;
+const scenarios = [
+  'small',
+  'latency',
+  'bodies',
+  'ws',
+  'ws-idle',
+  'churn',
+  'redis',
+  'workers',
+  'profile',
+] as const;
 type Scenario = (typeof scenarios)[number];
 const allKinds: ContenderKind[] = ['direct', 'seahorse', 'chp4', 'chp5', 'nginx'];
 
@@ -106,6 +116,7 @@ const settings = flags.quick
       idleConnections: 1000,
       churnSizes: [10_000],
       redisSizes: [1, 100],
+      workerCounts: [1, 2],
       profileSizes: [1],
     }
   : {
@@ -122,6 +133,7 @@ const settings = flags.quick
       idleConnections: Math.min(10_000, Math.floor((hardFdLimit - 2000) / 2)),
       churnSizes: [10_000, 100_000],
       redisSizes: [1, 100, 1000],
+      workerCounts: [1, 2, 4],
       profileSizes: [1, 100_000],
     };
 const load = { threads: 2, connections: 64 };
@@ -156,6 +168,7 @@ const results: Results = {
   idle: [],
   churn: [],
   redis: [],
+  workers: [],
   profiles: [],
   targets: [],
 };
@@ -211,6 +224,7 @@ try {
   }
   if (selected.has('churn')) await routeChurn(proxies, redis);
   if (selected.has('redis')) await routeStores(redis);
+  if (selected.has('workers') && kinds.includes('seahorse')) await scalingWithWorkers();
   if (selected.has('profile') && kinds.includes('seahorse')) await profileProxy();
 } finally {
   await redis?.stop();
@@ -237,6 +251,7 @@ const failed = [
   ...results.idle,
   ...results.churn,
   ...results.redis,
+  ...results.workers,
 ].filter((row) => row.problem?.startsWith('failed'));
 if (rebuilt) {
   log("the proxy's dist changed during the run (it was rebuilt): rows mix two versions; run again");
@@ -481,6 +496,15 @@ async function routeStores(redisServer: RedisServer | undefined): Promise<void> 
       } else results.redis.push({ kind, label: labels[kind], routes, problem: unavailable.get(kind)! });
     }
   }
+}
+
+/** `--workers N` side by side with one process, at 1,000 routes. */
+async function scalingWithWorkers(): Promise<void> {
+  const group = settings.workerCounts.map((count) =>
+    count === 1 ? 'seahorse' : (`seahorse-workers-${count}` as ContenderKind),
+  );
+  log(`--workers at 1000 routes: ${group.map((kind) => labels[kind]).join(', ')}`);
+  results.workers.push(...(await measureGroup(group, groupOptions(1000))));
 }
 
 /**

@@ -2,7 +2,7 @@
 // upstream alone, our proxy, CHP 4.6.1 and 5.3.0 (optionally with Redis stores), and nginx.
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, type ManagedProcess, waitFor } from '@seahorse/runtime/testing';
 import { addRouteRequest, deleteRouteRequest, sendRequests } from './api-client.ts';
@@ -20,12 +20,16 @@ export type ContenderKind =
   | 'chp5'
   | 'nginx'
   | 'seahorse-redis'
+  | 'seahorse-workers-2'
+  | 'seahorse-workers-4'
   | 'chp4-redis';
 
 export const labels: Record<ContenderKind, string> = {
   direct: 'direct upstream',
   seahorse: 'seahorse',
   'seahorse-redis': 'seahorse + Redis store',
+  'seahorse-workers-2': 'seahorse --workers 2',
+  'seahorse-workers-4': 'seahorse --workers 4',
   chp4: 'CHP 4.6.1',
   chp5: 'CHP 5.3.0',
   'chp4-redis': 'CHP 4.6.1 + redis-backend 0.1.6',
@@ -57,7 +61,7 @@ export interface Contender {
   url: string;
   /** REST API base; undefined for the upstream and nginx, which have fixed routes. */
   apiUrl: string | undefined;
-  /** The process whose CPU and memory are reported. */
+  /** The process whose CPU and memory are reported (with its children: --workers). */
   pid: number;
   process: ManagedProcess;
   stop(): Promise<void>;
@@ -106,21 +110,30 @@ async function startProxy(kind: ContenderKind, options: StartOptions): Promise<C
     if (!options.redisUrl) throw new NotAvailable('no redis-server');
     env.CONFIGURABLE_PROXY_REDIS_URI = options.redisUrl;
   }
+  let command = process.execPath;
   let args: string[];
-  if (kind === 'seahorse' || kind === 'seahorse-redis') {
+  if (kind.startsWith('seahorse')) {
+    const workers = /^seahorse-workers-(\d+)$/.exec(kind)?.[1];
+    if (workers) flags.push('--workers', workers);
     const node = options.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`] : [];
     node.push(...(options.nodeFlags ?? []));
-    const entry = options.source
-      ? ['--conditions=seahorse-source', proxySourceCli]
-      : [fileURLToPath(new URL('../../bin/configurable-http-proxy.js', import.meta.url))];
-    args = [...node, ...entry, ...flags];
+    if (options.source) {
+      args = [...node, '--conditions=seahorse-source', '--max-semi-space-size=4', proxySourceCli, ...flags];
+    } else {
+      // As users start it: the bin itself, whose `#!/usr/bin/env -S node …` line carries its
+      // V8 flags, run by the same Node as everything else here.
+      command = fileURLToPath(new URL('../../bin/configurable-http-proxy.js', import.meta.url));
+      args = flags;
+      env.PATH = `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}`;
+      if (node.length > 0) env.NODE_OPTIONS = node.join(' ');
+    }
     if (redis) args.push('--storage-backend', 'redis');
   } else {
     const pkg = kind === 'chp5' ? 'chp5' : 'configurable-http-proxy';
     args = [join(benchDir, 'node_modules', pkg, 'bin', 'configurable-http-proxy'), ...flags];
     if (redis) args.push('--storage-backend', 'configurable-http-proxy-redis-backend');
   }
-  const proc = startProcess(labels[kind], process.execPath, args, env);
+  const proc = startProcess(labels[kind], command, args, env);
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   try {
     await proc.untilReady(

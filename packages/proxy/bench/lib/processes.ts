@@ -71,6 +71,39 @@ export function cpuSeconds(pid: number): number {
   return statSeconds(`/proc/${pid}/stat`);
 }
 
+/** The process and its descendants (the workers of `--workers`), by /proc's children lists. */
+export function processTree(pid: number): number[] {
+  const pids = [pid];
+  for (let i = 0; i < pids.length; i++) {
+    const tasks = `/proc/${pids[i]}/task`;
+    let children: string[] = [];
+    try {
+      for (const task of readdirSync(tasks)) {
+        children = children.concat(
+          readFileSync(`${tasks}/${task}/children`, 'utf8').split(' ').filter(Boolean),
+        );
+      }
+    } catch {
+      // Exited meanwhile: nothing more below it.
+    }
+    pids.push(...children.map(Number));
+  }
+  return pids;
+}
+
+/** User plus system CPU seconds of the process and its descendants still running. */
+export function treeCpuSeconds(pid: number): number {
+  let total = 0;
+  for (const member of processTree(pid)) {
+    try {
+      total += cpuSeconds(member);
+    } catch {
+      // Exited between listing and reading.
+    }
+  }
+  return total;
+}
+
 /** CPU seconds of the process's main thread alone (its JavaScript), without GC helper threads. */
 export function mainThreadCpuSeconds(pid: number): number {
   return statSeconds(`/proc/${pid}/task/${pid}/stat`);
@@ -142,6 +175,18 @@ export function memory(pid: number): Memory {
   const kib = (field: string) =>
     Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
   return { rssBytes: kib('VmRSS'), anonRssBytes: kib('RssAnon'), peakRssBytes: kib('VmHWM') };
+}
+
+/** Memory of the process and its descendants, summed (peaks summed too: an upper bound). */
+export function treeMemory(pid: number): Memory {
+  const total: Memory = { rssBytes: 0, anonRssBytes: 0, peakRssBytes: 0 };
+  for (const member of processTree(pid)) {
+    const one = memory(member);
+    total.rssBytes += one.rssBytes;
+    total.anonRssBytes += one.anonRssBytes;
+    total.peakRssBytes += one.peakRssBytes;
+  }
+  return total;
 }
 
 export function openFds(pid: number): number {

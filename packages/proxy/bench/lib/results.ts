@@ -94,6 +94,7 @@ export interface Results {
   idle: IdleRow[];
   churn: ChurnRow[];
   redis: ThroughputRow[];
+  workers: ThroughputRow[];
   profiles: ProfileRow[];
   targets: Target[];
 }
@@ -418,6 +419,41 @@ export function renderMarkdown(results: Results): string {
             ratio(row.requestsPerSecond, chpRedis?.requestsPerSecond),
             ms(row.p50Ms),
             ms(row.p99Ms),
+            fixed(row.peakRssMb),
+            fixed(row.otherCpuPercent, 0),
+          ];
+        }),
+      ),
+    );
+  }
+  if (results.workers.length > 0) {
+    const single = find(results.workers, 'seahorse');
+    const cores = results.machine.nproc;
+    parts.push(
+      `### --workers N (${integer(results.workers[0]!.routes)} routes, 100-byte bodies, wrk -t2 -c64; median of interleaved rounds)`,
+      `This machine has ${cores} core${cores === 1 ? '' : 's'}, shared with wrk and the upstream: more workers than that can only add scheduling, so the figures here show the cost of the primary and IPC, not the scaling a machine with cores to spare gets. CPU and RSS are summed over the primary and its workers.`,
+      table(
+        [
+          'contender',
+          'req/s',
+          'x 1 process',
+          'p50 ms',
+          'p99 ms',
+          'CPU %',
+          'CPU µs/req',
+          'peak RSS MB (sum)',
+          'other CPU %',
+        ],
+        results.workers.map((row) => {
+          if (row.problem) return [row.label, row.problem];
+          return [
+            row.label,
+            integer(row.requestsPerSecond) + (row.errors ? ` (${row.errors} errors)` : ''),
+            ratio(row.requestsPerSecond, single?.requestsPerSecond),
+            ms(row.p50Ms),
+            ms(row.p99Ms),
+            fixed(row.cpuPercent, 0),
+            fixed(row.cpuUsPerRequest, 0),
             fixed(row.peakRssMb),
             fixed(row.otherCpuPercent, 0),
           ];

@@ -13,7 +13,14 @@ import {
   startContender,
   type Upstream,
 } from './contenders.ts';
-import { cpuSeconds, foreignCpu, memory, waitForQuiet } from './processes.ts';
+import {
+  cpuSeconds,
+  foreignCpu,
+  processTree,
+  treeCpuSeconds,
+  treeMemory,
+  waitForQuiet,
+} from './processes.ts';
 import type { ThroughputRow } from './results.ts';
 import { runWrk } from './wrk.ts';
 
@@ -95,7 +102,7 @@ export async function measureGroup(kinds: ContenderKind[], options: GroupOptions
       }
     }
     for (const { contender, samples } of running) {
-      const { peakRssBytes, anonRssBytes } = memory(contender.pid);
+      const { peakRssBytes, anonRssBytes } = treeMemory(contender.pid);
       Object.assign(rows.get(contender.kind)!, summarize(samples), {
         peakRssMb: peakRssBytes / 1024 / 1024,
         anonRssMb: anonRssBytes / 1024 / 1024,
@@ -137,12 +144,13 @@ async function sampleQuietly(
 
 async function sample(contender: Contender, tableSize: number, options: GroupOptions): Promise<Sample> {
   const upstreamPid = options.upstream.process.pid;
-  const cpuBefore = cpuSeconds(contender.pid);
+  const cpuBefore = treeCpuSeconds(contender.pid);
   const upstreamBefore = cpuSeconds(upstreamPid);
-  const others = foreignCpu([...new Set([contender.pid, upstreamPid, ...(options.extraPids ?? [])])]);
+  const pids = [...processTree(contender.pid), upstreamPid, ...(options.extraPids ?? [])];
+  const others = foreignCpu([...new Set(pids)]);
   const result = await runWrk(contender.url, { ...wrkOptions(options, tableSize), seconds: options.seconds });
   const otherCpuPercent = others();
-  const cpu = cpuSeconds(contender.pid) - cpuBefore;
+  const cpu = treeCpuSeconds(contender.pid) - cpuBefore;
   const upstreamCpu = cpuSeconds(upstreamPid) - upstreamBefore;
   return {
     requestsPerSecond: result.requestsPerSecond,
