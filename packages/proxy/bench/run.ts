@@ -41,7 +41,7 @@ import {
   ensureWrk,
   sourceRevision,
 } from './lib/setup.ts';
-import { type GroupOptions, measureGroup, noisyPercent, problemOf } from './lib/throughput.ts';
+import { type GroupOptions, measureGroup, median, noisyPercent, problemOf } from './lib/throughput.ts';
 import { transferLarge } from './lib/transfer.ts';
 import { closeAll, echoLoad, openIdle, sleep } from './lib/websockets.ts';
 import { runWrk } from './lib/wrk.ts';
@@ -113,6 +113,7 @@ const settings = flags.quick
       transfers: 3,
       echoConnections: 50,
       echoSeconds: 2,
+      echoRounds: 1,
       idleConnections: 1000,
       churnSizes: [10_000],
       redisSizes: [1, 100],
@@ -127,7 +128,8 @@ const settings = flags.quick
       latencySeconds: 3,
       transfers: 10,
       echoConnections: 50,
-      echoSeconds: 5,
+      echoSeconds: 3,
+      echoRounds: 3,
       // Each proxied websocket holds two descriptors (nginx a few more); stay under what this host
       // allows a process (`ulimit -Hn`).
       idleConnections: Math.min(10_000, Math.floor((hardFdLimit - 2000) / 2)),
@@ -349,28 +351,72 @@ async function largeBodies(available: ContenderKind[]): Promise<void> {
   }
 }
 
+/**
+ * Echo through every contender, started together and measured in interleaved rounds (the order
+ * rotating), as the throughput rows are: a drifting machine then shifts all of them alike.
+ */
 async function websocketEcho(available: ContenderKind[]): Promise<void> {
-  for (const kind of available) {
-    log(`websocket echo: ${labels[kind]}`);
-    const row = { kind, label: labels[kind], connections: settings.echoConnections };
-    try {
-      const measured = await withContender(kind, 1, async (contender) => {
-        const url = `${contender.url.replace('http:', 'ws:')}${routePath(0)}/ws`;
-        const first = await measureEcho(contender, url);
-        if (first.otherCpuPercent <= noisyPercent) return first;
-        log(`other processes used ${first.otherCpuPercent.toFixed(0)}% of a core; measuring again`);
-        await waitForQuiet(30_000);
-        const second = await measureEcho(contender, url);
-        return second.otherCpuPercent < first.otherCpuPercent ? second : first;
-      });
-      results.echo.push({ ...row, ...measured });
-    } catch (error) {
-      results.echo.push({ ...row, problem: problemOf(error) });
+  log(`websocket echo: ${available.map((kind) => labels[kind]).join(', ')}`);
+  const running: Array<{ contender: Contender; url: string; samples: EchoSample[] }> = [];
+  const problems = new Map<ContenderKind, string>();
+  try {
+    for (const kind of available) {
+      try {
+        const contender = await startContender(kind, { upstream: upstream!, source: flags.source });
+        running.push({
+          contender,
+          url: `${contender.url.replace('http:', 'ws:')}${routePath(0)}/ws`,
+          samples: [],
+        });
+        await addRoutes(contender, upstream!.url, 1);
+      } catch (error) {
+        problems.set(kind, problemOf(error));
+      }
     }
+    for (let round = 0; round < settings.echoRounds; round++) {
+      for (let i = 0; i < running.length; i++) {
+        const entry = running[(i + round) % running.length]!;
+        log(`  round ${round + 1}/${settings.echoRounds}: ${entry.contender.label}`);
+        let sample = await measureEcho(entry.contender, entry.url);
+        if (sample.otherCpuPercent > noisyPercent) {
+          log(`other processes used ${sample.otherCpuPercent.toFixed(0)}% of a core; measuring again`);
+          await waitForQuiet(30_000);
+          const again = await measureEcho(entry.contender, entry.url);
+          if (again.otherCpuPercent < sample.otherCpuPercent) sample = again;
+        }
+        entry.samples.push(sample);
+      }
+    }
+  } finally {
+    for (const { contender } of running) await contender.stop();
+  }
+  for (const kind of available) {
+    const row = { kind, label: labels[kind], connections: settings.echoConnections };
+    const entry = running.find((candidate) => candidate.contender.kind === kind);
+    if (!entry || entry.samples.length === 0) {
+      results.echo.push({ ...row, problem: problems.get(kind) ?? 'failed: not measured' });
+      continue;
+    }
+    const of = (key: keyof EchoSample) => median(entry.samples.map((sample) => sample[key]));
+    results.echo.push({
+      ...row,
+      messagesPerSecond: of('messagesPerSecond'),
+      cpuPercent: of('cpuPercent'),
+      cpuUsPerMessage: of('cpuUsPerMessage'),
+      otherCpuPercent: Math.max(...entry.samples.map((sample) => sample.otherCpuPercent)),
+      rounds: entry.samples.map((sample) => Math.round(sample.messagesPerSecond)),
+    });
   }
 }
 
-async function measureEcho(contender: Contender, url: string) {
+interface EchoSample {
+  messagesPerSecond: number;
+  cpuPercent: number;
+  cpuUsPerMessage: number;
+  otherCpuPercent: number;
+}
+
+async function measureEcho(contender: Contender, url: string): Promise<EchoSample> {
   let cpuBefore = 0;
   let cpu = 0;
   let others = () => 0;
@@ -388,6 +434,7 @@ async function measureEcho(contender: Contender, url: string) {
   return {
     messagesPerSecond: result.messagesPerSecond,
     cpuPercent: (100 * cpu) / result.seconds,
+    cpuUsPerMessage: result.messages > 0 ? (cpu * 1e6) / result.messages : 0,
     otherCpuPercent,
   };
 }

@@ -42,7 +42,11 @@ export interface EchoRow extends Row {
   connections: number;
   messagesPerSecond?: number;
   cpuPercent?: number;
+  /** The contender's CPU per echoed message (both directions): its cost, whatever limits the rate. */
+  cpuUsPerMessage?: number;
   otherCpuPercent?: number;
+  /** messages/s of each round; the row's figures are the medians. */
+  rounds?: number[];
 }
 
 export interface IdleRow extends Row {
@@ -319,7 +323,7 @@ export function renderMarkdown(results: Results): string {
     parts.push(
       `### Websocket echo (${results.echo[0]!.connections} connections, 64-byte messages, one in flight each)`,
       table(
-        ['contender', 'messages/s', 'x direct', 'x CHP 4.6.1', 'CPU %', 'other CPU %'],
+        ['contender', 'messages/s', 'x direct', 'x CHP 4.6.1', 'CPU %', 'CPU µs/message', 'other CPU %'],
         results.echo.map((row) =>
           row.problem
             ? [row.label, row.problem]
@@ -329,6 +333,7 @@ export function renderMarkdown(results: Results): string {
                 ratio(row.messagesPerSecond, base?.messagesPerSecond),
                 ratio(row.messagesPerSecond, chp?.messagesPerSecond),
                 fixed(row.cpuPercent, 0),
+                fixed(row.cpuUsPerMessage),
                 fixed(row.otherCpuPercent, 0),
               ],
         ),

@@ -165,7 +165,7 @@ async function sample(contender: Contender, tableSize: number, options: GroupOpt
   };
 }
 
-const median = (values: number[]) => {
+export const median = (values: number[]): number => {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
