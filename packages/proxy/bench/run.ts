@@ -69,7 +69,7 @@ const usage = `Usage: npm run bench -- [options]
                           RSS then includes the TypeScript loader, about 28 MB)
   --help                  this text
 
-A full run (no --quick, --scenario or --contenders) takes about 10 minutes on 2 cores and
+A full run (no --quick, --scenario or --contenders) takes about 15 minutes on 2 cores and
 rewrites RESULTS.md and results/latest.json; every run writes results/<timestamp>.json.
 `;
 
