@@ -10,7 +10,6 @@ import {
 import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '@seahorse/runtime';
-import { type Dispatcher, Agent as UndiciAgent } from 'undici';
 import type { ErrorPages } from './error-pages.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import {
@@ -22,6 +21,7 @@ import {
   stripSegments,
 } from './paths.ts';
 import type { Route, RouteTable } from './routes.ts';
+import { type Exchange, UpstreamClient, type UpstreamError, type UpstreamHandler } from './upstream.ts';
 
 export interface ForwardOptions {
   xForward: boolean;
@@ -67,9 +67,8 @@ export class Forwarder {
   readonly #metrics: ProxyMetrics;
   readonly #errors: ErrorPages;
   readonly #log: Logger;
-  /** Pooled keep-alive connections to every TCP target, and one pool per UNIX socket target. */
-  readonly #agent: UndiciAgent;
-  readonly #socketAgents = new Map<string, UndiciAgent>();
+  /** Pooled keep-alive connections to the targets. */
+  readonly #client: UpstreamClient;
   /** Open websockets: client socket → its route, the target socket and the bytes seen so far. */
   readonly #websockets = new Map<
     Duplex,
@@ -89,7 +88,7 @@ export class Forwarder {
     this.#metrics = metrics;
     this.#errors = errors;
     this.#log = log;
-    this.#agent = new UndiciAgent({ connect: { ...options.clientTls } });
+    this.#client = new UpstreamClient({ tls: options.clientTls, headersTimeoutMs: options.proxyTimeoutMs });
   }
 
   /**
@@ -172,20 +171,15 @@ export class Forwarder {
     if (body) route.lastActivity = Date.now();
     const headers = this.#outgoingHeaders(req, route, false);
     const relay = new ResponseRelay(this, req, res, route, started);
-    this.#dispatcher(target).dispatch(
-      {
-        origin: target.origin,
-        path: match.path,
-        method: req.method as Dispatcher.HttpMethod,
-        headers: headers as Record<string, string | string[]>,
-        body: body ? req : null,
-        // No limit on how long a body may stream (event streams, kernels); --proxy-timeout
-        // bounds the wait for the response to start.
-        headersTimeout: this.#options.proxyTimeoutMs,
-        bodyTimeout: 0,
-      },
+    relay.exchange = this.#client.request(
+      target,
+      { method: req.method ?? 'GET', path: match.path, headers, body: body ? req : null },
       relay,
     );
+    // The client went away: stop talking to the target on its behalf.
+    res.once('close', () => {
+      if (!res.writableFinished) relay.exchange!.abort();
+    });
   }
 
   /** A target's answer has begun: status and headers go to the client. */
@@ -195,7 +189,7 @@ export class Forwarder {
     route: Route,
     status: number,
     statusText: string,
-    raw: Buffer[],
+    raw: string[],
   ): void {
     const headers = this.#responseHeaders(req, status, raw, route);
     res.writeHead(status, statusText, headers);
@@ -215,20 +209,15 @@ export class Forwarder {
   }
 
   /** The target could not be reached or stopped answering. */
-  targetFailed(
-    req: IncomingMessage,
-    res: ServerResponse,
-    route: Route,
-    error: Error & { code?: string },
-  ): void {
+  targetFailed(req: IncomingMessage, res: ServerResponse, route: Route, error: UpstreamError): void {
     // The client left first: nobody to answer. (req.destroyed is no sign: a read request is.)
     if (res.writableEnded || res.destroyed || req.socket.destroyed) return;
-    const timedOut = error.code === 'UND_ERR_HEADERS_TIMEOUT';
-    const status = timedOut ? 504 : 503;
+    const status = error.code === 'HEADERS_TIMEOUT' ? 504 : 503;
     this.#countError(status);
-    const code =
-      error.code === 'UND_ERR_SOCKET' ? (error.cause as { code?: string } | undefined)?.code : error.code;
-    this.#log.warn({ route: route.path, target: route.target.href, code, err: error.message }, 'proxy error');
+    this.#log.warn(
+      { route: route.path, target: route.target.href, code: error.code, err: error.message },
+      'proxy error',
+    );
     if (res.headersSent) res.destroy();
     else this.#errors.send(req, res, status);
   }
@@ -318,17 +307,7 @@ export class Forwarder {
   close(): void {
     clearInterval(this.#activitySweep);
     this.closeWebsockets();
-    for (const agent of [this.#agent, ...this.#socketAgents.values()]) agent.destroy().catch(() => {});
-  }
-
-  #dispatcher(target: Route['target']): UndiciAgent {
-    if (!target.socketPath) return this.#agent;
-    let agent = this.#socketAgents.get(target.socketPath);
-    if (!agent) {
-      agent = new UndiciAgent({ connect: { ...this.#options.clientTls, socketPath: target.socketPath } });
-      this.#socketAgents.set(target.socketPath, agent);
-    }
-    return agent;
+    this.#client.close();
   }
 
   /** The route for a request, undefined without one, or the reason its path is unusable. */
@@ -406,20 +385,15 @@ export class Forwarder {
     return headers;
   }
 
-  #responseHeaders(
-    req: IncomingMessage,
-    status: number,
-    raw: ReadonlyArray<Buffer | string>,
-    route: Route,
-  ): string[] {
+  #responseHeaders(req: IncomingMessage, status: number, raw: readonly string[], route: Route): string[] {
     const out: string[] = [];
     const rewrite =
       (this.#options.autoRewrite || this.#options.protocolRewrite !== undefined) &&
       redirectStatus.has(status);
     for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!.toString('latin1');
+      const name = raw[i]!;
       if (hopByHop.has(name.toLowerCase())) continue;
-      let value = raw[i + 1]!.toString('latin1');
+      let value = raw[i + 1]!;
       if (rewrite && name.length === 8 && name.toLowerCase() === 'location')
         value = this.#rewriteLocation(value, req, route);
       out.push(name, value);
@@ -484,16 +458,18 @@ function writeRawResponse(socket: Duplex, status: number, reason: string, body: 
 }
 
 /**
- * Streams one target response to the client (undici's handler interface): status and headers,
- * then the body with backpressure, then activity and metrics.
+ * Streams one target response to the client: status and headers, then the body with
+ * backpressure, then activity and metrics.
  */
-class ResponseRelay implements Dispatcher.DispatchHandler {
+class ResponseRelay implements UpstreamHandler {
   readonly #forwarder: Forwarder;
   readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
   readonly #route: Route;
   readonly #started: number;
+  exchange: Exchange | undefined;
   #status = 0;
+  #draining = false;
 
   constructor(
     forwarder: Forwarder,
@@ -509,23 +485,18 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     this.#started = started;
   }
 
-  onConnect(abort: (error?: Error) => void): void {
-    // The client went away: stop talking to the target on its behalf.
-    this.#res.once('close', () => {
-      if (!this.#res.writableFinished) abort();
-    });
-  }
-
-  onHeaders(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
-    if (status < 200) return true; // interim answers (100, 103) are not relayed
+  onHeaders(status: number, raw: string[], statusText: string): void {
     this.#status = status;
     this.#forwarder.responseStarted(this.#req, this.#res, this.#route, status, statusText, raw);
-    this.#res.on('drain', resume);
-    return true;
   }
 
   onData(chunk: Buffer): boolean {
-    return this.#res.write(chunk);
+    if (this.#res.write(chunk)) return true;
+    if (!this.#draining) {
+      this.#draining = true;
+      this.#res.on('drain', () => this.exchange?.resume());
+    }
+    return false;
   }
 
   onComplete(): void {
@@ -533,7 +504,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     this.#forwarder.responseEnded(this.#route, this.#status, this.#started);
   }
 
-  onError(error: Error): void {
+  onError(error: UpstreamError): void {
     this.#forwarder.targetFailed(this.#req, this.#res, this.#route, error);
   }
 }
