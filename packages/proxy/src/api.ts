@@ -5,7 +5,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '@seahorse/runtime';
 import type { ProxyMetrics } from './metrics.ts';
 import { removeDotSegments } from './paths.ts';
-import { normalizePath, parseTarget, type RouteData, RouteError, type RouteTable } from './routes.ts';
+import {
+  normalizePath,
+  parseTarget,
+  type RouteData,
+  RouteError,
+  type RouteTable,
+  type Target,
+} from './routes.ts';
 import { type RouteStore, StoreUnavailableError } from './store.ts';
 
 export interface ApiOptions {
@@ -178,8 +185,9 @@ export class RoutesApi {
       reply(res, 400, "Must specify 'target' as string\n");
       return;
     }
+    let target: Target;
     try {
-      parseTarget(data.target);
+      target = parseTarget(data.target);
     } catch (error) {
       if (!(error instanceof RouteError)) throw error;
       reply(res, 400, `${error.message}\n`);
@@ -193,7 +201,7 @@ export class RoutesApi {
       stored = rest as RouteData;
     }
     if (this.#options.hostRouting && path !== '/') stored.host = path.split('/')[1];
-    await this.#store.set(path, stored);
+    await this.#store.set(path, stored, target);
     this.#metrics.apiRouteAdd();
     this.#log.info({ route: path, target: stored.target }, 'route added');
     reply(res, 201, '');

@@ -142,15 +142,18 @@ export class RouteTable {
     return this.#byPath.values();
   }
 
-  /** Applies a change; `data.target` must already be valid (stores check before writing). */
-  apply(change: RouteChange): void {
+  /**
+   * Applies a change; `data.target` must already be valid (stores check before writing).
+   * `target` is that target already parsed, when the writer has it (the API validated it).
+   */
+  apply(change: RouteChange, target?: Target): void {
     if (change.type === 'delete') {
       this.#byPath.delete(change.path);
     } else {
       const route: Route = {
         path: change.path,
         data: change.data,
-        target: parseTarget(change.data.target),
+        target: target ?? parseTarget(change.data.target),
         lastActivity: change.lastActivity ?? Date.now(),
       };
       // A re-written route moves to the end of the listing, as CHP's does.

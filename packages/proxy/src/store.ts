@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StartupError } from '@seahorse/runtime';
-import type { RouteData, RouteTable } from './routes.ts';
+import type { RouteData, RouteTable, Target } from './routes.ts';
 
 /** Thrown by a store that cannot take writes right now (e.g. its Redis is unreachable). */
 export class StoreUnavailableError extends Error {}
@@ -22,8 +22,11 @@ export interface RouteStore {
   start(table: RouteTable): Promise<void>;
   /** Resolves once the table holds the store's routes. */
   ready(): Promise<void>;
-  /** Resolves once the write is durable in the store and applied to the local table. */
-  set(path: string, data: RouteData): Promise<void>;
+  /**
+   * Resolves once the write is durable in the store and applied to the local table. `target`
+   * is `data.target` already parsed, so the local table need not parse it again.
+   */
+  set(path: string, data: RouteData, target?: Target): Promise<void>;
   /** Resolves false when there was no such route. */
   delete(path: string): Promise<boolean>;
   /** Records activity seen locally since the last flush (newest wins across writers). */
@@ -45,8 +48,8 @@ export class MemoryRouteStore implements RouteStore {
 
   async ready(): Promise<void> {}
 
-  async set(path: string, data: RouteData): Promise<void> {
-    this.#table!.apply({ type: 'set', path, data });
+  async set(path: string, data: RouteData, target?: Target): Promise<void> {
+    this.#table!.apply({ type: 'set', path, data }, target);
   }
 
   async delete(path: string): Promise<boolean> {
@@ -110,9 +113,9 @@ export class ChpModuleRouteStore implements RouteStore {
     );
   }
 
-  async set(path: string, data: RouteData): Promise<void> {
+  async set(path: string, data: RouteData, target?: Target): Promise<void> {
     await this.#backend.add(path, { ...data, last_activity: new Date() });
-    this.#table!.apply({ type: 'set', path, data });
+    this.#table!.apply({ type: 'set', path, data }, target);
   }
 
   async delete(path: string): Promise<boolean> {
