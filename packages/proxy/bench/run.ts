@@ -158,7 +158,7 @@ const results: Results = {
   notes: [
     'Every process runs on the same 2-core machine: wrk (2 threads), the contender, the upstream and, for websockets, the Node load client compete for the cores. Ratios within one run carry over; absolute numbers do not.',
     'The upstream is one Node process (bench/upstream.ts): 100-byte answers, 8 MB downloads, drained uploads, websocket echo (ws). "direct upstream" is wrk against it without a proxy; its CPU and RSS are the upstream\'s own.',
-    'nginx runs as one process (master_process off, worker_processes 1, keepalive upstream pool, proxy_buffering off) to compare one event loop with one event loop; it serves a fixed location, so it appears at 1 route only and its req/s is the reference at every table size.',
+    'nginx runs as one process (master_process off, worker_processes 1, keepalive upstream pool, proxy_buffering off) to compare one event loop with one event loop; it serves a fixed location whatever the table size, and runs in the group of every table size so that our ratio to it comes from the same interleaved rounds (the machine drifts between groups).',
     'All Node processes run the same Node binary; our proxy through its bin, whose `#!` line adds `--max-semi-space-size=4`; CHP with the defaults of Node. Proxies log at warn and serve no metrics, so neither counts any (CHP swaps in its MockMetrics, as we skip ours). Peak RSS is VmHWM of the process over its whole life (route population included); CPU is utime+stime from /proc/<pid>/stat during the measured window, in % of one core.',
     'Requests cycle over up to 1000 routes spread across the table (/user/u<i>/api).',
     `req/s and latencies are medians of ${settings.rounds} round(s) of ${settings.wrkSeconds} s (unloaded latency: ${settings.latencySeconds} s) after a ${settings.warmupSeconds} s warm-up: the contenders of one table size run at once with the same routes and are measured in turn, the order rotating each round, so drift spreads over all of them. The JSON keeps every round.`,
@@ -290,9 +290,12 @@ async function withContender<T>(
 
 async function smallResponses(available: ContenderKind[], proxies: ContenderKind[]): Promise<void> {
   for (const routes of settings.sizes) {
-    // The upstream and nginx serve every path alike: measured with the first size, the reference
-    // at every size.
-    const group = routes === settings.sizes[0] ? available : proxies;
+    // The upstream serves every path alike: measured with the first size. nginx (a fixed
+    // location) runs in every size's group, so each ratio to it comes from the same rounds.
+    const group =
+      routes === settings.sizes[0]
+        ? available
+        : [...proxies, ...available.filter((kind) => kind === 'nginx')];
     log(`small responses at ${routes} routes: ${group.map((kind) => labels[kind]).join(', ')}`);
     results.small.push(...(await measureGroup(group, groupOptions(routes))));
   }

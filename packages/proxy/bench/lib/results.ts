@@ -128,9 +128,10 @@ const find = <T extends Row>(rows: T[], kind: ContenderKind, where: (row: T) => 
 export function evaluateTargets(results: Results): Target[] {
   const targets: Target[] = [];
   const sizes = [...new Set(results.small.map((row) => row.routes))].sort((a, b) => a - b);
-  const nginx = find(results.small, 'nginx');
   for (const routes of sizes) {
     const ours = find(results.small, 'seahorse', (row) => row.routes === routes);
+    const nginx =
+      find(results.small, 'nginx', (row) => row.routes === routes) ?? find(results.small, 'nginx');
     const chp = find(results.small, 'chp4', (row) => row.routes === routes);
     if (!ours) continue;
     const at = `${routes.toLocaleString('en-US')} route${routes === 1 ? '' : 's'}`;
