@@ -421,9 +421,12 @@ class Connection {
 
 export class UpstreamClient {
   readonly #options: UpstreamOptions;
+  /** Idle connections per target, oldest first (taken from the end: the warmest is reused). */
   readonly #idle = new Map<string, Connection[]>();
   readonly #all = new Set<Connection>();
   readonly #defaultIdleMs: number;
+  /** Closes connections idle past their time, which a burst may leave behind in numbers. */
+  #sweep: NodeJS.Timeout | undefined;
 
   constructor(options: UpstreamOptions) {
     this.#options = options;
@@ -489,11 +492,39 @@ export class UpstreamClient {
       this.#idle.set(connection.key, idle);
     }
     idle.push(connection);
+    if (!this.#sweep) {
+      this.#sweep = setInterval(() => this.#closeExpired(), Math.min(1000, this.#defaultIdleMs));
+      this.#sweep.unref();
+    }
+  }
+
+  /** Open connections to targets, idle or busy. */
+  get size(): number {
+    return this.#all.size;
   }
 
   close(): void {
+    clearInterval(this.#sweep);
+    this.#sweep = undefined;
     for (const connection of this.#all) connection.destroy();
     this.#idle.clear();
+  }
+
+  #closeExpired(): void {
+    const now = Date.now();
+    for (const [key, idle] of this.#idle) {
+      let expired = 0;
+      while (expired < idle.length && idle[expired]!.expiresAt <= now) expired++;
+      for (const connection of idle.splice(0, expired)) {
+        connection.idle = false;
+        connection.destroy();
+      }
+      if (idle.length === 0) this.#idle.delete(key);
+    }
+    if (this.#idle.size === 0) {
+      clearInterval(this.#sweep);
+      this.#sweep = undefined;
+    }
   }
 
   #forget(connection: Connection): void {

@@ -4,6 +4,9 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { waitFor } from '@seahorse/runtime/testing';
+import { parseTarget } from '../src/routes.ts';
+import { UpstreamClient, type UpstreamHandler } from '../src/upstream.ts';
 import { rawRequest, startTestProxy, type TestProxy } from './helpers.ts';
 
 interface SeenRequest {
@@ -274,4 +277,42 @@ describe('target responses', () => {
     });
     await assert.rejects(rawRequest(`${proxy.url}/dies`));
   });
+});
+
+test('connections a burst opened are closed once idle past their time, even if never reused', async () => {
+  const target = await rawTarget((socket) => {
+    socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+  });
+  const client = new UpstreamClient({
+    tls: { rejectUnauthorized: true },
+    headersTimeoutMs: 0,
+    idleTimeoutMs: 200,
+  });
+  try {
+    const get = () =>
+      new Promise<string>((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        const handler: UpstreamHandler = {
+          onHeaders: () => {},
+          onData: (chunk) => chunks.push(chunk) > 0,
+          onComplete: () => resolve(Buffer.concat(chunks).toString()),
+          onError: reject,
+        };
+        client.request(
+          parseTarget(target.url),
+          { method: 'GET', path: '/', headers: { host: 'x' }, body: null },
+          handler,
+        );
+      });
+    const answers = await Promise.all(Array.from({ length: 20 }, get));
+    assert.deepEqual(new Set(answers), new Set(['ok']));
+    assert.equal(target.connections(), 20);
+    assert.equal(client.size, 20);
+    await waitFor('idle connections to close', () => client.size === 0, { timeoutMs: 5000, intervalMs: 50 });
+    assert.equal(await get(), 'ok');
+    assert.equal(target.connections(), 21);
+  } finally {
+    client.close();
+    await target.close();
+  }
 });
