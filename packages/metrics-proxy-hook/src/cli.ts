@@ -49,8 +49,10 @@ async function webhook(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
     return;
   }
   const options = buildWebhookOptions(flags);
-  const running = await startWebhook(options, logger(flags, 'metrics-proxy-hook'));
-  running.lifecycle.installSignalHandlers();
+  // Signal handlers go in before anything listens (see the sidecar below).
+  await startWebhook(options, logger(flags, 'metrics-proxy-hook'), (lifecycle) =>
+    lifecycle.installSignalHandlers(),
+  );
 }
 
 async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
@@ -71,21 +73,26 @@ async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   const proxy = new MetricsSidecar(options, log, lease);
   // Runs after the lease has given the slot back.
   if (nodes) proxy.lifecycle.onClose(() => nodes.close());
-  await proxy.start();
+  // Handlers go in before the listener announces itself: a SIGTERM that arrives in between
+  // would otherwise kill the process without the final scrape.
+  const started = proxy.start();
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     // The kubelet signals once; a second signal (a person at a terminal) means now.
     if (++signals > 1) process.exit(1);
-    proxy.terminate(signal).then(
-      () => process.exit(0),
-      (error: unknown) => {
-        log.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    started
+      .then(() => proxy.terminate(signal))
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          log.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  await started;
 }
 
 async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {

@@ -91,12 +91,18 @@ function readBody(req: WebhookRequest, maxBytes: number): Promise<string> {
   });
 }
 
-export async function startWebhook(options: WebhookOptions, log: Logger): Promise<RunningWebhook> {
+export async function startWebhook(
+  options: WebhookOptions,
+  log: Logger,
+  /** Called with the lifecycle before anything listens (the CLI installs signal handlers). */
+  onLifecycle?: (lifecycle: Lifecycle) => void,
+): Promise<RunningWebhook> {
   const lifecycle = new Lifecycle({
     logger: log,
     lameduckMs: options.lameduckMs,
     terminationGracePeriodMs: options.lameduckMs + 10_000,
   });
+  onLifecycle?.(lifecycle);
   const registry = createRegistry();
   const metrics = new WebhookMetrics(registry);
   const certificates = new CertificateReloader(options.certDir, {

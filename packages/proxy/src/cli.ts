@@ -2,9 +2,16 @@
 // `configurable-http-proxy`: parses the command line and runs the proxy in this very process,
 // as JupyterHub expects of the command it starts and signals.
 import cluster from 'node:cluster';
-import { createLogger, formatHelp, type LogLevel, parseFlags, runMain } from '@seahorse/runtime';
+import {
+  createLogger,
+  formatHelp,
+  type Lifecycle,
+  type LogLevel,
+  parseFlags,
+  runMain,
+} from '@seahorse/runtime';
 import { buildOptions, createStore, flagSpecs, version } from './options.ts';
-import { type RunningProxy, startProxy } from './server.ts';
+import { startProxy } from './server.ts';
 import { WorkerRouteStore } from './workers.ts';
 
 const program = 'configurable-http-proxy';
@@ -23,19 +30,16 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   const log = createLogger({ name: 'proxy', level: flags.string('log-level') as LogLevel });
   // As CHP: an unexpected error in one request is logged, and every other user stays connected.
   process.on('uncaughtException', (error) => log.error({ err: error }, 'uncaught exception'));
-  let proxy: RunningProxy;
+  // Signal handlers go in before anything listens: a SIGTERM right after the "listening" line
+  // must shut down gracefully, not kill the process.
+  const signals = (lifecycle: Lifecycle) => lifecycle.installSignalHandlers();
   if (options.workers > 1 && cluster.isWorker) {
-    proxy = await startProxy(
-      options,
-      new WorkerRouteStore(),
-      log.child({ worker: cluster.worker?.id }),
-      'worker',
-    );
+    const workerLog = log.child({ worker: cluster.worker?.id });
+    await startProxy(options, new WorkerRouteStore(), workerLog, 'worker', signals);
   } else {
     const role = options.workers > 1 ? 'primary' : 'single';
-    proxy = await startProxy(options, await createStore(flags, options, log), log, role);
+    await startProxy(options, await createStore(flags, options, log), log, role, signals);
   }
-  proxy.lifecycle.installSignalHandlers();
 }
 
 runMain(program, () => main(process.argv.slice(2), process.env));

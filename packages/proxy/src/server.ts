@@ -71,6 +71,8 @@ export async function startProxy(
   store: RouteStore,
   log: Logger,
   role: ProxyRole = 'single',
+  /** Called with the lifecycle before anything listens (the CLI installs signal handlers). */
+  onLifecycle?: (lifecycle: Lifecycle) => void,
 ): Promise<RunningProxy> {
   const servesProxy = role !== 'primary';
   const servesApi = role !== 'worker';
@@ -79,6 +81,7 @@ export async function startProxy(
     lameduckMs: options.lameduckMs,
     terminationGracePeriodMs: options.terminationGracePeriodMs,
   });
+  onLifecycle?.(lifecycle);
   const table = new RouteTable();
   let forwarder: Forwarder | undefined;
   // Workers run with the same flags as the primary, so they count when it serves metrics.
