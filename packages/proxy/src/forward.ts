@@ -192,7 +192,8 @@ export class Forwarder {
     raw: string[],
   ): void {
     const headers = this.#responseHeaders(req, status, raw, route);
-    res.writeHead(status, statusText, headers);
+    // A target that sends no reason phrase gets the standard one, as Node's own responses do.
+    res.writeHead(status, statusText || undefined, headers);
     // Event streams must reach the client as they are written.
     for (let i = 0; i < headers.length; i += 2) {
       if (headers[i]!.length === 12 && headers[i]!.toLowerCase() === 'content-type') {

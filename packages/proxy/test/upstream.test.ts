@@ -121,6 +121,15 @@ describe('target responses', () => {
     assert.equal(res.headers['x-trailer'], undefined);
   });
 
+  test('a status line without a reason phrase reaches the client with the standard one', async () => {
+    await route('/no-reason', (socket) => {
+      socket.write('HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n');
+    });
+    const res = await fetch(`${proxy.url}/no-reason`);
+    assert.equal(res.status, 404);
+    assert.equal(res.statusText, 'Not Found');
+  });
+
   test('a body framed by the connection closing is relayed whole, and that connection is not reused', async () => {
     const target = await route('/until-close', (socket) => {
       socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it until the end');
