@@ -4,73 +4,35 @@
 // Prints p50/p95/p99/max in ms and writes results/propagation.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { freePort, ManagedProcess, startRedis, waitFor } from '@seahorse/runtime/testing';
+import { startRedis } from '@seahorse/runtime/testing';
+import { type ProxyProcess, startProxyProcess } from '../test/helpers.ts';
 
 const writesFlag = process.argv.indexOf('--writes');
 const writes = writesFlag === -1 ? 300 : Number(process.argv[writesFlag + 1]);
-const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
-const token = 'propagation-bench';
-
-interface Replica {
-  process: ManagedProcess;
-  port: number;
-  apiPort: number;
-}
-
-async function startReplica(redisUrl: string): Promise<Replica> {
-  const [port, apiPort] = [await freePort(), await freePort()];
-  const proc = new ManagedProcess(
-    `replica :${port}`,
-    process.execPath,
-    [
-      '--conditions=seahorse-source',
-      cli,
-      ...[
-        '--ip',
-        '127.0.0.1',
-        '--port',
-        String(port),
-        '--api-ip',
-        '127.0.0.1',
-        '--api-port',
-        String(apiPort),
-      ],
-      ...['--storage-backend', 'redis', '--redis-url', redisUrl, '--log-level', 'warn'],
-    ],
-    { env: { ...process.env, CONFIGPROXY_AUTH_TOKEN: token } },
-  );
-  await proc.untilReady(
-    waitFor('replica ready', async () => (await fetch(`http://127.0.0.1:${port}/_chp_healthz`)).ok),
-  );
-  return { process: proc, port, apiPort };
-}
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 const redis = await startRedis();
-const replicas: Replica[] = [];
+const replicas: ProxyProcess[] = [];
 try {
-  for (let i = 0; i < 3; i++) replicas.push(await startReplica(redis.url));
-  const [a, ...others] = replicas as [Replica, Replica, Replica];
+  for (let i = 0; i < 3; i++) {
+    const flags = ['--storage-backend', 'redis', '--redis-url', redis.url, '--log-level', 'warn'];
+    replicas.push(await startProxyProcess(flags, { name: `replica ${i + 1}` }));
+  }
+  const [a, ...others] = replicas as [ProxyProcess, ProxyProcess, ProxyProcess];
   const latencies: number[] = [];
   for (let i = 0; i < writes; i++) {
     const path = `/user/p${i}`;
-    const written = await fetch(`http://127.0.0.1:${a.apiPort}/api/routes${path}`, {
-      method: 'POST',
-      headers: { authorization: `token ${token}` },
-      body: JSON.stringify({ target: 'http://127.0.0.1:9' }),
-    });
+    const written = await a.api('POST', `/api/routes${path}`, { target: 'http://127.0.0.1:9' });
     if (written.status !== 201) throw new Error(`write ${i} answered ${written.status}`);
     const acknowledged = performance.now();
     // Visible means the replica's own API lists it (same table its request path reads).
     await Promise.all(
       others.map(async (replica) => {
         for (;;) {
-          const res = await fetch(`http://127.0.0.1:${replica.apiPort}/api/routes${path}`, {
-            headers: { authorization: `token ${token}` },
-          });
+          const res = await replica.api('GET', `/api/routes${path}`);
           await res.arrayBuffer();
           if (res.status === 200) break;
         }
