@@ -41,7 +41,7 @@ import {
   ensureWrk,
   sourceRevision,
 } from './lib/setup.ts';
-import { type GroupOptions, measureGroup, median, noisyPercent, problemOf } from './lib/throughput.ts';
+import { type GroupOptions, measureGroup, measureQuietly, median, problemOf } from './lib/throughput.ts';
 import { transferLarge } from './lib/transfer.ts';
 import { closeAll, echoLoad, openIdle, sleep } from './lib/websockets.ts';
 import { runWrk } from './lib/wrk.ts';
@@ -380,14 +380,7 @@ async function websocketEcho(available: ContenderKind[]): Promise<void> {
       for (let i = 0; i < running.length; i++) {
         const entry = running[(i + round) % running.length]!;
         log(`  round ${round + 1}/${settings.echoRounds}: ${entry.contender.label}`);
-        let sample = await measureEcho(entry.contender, entry.url);
-        if (sample.otherCpuPercent > noisyPercent) {
-          log(`other processes used ${sample.otherCpuPercent.toFixed(0)}% of a core; measuring again`);
-          await waitForQuiet(30_000);
-          const again = await measureEcho(entry.contender, entry.url);
-          if (again.otherCpuPercent < sample.otherCpuPercent) sample = again;
-        }
-        entry.samples.push(sample);
+        entry.samples.push(await measureQuietly(() => measureEcho(entry.contender, entry.url), log));
       }
     }
   } finally {

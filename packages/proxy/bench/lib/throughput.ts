@@ -25,7 +25,7 @@ import type { ThroughputRow } from './results.ts';
 import { runWrk } from './wrk.ts';
 
 /** Above this much CPU used by other processes (% of a core), a round is measured again once. */
-export const noisyPercent = 30;
+const noisyPercent = 30;
 
 export interface GroupOptions {
   upstream: Upstream;
@@ -98,7 +98,8 @@ export async function measureGroup(kinds: ContenderKind[], options: GroupOptions
       for (let i = 0; i < running.length; i++) {
         const entry = running[(i + round) % running.length]!;
         options.log(`  round ${round + 1}/${options.rounds}: ${entry.contender.label}`);
-        entry.samples.push(await sampleQuietly(entry.contender, entry.tableSize, options));
+        const measure = () => sample(entry.contender, entry.tableSize, options);
+        entry.samples.push(await measureQuietly(measure, options.log));
       }
     }
     for (const { contender, samples } of running) {
@@ -129,16 +130,19 @@ function wrkOptions(options: GroupOptions, tableSize: number) {
   };
 }
 
-async function sampleQuietly(
-  contender: Contender,
-  tableSize: number,
-  options: GroupOptions,
-): Promise<Sample> {
-  const first = await sample(contender, tableSize, options);
+/**
+ * Runs `measure`; when other processes used more than `noisyPercent` of a core meanwhile, waits
+ * for the machine to quiet down, measures again and keeps the quieter of the two.
+ */
+export async function measureQuietly<T extends { otherCpuPercent: number }>(
+  measure: () => Promise<T>,
+  log: (message: string) => void,
+): Promise<T> {
+  const first = await measure();
   if (first.otherCpuPercent <= noisyPercent) return first;
-  options.log(`other processes used ${first.otherCpuPercent.toFixed(0)}% of a core; measuring again`);
+  log(`other processes used ${first.otherCpuPercent.toFixed(0)}% of a core; measuring again`);
   await waitForQuiet(30_000);
-  const second = await sample(contender, tableSize, options);
+  const second = await measure();
   return second.otherCpuPercent < first.otherCpuPercent ? second : first;
 }
 
