@@ -75,8 +75,10 @@ function installSystemBinaries() {
   }
   process.stdout.write(`bootstrap: installing ${packages.join(' ')} for ${list}\n`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  if (run('apt-get', ['update', '-qq'], { env }) !== 0) fail('apt-get update failed');
-  if (run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...packages], { env }) !== 0) {
+  // Another apt or dpkg (unattended upgrades, a parallel bootstrap) may hold the lock: wait for it.
+  const wait = ['-o', 'DPkg::Lock::Timeout=300'];
+  if (run('apt-get', [...wait, 'update', '-qq'], { env }) !== 0) fail('apt-get update failed');
+  if (run('apt-get', [...wait, 'install', '-y', '-qq', '--no-install-recommends', ...packages], { env }) !== 0) {
     fail(`apt-get install ${packages.join(' ')} failed`);
   }
 }
