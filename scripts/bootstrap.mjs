@@ -78,7 +78,9 @@ function installSystemBinaries() {
   // Another apt or dpkg (unattended upgrades, a parallel bootstrap) may hold the lock: wait for it.
   const wait = ['-o', 'DPkg::Lock::Timeout=300'];
   if (run('apt-get', [...wait, 'update', '-qq'], { env }) !== 0) fail('apt-get update failed');
-  if (run('apt-get', [...wait, 'install', '-y', '-qq', '--no-install-recommends', ...packages], { env }) !== 0) {
+  if (
+    run('apt-get', [...wait, 'install', '-y', '-qq', '--no-install-recommends', ...packages], { env }) !== 0
+  ) {
     fail(`apt-get install ${packages.join(' ')} failed`);
   }
 }
