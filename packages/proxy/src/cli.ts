@@ -3,9 +3,8 @@
 // as JupyterHub expects of the command it starts and signals.
 import cluster from 'node:cluster';
 import { createLogger, formatHelp, type Lifecycle, parseFlags, runMain } from '@seahorse/runtime';
-import { buildOptions, createStore, flagSpecs, version } from './options.ts';
+import { buildOptions, flagSpecs, version } from './options.ts';
 import { startProxy } from './server.ts';
-import { WorkerRouteStore } from './workers.ts';
 
 const program = 'configurable-http-proxy';
 
@@ -27,11 +26,9 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   // must shut down gracefully, not kill the process.
   const signals = (lifecycle: Lifecycle) => lifecycle.installSignalHandlers();
   if (options.workers > 1 && cluster.isWorker) {
-    const workerLog = log.child({ worker: cluster.worker?.id });
-    await startProxy(options, new WorkerRouteStore(), workerLog, 'worker', signals);
+    await startProxy(options, log.child({ worker: cluster.worker?.id }), 'worker', signals);
   } else {
-    const role = options.workers > 1 ? 'primary' : 'single';
-    await startProxy(options, await createStore(flags, options, log), log, role, signals);
+    await startProxy(options, log, options.workers > 1 ? 'primary' : 'single', signals);
   }
 }
 

@@ -6,14 +6,14 @@ import {
   type FlagName,
   type FlagSpec,
   type ListenAddress,
-  type Logger,
   type ParsedFlags,
   StartupError,
   UsageError,
 } from '@seahorse/runtime';
 import { bundledErrorPath } from './error-pages.ts';
+import { redisOptions } from './redis-url.ts';
 import type { ProxyOptions } from './server.ts';
-import { loadStorageModule, MemoryRouteStore, type RouteStore } from './store.ts';
+import type { StoreOptions } from './store.ts';
 
 type TlsPrefix = '' | 'api-' | 'client-';
 
@@ -426,6 +426,35 @@ function authToken(env: NodeJS.ProcessEnv): string | undefined {
   }
 }
 
+const redisNames = new Set(['redis', 'configurable-http-proxy-redis-backend']);
+
+/** The route store `--storage-backend` names; throws UsageError when its settings are missing. */
+function storeOptions(flags: ProxyFlags): StoreOptions {
+  const activityFlushMs = flags.duration('activity-flush-interval');
+  const spec = flags.string('storage-backend');
+  if (spec === undefined || spec === 'memory') return { backend: { kind: 'memory' }, activityFlushMs };
+  if (!redisNames.has(spec)) return { backend: { kind: 'module', module: spec }, activityFlushMs };
+  const url = flags.string('redis-url');
+  if (!url) {
+    throw new UsageError(
+      `--storage-backend ${spec} needs --redis-url or CONFIGURABLE_PROXY_REDIS_URI, e.g. redis://redis:6379`,
+    );
+  }
+  try {
+    redisOptions(url);
+  } catch (error) {
+    throw new UsageError(`--redis-url: ${(error as Error).message}`);
+  }
+  const redis = {
+    url,
+    keyPrefix: flags.string('redis-key-prefix'),
+    changesMax: flags.integer('redis-changes-max'),
+    waitReplicas: flags.integer('redis-wait-replicas'),
+    commandTimeoutMs: 2000,
+  };
+  return { backend: { kind: 'redis', redis }, activityFlushMs };
+}
+
 /** Turns flags and environment into the proxy's options; throws UsageError on mistakes. */
 export function buildOptions(flags: ProxyFlags, env: NodeJS.ProcessEnv): ProxyOptions {
   // --port has a default, so the API's default port (--port + 1) exists even with --socket.
@@ -484,10 +513,10 @@ export function buildOptions(flags: ProxyFlags, env: NodeJS.ProcessEnv): ProxyOp
     errorPath: flags.string('error-path') ?? bundledErrorPath,
     pidFile: flags.string('pid-file'),
     keepAliveTimeoutMs: flags.integer('keep-alive-timeout'),
-    activityFlushMs: flags.duration('activity-flush-interval'),
     lameduckMs: flags.duration('lameduck'),
     terminationGracePeriodMs: flags.duration('termination-grace-period'),
     workers: flags.integer('workers'),
+    store: storeOptions(flags),
     api: { authToken: authToken(env), hostRouting: flags.boolean('host-routing'), maxBodyBytes: 1024 * 1024 },
     forward: {
       xForward: flags.boolean('x-forward'),
@@ -503,39 +532,6 @@ export function buildOptions(flags: ProxyFlags, env: NodeJS.ProcessEnv): ProxyOp
       clientTls,
     },
   };
-}
-
-const redisNames = new Set(['redis', 'configurable-http-proxy-redis-backend']);
-
-/** The route store `--storage-backend` names; throws UsageError when its settings are missing. */
-export async function createStore(flags: ProxyFlags, options: object, log: Logger): Promise<RouteStore> {
-  const spec = flags.string('storage-backend');
-  if (spec === undefined || spec === 'memory') return new MemoryRouteStore();
-  if (redisNames.has(spec)) {
-    const url = flags.string('redis-url');
-    if (!url) {
-      throw new UsageError(
-        `--storage-backend ${spec} needs --redis-url or CONFIGURABLE_PROXY_REDIS_URI, e.g. redis://redis:6379`,
-      );
-    }
-    // Loaded only when asked for: the Redis client costs memory a memory-store proxy never needs.
-    const { RedisRouteStore } = await import('./redis-store.ts');
-    try {
-      return new RedisRouteStore(
-        {
-          url,
-          keyPrefix: flags.string('redis-key-prefix'),
-          changesMax: flags.integer('redis-changes-max'),
-          waitReplicas: flags.integer('redis-wait-replicas'),
-          commandTimeoutMs: 2000,
-        },
-        log,
-      );
-    } catch (error) {
-      throw new UsageError(`--redis-url: ${(error as Error).message}`);
-    }
-  }
-  return loadStorageModule(spec, options);
 }
 
 export function version(): string {

@@ -19,8 +19,8 @@ import { ErrorPages } from './error-pages.ts';
 import { Forwarder, type ForwardOptions } from './forward.ts';
 import { loadPrometheusMetrics, noMetrics, type ProxyMetrics } from './metrics.ts';
 import { RouteTable } from './routes.ts';
-import type { RouteStore } from './store.ts';
-import { sendMetrics, WorkerPool, type WorkerRouteStore } from './workers.ts';
+import { openRouteStore, type RouteStore, type StoreOptions } from './store.ts';
+import { sendMetrics, WorkerPool, WorkerRouteStore } from './workers.ts';
 
 export interface ProxyOptions {
   listen: ListenAddress;
@@ -36,11 +36,12 @@ export interface ProxyOptions {
   errorPath: string;
   pidFile: string | undefined;
   keepAliveTimeoutMs: number;
-  activityFlushMs: number;
   lameduckMs: number;
   terminationGracePeriodMs: number;
   /** Worker processes sharing the public listeners; 1 runs everything in this process. */
   workers: number;
+  /** Where routes live; a worker ignores it and follows the primary instead. */
+  store: StoreOptions;
   api: ApiOptions;
   forward: Omit<ForwardOptions, 'listenerSecure'>;
 }
@@ -68,7 +69,6 @@ const healthPath = '/_chp_healthz';
 
 export async function startProxy(
   options: ProxyOptions,
-  store: RouteStore,
   log: Logger,
   role: ProxyRole = 'single',
   /** Called with the lifecycle before anything listens (the CLI installs signal handlers). */
@@ -76,6 +76,9 @@ export async function startProxy(
 ): Promise<RunningProxy> {
   const servesProxy = role !== 'primary';
   const servesApi = role !== 'worker';
+  // Workers never open the store: the primary feeds them its table.
+  const store: RouteStore =
+    role === 'worker' ? new WorkerRouteStore() : await openRouteStore(options.store, options, log);
   const lifecycle = new Lifecycle({
     logger: log,
     lameduckMs: options.lameduckMs,
@@ -92,7 +95,7 @@ export async function startProxy(
       })
     : undefined;
   const metrics: ProxyMetrics = prometheus ?? noMetrics;
-  const activity = new ActivityFlusher(table, store, metrics, log, options.activityFlushMs);
+  const activity = new ActivityFlusher(table, store, metrics, log, options.store.activityFlushMs);
   const pool = role === 'primary' ? new WorkerPool(table, options.workers, store.ready(), log) : undefined;
   const addresses: Addresses = {};
 

@@ -4,11 +4,46 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { StartupError } from '@seahorse/runtime';
+import { type Logger, StartupError } from '@seahorse/runtime';
+import type { RedisStoreOptions } from './redis-store.ts';
 import type { RouteData, RouteTable, Target } from './routes.ts';
 
 /** Thrown by a store that cannot take writes right now (e.g. its Redis is unreachable). */
 export class StoreUnavailableError extends Error {}
+
+/** Where routes live (`--storage-backend` and its settings), as `ProxyOptions.store`. */
+export interface StoreOptions {
+  backend:
+    | { kind: 'memory' }
+    | { kind: 'redis'; redis: RedisStoreOptions }
+    /** A CHP storage module: a module name or a path, resolved from the working directory. */
+    | { kind: 'module'; module: string };
+  /** How often activity seen here is written to a store other processes read. */
+  activityFlushMs: number;
+}
+
+/**
+ * Opens the store `options` describe. A storage module is constructed with `proxyOptions`, as
+ * CHP constructs it with its own options.
+ */
+export async function openRouteStore(
+  options: StoreOptions,
+  proxyOptions: object,
+  log: Logger,
+): Promise<RouteStore> {
+  const { backend } = options;
+  switch (backend.kind) {
+    case 'memory':
+      return new MemoryRouteStore();
+    case 'redis': {
+      // Loaded only when asked for: the Redis client costs memory a memory-store proxy never needs.
+      const { RedisRouteStore } = await import('./redis-store.ts');
+      return new RedisRouteStore(backend.redis, log);
+    }
+    case 'module':
+      return loadStorageModule(backend.module, proxyOptions);
+  }
+}
 
 export interface RouteStore {
   /** True when other processes read this store, so local activity must be flushed to it. */
