@@ -9,7 +9,9 @@ export {
   ChpModuleRouteStore,
   MemoryRouteStore,
   openRouteStore,
+  type RouteSource,
   type RouteStore,
+  type RouteWriter,
   type StoreOptions,
   StoreUnavailableError,
 } from './store.ts';

@@ -1,5 +1,5 @@
-// Where routes live. The proxy never asks a store on the request path: stores keep the local
-// RouteTable up to date, and the REST API writes through them.
+// Where routes live. The proxy never asks a store on the request path: every process keeps its
+// local RouteTable up to date from a route source, and the REST API writes through a writer.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
@@ -45,7 +45,11 @@ export async function openRouteStore(
   }
 }
 
-export interface RouteStore {
+/**
+ * The read side every proxy process has: keeps the local table in step with where routes live
+ * and passes on the activity seen here. A worker process has only this side.
+ */
+export interface RouteSource {
   /** True when other processes read this store, so local activity must be flushed to it. */
   readonly shared: boolean;
   /** `in sync`, or why the local table may not reflect the store (shown by readiness). */
@@ -57,6 +61,15 @@ export interface RouteStore {
   start(table: RouteTable): Promise<void>;
   /** Resolves once the table holds the store's routes. */
   ready(): Promise<void>;
+  /** Records activity seen locally since the last flush (newest wins across writers). */
+  flushActivity(activity: ReadonlyMap<string, number>): Promise<void>;
+  /** Raises the local table's activity to what other processes have flushed. */
+  pullActivity?(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The write side, which the REST API (and the default route) use. */
+export interface RouteWriter {
   /**
    * Resolves once the write is durable in the store and applied to the local table. `target`
    * is `data.target` already parsed, so the local table need not parse it again.
@@ -64,12 +77,10 @@ export interface RouteStore {
   set(path: string, data: RouteData, target?: Target): Promise<void>;
   /** Resolves false when there was no such route. */
   delete(path: string): Promise<boolean>;
-  /** Records activity seen locally since the last flush (newest wins across writers). */
-  flushActivity(activity: ReadonlyMap<string, number>): Promise<void>;
-  /** Raises the local table's activity to what other processes have flushed. */
-  pullActivity?(): Promise<void>;
-  close(): Promise<void>;
 }
+
+/** A store that is read and written: memory, Redis and CHP storage modules. */
+export interface RouteStore extends RouteSource, RouteWriter {}
 
 /** The default: the local table is the store. */
 export class MemoryRouteStore implements RouteStore {
