@@ -3,11 +3,11 @@
 import type { Logger } from '@seahorse/runtime';
 import type { ProxyMetrics } from './metrics.ts';
 import type { Route, RouteTable } from './routes.ts';
-import type { RouteStore } from './store.ts';
+import type { RouteSource } from './store.ts';
 
 export class ActivityFlusher {
   readonly #table: RouteTable;
-  readonly #store: RouteStore;
+  readonly #source: RouteSource;
   readonly #metrics: ProxyMetrics;
   readonly #log: Logger;
   readonly #intervalMs: number;
@@ -15,16 +15,22 @@ export class ActivityFlusher {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
 
-  constructor(table: RouteTable, store: RouteStore, metrics: ProxyMetrics, log: Logger, intervalMs: number) {
+  constructor(
+    table: RouteTable,
+    source: RouteSource,
+    metrics: ProxyMetrics,
+    log: Logger,
+    intervalMs: number,
+  ) {
     this.#table = table;
-    this.#store = store;
+    this.#source = source;
     this.#metrics = metrics;
     this.#log = log;
     this.#intervalMs = intervalMs;
   }
 
   start(): void {
-    if (!this.#store.shared) return;
+    if (!this.#source.shared) return;
     this.#timer = setInterval(() => {
       this.flush().catch((error: unknown) => {
         this.#log.warn({ err: (error as Error).message }, 'flushing activity failed; retrying next interval');
@@ -52,20 +58,20 @@ export class ActivityFlusher {
       }
     }
     if (batch.size === 0) return;
-    await this.#store.flushActivity(batch);
+    await this.#source.flushActivity(batch);
     for (const route of routes) this.#flushed.set(route, batch.get(route.path)!);
     this.#metrics.activityFlushed((performance.now() - started) / 1000);
   }
 
   /** Flushes local activity and takes in what other processes flushed. */
   async sync(): Promise<void> {
-    if (!this.#store.shared) return;
+    if (!this.#source.shared) return;
     await this.flush();
-    await this.#store.pullActivity?.();
+    await this.#source.pullActivity?.();
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#timer);
-    if (this.#store.shared) await this.flush();
+    if (this.#source.shared) await this.flush();
   }
 }

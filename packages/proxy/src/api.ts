@@ -13,7 +13,7 @@ import {
   type RouteTable,
   type Target,
 } from './routes.ts';
-import { type RouteStore, StoreUnavailableError } from './store.ts';
+import { type RouteWriter, StoreUnavailableError } from './store.ts';
 
 export interface ApiOptions {
   /** CONFIGPROXY_AUTH_TOKEN; undefined leaves the API open, as CHP does (with a warning). */
@@ -28,7 +28,7 @@ const prefix = '/api/routes';
 export class RoutesApi {
   readonly #options: ApiOptions;
   readonly #table: RouteTable;
-  readonly #store: RouteStore;
+  readonly #writer: RouteWriter;
   readonly #metrics: ProxyMetrics;
   readonly #log: Logger;
   readonly #tokenDigest: Buffer | undefined;
@@ -38,7 +38,7 @@ export class RoutesApi {
   constructor(
     options: ApiOptions,
     table: RouteTable,
-    store: RouteStore,
+    writer: RouteWriter,
     activity: { sync(): Promise<void> },
     metrics: ProxyMetrics,
     log: Logger,
@@ -46,7 +46,7 @@ export class RoutesApi {
     this.#options = options;
     this.#activity = activity;
     this.#table = table;
-    this.#store = store;
+    this.#writer = writer;
     this.#metrics = metrics;
     this.#log = log;
     this.#tokenDigest = options.authToken ? digest(options.authToken) : undefined;
@@ -201,14 +201,14 @@ export class RoutesApi {
       stored = rest as RouteData;
     }
     if (this.#options.hostRouting && path !== '/') stored.host = path.split('/')[1];
-    await this.#store.set(path, stored, target);
+    await this.#writer.set(path, stored, target);
     this.#metrics.apiRouteAdd();
     this.#log.info({ route: path, target: stored.target }, 'route added');
     reply(res, 201, '');
   }
 
   async #remove(res: ServerResponse, path: string): Promise<void> {
-    const existed = await this.#store.delete(path);
+    const existed = await this.#writer.delete(path);
     this.#metrics.apiRouteDelete();
     if (!existed) {
       reply(res, 404, '');

@@ -2,17 +2,9 @@
 // `configurable-http-proxy`: parses the command line and runs the proxy in this very process,
 // as JupyterHub expects of the command it starts and signals.
 import cluster from 'node:cluster';
-import {
-  createLogger,
-  formatHelp,
-  type Lifecycle,
-  type LogLevel,
-  parseFlags,
-  runMain,
-} from '@seahorse/runtime';
-import { buildOptions, createStore, flagSpecs, version } from './options.ts';
+import { createLogger, formatHelp, type Lifecycle, parseFlags, runMain } from '@seahorse/runtime';
+import { buildOptions, flagSpecs, version } from './options.ts';
 import { startProxy } from './server.ts';
-import { WorkerRouteStore } from './workers.ts';
 
 const program = 'configurable-http-proxy';
 
@@ -27,18 +19,16 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
     return;
   }
   const options = buildOptions(flags, env);
-  const log = createLogger({ name: 'proxy', level: flags.string('log-level') as LogLevel });
+  const log = createLogger({ name: 'proxy', level: flags.string('log-level') });
   // As CHP: an unexpected error in one request is logged, and every other user stays connected.
   process.on('uncaughtException', (error) => log.error({ err: error }, 'uncaught exception'));
   // Signal handlers go in before anything listens: a SIGTERM right after the "listening" line
   // must shut down gracefully, not kill the process.
   const signals = (lifecycle: Lifecycle) => lifecycle.installSignalHandlers();
   if (options.workers > 1 && cluster.isWorker) {
-    const workerLog = log.child({ worker: cluster.worker?.id });
-    await startProxy(options, new WorkerRouteStore(), workerLog, 'worker', signals);
+    await startProxy(options, log.child({ worker: cluster.worker?.id }), 'worker', signals);
   } else {
-    const role = options.workers > 1 ? 'primary' : 'single';
-    await startProxy(options, await createStore(flags, options, log), log, role, signals);
+    await startProxy(options, log, options.workers > 1 ? 'primary' : 'single', signals);
   }
 }
 

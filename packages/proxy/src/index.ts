@@ -1,8 +1,17 @@
 // Programmatic use: start a proxy in-process (tests, embedding), or reuse its parts.
 export { type ApiOptions, RoutesApi } from './api.ts';
 export { Forwarder, type ForwardOptions } from './forward.ts';
-export { buildOptions, createStore, flagSpecs, version } from './options.ts';
+export { buildOptions, flagSpecs, type ProxyFlags, version } from './options.ts';
 export { legacyRoutesKey, RedisRouteStore, type RedisStoreOptions } from './redis-store.ts';
 export { normalizePath, parseTarget, type Route, type RouteData, RouteTable } from './routes.ts';
 export { type ProxyOptions, type RunningProxy, startProxy } from './server.ts';
-export { ChpModuleRouteStore, MemoryRouteStore, type RouteStore, StoreUnavailableError } from './store.ts';
+export {
+  ChpModuleRouteStore,
+  MemoryRouteStore,
+  openRouteStore,
+  type RouteSource,
+  type RouteStore,
+  type RouteWriter,
+  type StoreOptions,
+  StoreUnavailableError,
+} from './store.ts';

@@ -2,44 +2,50 @@
 import { readFileSync } from 'node:fs';
 import type { ServerOptions as TlsServerOptions } from 'node:https';
 import {
+  type FlagKind,
+  type FlagName,
   type FlagSpec,
   type ListenAddress,
-  type Logger,
   type ParsedFlags,
   StartupError,
   UsageError,
 } from '@seahorse/runtime';
 import { bundledErrorPath } from './error-pages.ts';
+import { redisOptions } from './redis-url.ts';
 import type { ProxyOptions } from './server.ts';
-import { loadStorageModule, MemoryRouteStore, type RouteStore } from './store.ts';
+import type { StoreOptions } from './store.ts';
 
-const tlsFlags = (prefix: string, what: string): FlagSpec[] => [
-  { name: `${prefix}ssl-key`, kind: 'string', arg: '<keyfile>', help: `SSL key to use, if any${what}` },
-  {
-    name: `${prefix}ssl-cert`,
-    kind: 'string',
-    arg: '<certfile>',
-    help: `SSL certificate to use, if any${what}`,
-  },
-  {
-    name: `${prefix}ssl-ca`,
-    kind: 'string',
-    arg: '<ca-file>',
-    help: `SSL certificate authority, if any${what}`,
-  },
-  {
-    name: `${prefix}ssl-request-cert`,
-    kind: 'boolean',
-    help: `Request SSL certs to authenticate clients${what}`,
-  },
-  {
-    name: `${prefix}ssl-reject-unauthorized`,
-    kind: 'boolean',
-    help: `Reject unauthorized SSL connections (only meaningful with --${prefix}ssl-request-cert)`,
-  },
-];
+type TlsPrefix = '' | 'api-' | 'client-';
 
-export const flagSpecs: FlagSpec[] = [
+const tlsFlags = <P extends TlsPrefix>(prefix: P, what: string) =>
+  [
+    { name: `${prefix}ssl-key`, kind: 'string', arg: '<keyfile>', help: `SSL key to use, if any${what}` },
+    {
+      name: `${prefix}ssl-cert`,
+      kind: 'string',
+      arg: '<certfile>',
+      help: `SSL certificate to use, if any${what}`,
+    },
+    {
+      name: `${prefix}ssl-ca`,
+      kind: 'string',
+      arg: '<ca-file>',
+      help: `SSL certificate authority, if any${what}`,
+    },
+    {
+      name: `${prefix}ssl-request-cert`,
+      kind: 'boolean',
+      help: `Request SSL certs to authenticate clients${what}`,
+    },
+    {
+      name: `${prefix}ssl-reject-unauthorized`,
+      kind: 'boolean',
+      help: `Reject unauthorized SSL connections (only meaningful with --${prefix}ssl-request-cert)`,
+    },
+  ] as const satisfies readonly FlagSpec[];
+
+/** CHP's flags and ours; each default is written here only, and typed from here (as const). */
+export const flagSpecs = [
   { name: 'version', short: 'V', kind: 'boolean', help: 'output the version number' },
   {
     name: 'ip',
@@ -299,7 +305,11 @@ export const flagSpecs: FlagSpec[] = [
     help: 'How often activity is written to a shared route store',
   },
   { name: 'help', short: 'h', kind: 'boolean', help: 'display help for command' },
-];
+] as const satisfies readonly FlagSpec[];
+
+/** The proxy's parsed flags: names checked, and flags with a default typed as always set. */
+export type ProxyFlags = ParsedFlags<typeof flagSpecs>;
+type Name<K extends FlagKind> = FlagName<typeof flagSpecs, K>;
 
 // CHP's default cipher list: modern AEAD suites first, no RC4.
 const defaultCiphers = [
@@ -326,7 +336,7 @@ const defaultCiphers = [
   '!CAMELLIA',
 ].join(':');
 
-function readFlagFile(flags: ParsedFlags, name: string): Buffer | undefined {
+function readFlagFile(flags: ProxyFlags, name: Name<'string'>): Buffer | undefined {
   const path = flags.string(name);
   if (path === undefined) return undefined;
   try {
@@ -338,7 +348,7 @@ function readFlagFile(flags: ParsedFlags, name: string): Buffer | undefined {
   }
 }
 
-function serverTls(flags: ParsedFlags, prefix: string, passphraseEnv: string, env: NodeJS.ProcessEnv) {
+function serverTls(flags: ProxyFlags, prefix: '' | 'api-', passphraseEnv: string, env: NodeJS.ProcessEnv) {
   const key = readFlagFile(flags, `${prefix}ssl-key`);
   const cert = readFlagFile(flags, `${prefix}ssl-cert`);
   if (!key && !cert) return undefined;
@@ -385,11 +395,11 @@ function parseCustomHeaders(values: string[]): Array<[string, string]> {
 }
 
 function listenAddress(
-  flags: ParsedFlags,
-  socket: string,
-  ip: string,
-  port: string,
-  defaultPort: number,
+  flags: ProxyFlags,
+  socket: Name<'string'>,
+  ip: Name<'string'>,
+  port: Name<'integer'>,
+  portWhenUnset: number,
 ): ListenAddress {
   const path = flags.string(socket);
   if (path !== undefined) {
@@ -400,7 +410,7 @@ function listenAddress(
   }
   let host = flags.string(ip) ?? '';
   if (host === '*') host = '';
-  return { host, port: flags.integer(port) ?? defaultPort };
+  return { host, port: flags.integer(port) ?? portWhenUnset };
 }
 
 function authToken(env: NodeJS.ProcessEnv): string | undefined {
@@ -416,10 +426,40 @@ function authToken(env: NodeJS.ProcessEnv): string | undefined {
   }
 }
 
+const redisNames = new Set(['redis', 'configurable-http-proxy-redis-backend']);
+
+/** The route store `--storage-backend` names; throws UsageError when its settings are missing. */
+function storeOptions(flags: ProxyFlags): StoreOptions {
+  const activityFlushMs = flags.duration('activity-flush-interval');
+  const spec = flags.string('storage-backend');
+  if (spec === undefined || spec === 'memory') return { backend: { kind: 'memory' }, activityFlushMs };
+  if (!redisNames.has(spec)) return { backend: { kind: 'module', module: spec }, activityFlushMs };
+  const url = flags.string('redis-url');
+  if (!url) {
+    throw new UsageError(
+      `--storage-backend ${spec} needs --redis-url or CONFIGURABLE_PROXY_REDIS_URI, e.g. redis://redis:6379`,
+    );
+  }
+  try {
+    redisOptions(url);
+  } catch (error) {
+    throw new UsageError(`--redis-url: ${(error as Error).message}`);
+  }
+  const redis = {
+    url,
+    keyPrefix: flags.string('redis-key-prefix'),
+    changesMax: flags.integer('redis-changes-max'),
+    waitReplicas: flags.integer('redis-wait-replicas'),
+    commandTimeoutMs: 2000,
+  };
+  return { backend: { kind: 'redis', redis }, activityFlushMs };
+}
+
 /** Turns flags and environment into the proxy's options; throws UsageError on mistakes. */
-export function buildOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv): ProxyOptions {
-  const listen = listenAddress(flags, 'socket', 'ip', 'port', 8000);
-  const publicPort = 'port' in listen ? listen.port : 8000;
+export function buildOptions(flags: ProxyFlags, env: NodeJS.ProcessEnv): ProxyOptions {
+  // --port has a default, so the API's default port (--port + 1) exists even with --socket.
+  const publicPort = flags.integer('port');
+  const listen = listenAddress(flags, 'socket', 'ip', 'port', publicPort);
   const apiListen = listenAddress(flags, 'api-socket', 'api-ip', 'api-port', publicPort + 1);
   const metricsListen =
     flags.has('metrics-port') || flags.has('metrics-socket')
@@ -472,11 +512,11 @@ export function buildOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv): ProxyO
     errorTarget,
     errorPath: flags.string('error-path') ?? bundledErrorPath,
     pidFile: flags.string('pid-file'),
-    keepAliveTimeoutMs: flags.integer('keep-alive-timeout') ?? 5000,
-    activityFlushMs: flags.duration('activity-flush-interval') ?? 5000,
-    lameduckMs: flags.duration('lameduck') ?? 0,
-    terminationGracePeriodMs: flags.duration('termination-grace-period') ?? 30_000,
-    workers: flags.integer('workers') ?? 1,
+    keepAliveTimeoutMs: flags.integer('keep-alive-timeout'),
+    lameduckMs: flags.duration('lameduck'),
+    terminationGracePeriodMs: flags.duration('termination-grace-period'),
+    workers: flags.integer('workers'),
+    store: storeOptions(flags),
     api: { authToken: authToken(env), hostRouting: flags.boolean('host-routing'), maxBodyBytes: 1024 * 1024 },
     forward: {
       xForward: flags.boolean('x-forward'),
@@ -492,39 +532,6 @@ export function buildOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv): ProxyO
       clientTls,
     },
   };
-}
-
-const redisNames = new Set(['redis', 'configurable-http-proxy-redis-backend']);
-
-/** The route store `--storage-backend` names; throws UsageError when its settings are missing. */
-export async function createStore(flags: ParsedFlags, options: object, log: Logger): Promise<RouteStore> {
-  const spec = flags.string('storage-backend');
-  if (spec === undefined || spec === 'memory') return new MemoryRouteStore();
-  if (redisNames.has(spec)) {
-    const url = flags.string('redis-url');
-    if (!url) {
-      throw new UsageError(
-        `--storage-backend ${spec} needs --redis-url or CONFIGURABLE_PROXY_REDIS_URI, e.g. redis://redis:6379`,
-      );
-    }
-    // Loaded only when asked for: the Redis client costs memory a memory-store proxy never needs.
-    const { RedisRouteStore } = await import('./redis-store.ts');
-    try {
-      return new RedisRouteStore(
-        {
-          url,
-          keyPrefix: flags.string('redis-key-prefix') ?? 'seahorse:proxy',
-          changesMax: flags.integer('redis-changes-max') ?? 10000,
-          waitReplicas: flags.integer('redis-wait-replicas') ?? 0,
-          commandTimeoutMs: 2000,
-        },
-        log,
-      );
-    } catch (error) {
-      throw new UsageError(`--redis-url: ${(error as Error).message}`);
-    }
-  }
-  return loadStorageModule(spec, options);
 }
 
 export function version(): string {

@@ -19,8 +19,8 @@ import { ErrorPages } from './error-pages.ts';
 import { Forwarder, type ForwardOptions } from './forward.ts';
 import { loadPrometheusMetrics, noMetrics, type ProxyMetrics } from './metrics.ts';
 import { RouteTable } from './routes.ts';
-import type { RouteStore } from './store.ts';
-import { sendMetrics, WorkerPool, type WorkerRouteStore } from './workers.ts';
+import { openRouteStore, type RouteSource, type StoreOptions } from './store.ts';
+import { sendMetrics, WorkerPool, WorkerRouteSource } from './workers.ts';
 
 export interface ProxyOptions {
   listen: ListenAddress;
@@ -36,11 +36,12 @@ export interface ProxyOptions {
   errorPath: string;
   pidFile: string | undefined;
   keepAliveTimeoutMs: number;
-  activityFlushMs: number;
   lameduckMs: number;
   terminationGracePeriodMs: number;
   /** Worker processes sharing the public listeners; 1 runs everything in this process. */
   workers: number;
+  /** Where routes live; a worker ignores it and follows the primary instead. */
+  store: StoreOptions;
   api: ApiOptions;
   forward: Omit<ForwardOptions, 'listenerSecure'>;
 }
@@ -68,14 +69,16 @@ const healthPath = '/_chp_healthz';
 
 export async function startProxy(
   options: ProxyOptions,
-  store: RouteStore,
   log: Logger,
   role: ProxyRole = 'single',
   /** Called with the lifecycle before anything listens (the CLI installs signal handlers). */
   onLifecycle?: (lifecycle: Lifecycle) => void,
 ): Promise<RunningProxy> {
   const servesProxy = role !== 'primary';
-  const servesApi = role !== 'worker';
+  // Workers never open the store and have no writer: the primary feeds them its table and
+  // serves the API. `store` is the writer, present wherever the API is served.
+  const store = role === 'worker' ? undefined : await openRouteStore(options.store, options, log);
+  const source: RouteSource = store ?? new WorkerRouteSource();
   const lifecycle = new Lifecycle({
     logger: log,
     lameduckMs: options.lameduckMs,
@@ -92,11 +95,11 @@ export async function startProxy(
       })
     : undefined;
   const metrics: ProxyMetrics = prometheus ?? noMetrics;
-  const activity = new ActivityFlusher(table, store, metrics, log, options.activityFlushMs);
-  const pool = role === 'primary' ? new WorkerPool(table, options.workers, store.ready(), log) : undefined;
+  const activity = new ActivityFlusher(table, source, metrics, log, options.store.activityFlushMs);
+  const pool = role === 'primary' ? new WorkerPool(table, options.workers, source.ready(), log) : undefined;
   const addresses: Addresses = {};
 
-  await store.start(table);
+  await source.start(table);
 
   if (servesProxy) {
     const errors = new ErrorPages(
@@ -125,7 +128,7 @@ export async function startProxy(
             ? '{"status":"OK"}'
             : JSON.stringify({
                 status: 'not ready',
-                reason: lifecycle.shuttingDown ? 'shutting down' : `route store: ${store.status}`,
+                reason: lifecycle.shuttingDown ? 'shutting down' : `route store: ${source.status}`,
               }),
         );
         return;
@@ -148,23 +151,22 @@ export async function startProxy(
     lifecycle.onClose(() => proxyForwarder.close());
   }
 
-  if (role === 'worker') {
+  if (source instanceof WorkerRouteSource) {
     // Answer the primary's requests for activity (before it lists routes) and metrics.
-    const workerStore = store as WorkerRouteStore;
-    workerStore.onFlushRequest((id) => {
+    source.onFlushRequest((id) => {
       forwarder?.sweepWebsocketActivity();
       activity.flush().then(
-        () => workerStore.flushActivity(new Map(), id),
-        () => workerStore.flushActivity(new Map(), id),
+        () => source.flushActivity(new Map(), id),
+        () => source.flushActivity(new Map(), id),
       );
     });
-    workerStore.onMetricsRequest((id) => {
+    source.onMetricsRequest((id) => {
       if (prometheus) prometheus.json().then((json) => sendMetrics(id, json));
       else sendMetrics(id, []);
     });
   }
 
-  if (servesApi) {
+  if (store) {
     const syncActivity = async () => {
       forwarder?.sweepWebsocketActivity();
       await pool?.collectActivity();
@@ -200,15 +202,15 @@ export async function startProxy(
     pool.start();
     lifecycle.onClose(() => pool.stop(Math.max(1000, options.terminationGracePeriodMs)));
   }
-  lifecycle.onClose(() => store.close());
+  lifecycle.onClose(() => source.close());
 
   // Ready once the table holds the store's routes; a Redis store may still be connecting.
   const addDefaultRoute = async () => {
-    if (!options.defaultTarget || !servesApi) return;
+    if (!options.defaultTarget || !store) return;
     await store.set('/', { target: options.defaultTarget });
     log.info({ route: '/', target: options.defaultTarget }, 'route added');
   };
-  const storeReady = store.ready().then(addDefaultRoute);
+  const storeReady = source.ready().then(addDefaultRoute);
   storeReady.then(
     () => lifecycle.setReady(true),
     (error: unknown) => log.error({ err: (error as Error).message }, 'adding the default route failed'),

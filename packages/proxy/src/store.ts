@@ -1,16 +1,55 @@
-// Where routes live. The proxy never asks a store on the request path: stores keep the local
-// RouteTable up to date, and the REST API writes through them.
+// Where routes live. The proxy never asks a store on the request path: every process keeps its
+// local RouteTable up to date from a route source, and the REST API writes through a writer.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { StartupError } from '@seahorse/runtime';
+import { type Logger, StartupError } from '@seahorse/runtime';
+import type { RedisStoreOptions } from './redis-store.ts';
 import type { RouteData, RouteTable, Target } from './routes.ts';
 
 /** Thrown by a store that cannot take writes right now (e.g. its Redis is unreachable). */
 export class StoreUnavailableError extends Error {}
 
-export interface RouteStore {
+/** Where routes live (`--storage-backend` and its settings), as `ProxyOptions.store`. */
+export interface StoreOptions {
+  backend:
+    | { kind: 'memory' }
+    | { kind: 'redis'; redis: RedisStoreOptions }
+    /** A CHP storage module: a module name or a path, resolved from the working directory. */
+    | { kind: 'module'; module: string };
+  /** How often activity seen here is written to a store other processes read. */
+  activityFlushMs: number;
+}
+
+/**
+ * Opens the store `options` describe. A storage module is constructed with `proxyOptions`, as
+ * CHP constructs it with its own options.
+ */
+export async function openRouteStore(
+  options: StoreOptions,
+  proxyOptions: object,
+  log: Logger,
+): Promise<RouteStore> {
+  const { backend } = options;
+  switch (backend.kind) {
+    case 'memory':
+      return new MemoryRouteStore();
+    case 'redis': {
+      // Loaded only when asked for: the Redis client costs memory a memory-store proxy never needs.
+      const { RedisRouteStore } = await import('./redis-store.ts');
+      return new RedisRouteStore(backend.redis, log);
+    }
+    case 'module':
+      return loadStorageModule(backend.module, proxyOptions);
+  }
+}
+
+/**
+ * The read side every proxy process has: keeps the local table in step with where routes live
+ * and passes on the activity seen here. A worker process has only this side.
+ */
+export interface RouteSource {
   /** True when other processes read this store, so local activity must be flushed to it. */
   readonly shared: boolean;
   /** `in sync`, or why the local table may not reflect the store (shown by readiness). */
@@ -22,6 +61,15 @@ export interface RouteStore {
   start(table: RouteTable): Promise<void>;
   /** Resolves once the table holds the store's routes. */
   ready(): Promise<void>;
+  /** Records activity seen locally since the last flush (newest wins across writers). */
+  flushActivity(activity: ReadonlyMap<string, number>): Promise<void>;
+  /** Raises the local table's activity to what other processes have flushed. */
+  pullActivity?(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The write side, which the REST API (and the default route) use. */
+export interface RouteWriter {
   /**
    * Resolves once the write is durable in the store and applied to the local table. `target`
    * is `data.target` already parsed, so the local table need not parse it again.
@@ -29,12 +77,10 @@ export interface RouteStore {
   set(path: string, data: RouteData, target?: Target): Promise<void>;
   /** Resolves false when there was no such route. */
   delete(path: string): Promise<boolean>;
-  /** Records activity seen locally since the last flush (newest wins across writers). */
-  flushActivity(activity: ReadonlyMap<string, number>): Promise<void>;
-  /** Raises the local table's activity to what other processes have flushed. */
-  pullActivity?(): Promise<void>;
-  close(): Promise<void>;
 }
+
+/** A store that is read and written: memory, Redis and CHP storage modules. */
+export interface RouteStore extends RouteSource, RouteWriter {}
 
 /** The default: the local table is the store. */
 export class MemoryRouteStore implements RouteStore {

@@ -5,7 +5,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from '@seahorse/runtime';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { RouteChange, RouteData, RouteTable } from './routes.ts';
-import type { RouteStore } from './store.ts';
+import type { RouteSource } from './store.ts';
 
 type Snapshot = Array<{ path: string; data: RouteData; lastActivity: number }>;
 
@@ -23,8 +23,11 @@ function isMessage(value: unknown): value is Message {
   return typeof value === 'object' && value !== null && 'seahorse' in value;
 }
 
-/** Worker side: the primary's table, mirrored; activity goes back to the primary. */
-export class WorkerRouteStore implements RouteStore {
+/**
+ * Worker side: the primary's table, mirrored; activity goes back to the primary. Read-only by
+ * type: a worker has no writer, the primary serves the API.
+ */
+export class WorkerRouteSource implements RouteSource {
   readonly shared = true;
   #status = 'waiting for the primary';
   #resolveReady!: () => void;
@@ -67,14 +70,6 @@ export class WorkerRouteStore implements RouteStore {
 
   ready(): Promise<void> {
     return this.#ready;
-  }
-
-  async set(): Promise<void> {
-    throw new Error('workers do not write routes; the primary serves the API');
-  }
-
-  async delete(): Promise<boolean> {
-    throw new Error('workers do not write routes; the primary serves the API');
   }
 
   async flushActivity(activity: ReadonlyMap<string, number>, id?: number): Promise<void> {

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createLogger, parseFlags } from '@seahorse/runtime';
 import { freePort, LogCapture, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
-import { buildOptions, createStore, flagSpecs, type RunningProxy, startProxy } from '../src/index.ts';
+import { buildOptions, flagSpecs, type RunningProxy, startProxy } from '../src/index.ts';
 
 const sourceCli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
 /** What JupyterHub runs: the bin npm links, built to dist/. */
@@ -102,7 +102,7 @@ export async function startTestProxy(args: string[] = [], env: NodeJS.ProcessEnv
   const options = buildOptions(flags, { CONFIGPROXY_AUTH_TOKEN: token, ...env });
   const logs = new LogCapture();
   const log = createLogger({ name: 'proxy', level: 'debug', destination: logs });
-  const running = await startProxy(options, await createStore(flags, options, log), log);
+  const running = await startProxy(options, log);
   const port = (running.addresses.proxy as { port: number }).port;
   const apiPort = (running.addresses.api as { port: number }).port;
   const scheme = options.tls ? 'https' : 'http';

@@ -396,7 +396,7 @@ test('the public listener can itself be a UNIX socket', async () => {
   const path = join(mkdtempSync(join(tmpdir(), 'sock-')), 'proxy.sock');
   const upstream = await startUpstream();
   const { createLogger, parseFlags } = await import('@seahorse/runtime');
-  const { buildOptions, flagSpecs, MemoryRouteStore, startProxy } = await import('../src/index.ts');
+  const { buildOptions, flagSpecs, startProxy } = await import('../src/index.ts');
   const flags = parseFlags(flagSpecs, [
     '--socket',
     path,
@@ -407,11 +407,7 @@ test('the public listener can itself be a UNIX socket', async () => {
     '--default-target',
     upstream.url,
   ]);
-  const proxy = await startProxy(
-    buildOptions(flags, {}),
-    new MemoryRouteStore(),
-    createLogger({ name: 't', level: 'error' }),
-  );
+  const proxy = await startProxy(buildOptions(flags, {}), createLogger({ name: 't', level: 'error' }));
   try {
     const body = await new Promise<string>((resolve, reject) => {
       request({ socketPath: path, path: '/via/socket' }, (res) => {

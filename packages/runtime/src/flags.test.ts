@@ -78,3 +78,30 @@ test('help lists every flag with its default and environment variable', () => {
   assert.match(help, /--no-x-forward/);
   assert.match(help, /-V, --version/);
 });
+
+test('a spec declared as const types each flag from its kind and default', () => {
+  const typed = [
+    { name: 'port', kind: 'integer', help: 'port', default: 8000 },
+    { name: 'api-port', kind: 'integer', help: 'api port' },
+    { name: 'grace', kind: 'duration', help: 'grace', default: '30s' },
+    { name: 'level', kind: 'string', help: 'level', default: 'info', choices: ['debug', 'info'] },
+    { name: 'ip', kind: 'string', help: 'ip' },
+    { name: 'insecure', kind: 'boolean', help: 'insecure' },
+  ] as const satisfies readonly FlagSpec[];
+  const flags = parseFlags(typed, ['--level', 'debug'], {});
+  // Each annotation below is checked by tsc (npm run check): a default makes the value defined.
+  const port: number = flags.integer('port');
+  const grace: number = flags.duration('grace');
+  const level: 'debug' | 'info' = flags.string('level');
+  const apiPort: number | undefined = flags.integer('api-port');
+  const ip: string | undefined = flags.string('ip');
+  assert.deepEqual([port, grace, level, apiPort, ip], [8000, 30_000, 'debug', undefined, undefined]);
+  assert.equal(flags.boolean('insecure'), false);
+  // @ts-expect-error a flag without a default may be absent
+  const mustBeSet: number = flags.integer('api-port');
+  // @ts-expect-error 'ip' is a string flag, not an integer one
+  flags.integer('ip');
+  // @ts-expect-error names are checked against the specs
+  flags.has('no-such-flag');
+  assert.equal(mustBeSet, undefined);
+});

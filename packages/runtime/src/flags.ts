@@ -24,7 +24,34 @@ export interface FlagSpec {
 
 type FlagValue = string | number | boolean | string[] | undefined;
 
-export class ParsedFlags {
+/** The spec named `N` in `S`; never when `S` is typed only as `FlagSpec[]`. */
+type SpecNamed<S extends readonly FlagSpec[], N extends string> = Extract<S[number], { readonly name: N }>;
+
+/**
+ * Names of the flags of `kind` in `S`, so a misspelt or mistyped flag fails to compile; any
+ * string when the specs are typed only as `FlagSpec[]`.
+ */
+export type FlagName<
+  S extends readonly FlagSpec[],
+  K extends FlagKind = FlagKind,
+> = string extends S[number]['name'] ? string : Extract<S[number], { readonly kind: K }>['name'];
+
+/**
+ * `T` when the spec declares a default (the flag then always has a value), else `T | undefined`.
+ * Specs declared `as const` keep their defaults in their type; `FlagSpec[]` gives `T | undefined`.
+ */
+export type FlagResult<S extends readonly FlagSpec[], N extends string, T> = [SpecNamed<S, N>] extends [never]
+  ? T | undefined
+  : SpecNamed<S, N> extends { readonly default: string | number | boolean }
+    ? T
+    : T | undefined;
+
+/** A string flag's value: one of its `choices` when the spec lists them (as const). */
+type StringOf<S extends readonly FlagSpec[], N extends string> =
+  SpecNamed<S, N> extends { readonly choices: readonly (infer C extends string)[] } ? C : string;
+
+/** Parsed flags; a spec's default is returned when the flag and its variable were not given. */
+export class ParsedFlags<S extends readonly FlagSpec[] = readonly FlagSpec[]> {
   readonly #values: Map<string, FlagValue>;
   readonly #explicit: Set<string>;
   constructor(values: Map<string, FlagValue>, explicit: Set<string>) {
@@ -32,23 +59,23 @@ export class ParsedFlags {
     this.#explicit = explicit;
   }
   /** True when the flag or its environment variable was given. */
-  has(name: string): boolean {
+  has(name: FlagName<S>): boolean {
     return this.#explicit.has(name);
   }
-  string(name: string): string | undefined {
-    return this.#values.get(name) as string | undefined;
+  string<N extends FlagName<S, 'string'>>(name: N): FlagResult<S, N, StringOf<S, N>> {
+    return this.#values.get(name) as FlagResult<S, N, StringOf<S, N>>;
   }
-  integer(name: string): number | undefined {
-    return this.#values.get(name) as number | undefined;
+  integer<N extends FlagName<S, 'integer'>>(name: N): FlagResult<S, N, number> {
+    return this.#values.get(name) as FlagResult<S, N, number>;
   }
   /** Durations are returned in milliseconds. */
-  duration(name: string): number | undefined {
-    return this.#values.get(name) as number | undefined;
+  duration<N extends FlagName<S, 'duration'>>(name: N): FlagResult<S, N, number> {
+    return this.#values.get(name) as FlagResult<S, N, number>;
   }
-  boolean(name: string): boolean {
+  boolean(name: FlagName<S, 'boolean'>): boolean {
     return this.#values.get(name) === true;
   }
-  list(name: string): string[] {
+  list(name: FlagName<S, 'list'>): string[] {
     return (this.#values.get(name) as string[] | undefined) ?? [];
   }
 }
@@ -115,11 +142,11 @@ function envBoolean(raw: string, source: string): boolean {
  * Parses argv against the specs. Unknown flags, missing arguments and malformed values throw
  * UsageError. Positional arguments are rejected unless `positional` names what they are.
  */
-export function parseFlags(
-  specs: readonly FlagSpec[],
+export function parseFlags<const S extends readonly FlagSpec[]>(
+  specs: S,
   argv: readonly string[],
   env: NodeJS.ProcessEnv = {},
-): ParsedFlags {
+): ParsedFlags<Readonly<S>> {
   const byName = new Map(specs.map((spec) => [spec.name, spec]));
   const byShort = new Map(specs.filter((s) => s.short).map((spec) => [spec.short!, spec]));
   const values = new Map<string, FlagValue>();
@@ -191,7 +218,7 @@ export function parseFlags(
       );
     }
   }
-  return new ParsedFlags(values, explicit);
+  return new ParsedFlags<Readonly<S>>(values, explicit);
 }
 
 /** Help text in the familiar `Options:` layout. */

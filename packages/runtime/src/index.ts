@@ -1,5 +1,14 @@
 export { SeahorseError, StartupError, UsageError } from './errors.ts';
-export { type FlagKind, type FlagSpec, formatHelp, ParsedFlags, parseDuration, parseFlags } from './flags.ts';
+export {
+  type FlagKind,
+  type FlagName,
+  type FlagResult,
+  type FlagSpec,
+  formatHelp,
+  ParsedFlags,
+  parseDuration,
+  parseFlags,
+} from './flags.ts';
 export { createLogger, type Logger, type LoggerOptions, type LogLevel, logLevels } from './log.ts';
 export { describeFatal, exitCodes, runMain } from './main.ts';
 export {
