@@ -208,14 +208,14 @@ add(
   'valid/upgrade-header-on-200-with-length',
   http(ok, ['Connection: upgrade', 'Upgrade: h2c', 'Content-Length: 4'], 'body'),
   {
-    doubtful: 'announces an upgrade the proxy never asked for',
+    after: 'keep',
   },
 );
 add(
   'valid/upgrade-header-on-200-chunked',
   http(ok, ['Connection: upgrade', 'Upgrade: h2c', 'Transfer-Encoding: chunked'], '2\r\nbo\r\n0\r\n\r\n'),
   {
-    doubtful: 'announces an upgrade the proxy never asked for',
+    after: 'keep',
   },
 );
 add('valid/upgrade-header-on-200-until-close', http(ok, ['Connection: upgrade', 'Upgrade: h2c'], 'body'));
