@@ -13,6 +13,7 @@ import { startTestProxy, type TestProxy } from './helpers.ts';
 import {
   type CorpusEntry,
   corpus,
+  judge,
   type Method,
   type Observation,
   observe,
@@ -21,51 +22,8 @@ import {
   startRawTarget,
 } from './response-corpus.ts';
 
-/**
- * Hop-by-hop headers (RFC 9110 §7.6.1) the proxy does not relay; the client sees its own
- * connection's instead. Headers a target names in `Connection` may be dropped too, or relayed.
- */
-export const hopByHop: ReadonlySet<string> = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-]);
-
 const controlBody = 'control-ok';
 const deadlineMs = 5000;
-
-/** The end-to-end headers of a raw header list, as [name, value] pairs in order. */
-function endToEnd(raw: readonly string[], alsoDrop: ReadonlySet<string>): string[][] {
-  const pairs: string[][] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (hopByHop.has(name) || alsoDrop.has(name)) continue;
-    pairs.push([raw[i]!, raw[i + 1]!]);
-  }
-  return pairs;
-}
-
-/** Header names a response's `Connection` header lists (each may be relayed or dropped). */
-function connectionNamed(raw: readonly string[]): Set<string> {
-  const named = new Set<string>();
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() !== 'connection') continue;
-    for (const token of raw[i + 1]!.split(',')) {
-      const name = token.trim().toLowerCase();
-      if (name && name !== 'close' && name !== 'keep-alive') named.add(name);
-    }
-  }
-  return named;
-}
-
-function hasHeader(raw: readonly string[] | undefined, name: string): boolean {
-  for (let i = 0; i < (raw?.length ?? 0); i += 2) if (raw![i]!.toLowerCase() === name) return true;
-  return false;
-}
 
 /** Why the target connection must be closed after this entry although llhttp accepted it. */
 function doubtOf(entry: CorpusEntry, method: Method, oracle: Observation): string | undefined {
@@ -75,84 +33,6 @@ function doubtOf(entry: CorpusEntry, method: Method, oracle: Observation): strin
   if (method === 'HEAD' && end !== -1 && end + 4 < entry.bytes.length)
     return 'bytes after a response to HEAD';
   return undefined;
-}
-
-/** Whether the llhttp failure is the connection closing before a head, rather than a parse error. */
-function closedEarly(oracle: Observation): boolean {
-  return /^(ECONNRESET|ERROR: closed without a response)/.test(oracle.error ?? '');
-}
-
-interface Verdict {
-  problems: string[];
-  /** The proxy refused the response (502/503) or cut it: the exchange was not a clean relay. */
-  refused: boolean;
-}
-
-/**
- * The rule of issue 10, for one request: what llhttp rejects the proxy rejects; what llhttp accepts
- * the proxy relays exactly, except where the entry says RFC 9112 lets it reject instead.
- */
-export function judge(entry: CorpusEntry, oracle: Observation, proxied: Observation): Verdict {
-  const problems: string[] = [];
-  const proxyError =
-    proxied.outcome === 'complete' &&
-    (proxied.status === 502 || (proxied.status === 503 && closedEarly(oracle)));
-  if (proxied.outcome === 'hang' && oracle.outcome !== 'hang')
-    problems.push(`the proxy's answer did not end within ${deadlineMs} ms`);
-  switch (oracle.outcome) {
-    case 'complete': {
-      if (proxyError && entry.stricter) break; // allowed: RFC 9112 lets a recipient reject it
-      if (proxied.outcome !== 'complete') {
-        problems.push(`llhttp accepted it, but the proxy's answer was ${proxied.outcome}`);
-        break;
-      }
-      if (proxied.status !== oracle.status) {
-        problems.push(`status ${proxied.status} through the proxy, ${oracle.status} from llhttp`);
-        break;
-      }
-      if (!proxied.body.equals(oracle.body))
-        problems.push(
-          `body of ${proxied.body.length} bytes through the proxy, ${oracle.body.length} from llhttp`,
-        );
-      const named = connectionNamed(oracle.rawHeaders!);
-      const expected = endToEnd(oracle.rawHeaders!, named);
-      // The proxy's own server adds a Date when the target sent none.
-      const added = new Set(named);
-      if (!hasHeader(oracle.rawHeaders, 'date')) added.add('date');
-      const relayed = endToEnd(proxied.rawHeaders!, added);
-      if (JSON.stringify(relayed) !== JSON.stringify(expected))
-        problems.push(`headers differ: proxy ${JSON.stringify(relayed)}, llhttp ${JSON.stringify(expected)}`);
-      break;
-    }
-    case 'rejected':
-    case 'upgrade': {
-      if (proxyError) break;
-      problems.push(
-        `llhttp ${oracle.outcome === 'upgrade' ? 'switched protocols' : 'rejected it'}, but the proxy answered ` +
-          `${proxied.outcome} ${proxied.status ?? ''} (expected 502${closedEarly(oracle) ? ' or 503' : ''})`,
-      );
-      break;
-    }
-    case 'incomplete': {
-      // llhttp accepted the head, so the proxy may have committed to it: then the client's
-      // connection is cut, before or after the head reached it.
-      if (proxyError || proxied.outcome === 'rejected') break;
-      if (proxied.outcome !== 'incomplete') {
-        problems.push(
-          `llhttp failed in the body, but the proxy's answer was ${proxied.outcome} ${proxied.status ?? ''} ` +
-            '(expected a 502 or a cut response)',
-        );
-        break;
-      }
-      // (The body bytes are not compared: node drops what its stream still buffered when it fails.)
-      if (proxied.status !== oracle.status)
-        problems.push(`status ${proxied.status} through the proxy, ${oracle.status} from llhttp`);
-      break;
-    }
-    case 'hang':
-      break; // llhttp waits for ever too; the proxy may wait or give up
-  }
-  return { problems, refused: proxied.outcome !== 'complete' || proxyError };
 }
 
 describe('differential: target responses through the proxy against node:http (llhttp)', () => {
@@ -206,6 +86,7 @@ describe('differential: target responses through the proxy against node:http (ll
         direct.dropAll();
 
         const thrownBefore = thrown.length;
+        const logsBefore = proxy.logs.lines.length;
         const agent = new Agent({ keepAlive: true, maxSockets: 1 });
         try {
           const proxied = await observe(`${proxy.url}${url}`, { method, agent, deadlineMs });
@@ -235,11 +116,32 @@ describe('differential: target responses through the proxy against node:http (ll
                   `${doubt ? `doubtful response (${doubt})` : verdict.refused ? 'rejected response' : 'closing response'}`,
               );
           }
+          // A refused response is logged with its reason: a warning with a stable error code.
+          const logged = () =>
+            proxy.logs.lines
+              .slice(logsBefore)
+              .some(
+                (line) => ['warn', 'error'].includes(line.level as string) && typeof line.code === 'string',
+              );
+          if (
+            verdict.errorAnswer &&
+            !(await waitFor('the log line', logged, { timeoutMs: 2000 }).catch(() => false))
+          )
+            mine.push(
+              `${method}: the proxy answered ${proxied.status} without a warning naming the error code`,
+            );
           if (thrown.length > thrownBefore)
             mine.push(`${method}: an exception escaped: ${String(thrown.slice(thrownBefore).join('; '))}`);
           if (mine.length > 0) {
             problems.push(...mine);
-            report.push(`${method} via llhttp: ${show(oracle)}`, `${method} via proxy: ${show(proxied)}`);
+            report.push(
+              `${method} via llhttp: ${show(oracle)}`,
+              `${method} via proxy: ${show(proxied)}`,
+              ...proxy.logs.lines
+                .slice(logsBefore)
+                .filter((line) => line.level === 'warn' || line.level === 'error')
+                .map((line) => `${method} proxy log: ${JSON.stringify(line)}`),
+            );
           }
         } finally {
           agent.destroy();
