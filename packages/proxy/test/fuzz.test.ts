@@ -12,6 +12,8 @@ import { startTestProxy, type TestProxy } from './helpers.ts';
 import {
   type CorpusEntry,
   corpus,
+  describe as describeObservation,
+  judge,
   type Method,
   type Observation,
   observe,
@@ -21,6 +23,8 @@ import {
 
 const seed = Number(process.env.SEAHORSE_FUZZ_SEED ?? 0x5eaf00d) >>> 0 || 1;
 const budgetMs = Number(process.env.SEAHORSE_FUZZ_MS ?? 4000);
+/** The differential run: each case goes to llhttp and through the proxy, one after the other. */
+const diffBudgetMs = Number(process.env.SEAHORSE_FUZZ_MS ?? 3000);
 /** Requests in flight at once (stalled targets wait for the proxy's timeout in parallel). */
 const concurrency = 6;
 /** The proxy's `--proxy-timeout`: how long a stalled target may hold an exchange. */
@@ -152,12 +156,14 @@ interface Case {
   gapMs: number;
   after: 'close' | 'keep';
   method: Method;
+  /** `e`: the robustness run; `d`: the differential run (a stream of cases of its own). */
+  stream: 'e' | 'd';
 }
 
 function show(fuzzCase: Case): string {
   const text = fuzzCase.bytes.toString('latin1');
   return (
-    `seed=${seed} case=${fuzzCase.n} from ${fuzzCase.entry.name}, ${fuzzCase.method}, ` +
+    `seed=${seed} case=${fuzzCase.stream === 'd' ? 'd' : ''}${fuzzCase.n} from ${fuzzCase.entry.name}, ${fuzzCase.method}, ` +
     `${fuzzCase.writes.length} segments ${fuzzCase.gapMs} ms apart, then ${fuzzCase.after}: ` +
     JSON.stringify(text.length > 300 ? `${text.slice(0, 300)}... (${text.length} bytes)` : text)
   );
@@ -167,9 +173,9 @@ function tcpSockets(): number {
   return process.getActiveResourcesInfo().filter((name) => name === 'TCPSocketWrap').length;
 }
 
-/** Case `n` of a seed, the same whatever order the concurrent workers draw cases in. */
-export function makeCase(n: number, sources: readonly CorpusEntry[]): Case {
-  const random = new Xorshift(seed ^ Math.imul(n + 1, 0x9e3779b1));
+/** Case `n` of a seed and stream, the same whatever order the concurrent workers draw cases in. */
+export function makeCase(n: number, sources: readonly CorpusEntry[], stream: Case['stream'] = 'e'): Case {
+  const random = new Xorshift(seed ^ Math.imul(n + 1, 0x9e3779b1) ^ (stream === 'd' ? 0x5bd1e995 : 0));
   const entry = random.pick(sources);
   const bytes = mutate(random, entry.bytes);
   return {
@@ -178,15 +184,19 @@ export function makeCase(n: number, sources: readonly CorpusEntry[]): Case {
     bytes,
     writes: segment(random, bytes),
     gapMs: random.below(4),
-    // A stall after the bytes must end by the proxy's timeout: rarer, and slower.
-    after: random.below(8) === 0 ? 'keep' : 'close',
+    // A stall after the bytes must end by the proxy's timeout: rarer, and slower; llhttp would
+    // wait for ever, so the differential run always closes.
+    after: random.below(8) === 0 && stream === 'e' ? 'keep' : 'close',
     method: random.below(5) === 0 ? 'HEAD' : 'GET',
+    stream,
   };
 }
 
 let proxy: TestProxy;
 let target: RawTarget;
+let diffTarget: RawTarget;
 const cases: Case[] = [];
+const diffCases: Case[] = [];
 /** Cases whose exchange is under way: an exception that escapes names them all. */
 const inFlight = new Set<Case>();
 const thrown: string[] = [];
@@ -199,20 +209,28 @@ before(async () => {
     const fuzzCase = cases[n]!;
     return { writes: fuzzCase.writes, after: fuzzCase.after, gapMs: fuzzCase.gapMs };
   });
+  diffTarget = await startRawTarget((n) => {
+    const fuzzCase = diffCases[n]!;
+    return { writes: fuzzCase.writes, after: fuzzCase.after, gapMs: fuzzCase.gapMs };
+  });
   proxy = await startTestProxy(['--proxy-timeout', String(proxyTimeoutMs)]);
   await proxy.addRoute('/e', target.url);
+  await proxy.addRoute('/d', diffTarget.url);
 });
 
 after(async () => {
   process.off('uncaughtException', onUncaught);
   await proxy.close();
   await target.close();
+  await diffTarget.close();
 });
 
 test(`mutated target responses never crash, hang or leak a socket in the proxy (seed ${seed})`, async (t) => {
   // Small entries only: the large bodies add time, not cases.
   const sources = corpus.filter((entry) => entry.bytes.length <= 32 * 1024);
-  const only = process.env.SEAHORSE_FUZZ_CASE;
+  const replaying = process.env.SEAHORSE_FUZZ_CASE;
+  const only = replaying?.startsWith('d') ? undefined : replaying;
+  if (replaying?.startsWith('d')) return; // replaying a case of the differential run
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const baseline = tcpSockets();
   const failures: string[] = [];
@@ -270,5 +288,74 @@ test(`mutated target responses never crash, hang or leak a socket in the proxy (
   assert.ok(
     socketsClosed,
     `${tcpSockets()} TCP sockets open in this process, ${baseline} before the ${cases.length} cases (seed ${seed})`,
+  );
+});
+
+test(`mutated target responses are accepted, relayed and refused by the proxy as by llhttp (seed ${seed})`, async (t) => {
+  const sources = corpus.filter((entry) => entry.bytes.length <= 32 * 1024);
+  const replaying = process.env.SEAHORSE_FUZZ_CASE;
+  if (replaying !== undefined && !replaying.startsWith('d')) return; // replaying a robustness case
+  // Mismatches by kind (the problem without its numbers): the first example of each, and a count.
+  const kinds = new Map<string, { example: string; count: number }>();
+  const stopAt = Date.now() + diffBudgetMs;
+  const run = async (fuzzCase: Case): Promise<void> => {
+    inFlight.add(fuzzCase);
+    const url = `/d/${fuzzCase.n}`;
+    const oracle = await observe(`${diffTarget.url}${url}`, {
+      method: fuzzCase.method,
+      agent: false,
+      deadlineMs,
+    });
+    const proxied = await observe(`${proxy.url}${url}`, {
+      method: fuzzCase.method,
+      agent: false,
+      deadlineMs,
+    });
+    inFlight.delete(fuzzCase);
+    // Judged as a corpus entry of its own: only what leeway() finds in the bytes may be refused.
+    const entry: CorpusEntry = {
+      name: `case d${fuzzCase.n}`,
+      bytes: fuzzCase.bytes,
+      after: 'close',
+      methods: [],
+    };
+    const { problems } = judge(entry, oracle, proxied);
+    if (problems.length === 0) return;
+    const kind = problems.join('; ').replace(/\d+/g, 'N');
+    const seen = kinds.get(kind);
+    if (seen) seen.count++;
+    else
+      kinds.set(kind, {
+        example: `${problems.join('; ')}: ${show(fuzzCase)}\n      llhttp: ${describeObservation(oracle)}\n      proxy: ${describeObservation(proxied)}`,
+        count: 1,
+      });
+  };
+  if (replaying !== undefined) {
+    const n = Number(replaying.slice(1));
+    for (let i = 0; i <= n; i++) diffCases.push(makeCase(i, sources, 'd'));
+    await run(diffCases[n]!);
+  } else {
+    while (Date.now() < stopAt && kinds.size < 10 && thrown.length === 0) {
+      const fuzzCase = makeCase(diffCases.length, sources, 'd');
+      diffCases.push(fuzzCase);
+      await run(fuzzCase);
+    }
+  }
+  t.diagnostic(`${diffCases.length} cases, seed ${seed}`);
+  const replay = `replay one with SEAHORSE_FUZZ_SEED=${seed} SEAHORSE_FUZZ_CASE=d<case>`;
+  assert.deepEqual(thrown, [], `exceptions escaped the proxy (${replay})`);
+  const failures = [...kinds.values()].map(({ example, count }) => `${count} case(s) like: ${example}`);
+  assert.deepEqual(failures, [], `the proxy and llhttp disagree (${replay}):\n  ${failures.join('\n  ')}`);
+  if (replaying === undefined)
+    assert.ok(
+      diffCases.length >= 30,
+      `only ${diffCases.length} cases ran in ${diffBudgetMs} ms (seed ${seed})`,
+    );
+  const closed = await waitFor('the target connections to close', () => diffTarget.open === 0, {
+    timeoutMs: 20_000,
+  }).catch(() => false);
+  assert.ok(
+    closed,
+    `${diffTarget.open} target connections still open after ${diffCases.length} cases (seed ${seed})`,
   );
 });

@@ -835,7 +835,7 @@ export interface RawTarget {
 }
 
 /**
- * Answers `/e/<index>` with `respond(index)`: each write of the list (awaiting `gap` between them,
+ * Answers `/<letters>/<index>` with `respond(index)`: each write of the list (awaiting `gap` between them,
  * if set), then the connection ends when `after` says `close`. Request bodies are not expected.
  */
 export async function startRawTarget(
@@ -858,7 +858,7 @@ export async function startRawTarget(
       const head = buffer.toString('latin1', 0, end);
       buffer = buffer.subarray(end + 4);
       requests++;
-      const match = /^[A-Z]+ \/e\/(\d+)/.exec(head);
+      const match = /^[A-Z]+ \/[a-z]+\/(\d+)/.exec(head);
       if (!match) {
         socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
         return;
