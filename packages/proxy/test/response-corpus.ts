@@ -814,6 +814,77 @@ add(
   'HTTP/1.1 200 OK\r\n\r\nHTTP/1.1 200 OK\r\n\r\n',
 );
 
+// ---------------------------------------------------------------------------------------------
+// More shapes seen in the wild and in node's own client tests.
+add('more/http-1.0-no-headers-body', 'HTTP/1.0 200 OK\r\n\r\nan old server');
+add(
+  'more/content-type-repeated',
+  http(ok, ['Content-Type: text/plain', 'Content-Type: text/html', 'Content-Length: 2'], 'ok'),
+  {
+    after: 'keep',
+  },
+);
+add(
+  'more/www-authenticate-repeated',
+  http('HTTP/1.1 401 Unauthorized', [
+    'WWW-Authenticate: Basic realm="a"',
+    'WWW-Authenticate: Bearer',
+    'Content-Length: 0',
+  ]),
+  {
+    after: 'keep',
+  },
+);
+add(
+  'more/location-relative',
+  http('HTTP/1.1 301 Moved Permanently', ['Location: ../up?x=1#f', 'Content-Length: 0']),
+  {
+    after: 'keep',
+  },
+);
+add('more/value-trailing-mixed-whitespace', http(ok, ['X-Ws: a \t \t', 'Content-Length: 0']), {
+  after: 'keep',
+});
+add('more/name-uppercase', http(ok, ['X-UPPER: 1', 'CONTENT-LENGTH: 2'], 'ok'), { after: 'keep' });
+add('more/chunk-size-0X-prefix', chunked('0X5\r\nhello\r\n0\r\n\r\n'));
+add('more/chunk-extension-quoted-cr', chunked('5;a="x\ry"\r\nhello\r\n0\r\n\r\n'));
+add('more/chunk-extension-quoted-tab', chunked('5;a="x\ty"\r\nhello\r\n0\r\n\r\n'), { after: 'keep' });
+add('more/te-mixed-case-list', http(ok, ['Transfer-Encoding: GZIP, Chunked'], chunkedBody), {
+  after: 'keep',
+});
+add('more/status-reason-only-spaces', http('HTTP/1.1 200    ', ['Content-Length: 2'], 'ok'), {
+  after: 'keep',
+});
+add(
+  'more/103-twice-then-200',
+  `HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </b>\r\n\r\n${http(ok, ['Content-Length: 2'], 'ok')}`,
+  { after: 'keep' },
+);
+add('more/content-length-plus-zero', http(ok, ['Content-Length: +0']));
+add('more/content-length-many-zeros', http(ok, [`Content-Length: ${'0'.repeat(25)}5`], 'hello'), {
+  after: 'keep',
+});
+add('more/te-in-trailer', chunked('5\r\nhello\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n'));
+add('more/set-cookie-with-obs-text', http(ok, ['Set-Cookie: n=caf\xe9; Path=/', 'Content-Length: 0']), {
+  after: 'keep',
+});
+add(
+  'more/header-value-with-semicolon-crlf-text',
+  http(ok, ['X-Text: \\r\\n is text here', 'Content-Length: 0']),
+  {
+    after: 'keep',
+  },
+);
+add('more/response-with-nul-body', http(ok, ['Content-Length: 3'], '\x00\x00\x00'), { after: 'keep' });
+add('more/chunk-data-with-crlf-inside', chunked('4\r\n\r\n\r\n\r\n0\r\n\r\n'), { after: 'keep' });
+add(
+  'more/status-201-chunked-empty',
+  http('HTTP/1.1 201 Created', ['Transfer-Encoding: chunked'], '0\r\n\r\n'),
+  {
+    after: 'keep',
+  },
+);
+
 /** The corpus, in a fixed order. */
 export const corpus: readonly CorpusEntry[] = entries;
 
