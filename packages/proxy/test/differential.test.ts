@@ -82,7 +82,7 @@ describe('differential: target responses through the proxy against node:http (ll
       const report: string[] = [];
       for (const method of entry.methods) {
         const url = `/e/${index}`;
-        const oracle = await observe(`${direct.url}${url}`, { method, agent: false, deadlineMs: 2000 });
+        const oracle = await observe(`${direct.url}${url}`, { method, agent: false, deadlineMs });
         direct.dropAll();
 
         const thrownBefore = thrown.length;
