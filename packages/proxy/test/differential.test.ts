@@ -24,6 +24,14 @@ import {
 
 const controlBody = 'control-ok';
 const deadlineMs = 5000;
+/**
+ * Whether the client's keep-alive connection must be closed after a doubtful response (one
+ * llhttp accepted with bytes after it, or a body where none may be). The proxy passes this
+ * reliably only by answering `Connection: close` in the relayed head, so it must know of the
+ * doubt before it writes the head; every doubtful corpus entry arrives in one segment. Without it,
+ * the next request on that connection must still get exactly its own answer.
+ */
+const closeClientAfterDoubt = true;
 
 /** Why the target connection must be closed after this entry although llhttp accepted it. */
 function doubtOf(entry: CorpusEntry, method: Method, oracle: Observation): string | undefined {
@@ -100,7 +108,7 @@ describe('differential: target responses through the proxy against node:http (ll
           const doubt = doubtOf(entry, method, oracle);
           if (next.outcome !== 'complete' || next.status !== 200 || next.body.toString() !== controlBody)
             mine.push(`${method}: the next request on that client connection got ${show(next)}`);
-          else if (doubt && next.reusedSocket)
+          else if (closeClientAfterDoubt && doubt && next.reusedSocket)
             mine.push(
               `${method}: the client's keep-alive connection was reused after a doubtful response (${doubt})`,
             );
