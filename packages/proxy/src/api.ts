@@ -3,17 +3,11 @@
 import * as crypto from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '@seahorse/runtime';
+import { RouteError, StoreUnavailableError } from './errors.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { removeDotSegments } from './paths.ts';
-import {
-  normalizePath,
-  parseTarget,
-  type RouteData,
-  RouteError,
-  type RouteTable,
-  type Target,
-} from './routes.ts';
-import { type RouteWriter, StoreUnavailableError } from './store.ts';
+import { normalizePath, parseTarget, type RouteData, type RouteTable, type Target } from './routes.ts';
+import type { RouteWriter } from './store.ts';
 
 export interface ApiOptions {
   /** CONFIGPROXY_AUTH_TOKEN; undefined leaves the API open, as CHP does (with a warning). */

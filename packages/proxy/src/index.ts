@@ -1,5 +1,6 @@
 // Programmatic use: start a proxy in-process (tests, embedding), or reuse its parts.
 export { type ApiOptions, RoutesApi } from './api.ts';
+export * from './errors.ts';
 export { Forwarder, type ForwardOptions } from './forward.ts';
 export { buildOptions, flagSpecs, type ProxyFlags, version } from './options.ts';
 export { legacyRoutesKey, RedisRouteStore, type RedisStoreOptions } from './redis-store.ts';
@@ -13,5 +14,4 @@ export {
   type RouteStore,
   type RouteWriter,
   type StoreOptions,
-  StoreUnavailableError,
 } from './store.ts';

@@ -231,6 +231,22 @@ export const flagSpecs = [
     help: 'Timeout (in millis) when proxy receives no response from target',
   },
   {
+    name: 'proxy-headers-timeout',
+    kind: 'integer',
+    arg: '<n>',
+    min: 0,
+    default: 0,
+    help: 'Timeout (in millis) for a target to send its response head, refreshed while the request uploads (0: none)',
+  },
+  {
+    name: 'proxy-body-timeout',
+    kind: 'integer',
+    arg: '<n>',
+    min: 0,
+    default: 0,
+    help: 'Timeout (in millis) between two pieces of a target response body (0: none)',
+  },
+  {
     name: 'storage-backend',
     kind: 'string',
     arg: '<storage-class>',
@@ -529,6 +545,8 @@ export function buildOptions(flags: ProxyFlags, env: NodeJS.ProcessEnv): ProxyOp
       customHeaders: parseCustomHeaders(flags.list('custom-header')),
       timeoutMs: flags.integer('timeout') ?? 0,
       proxyTimeoutMs: flags.integer('proxy-timeout') ?? 0,
+      proxyHeadersTimeoutMs: flags.integer('proxy-headers-timeout'),
+      proxyBodyTimeoutMs: flags.integer('proxy-body-timeout'),
       clientTls,
     },
   };

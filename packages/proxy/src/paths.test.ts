@@ -1,13 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  BadRequestPath,
-  countSegments,
-  joinTarget,
-  lookupPath,
-  removeDotSegments,
-  stripSegments,
-} from './paths.ts';
+import { BadRequestPath } from './errors.ts';
+import { countSegments, joinTarget, lookupPath, removeDotSegments, stripSegments } from './paths.ts';
 
 test('removeDotSegments resolves . and .. (also encoded) and leaves clean paths alone', () => {
   const clean = '/user/a/tree';

@@ -1,7 +1,6 @@
 // Path arithmetic for forwarding: what the router looks up and what the target receives.
 // Pure functions on strings; the fast path (no dots, no escapes) allocates nothing new.
-
-export class BadRequestPath extends Error {}
+import { BadRequestPath } from './errors.ts';
 
 /**
  * Resolves `.` and `..` segments (also percent-encoded ones) in a raw request path, as browsers

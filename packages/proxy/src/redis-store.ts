@@ -11,9 +11,10 @@
 
 import type { Logger } from '@seahorse/runtime';
 import { Redis, type RedisOptions } from 'ioredis';
+import { StoreUnavailableError } from './errors.ts';
 import { redact, redisOptions } from './redis-url.ts';
 import { parseTarget, type RouteData, type RouteTable } from './routes.ts';
-import { type RouteStore, StoreUnavailableError } from './store.ts';
+import type { RouteStore } from './store.ts';
 
 /** The hash configurable-http-proxy-redis-backend 0.1.x keeps routes in, read once to migrate. */
 export const legacyRoutesKey = 'configurable-proxy-redis-storage';

@@ -1,7 +1,7 @@
 // The Redis URL forms CHP's Redis backend accepts, apart from the store so options can check
 // a URL without loading the Redis client.
 import type { RedisOptions } from 'ioredis';
-import { StoreUnavailableError } from './store.ts';
+import { StoreUnavailableError } from './errors.ts';
 
 /** Turns the URL forms CHP's Redis backend accepts into ioredis options. */
 export function redisOptions(url: string): RedisOptions {

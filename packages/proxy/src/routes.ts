@@ -1,6 +1,6 @@
 // Routes as JupyterHub sees them (a path prefix, a target URL and whatever keys the writer
 // added) and the local routing table that every lookup reads.
-import { SeahorseError } from '@seahorse/runtime';
+import { RouteError } from './errors.ts';
 import { PrefixMap } from './prefix-map.ts';
 
 /** What a writer stores: `target` plus any extra keys, returned verbatim beside `last_activity`. */
@@ -67,8 +67,6 @@ export interface Route {
   /** Milliseconds since the epoch of the last traffic seen through this route. */
   lastActivity: number;
 }
-
-export class RouteError extends SeahorseError {}
 
 /** Parses and checks a target URL; throws RouteError with a message for the API client. */
 export function parseTarget(value: unknown): Target {

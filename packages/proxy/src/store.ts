@@ -8,9 +8,6 @@ import { type Logger, StartupError } from '@seahorse/runtime';
 import type { RedisStoreOptions } from './redis-store.ts';
 import type { RouteData, RouteTable, Target } from './routes.ts';
 
-/** Thrown by a store that cannot take writes right now (e.g. its Redis is unreachable). */
-export class StoreUnavailableError extends Error {}
-
 /** Where routes live (`--storage-backend` and its settings), as `ProxyOptions.store`. */
 export interface StoreOptions {
   backend:

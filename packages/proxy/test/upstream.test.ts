@@ -2,6 +2,7 @@
 // early, or wrongly: raw TCP servers on loopback write exactly the bytes under test.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { Agent, request } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { waitFor } from '@seahorse/runtime/testing';
@@ -24,6 +25,8 @@ async function rawTarget(answer: (socket: Socket, request: SeenRequest) => void)
     const connection = ++connections;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
+    // The proxy resets connections whose answers it refuses.
+    socket.on('error', () => {});
     let buffer = Buffer.alloc(0);
     socket.on('data', (data) => {
       buffer = Buffer.concat([buffer, data]);
@@ -72,6 +75,8 @@ async function rawTarget(answer: (socket: Socket, request: SeenRequest) => void)
     url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
     seen,
     connections: () => connections,
+    /** Connections still open on the target's side. */
+    open: () => sockets.size,
     close: async () => {
       for (const socket of sockets) socket.destroy();
       server.close();
@@ -259,7 +264,7 @@ describe('target responses', () => {
     assert.equal(upload.status, 503);
   });
 
-  test('malformed answers get 503 with the reason logged, and never poison the next request', async () => {
+  test('malformed answers get 502 with the reason logged, and never poison the next request', async () => {
     let answer = 0;
     await route('/bad', (socket) => {
       answer++;
@@ -270,13 +275,94 @@ describe('target responses', () => {
       else if (answer === 4) socket.end('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n');
       else socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
     });
-    for (let i = 0; i < 3; i++) assert.equal((await rawRequest(`${proxy.url}/bad`)).status, 503);
+    for (let i = 0; i < 3; i++) assert.equal((await rawRequest(`${proxy.url}/bad`)).status, 502);
     // A bad chunk size is found after the head went out: the client's response is cut short.
     await assert.rejects(rawRequest(`${proxy.url}/bad`));
     assert.equal((await rawRequest(`${proxy.url}/bad`)).body.toString(), 'ok');
-    assert.match(proxy.logs.text, /not an HTTP\/1\.x status line/);
-    assert.match(proxy.logs.text, /an invalid Content-Length/);
-    assert.match(proxy.logs.text, /a response head over 64 KiB/);
+    assert.match(proxy.logs.text, /not an HTTP\/1\.1 status line/);
+    assert.match(proxy.logs.text, /more than one Content-Length/);
+    assert.match(proxy.logs.text, /a response head over 16384 bytes/);
+  });
+
+  test('Content-Length together with chunked is refused with 502: nothing relayed, no second response smuggled', async () => {
+    const target = await route('/smuggle', (socket) => {
+      // Chunked framing would end after "0\r\n\r\n"; Content-Length: 0 claims an empty body, and
+      // a client reading by that length would take the chunk as the start of its next response.
+      socket.write(
+        'HTTP/1.1 200 OK\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n' +
+          '2d\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED\r\n0\r\n\r\n',
+      );
+    });
+    await route('/honest', (socket) => {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhonest');
+    });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const get = (path: string) =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const req = request(`${proxy.url}${path}`, { agent }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (chunk: Buffer) => chunks.push(chunk));
+            res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString() }));
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      const first = await get('/smuggle');
+      assert.equal(first.status, 502);
+      assert.doesNotMatch(first.body, /SMUGGLED/);
+      const second = await get('/honest');
+      assert.deepEqual(second, { status: 200, body: 'honest' });
+      await waitFor('the target connection to be destroyed', () => target.open() === 0, { timeoutMs: 5000 });
+      assert.match(proxy.logs.text, /both Transfer-Encoding and Content-Length/);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  for (const [name, head] of [
+    ['a header name with a space', 'HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 2\r\n\r\nok'],
+    ['a NUL in a header value', 'HTTP/1.1 200 OK\r\nX-Value: a\x00b\r\nContent-Length: 2\r\n\r\nok'],
+    ['a bare LF ending a header line', 'HTTP/1.1 200 OK\r\nX-Value: a\nContent-Length: 2\r\n\r\nok'],
+    ['a control character in the reason phrase', 'HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok'],
+    ['a status code below 100', 'HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok'],
+  ] as const) {
+    test(`${name}: the client gets an answer, both connections are freed, the proxy lives on`, async () => {
+      const path = `/hostile-${name.replace(/\W+/g, '-')}`;
+      const target = await route(path, (socket) => {
+        socket.write(head, 'latin1');
+      });
+      const res = await rawRequest(`${proxy.url}${path}`);
+      if (name.includes('reason phrase')) {
+        // llhttp accepts it; Node cannot write it: the standard reason goes out instead.
+        assert.equal(res.status, 200);
+        assert.equal(res.body.toString(), 'ok');
+      } else {
+        assert.equal(res.status, 502);
+        await waitFor('the target connection to close', () => target.open() === 0, { timeoutMs: 5000 });
+      }
+      await route(`${path}-alive`, (socket) => {
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nalive');
+      });
+      assert.equal((await rawRequest(`${proxy.url}${path}-alive`)).body.toString(), 'alive');
+    });
+  }
+
+  test('a bodiless POST is not sent twice when the reused connection closes under it', async () => {
+    let posts = 0;
+    const perConnection = new Map<number, number>();
+    await route('/kernel', (socket, request) => {
+      const count = (perConnection.get(request.connection) ?? 0) + 1;
+      perConnection.set(request.connection, count);
+      if (request.head.startsWith('POST')) posts++;
+      if (count === 2) socket.destroy();
+      else socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    });
+    assert.equal((await rawRequest(`${proxy.url}/kernel`)).status, 200);
+    // Jupyter's kernel restart: POST with no body. The target may have acted on it: never replayed.
+    const restart = await rawRequest(`${proxy.url}/kernel/restart`, { method: 'POST' });
+    assert.equal(restart.status, 503);
+    assert.equal(posts, 1);
   });
 
   test('a target that dies mid-body cuts the client response instead of completing it', async () => {
@@ -294,8 +380,10 @@ test('connections a burst opened are closed once idle past their time, even if n
   });
   const client = new UpstreamClient({
     tls: { rejectUnauthorized: true },
+    idleTimeoutMs: 0,
     headersTimeoutMs: 0,
-    idleTimeoutMs: 200,
+    bodyTimeoutMs: 0,
+    keepAliveMs: 200,
   });
   try {
     const get = () =>
