@@ -77,10 +77,13 @@ test('HEAD, 204 and 304 have no body; interim 1xx answers are skipped', () => {
   assert.deepEqual(interim.head?.rawHeaders, ['Content-Length', '1']);
 });
 
-test('bytes after a complete response make the connection unusable', () => {
+test('bytes after a complete response make the connection unusable and the response doubtful', () => {
   const { complete, parser } = parse('HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naEXTRA');
   assert.ok(complete);
   assert.equal(parser.reusable, false);
+  assert.equal(parser.doubtful, true);
+  assert.equal(parse('HTTP/1.1 204 No Content\r\nContent-Length: 2\r\n\r\nhi').parser.doubtful, true);
+  assert.equal(parse('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi').parser.doubtful, false);
 });
 
 test('Connection: close, HTTP/1.0 without keep-alive and Keep-Alive timeouts are honoured', () => {
@@ -136,13 +139,9 @@ test('bad chunk sizes, extensions and missing CRLFs after data are refused', () 
 });
 
 test('bad status lines, header names, values, bare LF and obs-fold are refused', () => {
-  for (const line of [
-    'HTTP/1.1  200 OK',
-    'http/1.1 200 OK',
-    'HTTP/1.1 2000 OK',
-    'HTTP/1.1 2x0 OK',
-    'HTTP/1.1 099 Low',
-  ]) {
+  refused('http/1.1 200 OK\r\n\r\n', 'HPE_INVALID_CONSTANT');
+  refused('\x16\x03\x01', 'HPE_INVALID_CONSTANT');
+  for (const line of ['HTTP/1.1  200 OK', 'HTTP/1.1 2000 OK', 'HTTP/1.1 2x0 OK', 'HTTP/1.1 099 Low']) {
     refused(`${line}\r\nContent-Length: 0\r\n\r\n`, 'HPE_INVALID_STATUS');
   }
   refused('HTTP/1.2 200 OK\r\n\r\n', 'HPE_INVALID_VERSION');

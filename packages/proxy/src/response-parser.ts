@@ -15,6 +15,11 @@ export interface ResponseHead {
   rawHeaders: string[];
   /** Milliseconds from `Keep-Alive: timeout=N`, 0 when not announced. */
   keepAliveMs: number;
+  /**
+   * The bytes that came with the head already showed the target framing its answer wrongly
+   * (see `ResponseParser.doubtful`): the client connection should close after this response.
+   */
+  doubtful: boolean;
 }
 
 export interface ResponseEvents {
@@ -89,10 +94,20 @@ export class ResponseParser {
   #keepAliveMs = 0;
   #remaining = 0;
   #stopped = false;
+  /** The head, body and end of the packet being parsed, held back until its last byte (see #flush). */
+  #pendingHead: ResponseHead | undefined;
+  #pendingBody: Buffer[] = [];
+  #pendingComplete = false;
   /** Whether the connection can carry another exchange once this response completed. */
   #reusable = true;
   /** Whether any byte arrived. */
   started = false;
+  /**
+   * Bytes came after the response ended (a body on a 204, more than Content-Length said): a
+   * target that frames its answers wrongly. The response is relayed as framed; neither its
+   * connection nor the client's carries another exchange.
+   */
+  doubtful = false;
 
   constructor(events: ResponseEvents, headRequest: boolean) {
     this.#events = events;
@@ -141,12 +156,12 @@ export class ResponseParser {
           const chunk = take === data.length ? data : data.subarray(at, at + take);
           at += take;
           if (this.#remaining === 0) this.#state = State.Done;
-          this.#events.onBody(chunk);
+          this.#deliver(chunk);
           if (this.#state === State.Done) this.#finished(data, at);
           break;
         }
         case State.BodyUntilClose:
-          this.#events.onBody(at === 0 ? data : data.subarray(at));
+          this.#deliver(at === 0 ? data : data.subarray(at));
           at = data.length;
           break;
         case State.ChunkData: {
@@ -155,7 +170,7 @@ export class ResponseParser {
           const chunk = data.subarray(at, at + take);
           at += take;
           if (this.#remaining === 0) this.#state = State.ChunkDataCr;
-          this.#events.onBody(chunk);
+          this.#deliver(chunk);
           break;
         }
         case State.ChunkDataCr:
@@ -175,9 +190,39 @@ export class ResponseParser {
         case State.Done:
           // Bytes after a complete response: nobody asked for them.
           this.#reusable = false;
-          return;
+          this.doubtful = true;
+          at = data.length;
+          break;
       }
     }
+    if (this.#pendingHead) this.#flush();
+  }
+
+  /**
+   * Hands on the head held back while the rest of its packet was parsed, then that packet's
+   * body. Holding it costs no time (same tick) and buys two things: a framing error in the same
+   * packet refuses the response before anything of it went out, and doubtful bytes are known
+   * while the head can still say `Connection: close`.
+   */
+  #flush(): void {
+    const head = this.#pendingHead!;
+    const body = this.#pendingBody;
+    const complete = this.#pendingComplete;
+    this.#pendingHead = undefined;
+    this.#pendingBody = [];
+    this.#pendingComplete = false;
+    head.doubtful = this.doubtful;
+    this.#events.onHead(head);
+    for (const chunk of body) {
+      if (this.#stopped) return;
+      this.#events.onBody(chunk);
+    }
+    if (complete && !this.#stopped) this.#events.onComplete();
+  }
+
+  #deliver(chunk: Buffer): void {
+    if (this.#pendingHead) this.#pendingBody.push(chunk);
+    else this.#events.onBody(chunk);
   }
 
   /** The target closed the connection: the end of a body read until close, else an error. */
@@ -195,6 +240,7 @@ export class ResponseParser {
     const lf = data.indexOf(10, at);
     const end = lf === -1 ? data.length : lf;
     this.#line += data.toString('latin1', at, end);
+    if (this.#state === State.StatusLine) this.#checkVersionPrefix();
     if (lf === -1) {
       const limit = this.#state === State.ChunkSize ? maxChunkExtensionBytes + 32 : maxHeaderBytes + 32;
       if (this.#line.length > limit) this.#overflow();
@@ -225,6 +271,18 @@ export class ResponseParser {
         break;
     }
     return lf + 1;
+  }
+
+  /** Anything but `HTTP/` at the start is refused at once, as llhttp does, not when a line ends. */
+  #checkVersionPrefix(): void {
+    const line = this.#line;
+    const length = Math.min(line.length, 5);
+    if (line.slice(0, length) !== 'HTTP/'.slice(0, length)) {
+      throw new TargetResponseError(
+        'HPE_INVALID_CONSTANT',
+        `not an HTTP/1.1 status line: ${JSON.stringify(line.slice(0, 80))}`,
+      );
+    }
   }
 
   #overflow(): never {
@@ -306,7 +364,7 @@ export class ResponseParser {
         if (name.toLowerCase() === 'content-length') this.#contentLengthHeader(value, trailer);
         break;
       case 17:
-        if (name.toLowerCase() === 'transfer-encoding') this.#transferEncodingHeader(value, trailer);
+        if (!trailer && name.toLowerCase() === 'transfer-encoding') this.#transferEncodingHeader(value);
         break;
     }
     if (!trailer) this.#rawHeaders.push(name, value);
@@ -335,8 +393,8 @@ export class ResponseParser {
     this.#contentLength = Number(digits);
   }
 
-  #transferEncodingHeader(value: string, trailer: boolean): void {
-    if (trailer || this.#contentLength !== -1) {
+  #transferEncodingHeader(value: string): void {
+    if (this.#contentLength !== -1) {
       throw new TargetResponseError(
         'HPE_INVALID_TRANSFER_ENCODING',
         'both Transfer-Encoding and Content-Length',
@@ -378,13 +436,14 @@ export class ResponseParser {
       this.#remaining = this.#contentLength;
     }
     this.#headerBytes = 0;
-    this.#events.onHead({
+    this.#pendingHead = {
       status,
       reason: this.#reason,
       rawHeaders: this.#rawHeaders,
       keepAliveMs: this.#keepAliveMs,
-    });
-    if (this.#state === State.Done && !this.#stopped) this.#finished(data, at);
+      doubtful: false,
+    };
+    if (this.#state === State.Done) this.#finished(data, at);
   }
 
   #keepAlive(): boolean {
@@ -473,8 +532,12 @@ export class ResponseParser {
   }
 
   #finished(data: Buffer, at: number): void {
-    if (at < data.length) this.#reusable = false;
-    if (!this.#stopped) this.#events.onComplete();
+    if (at < data.length) {
+      this.#reusable = false;
+      this.doubtful = true;
+    }
+    if (this.#pendingHead) this.#pendingComplete = true;
+    else if (!this.#stopped) this.#events.onComplete();
   }
 
   #reset(): void {

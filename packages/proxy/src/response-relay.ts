@@ -54,6 +54,9 @@ export class ResponseRelay implements UpstreamHandler {
       this.#route.target,
       this.#context.policy,
     );
+    // A target that framed its answer wrongly may have meant the extra bytes for the next
+    // response: this client connection carries nothing after it.
+    if (head.doubtful) this.#res.shouldKeepAlive = false;
     // No reason phrase, or one Node would refuse to write: the standard one, as Node's own.
     const reason = head.reason === '' || invalidReason.test(head.reason) ? undefined : head.reason;
     this.#res.writeHead(head.status, reason, headers);
@@ -75,8 +78,10 @@ export class ResponseRelay implements UpstreamHandler {
     return false;
   }
 
-  onComplete(): void {
+  onComplete(doubtful: boolean): void {
     this.#res.end();
+    // Doubtful bytes that came after the head went out: close the client connection anyway.
+    if (doubtful && this.#res.shouldKeepAlive) this.#req.socket.end();
     // As CHP: only successful responses count as a user's activity.
     if (this.#status < 300) this.#route.lastActivity = Date.now();
     const started = this.#started;

@@ -30,7 +30,8 @@ import type { Target } from './routes.ts';
 export interface UpstreamHandler {
   onHeaders(head: ResponseHead): void;
   onData(chunk: Buffer): boolean;
-  onComplete(): void;
+  /** `doubtful`: the target sent bytes past the response's end; the client connection should close. */
+  onComplete(doubtful: boolean): void;
   onError(error: TargetError): void;
 }
 
@@ -223,7 +224,7 @@ export class Exchange implements ResponseEvents {
     // A target that answered before the whole request body arrived cannot take the next request.
     if (this.#parser.reusable && this.#bodySent) this.#client.release(connection, this.#parser.keepAliveMs);
     else connection.destroy();
-    this.#handler.onComplete();
+    this.#handler.onComplete(this.#parser.doubtful);
   }
 
   #end(): void {

@@ -275,9 +275,8 @@ describe('target responses', () => {
       else if (answer === 4) socket.end('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n');
       else socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
     });
-    for (let i = 0; i < 3; i++) assert.equal((await rawRequest(`${proxy.url}/bad`)).status, 502);
-    // A bad chunk size is found after the head went out: the client's response is cut short.
-    await assert.rejects(rawRequest(`${proxy.url}/bad`));
+    // The bad chunk size came in the head's packet: refused before anything went out.
+    for (let i = 0; i < 4; i++) assert.equal((await rawRequest(`${proxy.url}/bad`)).status, 502);
     assert.equal((await rawRequest(`${proxy.url}/bad`)).body.toString(), 'ok');
     assert.match(proxy.logs.text, /not an HTTP\/1\.1 status line/);
     assert.match(proxy.logs.text, /more than one Content-Length/);
@@ -363,6 +362,25 @@ describe('target responses', () => {
     const restart = await rawRequest(`${proxy.url}/kernel/restart`, { method: 'POST' });
     assert.equal(restart.status, 503);
     assert.equal(posts, 1);
+  });
+
+  test('a framing error after the head went out cuts the client response short', async () => {
+    await route('/late-error', (socket) => {
+      socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n');
+      setTimeout(() => socket.write('zz\r\n'), 30);
+    });
+    await assert.rejects(rawRequest(`${proxy.url}/late-error`));
+    assert.match(proxy.logs.text, /a bad chunk size/);
+  });
+
+  test('a response followed by bytes nobody asked for is relayed with Connection: close', async () => {
+    const target = await route('/doubtful', (socket) => {
+      socket.write('HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\nsurprise!');
+    });
+    const res = await rawRequest(`${proxy.url}/doubtful`);
+    assert.equal(res.status, 204);
+    assert.equal(res.headers.connection, 'close');
+    await waitFor('the target connection to close', () => target.open() === 0, { timeoutMs: 5000 });
   });
 
   test('a target that dies mid-body cuts the client response instead of completing it', async () => {
