@@ -179,3 +179,23 @@ test('a head of 16 KiB or more is refused at once, without waiting for its end',
   );
   assert.doesNotThrow(() => parse(`HTTP/1.1 200 OK\r\nX: ${'a'.repeat(16000)}\r\nContent-Length: 0\r\n\r\n`));
 });
+
+test('a wrong byte is refused when it arrives, before its line ends', () => {
+  for (const [partial, reason] of [
+    ['HTTX', 'HPE_INVALID_CONSTANT'],
+    ['HTTP/1.2', 'HPE_INVALID_VERSION'],
+    ['HTTP/1.1 2x', 'HPE_INVALID_STATUS'],
+    ['HTTP/1.1 200 OK\r\nBad Na', 'HPE_INVALID_HEADER_TOKEN'],
+    ['HTTP/1.1 200 OK\r\nX: a\x01', 'HPE_INVALID_HEADER_TOKEN'],
+    ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3 ', 'HPE_INVALID_CHUNK_SIZE'],
+  ] as const) {
+    assert.throws(
+      () => parse(partial),
+      (error) => error instanceof TargetResponseError && error.reason === reason,
+      partial,
+    );
+  }
+  // A valid beginning waits for more.
+  assert.doesNotThrow(() => parse('HTTP/1.1 200 O'));
+  assert.doesNotThrow(() => parse('HTTP/1.1 200 OK\r\nX-Fine: va'));
+});

@@ -61,6 +61,9 @@ for (let c = 0x20; c <= 0x7e; c++) valueChar[c] = 1;
 for (let c = 0x80; c <= 0xff; c++) valueChar[c] = 1;
 
 const statusLine = /^HTTP\/(\d)\.(\d) (\d{3})(?: ([^\r\n]*))?$/;
+// What a status line cut short may look like and still become a valid one.
+const statusLinePrefix =
+  /^(?:H(?:T(?:T(?:P(?:\/(?:\d(?:\.(?:\d(?: (?:\d(?:\d(?:\d(?: [^\r\n]*)?)?)?)?)?)?)?)?)?)?)?)?)?$/;
 // HTTP versions llhttp accepts in a status line.
 const knownVersions = new Set(['0.9', '1.0', '1.1', '2.0']);
 const maxLength = 2n ** 64n - 1n;
@@ -240,10 +243,10 @@ export class ResponseParser {
     const lf = data.indexOf(10, at);
     const end = lf === -1 ? data.length : lf;
     this.#line += data.toString('latin1', at, end);
-    if (this.#state === State.StatusLine) this.#checkVersionPrefix();
     if (lf === -1) {
       const limit = this.#state === State.ChunkSize ? maxChunkExtensionBytes + 32 : maxHeaderBytes + 32;
       if (this.#line.length > limit) this.#overflow();
+      this.#checkPartialLine();
       return data.length;
     }
     let line = this.#line;
@@ -273,15 +276,36 @@ export class ResponseParser {
     return lf + 1;
   }
 
-  /** Anything but `HTTP/` at the start is refused at once, as llhttp does, not when a line ends. */
-  #checkVersionPrefix(): void {
-    const line = this.#line;
-    const length = Math.min(line.length, 5);
-    if (line.slice(0, length) !== 'HTTP/'.slice(0, length)) {
-      throw new TargetResponseError(
-        'HPE_INVALID_CONSTANT',
-        `not an HTTP/1.1 status line: ${JSON.stringify(line.slice(0, 80))}`,
-      );
+  /**
+   * A line cut by a packet boundary is checked as far as it goes: llhttp refuses a wrong byte
+   * when it arrives, so a target that sends one and then closes is refused (502), not taken for
+   * one that closed early (503).
+   */
+  #checkPartialLine(): void {
+    const line = this.#line.charCodeAt(this.#line.length - 1) === 13 ? this.#line.slice(0, -1) : this.#line;
+    switch (this.#state) {
+      case State.StatusLine:
+        if (!statusLinePrefix.test(line)) this.#statusLine(line);
+        else if (line.length >= 8 && !knownVersions.has(line.slice(5, 8))) this.#statusLine(line);
+        break;
+      case State.HeaderLine:
+      case State.TrailerLine: {
+        if (line === '') break;
+        if (isWhitespace(line.charCodeAt(0))) this.#headerLine(line, true);
+        const colon = line.indexOf(':');
+        const nameEnd = colon === -1 ? line.length : colon;
+        if (nameEnd > 0 && !isToken(line, 0, nameEnd)) this.#headerLine(line, true);
+        for (let i = colon + 1; colon !== -1 && i < line.length; i++) {
+          if (valueChar[line.charCodeAt(i)] !== 1) this.#headerLine(line, true);
+        }
+        break;
+      }
+      case State.ChunkSize: {
+        let end = 0;
+        while (end < line.length && isHex(line.charCodeAt(end))) end++;
+        if (end < line.length && (end === 0 || line.charCodeAt(end) !== 59)) this.#chunkSize(line);
+        break;
+      }
     }
   }
 
@@ -295,17 +319,21 @@ export class ResponseParser {
   }
 
   #statusLine(line: string): void {
+    const length = Math.min(line.length, 5);
+    if (line.slice(0, length) !== 'HTTP/'.slice(0, length) || line.length < 5) {
+      throw new TargetResponseError(
+        'HPE_INVALID_CONSTANT',
+        `not an HTTP/1.1 status line: ${JSON.stringify(line.slice(0, 80))}`,
+      );
+    }
+    if (line.length >= 8 && /^\d\.\d$/.test(line.slice(5, 8)) && !knownVersions.has(line.slice(5, 8))) {
+      throw new TargetResponseError('HPE_INVALID_VERSION', `an unknown HTTP version: ${line.slice(0, 8)}`);
+    }
     const match = statusLine.exec(line);
     if (!match) {
       throw new TargetResponseError(
         'HPE_INVALID_STATUS',
         `not an HTTP/1.1 status line: ${JSON.stringify(line.slice(0, 80))}`,
-      );
-    }
-    if (!knownVersions.has(`${match[1]}.${match[2]}`)) {
-      throw new TargetResponseError(
-        'HPE_INVALID_VERSION',
-        `an unknown HTTP version: HTTP/${match[1]}.${match[2]}`,
       );
     }
     const status = Number(match[3]);
