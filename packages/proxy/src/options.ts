@@ -236,7 +236,7 @@ export const flagSpecs = [
     arg: '<n>',
     min: 0,
     default: 0,
-    help: 'Timeout (in millis) for a target to send its response head, refreshed while the request uploads (0: none)',
+    help: 'Timeout (in millis) for a target to send its response head, refreshed while uploading; 0 for none',
   },
   {
     name: 'proxy-body-timeout',
@@ -244,7 +244,7 @@ export const flagSpecs = [
     arg: '<n>',
     min: 0,
     default: 0,
-    help: 'Timeout (in millis) between two pieces of a target response body (0: none)',
+    help: 'Timeout (in millis) between two pieces of a target response body; 0 for none',
   },
   {
     name: 'storage-backend',
