@@ -885,6 +885,32 @@ add(
   },
 );
 
+// ---------------------------------------------------------------------------------------------
+// Cut just after the first wrong byte, then closed: llhttp refuses at that byte, so the proxy
+// must answer 502 (a refusal), not 503 (a target that closed early).
+const cuts: Array<[string, string]> = [
+  ['cut/garbage-first-byte', 'Q'],
+  ['cut/status-letter', 'HTTP/1.1 2x'],
+  ['cut/version', 'HTTP/1.2'],
+  ['cut/header-name-space', 'HTTP/1.1 200 OK\r\nX A'],
+  ['cut/header-value-nul', 'HTTP/1.1 200 OK\r\nX-A: a\x00'],
+  ['cut/header-value-bare-lf', 'HTTP/1.1 200 OK\r\nX-A: a\nb'],
+  ['cut/content-length-letter', 'HTTP/1.1 200 OK\r\nContent-Length: x'],
+  ['cut/content-length-plus', 'HTTP/1.1 200 OK\r\nContent-Length: +'],
+  ['cut/content-length-duplicate', 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6'],
+  ['cut/content-length-after-te', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5'],
+  ['cut/te-after-content-length', 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked'],
+  ['cut/content-length-overflow', `HTTP/1.1 200 OK\r\nContent-Length: ${'9'.repeat(30)}`],
+];
+for (const [name, text] of cuts) add(name, text);
+add('cut/chunk-size-letter', chunked('g'));
+add('cut/chunk-extension-double-semicolon', chunked('5;;'));
+add('cut/chunk-size-overflow', chunked('f'.repeat(20)));
+add(
+  'interim/103-then-empty-line-then-200',
+  `HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\r\n${http(ok, ['Content-Length: 2'], 'ok')}`,
+);
+
 /** The corpus, in a fixed order. */
 export const corpus: readonly CorpusEntry[] = entries;
 
@@ -1234,15 +1260,15 @@ function targetHeaderNames(raw: Buffer): string[] {
 /**
  * Why the RFCs let the proxy refuse a response whose status lines llhttp accepts, or undefined:
  * llhttp takes any HTTP/, RTSP/ or ICE/ version it knows, any three digits, CTLs in the reason and
- * empty lines before the status line; RFC 9112 §4 and RFC 9110 §15 do not, and node:http could not
+ * empty lines before a status line; RFC 9112 §4 and RFC 9110 §15 do not, and node:http could not
  * send a status under 100 or a CTL in a reason on. A 101 to a request without Upgrade (RFC 9110
  * §15.2.2) cannot be relayed either. Interim (1xx) heads are looked through to the final one.
  */
 export function leeway(raw: Buffer): string | undefined {
   let text = raw.toString('latin1');
-  if (/^[\r\n]/.test(text))
-    return 'empty lines before the status line (RFC 9112 §2.2 allows them before requests)';
   for (;;) {
+    if (/^[\r\n]/.test(text))
+      return 'empty lines before a status line (RFC 9112 §2.2 allows them before requests)';
     const eol = text.indexOf('\r\n');
     const line = eol === -1 ? text : text.slice(0, eol);
     const match = /^([A-Z]+\/\d\.\d) (\d{3})(?: (.*))?$/s.exec(line);
