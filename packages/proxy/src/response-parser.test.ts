@@ -199,3 +199,21 @@ test('a wrong byte is refused when it arrives, before its line ends', () => {
   assert.doesNotThrow(() => parse('HTTP/1.1 200 O'));
   assert.doesNotThrow(() => parse('HTTP/1.1 200 OK\r\nX-Fine: va'));
 });
+
+test('framing headers cut short are refused as soon as they cannot become valid', () => {
+  for (const [partial, reason] of [
+    ['HTTP/1.1 200 OK\r\nContent-Length: x', 'HPE_INVALID_CONTENT_LENGTH'],
+    ['HTTP/1.1 200 OK\r\nContent-Length: 1 2', 'HPE_INVALID_CONTENT_LENGTH'],
+    [`HTTP/1.1 200 OK\r\nContent-Length: ${'9'.repeat(21)}`, 'HPE_INVALID_CONTENT_LENGTH'],
+    ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5', 'HPE_UNEXPECTED_CONTENT_LENGTH'],
+    ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length:', 'HPE_INVALID_CONTENT_LENGTH'],
+    ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: ch', 'HPE_INVALID_TRANSFER_ENCODING'],
+  ] as const) {
+    assert.throws(
+      () => parse(partial),
+      (error) => error instanceof TargetResponseError && error.reason === reason,
+      partial,
+    );
+  }
+  assert.doesNotThrow(() => parse('HTTP/1.1 200 OK\r\nContent-Length: 12 '));
+});

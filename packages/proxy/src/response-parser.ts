@@ -298,6 +298,7 @@ export class ResponseParser {
         for (let i = colon + 1; colon !== -1 && i < line.length; i++) {
           if (valueChar[line.charCodeAt(i)] !== 1) this.#headerLine(line, true);
         }
+        if (colon !== -1) this.#checkPartialFraming(line, colon);
         break;
       }
       case State.ChunkSize: {
@@ -306,6 +307,24 @@ export class ResponseParser {
         if (end < line.length && (end === 0 || line.charCodeAt(end) !== 59)) this.#chunkSize(line);
         break;
       }
+    }
+  }
+
+  /** The framing headers of a line cut short, checked as far as they go (llhttp does). */
+  #checkPartialFraming(line: string, colon: number): void {
+    const name = line.slice(0, colon).toLowerCase();
+    const trailer = this.#state === State.TrailerLine;
+    if (name === 'transfer-encoding') {
+      if (!trailer && this.#contentLength !== -1) this.#transferEncodingHeader('chunked');
+    } else if (name === 'content-length') {
+      if (trailer || this.#transferEncoding !== undefined || this.#contentLength !== -1) {
+        this.#contentLengthHeader('0', trailer);
+      }
+      const value = line.slice(colon + 1).replace(/^[ \t]+/, '');
+      const digits = /^\d*/.exec(value)![0];
+      // Digits, then only whitespace: anything else can never become a valid length.
+      if (!/^[ \t]*$/.test(value.slice(digits.length))) parseContentLength(value);
+      if (digits.length > 0) parseContentLength(digits);
     }
   }
 
@@ -408,17 +427,7 @@ export class ResponseParser {
     if (this.#contentLength !== -1) {
       throw new TargetResponseError('HPE_UNEXPECTED_CONTENT_LENGTH', 'more than one Content-Length');
     }
-    if (value === '' || !/^\d+$/.test(value)) {
-      throw new TargetResponseError(
-        'HPE_INVALID_CONTENT_LENGTH',
-        `an invalid Content-Length: ${JSON.stringify(value.slice(0, 40))}`,
-      );
-    }
-    const digits = value.replace(/^0+(?=\d)/, '');
-    if (digits.length > 20 || BigInt(digits) > maxLength) {
-      throw new TargetResponseError('HPE_INVALID_CONTENT_LENGTH', 'a Content-Length over 2^64 - 1');
-    }
-    this.#contentLength = Number(digits);
+    this.#contentLength = parseContentLength(value);
   }
 
   #transferEncodingHeader(value: string): void {
@@ -577,6 +586,21 @@ export class ResponseParser {
     this.#connection = undefined;
     this.#keepAliveMs = 0;
   }
+}
+
+/** A Content-Length value: digits only, at most 2^64 - 1 (llhttp's limit). */
+function parseContentLength(value: string): number {
+  if (value === '' || !/^\d+$/.test(value)) {
+    throw new TargetResponseError(
+      'HPE_INVALID_CONTENT_LENGTH',
+      `an invalid Content-Length: ${JSON.stringify(value.slice(0, 40))}`,
+    );
+  }
+  const digits = value.replace(/^0+(?=\d)/, '');
+  if (digits.length > 20 || BigInt(digits) > maxLength) {
+    throw new TargetResponseError('HPE_INVALID_CONTENT_LENGTH', 'a Content-Length over 2^64 - 1');
+  }
+  return Number(digits);
 }
 
 function isHex(code: number): boolean {
