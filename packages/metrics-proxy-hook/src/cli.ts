@@ -10,6 +10,7 @@ import {
   runMain,
   UsageError,
 } from '@seahorse/runtime';
+import { normalizeArgv, sidecarCommandLine, webhookCommandLine } from './command-line.ts';
 import {
   buildSidecarOptions,
   buildWebhookOptions,
@@ -26,6 +27,7 @@ import { startWebhook } from './webhook.ts';
 const program = 'seahorse-metrics-proxy-hook';
 
 const usage = `Usage: ${program} <command> [options]
+       ${program} sidecar TARGET_URL [options]   (the original's form)
 
 Commands:
   webhook   the mutating admission webhook that injects the metrics proxy into annotated pods
@@ -39,9 +41,15 @@ function logger(flags: ParsedFlags, name: string): Logger {
 }
 
 async function webhook(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
-  const flags = parseFlags(webhookFlagSpecs, argv, env);
+  const flags = parseFlags(webhookFlagSpecs, normalizeArgv(webhookFlagSpecs, webhookCommandLine, argv), env);
   if (flags.boolean('help')) {
-    process.stdout.write(formatHelp(`${program} webhook [options]`, webhookFlagSpecs));
+    process.stdout.write(
+      `${formatHelp(`${program} webhook [options]`, webhookFlagSpecs)}\nAlso accepted, the original's names: ${Object.entries(
+        webhookCommandLine.aliases,
+      )
+        .map(([original, preferred]) => `--${original} (= --${preferred})`)
+        .join(', ')}\n`,
+    );
     return;
   }
   if (flags.boolean('version')) {
@@ -56,9 +64,9 @@ async function webhook(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
 }
 
 async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
-  const flags = parseFlags(sidecarFlagSpecs, argv, env);
+  const flags = parseFlags(sidecarFlagSpecs, normalizeArgv(sidecarFlagSpecs, sidecarCommandLine, argv), env);
   if (flags.boolean('help')) {
-    process.stdout.write(formatHelp(`${program} sidecar [options]`, sidecarFlagSpecs));
+    process.stdout.write(formatHelp(`${program} sidecar [TARGET_URL] [options]`, sidecarFlagSpecs));
     return;
   }
   const options = buildSidecarOptions(flags);
@@ -76,10 +84,16 @@ async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   // Handlers go in before the listener announces itself: a SIGTERM that arrives in between
   // would otherwise kill the process without the final scrape.
   const started = proxy.start();
-  let signals = 0;
+  let first: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
-    // The kubelet signals once; a second signal (a person at a terminal) means now.
-    if (++signals > 1) process.exit(1);
+    // The kubelet signals again when a deletion is re-issued with a shorter grace period; the
+    // final scrape is already under way and bounded, so later signals change nothing (as in
+    // the original). SIGKILL at the grace period's end remains the hard stop.
+    if (first !== undefined) {
+      log.info({ signal, first }, 'signal ignored: already terminating');
+      return;
+    }
+    first = signal;
     started
       .then(() => proxy.terminate(signal))
       .then(

@@ -186,7 +186,7 @@ test('bad annotation values are denied with what to write instead', async () => 
     [{ 'prometheus.io/port': 'http-metrics' }, /must be a port number from 1 to 65535, got "http-metrics"/],
     [{ 'prometheus.io/port': '70000' }, /must be a port number/],
     [{ 'prometheus.io/port': '65532' }, /the metrics proxy's own port/],
-    [{ 'prometheus.io/path': 'metrics' }, /must be a URL path starting with \//],
+    [{ 'prometheus.io/path': '/has space' }, /must be a URL path such as \/metrics, got "\/has space"/],
     [{ 'prometheus.io/scheme': 'https' }, /plain http only/],
     [{ 'prometheus-metrics-proxy-hook/max-concurrent': '0' }, /1 or more, got "0"/],
     [{ 'prometheus-metrics-proxy-hook/max-concurrent': 'two' }, /whole number of pods/],
@@ -199,6 +199,50 @@ test('bad annotation values are denied with what to write instead', async () => 
     assert.equal(response.allowed, false, JSON.stringify(changes));
     assert.match(response.status!.message, message);
   }
+});
+
+test('a path without its leading slash is accepted as Prometheus accepts it, and normalised for the sidecar', async () => {
+  const review = fixture('review-deployment-pod.json');
+  (review.request.object as Pod).metadata!.annotations!['prometheus.io/path'] = 'custom/metrics';
+  const response = await admit(review);
+  assert.equal(response.allowed, true, response.status?.message);
+  const target = sidecarOf(patched(review, response)).args!.find((arg) => arg.startsWith('--target='));
+  assert.match(target!, /^--target=http:\/\/127\.0\.0\.1:\d+\/custom\/metrics$/);
+});
+
+test('non-string annotation values are denied with a message naming the annotation, never thrown', async () => {
+  const base = fixture('review-deployment-pod.json');
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [
+      { 'prometheus.io/port': 8080 },
+      /annotation prometheus\.io\/port must be a string .*got a number \(8080\)/,
+    ],
+    [{ 'prometheus.io/path': ['/metrics'] }, /annotation prometheus\.io\/path must be a string .*got a list/],
+    [
+      { 'prometheus.io/wait': true },
+      /annotation prometheus\.io\/wait must be a string .*got a boolean \(true\)/,
+    ],
+    [{ 'prometheus-metrics-proxy-hook/max-concurrent': 2 }, /max-concurrent must be a string/],
+    [
+      { 'traffic.sidecar.istio.io/excludeInboundPorts': { a: 1 } },
+      /excludeInboundPorts must be a string .*got an object/,
+    ],
+    [{ 'prometheus.io/scheme': null }, /scheme must be a string .*got null/],
+  ];
+  for (const [changes, message] of cases) {
+    const review = structuredClone(base);
+    Object.assign((review.request.object as Pod).metadata!.annotations!, changes);
+    const response = await admit(review);
+    assert.equal(response.allowed, false, JSON.stringify(changes));
+    assert.equal(response.status!.code, 400);
+    assert.match(response.status!.message, message);
+  }
+  const review = structuredClone(base);
+  (review.request.object as { metadata: { annotations: unknown } }).metadata.annotations =
+    'prometheus.io/wait';
+  const response = await admit(review);
+  assert.equal(response.allowed, false);
+  assert.match(response.status!.message, /metadata\.annotations must be a map of strings/);
 });
 
 test('pods without the annotation, non-Pod kinds and updates are allowed without a patch', async () => {

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { type FlagSpec, type ListenAddress, type ParsedFlags, UsageError } from '@seahorse/runtime';
 import { sidecarPort } from './annotations.ts';
+import { parseByteSize } from './metrics-cache.ts';
 import type { RedisAddress } from './redis-nodes.ts';
 import type { RedlockOptions } from './redlock.ts';
 
@@ -137,6 +138,11 @@ export const webhookFlagSpecs: FlagSpec[] = withEnv([
     default: '30s',
     help: 'Annotated pods get at least this terminationGracePeriodSeconds (whole seconds, rounded up)',
   },
+  {
+    name: 'metrics-secure',
+    kind: 'boolean',
+    help: "Serve /metrics over HTTPS with the webhook's certificate (the original's flag)",
+  },
   { name: 'enable-http2', kind: 'boolean', help: 'Serve HTTP/2 as well as HTTP/1.1 (off: HTTP/1.1 only)' },
   {
     name: 'lameduck',
@@ -180,7 +186,14 @@ export const sidecarFlagSpecs: FlagSpec[] = withEnv([
     name: 'target',
     kind: 'string',
     arg: '<url>',
-    help: "The application's metrics URL, e.g. http://127.0.0.1:8080/metrics (required)",
+    help: "The application's metrics URL, e.g. http://127.0.0.1:8080/metrics (required; the original's positional TARGET_URL works too)",
+  },
+  {
+    name: 'max-cached-body',
+    kind: 'string',
+    arg: '<size>',
+    default: '32Mi',
+    help: 'Keep the last metrics body for after the application exits when it is at most this big (e.g. 8Mi); larger bodies are streamed but not kept',
   },
   {
     name: 'termination-grace-period',
@@ -326,6 +339,8 @@ export interface WebhookOptions {
   certPollIntervalMs: number;
   metricsListen: ListenAddress | undefined;
   probeListen: ListenAddress | undefined;
+  /** Serve /metrics over HTTPS with the webhook's certificate. */
+  metricsSecure: boolean;
   enableHttp2: boolean;
   lameduckMs: number;
   /** Larger AdmissionReview bodies are refused with 413. */
@@ -357,6 +372,7 @@ export function buildWebhookOptions(flags: ParsedFlags): WebhookOptions {
     certPollIntervalMs: positive(flags, 'cert-poll-interval'),
     metricsListen: parseListenAddress(flags.string('metrics-address')!, '--metrics-address', true),
     probeListen: parseListenAddress(flags.string('probe-address')!, '--probe-address', true),
+    metricsSecure: flags.boolean('metrics-secure'),
     enableHttp2: flags.boolean('enable-http2'),
     lameduckMs: flags.duration('lameduck')!,
     maxBodyBytes: 3 * 1024 * 1024,
@@ -385,6 +401,8 @@ export interface SidecarOptions {
   lameduckMs: number;
   scrapeWaitThresholdMs: number;
   targetTimeoutMs: number;
+  /** Larger bodies are streamed through but not kept for after the application exits. */
+  maxCachedBytes: number;
   semaphore:
     | (SemaphoreConnection & { workload: string; slot: string; limit: number; leaseMs: number })
     | undefined;
@@ -395,7 +413,9 @@ const semaphoreSidecarFlags = ['semaphore-redis', 'semaphore-key', 'semaphore-sl
 export function buildSidecarOptions(flags: ParsedFlags): SidecarOptions {
   const rawTarget = flags.string('target');
   if (rawTarget === undefined) {
-    throw new UsageError(`--target is required (or ${envName('target')}): the application's metrics URL`);
+    throw new UsageError(
+      `the application's metrics URL is required: 'sidecar http://127.0.0.1:8080/metrics', --target or ${envName('target')}`,
+    );
   }
   const target = URL.canParse(rawTarget) ? new URL(rawTarget) : undefined;
   if (target?.protocol !== 'http:') {
@@ -411,8 +431,15 @@ export function buildSidecarOptions(flags: ParsedFlags): SidecarOptions {
     );
   }
   const leaseMs = positive(flags, 'semaphore-lease-ttl');
+  const maxCachedBytes = parseByteSize(flags.string('max-cached-body')!);
+  if (maxCachedBytes === undefined) {
+    throw new UsageError(
+      `--max-cached-body expects a size such as 32Mi, 512Ki or 1000000, got '${flags.string('max-cached-body')}'`,
+    );
+  }
   return {
     listen: parseListenAddress(flags.string('address')!, '--address'),
+    maxCachedBytes,
     target,
     terminationGracePeriodMs: positive(flags, 'termination-grace-period'),
     lameduckMs: flags.duration('lameduck')!,

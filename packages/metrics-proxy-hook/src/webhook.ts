@@ -7,7 +7,7 @@ import {
   type OutgoingHttpHeaders,
 } from 'node:http';
 import { createSecureServer as createHttp2SecureServer } from 'node:http2';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Server as NetServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
@@ -239,7 +239,11 @@ export async function startWebhook(
       addresses.probe = await listen(probeServer, options.probeListen, '--probe-address');
     }
     if (options.metricsListen) {
-      const metricsServer = createHttpServer(metricsListener(registry));
+      // --metrics-secure (the original's flag): HTTPS with the webhook's own certificate.
+      const metricsServer = options.metricsSecure
+        ? createHttpsServer(tlsOptions, metricsListener(registry))
+        : createHttpServer(metricsListener(registry));
+      if (options.metricsSecure) certificates.watch(metricsServer as HttpsServer);
       servers.push(metricsServer);
       lifecycle.track(metricsServer);
       addresses.metrics = await listen(metricsServer, options.metricsListen, '--metrics-address');
@@ -257,7 +261,9 @@ export async function startWebhook(
       webhook: `https://${formatAddress(addresses.webhook)}/mutate`,
       http2: options.enableHttp2,
       probes: addresses.probe ? `http://${formatAddress(addresses.probe)}` : null,
-      metrics: addresses.metrics ? `http://${formatAddress(addresses.metrics)}/metrics` : null,
+      metrics: addresses.metrics
+        ? `${options.metricsSecure ? 'https' : 'http'}://${formatAddress(addresses.metrics)}/metrics`
+        : null,
       semaphore: semaphore !== undefined,
     },
     'webhook serving',
