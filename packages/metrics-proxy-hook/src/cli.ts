@@ -18,11 +18,7 @@ import {
   version,
   webhookFlagSpecs,
 } from './options.ts';
-import { RedisNodes } from './redis-nodes.ts';
-import { RedisSemaphore } from './semaphore.ts';
 import { MetricsSidecar } from './sidecar.ts';
-import { SlotLease } from './slot-lease.ts';
-import { startWebhook } from './webhook.ts';
 
 const program = 'seahorse-metrics-proxy-hook';
 
@@ -57,6 +53,7 @@ async function webhook(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
     return;
   }
   const options = buildWebhookOptions(flags);
+  const { startWebhook } = await import('./webhook.ts');
   // Signal handlers go in before anything listens (see the sidecar below).
   await startWebhook(options, logger(flags, 'metrics-proxy-hook'), (lifecycle) =>
     lifecycle.installSignalHandlers(),
@@ -71,9 +68,15 @@ async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   }
   const options = buildSidecarOptions(flags);
   const log = logger(flags, 'metrics-proxy');
-  let lease: SlotLease | undefined;
-  let nodes: RedisNodes | undefined;
+  let lease: import('./slot-lease.ts').SlotLease | undefined;
+  let nodes: import('./redis-nodes.ts').RedisNodes | undefined;
   if (options.semaphore) {
+    // Loaded only for a pod with a slot: the Redis client is a third of an idle sidecar's memory.
+    const [{ RedisNodes }, { RedisSemaphore }, { SlotLease }] = await Promise.all([
+      import('./redis-nodes.ts'),
+      import('./semaphore.ts'),
+      import('./slot-lease.ts'),
+    ]);
     const { semaphore } = options;
     nodes = new RedisNodes(semaphore.redis, { commandTimeoutMs: semaphore.commandTimeoutMs, log });
     lease = new SlotLease(new RedisSemaphore(nodes, { lock: semaphore.lock }), semaphore, log);

@@ -62,8 +62,8 @@ function assertRestrictedSidecar(sidecar: Container): void {
     seccompProfile: { type: 'RuntimeDefault' },
   });
   assert.deepEqual(sidecar.resources, {
-    requests: { cpu: '10m', memory: '48Mi' },
-    limits: { memory: '128Mi' },
+    requests: { cpu: '10m', memory: '80Mi' },
+    limits: { memory: '192Mi' },
   });
 }
 
@@ -113,7 +113,11 @@ test("a Deployment's annotated pod gets the sidecar, port 65532, the Istio exclu
     '--target=http://127.0.0.1:8080/stats/prometheus',
     '--termination-grace-period=30s',
   ]);
-  assert.equal(sidecar.env, undefined, 'no semaphore, no semaphore environment');
+  assert.deepEqual(
+    sidecar.env,
+    [{ name: 'NODE_OPTIONS', value: '--max-semi-space-size=1 --max-old-space-size=32' }],
+    'no semaphore, no semaphore environment; only the measured heap settings',
+  );
   // Everything the patch does not mean to change is as the API server sent it.
   const { metadata: _m1, spec: spec1, ...rest1 } = pod;
   const { metadata: _m2, spec: spec2, ...rest2 } = before;
@@ -350,6 +354,7 @@ test('a granted slot reaches the sidecar as environment variables and the pod as
     `shop/Deployment/checkout#${request.slot}`,
   );
   assert.deepEqual(sidecarOf(pod).env, [
+    { name: 'NODE_OPTIONS', value: '--max-semi-space-size=1 --max-old-space-size=32' },
     {
       name: 'METRICS_PROXY_HOOK_SEMAPHORE_REDIS',
       value: 'redis-0.redis:6379,redis-1.redis:6379,redis-2.redis:6379',

@@ -8,7 +8,9 @@ import { performance } from 'node:perf_hooks';
 import { test } from 'node:test';
 import { parseFlags } from '@seahorse/runtime';
 import { freePort, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
+import { measureSidecarRss } from '../bench/rss.ts';
 import { buildSidecarOptions, MetricsSidecar, sidecarFlagSpecs } from '../src/index.ts';
+import { sidecarNodeOptions, sidecarResources } from '../src/pod-patch.ts';
 import { packageRoot, startCli, testLogger } from './helpers.ts';
 
 async function startApp(): Promise<{ process: ManagedProcess; port: number; work(): Promise<void> }> {
@@ -377,4 +379,19 @@ test('an application slower than --target-timeout gets a 502 that says "timed ou
     upstream.closeAllConnections();
     await sidecar.terminate('test');
   }
+});
+
+test('with a 20 MB body and two concurrent scrapes the sidecar stays well inside its memory limit', async () => {
+  // The injected container's settings (pod-patch.ts); the built bin, as the image runs it.
+  const result = await measureSidecarRss({
+    bodyBytes: 20_000_000,
+    concurrency: 2,
+    rounds: 3,
+    nodeOptions: sidecarNodeOptions,
+    maxCachedBody: '32Mi',
+  });
+  const limitMiB = Number.parseInt(sidecarResources.limits.memory, 10);
+  const requestMiB = Number.parseInt(sidecarResources.requests.memory, 10);
+  assert.ok(result.idleMiB < requestMiB, `idle ${result.idleMiB} MiB within the ${requestMiB}Mi request`);
+  assert.ok(result.peakMiB < limitMiB * 0.85, `peak ${result.peakMiB} MiB, limit ${limitMiB}Mi`);
 });
