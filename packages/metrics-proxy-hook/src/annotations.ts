@@ -17,6 +17,12 @@ export const annotations = {
   slot: 'prometheus-metrics-proxy-hook/slot',
 } as const;
 
+/**
+ * Label the webhook puts on a pod holding a semaphore slot, so a NetworkPolicy can let exactly
+ * those pods (their sidecars) reach Redis.
+ */
+export const semaphoreLabel = 'prometheus-metrics-proxy-hook/semaphore';
+
 /** The port the sidecar serves on; Prometheus is pointed here. */
 export const sidecarPort = 65532;
 export const sidecarContainerName = 'prometheus-metrics-proxy';

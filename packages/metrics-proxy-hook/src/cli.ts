@@ -52,7 +52,7 @@ async function webhook(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
     process.stdout.write(`${version()}\n`);
     return;
   }
-  const options = buildWebhookOptions(flags);
+  const options = buildWebhookOptions(flags, env);
   const { startWebhook } = await import('./webhook.ts');
   // Signal handlers go in before anything listens (see the sidecar below).
   await startWebhook(options, logger(flags, 'metrics-proxy-hook'), (lifecycle) =>
@@ -66,7 +66,7 @@ async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
     process.stdout.write(formatHelp(`${program} sidecar [TARGET_URL] [options]`, sidecarFlagSpecs));
     return;
   }
-  const options = buildSidecarOptions(flags);
+  const options = buildSidecarOptions(flags, env);
   const log = logger(flags, 'metrics-proxy');
   let lease: import('./slot-lease.ts').SlotLease | undefined;
   let nodes: import('./redis-nodes.ts').RedisNodes | undefined;
@@ -78,7 +78,11 @@ async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
       import('./slot-lease.ts'),
     ]);
     const { semaphore } = options;
-    nodes = new RedisNodes(semaphore.redis, { commandTimeoutMs: semaphore.commandTimeoutMs, log });
+    nodes = new RedisNodes(semaphore.redis, {
+      commandTimeoutMs: semaphore.commandTimeoutMs,
+      password: semaphore.password,
+      log,
+    });
     lease = new SlotLease(new RedisSemaphore(nodes, { lock: semaphore.lock }), semaphore, log);
   }
   const proxy = new MetricsSidecar(options, log, lease);

@@ -6,7 +6,13 @@ export {
   BadAdmissionRequest,
   parseAdmissionReview,
 } from './admission.ts';
-export { annotations, readInjectionRequest, sidecarContainerName, sidecarPort } from './annotations.ts';
+export {
+  annotations,
+  readInjectionRequest,
+  semaphoreLabel,
+  sidecarContainerName,
+  sidecarPort,
+} from './annotations.ts';
 export { CertificateReloader } from './certificate.ts';
 export {
   applyPatch,

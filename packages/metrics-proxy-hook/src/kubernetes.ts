@@ -22,6 +22,7 @@ export interface ObjectMeta {
 export interface EnvVar {
   name: string;
   value?: string;
+  valueFrom?: { secretKeyRef: { name: string; key: string } };
 }
 
 export interface Container {

@@ -366,6 +366,46 @@ test('a granted slot reaches the sidecar as environment variables and the pod as
   ]);
 });
 
+test('with Redis behind a password the sidecar reads it from the named Secret; the pod spec never holds it', async () => {
+  const review = limited('2');
+  const mutator = new PodMutator(
+    {
+      injection: { ...injection, sidecarRedisSecret: 'metrics-proxy-redis' },
+      semaphore: { ...fakeSemaphore(async () => ({ granted: true, held: 1 }))!, password: 'secret-value' },
+    },
+    quiet,
+  );
+  const { response } = await mutator.review(review);
+  const env = sidecarOf(patched(review, response)).env!;
+  assert.deepEqual(
+    env.find((variable) => variable.name === 'METRICS_PROXY_HOOK_REDIS_PASSWORD'),
+    {
+      name: 'METRICS_PROXY_HOOK_REDIS_PASSWORD',
+      valueFrom: { secretKeyRef: { name: 'metrics-proxy-redis', key: 'password' } },
+    },
+  );
+  assert.ok(!JSON.stringify(operations(response)).includes('secret-value'));
+});
+
+test('a pod holding a slot is labelled so the Redis NetworkPolicy admits its sidecar; others are not', async () => {
+  const mutator = new PodMutator(
+    { injection, semaphore: fakeSemaphore(async () => ({ granted: true, held: 1 })) },
+    quiet,
+  );
+  const review = limited('2');
+  const { response } = await mutator.review(review);
+  assert.equal(
+    patched(review, response).metadata!.labels!['prometheus-metrics-proxy-hook/semaphore'],
+    'true',
+  );
+  const free = fixture('review-deployment-pod.json');
+  const unlimited = await mutator.review(free);
+  assert.equal(
+    patched(free, unlimited.response).metadata!.labels?.['prometheus-metrics-proxy-hook/semaphore'],
+    undefined,
+  );
+});
+
 test('a full workload is denied with its limit and how many pods hold slots', async () => {
   const semaphore = fakeSemaphore(async () => ({ granted: false, held: 2, limit: 2 }));
   const response = await admit(limited('2'), { semaphore });

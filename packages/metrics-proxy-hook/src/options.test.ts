@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseFlags, UsageError } from '@seahorse/runtime';
 import {
@@ -18,9 +21,9 @@ import {
 } from './options.ts';
 
 const webhook = (argv: string[], env: NodeJS.ProcessEnv = {}) =>
-  buildWebhookOptions(parseFlags(webhookFlagSpecs, argv, env));
+  buildWebhookOptions(parseFlags(webhookFlagSpecs, argv, env), env);
 const sidecar = (argv: string[], env: NodeJS.ProcessEnv = {}) =>
-  buildSidecarOptions(parseFlags(sidecarFlagSpecs, argv, env));
+  buildSidecarOptions(parseFlags(sidecarFlagSpecs, argv, env), env);
 
 test("the webhook's defaults are the seed deployment's", () => {
   const options = webhook([]);
@@ -205,4 +208,43 @@ test("the original sidecar's positional TARGET_URL is --target; given both ways 
     () => original(webhookFlagSpecs, webhookCommandLine, ['stray']),
     /unexpected argument 'stray'/,
   );
+});
+
+test('the Redis password comes from METRICS_PROXY_HOOK_REDIS_PASSWORD or a file, and the sidecars need a Secret to read it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-hook-password-'));
+  try {
+    writeFileSync(join(dir, 'password'), 'from-the-file\n');
+    const fromFile = webhook([
+      '--redis=a:1',
+      '--redis=b:2',
+      '--redis=c:3',
+      `--redis-password-file=${join(dir, 'password')}`,
+      '--sidecar-redis-secret=metrics-proxy-redis',
+    ]);
+    assert.equal(fromFile.semaphore?.password, 'from-the-file');
+    assert.equal(fromFile.injection.sidecarRedisSecret, 'metrics-proxy-redis');
+    const fromEnv = webhook(['--redis=a:1', '--sidecar-redis-secret=s'], {
+      METRICS_PROXY_HOOK_REDIS_PASSWORD: 'from-env',
+    });
+    assert.equal(fromEnv.semaphore?.password, 'from-env');
+    assert.throws(
+      () => webhook(['--redis=a:1'], { METRICS_PROXY_HOOK_REDIS_PASSWORD: 'x' }),
+      /--sidecar-redis-secret is not set: sidecars could not renew their slots/,
+    );
+    assert.throws(
+      () =>
+        webhook(['--redis=a:1', `--redis-password-file=${join(dir, 'missing')}`, '--sidecar-redis-secret=s']),
+      /cannot read .*missing \(ENOENT\)/,
+    );
+    const side = sidecar(['--target=http://a/'], {
+      METRICS_PROXY_HOOK_SEMAPHORE_REDIS: 'a:1',
+      METRICS_PROXY_HOOK_SEMAPHORE_KEY: 'k',
+      METRICS_PROXY_HOOK_SEMAPHORE_SLOT: 's',
+      METRICS_PROXY_HOOK_SEMAPHORE_LIMIT: '1',
+      METRICS_PROXY_HOOK_REDIS_PASSWORD: 'from-the-secret',
+    });
+    assert.equal(side.semaphore?.password, 'from-the-secret');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

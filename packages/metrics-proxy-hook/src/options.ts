@@ -68,6 +68,12 @@ const common = {
     default: '100ms',
     help: 'Pause between lock attempts, plus up to as much again of random jitter',
   },
+  redisPasswordFile: {
+    name: 'redis-password-file',
+    kind: 'string',
+    arg: '<path>',
+    help: 'File holding the Redis password (a mounted Secret); METRICS_PROXY_HOOK_REDIS_PASSWORD works too',
+  },
   leaseTtl: {
     name: 'semaphore-lease-ttl',
     kind: 'duration',
@@ -158,6 +164,13 @@ export const webhookFlagSpecs: FlagSpec[] = withEnv([
     help: 'Independent Redis node for the max-concurrent semaphore; repeat (3 recommended) or comma-separate in the env. Without it the semaphore is off',
   },
   common.redisTimeout,
+  common.redisPasswordFile,
+  {
+    name: 'sidecar-redis-secret',
+    kind: 'string',
+    arg: '<name>',
+    help: "Secret (key 'password') in each limited pod's namespace that gives its sidecar the Redis password; needed when Redis has one",
+  },
   common.lockTtl,
   common.lockRetries,
   common.lockRetryDelay,
@@ -245,6 +258,7 @@ export const sidecarFlagSpecs: FlagSpec[] = withEnv([
   },
   common.leaseTtl,
   common.redisTimeout,
+  common.redisPasswordFile,
   common.lockTtl,
   common.lockRetries,
   common.lockRetryDelay,
@@ -320,8 +334,32 @@ function positive(flags: ParsedFlags, name: string): number {
   return value;
 }
 
+/** The Redis password: METRICS_PROXY_HOOK_REDIS_PASSWORD, or the file --redis-password-file names. */
+function redisPassword(flags: ParsedFlags, env: NodeJS.ProcessEnv): string | undefined {
+  const direct = env[passwordEnv];
+  if (direct) return direct;
+  const file = flags.string('redis-password-file');
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(
+      `--redis-password-file: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}); mount the Redis password Secret there`,
+    );
+  }
+  const password = text.replace(/\r?\n$/, '');
+  if (password === '') throw new UsageError(`--redis-password-file: ${file} is empty`);
+  return password;
+}
+
+/** The environment variable holding the Redis password (a Secret's key, never a flag). */
+export const passwordEnv = 'METRICS_PROXY_HOOK_REDIS_PASSWORD';
+
 export interface SemaphoreConnection {
   redis: RedisAddress[];
+  /** Redis's requirepass; never logged. */
+  password?: string | undefined;
   commandTimeoutMs: number;
   lock: RedlockOptions;
 }
@@ -331,6 +369,8 @@ export interface InjectionSettings {
   imagePullPolicy: string;
   /** The floor for annotated pods' terminationGracePeriodSeconds. */
   terminationGracePeriodSeconds: number;
+  /** Secret in the pod's namespace whose `password` key the sidecar reads for Redis. */
+  sidecarRedisSecret?: string | undefined;
 }
 
 export interface WebhookOptions {
@@ -356,7 +396,7 @@ export interface WebhookOptions {
     | undefined;
 }
 
-export function buildWebhookOptions(flags: ParsedFlags): WebhookOptions {
+export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv = {}): WebhookOptions {
   const host = flags.string('host')!;
   const redis = redisAddresses(flags, 'redis');
   const image = flags.string('sidecar-image')!.trim();
@@ -366,6 +406,13 @@ export function buildWebhookOptions(flags: ParsedFlags): WebhookOptions {
   const leaseMs = positive(flags, 'semaphore-lease-ttl');
   if (leaseMs < 1000)
     throw new UsageError('--semaphore-lease-ttl must be at least 1s (it is renewed every third)');
+  const password = redis.length > 0 ? redisPassword(flags, env) : undefined;
+  const sidecarRedisSecret = flags.string('sidecar-redis-secret');
+  if (password !== undefined && sidecarRedisSecret === undefined) {
+    throw new UsageError(
+      "Redis has a password but --sidecar-redis-secret is not set: sidecars could not renew their slots; name the Secret (key 'password') they read it from",
+    );
+  }
   return {
     listen: { host: host === '*' ? '' : host, port: flags.integer('port')! },
     certDir: flags.string('cert-dir')!,
@@ -380,12 +427,14 @@ export function buildWebhookOptions(flags: ParsedFlags): WebhookOptions {
       sidecarImage: image,
       imagePullPolicy: flags.string('sidecar-image-pull-policy')!,
       terminationGracePeriodSeconds: Math.ceil(graceMs / 1000),
+      sidecarRedisSecret: redis.length > 0 ? sidecarRedisSecret : undefined,
     },
     semaphore:
       redis.length === 0
         ? undefined
         : {
             redis,
+            password,
             commandTimeoutMs: positive(flags, 'redis-timeout'),
             lock: lockOptions(flags),
             admissionLeaseMs: positive(flags, 'semaphore-admission-ttl'),
@@ -410,7 +459,7 @@ export interface SidecarOptions {
 
 const semaphoreSidecarFlags = ['semaphore-redis', 'semaphore-key', 'semaphore-slot', 'semaphore-limit'];
 
-export function buildSidecarOptions(flags: ParsedFlags): SidecarOptions {
+export function buildSidecarOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv = {}): SidecarOptions {
   const rawTarget = flags.string('target');
   if (rawTarget === undefined) {
     throw new UsageError(
@@ -450,6 +499,7 @@ export function buildSidecarOptions(flags: ParsedFlags): SidecarOptions {
         ? undefined
         : {
             redis: redisAddresses(flags, 'semaphore-redis'),
+            password: redisPassword(flags, env),
             commandTimeoutMs: positive(flags, 'redis-timeout'),
             lock: lockOptions(flags),
             workload: flags.string('semaphore-key')!,

@@ -1,10 +1,10 @@
 // The JSONPatch that gives an annotated pod its metrics proxy: Prometheus pointed at the
 // sidecar, Istio told to leave the sidecar's port alone, a grace period long enough for one
 // last scrape, and the sidecar container itself.
-import { annotations, sidecarContainerName, sidecarPort } from './annotations.ts';
+import { annotations, semaphoreLabel, sidecarContainerName, sidecarPort } from './annotations.ts';
 import { type JsonValue, type PatchOperation, pointer } from './json-patch.ts';
 import { type Container, defaultTerminationGracePeriodSeconds, type EnvVar, type Pod } from './kubernetes.ts';
-import { envName, type InjectionSettings } from './options.ts';
+import { envName, type InjectionSettings, passwordEnv } from './options.ts';
 import { formatRedisAddress, type RedisAddress } from './redis-nodes.ts';
 
 /** A semaphore slot granted at admission; its identity reaches the sidecar through env. */
@@ -64,6 +64,13 @@ export function sidecarContainer(
   const env: EnvVar[] = [{ name: 'NODE_OPTIONS', value: sidecarNodeOptions }];
   if (plan.slot) {
     const { slot } = plan;
+    // The password stays in a Secret of the pod's namespace; the pod spec only names it.
+    if (settings.sidecarRedisSecret) {
+      env.push({
+        name: passwordEnv,
+        valueFrom: { secretKeyRef: { name: settings.sidecarRedisSecret, key: 'password' } },
+      });
+    }
     env.push(
       { name: envName('semaphore-redis'), value: slot.redis.map(formatRedisAddress).join(',') },
       { name: envName('semaphore-key'), value: slot.workload },
@@ -130,6 +137,22 @@ export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: Injection
   if (plan.slot) changes[annotations.slot] = `${plan.slot.workload}#${plan.slot.slot}`;
   if (!pod.metadata) operations.push({ op: 'add', path: pointer('metadata'), value: {} });
   operations.push(...annotationOperations(pod, changes));
+  if (plan.slot) {
+    const labels = pod.metadata?.labels;
+    if (!labels) {
+      operations.push({
+        op: 'add',
+        path: pointer('metadata', 'labels'),
+        value: { [semaphoreLabel]: 'true' },
+      });
+    } else if (labels[semaphoreLabel] !== 'true') {
+      operations.push({
+        op: Object.hasOwn(labels, semaphoreLabel) ? 'replace' : 'add',
+        path: pointer('metadata', 'labels', semaphoreLabel),
+        value: 'true',
+      });
+    }
+  }
 
   const podGrace = pod.spec?.terminationGracePeriodSeconds;
   const graceSeconds = Math.max(

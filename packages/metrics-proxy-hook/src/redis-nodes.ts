@@ -15,6 +15,8 @@ export interface RedisNodesOptions {
   /** Per-command deadline: a node that takes longer counts as not answering. */
   commandTimeoutMs: number;
   log: Logger;
+  /** Redis's requirepass (from a Secret); never logged. */
+  password?: string | undefined;
 }
 
 export function formatRedisAddress(address: RedisAddress): string {
@@ -31,6 +33,7 @@ export class RedisNodes {
         host: address.host,
         port: address.port,
         commandTimeout: options.commandTimeoutMs,
+        ...(options.password ? { password: options.password } : {}),
         connectTimeout: Math.max(1000, options.commandTimeoutMs * 4),
         // Fail fast while disconnected: a quorum is decided now, not after a reconnect.
         enableOfflineQueue: false,

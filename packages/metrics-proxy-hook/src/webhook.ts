@@ -117,6 +117,7 @@ export async function startWebhook(
   if (options.semaphore) {
     const nodes = new RedisNodes(options.semaphore.redis, {
       commandTimeoutMs: options.semaphore.commandTimeoutMs,
+      password: options.semaphore.password,
       log,
     });
     lifecycle.onClose(() => nodes.close());

@@ -395,3 +395,38 @@ describe('two webhook processes admitting one workload at once', () => {
     }
   });
 });
+
+test('nodes that require a password grant with it and refuse without it (the semaphore then fails closed)', async () => {
+  const password = 'a-long-random-password-from-a-secret';
+  const servers = await startTrio();
+  // Set after start: the test helper's readiness PING does not authenticate.
+  for (const server of servers)
+    assert.equal(await server.command('CONFIG', 'SET', 'requirepass', password), 'OK');
+  const { log, logs } = testLogger();
+  const withPassword = new RedisNodes(servers, { commandTimeoutMs: 250, log, password });
+  const without = new RedisNodes(servers, { commandTimeoutMs: 250, log });
+  try {
+    assert.equal(await withPassword.waitConnected(5000), 3);
+    const granted = await new RedisSemaphore(withPassword, { lock }).acquire({
+      workload: 'shop/Deployment/auth',
+      slot: 'a',
+      limit: 1,
+      leaseMs: 60_000,
+    });
+    assert.equal(granted.granted, true);
+    await assert.rejects(
+      new RedisSemaphore(without, { lock: { ...lock, retryCount: 0 } }).acquire({
+        workload: 'shop/Deployment/auth',
+        slot: 'b',
+        limit: 5,
+        leaseMs: 60_000,
+      }),
+      SemaphoreUnavailableError,
+    );
+    assert.ok(!logs.text.includes(password), 'the password is never logged');
+  } finally {
+    withPassword.close();
+    without.close();
+    await stopAll(servers);
+  }
+});
