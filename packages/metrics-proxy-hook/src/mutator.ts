@@ -1,6 +1,5 @@
 // Decides each AdmissionReview: which pods get the sidecar, which are denied and why, and (with
 // the semaphore on) whether the pod's workload has room for one more.
-import { randomUUID } from 'node:crypto';
 import type { Logger } from '@seahorse/runtime';
 import {
   type AdmissionResponse,
@@ -77,7 +76,9 @@ export class PodMutator {
     } else if (ask.maxConcurrent !== undefined && semaphore) {
       const workload = workloadKey(pod, namespace);
       const limit = ask.maxConcurrent;
-      const slotId = randomUUID();
+      // The request's uid, which the API server keeps when it retries the same admission: a
+      // retry finds its own slot and is granted again instead of taking a second one.
+      const slotId = uid;
       let result: Awaited<ReturnType<RedisSemaphore['acquire']>>;
       try {
         result = await semaphore.client.acquire({

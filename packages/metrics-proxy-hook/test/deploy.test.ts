@@ -79,14 +79,39 @@ test('base: two webhook replicas with cert-manager TLS, a PDB, and a webhook con
     webhook,
     /cert-manager\.io\/inject-ca-from: prometheus-metrics-proxy-hook\/prometheus-metrics-proxy-hook\n/,
   );
-  assert.match(
-    webhook,
-    /service:\n\s+name: prometheus-metrics-proxy-hook\n\s+namespace: prometheus-metrics-proxy-hook\n\s+path: \/mutate\n\s+port: 443/,
+  // Two entries: limited pods fail closed, the rest fail open; one expression is the other's negation.
+  const entries = webhook.split(/^- admissionReviewVersions:/m).slice(1);
+  assert.equal(entries.length, 2, webhook);
+  const flat = (text: string) => text.replace(/\s+/g, ' ').replaceAll("''", "'");
+  const limited = entries.find((entry) =>
+    /name: limited\.prometheus-metrics-proxy-hook\.kaidotio\.github\.io/.test(entry),
   );
-  assert.match(webhook, /admissionReviewVersions:\n\s+- v1\n/);
-  assert.match(webhook, /sideEffects: NoneOnDryRun/);
-  assert.match(webhook, /operations:\n\s+- CREATE\n\s+resources:\n\s+- pods/);
-  assert.match(webhook, /- prometheus-metrics-proxy-hook\n/, 'the webhook never blocks its own namespace');
+  const others = entries.find((entry) =>
+    /name: prometheus-metrics-proxy-hook\.kaidotio\.github\.io/.test(entry),
+  );
+  assert.ok(limited && others, webhook);
+  assert.match(limited, /failurePolicy: Fail/);
+  assert.match(others, /failurePolicy: Ignore/);
+  const condition =
+    "has(object.metadata.annotations) && 'prometheus-metrics-proxy-hook/max-concurrent' in object.metadata.annotations";
+  assert.equal(annotations.maxConcurrent, 'prometheus-metrics-proxy-hook/max-concurrent');
+  assert.ok(flat(limited).includes(`expression: ${condition}`), flat(limited));
+  assert.ok(
+    flat(others).includes(
+      "expression: '!has(object.metadata.annotations) || !('prometheus-metrics-proxy-hook/max-concurrent' in object.metadata.annotations)'",
+    ),
+    flat(others),
+  );
+  for (const entry of entries) {
+    assert.match(
+      entry,
+      /service:\n\s+name: prometheus-metrics-proxy-hook\n\s+namespace: prometheus-metrics-proxy-hook\n\s+path: \/mutate\n\s+port: 443/,
+    );
+    assert.match(entry, /^\s+- v1\n/);
+    assert.match(entry, /sideEffects: NoneOnDryRun/);
+    assert.match(entry, /operations:\n\s+- CREATE\n\s+resources:\n\s+- pods/);
+    assert.match(entry, /- prometheus-metrics-proxy-hook\n/, 'the webhook never blocks its own namespace');
+  }
   const policy = find(documents, 'NetworkPolicy', 'prometheus-metrics-proxy-hook');
   assert.match(policy, /app\.kubernetes\.io\/component: webhook/);
   assert.match(policy, /- port: webhook\n\s+- port: metrics\n\s+- port: probes\n/);

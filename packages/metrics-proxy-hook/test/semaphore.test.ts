@@ -430,3 +430,49 @@ test('nodes that require a password grant with it and refuse without it (the sem
     await stopAll(servers);
   }
 });
+
+test('the same AdmissionReview answered three times (API server retries) takes one slot: allowed each time', async () => {
+  const servers = await startTrio();
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-semaphore-'));
+  makeCertificateAuthority(dir);
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  const webhook = await startTestWebhook(
+    join(dir, 'certs'),
+    servers.map((server) => `--redis=${server.host}:${server.port}`),
+  );
+  const ca = readFileSync(join(dir, 'ca.crt'));
+  const workload = 'shop/Deployment/checkout';
+  const review = fixture('review-deployment-pod.json');
+  (review.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] = '1';
+  try {
+    const slots: string[] = [];
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const answer = JSON.parse((await postReview(webhook.url, ca, review)).body).response;
+      assert.equal(answer.allowed, true, `attempt ${attempt + 1}: ${answer.status?.message}`);
+      const pod = applyPatch(
+        structuredClone(review.request.object as Pod),
+        JSON.parse(Buffer.from(answer.patch, 'base64').toString()),
+      );
+      slots.push(pod.metadata!.annotations!['prometheus-metrics-proxy-hook/slot']!);
+    }
+    assert.deepEqual(
+      slots,
+      Array(3).fill(`${workload}#${review.request.uid}`),
+      'the slot id is the request uid',
+    );
+    for (const server of servers) {
+      assert.deepEqual(await members(server, `seahorse:metrics-proxy-hook:slots:${workload}`), [
+        review.request.uid,
+      ]);
+    }
+    const other = structuredClone(review);
+    other.request.uid = '11111111-2222-4333-8444-555555555555';
+    const denied = JSON.parse((await postReview(webhook.url, ca, other)).body).response;
+    assert.equal(denied.allowed, false);
+    assert.equal(denied.status.code, 403);
+  } finally {
+    await webhook.close();
+    await stopAll(servers);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
