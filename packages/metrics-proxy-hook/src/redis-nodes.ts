@@ -25,8 +25,11 @@ export function formatRedisAddress(address: RedisAddress): string {
 
 export class RedisNodes {
   readonly #nodes: Array<{ name: string; client: Redis }>;
+  /** Per-command deadline; a write must fit in what is left of a lock's validity. */
+  readonly commandTimeoutMs: number;
 
   constructor(addresses: readonly RedisAddress[], options: RedisNodesOptions) {
+    this.commandTimeoutMs = options.commandTimeoutMs;
     this.#nodes = addresses.map((address) => {
       const name = formatRedisAddress(address);
       const client = new Redis({

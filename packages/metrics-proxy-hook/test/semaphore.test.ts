@@ -476,3 +476,67 @@ test('the same AdmissionReview answered three times (API server retries) takes o
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('fencing: a writer paused past its lock after the check cannot add a slot once another writer took the lock', async () => {
+  const servers = await startTrio();
+  const { log } = testLogger();
+  const workload = 'shop/Deployment/fenced';
+  const lockTtl = { ...lock, ttlMs: 600, retryCount: 200, retryDelayMs: 20, retryJitterMs: 10 };
+  let bGranted: (() => void) | undefined;
+  const bHasGranted = new Promise<void>((resolve) => {
+    bGranted = resolve;
+  });
+  const nodesA = new RedisNodes(servers, { commandTimeoutMs: 250, log });
+  const nodesB = new RedisNodes(servers, { commandTimeoutMs: 250, log });
+  // Replica A passes the validity check, then freezes until replica B has taken the expired
+  // lock and granted the last slot (a 3.2 s GC pause in the issue's reproduction).
+  const a = new RedisSemaphore(nodesA, { lock: lockTtl, beforeWrite: () => bHasGranted });
+  const b = new RedisSemaphore(nodesB, { lock: lockTtl });
+  try {
+    assert.equal(await nodesA.waitConnected(5000), 3);
+    assert.equal(await nodesB.waitConnected(5000), 3);
+    const first = a.acquire({ workload, slot: 'a', limit: 1, leaseMs: 60_000 });
+    const second = b.acquire({ workload, slot: 'b', limit: 1, leaseMs: 60_000 });
+    assert.deepEqual(await second, { granted: true, held: 1 });
+    bGranted!();
+    await assert.rejects(first, (error: Error) => {
+      assert.ok(error instanceof SemaphoreUnavailableError);
+      assert.match(
+        error.message,
+        /was lost before the slot was written \(3 of 3 Redis nodes refused the stale lock token\)/,
+      );
+      return true;
+    });
+    for (const server of servers) {
+      assert.deepEqual(await members(server, `seahorse:metrics-proxy-hook:slots:${workload}`), ['b']);
+    }
+  } finally {
+    nodesA.close();
+    nodesB.close();
+    await stopAll(servers);
+  }
+});
+
+test('a lock with less validity left than the Redis timeout plus drift is not written under', async () => {
+  const servers = await startTrio();
+  const { log } = testLogger();
+  const nodes = new RedisNodes(servers, { commandTimeoutMs: 250, log });
+  // 200 ms of lock can never cover a 250 ms command timeout.
+  const semaphore = new RedisSemaphore(nodes, { lock: { ...lock, ttlMs: 200 } });
+  try {
+    assert.equal(await nodes.waitConnected(5000), 3);
+    await assert.rejects(
+      semaphore.acquire({ workload: 'shop/Deployment/short-lock', slot: 'a', limit: 1, leaseMs: 60_000 }),
+      /too little of the lock on shop\/Deployment\/short-lock is left to write the slot safely \(\d+ ms, 254 ms needed/,
+    );
+    for (const server of servers) {
+      assert.deepEqual(
+        await members(server, 'seahorse:metrics-proxy-hook:slots:shop/Deployment/short-lock'),
+        [],
+      );
+    }
+  } finally {
+    nodes.close();
+    await stopAll(servers);
+  }
+});
