@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { type RedisServer, startRedis, waitFor } from '@seahorse/runtime/testing';
 import {
   applyPatch,
@@ -539,4 +539,112 @@ test('a lock with less validity left than the Redis timeout plus drift is not wr
     nodes.close();
     await stopAll(servers);
   }
+});
+
+/** A node as the dev overlay runs it: AOF, fsync before every acknowledged write, in `dir`. */
+function persistentNode(dir: string, port?: number): Promise<RedisServer> {
+  return startRedis({
+    ...(port === undefined ? {} : { port }),
+    args: ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir],
+  });
+}
+
+describe('nodes that persist what they acknowledge (AOF, appendfsync always)', () => {
+  const workload = 'shop/Deployment/persisted';
+  const key = `seahorse:metrics-proxy-hook:slots:${workload}`;
+  let dirs: string[] = [];
+  let servers: RedisServer[] = [];
+  let nodes: RedisNodes | undefined;
+
+  before(() => {
+    dirs = [0, 1, 2].map(() => mkdtempSync(join(tmpdir(), 'seahorse-aof-')));
+  });
+  after(() => {
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+  afterEach(async () => {
+    nodes?.close();
+    await stopAll(servers);
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    dirs = [0, 1, 2].map(() => mkdtempSync(join(tmpdir(), 'seahorse-aof-')));
+  });
+
+  /** SIGKILL (no shutdown save) and start again on the same port, from `dir` or empty. */
+  async function restart(index: number, keep: boolean): Promise<void> {
+    const old = servers[index]!;
+    await old.stop();
+    const dir = keep ? dirs[index]! : mkdtempSync(join(tmpdir(), 'seahorse-aof-empty-'));
+    if (!keep) dirs.push(dir);
+    servers[index] = await persistentNode(dir, old.port);
+  }
+
+  async function connected(): Promise<RedisNodes> {
+    const { log } = testLogger();
+    nodes = new RedisNodes(servers, { commandTimeoutMs: 250, log });
+    assert.equal(await nodes.waitConnected(5000), 3);
+    return nodes;
+  }
+
+  test('a rolling restart, one node at a time, never loses a granted slot: no second pod is admitted', async () => {
+    servers = await Promise.all(dirs.map((dir) => persistentNode(dir)));
+    const semaphore = new RedisSemaphore(await connected(), { lock });
+    assert.equal(
+      (await semaphore.acquire({ workload, slot: 'first', limit: 1, leaseMs: 300_000 })).granted,
+      true,
+    );
+    for (const index of [0, 1, 2]) {
+      await restart(index, true);
+      await waitFor(`node ${index} back`, async () => (await nodes!.waitConnected(100)) === 3);
+      const second = await semaphore.acquire({
+        workload,
+        slot: `second-${index}`,
+        limit: 1,
+        leaseMs: 300_000,
+      });
+      assert.deepEqual(second, { granted: false, held: 1, limit: 1 }, `after restarting node ${index}`);
+    }
+    for (const server of servers) assert.deepEqual(await members(server, key), ['first']);
+  });
+
+  test('a write on two nodes survives one of them restarting while the third hangs: persisted, the slot still counts', async () => {
+    servers = await Promise.all(dirs.map((dir) => persistentNode(dir)));
+    const semaphore = new RedisSemaphore(await connected(), { lock: { ...lock, retryCount: 3 } });
+    const third = servers[2]!;
+    await third.stop();
+    assert.equal(
+      (await semaphore.acquire({ workload, slot: 'first', limit: 1, leaseMs: 300_000 })).granted,
+      true,
+    );
+    servers[2] = await persistentNode(mkdtempSync(join(tmpdir(), 'seahorse-aof-empty-')), third.port);
+    await restart(1, true);
+    servers[0]!.process.pause();
+    try {
+      await waitFor('nodes 1 and 2 back', async () => (await nodes!.waitConnected(100)) >= 2);
+      const second = await semaphore.acquire({ workload, slot: 'second', limit: 1, leaseMs: 300_000 });
+      assert.deepEqual(second, { granted: false, held: 1, limit: 1 });
+    } finally {
+      servers[0]!.process.resume();
+    }
+  });
+
+  test('the same sequence with a node restarted empty (nothing persisted) admits a second pod: why the manifests persist', async () => {
+    servers = await Promise.all(dirs.map((dir) => persistentNode(dir)));
+    const semaphore = new RedisSemaphore(await connected(), { lock: { ...lock, retryCount: 3 } });
+    const third = servers[2]!;
+    await third.stop();
+    assert.equal(
+      (await semaphore.acquire({ workload, slot: 'first', limit: 1, leaseMs: 300_000 })).granted,
+      true,
+    );
+    servers[2] = await persistentNode(mkdtempSync(join(tmpdir(), 'seahorse-aof-empty-')), third.port);
+    await restart(1, false);
+    servers[0]!.process.pause();
+    try {
+      await waitFor('nodes 1 and 2 back', async () => (await nodes!.waitConnected(100)) >= 2);
+      const second = await semaphore.acquire({ workload, slot: 'second', limit: 1, leaseMs: 300_000 });
+      assert.equal(second.granted, true, 'the majority that answers has never seen the first slot');
+    } finally {
+      servers[0]!.process.resume();
+    }
+  });
 });
