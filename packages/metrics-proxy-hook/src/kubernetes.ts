@@ -37,6 +37,8 @@ export interface Container {
     limits?: Record<string, string>;
   };
   securityContext?: Record<string, unknown>;
+  /** `Always` on an init container makes it a native sidecar (Kubernetes 1.29+). */
+  restartPolicy?: string;
   [field: string]: unknown;
 }
 

@@ -406,6 +406,34 @@ test('a pod holding a slot is labelled so the Redis NetworkPolicy admits its sid
   );
 });
 
+test('--native-sidecar puts the proxy among the init containers with restartPolicy Always, so a Job pod completes', async () => {
+  const review = fixture('review-deployment-pod.json');
+  const appContainers = (review.request.object as Pod).spec!.containers.length;
+  const mutator = new PodMutator(
+    { injection: { ...injection, nativeSidecar: true }, semaphore: undefined },
+    quiet,
+  );
+  const { response } = await mutator.review(review);
+  const pod = patched(review, response);
+  assert.equal(pod.spec!.containers.length, appContainers, 'the main containers are untouched');
+  const native = pod.spec!.initContainers!.at(-1)!;
+  assert.equal(native.name, 'prometheus-metrics-proxy');
+  assert.equal(native.restartPolicy, 'Always');
+  assertRestrictedSidecar(native);
+  // Reinvoked with it already there: left alone.
+  const again = structuredClone(review);
+  again.request.object = pod;
+  assert.equal((await mutator.review(again)).response.patch, undefined);
+  // A pod that has init containers already gets the sidecar appended after them.
+  const withInit = fixture('review-deployment-pod.json');
+  (withInit.request.object as Pod).spec!.initContainers = [{ name: 'migrate', image: 'app:1' }];
+  const appended = patched(withInit, (await mutator.review(withInit)).response).spec!.initContainers!;
+  assert.deepEqual(
+    appended.map((container) => container.name),
+    ['migrate', 'prometheus-metrics-proxy'],
+  );
+});
+
 test('a full workload is denied with its limit and how many pods hold slots', async () => {
   const semaphore = fakeSemaphore(async () => ({ granted: false, held: 2, limit: 2 }));
   const response = await admit(limited('2'), { semaphore });

@@ -145,6 +145,11 @@ export const webhookFlagSpecs: FlagSpec[] = withEnv([
     help: 'Annotated pods get at least this terminationGracePeriodSeconds (whole seconds, rounded up)',
   },
   {
+    name: 'native-sidecar',
+    kind: 'boolean',
+    help: 'Inject the proxy as a native sidecar (init container, restartPolicy Always; Kubernetes 1.29+): Job pods complete and release their slot',
+  },
+  {
     name: 'metrics-secure',
     kind: 'boolean',
     help: "Serve /metrics over HTTPS with the webhook's certificate (the original's flag)",
@@ -369,6 +374,8 @@ export interface InjectionSettings {
   imagePullPolicy: string;
   /** The floor for annotated pods' terminationGracePeriodSeconds. */
   terminationGracePeriodSeconds: number;
+  /** Inject as an init container with restartPolicy Always (Kubernetes 1.29+). */
+  nativeSidecar?: boolean;
   /** Secret in the pod's namespace whose `password` key the sidecar reads for Redis. */
   sidecarRedisSecret?: string | undefined;
 }
@@ -428,6 +435,7 @@ export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
       imagePullPolicy: flags.string('sidecar-image-pull-policy')!,
       terminationGracePeriodSeconds: Math.ceil(graceMs / 1000),
       sidecarRedisSecret: redis.length > 0 ? sidecarRedisSecret : undefined,
+      nativeSidecar: flags.boolean('native-sidecar'),
     },
     semaphore:
       redis.length === 0

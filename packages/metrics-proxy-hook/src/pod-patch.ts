@@ -25,7 +25,9 @@ export interface InjectionPlan {
 
 /** Whether the pod already has the sidecar (the webhook was called again for the same pod). */
 export function hasSidecar(pod: Pod): boolean {
-  return (pod.spec?.containers ?? []).some((container) => container.name === sidecarContainerName);
+  const named = (list: unknown) =>
+    Array.isArray(list) && list.some((container) => (container as Container)?.name === sidecarContainerName);
+  return named(pod.spec?.containers) || named(pod.spec?.initContainers);
 }
 
 /** Adds `port` to a comma-separated port list unless it is there already. */
@@ -166,10 +168,22 @@ export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: Injection
       value: graceSeconds,
     });
   }
-  operations.push({
-    op: 'add',
-    path: pointer('spec', 'containers', '-'),
-    value: sidecarContainer(plan, settings, graceSeconds) as unknown as JsonValue,
-  });
+  const container = sidecarContainer(plan, settings, graceSeconds);
+  if (settings.nativeSidecar) {
+    // A native sidecar: started before the application, stopped after it, and it does not keep
+    // a Job's pod running once the main containers have finished.
+    const native = { ...container, restartPolicy: 'Always' } as unknown as JsonValue;
+    operations.push(
+      Array.isArray(pod.spec?.initContainers)
+        ? { op: 'add', path: pointer('spec', 'initContainers', '-'), value: native }
+        : { op: 'add', path: pointer('spec', 'initContainers'), value: [native] },
+    );
+  } else {
+    operations.push({
+      op: 'add',
+      path: pointer('spec', 'containers', '-'),
+      value: container as unknown as JsonValue,
+    });
+  }
   return operations;
 }

@@ -179,6 +179,33 @@ test('a failed final fetch with nothing kept does not wait: there is nothing to 
   }
 });
 
+test('as a native sidecar the app has exited before SIGTERM: the kept body answers the last scrape, then the sidecar exits', async () => {
+  const app = await startApp();
+  const sidecar = await startSidecar(app.port, [
+    '--scrape-wait-threshold=0s',
+    '--termination-grace-period=20s',
+    '--lameduck=100ms',
+  ]);
+  try {
+    await app.work();
+    await app.work();
+    assert.match((await scrape(sidecar.url)).body, /^app_requests_total 2$/m);
+    // The kubelet stops a native sidecar only after the main containers (a Job's work) are done.
+    app.process.signal('SIGTERM');
+    await app.process.exited;
+    sidecar.process.signal('SIGTERM');
+    await waitFor('the failed final fetch', () => logged(sidecar.process, 'final metrics fetch failed'));
+    const last = await scrape(sidecar.url);
+    assert.equal(last.status, 200);
+    assert.match(last.body, /^app_requests_total 2$/m);
+    assert.equal(await sidecar.process.exited, 0, sidecar.process.output);
+    assert.match(sidecar.process.output, /"path":"scraped-after-signal"/);
+  } finally {
+    await sidecar.process.stop();
+    await app.process.stop();
+  }
+});
+
 test('later SIGTERMs are logged and ignored: the final scrape still happens and the exit is 0', async () => {
   const app = await startApp();
   const sidecar = await startSidecar(app.port, [
