@@ -11,6 +11,7 @@ export class WebhookMetrics {
   readonly #denials: Counter;
   readonly #duration: Histogram;
   readonly #certificateReloads: Counter;
+  readonly #reclaimed: Counter;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -44,6 +45,11 @@ export class WebhookMetrics {
       labelNames: ['result'],
       registers,
     });
+    this.#reclaimed = new Counter({
+      name: 'seahorse_metrics_proxy_hook_slots_reclaimed_total',
+      help: 'Semaphore slots given back because the API server showed no running pod holds them',
+      registers,
+    });
     for (const reason of [
       'invalid_annotation',
       'semaphore_full',
@@ -66,6 +72,10 @@ export class WebhookMetrics {
 
   denied(reason: DenialReason): void {
     this.#denials.labels(reason).inc();
+  }
+
+  slotsReclaimed(count: number): void {
+    this.#reclaimed.inc(count);
   }
 
   certificateReloaded(ok: boolean): void {

@@ -248,3 +248,33 @@ test('the Redis password comes from METRICS_PROXY_HOOK_REDIS_PASSWORD or a file,
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('slot reclaim asks the in-cluster API server by default, or --kube-api-server; outside a cluster it is off', () => {
+  const inCluster = webhook(['--redis=a:1'], {
+    KUBERNETES_SERVICE_HOST: '10.96.0.1',
+    KUBERNETES_SERVICE_PORT: '443',
+  });
+  assert.equal(inCluster.semaphore?.apiServer?.url.href, 'https://10.96.0.1/');
+  assert.equal(
+    inCluster.semaphore?.apiServer?.tokenFile,
+    '/var/run/secrets/kubernetes.io/serviceaccount/token',
+  );
+  assert.equal(
+    inCluster.semaphore?.apiServer?.caFile,
+    '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+  );
+  assert.equal(inCluster.semaphore?.reclaimGraceMs, 15_000);
+  assert.equal(webhook(['--redis=a:1']).semaphore?.apiServer, undefined);
+  const given = webhook([
+    '--redis=a:1',
+    '--kube-api-server=http://127.0.0.1:8001',
+    '--semaphore-reclaim-grace=5s',
+  ]);
+  assert.equal(given.semaphore?.apiServer?.url.href, 'http://127.0.0.1:8001/');
+  assert.equal(given.semaphore?.apiServer?.caFile, undefined);
+  assert.equal(given.semaphore?.reclaimGraceMs, 5000);
+  assert.throws(
+    () => webhook(['--redis=a:1', '--kube-api-server=kubernetes']),
+    /--kube-api-server expects a URL/,
+  );
+});

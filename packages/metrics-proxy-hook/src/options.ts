@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { type FlagSpec, type ListenAddress, type ParsedFlags, UsageError } from '@seahorse/runtime';
 import { sidecarPort } from './annotations.ts';
 import { parseByteSize } from './metrics-cache.ts';
+import type { ApiServerConnection } from './pod-evidence.ts';
 import type { RedisAddress } from './redis-nodes.ts';
 import type { RedlockOptions } from './redlock.ts';
 
@@ -187,6 +188,33 @@ export const webhookFlagSpecs: FlagSpec[] = withEnv([
     help: "A new pod's slot lease, until its sidecar starts renewing it (covers scheduling and image pulls)",
   },
   common.leaseTtl,
+  {
+    name: 'kube-api-server',
+    kind: 'string',
+    arg: '<url>',
+    help: 'API server asked which slots still have a pod (default in a cluster: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT); without one, leaked slots wait for their lease',
+  },
+  {
+    name: 'kube-token-file',
+    kind: 'string',
+    arg: '<path>',
+    default: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+    help: 'Service account token for --kube-api-server (re-read on every request)',
+  },
+  {
+    name: 'kube-ca-file',
+    kind: 'string',
+    arg: '<path>',
+    default: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+    help: "CA of --kube-api-server's certificate",
+  },
+  {
+    name: 'semaphore-reclaim-grace',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '15s',
+    help: 'A slot without a pod is reclaimed once it is this old (an admission still in flight has no pod yet)',
+  },
   common.logLevel,
   { name: 'version', short: 'V', kind: 'boolean', help: 'Print the version' },
   common.help,
@@ -399,6 +427,9 @@ export interface WebhookOptions {
         admissionLeaseMs: number;
         /** Lease the sidecar keeps renewing. */
         leaseMs: number;
+        /** Where to read which slots still have a pod; undefined: no reclaim. */
+        apiServer: ApiServerConnection | undefined;
+        reclaimGraceMs: number;
       })
     | undefined;
 }
@@ -447,7 +478,28 @@ export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
             lock: lockOptions(flags),
             admissionLeaseMs: positive(flags, 'semaphore-admission-ttl'),
             leaseMs,
+            apiServer: apiServerConnection(flags, env),
+            reclaimGraceMs: flags.duration('semaphore-reclaim-grace')!,
           },
+  };
+}
+
+function apiServerConnection(flags: ParsedFlags, env: NodeJS.ProcessEnv): ApiServerConnection | undefined {
+  let raw = flags.string('kube-api-server');
+  if (raw === undefined && env.KUBERNETES_SERVICE_HOST) {
+    const host = env.KUBERNETES_SERVICE_HOST;
+    raw = `https://${host.includes(':') ? `[${host}]` : host}:${env.KUBERNETES_SERVICE_PORT || '443'}`;
+  }
+  if (raw === undefined || raw === '') return undefined;
+  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  if (url?.protocol !== 'https:' && url?.protocol !== 'http:') {
+    throw new UsageError(`--kube-api-server expects a URL such as https://10.96.0.1:443, got '${raw}'`);
+  }
+  return {
+    url,
+    tokenFile: flags.string('kube-token-file')!,
+    caFile: url.protocol === 'https:' ? flags.string('kube-ca-file') : undefined,
+    timeoutMs: 2000,
   };
 }
 

@@ -18,6 +18,7 @@ import { CertificateReloader } from './certificate.ts';
 import { type AdmissionOutcome, WebhookMetrics } from './metrics.ts';
 import { PodMutator } from './mutator.ts';
 import type { WebhookOptions } from './options.ts';
+import { PodEvidence } from './pod-evidence.ts';
 import { RedisNodes } from './redis-nodes.ts';
 import { RedisSemaphore } from './semaphore.ts';
 
@@ -132,7 +133,14 @@ export async function startWebhook(
   const mutator = new PodMutator(
     {
       injection: options.injection,
-      semaphore: options.semaphore && semaphore ? { ...options.semaphore, client: semaphore } : undefined,
+      semaphore:
+        options.semaphore && semaphore
+          ? {
+              ...options.semaphore,
+              client: semaphore,
+              evidence: options.semaphore.apiServer && new PodEvidence(options.semaphore.apiServer),
+            }
+          : undefined,
     },
     log,
     metrics,

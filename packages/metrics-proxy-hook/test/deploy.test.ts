@@ -176,6 +176,16 @@ test('overlays/dev: three independent Redis nodes, each handed to the webhook wi
     deployment,
     /- name: METRICS_PROXY_HOOK_REDIS_PASSWORD\n\s+valueFrom:\n\s+secretKeyRef:\n\s+key: password\n\s+name: prometheus-metrics-proxy-hook-redis/,
   );
+  // Slot reclaim: a service account that may list pods and nothing else.
+  assert.match(deployment, /serviceAccountName: prometheus-metrics-proxy-hook\n/);
+  assert.match(deployment, /automountServiceAccountToken: true/);
+  const role = find(documents, 'ClusterRole', 'prometheus-metrics-proxy-hook-slot-reclaim');
+  assert.match(role, /rules:\n- apiGroups:\n\s+- ""\n\s+resources:\n\s+- pods\n\s+verbs:\n\s+- list\n?$/);
+  const binding = find(documents, 'ClusterRoleBinding', 'prometheus-metrics-proxy-hook-slot-reclaim');
+  assert.match(
+    binding,
+    /kind: ServiceAccount\n\s+name: prometheus-metrics-proxy-hook\n\s+namespace: prometheus-metrics-proxy-hook/,
+  );
   for (const i of [0, 1, 2]) {
     assert.match(
       deployment,
