@@ -198,6 +198,18 @@ export class RedisSemaphore {
     return 'renewed';
   }
 
+  /** Counts a sidecar's lease overrun on every node that answers (see SlotLease). */
+  async recordOverrun(): Promise<void> {
+    const replies = await this.#nodes.each((client) => client.incr(`${this.#prefix}:lease-overruns`));
+    this.#requireQuorum(replies, 'record a lease overrun');
+  }
+
+  /** Lease overruns recorded so far: the highest count any node that answered has. */
+  async overruns(): Promise<number> {
+    const replies = await this.#nodes.each((client) => client.get(`${this.#prefix}:lease-overruns`));
+    return Math.max(0, ...replies.map((reply) => (reply.ok ? Number(reply.value ?? 0) : 0)));
+  }
+
   /** Gives a slot back on every node that answers; needs no lock, since it only frees room. */
   async release(workload: string, slot: string): Promise<void> {
     const replies = await this.#nodes.each((client) => client.zrem(this.slotsKey(workload), slot));

@@ -129,6 +129,8 @@ export async function startWebhook(
       log.warn(entry, 'too few Redis nodes reachable: limited pods are denied until a majority is');
     else log.info(entry, 'semaphore on');
     semaphore = new RedisSemaphore(nodes, { lock: options.semaphore.lock });
+    const counted = semaphore;
+    metrics.leaseOverruns(() => counted.overruns(), registry);
   }
   const mutator = new PodMutator(
     {

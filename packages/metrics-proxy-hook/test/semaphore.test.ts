@@ -648,3 +648,79 @@ describe('nodes that persist what they acknowledge (AOF, appendfsync always)', (
     }
   });
 });
+
+test('a sidecar frozen past its lease (SIGSTOP) reports the overrun when it resumes: a log line and the webhook metric', async () => {
+  const servers = await startTrio();
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-semaphore-'));
+  makeCertificateAuthority(dir);
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  const webhook = await startTestWebhook(join(dir, 'certs'), [
+    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
+    '--semaphore-lease-ttl=1s',
+  ]);
+  const ca = readFileSync(join(dir, 'ca.crt'));
+  const workload = 'shop/Deployment/checkout';
+  const key = `seahorse:metrics-proxy-hook:slots:${workload}`;
+  const limitedReview = (uid: string) => {
+    const review = fixture('review-deployment-pod.json');
+    review.request.uid = uid;
+    (review.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] =
+      '1';
+    return review;
+  };
+  const first = limitedReview('00000000-0000-4000-8000-0000000000f1');
+  const answer = JSON.parse((await postReview(webhook.url, ca, first)).body).response;
+  assert.equal(answer.allowed, true);
+  const pod = applyPatch(
+    structuredClone(first.request.object as Pod),
+    JSON.parse(Buffer.from(answer.patch, 'base64').toString()),
+  );
+  const container = pod.spec!.containers.at(-1)!;
+  const env = Object.fromEntries(container.env!.map(({ name, value }) => [name, value ?? '']));
+  const sidecar = startCli(
+    'frozen sidecar',
+    [
+      'sidecar',
+      '--target=http://127.0.0.1:9/metrics',
+      '--address=127.0.0.1:0',
+      '--termination-grace-period=1s',
+    ],
+    env,
+  );
+  try {
+    await waitFor('the first renewal', () => sidecar.output.includes('semaphore slot lease renewed'));
+    sidecar.pause();
+    await waitFor(
+      'the frozen pod’s lease to run out',
+      async () => {
+        for (const server of servers) {
+          const [seconds, micros] = (await server.command('TIME')) as string[];
+          const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+          const score = await server.command('ZSCORE', key, first.request.uid);
+          if (score !== null && Number(score) >= now) return false;
+        }
+        return true;
+      },
+      { timeoutMs: 10_000 },
+    );
+    const second = JSON.parse(
+      (await postReview(webhook.url, ca, limitedReview('00000000-0000-4000-8000-0000000000f2'))).body,
+    ).response;
+    assert.equal(second.allowed, true, 'the slot expired, so a second pod got it');
+    sidecar.resume();
+    await waitFor('the overrun to be reported', () => sidecar.output.includes('slot lease overran'));
+    assert.match(
+      sidecar.output,
+      /"level":"error".*"sinceRenewedMs":\d+,"leaseMs":1000.*"msg":"slot lease overran/,
+    );
+    await waitFor('the webhook metric', async () =>
+      /seahorse_metrics_proxy_hook_lease_overruns 1\b/.test(await (await fetch(webhook.metricsUrl)).text()),
+    );
+  } finally {
+    sidecar.resume();
+    await sidecar.stop('SIGKILL');
+    await webhook.close();
+    await stopAll(servers);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
