@@ -17,6 +17,12 @@ export const annotations = {
   slot: 'prometheus-metrics-proxy-hook/slot',
 } as const;
 
+/**
+ * Label the webhook puts on a pod holding a semaphore slot, so a NetworkPolicy can let exactly
+ * those pods (their sidecars) reach Redis.
+ */
+export const semaphoreLabel = 'prometheus-metrics-proxy-hook/semaphore';
+
 /** The port the sidecar serves on; Prometheus is pointed here. */
 export const sidecarPort = 65532;
 export const sidecarContainerName = 'prometheus-metrics-proxy';
@@ -37,11 +43,59 @@ function isTrue(value: string | undefined): boolean {
   return value?.trim().toLowerCase() === 'true';
 }
 
+/** The annotations we read, each checked to be a string (the object came from outside). */
+const readAnnotations = [
+  annotations.wait,
+  annotations.seedTrigger,
+  annotations.port,
+  annotations.path,
+  annotations.scheme,
+  annotations.maxConcurrent,
+  annotations.istioExcludeInboundPorts,
+] as const;
+
+function describeType(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value} (${JSON.stringify(value)})`;
+}
+
+type AnnotationRead =
+  | { ok: true; values: Record<string, string | undefined> }
+  | { ok: false; message: string };
+
+/** The named annotations as strings, or the message that denies a malformed one. */
+function readStrings(pod: Pod, names: readonly string[]): AnnotationRead {
+  const raw: unknown = pod.metadata?.annotations;
+  if (raw === undefined || raw === null) return { ok: true, values: {} };
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    return { ok: false, message: `metadata.annotations must be a map of strings, got ${describeType(raw)}` };
+  }
+  const values: Record<string, string | undefined> = {};
+  for (const name of names) {
+    const value: unknown = (raw as Record<string, unknown>)[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'string') {
+      return {
+        ok: false,
+        message: `annotation ${name} must be a string (quote it in YAML, e.g. "8080"), got ${describeType(value)}`,
+      };
+    }
+    values[name] = value;
+  }
+  return { ok: true, values };
+}
+
 /** Whether the pod asks for the sidecar, and with which settings. */
 export function readInjectionRequest(pod: Pod): InjectionRequest {
-  const values = pod.metadata?.annotations ?? {};
-  if (!isTrue(values[annotations.wait]) && !isTrue(values[annotations.seedTrigger])) return { kind: 'none' };
-  const trigger = isTrue(values[annotations.wait]) ? annotations.wait : annotations.seedTrigger;
+  const triggers = readStrings(pod, [annotations.wait, annotations.seedTrigger]);
+  if (!triggers.ok) return { kind: 'invalid', message: triggers.message };
+  const asked = triggers.values;
+  if (!isTrue(asked[annotations.wait]) && !isTrue(asked[annotations.seedTrigger])) return { kind: 'none' };
+  const trigger = isTrue(asked[annotations.wait]) ? annotations.wait : annotations.seedTrigger;
+  const read = readStrings(pod, readAnnotations);
+  if (!read.ok) return { kind: 'invalid', message: read.message };
+  const { values } = read;
 
   const rawPort = values[annotations.port];
   if (rawPort === undefined || rawPort.trim() === '') {
@@ -63,11 +117,13 @@ export function readInjectionRequest(pod: Pod): InjectionRequest {
       message: `${annotations.port} is ${sidecarPort}, the metrics proxy's own port; set it to the application's metrics port`,
     };
   }
-  const path = values[annotations.path]?.trim() || '/metrics';
-  if (!path.startsWith('/') || /[\s#]/.test(path)) {
+  // Prometheus takes "metrics" for "/metrics"; so do we, and write the path with its slash.
+  const givenPath = values[annotations.path]?.trim() || '/metrics';
+  const path = givenPath.startsWith('/') ? givenPath : `/${givenPath}`;
+  if (/[\s#]/.test(path) || !URL.canParse(`http://127.0.0.1${path}`)) {
     return {
       kind: 'invalid',
-      message: `${annotations.path} must be a URL path starting with /, got "${values[annotations.path]}"`,
+      message: `${annotations.path} must be a URL path such as /metrics, got "${values[annotations.path]}"`,
     };
   }
   const scheme = values[annotations.scheme]?.trim().toLowerCase();

@@ -23,7 +23,7 @@ export class CertificateReloader {
   readonly #dir: string;
   readonly #options: CertificateReloaderOptions;
   #current: KeyPair | undefined;
-  #server: Pick<TlsServer, 'setSecureContext'> | undefined;
+  readonly #servers = new Set<Pick<TlsServer, 'setSecureContext'>>();
   #watcher: FSWatcher | undefined;
   #poll: NodeJS.Timeout | undefined;
   #debounce: NodeJS.Timeout | undefined;
@@ -68,7 +68,8 @@ export class CertificateReloader {
 
   /** Keeps `server` on the newest valid pair until close(). */
   watch(server: Pick<TlsServer, 'setSecureContext'>): void {
-    this.#server = server;
+    this.#servers.add(server);
+    if (this.#watcher || this.#poll) return;
     try {
       this.#watcher = watch(this.#dir, () => this.#schedule());
       this.#watcher.on('error', (error) => {
@@ -100,7 +101,7 @@ export class CertificateReloader {
     if (this.#current && pair.cert.equals(this.#current.cert) && pair.key.equals(this.#current.key))
       return false;
     try {
-      this.#server?.setSecureContext(pair);
+      for (const server of this.#servers) server.setSecureContext(pair);
     } catch (error) {
       // Often a rotation caught half-way (new certificate, old key): the next event completes it.
       this.#failed(`the new certificate and key are not a usable pair yet: ${(error as Error).message}`);

@@ -10,6 +10,7 @@ import {
   runMain,
   UsageError,
 } from '@seahorse/runtime';
+import { normalizeArgv, sidecarCommandLine, webhookCommandLine } from './command-line.ts';
 import {
   buildSidecarOptions,
   buildWebhookOptions,
@@ -17,15 +18,12 @@ import {
   version,
   webhookFlagSpecs,
 } from './options.ts';
-import { RedisNodes } from './redis-nodes.ts';
-import { RedisSemaphore } from './semaphore.ts';
 import { MetricsSidecar } from './sidecar.ts';
-import { SlotLease } from './slot-lease.ts';
-import { startWebhook } from './webhook.ts';
 
 const program = 'seahorse-metrics-proxy-hook';
 
 const usage = `Usage: ${program} <command> [options]
+       ${program} sidecar TARGET_URL [options]   (the original's form)
 
 Commands:
   webhook   the mutating admission webhook that injects the metrics proxy into annotated pods
@@ -39,16 +37,23 @@ function logger(flags: ParsedFlags, name: string): Logger {
 }
 
 async function webhook(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
-  const flags = parseFlags(webhookFlagSpecs, argv, env);
+  const flags = parseFlags(webhookFlagSpecs, normalizeArgv(webhookFlagSpecs, webhookCommandLine, argv), env);
   if (flags.boolean('help')) {
-    process.stdout.write(formatHelp(`${program} webhook [options]`, webhookFlagSpecs));
+    process.stdout.write(
+      `${formatHelp(`${program} webhook [options]`, webhookFlagSpecs)}\nAlso accepted, the original's names: ${Object.entries(
+        webhookCommandLine.aliases,
+      )
+        .map(([original, preferred]) => `--${original} (= --${preferred})`)
+        .join(', ')}\n`,
+    );
     return;
   }
   if (flags.boolean('version')) {
     process.stdout.write(`${version()}\n`);
     return;
   }
-  const options = buildWebhookOptions(flags);
+  const options = buildWebhookOptions(flags, env);
+  const { startWebhook } = await import('./webhook.ts');
   // Signal handlers go in before anything listens (see the sidecar below).
   await startWebhook(options, logger(flags, 'metrics-proxy-hook'), (lifecycle) =>
     lifecycle.installSignalHandlers(),
@@ -56,18 +61,28 @@ async function webhook(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
 }
 
 async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
-  const flags = parseFlags(sidecarFlagSpecs, argv, env);
+  const flags = parseFlags(sidecarFlagSpecs, normalizeArgv(sidecarFlagSpecs, sidecarCommandLine, argv), env);
   if (flags.boolean('help')) {
-    process.stdout.write(formatHelp(`${program} sidecar [options]`, sidecarFlagSpecs));
+    process.stdout.write(formatHelp(`${program} sidecar [TARGET_URL] [options]`, sidecarFlagSpecs));
     return;
   }
-  const options = buildSidecarOptions(flags);
+  const options = buildSidecarOptions(flags, env);
   const log = logger(flags, 'metrics-proxy');
-  let lease: SlotLease | undefined;
-  let nodes: RedisNodes | undefined;
+  let lease: import('./slot-lease.ts').SlotLease | undefined;
+  let nodes: import('./redis-nodes.ts').RedisNodes | undefined;
   if (options.semaphore) {
+    // Loaded only for a pod with a slot: the Redis client is a third of an idle sidecar's memory.
+    const [{ RedisNodes }, { RedisSemaphore }, { SlotLease }] = await Promise.all([
+      import('./redis-nodes.ts'),
+      import('./semaphore.ts'),
+      import('./slot-lease.ts'),
+    ]);
     const { semaphore } = options;
-    nodes = new RedisNodes(semaphore.redis, { commandTimeoutMs: semaphore.commandTimeoutMs, log });
+    nodes = new RedisNodes(semaphore.redis, {
+      commandTimeoutMs: semaphore.commandTimeoutMs,
+      password: semaphore.password,
+      log,
+    });
     lease = new SlotLease(new RedisSemaphore(nodes, { lock: semaphore.lock }), semaphore, log);
   }
   const proxy = new MetricsSidecar(options, log, lease);
@@ -76,10 +91,16 @@ async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   // Handlers go in before the listener announces itself: a SIGTERM that arrives in between
   // would otherwise kill the process without the final scrape.
   const started = proxy.start();
-  let signals = 0;
+  let first: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
-    // The kubelet signals once; a second signal (a person at a terminal) means now.
-    if (++signals > 1) process.exit(1);
+    // The kubelet signals again when a deletion is re-issued with a shorter grace period; the
+    // final scrape is already under way and bounded, so later signals change nothing (as in
+    // the original). SIGKILL at the grace period's end remains the hard stop.
+    if (first !== undefined) {
+      log.info({ signal, first }, 'signal ignored: already terminating');
+      return;
+    }
+    first = signal;
     started
       .then(() => proxy.terminate(signal))
       .then(

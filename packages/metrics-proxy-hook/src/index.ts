@@ -6,8 +6,16 @@ export {
   BadAdmissionRequest,
   parseAdmissionReview,
 } from './admission.ts';
-export { annotations, readInjectionRequest, sidecarContainerName, sidecarPort } from './annotations.ts';
+export {
+  annotations,
+  readInjectionRequest,
+  semaphoreLabel,
+  sidecarContainerName,
+  sidecarPort,
+} from './annotations.ts';
 export { CertificateReloader } from './certificate.ts';
+export { normalizeArgv, sidecarCommandLine, webhookCommandLine } from './command-line.ts';
+export { TargetTimeoutError } from './errors.ts';
 export {
   applyPatch,
   escapePointerToken,
@@ -29,6 +37,7 @@ export {
   type WebhookOptions,
   webhookFlagSpecs,
 } from './options.ts';
+export { type ApiServerConnection, ApiServerError, PodEvidence } from './pod-evidence.ts';
 export { addToPortList, buildPodPatch, type SlotAssignment } from './pod-patch.ts';
 export { RedisNodes } from './redis-nodes.ts';
 export { LockUnavailableError, Redlock } from './redlock.ts';

@@ -22,6 +22,7 @@ export interface ObjectMeta {
 export interface EnvVar {
   name: string;
   value?: string;
+  valueFrom?: { secretKeyRef: { name: string; key: string } };
 }
 
 export interface Container {
@@ -36,6 +37,8 @@ export interface Container {
     limits?: Record<string, string>;
   };
   securityContext?: Record<string, unknown>;
+  /** `Always` on an init container makes it a native sidecar (Kubernetes 1.29+). */
+  restartPolicy?: string;
   [field: string]: unknown;
 }
 

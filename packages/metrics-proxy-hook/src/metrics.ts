@@ -1,6 +1,6 @@
 // The webhook's Prometheus metrics. Labels are small fixed sets (status codes, outcomes and
 // denial reasons), never namespaces or pod names.
-import { Counter, Histogram, type Registry } from '@seahorse/runtime/metrics';
+import { Counter, Gauge, Histogram, type Registry } from '@seahorse/runtime/metrics';
 
 export type DenialReason = 'invalid_annotation' | 'semaphore_full' | 'semaphore_unavailable';
 export type AdmissionOutcome = 'mutated' | 'denied' | 'untouched' | 'error';
@@ -11,6 +11,7 @@ export class WebhookMetrics {
   readonly #denials: Counter;
   readonly #duration: Histogram;
   readonly #certificateReloads: Counter;
+  readonly #reclaimed: Counter;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -44,6 +45,11 @@ export class WebhookMetrics {
       labelNames: ['result'],
       registers,
     });
+    this.#reclaimed = new Counter({
+      name: 'seahorse_metrics_proxy_hook_slots_reclaimed_total',
+      help: 'Semaphore slots given back because the API server showed no running pod holds them',
+      registers,
+    });
     for (const reason of [
       'invalid_annotation',
       'semaphore_full',
@@ -66,6 +72,26 @@ export class WebhookMetrics {
 
   denied(reason: DenialReason): void {
     this.#denials.labels(reason).inc();
+  }
+
+  /** Exports the sidecars' lease overruns, read from Redis when Prometheus scrapes. */
+  leaseOverruns(read: () => Promise<number>, registry: Registry): void {
+    new Gauge({
+      name: 'seahorse_metrics_proxy_hook_lease_overruns',
+      help: 'Times a sidecar went longer than its slot lease without renewing (frozen or cut off); each may have let a workload exceed its max-concurrent',
+      registers: [registry],
+      async collect() {
+        try {
+          this.set(await read());
+        } catch {
+          // Redis unreachable: keep the last value rather than fail the scrape.
+        }
+      },
+    });
+  }
+
+  slotsReclaimed(count: number): void {
+    this.#reclaimed.inc(count);
   }
 
   certificateReloaded(ok: boolean): void {

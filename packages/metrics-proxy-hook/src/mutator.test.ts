@@ -62,8 +62,8 @@ function assertRestrictedSidecar(sidecar: Container): void {
     seccompProfile: { type: 'RuntimeDefault' },
   });
   assert.deepEqual(sidecar.resources, {
-    requests: { cpu: '10m', memory: '48Mi' },
-    limits: { memory: '128Mi' },
+    requests: { cpu: '10m', memory: '80Mi' },
+    limits: { memory: '192Mi' },
   });
 }
 
@@ -113,7 +113,11 @@ test("a Deployment's annotated pod gets the sidecar, port 65532, the Istio exclu
     '--target=http://127.0.0.1:8080/stats/prometheus',
     '--termination-grace-period=30s',
   ]);
-  assert.equal(sidecar.env, undefined, 'no semaphore, no semaphore environment');
+  assert.deepEqual(
+    sidecar.env,
+    [{ name: 'NODE_OPTIONS', value: '--max-semi-space-size=1 --max-old-space-size=32' }],
+    'no semaphore, no semaphore environment; only the measured heap settings',
+  );
   // Everything the patch does not mean to change is as the API server sent it.
   const { metadata: _m1, spec: spec1, ...rest1 } = pod;
   const { metadata: _m2, spec: spec2, ...rest2 } = before;
@@ -186,7 +190,7 @@ test('bad annotation values are denied with what to write instead', async () => 
     [{ 'prometheus.io/port': 'http-metrics' }, /must be a port number from 1 to 65535, got "http-metrics"/],
     [{ 'prometheus.io/port': '70000' }, /must be a port number/],
     [{ 'prometheus.io/port': '65532' }, /the metrics proxy's own port/],
-    [{ 'prometheus.io/path': 'metrics' }, /must be a URL path starting with \//],
+    [{ 'prometheus.io/path': '/has space' }, /must be a URL path such as \/metrics, got "\/has space"/],
     [{ 'prometheus.io/scheme': 'https' }, /plain http only/],
     [{ 'prometheus-metrics-proxy-hook/max-concurrent': '0' }, /1 or more, got "0"/],
     [{ 'prometheus-metrics-proxy-hook/max-concurrent': 'two' }, /whole number of pods/],
@@ -199,6 +203,50 @@ test('bad annotation values are denied with what to write instead', async () => 
     assert.equal(response.allowed, false, JSON.stringify(changes));
     assert.match(response.status!.message, message);
   }
+});
+
+test('a path without its leading slash is accepted as Prometheus accepts it, and normalised for the sidecar', async () => {
+  const review = fixture('review-deployment-pod.json');
+  (review.request.object as Pod).metadata!.annotations!['prometheus.io/path'] = 'custom/metrics';
+  const response = await admit(review);
+  assert.equal(response.allowed, true, response.status?.message);
+  const target = sidecarOf(patched(review, response)).args!.find((arg) => arg.startsWith('--target='));
+  assert.match(target!, /^--target=http:\/\/127\.0\.0\.1:\d+\/custom\/metrics$/);
+});
+
+test('non-string annotation values are denied with a message naming the annotation, never thrown', async () => {
+  const base = fixture('review-deployment-pod.json');
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [
+      { 'prometheus.io/port': 8080 },
+      /annotation prometheus\.io\/port must be a string .*got a number \(8080\)/,
+    ],
+    [{ 'prometheus.io/path': ['/metrics'] }, /annotation prometheus\.io\/path must be a string .*got a list/],
+    [
+      { 'prometheus.io/wait': true },
+      /annotation prometheus\.io\/wait must be a string .*got a boolean \(true\)/,
+    ],
+    [{ 'prometheus-metrics-proxy-hook/max-concurrent': 2 }, /max-concurrent must be a string/],
+    [
+      { 'traffic.sidecar.istio.io/excludeInboundPorts': { a: 1 } },
+      /excludeInboundPorts must be a string .*got an object/,
+    ],
+    [{ 'prometheus.io/scheme': null }, /scheme must be a string .*got null/],
+  ];
+  for (const [changes, message] of cases) {
+    const review = structuredClone(base);
+    Object.assign((review.request.object as Pod).metadata!.annotations!, changes);
+    const response = await admit(review);
+    assert.equal(response.allowed, false, JSON.stringify(changes));
+    assert.equal(response.status!.code, 400);
+    assert.match(response.status!.message, message);
+  }
+  const review = structuredClone(base);
+  (review.request.object as { metadata: { annotations: unknown } }).metadata.annotations =
+    'prometheus.io/wait';
+  const response = await admit(review);
+  assert.equal(response.allowed, false);
+  assert.match(response.status!.message, /metadata\.annotations must be a map of strings/);
 });
 
 test('pods without the annotation, non-Pod kinds and updates are allowed without a patch', async () => {
@@ -306,6 +354,7 @@ test('a granted slot reaches the sidecar as environment variables and the pod as
     `shop/Deployment/checkout#${request.slot}`,
   );
   assert.deepEqual(sidecarOf(pod).env, [
+    { name: 'NODE_OPTIONS', value: '--max-semi-space-size=1 --max-old-space-size=32' },
     {
       name: 'METRICS_PROXY_HOOK_SEMAPHORE_REDIS',
       value: 'redis-0.redis:6379,redis-1.redis:6379,redis-2.redis:6379',
@@ -315,6 +364,74 @@ test('a granted slot reaches the sidecar as environment variables and the pod as
     { name: 'METRICS_PROXY_HOOK_SEMAPHORE_LIMIT', value: '2' },
     { name: 'METRICS_PROXY_HOOK_SEMAPHORE_LEASE_TTL', value: '30s' },
   ]);
+});
+
+test('with Redis behind a password the sidecar reads it from the named Secret; the pod spec never holds it', async () => {
+  const review = limited('2');
+  const mutator = new PodMutator(
+    {
+      injection: { ...injection, sidecarRedisSecret: 'metrics-proxy-redis' },
+      semaphore: { ...fakeSemaphore(async () => ({ granted: true, held: 1 }))!, password: 'secret-value' },
+    },
+    quiet,
+  );
+  const { response } = await mutator.review(review);
+  const env = sidecarOf(patched(review, response)).env!;
+  assert.deepEqual(
+    env.find((variable) => variable.name === 'METRICS_PROXY_HOOK_REDIS_PASSWORD'),
+    {
+      name: 'METRICS_PROXY_HOOK_REDIS_PASSWORD',
+      valueFrom: { secretKeyRef: { name: 'metrics-proxy-redis', key: 'password' } },
+    },
+  );
+  assert.ok(!JSON.stringify(operations(response)).includes('secret-value'));
+});
+
+test('a pod holding a slot is labelled so the Redis NetworkPolicy admits its sidecar; others are not', async () => {
+  const mutator = new PodMutator(
+    { injection, semaphore: fakeSemaphore(async () => ({ granted: true, held: 1 })) },
+    quiet,
+  );
+  const review = limited('2');
+  const { response } = await mutator.review(review);
+  assert.equal(
+    patched(review, response).metadata!.labels!['prometheus-metrics-proxy-hook/semaphore'],
+    'true',
+  );
+  const free = fixture('review-deployment-pod.json');
+  const unlimited = await mutator.review(free);
+  assert.equal(
+    patched(free, unlimited.response).metadata!.labels?.['prometheus-metrics-proxy-hook/semaphore'],
+    undefined,
+  );
+});
+
+test('--native-sidecar puts the proxy among the init containers with restartPolicy Always, so a Job pod completes', async () => {
+  const review = fixture('review-deployment-pod.json');
+  const appContainers = (review.request.object as Pod).spec!.containers.length;
+  const mutator = new PodMutator(
+    { injection: { ...injection, nativeSidecar: true }, semaphore: undefined },
+    quiet,
+  );
+  const { response } = await mutator.review(review);
+  const pod = patched(review, response);
+  assert.equal(pod.spec!.containers.length, appContainers, 'the main containers are untouched');
+  const native = pod.spec!.initContainers!.at(-1)!;
+  assert.equal(native.name, 'prometheus-metrics-proxy');
+  assert.equal(native.restartPolicy, 'Always');
+  assertRestrictedSidecar(native);
+  // Reinvoked with it already there: left alone.
+  const again = structuredClone(review);
+  again.request.object = pod;
+  assert.equal((await mutator.review(again)).response.patch, undefined);
+  // A pod that has init containers already gets the sidecar appended after them.
+  const withInit = fixture('review-deployment-pod.json');
+  (withInit.request.object as Pod).spec!.initContainers = [{ name: 'migrate', image: 'app:1' }];
+  const appended = patched(withInit, (await mutator.review(withInit)).response).spec!.initContainers!;
+  assert.deepEqual(
+    appended.map((container) => container.name),
+    ['migrate', 'prometheus-metrics-proxy'],
+  );
 });
 
 test('a full workload is denied with its limit and how many pods hold slots', async () => {

@@ -1,6 +1,5 @@
 // Decides each AdmissionReview: which pods get the sidecar, which are denied and why, and (with
 // the semaphore on) whether the pod's workload has room for one more.
-import { randomUUID } from 'node:crypto';
 import type { Logger } from '@seahorse/runtime';
 import {
   type AdmissionResponse,
@@ -13,13 +12,21 @@ import { annotations, readInjectionRequest } from './annotations.ts';
 import type { Pod } from './kubernetes.ts';
 import type { AdmissionOutcome, WebhookMetrics } from './metrics.ts';
 import type { InjectionSettings, WebhookOptions } from './options.ts';
+import type { PodEvidence } from './pod-evidence.ts';
 import { buildPodPatch, hasSidecar, type SlotAssignment } from './pod-patch.ts';
 import { type RedisSemaphore, SemaphoreUnavailableError } from './semaphore.ts';
 import { workloadKey } from './workload.ts';
 
 export interface MutatorOptions {
   injection: InjectionSettings;
-  semaphore: (NonNullable<WebhookOptions['semaphore']> & { client: RedisSemaphore }) | undefined;
+  semaphore:
+    | (Omit<NonNullable<WebhookOptions['semaphore']>, 'apiServer' | 'reclaimGraceMs'> & {
+        client: RedisSemaphore;
+        /** Which slots still have a pod; without it, leaked slots wait for their lease. */
+        evidence?: PodEvidence | undefined;
+        reclaimGraceMs?: number;
+      })
+    | undefined;
 }
 
 export interface Decision {
@@ -77,16 +84,17 @@ export class PodMutator {
     } else if (ask.maxConcurrent !== undefined && semaphore) {
       const workload = workloadKey(pod, namespace);
       const limit = ask.maxConcurrent;
-      const slotId = randomUUID();
+      // The request's uid, which the API server keeps when it retries the same admission: a
+      // retry finds its own slot and is granted again instead of taking a second one.
+      const slotId = uid;
       let result: Awaited<ReturnType<RedisSemaphore['acquire']>>;
+      const request = { workload, slot: slotId, limit, leaseMs: semaphore.admissionLeaseMs, dryRun };
       try {
-        result = await semaphore.client.acquire({
-          workload,
-          slot: slotId,
-          limit,
-          leaseMs: semaphore.admissionLeaseMs,
-          dryRun,
-        });
+        result = await semaphore.client.acquire(request);
+        // A dry run has no side effects: it never reclaims.
+        if (!result.granted && !dryRun && (await this.#reclaim(workload, namespace, uid)) > 0) {
+          result = await semaphore.client.acquire(request);
+        }
       } catch (error) {
         if (!(error instanceof SemaphoreUnavailableError)) throw error;
         this.#metrics?.denied('semaphore_unavailable');
@@ -131,5 +139,45 @@ export class PodMutator {
       'sidecar injected',
     );
     return { response: allow(uid, patch, warnings), outcome: 'mutated' };
+  }
+
+  /**
+   * Gives back the workload's slots that no running pod holds, on the API server's word: the
+   * pod was never created (another admission plugin refused it), was deleted without its
+   * sidecar releasing (frozen, OOM-killed, node lost and pod removed), or has finished. Slots
+   * younger than the grace may belong to an admission still in flight and are kept. Returns
+   * how many were reclaimed; any doubt (API server unreachable) reclaims nothing.
+   */
+  async #reclaim(workload: string, namespace: string, uid: string): Promise<number> {
+    const semaphore = this.#options.semaphore;
+    if (!semaphore?.evidence) return 0;
+    let live: Set<string>;
+    let holders: Map<string, number>;
+    try {
+      [live, holders] = await Promise.all([
+        semaphore.evidence.liveSlots(namespace),
+        semaphore.client.holders(workload),
+      ]);
+    } catch (error) {
+      this.#log.warn({ uid, workload, err: (error as Error).message }, 'cannot check for leaked slots');
+      return 0;
+    }
+    // A slot's age is only known while it is on its admission lease; a renewed one had a pod.
+    const youngest = semaphore.admissionLeaseMs - (semaphore.reclaimGraceMs ?? 15_000);
+    const leaked = [...holders].filter(
+      ([slot, remainingMs]) => !live.has(`${workload}#${slot}`) && remainingMs <= youngest,
+    );
+    let reclaimed = 0;
+    for (const [slot] of leaked) {
+      try {
+        await semaphore.client.release(workload, slot);
+        reclaimed++;
+        this.#log.warn({ uid, workload, slot }, 'reclaimed a slot no running pod holds');
+      } catch (error) {
+        this.#log.warn({ uid, workload, slot, err: (error as Error).message }, 'reclaiming a slot failed');
+      }
+    }
+    if (reclaimed > 0) this.#metrics?.slotsReclaimed(reclaimed);
+    return reclaimed;
   }
 }

@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseFlags, UsageError } from '@seahorse/runtime';
+import {
+  type CommandLineShape,
+  normalizeArgv,
+  sidecarCommandLine,
+  webhookCommandLine,
+} from './command-line.ts';
 import {
   buildSidecarOptions,
   buildWebhookOptions,
@@ -12,9 +21,9 @@ import {
 } from './options.ts';
 
 const webhook = (argv: string[], env: NodeJS.ProcessEnv = {}) =>
-  buildWebhookOptions(parseFlags(webhookFlagSpecs, argv, env));
+  buildWebhookOptions(parseFlags(webhookFlagSpecs, argv, env), env);
 const sidecar = (argv: string[], env: NodeJS.ProcessEnv = {}) =>
-  buildSidecarOptions(parseFlags(sidecarFlagSpecs, argv, env));
+  buildSidecarOptions(parseFlags(sidecarFlagSpecs, argv, env), env);
 
 test("the webhook's defaults are the seed deployment's", () => {
   const options = webhook([]);
@@ -86,7 +95,10 @@ test('webhook mistakes are UsageErrors naming the flag and the accepted form', (
 });
 
 test('the sidecar needs --target; its semaphore flags come all together or not at all', () => {
-  assert.throws(() => sidecar([]), /--target is required \(or METRICS_PROXY_HOOK_TARGET\)/);
+  assert.throws(
+    () => sidecar([]),
+    /metrics URL is required: 'sidecar http:\/\/127\.0\.0\.1:8080\/metrics', --target or METRICS_PROXY_HOOK_TARGET/,
+  );
   assert.throws(() => sidecar(['--target', 'https://127.0.0.1/metrics']), /expects an http URL/);
   const plain = sidecar([], { METRICS_PROXY_HOOK_TARGET: 'http://127.0.0.1:8080/metrics' });
   assert.equal(plain.target.href, 'http://127.0.0.1:8080/metrics');
@@ -95,6 +107,13 @@ test('the sidecar needs --target; its semaphore flags come all together or not a
   assert.equal(plain.lameduckMs, 1000);
   assert.equal(plain.scrapeWaitThresholdMs, 1000);
   assert.equal(plain.semaphore, undefined);
+  assert.equal(plain.maxCachedBytes, 32 * 1024 * 1024);
+  assert.equal(sidecar(['--target=http://a/', '--max-cached-body=512Ki']).maxCachedBytes, 524_288);
+  assert.equal(sidecar(['--target=http://a/', '--max-cached-body=20M']).maxCachedBytes, 20_000_000);
+  assert.throws(
+    () => sidecar(['--target=http://a/', '--max-cached-body=lots']),
+    /--max-cached-body expects a size such as 32Mi/,
+  );
   assert.throws(
     () =>
       sidecar(['--target', 'http://127.0.0.1:1/m'], {
@@ -122,4 +141,140 @@ test('addresses parse in their usual forms', () => {
   assert.deepEqual(parseRedisAddress('redis://10.0.0.5:6380/', '--redis'), { host: '10.0.0.5', port: 6380 });
   assert.deepEqual(parseRedisAddress('[fd00::5]:7000', '--redis'), { host: 'fd00::5', port: 7000 });
   assert.deepEqual(parseRedisAddress('redis-0', '--redis'), { host: 'redis-0', port: 6379 });
+});
+
+const original = (specs: typeof webhookFlagSpecs, shape: CommandLineShape, argv: string[]) =>
+  parseFlags(specs, normalizeArgv(specs, shape, argv));
+
+test("the original webhook's flag names are accepted as aliases of ours, --metrics-secure included", () => {
+  const options = buildWebhookOptions(
+    original(webhookFlagSpecs, webhookCommandLine, [
+      '--certDir',
+      '/certs',
+      '--metrics-bind-address=:9090',
+      '--health-probe-bind-address',
+      '127.0.0.1:9091',
+      '--metrics-secure',
+      '--enable-http2',
+      '--sidecar-image',
+      'registry.local/hook:2',
+      '--termination-grace-period',
+      '45s',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '10443',
+    ]),
+  );
+  assert.equal(options.certDir, '/certs');
+  assert.deepEqual(options.metricsListen, { host: '', port: 9090 });
+  assert.deepEqual(options.probeListen, { host: '127.0.0.1', port: 9091 });
+  assert.equal(options.metricsSecure, true);
+  assert.equal(options.enableHttp2, true);
+  assert.equal(options.injection.sidecarImage, 'registry.local/hook:2');
+  assert.equal(options.injection.terminationGracePeriodSeconds, 45);
+  assert.deepEqual(options.listen, { host: '127.0.0.1', port: 10443 });
+  assert.equal(webhook([]).metricsSecure, false);
+});
+
+test("the original sidecar's positional TARGET_URL is --target; given both ways it is refused", () => {
+  const options = buildSidecarOptions(
+    original(sidecarFlagSpecs, sidecarCommandLine, [
+      'http://127.0.0.1:8080/metrics',
+      '--address',
+      '0.0.0.0:65532',
+      '--lameduck',
+      '1s',
+      '--termination-grace-period',
+      '30s',
+    ]),
+  );
+  assert.equal(options.target.href, 'http://127.0.0.1:8080/metrics');
+  assert.equal(options.lameduckMs, 1000);
+  const flagsFirst = buildSidecarOptions(
+    original(sidecarFlagSpecs, sidecarCommandLine, ['--lameduck', '2s', 'http://127.0.0.1:9/m']),
+  );
+  assert.equal(flagsFirst.target.href, 'http://127.0.0.1:9/m');
+  assert.equal(flagsFirst.lameduckMs, 2000);
+  assert.throws(
+    () => original(sidecarFlagSpecs, sidecarCommandLine, ['http://a/', '--target=http://b/']),
+    /given twice/,
+  );
+  assert.throws(
+    () => original(sidecarFlagSpecs, sidecarCommandLine, ['http://a/', 'http://b/']),
+    /only one TARGET URL/,
+  );
+  assert.throws(
+    () => original(webhookFlagSpecs, webhookCommandLine, ['stray']),
+    /unexpected argument 'stray'/,
+  );
+});
+
+test('the Redis password comes from METRICS_PROXY_HOOK_REDIS_PASSWORD or a file, and the sidecars need a Secret to read it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-hook-password-'));
+  try {
+    writeFileSync(join(dir, 'password'), 'from-the-file\n');
+    const fromFile = webhook([
+      '--redis=a:1',
+      '--redis=b:2',
+      '--redis=c:3',
+      `--redis-password-file=${join(dir, 'password')}`,
+      '--sidecar-redis-secret=metrics-proxy-redis',
+    ]);
+    assert.equal(fromFile.semaphore?.password, 'from-the-file');
+    assert.equal(fromFile.injection.sidecarRedisSecret, 'metrics-proxy-redis');
+    const fromEnv = webhook(['--redis=a:1', '--sidecar-redis-secret=s'], {
+      METRICS_PROXY_HOOK_REDIS_PASSWORD: 'from-env',
+    });
+    assert.equal(fromEnv.semaphore?.password, 'from-env');
+    assert.throws(
+      () => webhook(['--redis=a:1'], { METRICS_PROXY_HOOK_REDIS_PASSWORD: 'x' }),
+      /--sidecar-redis-secret is not set: sidecars could not renew their slots/,
+    );
+    assert.throws(
+      () =>
+        webhook(['--redis=a:1', `--redis-password-file=${join(dir, 'missing')}`, '--sidecar-redis-secret=s']),
+      /cannot read .*missing \(ENOENT\)/,
+    );
+    const side = sidecar(['--target=http://a/'], {
+      METRICS_PROXY_HOOK_SEMAPHORE_REDIS: 'a:1',
+      METRICS_PROXY_HOOK_SEMAPHORE_KEY: 'k',
+      METRICS_PROXY_HOOK_SEMAPHORE_SLOT: 's',
+      METRICS_PROXY_HOOK_SEMAPHORE_LIMIT: '1',
+      METRICS_PROXY_HOOK_REDIS_PASSWORD: 'from-the-secret',
+    });
+    assert.equal(side.semaphore?.password, 'from-the-secret');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('slot reclaim asks the in-cluster API server by default, or --kube-api-server; outside a cluster it is off', () => {
+  const inCluster = webhook(['--redis=a:1'], {
+    KUBERNETES_SERVICE_HOST: '10.96.0.1',
+    KUBERNETES_SERVICE_PORT: '443',
+  });
+  assert.equal(inCluster.semaphore?.apiServer?.url.href, 'https://10.96.0.1/');
+  assert.equal(
+    inCluster.semaphore?.apiServer?.tokenFile,
+    '/var/run/secrets/kubernetes.io/serviceaccount/token',
+  );
+  assert.equal(
+    inCluster.semaphore?.apiServer?.caFile,
+    '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+  );
+  assert.equal(inCluster.semaphore?.reclaimGraceMs, 15_000);
+  assert.equal(webhook(['--redis=a:1']).semaphore?.apiServer, undefined);
+  const given = webhook([
+    '--redis=a:1',
+    '--kube-api-server=http://127.0.0.1:8001',
+    '--semaphore-reclaim-grace=5s',
+  ]);
+  assert.equal(given.semaphore?.apiServer?.url.href, 'http://127.0.0.1:8001/');
+  assert.equal(given.semaphore?.apiServer?.caFile, undefined);
+  assert.equal(given.semaphore?.reclaimGraceMs, 5000);
+  assert.throws(
+    () => webhook(['--redis=a:1', '--kube-api-server=kubernetes']),
+    /--kube-api-server expects a URL/,
+  );
 });

@@ -3,6 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { type FlagSpec, type ListenAddress, type ParsedFlags, UsageError } from '@seahorse/runtime';
 import { sidecarPort } from './annotations.ts';
+import { parseByteSize } from './metrics-cache.ts';
+import type { ApiServerConnection } from './pod-evidence.ts';
 import type { RedisAddress } from './redis-nodes.ts';
 import type { RedlockOptions } from './redlock.ts';
 
@@ -66,6 +68,12 @@ const common = {
     arg: '<duration>',
     default: '100ms',
     help: 'Pause between lock attempts, plus up to as much again of random jitter',
+  },
+  redisPasswordFile: {
+    name: 'redis-password-file',
+    kind: 'string',
+    arg: '<path>',
+    help: 'File holding the Redis password (a mounted Secret); METRICS_PROXY_HOOK_REDIS_PASSWORD works too',
   },
   leaseTtl: {
     name: 'semaphore-lease-ttl',
@@ -137,6 +145,16 @@ export const webhookFlagSpecs: FlagSpec[] = withEnv([
     default: '30s',
     help: 'Annotated pods get at least this terminationGracePeriodSeconds (whole seconds, rounded up)',
   },
+  {
+    name: 'native-sidecar',
+    kind: 'boolean',
+    help: 'Inject the proxy as a native sidecar (init container, restartPolicy Always; Kubernetes 1.29+): Job pods complete and release their slot',
+  },
+  {
+    name: 'metrics-secure',
+    kind: 'boolean',
+    help: "Serve /metrics over HTTPS with the webhook's certificate (the original's flag)",
+  },
   { name: 'enable-http2', kind: 'boolean', help: 'Serve HTTP/2 as well as HTTP/1.1 (off: HTTP/1.1 only)' },
   {
     name: 'lameduck',
@@ -152,6 +170,13 @@ export const webhookFlagSpecs: FlagSpec[] = withEnv([
     help: 'Independent Redis node for the max-concurrent semaphore; repeat (3 recommended) or comma-separate in the env. Without it the semaphore is off',
   },
   common.redisTimeout,
+  common.redisPasswordFile,
+  {
+    name: 'sidecar-redis-secret',
+    kind: 'string',
+    arg: '<name>',
+    help: "Secret (key 'password') in each limited pod's namespace that gives its sidecar the Redis password; needed when Redis has one",
+  },
   common.lockTtl,
   common.lockRetries,
   common.lockRetryDelay,
@@ -163,6 +188,33 @@ export const webhookFlagSpecs: FlagSpec[] = withEnv([
     help: "A new pod's slot lease, until its sidecar starts renewing it (covers scheduling and image pulls)",
   },
   common.leaseTtl,
+  {
+    name: 'kube-api-server',
+    kind: 'string',
+    arg: '<url>',
+    help: 'API server asked which slots still have a pod (default in a cluster: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT); without one, leaked slots wait for their lease',
+  },
+  {
+    name: 'kube-token-file',
+    kind: 'string',
+    arg: '<path>',
+    default: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+    help: 'Service account token for --kube-api-server (re-read on every request)',
+  },
+  {
+    name: 'kube-ca-file',
+    kind: 'string',
+    arg: '<path>',
+    default: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+    help: "CA of --kube-api-server's certificate",
+  },
+  {
+    name: 'semaphore-reclaim-grace',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '15s',
+    help: 'A slot without a pod is reclaimed once it is this old (an admission still in flight has no pod yet)',
+  },
   common.logLevel,
   { name: 'version', short: 'V', kind: 'boolean', help: 'Print the version' },
   common.help,
@@ -180,7 +232,14 @@ export const sidecarFlagSpecs: FlagSpec[] = withEnv([
     name: 'target',
     kind: 'string',
     arg: '<url>',
-    help: "The application's metrics URL, e.g. http://127.0.0.1:8080/metrics (required)",
+    help: "The application's metrics URL, e.g. http://127.0.0.1:8080/metrics (required; the original's positional TARGET_URL works too)",
+  },
+  {
+    name: 'max-cached-body',
+    kind: 'string',
+    arg: '<size>',
+    default: '32Mi',
+    help: 'Keep the last metrics body for after the application exits when it is at most this big (e.g. 8Mi); larger bodies are streamed but not kept',
   },
   {
     name: 'termination-grace-period',
@@ -232,6 +291,7 @@ export const sidecarFlagSpecs: FlagSpec[] = withEnv([
   },
   common.leaseTtl,
   common.redisTimeout,
+  common.redisPasswordFile,
   common.lockTtl,
   common.lockRetries,
   common.lockRetryDelay,
@@ -307,8 +367,32 @@ function positive(flags: ParsedFlags, name: string): number {
   return value;
 }
 
+/** The Redis password: METRICS_PROXY_HOOK_REDIS_PASSWORD, or the file --redis-password-file names. */
+function redisPassword(flags: ParsedFlags, env: NodeJS.ProcessEnv): string | undefined {
+  const direct = env[passwordEnv];
+  if (direct) return direct;
+  const file = flags.string('redis-password-file');
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(
+      `--redis-password-file: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}); mount the Redis password Secret there`,
+    );
+  }
+  const password = text.replace(/\r?\n$/, '');
+  if (password === '') throw new UsageError(`--redis-password-file: ${file} is empty`);
+  return password;
+}
+
+/** The environment variable holding the Redis password (a Secret's key, never a flag). */
+export const passwordEnv = 'METRICS_PROXY_HOOK_REDIS_PASSWORD';
+
 export interface SemaphoreConnection {
   redis: RedisAddress[];
+  /** Redis's requirepass; never logged. */
+  password?: string | undefined;
   commandTimeoutMs: number;
   lock: RedlockOptions;
 }
@@ -318,6 +402,10 @@ export interface InjectionSettings {
   imagePullPolicy: string;
   /** The floor for annotated pods' terminationGracePeriodSeconds. */
   terminationGracePeriodSeconds: number;
+  /** Inject as an init container with restartPolicy Always (Kubernetes 1.29+). */
+  nativeSidecar?: boolean;
+  /** Secret in the pod's namespace whose `password` key the sidecar reads for Redis. */
+  sidecarRedisSecret?: string | undefined;
 }
 
 export interface WebhookOptions {
@@ -326,6 +414,8 @@ export interface WebhookOptions {
   certPollIntervalMs: number;
   metricsListen: ListenAddress | undefined;
   probeListen: ListenAddress | undefined;
+  /** Serve /metrics over HTTPS with the webhook's certificate. */
+  metricsSecure: boolean;
   enableHttp2: boolean;
   lameduckMs: number;
   /** Larger AdmissionReview bodies are refused with 413. */
@@ -337,11 +427,14 @@ export interface WebhookOptions {
         admissionLeaseMs: number;
         /** Lease the sidecar keeps renewing. */
         leaseMs: number;
+        /** Where to read which slots still have a pod; undefined: no reclaim. */
+        apiServer: ApiServerConnection | undefined;
+        reclaimGraceMs: number;
       })
     | undefined;
 }
 
-export function buildWebhookOptions(flags: ParsedFlags): WebhookOptions {
+export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv = {}): WebhookOptions {
   const host = flags.string('host')!;
   const redis = redisAddresses(flags, 'redis');
   const image = flags.string('sidecar-image')!.trim();
@@ -351,12 +444,20 @@ export function buildWebhookOptions(flags: ParsedFlags): WebhookOptions {
   const leaseMs = positive(flags, 'semaphore-lease-ttl');
   if (leaseMs < 1000)
     throw new UsageError('--semaphore-lease-ttl must be at least 1s (it is renewed every third)');
+  const password = redis.length > 0 ? redisPassword(flags, env) : undefined;
+  const sidecarRedisSecret = flags.string('sidecar-redis-secret');
+  if (password !== undefined && sidecarRedisSecret === undefined) {
+    throw new UsageError(
+      "Redis has a password but --sidecar-redis-secret is not set: sidecars could not renew their slots; name the Secret (key 'password') they read it from",
+    );
+  }
   return {
     listen: { host: host === '*' ? '' : host, port: flags.integer('port')! },
     certDir: flags.string('cert-dir')!,
     certPollIntervalMs: positive(flags, 'cert-poll-interval'),
     metricsListen: parseListenAddress(flags.string('metrics-address')!, '--metrics-address', true),
     probeListen: parseListenAddress(flags.string('probe-address')!, '--probe-address', true),
+    metricsSecure: flags.boolean('metrics-secure'),
     enableHttp2: flags.boolean('enable-http2'),
     lameduckMs: flags.duration('lameduck')!,
     maxBodyBytes: 3 * 1024 * 1024,
@@ -364,17 +465,41 @@ export function buildWebhookOptions(flags: ParsedFlags): WebhookOptions {
       sidecarImage: image,
       imagePullPolicy: flags.string('sidecar-image-pull-policy')!,
       terminationGracePeriodSeconds: Math.ceil(graceMs / 1000),
+      sidecarRedisSecret: redis.length > 0 ? sidecarRedisSecret : undefined,
+      nativeSidecar: flags.boolean('native-sidecar'),
     },
     semaphore:
       redis.length === 0
         ? undefined
         : {
             redis,
+            password,
             commandTimeoutMs: positive(flags, 'redis-timeout'),
             lock: lockOptions(flags),
             admissionLeaseMs: positive(flags, 'semaphore-admission-ttl'),
             leaseMs,
+            apiServer: apiServerConnection(flags, env),
+            reclaimGraceMs: flags.duration('semaphore-reclaim-grace')!,
           },
+  };
+}
+
+function apiServerConnection(flags: ParsedFlags, env: NodeJS.ProcessEnv): ApiServerConnection | undefined {
+  let raw = flags.string('kube-api-server');
+  if (raw === undefined && env.KUBERNETES_SERVICE_HOST) {
+    const host = env.KUBERNETES_SERVICE_HOST;
+    raw = `https://${host.includes(':') ? `[${host}]` : host}:${env.KUBERNETES_SERVICE_PORT || '443'}`;
+  }
+  if (raw === undefined || raw === '') return undefined;
+  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  if (url?.protocol !== 'https:' && url?.protocol !== 'http:') {
+    throw new UsageError(`--kube-api-server expects a URL such as https://10.96.0.1:443, got '${raw}'`);
+  }
+  return {
+    url,
+    tokenFile: flags.string('kube-token-file')!,
+    caFile: url.protocol === 'https:' ? flags.string('kube-ca-file') : undefined,
+    timeoutMs: 2000,
   };
 }
 
@@ -385,6 +510,8 @@ export interface SidecarOptions {
   lameduckMs: number;
   scrapeWaitThresholdMs: number;
   targetTimeoutMs: number;
+  /** Larger bodies are streamed through but not kept for after the application exits. */
+  maxCachedBytes: number;
   semaphore:
     | (SemaphoreConnection & { workload: string; slot: string; limit: number; leaseMs: number })
     | undefined;
@@ -392,10 +519,12 @@ export interface SidecarOptions {
 
 const semaphoreSidecarFlags = ['semaphore-redis', 'semaphore-key', 'semaphore-slot', 'semaphore-limit'];
 
-export function buildSidecarOptions(flags: ParsedFlags): SidecarOptions {
+export function buildSidecarOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv = {}): SidecarOptions {
   const rawTarget = flags.string('target');
   if (rawTarget === undefined) {
-    throw new UsageError(`--target is required (or ${envName('target')}): the application's metrics URL`);
+    throw new UsageError(
+      `the application's metrics URL is required: 'sidecar http://127.0.0.1:8080/metrics', --target or ${envName('target')}`,
+    );
   }
   const target = URL.canParse(rawTarget) ? new URL(rawTarget) : undefined;
   if (target?.protocol !== 'http:') {
@@ -411,8 +540,15 @@ export function buildSidecarOptions(flags: ParsedFlags): SidecarOptions {
     );
   }
   const leaseMs = positive(flags, 'semaphore-lease-ttl');
+  const maxCachedBytes = parseByteSize(flags.string('max-cached-body')!);
+  if (maxCachedBytes === undefined) {
+    throw new UsageError(
+      `--max-cached-body expects a size such as 32Mi, 512Ki or 1000000, got '${flags.string('max-cached-body')}'`,
+    );
+  }
   return {
     listen: parseListenAddress(flags.string('address')!, '--address'),
+    maxCachedBytes,
     target,
     terminationGracePeriodMs: positive(flags, 'termination-grace-period'),
     lameduckMs: flags.duration('lameduck')!,
@@ -423,6 +559,7 @@ export function buildSidecarOptions(flags: ParsedFlags): SidecarOptions {
         ? undefined
         : {
             redis: redisAddresses(flags, 'semaphore-redis'),
+            password: redisPassword(flags, env),
             commandTimeoutMs: positive(flags, 'redis-timeout'),
             lock: lockOptions(flags),
             workload: flags.string('semaphore-key')!,

@@ -15,6 +15,8 @@ export interface RedisNodesOptions {
   /** Per-command deadline: a node that takes longer counts as not answering. */
   commandTimeoutMs: number;
   log: Logger;
+  /** Redis's requirepass (from a Secret); never logged. */
+  password?: string | undefined;
 }
 
 export function formatRedisAddress(address: RedisAddress): string {
@@ -23,14 +25,18 @@ export function formatRedisAddress(address: RedisAddress): string {
 
 export class RedisNodes {
   readonly #nodes: Array<{ name: string; client: Redis }>;
+  /** Per-command deadline; a write must fit in what is left of a lock's validity. */
+  readonly commandTimeoutMs: number;
 
   constructor(addresses: readonly RedisAddress[], options: RedisNodesOptions) {
+    this.commandTimeoutMs = options.commandTimeoutMs;
     this.#nodes = addresses.map((address) => {
       const name = formatRedisAddress(address);
       const client = new Redis({
         host: address.host,
         port: address.port,
         commandTimeout: options.commandTimeoutMs,
+        ...(options.password ? { password: options.password } : {}),
         connectTimeout: Math.max(1000, options.commandTimeoutMs * 4),
         // Fail fast while disconnected: a quorum is decided now, not after a reconnect.
         enableOfflineQueue: false,

@@ -66,6 +66,11 @@ export class Redlock {
     this.#options = { driftFactor: 0.01, ...options };
   }
 
+  /** The clock drift allowance subtracted from a lock's validity. */
+  get driftMs(): number {
+    return Math.round(this.#options.ttlMs * this.#options.driftFactor) + 2;
+  }
+
   async acquire(resource: string): Promise<Lock> {
     const { ttlMs, retryCount, retryDelayMs, retryJitterMs, driftFactor } = this.#options;
     const token = randomBytes(16).toString('hex');

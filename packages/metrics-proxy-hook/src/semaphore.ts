@@ -26,8 +26,19 @@ local slots = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 for i = 2, #slots, 2 do slots[i] = string.format('%.0f', tonumber(slots[i]) - now) end
 return slots`;
 
-/** ARGV: slot, lease ms. */
+/**
+ * KEYS: slots, lock. ARGV: slot, lease ms, lock token. Fenced: the node writes only while it
+ * still holds our lock token, so a writer that paused past its lock's validity (GC, SIGSTOP, a
+ * slow network) and lost the lock to another writer cannot add a slot behind its back.
+ */
 const grantScript = `${now}
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return -1 end
+redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[1])
+${expireWithLastLease}
+return 1`;
+
+/** ARGV: slot, lease ms. Puts a slot that a majority still holds back on a node that lost it. */
+const restoreScript = `${now}
 redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[1])
 ${expireWithLastLease}
 return 1`;
@@ -67,15 +78,22 @@ export interface SemaphoreOptions {
   lock: RedlockOptions;
   /** Prefix of every key, so one Redis can serve several installations. */
   keyPrefix?: string;
+  /**
+   * Runs between the validity check and the write. Tests put a pause here (what a GC pause or
+   * a frozen process does) to prove the write is fenced.
+   */
+  beforeWrite?: (workload: string) => Promise<void>;
 }
 
 export class RedisSemaphore {
   readonly #nodes: RedisNodes;
   readonly #redlock: Redlock;
   readonly #prefix: string;
+  readonly #beforeWrite: SemaphoreOptions['beforeWrite'];
 
   constructor(nodes: RedisNodes, options: SemaphoreOptions) {
     this.#nodes = nodes;
+    this.#beforeWrite = options.beforeWrite;
     this.#redlock = new Redlock(nodes, options.lock);
     this.#prefix = options.keyPrefix ?? 'seahorse:metrics-proxy-hook';
   }
@@ -112,21 +130,45 @@ export class RedisSemaphore {
       return await this.#redlock.using(this.lockKey(workload), async (lock) => {
         const holders = await this.holders(workload);
         const held = holders.size;
-        if (!holders.has(slot) && held >= limit) return { granted: false, held, limit };
-        if (request.dryRun) return { granted: true, held: holders.has(slot) ? held : held + 1 };
-        if (lock.remainingMs() <= 0) {
+        // A retried admission (same uid) finds its own slot: granted again, nothing written.
+        if (holders.has(slot)) return { granted: true, held };
+        if (held >= limit) return { granted: false, held, limit };
+        if (request.dryRun) return { granted: true, held: held + 1 };
+        // The write must land while the lock is surely ours: its slowest node may take the
+        // whole command timeout, and clocks may drift.
+        const needed = this.#nodes.commandTimeoutMs + this.#redlock.driftMs;
+        if (lock.remainingMs() <= needed) {
           throw new SemaphoreUnavailableError(
-            `the lock on ${workload} expired before the slot was written; Redis is too slow for the lock TTL`,
+            `too little of the lock on ${workload} is left to write the slot safely (${Math.round(lock.remainingMs())} ms, ${needed} ms needed: the Redis timeout plus clock drift); raise --semaphore-lock-ttl or lower --redis-timeout`,
           );
         }
+        await this.#beforeWrite?.(workload);
         const replies = await this.#nodes.each((client) =>
-          client.eval(grantScript, 1, this.slotsKey(workload), slot, leaseMs),
+          client.eval(
+            grantScript,
+            2,
+            this.slotsKey(workload),
+            this.lockKey(workload),
+            slot,
+            leaseMs,
+            lock.token,
+          ),
         );
-        if (replies.filter((reply) => reply.ok).length < this.#nodes.quorum) {
+        const written = replies.filter((reply) => reply.ok && reply.value === 1).length;
+        if (written < this.#nodes.quorum) {
           await this.release(workload, slot).catch(() => undefined);
+          const fenced = replies.filter((reply) => reply.ok && reply.value === -1).length;
+          if (fenced > 0) {
+            throw new SemaphoreUnavailableError(
+              `the lock on ${workload} was lost before the slot was written (${fenced} of ${this.#nodes.size} Redis nodes refused the stale lock token); the admission is retried`,
+            );
+          }
           this.#requireQuorum(replies, `write a slot for ${workload}`);
+          throw new SemaphoreUnavailableError(
+            `could not write a slot for ${workload} on a majority of the Redis nodes`,
+          );
         }
-        return { granted: true, held: holders.has(slot) ? held : held + 1 };
+        return { granted: true, held: held + 1 };
       });
     } catch (error) {
       if (error instanceof LockUnavailableError) {
@@ -150,10 +192,22 @@ export class RedisSemaphore {
     );
     if (missing.size > 0) {
       await this.#nodes.each(async (client, node) =>
-        missing.has(node) ? client.eval(grantScript, 1, key, slot, leaseMs) : undefined,
+        missing.has(node) ? client.eval(restoreScript, 1, key, slot, leaseMs) : undefined,
       );
     }
     return 'renewed';
+  }
+
+  /** Counts a sidecar's lease overrun on every node that answers (see SlotLease). */
+  async recordOverrun(): Promise<void> {
+    const replies = await this.#nodes.each((client) => client.incr(`${this.#prefix}:lease-overruns`));
+    this.#requireQuorum(replies, 'record a lease overrun');
+  }
+
+  /** Lease overruns recorded so far: the highest count any node that answered has. */
+  async overruns(): Promise<number> {
+    const replies = await this.#nodes.each((client) => client.get(`${this.#prefix}:lease-overruns`));
+    return Math.max(0, ...replies.map((reply) => (reply.ok ? Number(reply.value ?? 0) : 0)));
   }
 
   /** Gives a slot back on every node that answers; needs no lock, since it only frees room. */

@@ -1,8 +1,10 @@
-// The metrics proxy beside the application: every request goes to the application's metrics
-// URL, and the last good answer is kept. On SIGTERM it makes sure Prometheus gets one more
-// scrape with the final numbers, even after the application has exited.
+// The metrics proxy beside the application: every request is streamed to the application's
+// metrics URL and back, and the last good body (up to --max-cached-body) is kept. On SIGTERM it
+// follows the original's rule: only a pod whose last scrape is older than
+// --scrape-wait-threshold gets a final fetch and a wait for one more scrape.
 import {
   Agent,
+  type ClientRequest,
   createServer,
   type IncomingHttpHeaders,
   type IncomingMessage,
@@ -11,7 +13,10 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { pipeline } from 'node:stream/promises';
 import { formatAddress, Lifecycle, type ListenAddress, type Logger, listen } from '@seahorse/runtime';
+import { TargetTimeoutError } from './errors.ts';
+import { BodyCollector, type CachedMetrics } from './metrics-cache.ts';
 import type { SidecarOptions } from './options.ts';
 import type { SlotLease } from './slot-lease.ts';
 
@@ -26,21 +31,7 @@ const hopByHop = new Set([
   'transfer-encoding',
   'upgrade',
   'host',
-  'content-length',
 ]);
-
-interface TargetResponse {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: Buffer;
-}
-
-interface CachedMetrics {
-  body: Buffer;
-  contentType: string | undefined;
-  /** performance.now() when the application served it. */
-  fetchedAt: number;
-}
 
 function forwardableHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const result: OutgoingHttpHeaders = {};
@@ -50,14 +41,13 @@ function forwardableHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   return result;
 }
 
-function readAll(stream: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    stream.once('end', () => resolve(Buffer.concat(chunks)));
-    stream.once('error', reject);
-  });
-}
+/** Why the sidecar did or did not wait for a scrape after SIGTERM (logged, and for tests). */
+export type TerminationPath =
+  | 'never-scraped'
+  | 'scraped-recently'
+  | 'nothing-to-serve'
+  | 'scraped-after-signal'
+  | 'grace-period-ran-out';
 
 export class MetricsSidecar {
   readonly lifecycle: Lifecycle;
@@ -65,10 +55,13 @@ export class MetricsSidecar {
   readonly #log: Logger;
   readonly #lease: SlotLease | undefined;
   readonly #agent = new Agent({ keepAlive: true, maxSockets: 4 });
-  readonly #server = createServer((req, res) => void this.#handle(req, res));
+  readonly #server = createServer((req, res) => this.#handle(req, res));
   #cache: CachedMetrics | undefined;
+  /** Only one body is collected at a time: concurrent scrapes stream without a second copy. */
+  #collecting = false;
+  #warnedOversize = false;
   #lastScrapeAt: number | undefined;
-  #terminating: Promise<void> | undefined;
+  #terminating: Promise<TerminationPath> | undefined;
   #scrapedSinceSignal = false;
   #onScrape: (() => void) | undefined;
 
@@ -87,9 +80,10 @@ export class MetricsSidecar {
     if (lease) this.lifecycle.onClose(() => lease.stop());
   }
 
-  /** The metrics most recently served by the application, if any. */
-  get cached(): Readonly<CachedMetrics> | undefined {
-    return this.#cache;
+  /** The metrics most recently served by the application, if kept. */
+  get cached(): { body: Buffer; contentType: string | undefined } | undefined {
+    const cache = this.#cache;
+    return cache && { body: Buffer.concat(cache.chunks), contentType: cache.contentType };
   }
 
   async start(): Promise<ListenAddress> {
@@ -103,11 +97,17 @@ export class MetricsSidecar {
     return address;
   }
 
+  /** Whether a termination has started (a later signal is then ignored). */
+  get terminating(): boolean {
+    return this.#terminating !== undefined;
+  }
+
   /**
-   * The SIGTERM sequence: fresh metrics if the last scrape is stale, then wait for one more
-   * scrape (or the grace period's end), then lameduck and stop. Same promise on every call.
+   * The SIGTERM sequence; the same promise on every call. Never scraped, or scraped within
+   * --scrape-wait-threshold: lameduck and exit. Scraped longer ago: fetch once more, wait for
+   * one scrape that gets a body (bounded by the grace period), then lameduck and exit.
    */
-  terminate(reason: string): Promise<void> {
+  terminate(reason: string): Promise<TerminationPath> {
     this.#terminating ??= this.#runTermination(reason);
     return this.#terminating;
   }
@@ -116,7 +116,7 @@ export class MetricsSidecar {
     return Math.min(2000, Math.max(100, Math.floor(this.#options.terminationGracePeriodMs / 10)));
   }
 
-  async #runTermination(reason: string): Promise<void> {
+  async #runTermination(reason: string): Promise<TerminationPath> {
     const { terminationGracePeriodMs, lameduckMs, scrapeWaitThresholdMs, targetTimeoutMs } = this.#options;
     const signalledAt = performance.now();
     const waitUntil = signalledAt + terminationGracePeriodMs - lameduckMs - this.#drainReserveMs();
@@ -125,153 +125,220 @@ export class MetricsSidecar {
       { reason, terminationGracePeriodMs, sinceLastScrapeMs: sinceScrape ?? null },
       'terminating',
     );
-
-    if (sinceScrape === undefined || sinceScrape > scrapeWaitThresholdMs) {
-      const timeout = Math.max(1, Math.min(targetTimeoutMs, waitUntil - performance.now()));
-      try {
-        const response = await this.#fetchTarget('GET', {}, '', timeout);
-        if (response.status === 200) {
-          this.#remember(response);
-          this.#log.info({ bytes: response.body.length }, 'final metrics fetched');
-        } else {
-          this.#log.warn(
-            { status: response.status },
-            'final metrics fetch failed; keeping the last good metrics',
-          );
-        }
-      } catch (error) {
-        this.#log.warn(
-          { err: (error as Error).message },
-          'final metrics fetch failed; keeping the last good metrics',
-        );
-      }
-    }
-
-    if (!this.#scrapedSinceSignal) {
-      const remaining = waitUntil - performance.now();
-      const scraped = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => resolve(false), Math.max(0, remaining));
-        this.#onScrape = () => {
-          clearTimeout(timer);
-          resolve(true);
-        };
-      });
-      this.#onScrape = undefined;
-      if (scraped) this.#log.info('final scrape served');
-      else
-        this.#log.warn(
-          { waitedMs: Math.round(performance.now() - signalledAt) },
-          'no scrape before the grace period ran out',
-        );
-    } else {
-      this.#log.info('final scrape served');
-    }
+    const path = await this.#finalScrape(sinceScrape, scrapeWaitThresholdMs, waitUntil, targetTimeoutMs);
+    this.#log.info({ path, waitedMs: Math.round(performance.now() - signalledAt) }, 'final scrape decided');
     await this.lifecycle.shutdown(reason);
+    return path;
   }
 
-  #remember(response: TargetResponse): void {
-    const type = response.headers['content-type'];
-    this.#cache = { body: response.body, contentType: type, fetchedAt: performance.now() };
+  async #finalScrape(
+    sinceScrape: number | undefined,
+    thresholdMs: number,
+    waitUntil: number,
+    targetTimeoutMs: number,
+  ): Promise<TerminationPath> {
+    // Prometheus never came by: no one will scrape this pod, do not hold it.
+    if (sinceScrape === undefined) return 'never-scraped';
+    // The last scrape is fresh enough: Prometheus already has (nearly) the final numbers.
+    if (sinceScrape <= thresholdMs) return 'scraped-recently';
+
+    const timeout = Math.max(1, Math.min(targetTimeoutMs, waitUntil - performance.now()));
+    let fetched = false;
+    try {
+      fetched = await this.#refetch(timeout);
+    } catch (error) {
+      this.#log.warn({ err: (error as Error).message }, 'final metrics fetch failed');
+    }
+    if (this.#scrapedSinceSignal) return 'scraped-after-signal';
+    if (!fetched && this.#cache === undefined) {
+      this.#log.warn('nothing to serve a last scrape with (final fetch failed, nothing kept); not waiting');
+      return 'nothing-to-serve';
+    }
+    const scraped = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), Math.max(0, waitUntil - performance.now()));
+      this.#onScrape = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+    });
+    this.#onScrape = undefined;
+    if (scraped) return 'scraped-after-signal';
+    this.#log.warn('no scrape before the grace period ran out');
+    return 'grace-period-ran-out';
   }
 
-  #fetchTarget(
+  /** GETs the target once and keeps the body; true when the application answered 200. */
+  #refetch(timeoutMs: number): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      const outgoing = this.#request('GET', {}, '', timeoutMs, (upstream) => {
+        const status = upstream.statusCode ?? 502;
+        const collector = status === 200 ? new BodyCollector(this.#options.maxCachedBytes) : undefined;
+        upstream.on('data', (chunk: Buffer) => collector?.add(chunk));
+        upstream.once('end', () => {
+          if (!collector) {
+            this.#log.warn({ status }, 'final metrics fetch failed; keeping the last good metrics');
+            resolve(false);
+            return;
+          }
+          this.#keep(collector, upstream.headers['content-type']);
+          this.#log.info({ bytes: collector.bytes }, 'final metrics fetched');
+          resolve(true);
+        });
+        upstream.once('error', reject);
+      });
+      outgoing.once('error', reject);
+      outgoing.end();
+    });
+  }
+
+  #keep(collector: BodyCollector, contentType: string | undefined): void {
+    const kept = collector.finish(contentType, performance.now());
+    if (kept) {
+      this.#cache = kept;
+      return;
+    }
+    // An older body would be a step back in time after the app exits: drop it too.
+    this.#cache = undefined;
+    const fields = { bytes: collector.bytes, maxCachedBytes: this.#options.maxCachedBytes };
+    if (!this.#warnedOversize) {
+      this.#warnedOversize = true;
+      this.#log.warn(
+        fields,
+        'metrics body larger than --max-cached-body: streamed but not kept for after the application exits',
+      );
+    } else {
+      this.#log.debug(fields, 'metrics body not kept: over --max-cached-body');
+    }
+  }
+
+  /** A request to the target with one deadline for the whole exchange, body included. */
+  #request(
     method: string,
     headers: OutgoingHttpHeaders,
     search: string,
     timeoutMs: number,
-    body?: Buffer,
-  ) {
+    onResponse: (upstream: IncomingMessage) => void,
+  ): ClientRequest {
     const url = new URL(this.#options.target);
     if (search && !url.search) url.search = search;
-    return new Promise<TargetResponse>((resolve, reject) => {
-      const outgoing = request(
-        url,
-        {
-          method,
-          // Ask for an uncompressed body, so the copy we keep can be served to any scraper.
-          headers: { ...headers, 'accept-encoding': 'identity' },
-          agent: this.#agent,
-          signal: AbortSignal.timeout(Math.max(1, Math.floor(timeoutMs))),
-        },
-        (response) => {
-          readAll(response).then(
-            (buffer) =>
-              resolve({ status: response.statusCode ?? 502, headers: response.headers, body: buffer }),
-            reject,
-          );
-        },
-      );
-      outgoing.once('error', reject);
-      outgoing.end(body);
+    const outgoing = request(url, {
+      method,
+      // Ask for an uncompressed body, so the copy we keep can be served to any scraper.
+      headers: { ...headers, 'accept-encoding': 'identity' },
+      agent: this.#agent,
     });
+    const limitMs = Math.max(1, Math.floor(timeoutMs));
+    const timer = setTimeout(() => outgoing.destroy(new TargetTimeoutError(limitMs)), limitMs);
+    outgoing.once('close', () => clearTimeout(timer));
+    outgoing.once('response', (upstream) => {
+      upstream.once('close', () => clearTimeout(timer));
+      onResponse(upstream);
+    });
+    return outgoing;
   }
 
-  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  #handle(req: IncomingMessage, res: ServerResponse): void {
     const method = req.method ?? 'GET';
-    const search = new URL(req.url ?? '/', 'http://sidecar').search;
-    let response: TargetResponse | undefined;
-    let failure: Error | undefined;
-    try {
-      const body = method === 'GET' || method === 'HEAD' ? undefined : await readAll(req);
-      response = await this.#fetchTarget(
-        method,
-        forwardableHeaders(req.headers),
-        search,
-        this.#options.targetTimeoutMs,
-        body,
-      );
-    } catch (error) {
-      failure = error as Error;
-    }
     const isScrape = method === 'GET';
-    if (response && response.status === 200 && isScrape) this.#remember(response);
+    const search = new URL(req.url ?? '/', 'http://sidecar').search;
+    let answered = false;
+    const outgoing = this.#request(
+      method,
+      forwardableHeaders(req.headers),
+      search,
+      this.#options.targetTimeoutMs,
+      (upstream) => {
+        answered = true;
+        this.#relay(res, upstream, isScrape);
+      },
+    );
+    outgoing.once('error', (error) => {
+      if (answered) {
+        // The body broke off midway: the client must not take a truncated body for a whole one.
+        this.#log.warn({ err: error.message }, 'the application broke off its answer');
+        res.destroy(error);
+        return;
+      }
+      this.#failed(res, error, isScrape);
+    });
+    req.once('error', () => outgoing.destroy());
+    res.once('close', () => {
+      if (!res.writableFinished) outgoing.destroy();
+    });
+    if (method === 'GET' || method === 'HEAD') outgoing.end();
+    else req.pipe(outgoing);
+  }
 
-    // Once terminating, an application that has gone (or is going) answers from the cache.
-    const fromCache =
-      this.#terminating !== undefined && isScrape && this.#cache !== undefined && response?.status !== 200;
-    if (fromCache) {
-      const cache = this.#cache!;
-      this.#reply(res, 200, cache.contentType ? { 'content-type': cache.contentType } : {}, cache.body, true);
+  #relay(res: ServerResponse, upstream: IncomingMessage, isScrape: boolean): void {
+    const status = upstream.statusCode ?? 502;
+    // Once terminating, an application that is going away answers from the cache.
+    if (this.terminating && isScrape && status !== 200 && this.#cache) {
+      upstream.resume();
+      this.#serveCache(res);
       return;
     }
-    if (response) {
-      const headers = forwardableHeaders(response.headers);
-      this.#reply(res, response.status, headers, response.body, response.status === 200 && isScrape);
+    const collector =
+      isScrape && status === 200 && !this.#collecting
+        ? new BodyCollector(this.#options.maxCachedBytes)
+        : undefined;
+    if (collector) {
+      this.#collecting = true;
+      upstream.on('data', (chunk: Buffer) => collector.add(chunk));
+    }
+    if (isScrape) this.#countScrape(res, status === 200);
+    res.writeHead(status, forwardableHeaders(upstream.headers));
+    pipeline(upstream, res)
+      .then(
+        () => {
+          if (collector) this.#keep(collector, upstream.headers['content-type']);
+        },
+        (error: Error) => {
+          this.#log.warn({ err: error.message }, 'metrics response not completed');
+        },
+      )
+      .finally(() => {
+        if (collector) this.#collecting = false;
+      });
+  }
+
+  #failed(res: ServerResponse, error: Error, isScrape: boolean): void {
+    if (this.terminating && isScrape && this.#cache) {
+      this.#serveCache(res);
       return;
     }
-    const status = this.#terminating ? 503 : 502;
+    const status = this.terminating ? 503 : 502;
     this.#log.warn(
-      { target: this.#options.target.href, err: failure?.message },
+      { target: this.#options.target.href, err: error.message },
       'the application did not answer',
     );
-    this.#reply(
-      res,
-      status,
-      { 'content-type': 'text/plain; charset=utf-8' },
-      Buffer.from(
-        `the application's metrics at ${this.#options.target.href} did not answer: ${failure?.message}\n`,
-      ),
-      false,
-    );
+    if (isScrape) this.#countScrape(res, false);
+    const body = `the application's metrics at ${this.#options.target.href} did not answer: ${error.message}\n`;
+    res.writeHead(status, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(body);
   }
 
-  #reply(
-    res: ServerResponse,
-    status: number,
-    headers: OutgoingHttpHeaders,
-    body: Buffer,
-    scrape: boolean,
-  ): void {
-    if (scrape) {
-      res.once('finish', () => {
-        this.#lastScrapeAt = performance.now();
-        if (this.#terminating) {
-          this.#scrapedSinceSignal = true;
-          this.#onScrape?.();
-        }
-      });
-    }
-    res.writeHead(status, { ...headers, 'content-length': body.length });
-    res.end(body);
+  #serveCache(res: ServerResponse): void {
+    const cache = this.#cache!;
+    this.#countScrape(res, true);
+    res.writeHead(200, {
+      ...(cache.contentType ? { 'content-type': cache.contentType } : {}),
+      'content-length': cache.bytes,
+    });
+    for (const chunk of cache.chunks) res.write(chunk);
+    res.end();
+  }
+
+  /** A GET answered: it is the last scrape; after SIGTERM, a body served ends the wait. */
+  #countScrape(res: ServerResponse, gotBody: boolean): void {
+    res.once('finish', () => {
+      this.#lastScrapeAt = performance.now();
+      if (this.terminating && gotBody) {
+        this.#scrapedSinceSignal = true;
+        this.#onScrape?.();
+      }
+    });
   }
 }

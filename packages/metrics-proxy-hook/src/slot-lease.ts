@@ -1,5 +1,6 @@
 // The sidecar's side of the semaphore: keep the pod's slot alive while the pod runs, give it
 // back when the pod terminates. A pod that crashes stops renewing and its slot expires.
+import { performance } from 'node:perf_hooks';
 import type { Logger } from '@seahorse/runtime';
 import { type RedisSemaphore, SemaphoreUnavailableError } from './semaphore.ts';
 
@@ -18,6 +19,9 @@ export class SlotLease {
   #inFlight: Promise<void> = Promise.resolve();
   #stopped = false;
   #renewals = 0;
+  /** performance.now() when the slot was last known held (start, or a successful renewal). */
+  #heldAt = performance.now();
+  #overruns = 0;
 
   constructor(semaphore: RedisSemaphore, identity: SlotIdentity, log: Logger) {
     this.#semaphore = semaphore;
@@ -30,8 +34,14 @@ export class SlotLease {
     return this.#renewals;
   }
 
+  /** Times this process found it had gone longer than its lease without renewing. */
+  get overruns(): number {
+    return this.#overruns;
+  }
+
   /** Renews now (shortening the long admission lease to the running lease), then every third of it. */
   start(): void {
+    this.#heldAt = performance.now();
     this.#run();
   }
 
@@ -61,9 +71,16 @@ export class SlotLease {
 
   async #renew(): Promise<void> {
     const { workload, slot, limit, leaseMs } = this.#identity;
+    const attemptAt = performance.now();
+    // Renewals come every third of the lease; a gap longer than the lease means this process
+    // was frozen (SIGSTOP, a stalled node) or cut off, and its slot may have gone to another
+    // pod meanwhile. The limit may then have been exceeded: say so, never silently.
+    const gapMs = attemptAt - this.#heldAt;
+    if (this.#renewals > 0 && gapMs > leaseMs) this.#reportOverrun(gapMs);
     try {
       const result = await this.#semaphore.renew(workload, slot, leaseMs);
       if (result === 'renewed') {
+        this.#heldAt = attemptAt;
         this.#renewals++;
         if (this.#renewals === 1) this.#log.info({ leaseMs }, 'semaphore slot lease renewed');
         return;
@@ -71,6 +88,7 @@ export class SlotLease {
       this.#log.warn('semaphore slot lease lost (expired or released); taking a slot again');
       const again = await this.#semaphore.acquire({ workload, slot, limit, leaseMs });
       if (again.granted) {
+        this.#heldAt = attemptAt;
         this.#renewals++;
         this.#log.info({ held: again.held, limit }, 'semaphore slot taken again');
       } else {
@@ -85,5 +103,17 @@ export class SlotLease {
         this.#log.warn(entry, 'renewing the semaphore slot failed; retrying');
       else this.#log.error(entry, 'renewing the semaphore slot failed unexpectedly; retrying');
     }
+  }
+
+  #reportOverrun(gapMs: number): void {
+    this.#overruns++;
+    this.#log.error(
+      { sinceRenewedMs: Math.round(gapMs), leaseMs: this.#identity.leaseMs },
+      'slot lease overran: this process went longer than its lease without renewing (frozen or cut off from Redis); another pod may have taken the slot, so the workload may have run more pods than its limit',
+    );
+    // Counted in Redis so the webhook's seahorse_metrics_proxy_hook_lease_overruns shows it.
+    this.#semaphore.recordOverrun().catch((error: unknown) => {
+      this.#log.warn({ err: (error as Error).message }, 'could not record the lease overrun in Redis');
+    });
   }
 }

@@ -7,7 +7,7 @@ import {
   type OutgoingHttpHeaders,
 } from 'node:http';
 import { createSecureServer as createHttp2SecureServer } from 'node:http2';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Server as NetServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
@@ -18,6 +18,7 @@ import { CertificateReloader } from './certificate.ts';
 import { type AdmissionOutcome, WebhookMetrics } from './metrics.ts';
 import { PodMutator } from './mutator.ts';
 import type { WebhookOptions } from './options.ts';
+import { PodEvidence } from './pod-evidence.ts';
 import { RedisNodes } from './redis-nodes.ts';
 import { RedisSemaphore } from './semaphore.ts';
 
@@ -117,6 +118,7 @@ export async function startWebhook(
   if (options.semaphore) {
     const nodes = new RedisNodes(options.semaphore.redis, {
       commandTimeoutMs: options.semaphore.commandTimeoutMs,
+      password: options.semaphore.password,
       log,
     });
     lifecycle.onClose(() => nodes.close());
@@ -127,11 +129,20 @@ export async function startWebhook(
       log.warn(entry, 'too few Redis nodes reachable: limited pods are denied until a majority is');
     else log.info(entry, 'semaphore on');
     semaphore = new RedisSemaphore(nodes, { lock: options.semaphore.lock });
+    const counted = semaphore;
+    metrics.leaseOverruns(() => counted.overruns(), registry);
   }
   const mutator = new PodMutator(
     {
       injection: options.injection,
-      semaphore: options.semaphore && semaphore ? { ...options.semaphore, client: semaphore } : undefined,
+      semaphore:
+        options.semaphore && semaphore
+          ? {
+              ...options.semaphore,
+              client: semaphore,
+              evidence: options.semaphore.apiServer && new PodEvidence(options.semaphore.apiServer),
+            }
+          : undefined,
     },
     log,
     metrics,
@@ -239,7 +250,11 @@ export async function startWebhook(
       addresses.probe = await listen(probeServer, options.probeListen, '--probe-address');
     }
     if (options.metricsListen) {
-      const metricsServer = createHttpServer(metricsListener(registry));
+      // --metrics-secure (the original's flag): HTTPS with the webhook's own certificate.
+      const metricsServer = options.metricsSecure
+        ? createHttpsServer(tlsOptions, metricsListener(registry))
+        : createHttpServer(metricsListener(registry));
+      if (options.metricsSecure) certificates.watch(metricsServer as HttpsServer);
       servers.push(metricsServer);
       lifecycle.track(metricsServer);
       addresses.metrics = await listen(metricsServer, options.metricsListen, '--metrics-address');
@@ -257,7 +272,9 @@ export async function startWebhook(
       webhook: `https://${formatAddress(addresses.webhook)}/mutate`,
       http2: options.enableHttp2,
       probes: addresses.probe ? `http://${formatAddress(addresses.probe)}` : null,
-      metrics: addresses.metrics ? `http://${formatAddress(addresses.metrics)}/metrics` : null,
+      metrics: addresses.metrics
+        ? `${options.metricsSecure ? 'https' : 'http'}://${formatAddress(addresses.metrics)}/metrics`
+        : null,
       semaphore: semaphore !== undefined,
     },
     'webhook serving',

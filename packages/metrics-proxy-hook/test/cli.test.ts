@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { freePort, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
 import {
+  httpsCall,
   installKubeletStyle,
   issueServingCertificate,
   makeCertificateAuthority,
@@ -67,7 +68,8 @@ test('user mistakes exit 2 with one line naming what to fix, never a stack trace
     [['webhook', '--port', 'https'], {}, /--port expects an integer from 0 to 65535, got 'https'/],
     [['webhook'], { METRICS_PROXY_HOOK_PROBE_ADDRESS: 'localhost' }, /--probe-address expects host:port/],
     [['webhook', '--termination-grace-period', 'soon'], {}, /expects a duration such as 500ms, 30s or 2m/],
-    [['sidecar'], {}, /--target is required/],
+    [['sidecar'], {}, /metrics URL is required/],
+    [['sidecar', 'http://127.0.0.1:1/a', 'http://127.0.0.1:1/b'], {}, /only one TARGET URL is taken/],
     [
       ['sidecar', '--target', 'http://127.0.0.1:8080/metrics', '--semaphore-slot', 'x'],
       {},
@@ -138,6 +140,46 @@ test('the webhook process serves, turns unready on SIGTERM, and exits 0', async 
     );
     assert.equal(await webhook.exited, 0, webhook.output);
     assert.match(webhook.output, /"msg":"webhook serving"/);
+  } finally {
+    await webhook.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a webhook started with the original's command line (--certDir, --*-bind-address, --metrics-secure) serves, metrics over HTTPS", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-hook-cli-'));
+  const [port, probePort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+  makeCertificateAuthority(dir);
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  const webhook = new ManagedProcess('webhook', process.execPath, [
+    bin,
+    'webhook',
+    '--host=127.0.0.1',
+    `--port=${port}`,
+    '--certDir',
+    join(dir, 'certs'),
+    `--metrics-bind-address=127.0.0.1:${metricsPort}`,
+    '--health-probe-bind-address',
+    `127.0.0.1:${probePort}`,
+    '--metrics-secure',
+    '--sidecar-image=registry.local/hook:1',
+    '--termination-grace-period=30s',
+  ]);
+  try {
+    await webhook.untilReady(
+      waitFor(
+        'the webhook to be ready',
+        async () => (await fetch(`http://127.0.0.1:${probePort}/readyz`)).ok,
+      ),
+    );
+    const ca = readFileSync(join(dir, 'ca.crt'));
+    const metrics = await httpsCall(`https://127.0.0.1:${metricsPort}/metrics`, { ca, method: 'GET' });
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.body, /seahorse_metrics_proxy_hook_admission_requests_total/);
+    const review = JSON.parse(
+      readFileSync(join(packageRoot, 'test', 'fixtures', 'review-deployment.json'), 'utf8'),
+    );
+    assert.equal((await postReview(`https://127.0.0.1:${port}/mutate`, ca, review)).status, 200);
   } finally {
     await webhook.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -3,9 +3,12 @@
 // read-only.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { annotations, sidecarPort } from '../src/index.ts';
+import { annotations, semaphoreLabel, sidecarPort } from '../src/index.ts';
 
 const root = fileURLToPath(new URL('../../../deploy/kubernetes/metrics-proxy-hook/', import.meta.url));
 
@@ -51,7 +54,11 @@ test('base: two webhook replicas with cert-manager TLS, a PDB, and a webhook con
   assert.match(deployment, /path: \/readyz\n\s+port: probes/);
   assert.match(deployment, /mountPath: \/var\/k8s-webhook-server\/serving-certs/);
   assert.match(deployment, /secretName: prometheus-metrics-proxy-hook-tls/);
-  assert.match(deployment, /--sidecar-image=ghcr\.io\/seahorse\/metrics-proxy-hook:0\.1\.0/);
+  assert.match(
+    deployment,
+    /- name: METRICS_PROXY_HOOK_SIDECAR_IMAGE\n\s+value: ghcr\.io\/seahorse\/metrics-proxy-hook:0\.1\.0\n/,
+  );
+  assert.doesNotMatch(deployment, /--sidecar-image/, 'the image is set in one place only');
   assert.match(
     deployment,
     /image: ghcr\.io\/seahorse\/metrics-proxy-hook:0\.1\.0/,
@@ -72,15 +79,65 @@ test('base: two webhook replicas with cert-manager TLS, a PDB, and a webhook con
     webhook,
     /cert-manager\.io\/inject-ca-from: prometheus-metrics-proxy-hook\/prometheus-metrics-proxy-hook\n/,
   );
-  assert.match(
-    webhook,
-    /service:\n\s+name: prometheus-metrics-proxy-hook\n\s+namespace: prometheus-metrics-proxy-hook\n\s+path: \/mutate\n\s+port: 443/,
+  // Two entries: limited pods fail closed, the rest fail open; one expression is the other's negation.
+  const entries = webhook.split(/^- admissionReviewVersions:/m).slice(1);
+  assert.equal(entries.length, 2, webhook);
+  const flat = (text: string) => text.replace(/\s+/g, ' ').replaceAll("''", "'");
+  const limited = entries.find((entry) =>
+    /name: limited\.prometheus-metrics-proxy-hook\.kaidotio\.github\.io/.test(entry),
   );
-  assert.match(webhook, /admissionReviewVersions:\n\s+- v1\n/);
-  assert.match(webhook, /sideEffects: NoneOnDryRun/);
-  assert.match(webhook, /operations:\n\s+- CREATE\n\s+resources:\n\s+- pods/);
-  assert.match(webhook, /- prometheus-metrics-proxy-hook\n/, 'the webhook never blocks its own namespace');
+  const others = entries.find((entry) =>
+    /name: prometheus-metrics-proxy-hook\.kaidotio\.github\.io/.test(entry),
+  );
+  assert.ok(limited && others, webhook);
+  assert.match(limited, /failurePolicy: Fail/);
+  assert.match(others, /failurePolicy: Ignore/);
+  const condition =
+    "has(object.metadata.annotations) && 'prometheus-metrics-proxy-hook/max-concurrent' in object.metadata.annotations";
+  assert.equal(annotations.maxConcurrent, 'prometheus-metrics-proxy-hook/max-concurrent');
+  assert.ok(flat(limited).includes(`expression: ${condition}`), flat(limited));
+  assert.ok(
+    flat(others).includes(
+      "expression: '!has(object.metadata.annotations) || !('prometheus-metrics-proxy-hook/max-concurrent' in object.metadata.annotations)'",
+    ),
+    flat(others),
+  );
+  for (const entry of entries) {
+    assert.match(
+      entry,
+      /service:\n\s+name: prometheus-metrics-proxy-hook\n\s+namespace: prometheus-metrics-proxy-hook\n\s+path: \/mutate\n\s+port: 443/,
+    );
+    assert.match(entry, /^\s+- v1\n/);
+    assert.match(entry, /sideEffects: NoneOnDryRun/);
+    assert.match(entry, /operations:\n\s+- CREATE\n\s+resources:\n\s+- pods/);
+    assert.match(entry, /- prometheus-metrics-proxy-hook\n/, 'the webhook never blocks its own namespace');
+  }
+  const policy = find(documents, 'NetworkPolicy', 'prometheus-metrics-proxy-hook');
+  assert.match(policy, /app\.kubernetes\.io\/component: webhook/);
+  assert.match(policy, /- port: webhook\n\s+- port: metrics\n\s+- port: probes\n/);
+  assert.match(deployment, /labels:\n\s+app\.kubernetes\.io\/component: webhook/);
   assertLockedDown(documents);
+});
+
+test("an overlay's kustomize images: entry moves the webhook and the injected sidecar together", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-kustomize-'));
+  try {
+    writeFileSync(
+      join(dir, 'kustomization.yaml'),
+      `resources:\n  - ${relative(dir, `${root}overlays/dev`)}\nimages:\n  - name: ghcr.io/seahorse/metrics-proxy-hook\n    newName: registry.example/hook\n    newTag: "9.9.9"\n`,
+    );
+    const result = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stderr);
+    const deployment = find(result.stdout.split(/^---$/m), 'Deployment', 'prometheus-metrics-proxy-hook');
+    assert.match(deployment, /image: registry\.example\/hook:9\.9\.9\n/);
+    assert.match(
+      deployment,
+      /- name: METRICS_PROXY_HOOK_SIDECAR_IMAGE\n\s+value: registry\.example\/hook:9\.9\.9\n/,
+    );
+    assert.doesNotMatch(deployment, /0\.1\.0/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('overlays/dev: three independent Redis nodes, each handed to the webhook with --redis', () => {
@@ -90,8 +147,45 @@ test('overlays/dev: three independent Redis nodes, each handed to the webhook wi
   assert.match(redis, /namespace: prometheus-metrics-proxy-hook/);
   assert.doesNotMatch(redis, /replicaof/, 'Redlock nodes are independent, not replicas');
   assert.match(find(documents, 'Service', 'redis'), /clusterIP: None/);
+  // A password from a Secret, for Redis and for the webhook; the sidecars read their namespace's copy.
+  assert.match(
+    redis,
+    /- name: REDIS_PASSWORD\n\s+valueFrom:\n\s+secretKeyRef:\n\s+key: password\n\s+name: prometheus-metrics-proxy-hook-redis/,
+  );
+  assert.match(redis, /- --requirepass\n\s+- \$\(REDIS_PASSWORD\)\n/);
+  assert.doesNotMatch(redis, /protected-mode/);
+  // Every acknowledged write is on disk, on a volume that outlives the pod.
+  assert.match(redis, /- --appendonly\n\s+- "yes"\n\s+- --appendfsync\n\s+- always\n/);
+  assert.match(redis, /volumeClaimTemplates:/);
+  const redisPolicy = find(documents, 'NetworkPolicy', 'redis');
+  assert.match(redisPolicy, /podSelector:\n\s+matchLabels:\n\s+app\.kubernetes\.io\/component: redis/);
+  assert.match(
+    redisPolicy,
+    /- podSelector:\n\s+matchLabels:\n\s+app\.kubernetes\.io\/component: webhook\n\s+app\.kubernetes\.io\/name: prometheus-metrics-proxy-hook/,
+  );
+  assert.match(
+    redisPolicy,
+    new RegExp(
+      `- namespaceSelector: \\{\\}\\n\\s+podSelector:\\n\\s+matchLabels:\\n\\s+${semaphoreLabel}: "true"`,
+    ),
+  );
   assert.match(find(documents, 'PodDisruptionBudget', 'redis'), /maxUnavailable: 1/);
   const deployment = find(documents, 'Deployment', 'prometheus-metrics-proxy-hook');
+  assert.match(deployment, /- --sidecar-redis-secret=prometheus-metrics-proxy-hook-redis\n/);
+  assert.match(
+    deployment,
+    /- name: METRICS_PROXY_HOOK_REDIS_PASSWORD\n\s+valueFrom:\n\s+secretKeyRef:\n\s+key: password\n\s+name: prometheus-metrics-proxy-hook-redis/,
+  );
+  // Slot reclaim: a service account that may list pods and nothing else.
+  assert.match(deployment, /serviceAccountName: prometheus-metrics-proxy-hook\n/);
+  assert.match(deployment, /automountServiceAccountToken: true/);
+  const role = find(documents, 'ClusterRole', 'prometheus-metrics-proxy-hook-slot-reclaim');
+  assert.match(role, /rules:\n- apiGroups:\n\s+- ""\n\s+resources:\n\s+- pods\n\s+verbs:\n\s+- list\n?$/);
+  const binding = find(documents, 'ClusterRoleBinding', 'prometheus-metrics-proxy-hook-slot-reclaim');
+  assert.match(
+    binding,
+    /kind: ServiceAccount\n\s+name: prometheus-metrics-proxy-hook\n\s+namespace: prometheus-metrics-proxy-hook/,
+  );
   for (const i of [0, 1, 2]) {
     assert.match(
       deployment,

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { type RedisServer, startRedis, waitFor } from '@seahorse/runtime/testing';
 import {
   applyPatch,
@@ -335,7 +335,7 @@ describe('two webhook processes admitting one workload at once', () => {
       }),
     );
     const allowed = answers.filter((answer) => answer.allowed);
-    assert.equal(allowed.length, limit, JSON.stringify(answers.filter((answer) => !answer.allowed)[0]));
+    assert.equal(allowed.length, limit, JSON.stringify(answers.filter((answer) => !answer.allowed)));
     for (const denied of answers.filter((answer) => !answer.allowed)) {
       assert.equal(denied.status.code, 403);
       assert.match(
@@ -344,12 +344,16 @@ describe('two webhook processes admitting one workload at once', () => {
       );
     }
     admitted = allowed.map((answer) => JSON.parse(Buffer.from(answer.patch, 'base64').toString()));
+    // Each granted slot is on a majority of the nodes (a node where a contender held the lock at
+    // that moment refused the write: fencing), and there are exactly `limit` of them.
+    const copies = new Map<string, number>();
     for (const server of servers) {
-      assert.equal(
-        (await server.command('ZCARD', `seahorse:metrics-proxy-hook:slots:${workload}`)) as number,
-        limit,
-      );
+      for (const slot of await members(server, `seahorse:metrics-proxy-hook:slots:${workload}`)) {
+        copies.set(slot, (copies.get(slot) ?? 0) + 1);
+      }
     }
+    assert.equal(copies.size, limit);
+    for (const [slot, count] of copies) assert.ok(count >= 2, `${slot} is on ${count} nodes`);
   });
 
   test("an admitted pod's sidecar takes over its slot's lease and gives the slot back on SIGTERM", async () => {
@@ -360,9 +364,15 @@ describe('two webhook processes admitting one workload at once', () => {
     const slot = env.METRICS_PROXY_HOOK_SEMAPHORE_SLOT!;
     assert.equal(pod.metadata!.annotations!['prometheus-metrics-proxy-hook/slot'], `${workload}#${slot}`);
     const key = `seahorse:metrics-proxy-hook:slots:${workload}`;
+    // The longest lease any node has for the slot (a node may have missed the grant).
     const leaseLeft = async () => {
-      const now = Number(((await servers[0]!.command('TIME')) as string[])[0]) * 1000;
-      return Number(await servers[0]!.command('ZSCORE', key, slot)) - now;
+      let longest = Number.NEGATIVE_INFINITY;
+      for (const server of servers) {
+        const now = Number(((await server.command('TIME')) as string[])[0]) * 1000;
+        const score = await server.command('ZSCORE', key, slot);
+        if (score !== null) longest = Math.max(longest, Number(score) - now);
+      }
+      return longest;
     };
     assert.ok((await leaseLeft()) > 60_000, 'the admission lease covers scheduling and image pulls');
 
@@ -385,13 +395,344 @@ describe('two webhook processes admitting one workload at once', () => {
       process.signal('SIGTERM');
       assert.equal(await process.exited, 0, process.output);
       assert.ok(process.output.includes('semaphore slot released'));
+      const left = new Set<string>();
       for (const server of servers) {
-        const left = (await server.command('ZRANGE', key, '0', '-1')) as string[];
-        assert.equal(left.length, limit - 1);
-        assert.ok(!left.includes(slot));
+        const members = (await server.command('ZRANGE', key, '0', '-1')) as string[];
+        assert.ok(!members.includes(slot));
+        for (const member of members) left.add(member);
       }
+      assert.equal(left.size, limit - 1);
     } finally {
       await process.stop();
     }
   });
+});
+
+test('nodes that require a password grant with it and refuse without it (the semaphore then fails closed)', async () => {
+  const password = 'a-long-random-password-from-a-secret';
+  const servers = await startTrio();
+  // Set after start: the test helper's readiness PING does not authenticate.
+  for (const server of servers)
+    assert.equal(await server.command('CONFIG', 'SET', 'requirepass', password), 'OK');
+  const { log, logs } = testLogger();
+  const withPassword = new RedisNodes(servers, { commandTimeoutMs: 250, log, password });
+  const without = new RedisNodes(servers, { commandTimeoutMs: 250, log });
+  try {
+    assert.equal(await withPassword.waitConnected(5000), 3);
+    const granted = await new RedisSemaphore(withPassword, { lock }).acquire({
+      workload: 'shop/Deployment/auth',
+      slot: 'a',
+      limit: 1,
+      leaseMs: 60_000,
+    });
+    assert.equal(granted.granted, true);
+    await assert.rejects(
+      new RedisSemaphore(without, { lock: { ...lock, retryCount: 0 } }).acquire({
+        workload: 'shop/Deployment/auth',
+        slot: 'b',
+        limit: 5,
+        leaseMs: 60_000,
+      }),
+      SemaphoreUnavailableError,
+    );
+    assert.ok(!logs.text.includes(password), 'the password is never logged');
+  } finally {
+    withPassword.close();
+    without.close();
+    await stopAll(servers);
+  }
+});
+
+test('the same AdmissionReview answered three times (API server retries) takes one slot: allowed each time', async () => {
+  const servers = await startTrio();
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-semaphore-'));
+  makeCertificateAuthority(dir);
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  const webhook = await startTestWebhook(
+    join(dir, 'certs'),
+    servers.map((server) => `--redis=${server.host}:${server.port}`),
+  );
+  const ca = readFileSync(join(dir, 'ca.crt'));
+  const workload = 'shop/Deployment/checkout';
+  const review = fixture('review-deployment-pod.json');
+  (review.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] = '1';
+  try {
+    const slots: string[] = [];
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const answer = JSON.parse((await postReview(webhook.url, ca, review)).body).response;
+      assert.equal(answer.allowed, true, `attempt ${attempt + 1}: ${answer.status?.message}`);
+      const pod = applyPatch(
+        structuredClone(review.request.object as Pod),
+        JSON.parse(Buffer.from(answer.patch, 'base64').toString()),
+      );
+      slots.push(pod.metadata!.annotations!['prometheus-metrics-proxy-hook/slot']!);
+    }
+    assert.deepEqual(
+      slots,
+      Array(3).fill(`${workload}#${review.request.uid}`),
+      'the slot id is the request uid',
+    );
+    for (const server of servers) {
+      assert.deepEqual(await members(server, `seahorse:metrics-proxy-hook:slots:${workload}`), [
+        review.request.uid,
+      ]);
+    }
+    const other = structuredClone(review);
+    other.request.uid = '11111111-2222-4333-8444-555555555555';
+    const denied = JSON.parse((await postReview(webhook.url, ca, other)).body).response;
+    assert.equal(denied.allowed, false);
+    assert.equal(denied.status.code, 403);
+  } finally {
+    await webhook.close();
+    await stopAll(servers);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('fencing: a writer paused past its lock after the check cannot add a slot once another writer took the lock', async () => {
+  const servers = await startTrio();
+  const { log } = testLogger();
+  const workload = 'shop/Deployment/fenced';
+  const lockTtl = { ...lock, ttlMs: 600, retryCount: 200, retryDelayMs: 20, retryJitterMs: 10 };
+  let bGranted: (() => void) | undefined;
+  const bHasGranted = new Promise<void>((resolve) => {
+    bGranted = resolve;
+  });
+  const nodesA = new RedisNodes(servers, { commandTimeoutMs: 250, log });
+  const nodesB = new RedisNodes(servers, { commandTimeoutMs: 250, log });
+  // Replica A passes the validity check, then freezes until replica B has taken the expired
+  // lock and granted the last slot (a 3.2 s GC pause in the issue's reproduction).
+  const a = new RedisSemaphore(nodesA, { lock: lockTtl, beforeWrite: () => bHasGranted });
+  const b = new RedisSemaphore(nodesB, { lock: lockTtl });
+  try {
+    assert.equal(await nodesA.waitConnected(5000), 3);
+    assert.equal(await nodesB.waitConnected(5000), 3);
+    const first = a.acquire({ workload, slot: 'a', limit: 1, leaseMs: 60_000 });
+    const second = b.acquire({ workload, slot: 'b', limit: 1, leaseMs: 60_000 });
+    assert.deepEqual(await second, { granted: true, held: 1 });
+    bGranted!();
+    await assert.rejects(first, (error: Error) => {
+      assert.ok(error instanceof SemaphoreUnavailableError);
+      assert.match(
+        error.message,
+        /was lost before the slot was written \(3 of 3 Redis nodes refused the stale lock token\)/,
+      );
+      return true;
+    });
+    for (const server of servers) {
+      assert.deepEqual(await members(server, `seahorse:metrics-proxy-hook:slots:${workload}`), ['b']);
+    }
+  } finally {
+    nodesA.close();
+    nodesB.close();
+    await stopAll(servers);
+  }
+});
+
+test('a lock with less validity left than the Redis timeout plus drift is not written under', async () => {
+  const servers = await startTrio();
+  const { log } = testLogger();
+  const nodes = new RedisNodes(servers, { commandTimeoutMs: 250, log });
+  // 200 ms of lock can never cover a 250 ms command timeout.
+  const semaphore = new RedisSemaphore(nodes, { lock: { ...lock, ttlMs: 200 } });
+  try {
+    assert.equal(await nodes.waitConnected(5000), 3);
+    await assert.rejects(
+      semaphore.acquire({ workload: 'shop/Deployment/short-lock', slot: 'a', limit: 1, leaseMs: 60_000 }),
+      /too little of the lock on shop\/Deployment\/short-lock is left to write the slot safely \(\d+ ms, 254 ms needed/,
+    );
+    for (const server of servers) {
+      assert.deepEqual(
+        await members(server, 'seahorse:metrics-proxy-hook:slots:shop/Deployment/short-lock'),
+        [],
+      );
+    }
+  } finally {
+    nodes.close();
+    await stopAll(servers);
+  }
+});
+
+/** A node as the dev overlay runs it: AOF, fsync before every acknowledged write, in `dir`. */
+function persistentNode(dir: string, port?: number): Promise<RedisServer> {
+  return startRedis({
+    ...(port === undefined ? {} : { port }),
+    args: ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir],
+  });
+}
+
+describe('nodes that persist what they acknowledge (AOF, appendfsync always)', () => {
+  const workload = 'shop/Deployment/persisted';
+  const key = `seahorse:metrics-proxy-hook:slots:${workload}`;
+  let dirs: string[] = [];
+  let servers: RedisServer[] = [];
+  let nodes: RedisNodes | undefined;
+
+  before(() => {
+    dirs = [0, 1, 2].map(() => mkdtempSync(join(tmpdir(), 'seahorse-aof-')));
+  });
+  after(() => {
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+  afterEach(async () => {
+    nodes?.close();
+    await stopAll(servers);
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    dirs = [0, 1, 2].map(() => mkdtempSync(join(tmpdir(), 'seahorse-aof-')));
+  });
+
+  /** SIGKILL (no shutdown save) and start again on the same port, from `dir` or empty. */
+  async function restart(index: number, keep: boolean): Promise<void> {
+    const old = servers[index]!;
+    await old.stop();
+    const dir = keep ? dirs[index]! : mkdtempSync(join(tmpdir(), 'seahorse-aof-empty-'));
+    if (!keep) dirs.push(dir);
+    servers[index] = await persistentNode(dir, old.port);
+  }
+
+  async function connected(): Promise<RedisNodes> {
+    const { log } = testLogger();
+    nodes = new RedisNodes(servers, { commandTimeoutMs: 250, log });
+    assert.equal(await nodes.waitConnected(5000), 3);
+    return nodes;
+  }
+
+  test('a rolling restart, one node at a time, never loses a granted slot: no second pod is admitted', async () => {
+    servers = await Promise.all(dirs.map((dir) => persistentNode(dir)));
+    const semaphore = new RedisSemaphore(await connected(), { lock });
+    assert.equal(
+      (await semaphore.acquire({ workload, slot: 'first', limit: 1, leaseMs: 300_000 })).granted,
+      true,
+    );
+    for (const index of [0, 1, 2]) {
+      await restart(index, true);
+      await waitFor(`node ${index} back`, async () => (await nodes!.waitConnected(100)) === 3);
+      const second = await semaphore.acquire({
+        workload,
+        slot: `second-${index}`,
+        limit: 1,
+        leaseMs: 300_000,
+      });
+      assert.deepEqual(second, { granted: false, held: 1, limit: 1 }, `after restarting node ${index}`);
+    }
+    for (const server of servers) assert.deepEqual(await members(server, key), ['first']);
+  });
+
+  test('a write on two nodes survives one of them restarting while the third hangs: persisted, the slot still counts', async () => {
+    servers = await Promise.all(dirs.map((dir) => persistentNode(dir)));
+    const semaphore = new RedisSemaphore(await connected(), { lock: { ...lock, retryCount: 3 } });
+    const third = servers[2]!;
+    await third.stop();
+    assert.equal(
+      (await semaphore.acquire({ workload, slot: 'first', limit: 1, leaseMs: 300_000 })).granted,
+      true,
+    );
+    servers[2] = await persistentNode(mkdtempSync(join(tmpdir(), 'seahorse-aof-empty-')), third.port);
+    await restart(1, true);
+    servers[0]!.process.pause();
+    try {
+      await waitFor('nodes 1 and 2 back', async () => (await nodes!.waitConnected(100)) >= 2);
+      const second = await semaphore.acquire({ workload, slot: 'second', limit: 1, leaseMs: 300_000 });
+      assert.deepEqual(second, { granted: false, held: 1, limit: 1 });
+    } finally {
+      servers[0]!.process.resume();
+    }
+  });
+
+  test('the same sequence with a node restarted empty (nothing persisted) admits a second pod: why the manifests persist', async () => {
+    servers = await Promise.all(dirs.map((dir) => persistentNode(dir)));
+    const semaphore = new RedisSemaphore(await connected(), { lock: { ...lock, retryCount: 3 } });
+    const third = servers[2]!;
+    await third.stop();
+    assert.equal(
+      (await semaphore.acquire({ workload, slot: 'first', limit: 1, leaseMs: 300_000 })).granted,
+      true,
+    );
+    servers[2] = await persistentNode(mkdtempSync(join(tmpdir(), 'seahorse-aof-empty-')), third.port);
+    await restart(1, false);
+    servers[0]!.process.pause();
+    try {
+      await waitFor('nodes 1 and 2 back', async () => (await nodes!.waitConnected(100)) >= 2);
+      const second = await semaphore.acquire({ workload, slot: 'second', limit: 1, leaseMs: 300_000 });
+      assert.equal(second.granted, true, 'the majority that answers has never seen the first slot');
+    } finally {
+      servers[0]!.process.resume();
+    }
+  });
+});
+
+test('a sidecar frozen past its lease (SIGSTOP) reports the overrun when it resumes: a log line and the webhook metric', async () => {
+  const servers = await startTrio();
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-semaphore-'));
+  makeCertificateAuthority(dir);
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  const webhook = await startTestWebhook(join(dir, 'certs'), [
+    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
+    '--semaphore-lease-ttl=1s',
+  ]);
+  const ca = readFileSync(join(dir, 'ca.crt'));
+  const workload = 'shop/Deployment/checkout';
+  const key = `seahorse:metrics-proxy-hook:slots:${workload}`;
+  const limitedReview = (uid: string) => {
+    const review = fixture('review-deployment-pod.json');
+    review.request.uid = uid;
+    (review.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] =
+      '1';
+    return review;
+  };
+  const first = limitedReview('00000000-0000-4000-8000-0000000000f1');
+  const answer = JSON.parse((await postReview(webhook.url, ca, first)).body).response;
+  assert.equal(answer.allowed, true);
+  const pod = applyPatch(
+    structuredClone(first.request.object as Pod),
+    JSON.parse(Buffer.from(answer.patch, 'base64').toString()),
+  );
+  const container = pod.spec!.containers.at(-1)!;
+  const env = Object.fromEntries(container.env!.map(({ name, value }) => [name, value ?? '']));
+  const sidecar = startCli(
+    'frozen sidecar',
+    [
+      'sidecar',
+      '--target=http://127.0.0.1:9/metrics',
+      '--address=127.0.0.1:0',
+      '--termination-grace-period=1s',
+    ],
+    env,
+  );
+  try {
+    await waitFor('the first renewal', () => sidecar.output.includes('semaphore slot lease renewed'));
+    sidecar.pause();
+    await waitFor(
+      'the frozen pod’s lease to run out',
+      async () => {
+        for (const server of servers) {
+          const [seconds, micros] = (await server.command('TIME')) as string[];
+          const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+          const score = await server.command('ZSCORE', key, first.request.uid);
+          if (score !== null && Number(score) >= now) return false;
+        }
+        return true;
+      },
+      { timeoutMs: 10_000 },
+    );
+    const second = JSON.parse(
+      (await postReview(webhook.url, ca, limitedReview('00000000-0000-4000-8000-0000000000f2'))).body,
+    ).response;
+    assert.equal(second.allowed, true, 'the slot expired, so a second pod got it');
+    sidecar.resume();
+    await waitFor('the overrun to be reported', () => sidecar.output.includes('slot lease overran'));
+    assert.match(
+      sidecar.output,
+      /"level":"error".*"sinceRenewedMs":\d+,"leaseMs":1000.*"msg":"slot lease overran/,
+    );
+    await waitFor('the webhook metric', async () =>
+      /seahorse_metrics_proxy_hook_lease_overruns 1\b/.test(await (await fetch(webhook.metricsUrl)).text()),
+    );
+  } finally {
+    sidecar.resume();
+    await sidecar.stop('SIGKILL');
+    await webhook.close();
+    await stopAll(servers);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,13 +1,16 @@
 // The sidecar as the kubelet runs it, beside a real application process that exits on SIGTERM.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { test } from 'node:test';
 import { parseFlags } from '@seahorse/runtime';
 import { freePort, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
+import { measureSidecarRss } from '../bench/rss.ts';
 import { buildSidecarOptions, MetricsSidecar, sidecarFlagSpecs } from '../src/index.ts';
+import { sidecarNodeOptions, sidecarResources } from '../src/pod-patch.ts';
 import { packageRoot, startCli, testLogger } from './helpers.ts';
 
 async function startApp(): Promise<{ process: ManagedProcess; port: number; work(): Promise<void> }> {
@@ -48,7 +51,51 @@ async function scrape(url: string): Promise<{ status: number; body: string; type
 
 const logged = (process: ManagedProcess, msg: string) => process.output.includes(`"msg":"${msg}"`);
 
-test('a scraper arriving after the application exited gets the final numbers, then the sidecar exits 0', async () => {
+/** The exit time after SIGTERM, in ms. */
+async function exitAfterSignal(sidecar: ManagedProcess): Promise<{ code: number | null; ms: number }> {
+  const started = performance.now();
+  sidecar.signal('SIGTERM');
+  const code = await sidecar.exited;
+  return { code, ms: performance.now() - started };
+}
+
+test('a pod Prometheus never scraped exits within lameduck + 1 s of SIGTERM, without a final fetch', async () => {
+  const app = await startApp();
+  // The default 30s grace and 1s lameduck, as the webhook injects them.
+  const sidecar = await startSidecar(app.port, []);
+  try {
+    const { code, ms } = await exitAfterSignal(sidecar.process);
+    assert.equal(code, 0, sidecar.process.output);
+    assert.ok(ms < 1000 + 1000, `exited ${Math.round(ms)} ms after SIGTERM (lameduck 1s)`);
+    assert.ok(!logged(sidecar.process, 'final metrics fetched'));
+    assert.match(sidecar.process.output, /"path":"never-scraped"/);
+  } finally {
+    await sidecar.process.stop();
+    await app.process.stop();
+  }
+});
+
+test('a pod scraped within --scrape-wait-threshold exits within lameduck + 1 s; that scrape was the last', async () => {
+  const app = await startApp();
+  const sidecar = await startSidecar(app.port, [
+    '--scrape-wait-threshold=1h',
+    '--termination-grace-period=10s',
+  ]);
+  try {
+    await app.work();
+    assert.match((await scrape(sidecar.url)).body, /^app_requests_total 1$/m);
+    const { code, ms } = await exitAfterSignal(sidecar.process);
+    assert.equal(code, 0, sidecar.process.output);
+    assert.ok(ms < 1000 + 1000, `exited ${Math.round(ms)} ms after SIGTERM (lameduck 1s)`);
+    assert.ok(!logged(sidecar.process, 'final metrics fetched'));
+    assert.match(sidecar.process.output, /"path":"scraped-recently"/);
+  } finally {
+    await sidecar.process.stop();
+    await app.process.stop();
+  }
+});
+
+test('a pod scraped longer ago is fetched once more; the next scraper gets the final numbers after the app exited, then the sidecar exits', async () => {
   const app = await startApp();
   const sidecar = await startSidecar(app.port, [
     '--scrape-wait-threshold=0s',
@@ -64,7 +111,6 @@ test('a scraper arriving after the application exited gets the final numbers, th
     // Work Prometheus has not seen yet, in the pod's last moments.
     await app.work();
     await app.work();
-    // The kubelet signals every container; the sidecar fetches once more before the app is gone.
     sidecar.process.signal('SIGTERM');
     await waitFor('the final fetch', () => logged(sidecar.process, 'final metrics fetched'));
     app.process.signal('SIGTERM');
@@ -72,56 +118,144 @@ test('a scraper arriving after the application exited gets the final numbers, th
     assert.ok(sidecar.process.alive, 'the sidecar waits for a last scrape');
 
     const last = await scrape(sidecar.url);
+    const scrapedAt = performance.now();
     assert.equal(last.status, 200, last.body);
     assert.match(last.body, /^app_requests_total 5$/m);
     assert.equal(last.type, 'text/plain; version=0.0.4; charset=utf-8');
     assert.equal(await sidecar.process.exited, 0, sidecar.process.output);
-    assert.ok(logged(sidecar.process, 'final scrape served'));
+    assert.ok(performance.now() - scrapedAt < 100 + 1000, 'the scrape ended the wait');
+    assert.match(sidecar.process.output, /"path":"scraped-after-signal"/);
   } finally {
     await sidecar.process.stop();
     await app.process.stop();
   }
 });
 
-test('a recent scrape makes the final fetch unnecessary; the cached body is what the last scraper gets', async () => {
+test('a pod scraped longer ago that is not scraped again exits within its grace period', async () => {
   const app = await startApp();
   const sidecar = await startSidecar(app.port, [
-    '--scrape-wait-threshold=1h',
+    '--scrape-wait-threshold=0s',
+    '--termination-grace-period=2s',
+    '--lameduck=100ms',
+  ]);
+  try {
+    await scrape(sidecar.url);
+    const { code, ms } = await exitAfterSignal(sidecar.process);
+    assert.equal(code, 0, sidecar.process.output);
+    assert.ok(ms >= 1500 && ms < 2000 + 500, `exited ${Math.round(ms)} ms after SIGTERM (grace 2s)`);
+    assert.ok(logged(sidecar.process, 'final metrics fetched'));
+    assert.match(sidecar.process.output, /"path":"grace-period-ran-out"/);
+  } finally {
+    await sidecar.process.stop();
+    await app.process.stop();
+  }
+});
+
+test('a failed final fetch with nothing kept does not wait: there is nothing to serve', async () => {
+  const app = await startApp();
+  // A 1-byte cache keeps nothing, so once the app is gone there is no body to wait with.
+  const sidecar = await startSidecar(app.port, [
+    '--scrape-wait-threshold=0s',
+    '--termination-grace-period=30s',
+    '--max-cached-body=1',
+  ]);
+  try {
+    assert.equal((await scrape(sidecar.url)).status, 200);
+    await waitFor('the log to say the body was not kept', () =>
+      logged(
+        sidecar.process,
+        'metrics body larger than --max-cached-body: streamed but not kept for after the application exits',
+      ),
+    );
+    app.process.signal('SIGTERM');
+    await app.process.exited;
+    const { code, ms } = await exitAfterSignal(sidecar.process);
+    assert.equal(code, 0, sidecar.process.output);
+    assert.ok(ms < 1000 + 1000, `exited ${Math.round(ms)} ms after SIGTERM`);
+    assert.match(sidecar.process.output, /"path":"nothing-to-serve"/);
+  } finally {
+    await sidecar.process.stop();
+    await app.process.stop();
+  }
+});
+
+test('as a native sidecar the app has exited before SIGTERM: the kept body answers the last scrape, then the sidecar exits', async () => {
+  const app = await startApp();
+  const sidecar = await startSidecar(app.port, [
+    '--scrape-wait-threshold=0s',
     '--termination-grace-period=20s',
-    '--lameduck=0s',
+    '--lameduck=100ms',
   ]);
   try {
     await app.work();
-    assert.match((await scrape(sidecar.url)).body, /^app_requests_total 1$/m);
     await app.work();
-    sidecar.process.signal('SIGTERM');
-    await waitFor('termination to start', () => logged(sidecar.process, 'terminating'));
+    assert.match((await scrape(sidecar.url)).body, /^app_requests_total 2$/m);
+    // The kubelet stops a native sidecar only after the main containers (a Job's work) are done.
     app.process.signal('SIGTERM');
     await app.process.exited;
+    sidecar.process.signal('SIGTERM');
+    await waitFor('the failed final fetch', () => logged(sidecar.process, 'final metrics fetch failed'));
     const last = await scrape(sidecar.url);
     assert.equal(last.status, 200);
-    assert.match(last.body, /^app_requests_total 1$/m, 'the scrape within the threshold is the final one');
-    assert.equal(await sidecar.process.exited, 0);
-    assert.ok(!logged(sidecar.process, 'final metrics fetched'));
+    assert.match(last.body, /^app_requests_total 2$/m);
+    assert.equal(await sidecar.process.exited, 0, sidecar.process.output);
+    assert.match(sidecar.process.output, /"path":"scraped-after-signal"/);
   } finally {
     await sidecar.process.stop();
     await app.process.stop();
   }
 });
 
-test('without a scrape the sidecar gives up within the termination grace period and exits 0', async () => {
+test('later SIGTERMs are logged and ignored: the final scrape still happens and the exit is 0', async () => {
   const app = await startApp();
-  const sidecar = await startSidecar(app.port, ['--termination-grace-period=1500ms', '--lameduck=100ms']);
+  const sidecar = await startSidecar(app.port, [
+    '--scrape-wait-threshold=0s',
+    '--termination-grace-period=20s',
+    '--lameduck=100ms',
+  ]);
   try {
-    const started = Date.now();
+    await app.work();
+    await scrape(sidecar.url);
+    await app.work();
     sidecar.process.signal('SIGTERM');
-    assert.equal(await sidecar.process.exited, 0);
-    const took = Date.now() - started;
-    assert.ok(took >= 1000 && took < 1500 + 1000, `exited after ${took} ms`);
-    assert.ok(logged(sidecar.process, 'final metrics fetched'), 'no scrape yet: it fetched once more');
-    assert.ok(logged(sidecar.process, 'no scrape before the grace period ran out'));
+    await waitFor('the final fetch', () => logged(sidecar.process, 'final metrics fetched'));
+    sidecar.process.signal('SIGTERM');
+    sidecar.process.signal('SIGINT');
+    await waitFor(
+      'both later signals logged',
+      () => sidecar.process.output.split('signal ignored: already terminating').length === 3,
+    );
+    assert.ok(sidecar.process.alive);
+    app.process.signal('SIGTERM');
+    await app.process.exited;
+    const last = await scrape(sidecar.url);
+    assert.match(last.body, /^app_requests_total 2$/m);
+    assert.equal(await sidecar.process.exited, 0, sidecar.process.output);
   } finally {
     await sidecar.process.stop();
+    await app.process.stop();
+  }
+});
+
+test('the original command line works: sidecar TARGET_URL --address --lameduck --termination-grace-period', async () => {
+  const app = await startApp();
+  const port = await freePort();
+  const sidecar = startCli(`sidecar :${port}`, [
+    'sidecar',
+    `http://127.0.0.1:${app.port}/metrics`,
+    '--address',
+    `127.0.0.1:${port}`,
+    '--lameduck',
+    '1s',
+    '--termination-grace-period',
+    '30s',
+  ]);
+  try {
+    await sidecar.untilReady(waitFor('sidecar', () => sidecar.output.includes('metrics proxy serving')));
+    await app.work();
+    assert.match((await scrape(`http://127.0.0.1:${port}/metrics`)).body, /^app_requests_total 1$/m);
+  } finally {
+    await sidecar.stop();
     await app.process.stop();
   }
 });
@@ -172,4 +306,119 @@ test('while the pod runs, the sidecar proxies status, headers, body and query; a
     upstream.close();
     await sidecar.terminate('test');
   }
+});
+
+async function inProcessSidecar(upstreamPort: number, args: string[] = []) {
+  const flags = parseFlags(sidecarFlagSpecs, [
+    '--address=127.0.0.1:0',
+    `--target=http://127.0.0.1:${upstreamPort}/metrics`,
+    '--termination-grace-period=500ms',
+    '--lameduck=0s',
+    ...args,
+  ]);
+  const { log, logs } = testLogger();
+  const sidecar = new MetricsSidecar(buildSidecarOptions(flags), log);
+  const address = (await sidecar.start()) as { port: number };
+  return { sidecar, logs, url: `http://127.0.0.1:${address.port}/metrics` };
+}
+
+async function listenUpstream(handler: (req: IncomingMessage, res: ServerResponse) => void) {
+  const upstream = createServer(handler);
+  upstream.listen(0, '127.0.0.1');
+  await once(upstream, 'listening');
+  return { upstream, port: (upstream.address() as AddressInfo).port };
+}
+
+test('the body is streamed: the scraper reads the first bytes before the application has finished', async () => {
+  let finish: (() => void) | undefined;
+  const { upstream, port } = await listenUpstream((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('first_metric 1\n');
+    finish = () => res.end('last_metric 2\n');
+  });
+  const { sidecar, url } = await inProcessSidecar(port);
+  try {
+    const res = await fetch(url);
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    assert.equal(
+      Buffer.from(first.value!).toString(),
+      'first_metric 1\n',
+      'arrived while the app still writes',
+    );
+    finish!();
+    let rest = '';
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      rest += Buffer.from(chunk.value).toString();
+    }
+    assert.equal(rest, 'last_metric 2\n');
+    await waitFor('the body to be kept', () => sidecar.cached !== undefined);
+    assert.equal(sidecar.cached?.body.toString(), 'first_metric 1\nlast_metric 2\n');
+  } finally {
+    upstream.close();
+    upstream.closeAllConnections();
+    await sidecar.terminate('test');
+  }
+});
+
+test('a body over --max-cached-body reaches the scraper whole but is not kept, and the log says so', async () => {
+  const small = 'small_metric 1\n';
+  const big = `${'big_metric 1\n'.repeat(100_000)}`;
+  let body = small;
+  const { upstream, port } = await listenUpstream((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(body);
+  });
+  const { sidecar, logs, url } = await inProcessSidecar(port, ['--max-cached-body=64Ki']);
+  try {
+    assert.equal(await (await fetch(url)).text(), small);
+    await waitFor('the small body to be kept', () => sidecar.cached !== undefined);
+    body = big;
+    const got = await (await fetch(url)).text();
+    assert.equal(got.length, big.length);
+    await waitFor('the log line', () =>
+      logs.text.includes('metrics body larger than --max-cached-body: streamed but not kept'),
+    );
+    assert.equal(
+      sidecar.cached,
+      undefined,
+      'the older, smaller body is dropped too: it would be a step back',
+    );
+    assert.match(logs.text, /"maxCachedBytes":65536/);
+  } finally {
+    upstream.close();
+    upstream.closeAllConnections();
+    await sidecar.terminate('test');
+  }
+});
+
+test('an application slower than --target-timeout gets a 502 that says "timed out after N ms"', async () => {
+  const { upstream, port } = await listenUpstream(() => {
+    // Never answers.
+  });
+  const { sidecar, url } = await inProcessSidecar(port, ['--target-timeout=200ms']);
+  try {
+    const res = await fetch(url);
+    assert.equal(res.status, 502);
+    assert.match(await res.text(), /did not answer: timed out after 200 ms/);
+  } finally {
+    upstream.close();
+    upstream.closeAllConnections();
+    await sidecar.terminate('test');
+  }
+});
+
+test('with a 20 MB body and two concurrent scrapes the sidecar stays well inside its memory limit', async () => {
+  // The injected container's settings (pod-patch.ts); the built bin, as the image runs it.
+  const result = await measureSidecarRss({
+    bodyBytes: 20_000_000,
+    concurrency: 2,
+    rounds: 3,
+    nodeOptions: sidecarNodeOptions,
+    maxCachedBody: '32Mi',
+  });
+  const limitMiB = Number.parseInt(sidecarResources.limits.memory, 10);
+  const requestMiB = Number.parseInt(sidecarResources.requests.memory, 10);
+  assert.ok(result.idleMiB < requestMiB, `idle ${result.idleMiB} MiB within the ${requestMiB}Mi request`);
+  assert.ok(result.peakMiB < limitMiB * 0.85, `peak ${result.peakMiB} MiB, limit ${limitMiB}Mi`);
 });

@@ -1,0 +1,188 @@
+// Leaked slots come back on the API server's word, within one admission, instead of after
+// their lease. The API server is a stand-in on loopback (a cluster we cannot run here) that
+// answers the one call the webhook makes exactly as the real one does: GET
+// /api/v1/namespaces/<ns>/pods?labelSelector=... with a bearer token, a v1 PodList or a Status.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { type RedisServer, startRedis } from '@seahorse/runtime/testing';
+import type { Pod } from '../src/index.ts';
+import {
+  fixture,
+  installKubeletStyle,
+  issueServingCertificate,
+  makeCertificateAuthority,
+  postReview,
+  startTestWebhook,
+} from './helpers.ts';
+
+const token = 'service-account-token-of-the-webhook';
+const workload = 'shop/Deployment/checkout';
+const slotsKey = `seahorse:metrics-proxy-hook:slots:${workload}`;
+
+interface FakeApiServer {
+  url: string;
+  server: Server;
+  /** Pods of namespace shop, as the API server stores them. */
+  pods: Array<{ name: string; slot: string; phase: string }>;
+  requests: string[];
+  rejectToken: boolean;
+}
+
+async function startFakeApiServer(): Promise<FakeApiServer> {
+  const state: Omit<FakeApiServer, 'url' | 'server'> = { pods: [], requests: [], rejectToken: false };
+  const status = (code: number, reason: string, message: string) =>
+    JSON.stringify({
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message,
+      reason,
+      code,
+    });
+  const server = createServer((req, res) => {
+    state.requests.push(`${req.method} ${req.url} ${req.headers.authorization}`);
+    const url = new URL(req.url ?? '/', 'http://apiserver');
+    res.setHeader('content-type', 'application/json');
+    if (state.rejectToken || req.headers.authorization !== `Bearer ${token}`) {
+      res.writeHead(401);
+      res.end(status(401, 'Unauthorized', 'Unauthorized'));
+      return;
+    }
+    const match = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(url.pathname);
+    if (req.method !== 'GET' || !match) {
+      res.writeHead(404);
+      res.end(status(404, 'NotFound', 'the server could not find the requested resource'));
+      return;
+    }
+    const selector = url.searchParams.get('labelSelector');
+    const items = (match[1] === 'shop' ? state.pods : []).map((pod) => ({
+      metadata: {
+        name: pod.name,
+        namespace: match[1],
+        uid: `pod-uid-${pod.name}`,
+        resourceVersion: '4711',
+        labels: { 'app.kubernetes.io/name': 'checkout', 'prometheus-metrics-proxy-hook/semaphore': 'true' },
+        annotations: { 'prometheus-metrics-proxy-hook/slot': pod.slot, 'prometheus.io/port': '65532' },
+      },
+      spec: { containers: [{ name: 'checkout', image: 'shop/checkout:1' }] },
+      status: { phase: pod.phase },
+    }));
+    res.writeHead(200);
+    res.end(
+      JSON.stringify({
+        kind: 'PodList',
+        apiVersion: 'v1',
+        metadata: { resourceVersion: '4712' },
+        items: selector === 'prometheus-metrics-proxy-hook/semaphore=true' ? items : [],
+      }),
+    );
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return Object.assign(state, {
+    server,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+  }) as FakeApiServer;
+}
+
+let servers: RedisServer[];
+let dir: string;
+let ca: Buffer;
+let apiServer: FakeApiServer;
+
+before(async () => {
+  servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
+  dir = mkdtempSync(join(tmpdir(), 'seahorse-reclaim-'));
+  makeCertificateAuthority(dir);
+  ca = readFileSync(join(dir, 'ca.crt'));
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  writeFileSync(join(dir, 'token'), `${token}\n`);
+  apiServer = await startFakeApiServer();
+});
+after(async () => {
+  apiServer.server.close();
+  await Promise.all(servers.map((server) => server.stop()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function review(uid: string) {
+  const next = fixture('review-deployment-pod.json');
+  next.request.uid = uid;
+  (next.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] = '1';
+  return next;
+}
+
+async function startWebhook(grace: string) {
+  for (const server of servers) await server.command('DEL', slotsKey);
+  return startTestWebhook(join(dir, 'certs'), [
+    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
+    `--kube-api-server=${apiServer.url}`,
+    `--kube-token-file=${join(dir, 'token')}`,
+    `--semaphore-reclaim-grace=${grace}`,
+  ]);
+}
+
+const uid = (n: number) => `00000000-0000-4000-8000-00000000000${n}`;
+
+test('slots no running pod holds are reclaimed on the API server’s word at the next admission, not after their lease', async () => {
+  const webhook = await startWebhook('0s');
+  const admit = async (n: number) =>
+    JSON.parse((await postReview(webhook.url, ca, review(uid(n)))).body).response;
+  try {
+    assert.equal((await admit(1)).allowed, true);
+    // Pod 1 was never created (a later admission plugin refused it): the API server has no pod.
+    const second = await admit(2);
+    assert.equal(second.allowed, true, second.status?.message);
+    for (const server of servers)
+      assert.deepEqual(await server.command('ZRANGE', slotsKey, '0', '-1'), [uid(2)]);
+    assert.match(await (await fetch(webhook.metricsUrl)).text(), /slots_reclaimed_total 1/);
+    assert.ok(
+      apiServer.requests.includes(
+        `GET /api/v1/namespaces/shop/pods?labelSelector=prometheus-metrics-proxy-hook%2Fsemaphore%3Dtrue Bearer ${token}`,
+      ),
+      apiServer.requests.join('\n'),
+    );
+
+    // Pod 2 exists and runs: its slot is kept and the next pod is denied.
+    apiServer.pods = [{ name: 'checkout-2', slot: `${workload}#${uid(2)}`, phase: 'Running' }];
+    const third = await admit(3);
+    assert.equal(third.allowed, false);
+    assert.equal(third.status.code, 403);
+
+    // Pod 2 finished (a Job's pod with a native sidecar): its slot is free.
+    apiServer.pods = [{ name: 'checkout-2', slot: `${workload}#${uid(2)}`, phase: 'Succeeded' }];
+    assert.equal((await admit(4)).allowed, true);
+
+    // Without evidence (the API server refuses us) nothing is reclaimed: the limit holds.
+    apiServer.pods = [];
+    apiServer.rejectToken = true;
+    const fifth = await admit(5);
+    assert.equal(fifth.allowed, false);
+    assert.equal(fifth.status.code, 403);
+    for (const server of servers)
+      assert.deepEqual(await server.command('ZRANGE', slotsKey, '0', '-1'), [uid(4)]);
+  } finally {
+    apiServer.rejectToken = false;
+    await webhook.close();
+  }
+});
+
+test('a slot younger than --semaphore-reclaim-grace is kept even without a pod: its admission may still be in flight', async () => {
+  apiServer.pods = [];
+  const webhook = await startWebhook('1m');
+  try {
+    assert.equal(JSON.parse((await postReview(webhook.url, ca, review(uid(6)))).body).response.allowed, true);
+    const second = JSON.parse((await postReview(webhook.url, ca, review(uid(7)))).body).response;
+    assert.equal(second.allowed, false);
+    assert.equal(second.status.code, 403);
+  } finally {
+    await webhook.close();
+  }
+});
