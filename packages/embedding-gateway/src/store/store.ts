@@ -1,0 +1,42 @@
+// Where answers live: the original's objects, gzip-compressed JSON under `digest[:4]/digest`.
+import { promisify } from 'node:util';
+import { gunzip, gzip } from 'node:zlib';
+import { StoreError } from '../errors.ts';
+
+export interface ObjectStore {
+  /** `filesystem` or `s3`, for logs and metrics. */
+  readonly kind: string;
+  /** The object's stored bytes (gzip), or undefined when there is none (only NoSuchKey). */
+  get(key: string, signal?: AbortSignal): Promise<Buffer | undefined>;
+  /** Writes the whole object or nothing: readers never see a partial object. */
+  put(key: string, gzipped: Buffer): Promise<void>;
+  /** Throws when the store cannot serve (readiness). */
+  check(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const gzipAsync = promisify(gzip);
+const gunzipAsync = promisify(gunzip);
+
+/** The object body as the original writes it: `gzip(json.dumps(answer))`. */
+export function encodeObject(json: string | Buffer): Promise<Buffer> {
+  return gzipAsync(json);
+}
+
+/** The JSON inside an object. A body that is not gzip is a corrupt object: 500, as the original. */
+export async function decodeObject(key: string, gzipped: Buffer): Promise<Buffer> {
+  try {
+    return await gunzipAsync(gzipped);
+  } catch (error) {
+    throw new StoreError(`object ${key} is not gzip-compressed JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
+/** Keys are ours (hex digests, optionally under a prefix); anything else is a bug, never a path. */
+export function assertSafeKey(key: string): void {
+  if (!/^(?:[a-z-]+\/)?[0-9a-f]{4}\/[0-9a-f]{64}$/.test(key)) {
+    throw new StoreError(`refusing the malformed object key '${key}'`);
+  }
+}
