@@ -56,6 +56,13 @@ export class Coalescer<T> {
     return this.#flights.size;
   }
 
+  /** Clients waiting on a flight, the first one included. */
+  get waiters(): number {
+    let total = 0;
+    for (const flight of this.#flights.values()) total += flight.waiters;
+    return total;
+  }
+
   /** Runs `run` for `key` unless a run for it is in flight; `joined` tells which happened. */
   run(
     key: string,

@@ -108,6 +108,11 @@ export class EmbeddingsService {
     this.#options = options;
   }
 
+  /** Clients waiting on a coalesced upstream call (with --coalesce-misses). */
+  get coalescedWaiters(): number {
+    return this.#coalescer.waiters;
+  }
+
   async handle(
     body: PyObject,
     headers: Record<string, string>,

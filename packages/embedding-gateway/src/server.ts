@@ -2,7 +2,7 @@
 // /metrics, with the original's answers (FastAPI's JSON errors, 503/500 as plain text).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { formatAddress, Lifecycle, type ListenAddress, type Logger, listen } from '@seahorse/runtime';
-import { serveMetrics } from '@seahorse/runtime/metrics';
+import { Gauge, serveMetrics } from '@seahorse/runtime/metrics';
 import { EmbeddingsService } from './embeddings.ts';
 import { ClientGoneError, GatewayError, RequestRejectedError, UpstreamStatusError } from './errors.ts';
 import { pythonStatusPhrases } from './http-status.ts';
@@ -95,6 +95,14 @@ export async function startGateway(
   const upstream = new UpstreamClient(options.upstream);
   const memory = options.memoryCacheBytes > 0 ? new MemoryCache(options.memoryCacheBytes) : undefined;
   const service = new EmbeddingsService({ store, upstream, memory, metrics, logger }, options.embeddings);
+  new Gauge({
+    name: 'embedding_gateway_coalesced_waiters',
+    help: 'Clients waiting on a shared upstream call (--coalesce-misses)',
+    registers: [metrics.registry],
+    collect() {
+      this.set(service.coalescedWaiters);
+    },
+  });
   const lifecycle = new Lifecycle({
     logger,
     lameduckMs: options.lameduckMs,
