@@ -35,11 +35,14 @@ export interface EmbeddingsOptions {
 
 export type Outcome = 'memory_hit' | 'store_hit' | 'miss' | 'coalesced';
 
+/** An answer (200): the JSON, the stored gzip object, or both. */
 export interface EmbeddingsAnswer {
-  /** The JSON to answer with (200). */
-  json: Buffer;
+  json?: Buffer;
+  gzipped?: Buffer;
   outcome: Outcome;
 }
+
+type Answer = Omit<EmbeddingsAnswer, 'outcome'>;
 
 /** `aiohttp`'s `response.json()` accepts only JSON content types; anything else is a 500. */
 const jsonContentType = /^application\/(?:[\w.+-]+?\+)?json/i;
@@ -88,7 +91,7 @@ export class EmbeddingsService {
   readonly #metrics: GatewayMetrics;
   readonly #logger: Logger;
   readonly #options: EmbeddingsOptions;
-  readonly #coalescer = new Coalescer<Buffer>();
+  readonly #coalescer = new Coalescer<Answer>();
 
   constructor(
     parts: {
@@ -123,10 +126,10 @@ export class EmbeddingsService {
     const cached = await this.#read(key, signal);
     if (cached) return cached;
     if (!this.#options.coalesceMisses) {
-      return { json: await this.#miss(key, body, headers, signal), outcome: 'miss' };
+      return { ...(await this.#miss(key, body, headers, signal)), outcome: 'miss' };
     }
     const flight = this.#coalescer.run(key, signal, (shared) => this.#miss(key, body, headers, shared));
-    return { json: await flight.result, outcome: flight.joined ? 'coalesced' : 'miss' };
+    return { ...(await flight.result), outcome: flight.joined ? 'coalesced' : 'miss' };
   }
 
   #checkLimits(body: PyObject): void {
@@ -144,12 +147,11 @@ export class EmbeddingsService {
 
   async #read(key: string, signal: AbortSignal): Promise<EmbeddingsAnswer | undefined> {
     const remembered = this.#memory?.get(key);
-    if (remembered) return { json: remembered, outcome: 'memory_hit' };
+    if (remembered) return { gzipped: remembered, outcome: 'memory_hit' };
     const stored = await this.#storeGet(key, signal);
     if (!stored) return undefined;
-    const json = await decodeObject(key, stored);
-    this.#memory?.set(key, json);
-    return { json, outcome: 'store_hit' };
+    this.#memory?.set(key, stored);
+    return { gzipped: stored, outcome: 'store_hit' };
   }
 
   async #storeGet(key: string, signal: AbortSignal): Promise<Buffer | undefined> {
@@ -162,12 +164,13 @@ export class EmbeddingsService {
   }
 
   /** Stores an answer unless the client has gone; a write once started runs to its end. */
-  async #write(key: string, json: Buffer, signal: AbortSignal): Promise<void> {
+  async #write(key: string, json: Buffer, signal: AbortSignal): Promise<Buffer> {
     if (signal.aborted) throw new ClientGoneError();
     const gzipped = await encodeObject(json);
     if (signal.aborted) throw new ClientGoneError();
     await this.#store.put(key, gzipped);
-    this.#memory?.set(key, json);
+    this.#memory?.set(key, gzipped);
+    return gzipped;
   }
 
   async #miss(
@@ -175,7 +178,7 @@ export class EmbeddingsService {
     body: PyObject,
     headers: Record<string, string>,
     signal: AbortSignal,
-  ): Promise<Buffer> {
+  ): Promise<Answer> {
     if (this.#options.perInputCache) {
       const split = splitInputs(body.get('input'));
       const format = body.get('encoding_format');
@@ -185,11 +188,10 @@ export class EmbeddingsService {
     }
     const answer = await this.#call(body, headers, signal);
     // A 200 that carries an error is passed on, never stored or counted (as the original).
-    if (answer.has('error')) return Buffer.from(dumpPythonJson(answer));
+    if (answer.has('error')) return { json: Buffer.from(dumpPythonJson(answer)) };
     this.#metrics.processedTokens.inc(Math.max(0, tokensOf(answer)));
     const json = Buffer.from(dumpPythonJson(answer));
-    await this.#write(key, json, signal);
-    return json;
+    return { json, gzipped: await this.#write(key, json, signal) };
   }
 
   /** One upstream call; the answer as Python's `json.loads` reads it. */
@@ -241,14 +243,13 @@ export class EmbeddingsService {
   }
 
   async #readInput(key: string, signal: AbortSignal): Promise<PyObject | undefined> {
-    let json = this.#memory?.get(key);
-    if (!json) {
-      const stored = await this.#storeGet(key, signal);
-      if (!stored) return undefined;
-      json = await decodeObject(key, stored);
-      this.#memory?.set(key, json);
+    let gzipped = this.#memory?.get(key);
+    if (!gzipped) {
+      gzipped = await this.#storeGet(key, signal);
+      if (!gzipped) return undefined;
+      this.#memory?.set(key, gzipped);
     }
-    const record = parsePythonJsonBytes(json);
+    const record = parsePythonJsonBytes(await decodeObject(key, gzipped));
     return isPyObject(record) && record.has('embedding') ? record : undefined;
   }
 
@@ -258,7 +259,7 @@ export class EmbeddingsService {
     split: { inputs: PyValue[]; single: boolean },
     headers: Record<string, string>,
     signal: AbortSignal,
-  ): Promise<Buffer> {
+  ): Promise<Answer> {
     const keys = split.inputs.map((input) => this.#inputKey(body, input));
     const records = await mapBounded(keys, 32, (k) => this.#readInput(k, signal));
     // Identical inputs in one request are sent once.
@@ -282,7 +283,7 @@ export class EmbeddingsService {
       const partial = new Map(body);
       partial.set('input', split.single ? sent[0]! : sent);
       const answer = await this.#call(partial, headers, signal);
-      if (answer.has('error')) return Buffer.from(dumpPythonJson(answer));
+      if (answer.has('error')) return { json: Buffer.from(dumpPythonJson(answer)) };
       this.#metrics.processedTokens.inc(Math.max(0, tokensOf(answer)));
       const data = answer.get('data');
       if (!Array.isArray(data))
@@ -335,8 +336,8 @@ export class EmbeddingsService {
       ['usage', usage],
     ]);
     const json = Buffer.from(dumpPythonJson(assembled));
-    await this.#write(key, json, signal);
+    const gzipped = await this.#write(key, json, signal);
     this.#logger.debug({ inputs: keys.length, sent: missing.size }, 'per-input cache');
-    return json;
+    return { json, gzipped };
   }
 }

@@ -22,6 +22,8 @@ export interface GatewayOptions {
   memoryCacheBytes: number;
   /** Largest request body; 0: no limit. */
   maxBodyBytes: number;
+  /** Answer clients that accept gzip with the stored gzip object as it is. */
+  gzipResponses: boolean;
   embeddings: EmbeddingsOptions;
 }
 
@@ -213,6 +215,13 @@ export const flagSpecs: FlagSpec[] = [
     max: 1_000_000,
     help: "Most inputs per request, OpenAI's own limit by default; more is a 400 (0: no limit)",
   },
+  {
+    name: 'gzip-responses',
+    kind: 'boolean',
+    env: 'GZIP_RESPONSES',
+    default: true,
+    help: 'Send stored answers gzip-compressed, as stored, to clients that accept gzip',
+  },
   { name: 'help', short: 'h', kind: 'boolean', help: 'Show this help' },
   { name: 'version', kind: 'boolean', help: 'Print the version' },
 ];
@@ -291,6 +300,7 @@ export function buildOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv): Gatewa
     store,
     memoryCacheBytes: parseSize(flags.string('memory-cache-size')!, '--memory-cache-size'),
     maxBodyBytes: parseSize(flags.string('max-body-size')!, '--max-body-size'),
+    gzipResponses: flags.boolean('gzip-responses'),
     embeddings: {
       coalesceMisses: flags.boolean('coalesce-misses'),
       perInputCache: flags.boolean('per-input-cache'),

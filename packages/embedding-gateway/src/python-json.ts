@@ -420,10 +420,38 @@ export function formatPythonFloat(x: number): string {
   return `${sign}${mantissa}e${exponent < 0 ? '-' : '+'}${digits}`;
 }
 
+/**
+ * True when a float lexeme is already what `repr` would print: plain decimal notation in
+ * repr's fixed range, no superfluous trailing zero, at most 15 significant digits. (Any
+ * decimal of 15 digits or fewer is the shortest round-trip form of the double it parses to,
+ * so repr gives those digits back.) Embedding vectors are written this way, so most floats
+ * of an upstream answer skip the conversion.
+ */
+function isReprAlready(lexeme: string): boolean {
+  let i = lexeme.charCodeAt(0) === 45 ? 1 : 0;
+  const intStart = i;
+  while (isDigit(lexeme.charCodeAt(i))) i++;
+  const intDigits = i - intStart;
+  if (lexeme.charCodeAt(i) !== 46) return false;
+  const fracStart = ++i;
+  while (isDigit(lexeme.charCodeAt(i))) i++;
+  if (i !== lexeme.length) return false;
+  const fracDigits = i - fracStart;
+  const lastFrac = lexeme.charCodeAt(i - 1);
+  if (lastFrac === 48 && fracDigits > 1) return false;
+  const zeroInt = intDigits === 1 && lexeme.charCodeAt(intStart) === 48;
+  if (!zeroInt) return intDigits <= 16 && intDigits + fracDigits <= 15 + (lastFrac === 48 ? 1 : 0);
+  let leadingZeros = 0;
+  while (leadingZeros < fracDigits && lexeme.charCodeAt(fracStart + leadingZeros) === 48) leadingZeros++;
+  if (leadingZeros === fracDigits) return fracDigits === 1;
+  return leadingZeros <= 3 && fracDigits - leadingZeros <= 15;
+}
+
 /** How Python writes a number it read from this lexeme. */
 export function formatPythonNumber(number: PyNumber): string {
   const { lexeme } = number;
   if (number.isInteger) return lexeme === '-0' ? '0' : lexeme;
+  if (isReprAlready(lexeme)) return lexeme;
   return formatPythonFloat(number.value);
 }
 

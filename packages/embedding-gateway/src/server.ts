@@ -12,7 +12,7 @@ import type { GatewayOptions } from './options.ts';
 import { fastApiJson, readRequestBody } from './request-body.ts';
 import { FilesystemStore } from './store/filesystem.ts';
 import { S3Store } from './store/s3.ts';
-import type { ObjectStore } from './store/store.ts';
+import { decodeObject, type ObjectStore } from './store/store.ts';
 import { forwardedHeaders, UpstreamClient } from './upstream.ts';
 
 export interface Gateway {
@@ -44,6 +44,18 @@ function sendText(res: ServerResponse, status: number, text: string) {
   const body = Buffer.from(text);
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length });
   res.end(body);
+}
+
+/** Whether Accept-Encoding allows gzip (`gzip` or `*` with a q-value above 0). */
+export function acceptsGzip(header: string | undefined): boolean {
+  if (!header) return false;
+  for (const part of header.split(',')) {
+    const [coding = '', ...params] = part.split(';').map((p) => p.trim().toLowerCase());
+    if (coding !== 'gzip' && coding !== 'x-gzip' && coding !== '*') continue;
+    const q = params.find((p) => p.startsWith('q='));
+    if (!q || Number(q.slice(2)) > 0) return true;
+  }
+  return false;
 }
 
 /** Reads the body up to `limit` bytes; past it, answers 413 and closes the connection. */
@@ -133,7 +145,12 @@ export async function startGateway(
       const body = readRequestBody(req.headers['content-type'], raw);
       const answer = await service.handle(body, forwardedHeaders(req.rawHeaders), controller.signal);
       metrics.requests.inc({ outcome: answer.outcome });
-      sendJson(res, 200, answer.json);
+      if (answer.gzipped && options.gzipResponses && acceptsGzip(req.headers['accept-encoding'])) {
+        sendJson(res, 200, answer.gzipped, { 'content-encoding': 'gzip', vary: 'Accept-Encoding' });
+      } else {
+        const json = answer.json ?? (await decodeObject('answer', answer.gzipped!));
+        sendJson(res, 200, json, options.gzipResponses ? { vary: 'Accept-Encoding' } : {});
+      }
       logger.debug({ outcome: answer.outcome, ms: Math.round(performance.now() - started) }, 'embeddings');
     } catch (error) {
       metrics.requests.inc({ outcome: 'error' });

@@ -2,10 +2,11 @@
 // front of the fake OpenAI upstream; keys and objects checked with python3 itself.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
 import { freePort, waitFor } from '@seahorse/runtime/testing';
 import { type FakeOpenAI, fakeVector, startFakeOpenAI } from './fake-openai.ts';
 import { auth, call, embed, startTestGateway, type TestGateway } from './helpers.ts';
@@ -225,20 +226,29 @@ describe('the original contract, filesystem store', () => {
 
   it('an answer the upstream compressed with gzip is decoded before it is stored', async () => {
     upstream.gzip = true;
-    const answer = await embed(
-      gateway.url,
-      { model: 'text-embedding-3-small', input: 'gzip me', dimensions: 3 },
-      {
-        ...auth,
-        'accept-encoding': 'gzip',
-      },
-    );
+    const body = { model: 'text-embedding-3-small', input: 'gzip me', dimensions: 3 };
+    const answer = await embed(gateway.url, body, { ...auth, 'accept-encoding': 'gzip' });
     upstream.gzip = false;
     assert.equal(answer.status, 200);
-    assert.deepEqual(
-      (answer.json() as { data: Array<{ embedding: number[] }> }).data[0]!.embedding,
-      fakeVector('text-embedding-3-small', 3, 'gzip me'),
-    );
+    assert.equal(upstream.requests.at(-1)!.headers['accept-encoding'], 'gzip', 'the client header went on');
+    assert.equal(answer.headers['content-encoding'], 'gzip');
+    const parsed = JSON.parse(gunzipSync(answer.body).toString()) as { data: Array<{ embedding: number[] }> };
+    assert.deepEqual(parsed.data[0]!.embedding, fakeVector('text-embedding-3-small', 3, 'gzip me'));
+    const objectPath = join(gateway.cacheDir, pythonKey(JSON.stringify(body)));
+    assert.deepEqual(JSON.parse(pythonReadObject(objectPath).text), parsed);
+  });
+
+  it('a hit goes to a client that accepts gzip as the stored object itself, to others as JSON', async () => {
+    const body = { model: 'text-embedding-3-small', input: 'gzip or not', dimensions: 3 };
+    await embed(gateway.url, body);
+    const stored = readFileSync(join(gateway.cacheDir, pythonKey(JSON.stringify(body))));
+    const zipped = await embed(gateway.url, body, { ...auth, 'accept-encoding': 'gzip, deflate, br' });
+    assert.equal(zipped.headers['content-encoding'], 'gzip');
+    assert.equal(zipped.headers.vary, 'Accept-Encoding');
+    assert.deepEqual(zipped.body, stored);
+    const refused = await embed(gateway.url, body, { ...auth, 'accept-encoding': 'gzip;q=0, identity' });
+    assert.equal(refused.headers['content-encoding'], undefined);
+    assert.deepEqual(refused.json(), JSON.parse(gunzipSync(stored).toString()));
   });
 
   it('validates the body as FastAPI does: 422 for missing, invalid JSON and non-objects; 400 for undecodable bytes', async () => {
@@ -371,6 +381,21 @@ describe('limits and readiness', () => {
       rmSync(gateway.cacheDir);
       const ready = await call(gateway.url, { method: 'GET', path: '/readyz' });
       assert.equal(ready.status, 200);
+    } finally {
+      await gateway.stop();
+      await upstream.close();
+    }
+  });
+
+  it('with --no-gzip-responses every answer is plain JSON', async () => {
+    const upstream = await startFakeOpenAI();
+    const gateway = await startTestGateway(upstream.baseUrl, ['--no-gzip-responses']);
+    try {
+      const body = { model: 'text-embedding-3-small', input: 'plain', dimensions: 2 };
+      await embed(gateway.url, body);
+      const hit = await embed(gateway.url, body, { ...auth, 'accept-encoding': 'gzip' });
+      assert.equal(hit.headers['content-encoding'], undefined);
+      assert.equal((hit.json() as { data: unknown[] }).data.length, 1);
     } finally {
       await gateway.stop();
       await upstream.close();
