@@ -182,10 +182,8 @@ export async function startGateway(
     }
     sendJson(res, 404, '{"detail":"Not Found"}');
   });
-  server.keepAliveTimeout = options.idleTimeoutMs;
-  // Node's default (60 s) would cut idle keep-alive connections long before IDLE_TIMEOUT.
-  server.headersTimeout = Math.max(60_000, Math.min(options.idleTimeoutMs + 1000, 2 ** 31 - 1));
-  server.requestTimeout = 0;
+  // uvicorn's timeout_keep_alive: how long an idle keep-alive connection is kept.
+  server.keepAliveTimeout = Math.min(options.idleTimeoutMs, 2 ** 31 - 1);
 
   const ready = (res: ServerResponse) => {
     if (!lifecycle.ready) {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
@@ -418,6 +418,32 @@ describe('limits and readiness', () => {
         1,
       );
     } finally {
+      await gateway.stop();
+      await upstream.close();
+    }
+  });
+});
+
+describe('IDLE_TIMEOUT', () => {
+  it('an idle keep-alive connection is closed after --idle-timeout', async () => {
+    const upstream = await startFakeOpenAI();
+    const gateway = await startTestGateway(upstream.baseUrl, ['--idle-timeout', '300ms']);
+    const agent = new Agent({ keepAlive: true });
+    try {
+      let closed = false;
+      await new Promise<void>((resolve, reject) => {
+        const req = request(`${gateway.url}/healthz`, { agent }, (res) => {
+          res.resume();
+          res.on('end', resolve);
+        });
+        req.on('socket', (socket) => socket.once('close', () => (closed = true)));
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(closed, false);
+      await waitFor('the idle connection to be closed', () => closed, { timeoutMs: 10_000 });
+    } finally {
+      agent.destroy();
       await gateway.stop();
       await upstream.close();
     }

@@ -19,6 +19,8 @@ function wrap(action: string, key: string, error: unknown): Error {
 export class FilesystemStore implements ObjectStore {
   readonly kind = 'filesystem';
   readonly directory: string;
+  /** Prefix directories known to exist, so a write is one open, write, close and rename. */
+  readonly #directories = new Set<string>();
 
   constructor(directory: string) {
     this.directory = directory;
@@ -40,10 +42,17 @@ export class FilesystemStore implements ObjectStore {
     // Written beside the target and renamed over it: a reader sees the old file or the new one.
     const temporary = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
     try {
-      await mkdir(dirname(path), { recursive: true });
+      const directory = dirname(path);
+      if (!this.#directories.has(directory)) {
+        await mkdir(directory, { recursive: true });
+        // At most 65,536 prefixes (digest[:4]), plus the per-input tree.
+        if (this.#directories.size < 200_000) this.#directories.add(directory);
+      }
       await writeFile(temporary, gzipped);
       await rename(temporary, path);
     } catch (error) {
+      // The directory may have been removed under us; look again next time.
+      this.#directories.delete(dirname(path));
       await rm(temporary, { force: true }).catch(() => {});
       throw wrap('writing', key, error);
     }
