@@ -1,11 +1,22 @@
 // The S3 store against a real S3-protocol server (s3rver) behind a fault-injecting shim; objects
 // read and written with python3's boto3 exactly as the original does.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { type FakeOpenAI, startFakeOpenAI } from './fake-openai.ts';
 import { call, embed, startTestGateway, type TestGateway } from './helpers.ts';
 import { type S3Fixture, s3Credentials, startS3 } from './s3-server.ts';
+
+/** python3 with boto3: the first on PATH, else Debian's (apt-get install python3-boto3). */
+function findPythonWithBoto3(): string {
+  const found = ['python3', '/usr/bin/python3'].find(
+    (candidate) => spawnSync(candidate, ['-c', 'import boto3'], { stdio: 'ignore' }).status === 0,
+  );
+  if (!found)
+    throw new Error('the S3 tests read and write objects with boto3: apt-get install python3-boto3');
+  return found;
+}
+const python = findPythonWithBoto3();
 
 const boto3Client = (endpoint: string) => `
 import boto3, botocore.config, gzip, hashlib, io, json, sys
@@ -31,7 +42,7 @@ json.loads(text)
 print(json.dumps({"key": key_of(body), "contentEncoding": r.get("ContentEncoding"), "contentType": r.get("ContentType"), "text": text}))
 `;
   return JSON.parse(
-    execFileSync('python3', ['-c', program], { input: requestBody, encoding: 'utf8', stdio: 'pipe' }),
+    execFileSync(python, ['-c', program], { input: requestBody, encoding: 'utf8', stdio: 'pipe' }),
   );
 }
 
@@ -44,7 +55,7 @@ with gzip.GzipFile(fileobj=g, mode="w") as f:
     f.write(json.dumps(answer).encode("utf-8"))
 s3.put_object(Bucket=${JSON.stringify(s3.bucket)}, Key=key_of(request), Body=g.getvalue(), ContentEncoding="gzip", ContentType="application/json")
 `;
-  execFileSync('python3', ['-c', program], { input: JSON.stringify([requestBody, answer]) });
+  execFileSync(python, ['-c', program], { input: JSON.stringify([requestBody, answer]) });
 }
 
 describe('S3 store against s3rver with injected faults', () => {
