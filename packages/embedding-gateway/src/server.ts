@@ -11,7 +11,6 @@ import { createMetrics, type GatewayMetrics } from './metrics.ts';
 import type { GatewayOptions } from './options.ts';
 import { fastApiJson, readRequestBody } from './request-body.ts';
 import { FilesystemStore } from './store/filesystem.ts';
-import { S3Store } from './store/s3.ts';
 import { decodeObject, type ObjectStore } from './store/store.ts';
 import { forwardedHeaders, UpstreamClient } from './upstream.ts';
 
@@ -25,8 +24,11 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-export function createStore(options: GatewayOptions['store']): ObjectStore {
-  return options.kind === 's3' ? new S3Store(options) : new FilesystemStore(options.directory);
+/** The S3 SDK (some 25 MB and a quarter second to load) is loaded only when the S3 store is used. */
+export async function createStore(options: GatewayOptions['store']): Promise<ObjectStore> {
+  if (options.kind !== 's3') return new FilesystemStore(options.directory);
+  const { S3Store } = await import('./store/s3.ts');
+  return new S3Store(options);
 }
 
 function sendJson(
@@ -103,7 +105,7 @@ export async function startGateway(
   beforeListen?: (lifecycle: Lifecycle) => void,
 ): Promise<Gateway> {
   const metrics = createMetrics();
-  const store = createStore(options.store);
+  const store = await createStore(options.store);
   const upstream = new UpstreamClient(options.upstream);
   const memory = options.memoryCacheBytes > 0 ? new MemoryCache(options.memoryCacheBytes) : undefined;
   const service = new EmbeddingsService({ store, upstream, memory, metrics, logger }, options.embeddings);
