@@ -92,7 +92,9 @@ function send(
         method: body === undefined ? 'GET' : 'POST',
         agent,
         headers:
-          body === undefined ? {} : { authorization: 'Bearer sk-bench', 'content-type': 'application/json' },
+          body === undefined
+            ? extra
+            : { authorization: 'Bearer sk-bench', 'content-type': 'application/json', ...extra },
       },
       (res) => {
         const chunks: Buffer[] = [];

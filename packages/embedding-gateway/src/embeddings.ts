@@ -22,6 +22,7 @@ import {
   parsePythonJsonBytes,
 } from './python-json.ts';
 import { decodeObject, encodeObject, type ObjectStore } from './store/store.ts';
+import { formatTraceparent, spanKinds, traced } from './tracing.ts';
 import type { UpstreamClient } from './upstream.ts';
 
 export interface EmbeddingsOptions {
@@ -156,7 +157,11 @@ export class EmbeddingsService {
 
   async #storeGet(key: string, signal: AbortSignal): Promise<Buffer | undefined> {
     try {
-      return await this.#store.get(key, signal);
+      return await traced(`${this.#store.kind} get`, spanKinds.client, async (span) => {
+        const found = await this.#store.get(key, signal);
+        span?.set('embedding_gateway.key', key).set('embedding_gateway.found', found !== undefined);
+        return found;
+      });
     } catch (error) {
       if (signal.aborted) throw new ClientGoneError();
       throw error;
@@ -168,7 +173,10 @@ export class EmbeddingsService {
     if (signal.aborted) throw new ClientGoneError();
     const gzipped = await encodeObject(json);
     if (signal.aborted) throw new ClientGoneError();
-    await this.#store.put(key, gzipped);
+    await traced(`${this.#store.kind} put`, spanKinds.client, async (span) => {
+      span?.set('embedding_gateway.key', key).set('embedding_gateway.bytes', gzipped.length);
+      await this.#store.put(key, gzipped);
+    });
     this.#memory?.set(key, gzipped);
     return gzipped;
   }
@@ -199,7 +207,17 @@ export class EmbeddingsService {
     const started = performance.now();
     let answer: Awaited<ReturnType<UpstreamClient['post']>>;
     try {
-      answer = await this.#upstream.post(dumpPythonJson(body), headers, signal);
+      answer = await traced('create_openai_embeddings', spanKinds.internal, () =>
+        traced(`POST ${this.#upstream.url.pathname}`, spanKinds.client, async (span) => {
+          // The upstream continues the trace under our span, as the original's aiohttp
+          // instrumentation tells it; untraced, the caller's traceparent goes on unchanged.
+          const sent = span ? { ...headers, traceparent: formatTraceparent(span.context) } : headers;
+          span?.set('http.request.method', 'POST').set('server.address', this.#upstream.url.host);
+          const result = await this.#upstream.post(dumpPythonJson(body), sent, signal);
+          span?.set('http.response.status_code', result.status);
+          return result;
+        }),
+      );
     } catch (error) {
       this.#metrics.upstreamCalls.inc({ status: 'error' });
       throw error;

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { type FlagSpec, type LogLevel, type ParsedFlags, UsageError } from '@seahorse/runtime';
 import type { EmbeddingsOptions } from './embeddings.ts';
 import type { S3StoreOptions } from './store/s3.ts';
+import { type TracingOptions, tracingOptionsFromEnv } from './tracing.ts';
 import type { UpstreamOptions } from './upstream.ts';
 
 export type StoreOptions = { kind: 'filesystem'; directory: string } | ({ kind: 's3' } & S3StoreOptions);
@@ -25,6 +26,8 @@ export interface GatewayOptions {
   /** Answer clients that accept gzip with the stored gzip object as it is. */
   gzipResponses: boolean;
   embeddings: EmbeddingsOptions;
+  /** From the standard OTEL_* variables; off unless an OTLP endpoint is set. */
+  tracing: TracingOptions;
 }
 
 export function version(): string {
@@ -306,5 +309,6 @@ export function buildOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv): Gatewa
       perInputCache: flags.boolean('per-input-cache'),
       maxInputs: flags.integer('max-inputs')!,
     },
+    tracing: tracingOptionsFromEnv(env),
   };
 }

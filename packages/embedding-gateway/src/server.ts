@@ -12,6 +12,7 @@ import type { GatewayOptions } from './options.ts';
 import { fastApiJson, readRequestBody } from './request-body.ts';
 import { FilesystemStore } from './store/filesystem.ts';
 import { decodeObject, type ObjectStore } from './store/store.ts';
+import { currentSpan, Tracer } from './tracing.ts';
 import { forwardedHeaders, UpstreamClient } from './upstream.ts';
 
 export interface Gateway {
@@ -109,6 +110,7 @@ export async function startGateway(
   const upstream = new UpstreamClient(options.upstream);
   const memory = options.memoryCacheBytes > 0 ? new MemoryCache(options.memoryCacheBytes) : undefined;
   const service = new EmbeddingsService({ store, upstream, memory, metrics, logger }, options.embeddings);
+  const tracer = new Tracer(options.tracing, logger);
   new Gauge({
     name: 'embedding_gateway_coalesced_waiters',
     help: 'Clients waiting on a shared upstream call (--coalesce-misses)',
@@ -124,6 +126,22 @@ export async function startGateway(
   });
 
   const embeddings = async (req: IncomingMessage, res: ServerResponse) => {
+    const traceparent = req.headers.traceparent;
+    const span = tracer.startServer(
+      'POST /v1/embeddings',
+      typeof traceparent === 'string' ? traceparent : undefined,
+    );
+    if (!span) return embeddingsRequest(req, res);
+    span.set('http.request.method', 'POST').set('url.path', '/v1/embeddings');
+    res.once('close', () => {
+      span.set('http.response.status_code', res.statusCode);
+      if (res.statusCode >= 500) span.fail(`answered ${res.statusCode}`);
+      span.end();
+    });
+    return currentSpan.run(span, () => embeddingsRequest(req, res));
+  };
+
+  const embeddingsRequest = async (req: IncomingMessage, res: ServerResponse) => {
     const controller = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) controller.abort();
@@ -147,6 +165,7 @@ export async function startGateway(
       const body = readRequestBody(req.headers['content-type'], raw);
       const answer = await service.handle(body, forwardedHeaders(req.rawHeaders), controller.signal);
       metrics.requests.inc({ outcome: answer.outcome });
+      currentSpan.getStore()?.set('embedding_gateway.outcome', answer.outcome);
       if (answer.gzipped && options.gzipResponses && acceptsGzip(req.headers['accept-encoding'])) {
         sendJson(res, 200, answer.gzipped, { 'content-encoding': 'gzip', vary: 'Accept-Encoding' });
       } else {
@@ -209,6 +228,7 @@ export async function startGateway(
 
   lifecycle.track(server);
   lifecycle.onClose(async () => {
+    await tracer.flush();
     upstream.close();
     await store.close();
   });
