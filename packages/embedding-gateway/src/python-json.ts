@@ -515,34 +515,32 @@ export function dumpPythonJson(value: PyValue, options: DumpOptions = {}): strin
   const ensureAscii = options.ensureAscii ?? true;
   const itemSeparator = options.itemSeparator ?? ', ';
   const keySeparator = options.keySeparator ?? ': ';
-  const parts: string[] = [];
-  const write = (v: PyValue): void => {
-    if (v === null) parts.push('null');
-    else if (v === true) parts.push('true');
-    else if (v === false) parts.push('false');
-    else if (typeof v === 'string') parts.push(encodePythonString(v, ensureAscii));
-    else if (v instanceof PyNumber) parts.push(formatPythonNumber(v));
-    else if (Array.isArray(v)) {
-      parts.push('[');
+  // Concatenation (V8 builds ropes) is faster here than collecting parts and joining them.
+  const write = (v: PyValue): string => {
+    if (v === null) return 'null';
+    if (v === true) return 'true';
+    if (v === false) return 'false';
+    if (typeof v === 'string') return encodePythonString(v, ensureAscii);
+    if (v instanceof PyNumber) return formatPythonNumber(v);
+    if (Array.isArray(v)) {
+      let out = '[';
       for (let i = 0; i < v.length; i++) {
-        if (i > 0) parts.push(itemSeparator);
-        write(v[i]!);
+        if (i > 0) out += itemSeparator;
+        const item = v[i]!;
+        out += item instanceof PyNumber ? formatPythonNumber(item) : write(item);
       }
-      parts.push(']');
-    } else {
-      parts.push('{');
-      const keys = [...v.keys()];
-      if (sortKeys) keys.sort(compareCodePoints);
-      for (let i = 0; i < keys.length; i++) {
-        if (i > 0) parts.push(itemSeparator);
-        parts.push(encodePythonString(keys[i]!, ensureAscii), keySeparator);
-        write(v.get(keys[i]!)!);
-      }
-      parts.push('}');
+      return `${out}]`;
     }
+    let out = '{';
+    const keys = [...v.keys()];
+    if (sortKeys) keys.sort(compareCodePoints);
+    for (let i = 0; i < keys.length; i++) {
+      if (i > 0) out += itemSeparator;
+      out += encodePythonString(keys[i]!, ensureAscii) + keySeparator + write(v.get(keys[i]!)!);
+    }
+    return `${out}}`;
   };
-  write(value);
-  return parts.join('');
+  return write(value);
 }
 
 /** The value as plain JavaScript (numbers as doubles), for reading fields. */
