@@ -287,6 +287,7 @@ export function buildOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv): Gatewa
           maxAttempts: flags.integer('s3-max-attempts')!,
           connectTimeoutMs: s3Timeout,
           requestTimeoutMs: s3Timeout,
+          proxyEnv: env,
         }
       : { kind, directory: flags.string('cache-dir')! };
   return {
@@ -299,6 +300,7 @@ export function buildOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv): Gatewa
     upstream: {
       baseUrl: checkUrl(flags.string('openai-base-url')!, '--openai-base-url (OPENAI_BASE_URL)'),
       timeoutMs: flags.duration('upstream-timeout')!,
+      proxyEnv: env,
     },
     store,
     memoryCacheBytes: parseSize(flags.string('memory-cache-size')!, '--memory-cache-size'),

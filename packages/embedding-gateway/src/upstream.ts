@@ -18,6 +18,11 @@ export interface UpstreamOptions {
   timeoutMs: number;
   /** Largest answer read into memory. */
   maxResponseBytes?: number;
+  /**
+   * HTTP_PROXY, HTTPS_PROXY and NO_PROXY (either case) are honoured from here, as the
+   * original's aiohttp session with `trust_env=True` honours them from its environment.
+   */
+  proxyEnv?: NodeJS.ProcessEnv;
 }
 
 export interface UpstreamAnswer {
@@ -83,9 +88,8 @@ export class UpstreamClient {
     this.url = new URL(`${options.baseUrl}/embeddings`);
     this.hostHeader = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(options.baseUrl)?.[1] ?? this.url.host;
     const https = this.url.protocol === 'https:';
-    this.#agent = https
-      ? new HttpsAgent({ keepAlive: true, maxSockets: 512 })
-      : new HttpAgent({ keepAlive: true, maxSockets: 512 });
+    const agentOptions = { keepAlive: true, maxSockets: 512, proxyEnv: options.proxyEnv ?? {} };
+    this.#agent = https ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
     this.#request = https ? httpsRequest : httpRequest;
   }
 

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent, createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
@@ -446,6 +447,42 @@ describe('IDLE_TIMEOUT', () => {
       agent.destroy();
       await gateway.stop();
       await upstream.close();
+    }
+  });
+});
+
+describe('proxies from the environment', () => {
+  it('calls the upstream through HTTP_PROXY, as aiohttp with trust_env does', async () => {
+    const upstream = await startFakeOpenAI();
+    const seen: string[] = [];
+    // A forward proxy for plain HTTP: absolute-form request targets, passed on.
+    const proxy = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      const target = new URL(req.url ?? '/');
+      const forward = request(target, { method: req.method, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      forward.on('error', () => res.destroy());
+      req.pipe(forward);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxyPort = (proxy.address() as AddressInfo).port;
+    const gateway = await startTestGateway(upstream.baseUrl, [], {
+      HTTP_PROXY: `http://127.0.0.1:${proxyPort}`,
+    });
+    try {
+      const answer = await embed(gateway.url, {
+        model: 'text-embedding-3-small',
+        input: 'proxied',
+        dimensions: 2,
+      });
+      assert.equal(answer.status, 200, answer.text);
+      assert.deepEqual(seen, [`POST ${upstream.baseUrl}/embeddings`]);
+    } finally {
+      await gateway.stop();
+      await upstream.close();
+      await new Promise((resolve) => proxy.close(resolve));
     }
   });
 });

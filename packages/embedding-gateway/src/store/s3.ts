@@ -19,6 +19,8 @@ export interface S3StoreOptions {
   /** Per-attempt limits; a timeout is a connection error (503). */
   connectTimeoutMs: number;
   requestTimeoutMs: number;
+  /** HTTP_PROXY, HTTPS_PROXY, NO_PROXY, honoured as botocore honours them. */
+  proxyEnv?: NodeJS.ProcessEnv;
 }
 
 /** The statuses the original turns into 503 (its mesh retries them). */
@@ -69,7 +71,7 @@ export class S3Store implements ObjectStore {
 
   constructor(options: S3StoreOptions) {
     this.bucket = options.bucket;
-    const agentOptions = { keepAlive: true, maxSockets: 256 };
+    const agentOptions = { keepAlive: true, maxSockets: 256, proxyEnv: options.proxyEnv ?? {} };
     this.client = new S3Client({
       region: options.region,
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
