@@ -222,3 +222,45 @@ describe('--per-input-cache', () => {
     assert.equal(upstream.requests.length, calls + 1, 'foxtrot was not cached by the failed call');
   });
 });
+
+describe('all features at once under concurrency', () => {
+  it('concurrent overlapping requests each get the vectors of their own inputs, in order', async () => {
+    const upstream = await startFakeOpenAI();
+    const gateway = await startTestGateway(upstream.baseUrl, [
+      '--coalesce-misses',
+      '--per-input-cache',
+      '--memory-cache-size',
+      '4mb',
+    ]);
+    try {
+      upstream.delayMs = 20;
+      const model = 'text-embedding-3-small';
+      const words = Array.from({ length: 12 }, (_, i) => `word-${i}`);
+      // 60 requests over 12 words: overlapping inputs, some identical requests, all at once.
+      const requests = Array.from({ length: 60 }, (_, i) => [
+        words[i % 12]!,
+        words[(i * 5) % 12]!,
+        words[(i * 7) % 12]!,
+      ]);
+      const answers = await Promise.all(
+        requests.map((input) =>
+          embed(gateway.url, { model, input, dimensions: 3 }, { ...auth, 'accept-encoding': 'identity' }),
+        ),
+      );
+      answers.forEach((answer, i) => {
+        assert.equal(answer.status, 200, answer.text);
+        const parsed = answer.json() as EmbeddingsAnswer;
+        assert.deepEqual(
+          parsed.data.map((d) => d.embedding),
+          requests[i]!.map((word) => fakeVector(model, 3, word)),
+          `request ${i}`,
+        );
+      });
+      assert.ok(upstream.requests.length < 60, `${upstream.requests.length} upstream calls for 60 requests`);
+    } finally {
+      upstream.delayMs = 0;
+      await gateway.stop();
+      await upstream.close();
+    }
+  });
+});
