@@ -180,7 +180,7 @@ export async function startGateway(
   };
 
   const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?', 1)[0];
+    const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
     const method = req.method ?? 'GET';
     const isGet = method === 'GET' || method === 'HEAD';
     if (path === '/v1/embeddings') {
@@ -199,6 +199,17 @@ export async function startGateway(
       if (path === '/healthz') sendJson(res, 200, '"OK"');
       else if (path === '/metrics') serveMetrics(metrics.registry, res);
       else ready(res);
+      return;
+    }
+    const trimmed = path.replace(/\/+$/, '');
+    if (trimmed !== path && ['/v1/embeddings', '/healthz', '/readyz', '/metrics'].includes(trimmed)) {
+      // Starlette's redirect_slashes: a known path with a trailing slash is a 307 to the path.
+      const query = (req.url ?? '').slice(path.length);
+      res.writeHead(307, {
+        location: `http://${req.headers.host ?? 'localhost'}${trimmed}${query}`,
+        'content-length': 0,
+      });
+      res.end();
       return;
     }
     sendJson(res, 404, '{"detail":"Not Found"}');

@@ -303,6 +303,9 @@ describe('the original contract, filesystem store', () => {
     const unknown = await call(gateway.url, { method: 'GET', path: '/v1/chat/completions' });
     assert.equal(unknown.status, 404);
     assert.equal(unknown.text, '{"detail":"Not Found"}');
+    const slash = await call(gateway.url, { path: '/v1/embeddings/?x=1' });
+    assert.equal(slash.status, 307, 'Starlette redirects a trailing slash');
+    assert.equal(slash.headers.location, `${gateway.url}/v1/embeddings?x=1`);
     const health = await call(gateway.url, { method: 'GET', path: '/healthz' });
     assert.equal(health.status, 200);
     assert.equal(health.text, '"OK"');
