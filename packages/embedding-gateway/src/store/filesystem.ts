@@ -20,8 +20,6 @@ function wrap(action: string, key: string, error: unknown): Error {
 export class FilesystemStore implements ObjectStore {
   readonly kind = 'filesystem';
   readonly directory: string;
-  /** Prefix directories known to exist, so a write is one open, write, close and rename. */
-  readonly #directories = new Set<string>();
 
   constructor(directory: string) {
     this.directory = directory;
@@ -46,17 +44,16 @@ export class FilesystemStore implements ObjectStore {
     // Written beside the target and renamed over it: a reader sees the old file or the new one.
     const temporary = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
     try {
-      const directory = dirname(path);
-      if (!this.#directories.has(directory)) {
-        await mkdir(directory, { recursive: true });
-        // At most 65,536 prefixes (digest[:4]), plus the per-input tree.
-        if (this.#directories.size < 200_000) this.#directories.add(directory);
+      try {
+        await writeFile(temporary, gzipped);
+      } catch (error) {
+        // The prefix directory is made on the first write into it, not looked for on each.
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        await mkdir(dirname(path), { recursive: true });
+        await writeFile(temporary, gzipped);
       }
-      await writeFile(temporary, gzipped);
       await rename(temporary, path);
     } catch (error) {
-      // The directory may have been removed under us; look again next time.
-      this.#directories.delete(dirname(path));
       await rm(temporary, { force: true }).catch(() => {});
       throw wrap('writing', key, error);
     }
