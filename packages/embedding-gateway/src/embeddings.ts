@@ -8,6 +8,7 @@ import { Coalescer } from './coalescer.ts';
 import {
   ClientGoneError,
   RequestRejectedError,
+  StoreError,
   UpstreamResponseError,
   UpstreamStatusError,
 } from './errors.ts';
@@ -151,6 +152,11 @@ export class EmbeddingsService {
     if (remembered) return { gzipped: remembered, outcome: 'memory_hit' };
     const stored = await this.#storeGet(key, signal);
     if (!stored) return undefined;
+    // Stored objects may go out as they are (gzip clients): one that is not gzip at all is a
+    // corrupt object, a 500 as the original's gzip.decompress would make it.
+    if (stored[0] !== 0x1f || stored[1] !== 0x8b) {
+      throw new StoreError(`object ${key} is not gzip-compressed (it does not start with 1f 8b)`);
+    }
     this.#memory?.set(key, stored);
     return { gzipped: stored, outcome: 'store_hit' };
   }

@@ -123,6 +123,20 @@ describe('the original contract, filesystem store', () => {
     assert.equal(upstream.requests.length, before);
   });
 
+  it('an object that is not gzip is a 500 for every client, as gzip.decompress fails in the original', async () => {
+    const body = '{"input": "corrupt object", "model": "text-embedding-3-small"}';
+    const path = join(gateway.cacheDir, pythonKey(body));
+    mkdirSync(join(path, '..'), { recursive: true });
+    writeFileSync(path, '{"not": "gzip"}');
+    const calls = upstream.requests.length;
+    const zipped = await embed(gateway.url, body, { ...auth, 'accept-encoding': 'gzip' });
+    const plain = await embed(gateway.url, body);
+    assert.equal(zipped.status, 500);
+    assert.equal(plain.status, 500);
+    assert.equal(plain.text, 'Internal Server Error');
+    assert.equal(upstream.requests.length, calls);
+  });
+
   it('forwards the client headers with host rewritten and content-length recomputed, and the body as json.dumps', async () => {
     upstream.behave({ kind: 'normal' });
     const body = '{"model":"text-embedding-3-small","input":"headers","dimensions":4,"b":[1.0,2]}';
