@@ -17,6 +17,8 @@ const systemNeeds = [
   { binary: 'initdb', pkg: 'postgresql', why: 'PostgreSQL test helper', extraDirs: pgBinDirs },
   { binary: 'jupyterhub', pkg: 'jupyterhub', why: 'JupyterHub compatibility tests' },
   { binary: 'openssl', pkg: 'openssl', why: 'test certificates for the TLS tests' },
+  // The embedding gateway's keys are proven against CPython's json module itself.
+  { binary: 'python3', pkg: 'python3', why: "embedding gateway's differential tests against json.dumps" },
   // Debian's jupyterhub brings jupyterhub-singleuser, the notebook server and ipykernel.
   { binary: 'jupyterhub-singleuser', pkg: 'jupyterhub', why: 'JupyterHub compatibility tests' },
 ];
