@@ -1,0 +1,330 @@
+// Wires the hub: database (migrated), configuration reconciled into it, the proxy (started or
+// external), the hub's listener, servers re-attached after a restart, and the periodic work
+// (route check, activity from the proxy, server polls). SIGTERM stops servers only when
+// cleanup_servers is true.
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Lifecycle, type Logger, listen } from '@seahorse/runtime';
+import { sendError } from './api/http.ts';
+import { createApiHandler } from './api/index.ts';
+import { allows } from './auth/scopes.ts';
+import type { HubConfig } from './config.ts';
+import type { Database } from './db/database.ts';
+import { migrate } from './db/migrations.ts';
+import { openDatabase } from './db/open.ts';
+import type { UserRow } from './db/rows.ts';
+import * as spawnerDb from './db/spawners.ts';
+import { deleteExpiredTokens } from './db/tokens.ts';
+import { countUsers, findUserById, touchUser } from './db/users.ts';
+import { ConfigError } from './errors.ts';
+import { Hub } from './hub.ts';
+import { createMetrics } from './metrics.ts';
+import { handlePage } from './pages.ts';
+import type { ProxyApi } from './proxy-api.ts';
+import { ProxyProcess } from './proxy-process.ts';
+import { type BoundSpawnerFactory, serverPrefix } from './spawns.ts';
+
+export interface ProxyClientOptions {
+  apiUrl: string;
+  authToken: string;
+  timeoutMs?: number;
+}
+
+export interface HubServerOptions {
+  config: HubConfig;
+  log: Logger;
+  /** Builds the client of the proxy's REST API. */
+  proxyClient: (options: ProxyClientOptions) => ProxyApi;
+  /** Builds spawners of the configured class. */
+  spawnerFactory: BoundSpawnerFactory;
+  /** Install SIGTERM/SIGINT handlers (the bin does; tests do not). */
+  signals?: boolean;
+}
+
+export interface RunningHub {
+  hub: Hub;
+  db: Database;
+  address: { host: string; port: number };
+  proxyProcess: ProxyProcess | undefined;
+  lifecycle: Lifecycle;
+  /** Stops as SIGTERM does. */
+  stop(reason?: string): Promise<void>;
+}
+
+/** A proxy client whose target can be changed at run time (PATCH /hub/api/proxy). */
+class SwitchableProxy implements ProxyApi {
+  current: ProxyApi;
+  constructor(current: ProxyApi) {
+    this.current = current;
+  }
+  addRoute(path: string, target: string, data: Record<string, unknown>) {
+    return this.current.addRoute(path, target, data);
+  }
+  deleteRoute(path: string) {
+    return this.current.deleteRoute(path);
+  }
+  getRoutes(inactiveSince?: Date) {
+    return this.current.getRoutes(inactiveSince);
+  }
+}
+
+export async function startHub(options: HubServerOptions): Promise<RunningHub> {
+  const { config, log } = options;
+  const began = performance.now();
+  const lifecycle = new Lifecycle({ logger: log, lameduckMs: 0, terminationGracePeriodMs: 30_000 });
+  if (options.signals) lifecycle.installSignalHandlers();
+  const db = await openDatabase(config.dbUrl);
+  const applied = await migrate(db);
+  if (applied.length) log.info({ db: db.description, migrations: applied }, 'database migrated');
+
+  let authToken = config.proxy.authToken;
+  if (!authToken) {
+    if (!config.proxy.shouldStart) {
+      throw new ConfigError(
+        'ConfigurableHTTPProxy.should_start is false: set CONFIGPROXY_AUTH_TOKEN (or ConfigurableHTTPProxy.auth_token) to the external proxy’s API token',
+      );
+    }
+    authToken = randomBytes(32).toString('hex');
+  }
+  const proxy = new SwitchableProxy(options.proxyClient({ apiUrl: config.proxy.apiUrl, authToken }));
+  const metrics = createMetrics();
+  const hub = new Hub(config, db, log, metrics, proxy, options.spawnerFactory);
+  await hub.init();
+
+  const api = createApiHandler(hub);
+  const apiPrefix = `${config.baseUrl}hub/api`;
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://hub.invalid');
+    } catch {
+      sendError(res, 400, 'Malformed request URL');
+      return;
+    }
+    const path = url.pathname;
+    if (path === apiPrefix || path.startsWith(`${apiPrefix}/`)) {
+      await api(req, res, url);
+      return;
+    }
+    if (path === `${config.baseUrl}hub/health`) {
+      res.writeHead(lifecycle.shuttingDown ? 503 : 200, { 'content-type': 'application/json' });
+      res.end(lifecycle.shuttingDown ? '{"status":"shutting down"}' : '{"status":"ok"}');
+      return;
+    }
+    if (path === `${config.baseUrl}hub/metrics`) {
+      if (config.authenticatePrometheus) {
+        const identity = await hub.identity.fromRequest(req, url.searchParams);
+        if (!identity || !(await allows(identity.parsed, 'read:metrics'))) {
+          sendError(res, 403, 'Action is not authorized with current scopes; requires any of [read:metrics]');
+          return;
+        }
+      }
+      await refreshGauges();
+      const body = await metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': metrics.registry.contentType });
+      res.end(body);
+      return;
+    }
+    if (await handlePage(hub, req, res, url)) return;
+    sendError(res, 404, 'Not Found');
+  };
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      log.error({ err: error, path: req.url }, 'request failed');
+      sendError(res, 500, 'Internal Server Error');
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+  lifecycle.track(server);
+  const bound = (await listen(server, config.hubBind, 'JupyterHub.hub_bind_url')) as {
+    host: string;
+    port: number;
+  };
+  // Port 0 (tests): servers and the proxy must reach the port the kernel chose.
+  if (config.hubBind.port === 0) config.hubConnectUrl = config.hubConnectUrl.replace(/:0$/, `:${bound.port}`);
+
+  let proxyProcess: ProxyProcess | undefined;
+  if (config.proxy.shouldStart) {
+    proxyProcess = new ProxyProcess(config, authToken, log);
+    await proxyProcess.untilReady(async () => {
+      await proxy.getRoutes();
+      return true;
+    });
+    log.info(
+      { pid: proxyProcess.pid, api: config.proxy.apiUrl, public: config.bindUrl.href },
+      'proxy started',
+    );
+  }
+
+  const hubRoute = () => proxy.addRoute(config.baseUrl, config.hubConnectUrl, { hub: true });
+
+  async function refreshGauges() {
+    metrics.totalUsers.set(await countUsers(db));
+    metrics.runningServers.set((await spawnerDb.countActive(db)).running);
+  }
+
+  /** Makes the proxy's table match the database: missing routes added, stale ones removed. */
+  async function checkRoutes(): Promise<void> {
+    const end = metrics.checkRoutesDuration.startTimer();
+    try {
+      const routes = await proxy.getRoutes();
+      if (!routes[config.baseUrl] && !routes[config.baseUrl.replace(/\/$/, '')]) await hubRoute();
+      const wanted = new Map<string, string>();
+      for (const row of await spawnerDb.activeSpawners(db)) {
+        if (row.url && row.ready === 1 && row.pending === null) {
+          wanted.set(serverPrefix(config.baseUrl, row.user_name, row.name), row.url);
+        }
+      }
+      for (const [path, target] of wanted) {
+        const route = routes[path] ?? routes[path.replace(/\/$/, '')];
+        if (!route || route.target !== target) {
+          const row = [...(await spawnerDb.activeSpawners(db))].find(
+            (s) => serverPrefix(config.baseUrl, s.user_name, s.name) === path,
+          );
+          log.info({ route: path, target }, 'adding missing route');
+          await proxy.addRoute(path, target, {
+            user: row?.user_name,
+            server_name: row?.name ?? '',
+            jupyterhub: true,
+          });
+        }
+      }
+      for (const [path, route] of Object.entries(routes)) {
+        const normalized = path.endsWith('/') ? path : `${path}/`;
+        if (route.jupyterhub === true && route.user !== undefined && !wanted.has(normalized)) {
+          log.info({ route: path }, 'removing stale route');
+          await proxy.deleteRoute(path);
+        }
+      }
+    } finally {
+      end();
+    }
+  }
+  hub.checkRoutes = checkRoutes;
+  hub.reconfigureProxy = (apiUrl, token) => {
+    proxy.current = options.proxyClient({
+      apiUrl: apiUrl ?? config.proxy.apiUrl,
+      authToken: token ?? authToken,
+    });
+  };
+
+  /** Reads last activity from the proxy into users and servers, as JupyterHub's update_last_activity. */
+  async function activityFromProxy(): Promise<void> {
+    const end = metrics.proxyPollDuration.startTimer();
+    const routes = await proxy.getRoutes();
+    end();
+    const byPath = new Map(
+      (await spawnerDb.activeSpawners(db)).map((s) => [serverPrefix(config.baseUrl, s.user_name, s.name), s]),
+    );
+    for (const [path, route] of Object.entries(routes)) {
+      if (!route.last_activity || route.jupyterhub !== true) continue;
+      const row = byPath.get(path.endsWith('/') ? path : `${path}/`);
+      if (!row) continue;
+      const when = new Date(route.last_activity).toISOString();
+      await touchUser(db, row.user_id, when);
+      await spawnerDb.touchSpawner(db, row.id, when);
+    }
+  }
+
+  async function pollServers(): Promise<void> {
+    for (const row of await spawnerDb.activeSpawners(db)) {
+      if (row.pending !== null || row.url === null || hub.spawns.completion(row.id)) continue;
+      const user = (await findUserById(db, row.user_id)) as UserRow;
+      const status = await hub.spawns.poll(user, row).catch(() => null);
+      if (status !== null) await hub.spawns.stopped(user, row);
+    }
+  }
+
+  /** After a restart: servers still running are kept (and routed), the rest cleared. */
+  async function reattach(): Promise<void> {
+    for (const row of await spawnerDb.activeSpawners(db)) {
+      const user = (await findUserById(db, row.user_id)) as UserRow;
+      if (row.pending === 'spawn') {
+        log.warn({ user: row.user_name, server: row.name }, 'spawn interrupted by a hub restart');
+        await hub.spawns.stop(user, row, true).catch(() => undefined);
+        await spawnerDb.markFailed(db, row.id, 'the hub restarted while the server was starting', row.state);
+        continue;
+      }
+      if (row.pending === 'stop') {
+        await hub.spawns.stop(user, row, true);
+        continue;
+      }
+      const status = await hub.spawns.poll(user, row).catch(() => 0);
+      if (status === null)
+        log.info({ user: row.user_name, server: row.name, url: row.url }, 're-attached to running server');
+      else await hub.spawns.stopped(user, row);
+    }
+  }
+
+  await hubRoute();
+  await reattach();
+  await checkRoutes();
+  await refreshGauges();
+
+  const timers: NodeJS.Timeout[] = [];
+  const every = (ms: number, what: string, task: () => Promise<unknown>) => {
+    if (ms <= 0) return;
+    let running = false;
+    const timer = setInterval(() => {
+      if (running || lifecycle.shuttingDown) return;
+      running = true;
+      task()
+        .catch((error: unknown) => log.warn({ err: error, task: what }, 'periodic task failed'))
+        .finally(() => {
+          running = false;
+        });
+    }, ms);
+    timer.unref();
+    timers.push(timer);
+  };
+  every(config.proxy.checkIntervalMs, 'check routes', checkRoutes);
+  every(config.lastActivityIntervalMs, 'activity from proxy', activityFromProxy);
+  every(config.spawner.pollIntervalMs, 'poll servers', pollServers);
+  every(3_600_000, 'purge expired tokens', () => deleteExpiredTokens(db));
+
+  let stopServers = config.cleanupServers;
+  let stopProxy = config.cleanupProxy;
+  lifecycle.onClose(async () => {
+    for (const timer of timers) clearInterval(timer);
+    if (stopServers) {
+      const active = await spawnerDb.activeSpawners(db);
+      await Promise.all(
+        active.map(async (row) => {
+          const user = (await findUserById(db, row.user_id)) as UserRow;
+          if (row.url !== null || row.pending === 'spawn') await hub.spawns.stop(user, row, false);
+        }),
+      );
+      log.info({ servers: active.length }, 'servers stopped (cleanup_servers)');
+    } else {
+      log.info('leaving servers running (cleanup_servers is false)');
+    }
+    if (proxyProcess && stopProxy) await proxyProcess.stop();
+    await db.close();
+  });
+  hub.onShutdown = ({ servers, proxy: withProxy }) => {
+    stopServers = servers;
+    stopProxy = withProxy;
+    void lifecycle.shutdown('api').then(() => {
+      if (options.signals) process.exit(0);
+    });
+  };
+  lifecycle.setReady(true);
+  metrics.startupDuration.observe((performance.now() - began) / 1000);
+  log.info(
+    {
+      hub: `${bound.host || '*'}:${bound.port}`,
+      db: db.description,
+      proxy: config.proxy.apiUrl,
+      public: config.bindUrl.href,
+    },
+    'hub started',
+  );
+  return {
+    hub,
+    db,
+    address: bound,
+    proxyProcess,
+    lifecycle,
+    stop: (reason = 'stop') => lifecycle.shutdown(reason),
+  };
+}
