@@ -620,8 +620,31 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv): Prom
       throw new ConfigError(`${file} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
     }
   }
-  const { values, hooks } = flattenConfig(raw, file);
+  const { values, hooks } = flattenConfig(substituteEnv(raw, env, file), file);
   return buildConfig(values, env, hooks);
+}
+
+/** A string that is exactly `${NAME}` becomes the environment variable NAME (secrets stay out of files). */
+export function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, source: string, path = ''): unknown {
+  if (typeof value === 'string') {
+    const match = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(value);
+    if (!match) return value;
+    const name = match[1]!;
+    const resolved = env[name];
+    if (resolved === undefined || resolved === '') {
+      throw new ConfigError(`${source}: ${path || 'a value'} refers to \${${name}}, which is not set in the environment`);
+    }
+    return resolved;
+  }
+  if (Array.isArray(value)) return value.map((item, i) => substituteEnv(item, env, source, `${path}[${i}]`));
+  if (typeof value === 'object' && value !== null && typeof value !== 'function') {
+    const out: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(value)) {
+      out[key] = substituteEnv(item, env, source, path ? `${path}.${key}` : key);
+    }
+    return out;
+  }
+  return value;
 }
 
 /** The commented example `--generate-config` writes. */
