@@ -37,7 +37,8 @@ test('nested Class: {trait} and flat Class.trait keys mean the same', () => {
 test('an unknown key fails naming the key and the nearest known one', () => {
   assert.throws(() => load({ JupyterHub: { allow_named_server: true } }), {
     code: 'HUB_CONFIG',
-    message: "hub.yaml: unknown key 'JupyterHub.allow_named_server'; did you mean 'JupyterHub.allow_named_servers'?",
+    message:
+      "hub.yaml: unknown key 'JupyterHub.allow_named_server'; did you mean 'JupyterHub.allow_named_servers'?",
   });
   assert.throws(() => load({ Spawnr: { cmd: 'x' } }), /unknown key 'Spawnr'.*e\.g\. 'Spawner\./);
   assert.throws(
@@ -50,11 +51,20 @@ test('a wrong type fails naming the path and the expected type', () => {
   assert.throws(() => load({ JupyterHub: { allow_named_servers: 'yes' } }), {
     message: 'JupyterHub.allow_named_servers: expected a boolean (true or false), got a string ("yes")',
   });
-  assert.throws(() => load({ Authenticator: { admin_users: 'alice' } }), /Authenticator.admin_users: expected a list of strings/);
-  assert.throws(() => load({ Spawner: { args: ['--a', 3] } }), /Spawner.args\[1\]: expected a string, got a number/);
+  assert.throws(
+    () => load({ Authenticator: { admin_users: 'alice' } }),
+    /Authenticator.admin_users: expected a list of strings/,
+  );
+  assert.throws(
+    () => load({ Spawner: { args: ['--a', 3] } }),
+    /Spawner.args\[1\]: expected a string, got a number/,
+  );
   assert.throws(() => load({ JupyterHub: { named_server_limit_per_user: 1.5 } }), /expected an integer/);
   assert.throws(() => load({ JupyterHub: { db_url: 'mysql://x' } }), /JupyterHub.db_url: expected sqlite/);
-  assert.throws(() => load({ JupyterHub: { authenticator_class: 'pam' } }), /authenticator_class: expected one of/);
+  assert.throws(
+    () => load({ JupyterHub: { authenticator_class: 'pam' } }),
+    /authenticator_class: expected one of/,
+  );
 });
 
 test('secrets come from the environment', () => {
@@ -80,20 +90,43 @@ test("the seed's translated configs load, with every trait the seeds set", async
   assert.equal(seed2.authenticatorClass, 'password');
   assert.match(seed2.dbUrl, /^postgresql:/);
   const traitsSet = [
-    'JupyterHub.bind_url', 'JupyterHub.base_url', 'JupyterHub.hub_bind_url', 'JupyterHub.hub_connect_url',
-    'JupyterHub.db_url', 'JupyterHub.admin_access', 'JupyterHub.allow_named_servers',
-    'JupyterHub.named_server_limit_per_user', 'JupyterHub.concurrent_spawn_limit', 'JupyterHub.cleanup_servers',
-    'JupyterHub.services', 'JupyterHub.load_roles', 'JupyterHub.last_activity_interval',
-    'JupyterHub.authenticate_prometheus', 'JupyterHub.authenticator_class', 'JupyterHub.spawner_class',
-    'Authenticator.admin_users', 'Authenticator.allow_all', 'Authenticator.allowed_users', 'Authenticator.auto_login',
-    'ConfigurableHTTPProxy.should_start', 'ConfigurableHTTPProxy.auth_token', 'ConfigurableHTTPProxy.api_url',
-    'ConfigurableHTTPProxy.command', 'Spawner.cmd', 'Spawner.args', 'Spawner.environment', 'Spawner.start_timeout',
-    'Spawner.http_timeout', 'Spawner.poll_interval', 'Spawner.default_url', 'Spawner.notebook_dir',
+    'JupyterHub.bind_url',
+    'JupyterHub.base_url',
+    'JupyterHub.hub_bind_url',
+    'JupyterHub.hub_connect_url',
+    'JupyterHub.db_url',
+    'JupyterHub.admin_access',
+    'JupyterHub.allow_named_servers',
+    'JupyterHub.named_server_limit_per_user',
+    'JupyterHub.concurrent_spawn_limit',
+    'JupyterHub.cleanup_servers',
+    'JupyterHub.services',
+    'JupyterHub.load_roles',
+    'JupyterHub.last_activity_interval',
+    'JupyterHub.authenticate_prometheus',
+    'JupyterHub.authenticator_class',
+    'JupyterHub.spawner_class',
+    'Authenticator.admin_users',
+    'Authenticator.allow_all',
+    'Authenticator.allowed_users',
+    'Authenticator.auto_login',
+    'ConfigurableHTTPProxy.should_start',
+    'ConfigurableHTTPProxy.auth_token',
+    'ConfigurableHTTPProxy.api_url',
+    'ConfigurableHTTPProxy.command',
+    'Spawner.cmd',
+    'Spawner.args',
+    'Spawner.environment',
+    'Spawner.start_timeout',
+    'Spawner.http_timeout',
+    'Spawner.poll_interval',
+    'Spawner.default_url',
+    'Spawner.notebook_dir',
   ];
   for (const trait of traitsSet) assert.ok(trait in seed1.traits, `${trait} is accepted`);
 });
 
-test('a ${VAR} the environment does not set fails naming it', async () => {
+test('a $-brace reference to a variable the environment does not set fails naming it', async () => {
   await assert.rejects(
     loadConfigFile(new URL('seed-001.yaml', examples).pathname, {}),
     /refers to \$\{JUPYTERHUB_IDLE_CULLER_TOKEN\}, which is not set/,
@@ -124,5 +157,8 @@ test('a JS config module may export hooks such as pre_spawn_hook', async () => {
 });
 
 test('a hook in YAML is refused', () => {
-  assert.throws(() => load({ Spawner: { pre_spawn_hook: 'x' } }), /Spawner.pre_spawn_hook: expected a function/);
+  assert.throws(
+    () => load({ Spawner: { pre_spawn_hook: 'x' } }),
+    /Spawner.pre_spawn_hook: expected a function/,
+  );
 });

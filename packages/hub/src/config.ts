@@ -632,7 +632,9 @@ export function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, source: st
     const name = match[1]!;
     const resolved = env[name];
     if (resolved === undefined || resolved === '') {
-      throw new ConfigError(`${source}: ${path || 'a value'} refers to \${${name}}, which is not set in the environment`);
+      throw new ConfigError(
+        `${source}: ${path || 'a value'} refers to \${${name}}, which is not set in the environment`,
+      );
     }
     return resolved;
   }

@@ -13,7 +13,14 @@ test('self expands to the user’s own resources, filtered by their name', () =>
 
 test('subscopes are included, and a filter carries to them', () => {
   const scopes = expandScopes(['admin:users'], undefined);
-  for (const s of ['users', 'read:users', 'list:users', 'read:users:name', 'users:activity', 'delete:users']) {
+  for (const s of [
+    'users',
+    'read:users',
+    'list:users',
+    'read:users:name',
+    'users:activity',
+    'delete:users',
+  ]) {
     assert.ok(scopes.has(s), s);
   }
   const filtered = expandScopes(['servers!user=bob'], undefined);
@@ -25,26 +32,38 @@ test('!user and !server without a value bind to the owner', () => {
   const scopes = expandScopes(defaultRoles.server!.scopes, { kind: 'user', name: 'u', server: 'u/lab' });
   assert.ok(scopes.has('users:activity!user=u'));
   assert.ok(scopes.has('access:servers!user=u'));
-  assert.deepEqual([...expandScopes(['access:servers!server'], { kind: 'user', name: 'u', server: 'u/lab' })], [
-    'access:servers!server=u/lab',
-  ]);
+  assert.deepEqual(
+    [...expandScopes(['access:servers!server'], { kind: 'user', name: 'u', server: 'u/lab' })],
+    ['access:servers!server=u/lab'],
+  );
 });
 
 test('a token’s scopes intersect with its owner’s: a user filter covers that user’s servers', () => {
   const owner = expandScopes(['self'], { kind: 'user', name: 'alice' });
-  const token = expandScopes(['access:servers!server=alice/lab', 'access:servers!server=bob/lab', 'list:users'], undefined);
+  const token = expandScopes(
+    ['access:servers!server=alice/lab', 'access:servers!server=bob/lab', 'list:users'],
+    undefined,
+  );
   // list:users brings read:users:name, which alice holds for herself only.
-  assert.deepEqual([...intersectScopes(token, owner)].sort(), ['access:servers!server=alice/lab', 'read:users:name!user=alice']);
+  assert.deepEqual([...intersectScopes(token, owner)].sort(), [
+    'access:servers!server=alice/lab',
+    'read:users:name!user=alice',
+  ]);
   const admin = expandScopes(defaultRoles.admin!.scopes, undefined);
   assert.ok(intersectScopes(expandScopes(['read:users!user=x'], undefined), admin).has('read:users!user=x'));
 });
 
 test('allows: all, filtered to a target, or refused', async () => {
-  const parsed = parseScopes(expandScopes(['read:users!user=alice', 'list:users', 'read:servers!group=team'], undefined));
+  const parsed = parseScopes(
+    expandScopes(['read:users!user=alice', 'list:users', 'read:servers!group=team'], undefined),
+  );
   assert.equal(await allows(parsed, 'list:users'), 'all');
   assert.equal(await allows(parsed, 'read:users', { user: 'alice' }), 'some');
   assert.equal(await allows(parsed, 'read:users', { user: 'bob' }), false);
-  assert.equal(await allows(parsed, 'read:servers', { user: 'bob', userGroups: async () => ['team'] }), 'some');
+  assert.equal(
+    await allows(parsed, 'read:servers', { user: 'bob', userGroups: async () => ['team'] }),
+    'some',
+  );
   assert.equal(await allows(parsed, 'read:servers', { user: 'carol', userGroups: async () => [] }), false);
   assert.equal(await allows(parsed, 'shutdown'), false);
 });

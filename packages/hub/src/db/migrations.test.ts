@@ -33,9 +33,14 @@ for (const [name, start] of dialects) {
       assert.equal(await currentVersion(db), 0);
       const applied = await migrate(db, 1);
       assert.deepEqual(applied, [1]);
-      await db.run("INSERT INTO users (name, admin, created, cookie_id) VALUES ('alice', 0, '2026-01-01T00:00:00Z', 'c1')");
+      await db.run(
+        "INSERT INTO users (name, admin, created, cookie_id) VALUES ('alice', 0, '2026-01-01T00:00:00Z', 'c1')",
+      );
       // From the previous version: the next migration keeps the rows.
-      assert.deepEqual(await migrate(db), Array.from({ length: latestVersion - 1 }, (_, i) => i + 2));
+      assert.deepEqual(
+        await migrate(db),
+        Array.from({ length: latestVersion - 1 }, (_, i) => i + 2),
+      );
       assert.equal(await currentVersion(db), latestVersion);
       assert.deepEqual(await migrate(db), []);
       const row = await db.get<{ name: string }>('SELECT name FROM users');
@@ -45,7 +50,9 @@ for (const [name, start] of dialects) {
     test('deleting a user deletes their servers and tokens (foreign keys cascade)', async () => {
       const user = await db.get<{ id: number }>("SELECT id FROM users WHERE name = 'alice'");
       await db.run("INSERT INTO spawners (user_id, name) VALUES (?, '')", [user!.id]);
-      await db.run("INSERT INTO api_tokens (hashed, prefix, user_id, created) VALUES ('h', 'p', ?, 'now')", [user!.id]);
+      await db.run("INSERT INTO api_tokens (hashed, prefix, user_id, created) VALUES ('h', 'p', ?, 'now')", [
+        user!.id,
+      ]);
       await db.run('DELETE FROM users WHERE id = ?', [user!.id]);
       assert.equal((await db.get<{ n: number }>('SELECT COUNT(*) AS n FROM spawners'))?.n, 0);
       assert.equal((await db.get<{ n: number }>('SELECT COUNT(*) AS n FROM api_tokens'))?.n, 0);
