@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { type PostgresServer, startPostgres, waitFor } from '@seahorse/runtime/testing';
 import { startTestHub, type TestHub } from './helpers.ts';
 
+// biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
 type Json = Record<string, unknown> & { [key: string]: any };
 
 async function json(response: Response): Promise<Json> {
