@@ -14,7 +14,7 @@ import { migrate } from './db/migrations.ts';
 import { openDatabase } from './db/open.ts';
 import type { UserRow } from './db/rows.ts';
 import * as spawnerDb from './db/spawners.ts';
-import { deleteExpiredTokens } from './db/tokens.ts';
+import { deleteExpiredTokens, getOrCreateSecret } from './db/tokens.ts';
 import { countUsers, findUserById, touchUser } from './db/users.ts';
 import { ConfigError } from './errors.ts';
 import { Hub } from './hub.ts';
@@ -84,12 +84,20 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
         'ConfigurableHTTPProxy.should_start is false: set CONFIGPROXY_AUTH_TOKEN (or ConfigurableHTTPProxy.auth_token) to the external proxy’s API token',
       );
     }
-    authToken = randomBytes(32).toString('hex');
+    // Kept in the database: a hub restarted after a crash finds the proxy it started still
+    // running, and can still talk to it.
+    authToken = await getOrCreateSecret(db, 'proxy_auth_token', () => randomBytes(32).toString('hex'));
   }
   const proxy = new SwitchableProxy(options.proxyClient({ apiUrl: config.proxy.apiUrl, authToken }));
   const metrics = createMetrics();
-  const hub = new Hub(config, db, log, metrics, proxy, options.spawnerFactory);
-  await hub.init();
+  let hub: Hub;
+  try {
+    hub = new Hub(config, db, log, metrics, proxy, options.spawnerFactory);
+    await hub.init();
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
 
   const api = createApiHandler(hub);
   const apiPrefix = `${config.baseUrl}hub/api`;
@@ -144,7 +152,13 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   if (config.hubBind.port === 0) config.hubConnectUrl = config.hubConnectUrl.replace(/:0$/, `:${bound.port}`);
 
   let proxyProcess: ProxyProcess | undefined;
-  if (config.proxy.shouldStart) {
+  const proxyAnswers = await proxy.getRoutes().then(
+    () => true,
+    () => false,
+  );
+  if (config.proxy.shouldStart && proxyAnswers) {
+    log.info({ api: config.proxy.apiUrl }, 'found the proxy of an earlier hub still running; using it');
+  } else if (config.proxy.shouldStart) {
     proxyProcess = new ProxyProcess(config, authToken, log);
     await proxyProcess.untilReady(async () => {
       await proxy.getRoutes();
@@ -256,9 +270,22 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     }
   }
 
-  await hubRoute();
-  await reattach();
-  await checkRoutes();
+  try {
+    await reattach();
+    await checkRoutes();
+  } catch (error) {
+    if (config.proxy.shouldStart) {
+      server.close();
+      await proxyProcess?.stop();
+      await db.close();
+      throw error;
+    }
+    // An external proxy may come later: the periodic route check fills it then.
+    log.warn(
+      { err: error, api: config.proxy.apiUrl },
+      'the proxy is not reachable yet; routes are added once it is',
+    );
+  }
   await refreshGauges();
 
   const timers: NodeJS.Timeout[] = [];
