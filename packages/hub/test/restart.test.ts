@@ -9,6 +9,9 @@ import { test } from 'node:test';
 import { waitFor } from '@seahorse/runtime/testing';
 import { startTestHub } from './helpers.ts';
 
+// biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
+type Json = Record<string, any>;
+
 test('a restarted hub lists the server still running and the proxy still reaches it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'hub-restart-'));
   const traits = { 'JupyterHub.cleanup_servers': false, 'JupyterHub.cleanup_proxy': false };
@@ -20,7 +23,8 @@ test('a restarted hub lists the server still running and the proxy still reaches
     await first.api('/users/alice/server', { method: 'POST' });
     await waitFor(
       'ready',
-      async () => (await (await first.api('/users/alice')).json()).server === '/user/alice/',
+      async () =>
+        ((await (await first.api('/users/alice')).json()) as { server: unknown }).server === '/user/alice/',
     );
     pid = (
       (await (await first.api('/users/alice')).json()) as {
@@ -37,7 +41,7 @@ test('a restarted hub lists the server still running and the proxy still reaches
       },
       { dir },
     );
-    const model = (await (await second.api('/users/alice')).json()) as Record<string, any>;
+    const model = (await (await second.api('/users/alice')).json()) as Json;
     assert.equal(model.server, '/user/alice/');
     assert.equal(model.servers[''].ready, true);
     assert.equal(model.servers[''].state.pid, pid);
@@ -64,8 +68,11 @@ test('with cleanup_servers true, stopping the hub stops the servers', async () =
   const hub = await startTestHub({ 'JupyterHub.cleanup_servers': true });
   await hub.api('/users/bob', { method: 'POST' });
   await hub.api('/users/bob/server', { method: 'POST' });
-  await waitFor('ready', async () => (await (await hub.api('/users/bob')).json()).server === '/user/bob/');
-  const model = (await (await hub.api('/users/bob')).json()) as Record<string, any>;
+  await waitFor(
+    'ready',
+    async () => ((await (await hub.api('/users/bob')).json()) as { server: unknown }).server === '/user/bob/',
+  );
+  const model = (await (await hub.api('/users/bob')).json()) as Json;
   const pid = model.servers[''].state.pid as number;
   await hub.close();
   assert.throws(() => process.kill(pid, 0), /ESRCH/);
