@@ -445,6 +445,32 @@ for (const [backend, startBackend] of backends) {
       assert.equal(model.pending, null);
     });
 
+    test('start while pending answers 202 again; progress streams until the ready event', async () => {
+      let response = await hub.api('/users/page-3/server', {
+        method: 'POST',
+        body: JSON.stringify({ delay_ms: 1500 }),
+      });
+      assert.equal(response.status, 202);
+      const model = await json(await hub.api('/users/page-3'));
+      assert.equal(model.pending, 'spawn');
+      assert.equal(model.servers[''].pending, 'spawn');
+      assert.equal(model.servers[''].ready, false);
+      response = await hub.api('/users/page-3/server', { method: 'POST' });
+      assert.equal(response.status, 202);
+      response = await hub.api('/users/page-3/server', { method: 'DELETE' });
+      assert.equal(response.status, 400);
+      assert.equal((await json(response)).message, 'page-3 is pending spawn, please wait');
+      const progress = await hub.api('/users/page-3/server/progress');
+      const events = (await progress.text())
+        .trim()
+        .split('\n\n')
+        .map((chunk) => JSON.parse(chunk.slice('data: '.length)));
+      assert.ok(events.some((e) => e.message === 'waiting as asked'));
+      assert.equal(events.at(-1).ready, true);
+      assert.equal(events.at(-1).url, '/user/page-3/');
+      assert.equal((await hub.api('/users/page-3/server', { method: 'DELETE' })).status, 204);
+    });
+
     test('DELETE of the server of an unknown user is 404 (JupyterHub: 500)', async () => {
       const response = await hub.api('/users/ghost/server', { method: 'DELETE' });
       assert.equal(response.status, 404);

@@ -78,6 +78,10 @@ export function processSpawnerFactory(extraEnv: Record<string, string> = {}): Bo
         port = await freePort();
         context.progress({ progress: 10, message: 'starting a test server' });
         const options = context.spec.userOptions;
+        if (typeof options.delay_ms === 'number') {
+          context.progress({ progress: 50, message: 'waiting as asked' });
+          await new Promise((resolve) => setTimeout(resolve, options.delay_ms as number));
+        }
         const child = spawn(process.execPath, ['-e', serverScript], {
           env: {
             ...process.env,
