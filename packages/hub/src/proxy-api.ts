@@ -10,3 +10,27 @@ export interface ProxyApi {
   deleteRoute(path: string): Promise<void>;
   getRoutes(inactiveSince?: Date): Promise<Record<string, ProxyRoute>>;
 }
+
+/** JupyterHub's routespec of a CHP path: escaped as created, always ending in '/'. */
+export function routespecFromChpPath(path: string): string {
+  const escaped = encodeURI(path).replace(/%25([0-9A-Fa-f]{2})/g, '%$1');
+  return escaped.endsWith('/') ? escaped : `${escaped}/`;
+}
+
+export interface HubRoute {
+  routespec: string;
+  target: string;
+  data: Record<string, unknown>;
+}
+
+/** The proxy's routes as JupyterHub reports them: only its own, keyed by routespec. */
+export function hubRoutes(routes: Record<string, ProxyRoute>): Map<string, HubRoute> {
+  const out = new Map<string, HubRoute>();
+  for (const [path, route] of Object.entries(routes)) {
+    if (!('jupyterhub' in route)) continue;
+    const { target, jupyterhub: _, ...data } = route;
+    const routespec = routespecFromChpPath(path);
+    out.set(routespec, { routespec, target, data });
+  }
+  return out;
+}

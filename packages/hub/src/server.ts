@@ -170,7 +170,8 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     );
   }
 
-  const hubRoute = () => proxy.addRoute(config.baseUrl, config.hubConnectUrl, { hub: true });
+  const hubRoute = () =>
+    proxy.addRoute(config.baseUrl, config.hubConnectUrl, { hub: true, jupyterhub: true });
 
   async function refreshGauges() {
     metrics.totalUsers.set(await countUsers(db));

@@ -341,10 +341,15 @@ for (const [backend, startBackend] of backends) {
       assert.equal(proxied.status, 200);
       assert.equal((await json(proxied)).user, 'alice');
       const routes = await json(await hub.api('/proxy'));
+      // JupyterHub's own shape, not CHP's: routespec, target, data (without the jupyterhub flag).
+      const route = routes['/user/alice/'];
+      assert.equal(route.routespec, '/user/alice/');
+      assert.equal(route.target, `http://127.0.0.1:${server.state.port}`);
       assert.deepEqual(
-        { ...routes['/user/alice'], last_activity: undefined, target: undefined },
-        { user: 'alice', server_name: '', jupyterhub: true, last_activity: undefined, target: undefined },
+        { ...route.data, last_activity: undefined },
+        { user: 'alice', server_name: '', last_activity: undefined },
       );
+      assert.deepEqual(routes['/'].data.hub, true);
       response = await hub.api('/users/alice/server', { method: 'POST' });
       assert.equal(response.status, 400);
       assert.equal((await json(response)).message, 'alice is already running');
@@ -368,7 +373,7 @@ for (const [backend, startBackend] of backends) {
       response = await hub.api('/users/alice/server', { method: 'DELETE' });
       assert.ok(response.status === 204 || response.status === 202);
       await waitFor('alice stopped', async () => (await json(await hub.api('/users/alice'))).server === null);
-      await waitFor('route gone', async () => !(await json(await hub.api('/proxy')))['/user/alice']);
+      await waitFor('route gone', async () => !(await json(await hub.api('/proxy')))['/user/alice/']);
       assert.equal((await fetch(`${hub.proxyUrl}/user/alice/api/status`)).status !== 200, true);
     });
 
@@ -559,9 +564,8 @@ for (const [backend, startBackend] of backends) {
       });
       assert.equal((await hub.api('/proxy', { method: 'POST' })).status, 200);
       const routes = await json(await hub.api('/proxy'));
-      // The proxy keeps routes without the trailing slash, as CHP does.
-      assert.ok(routes['/user/bob'], 'bob restored');
-      assert.equal(routes['/user/ghost'], undefined);
+      assert.ok(routes['/user/bob/'], 'bob restored');
+      assert.equal(routes['/user/ghost/'], undefined);
     });
   });
 }

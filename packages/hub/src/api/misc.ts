@@ -6,6 +6,7 @@ import type { ServiceRow } from '../db/rows.ts';
 import * as users from '../db/users.ts';
 import { HttpError } from '../errors.ts';
 import { hubVersion } from '../hub.ts';
+import { type HubRoute, hubRoutes } from '../proxy-api.ts';
 import { type ApiContext, isObject, needsScope } from './context.ts';
 import { readJson, sendEmpty, sendJson } from './http.ts';
 import { acceptsPagination, paginated, pagination } from './users.ts';
@@ -29,18 +30,20 @@ export async function info(context: ApiContext): Promise<void> {
 
 export async function getProxy(context: ApiContext): Promise<void> {
   await needsScope(context, ['proxy']);
-  const routes = await context.hub.proxy.getRoutes();
+  const all = hubRoutes(await context.hub.proxy.getRoutes());
   const accepts = acceptsPagination(context);
+  const { offset, limit } = pagination(context, accepts);
+  const routes: Record<string, HubRoute> = {};
+  if (offset === 0 && all.size < limit) {
+    for (const [key, route] of all) routes[key] = route;
+  } else {
+    for (const key of [...all.keys()].sort().slice(offset, offset + limit)) routes[key] = all.get(key)!;
+  }
   if (!accepts) {
     sendJson(context.res, 200, routes);
     return;
   }
-  const { offset, limit } = pagination(context, true);
-  const keys = Object.keys(routes);
-  const page: Record<string, unknown> = {};
-  for (const key of keys.slice(offset, offset + limit)) page[key] = routes[key];
-  const model = paginated(context, [], offset, limit, keys.length) as Record<string, unknown>;
-  sendJson(context.res, 200, { ...model, items: page });
+  sendJson(context.res, 200, { ...paginated(context, [], offset, limit, all.size), items: routes });
 }
 
 export async function postProxy(context: ApiContext): Promise<void> {
