@@ -19,7 +19,7 @@ import type { HubMetrics } from './metrics.ts';
 import type { ProxyApi } from './proxy-api.ts';
 import { type BoundSpawnerFactory, SpawnManager } from './spawns.ts';
 
-export const hubVersion = '5.2.1';
+export { apiVersion as hubVersion } from './api/http.ts';
 
 export class Hub {
   readonly config: HubConfig;

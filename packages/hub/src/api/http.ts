@@ -5,6 +5,9 @@ import { HttpError } from '../errors.ts';
 
 export const maxBodyBytes = 1024 * 1024;
 
+/** Sent as X-JupyterHub-Version, which single-user servers check. */
+export const apiVersion = '5.2.1';
+
 const reasons: Record<number, string> = {
   400: 'Bad Request',
   401: 'Unauthorized',
@@ -27,6 +30,7 @@ export function sendJson(
 ): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
+    'x-jupyterhub-version': apiVersion,
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(text),
     ...headers,
@@ -35,7 +39,11 @@ export function sendJson(
 }
 
 export function sendEmpty(res: ServerResponse, status: number): void {
-  res.writeHead(status, { 'content-type': 'text/plain', 'content-length': 0 });
+  res.writeHead(status, {
+    'x-jupyterhub-version': apiVersion,
+    'content-type': 'text/plain',
+    'content-length': 0,
+  });
   res.end();
 }
 
