@@ -154,6 +154,9 @@ export class SpawnManager {
           description: `Server at ${spec.servicePrefix}`,
           redirectUri: spec.oauthCallbackUrl,
           allowedScopes: spec.oauthScopes,
+          // The server proves it is the client with its API token, as in JupyterHub.
+          secretHash: hashToken(token),
+          spawnerId: row.id,
         });
         const context = this.#context(spec, row, null, events);
         const hook = this.#config.hooks.preSpawnHook;

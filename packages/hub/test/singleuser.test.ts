@@ -9,9 +9,9 @@ import { singleuserSpawnerFactory, startTestHub } from './helpers.ts';
 // biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
 type Json = Record<string, any>;
 
-test('jupyterhub-singleuser starts through the API: /user/<u>/api/status 200 with a token, a kernel computes 1+1 over the proxied websocket, activity reaches the hub', async () => {
+test('jupyterhub-singleuser starts through the API: /user/<u>/api/status 200 with a token, a kernel computes 1+1 over the proxied websocket, activity reaches the hub, a browser logs in through OAuth', async () => {
   const hub = await startTestHub(
-    { 'JupyterHub.slow_spawn_timeout': 0.1, 'Spawner.start_timeout': 90 },
+    { 'JupyterHub.slow_spawn_timeout': 0.1, 'Spawner.start_timeout': 90, 'Authenticator.allow_all': true },
     { spawnerFactory: singleuserSpawnerFactory() },
   );
   try {
@@ -108,6 +108,41 @@ test('jupyterhub-singleuser starts through the API: /user/<u>/api/status 200 wit
       },
       { timeoutMs: 30_000, intervalMs: 200 },
     );
+    // A browser: logged in at the hub, sent through the hub's OAuth provider to the server.
+    const jar = new Map<string, string>();
+    const browse = async (path: string) => {
+      const response = await fetch(`${hub.proxyUrl}${path}`, {
+        headers: { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') },
+        redirect: 'manual',
+      });
+      for (const line of response.headers.getSetCookie()) {
+        const [pair] = line.split(';');
+        const eq = pair!.indexOf('=');
+        jar.set(pair!.slice(0, eq), pair!.slice(eq + 1));
+      }
+      return response;
+    };
+    const login = await fetch(`${hub.proxyUrl}/hub/login`, {
+      method: 'POST',
+      body: new URLSearchParams({ username: 'alice', password: 'any' }),
+      redirect: 'manual',
+    });
+    const [loginCookie] = login.headers.getSetCookie()[0]!.split(';');
+    jar.set('jupyterhub-hub-login', loginCookie!.slice('jupyterhub-hub-login='.length));
+    let page = await browse('/user/alice/tree');
+    const hops: string[] = [];
+    while (page.status === 302 && hops.length < 6) {
+      const location = page.headers.get('location')!;
+      hops.push(location.split('?')[0]!);
+      page = await browse(
+        location.startsWith('http') ? new URL(location).pathname + new URL(location).search : location,
+      );
+    }
+    assert.deepEqual(hops.slice(0, 2), ['/hub/api/oauth2/authorize', '/user/alice/oauth_callback']);
+    assert.equal(page.status, 200, `after ${hops.join(' -> ')}`);
+    const contents = await browse('/user/alice/api/contents');
+    assert.equal(contents.status, 200);
+    assert.equal(((await contents.json()) as Json).type, 'directory');
     const stop = await hub.api('/users/alice/server', { method: 'DELETE' });
     assert.ok([202, 204].includes(stop.status));
     await waitFor(

@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../errors.ts';
 import type { Hub } from '../hub.ts';
+import * as oauth from '../oauth.ts';
 import type { ApiContext } from './context.ts';
 import { Router, sendError } from './http.ts';
 import * as misc from './misc.ts';
@@ -47,6 +48,8 @@ function routes(): Router {
   on('POST', '/groups/*/users', (c) => misc.changeMembers(c, true));
   on('DELETE', '/groups/*/users', (c) => misc.changeMembers(c, false));
   on('POST', '/shutdown', misc.shutdown);
+  on('GET', '/oauth2/authorize', oauth.authorize);
+  on('POST', '/oauth2/token', oauth.token);
   return router;
 }
 

@@ -107,6 +107,21 @@ CREATE TABLE hub_secrets (
 CREATE INDEX spawners_running ON spawners(user_id) WHERE url IS NOT NULL;
 CREATE INDEX spawners_pending ON spawners(pending) WHERE pending IS NOT NULL;`,
   },
+  {
+    version: 3,
+    description: 'OAuth authorization codes, and the server each OAuth client belongs to',
+    sql: `
+ALTER TABLE oauth_clients ADD COLUMN spawner_id INTEGER REFERENCES spawners(id) ON DELETE CASCADE;
+CREATE TABLE oauth_codes (
+  id {pk},
+  code_hash TEXT NOT NULL UNIQUE,
+  client_id TEXT NOT NULL,
+  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  redirect_uri TEXT NOT NULL,
+  scopes TEXT NOT NULL,
+  expires_at TEXT NOT NULL
+);`,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

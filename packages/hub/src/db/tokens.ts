@@ -89,15 +89,86 @@ export async function touchToken(db: Queryable, id: number, when: string): Promi
   await db.run('UPDATE api_tokens SET last_activity = ? WHERE id = ?', [when, id]);
 }
 
+export interface OAuthClientRow {
+  id: number;
+  identifier: string;
+  description: string | null;
+  secret_hash: string | null;
+  redirect_uri: string | null;
+  allowed_scopes: string;
+  spawner_id: number | null;
+}
+
 export async function upsertOAuthClient(
   db: Queryable,
-  client: { identifier: string; description: string; redirectUri: string; allowedScopes: string[] },
+  client: {
+    identifier: string;
+    description: string;
+    redirectUri: string;
+    allowedScopes: string[];
+    secretHash: string;
+    spawnerId: number;
+  },
 ): Promise<void> {
   await db.run(
-    `INSERT INTO oauth_clients (identifier, description, redirect_uri, allowed_scopes) VALUES (?, ?, ?, ?)
-     ON CONFLICT (identifier) DO UPDATE SET description = excluded.description, redirect_uri = excluded.redirect_uri, allowed_scopes = excluded.allowed_scopes`,
-    [client.identifier, client.description, client.redirectUri, JSON.stringify(client.allowedScopes)],
+    `INSERT INTO oauth_clients (identifier, description, redirect_uri, allowed_scopes, secret_hash, spawner_id) VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT (identifier) DO UPDATE SET description = excluded.description, redirect_uri = excluded.redirect_uri,
+       allowed_scopes = excluded.allowed_scopes, secret_hash = excluded.secret_hash, spawner_id = excluded.spawner_id`,
+    [
+      client.identifier,
+      client.description,
+      client.redirectUri,
+      JSON.stringify(client.allowedScopes),
+      client.secretHash,
+      client.spawnerId,
+    ],
   );
+}
+
+export async function findOAuthClient(
+  db: Queryable,
+  identifier: string,
+): Promise<OAuthClientRow | undefined> {
+  return db.get<OAuthClientRow>('SELECT * FROM oauth_clients WHERE identifier = ?', [identifier]);
+}
+
+export async function insertOAuthCode(
+  db: Queryable,
+  code: {
+    codeHash: string;
+    clientId: string;
+    userId: number;
+    redirectUri: string;
+    scopes: string[];
+    expiresAt: string;
+  },
+): Promise<void> {
+  await db.run(
+    'INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, scopes, expires_at) VALUES (?, ?, ?, ?, ?, ?)',
+    [
+      code.codeHash,
+      code.clientId,
+      code.userId,
+      code.redirectUri,
+      JSON.stringify(code.scopes),
+      code.expiresAt,
+    ],
+  );
+}
+
+/** Takes a code: returns it and deletes it, so it is used once. */
+export async function takeOAuthCode(db: Queryable, codeHash: string) {
+  const row = await db.get<{
+    id: number;
+    client_id: string;
+    user_id: number;
+    redirect_uri: string;
+    scopes: string;
+    expires_at: string;
+  }>('SELECT * FROM oauth_codes WHERE code_hash = ?', [codeHash]);
+  if (!row) return undefined;
+  const deleted = await db.run('DELETE FROM oauth_codes WHERE id = ?', [row.id]);
+  return deleted === 1 ? row : undefined;
 }
 
 export async function deleteOAuthClient(db: Queryable, identifier: string): Promise<void> {
