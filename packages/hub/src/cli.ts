@@ -2,7 +2,8 @@
 // `seahorse-hub`: a JupyterHub-compatible hub. `seahorse-hub [--config FILE]` serves;
 // `seahorse-hub upgrade-db` migrates the database and exits; `--generate-config` prints (or
 // writes) a commented configuration.
-import { existsSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createLogger, type FlagSpec, formatHelp, parseFlags, runMain, UsageError } from '@seahorse/runtime';
 import { buildConfig, generateConfig, type HubConfig, loadConfigFile } from './config.ts';
 import { migrate } from './db/migrations.ts';
@@ -42,6 +43,13 @@ const flagSpecs: FlagSpec[] = [
   },
   { name: 'help', short: 'h', kind: 'boolean', help: 'Show this help' },
 ];
+
+const passwordFile = 'jupyterhub-password';
+
+function passwordFromFile(file: string): string {
+  if (!existsSync(file)) writeFileSync(file, `${randomBytes(18).toString('base64url')}\n`, { mode: 0o600 });
+  return readFileSync(file, 'utf8').trim();
+}
 
 async function loadConfig(file: string, env: NodeJS.ProcessEnv, db: string): Promise<HubConfig> {
   const config = file ? await loadConfigFile(file, env) : buildConfig({}, env);
@@ -91,6 +99,11 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
     return;
   }
   if (subcommand) throw new UsageError(`unknown subcommand '${subcommand}'; the only one is upgrade-db`);
+  if (config.authenticatorClass === 'password' && !config.auth.password) {
+    // Embedded defaults: a generated shared password in a file only its owner reads.
+    config.auth.password = passwordFromFile(passwordFile);
+    log.warn({ file: passwordFile }, 'no JUPYTER_PASSWORD set: the shared password is in this file');
+  }
   process.on('uncaughtException', (error) => log.error({ err: error }, 'uncaught exception'));
   await startHub({
     config,

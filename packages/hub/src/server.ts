@@ -176,6 +176,18 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   async function refreshGauges() {
     metrics.totalUsers.set(await countUsers(db));
     metrics.runningServers.set((await spawnerDb.countActive(db)).running);
+    const now = Date.now();
+    for (const [period, days] of [
+      ['24h', 1],
+      ['7d', 7],
+      ['30d', 30],
+    ] as const) {
+      const since = new Date(now - days * 86_400_000).toISOString();
+      const row = await db.get<{ n: number }>('SELECT COUNT(*) AS n FROM users WHERE last_activity >= ?', [
+        since,
+      ]);
+      metrics.activeUsers.labels(period).set(row?.n ?? 0);
+    }
   }
 
   /** Makes the proxy's table match the database: missing routes added, stale ones removed. */
