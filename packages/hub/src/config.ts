@@ -139,6 +139,8 @@ export interface ServiceConfig {
   display: boolean;
   info: Record<string, unknown>;
   command?: string[];
+  environment: Record<string, string>;
+  cwd?: string;
 }
 
 export interface RoleConfig {
@@ -321,6 +323,11 @@ function parseServices(path: string, value: unknown): ServiceConfig[] {
       admin: entry.admin === true,
       display: entry.display !== false,
       info: info as Record<string, unknown>,
+      environment: checkValue(
+        `${at}.environment`,
+        traits['Spawner.environment']!,
+        entry.environment ?? {},
+      ) as Record<string, string>,
     };
     const apiToken = optionalString(`${at}.api_token`, entry.api_token);
     if (apiToken !== undefined) {
@@ -332,6 +339,8 @@ function parseServices(path: string, value: unknown): ServiceConfig[] {
     const client = optionalString(`${at}.oauth_client_id`, entry.oauth_client_id);
     if (client !== undefined) service.oauthClientId = client;
     if (entry.command !== undefined) service.command = parseCommand(`${at}.command`, entry.command);
+    const cwd = optionalString(`${at}.cwd`, entry.cwd);
+    if (cwd !== undefined) service.cwd = cwd;
     return service;
   });
 }

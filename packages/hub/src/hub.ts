@@ -29,6 +29,8 @@ export class Hub {
   readonly proxy: ProxyApi;
   readonly authenticator: Authenticator;
   readonly roleScopes: RoleScopes = new Map();
+  /** API tokens of the configured services, for the environment of managed ones. */
+  readonly serviceTokens = new Map<string, string>();
   readonly spawns: SpawnManager;
   identity!: IdentityResolver;
   sessions!: SessionSigner;
@@ -89,10 +91,13 @@ export class Hub {
       });
       serviceIds.set(service.name, row.id);
       await tokens.deleteServiceTokens(this.db, row.id);
-      if (service.apiToken) {
+      // A managed service without a configured token gets one for this run.
+      const apiToken = service.apiToken ?? (service.command ? randomBytes(24).toString('hex') : undefined);
+      if (apiToken) {
+        this.serviceTokens.set(service.name, apiToken);
         await tokens.insertToken(this.db, {
-          hashed: hashToken(service.apiToken),
-          prefix: service.apiToken.slice(0, 4),
+          hashed: hashToken(apiToken),
+          prefix: apiToken.slice(0, 4),
           serviceId: row.id,
           note: 'from config',
           scopes: ['inherit'],

@@ -22,6 +22,7 @@ import { createMetrics } from './metrics.ts';
 import { handlePage } from './pages.ts';
 import type { ProxyApi } from './proxy-api.ts';
 import { ProxyProcess } from './proxy-process.ts';
+import { ManagedService, serviceEnvironment } from './services.ts';
 import { type BoundSpawnerFactory, serverPrefix } from './spawns.ts';
 
 export interface ProxyClientOptions {
@@ -202,6 +203,14 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
           wanted.set(serverPrefix(config.baseUrl, row.user_name, row.name), row.url);
         }
       }
+      for (const service of config.services) {
+        if (!service.url) continue;
+        const path = `${config.baseUrl}services/${service.name}/`;
+        const route = routes[path] ?? routes[path.replace(/\/$/, '')];
+        if (!route || route.target !== service.url) {
+          await proxy.addRoute(path, service.url, { service: service.name, jupyterhub: true });
+        }
+      }
       for (const [path, target] of wanted) {
         const route = routes[path] ?? routes[path.replace(/\/$/, '')];
         if (!route || route.target !== target) {
@@ -322,10 +331,23 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   every(config.spawner.pollIntervalMs, 'poll servers', pollServers);
   every(3_600_000, 'purge expired tokens', () => deleteExpiredTokens(db));
 
+  const managed: ManagedService[] = [];
+  for (const service of config.services) {
+    if (!service.command) continue;
+    const running = new ManagedService(
+      service,
+      serviceEnvironment(config, service, hub.serviceTokens.get(service.name)!),
+      log,
+    );
+    running.start();
+    managed.push(running);
+  }
+
   let stopServers = config.cleanupServers;
   let stopProxy = config.cleanupProxy;
   lifecycle.onClose(async () => {
     for (const timer of timers) clearInterval(timer);
+    await Promise.all(managed.map((service) => service.stop()));
     if (stopServers) {
       const active = await spawnerDb.activeSpawners(db);
       await Promise.all(
