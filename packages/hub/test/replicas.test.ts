@@ -27,7 +27,7 @@ test('a second hub on the same PostgreSQL serves the users, tokens, servers and 
     assert.equal(((await (await b.api('/user', { token })).json()) as Json).name, 'alice');
     // A server started through one hub is stopped through the other, from the state in the database.
     await a.api('/users/alice/server', { method: 'POST' });
-    await waitFor('ready', async () => ((await (await b.api('/users/alice')).json()) as Json).server);
+    await waitFor('ready', async () => ((await (await b!.api('/users/alice')).json()) as Json).server);
     const pid = ((await (await b.api('/users/alice')).json()) as Json).servers[''].state.pid as number;
     assert.equal((await fetch(`${b.proxyUrl}/user/alice/`)).status, 200);
     const stop = await b.api('/users/alice/server', { method: 'DELETE' });
