@@ -79,6 +79,12 @@ export function createApiHandler(hub: Hub) {
       await (match.handler as unknown as (c: ApiContext) => Promise<void>)(context);
     } catch (error) {
       if (error instanceof HttpError) {
+        if (error.status === 413) {
+          // The rest of the body is never read: close the connection once the answer is out.
+          res.once('finish', () => req.socket.destroySoon());
+          sendError(res, 413, error.message, { connection: 'close' });
+          return;
+        }
         sendError(res, error.status, error.message, error.headers);
       } else {
         hub.log.error({ err: error, method: req.method, path: url.pathname }, 'API request failed');
