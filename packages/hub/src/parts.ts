@@ -4,12 +4,26 @@ import { StartupError } from '@seahorse/runtime';
 import type { HubConfig } from './config.ts';
 import type { ProxyApi } from './proxy-api.ts';
 import type { ProxyClientOptions } from './server.ts';
+import { createLocalProcessSpawner, type LocalProcessOptions } from './spawners/local-process.ts';
 import type { BoundSpawnerFactory } from './spawns.ts';
 
 export function proxyClientFactory(_options: ProxyClientOptions): ProxyApi {
   throw new StartupError('the proxy client is not wired in yet');
 }
 
+/** The configured spawner class with the Spawner traits bound (only localprocess for now). */
 export function spawnerFactoryFor(config: HubConfig): BoundSpawnerFactory {
-  throw new StartupError(`spawner class ${config.spawnerClass} is not wired in yet`);
+  const { spawner } = config;
+  const options: LocalProcessOptions = {
+    cmd: spawner.cmd,
+    args: spawner.args,
+    environment: spawner.environment,
+    startTimeoutMs: spawner.startTimeoutMs,
+    httpTimeoutMs: spawner.httpTimeoutMs,
+    pollIntervalMs: spawner.pollIntervalMs,
+    ip: spawner.ip,
+  };
+  if (spawner.defaultUrl) options.defaultUrl = spawner.defaultUrl;
+  if (spawner.notebookDir) options.notebookDir = spawner.notebookDir;
+  return (context) => createLocalProcessSpawner(context, options);
 }

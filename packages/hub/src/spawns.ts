@@ -96,6 +96,7 @@ export class SpawnManager {
       oauthAccessScopes: [access, `access:servers!user=${user.name}`],
       activityUrl: `${hubApi}/users/${encodeURIComponent(user.name)}/activity`,
       userOptions: JSON.parse(row.user_options) as JsonObject,
+      adminAccess: this.#config.adminAccess,
     };
   }
 

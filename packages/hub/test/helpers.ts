@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createLogger, type Logger } from '@seahorse/runtime';
 import { freePort, LogCapture } from '@seahorse/runtime/testing';
 import { buildConfig, flattenConfig, type HubConfig } from '../src/config.ts';
+import { spawnerFactoryFor } from '../src/parts.ts';
 import type { ProxyApi, ProxyRoute } from '../src/proxy-api.ts';
 import { type HubServerOptions, type RunningHub, startHub } from '../src/server.ts';
 import type { JsonObject, Spawner, SpawnerContext } from '../src/spawners/spawner.ts';
@@ -131,105 +132,6 @@ export function processSpawnerFactory(extraEnv: Record<string, string> = {}): Bo
   };
 }
 
-/**
- * Runs Debian's jupyterhub-singleuser with the environment JupyterHub gives a server (set here
- * by the test; the hub's own local spawner builds it in spawners/environment.ts).
- */
-export function singleuserSpawnerFactory(): BoundSpawnerFactory {
-  return (context: SpawnerContext): Spawner => {
-    const inner = processSpawnerFactory()(context);
-    let pid = typeof context.state?.pid === 'number' ? context.state.pid : 0;
-    let port = typeof context.state?.port === 'number' ? context.state.port : 0;
-    const { spec } = context;
-    return {
-      ...inner,
-      async start() {
-        port = await freePort();
-        const env: Record<string, string> = {
-          PATH: process.env.PATH ?? '/usr/bin:/bin',
-          HOME: process.env.HOME ?? '/tmp',
-          JUPYTERHUB_API_TOKEN: spec.apiToken,
-          JPY_API_TOKEN: spec.apiToken,
-          JUPYTERHUB_CLIENT_ID: spec.oauthClientId,
-          JUPYTERHUB_API_URL: spec.hubApiUrl,
-          JUPYTERHUB_BASE_URL: spec.baseUrl,
-          JUPYTERHUB_SERVICE_PREFIX: spec.servicePrefix,
-          JUPYTERHUB_SERVICE_URL: `http://127.0.0.1:${port}${spec.servicePrefix}`,
-          JUPYTERHUB_USER: spec.user.name,
-          JUPYTERHUB_SERVER_NAME: spec.serverName,
-          JUPYTERHUB_OAUTH_CALLBACK_URL: spec.oauthCallbackUrl,
-          JUPYTERHUB_OAUTH_SCOPES: JSON.stringify(spec.oauthScopes),
-          JUPYTERHUB_OAUTH_ACCESS_SCOPES: JSON.stringify(spec.oauthAccessScopes),
-          JUPYTERHUB_ACTIVITY_URL: spec.activityUrl,
-          JUPYTERHUB_HOST: '',
-          JUPYTERHUB_ACTIVITY_INTERVAL: '1',
-        };
-        const child = spawn(
-          'jupyterhub-singleuser',
-          ['--ip=127.0.0.1', `--port=${port}`, '--allow-root', '--notebook-dir=/tmp'],
-          {
-            env,
-            stdio: ['ignore', 'pipe', 'pipe'],
-            detached: true,
-          },
-        );
-        child.unref();
-        pid = child.pid ?? 0;
-        let output = '';
-        const keep = (chunk: Buffer) => {
-          output = (output + chunk.toString()).slice(-4000);
-          context.log.debug({ line: chunk.toString().trim() }, 'server output');
-        };
-        child.stdout?.on('data', keep);
-        child.stderr?.on('data', keep);
-        const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-        const deadline = Date.now() + 60_000;
-        while (Date.now() < deadline) {
-          const early = await Promise.race([exited, new Promise((r) => setTimeout(() => r('wait'), 100))]);
-          if (early !== 'wait')
-            throw new Error(`jupyterhub-singleuser exited with status ${early}: ${output}`);
-          try {
-            await fetch(`http://127.0.0.1:${port}${spec.servicePrefix}api`);
-            return `http://127.0.0.1:${port}`;
-          } catch {
-            // not listening yet
-          }
-        }
-        throw new Error(`jupyterhub-singleuser did not answer: ${output}`);
-      },
-      async poll() {
-        try {
-          process.kill(pid, 0);
-          return null;
-        } catch {
-          return 0;
-        }
-      },
-      async stop() {
-        try {
-          process.kill(pid, 'SIGTERM');
-        } catch {
-          return;
-        }
-        const deadline = Date.now() + 10_000;
-        for (;;) {
-          try {
-            process.kill(pid, 0);
-          } catch {
-            return;
-          }
-          if (Date.now() > deadline) {
-            process.kill(pid, 'SIGKILL');
-            return;
-          }
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      },
-      state: () => ({ pid, port }),
-    };
-  };
-}
-
 export interface TestHub extends RunningHub {
   url: string;
   proxyUrl: string;
@@ -270,7 +172,7 @@ export async function testConfig(
 
 export async function startTestHub(
   traits: Record<string, unknown> = {},
-  options: { dir?: string; spawnerFactory?: BoundSpawnerFactory; log?: Logger } = {},
+  options: { dir?: string; spawnerFactory?: BoundSpawnerFactory | 'configured'; log?: Logger } = {},
 ): Promise<TestHub> {
   const { config, dir } = await testConfig(traits, options.dir);
   const logs = new LogCapture();
@@ -279,7 +181,10 @@ export async function startTestHub(
     config,
     log,
     proxyClient: (o) => new TestProxyClient(o),
-    spawnerFactory: options.spawnerFactory ?? processSpawnerFactory(),
+    spawnerFactory:
+      options.spawnerFactory === 'configured'
+        ? spawnerFactoryFor(config)
+        : (options.spawnerFactory ?? processSpawnerFactory()),
   };
   const running = await startHub(hubOptions);
   const url = `http://127.0.0.1:${running.address.port}`;

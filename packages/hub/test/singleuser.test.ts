@@ -4,15 +4,23 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { waitFor } from '@seahorse/runtime/testing';
 import { WebSocket } from 'ws';
-import { singleuserSpawnerFactory, startTestHub } from './helpers.ts';
+import { startTestHub } from './helpers.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
 type Json = Record<string, any>;
 
 test('jupyterhub-singleuser starts through the API: /user/<u>/api/status 200 with a token, a kernel computes 1+1 over the proxied websocket, activity reaches the hub, a browser logs in through OAuth', async () => {
   const hub = await startTestHub(
-    { 'JupyterHub.slow_spawn_timeout': 0.1, 'Spawner.start_timeout': 90, 'Authenticator.allow_all': true },
-    { spawnerFactory: singleuserSpawnerFactory() },
+    {
+      'JupyterHub.slow_spawn_timeout': 0.1,
+      'Spawner.start_timeout': 90,
+      'Authenticator.allow_all': true,
+      // Tests run as root here; jupyterhub-singleuser refuses that without the flag.
+      'Spawner.args': ['--allow-root'],
+      'Spawner.notebook_dir': '/tmp',
+      'Spawner.environment': { JUPYTERHUB_ACTIVITY_INTERVAL: '1' },
+    },
+    { spawnerFactory: 'configured' },
   );
   try {
     await hub.api('/users/alice', { method: 'POST' });
