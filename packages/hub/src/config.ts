@@ -108,6 +108,11 @@ export const traits: Record<string, TraitSpec> = {
     ['configurable-http-proxy'],
     'Command that starts the proxy.',
   ),
+  'ConfigurableHTTPProxy.pid_file': t(
+    'string',
+    'jupyterhub-proxy.pid',
+    'Where the PID of the proxy the hub started is kept.',
+  ),
   'ConfigurableHTTPProxy.debug': t('bool', false, 'Start the proxy with --log-level debug.'),
   'ConfigurableHTTPProxy.check_running_interval': t('number', 5, 'Seconds between route checks.'),
   'Spawner.cmd': t('command', ['jupyterhub-singleuser'], 'Command that starts a single-user server.'),
@@ -196,6 +201,7 @@ export interface HubConfig {
     command: string[];
     debug: boolean;
     checkIntervalMs: number;
+    pidFile: string;
   };
   spawner: {
     cmd: string[];
@@ -566,6 +572,7 @@ export function buildConfig(
       apiUrl: get<string>('ConfigurableHTTPProxy.api_url').replace(/\/+$/, ''),
       command: get('ConfigurableHTTPProxy.command'),
       debug: get('ConfigurableHTTPProxy.debug'),
+      pidFile: get('ConfigurableHTTPProxy.pid_file'),
       checkIntervalMs: seconds('ConfigurableHTTPProxy.check_running_interval'),
     },
     spawner: {

@@ -3,6 +3,7 @@
 // (route check, activity from the proxy, server polls). SIGTERM stops servers only when
 // cleanup_servers is true.
 import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Lifecycle, type Logger, listen } from '@seahorse/runtime';
 import { sendError } from './api/http.ts';
@@ -67,6 +68,32 @@ class SwitchableProxy implements ProxyApi {
   getRoutes(inactiveSince?: Date) {
     return this.current.getRoutes(inactiveSince);
   }
+}
+
+function readPid(file: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Stops a process the hub started in an earlier life (the proxy it adopted): TERM, then KILL. */
+async function stopPid(pid: number, graceMs = 5000): Promise<void> {
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!alive()) return;
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (alive() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  if (alive()) process.kill(pid, 'SIGKILL');
 }
 
 export async function startHub(options: HubServerOptions): Promise<RunningHub> {
@@ -157,8 +184,13 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     () => true,
     () => false,
   );
+  let adoptedProxyPid: number | undefined;
   if (config.proxy.shouldStart && proxyAnswers) {
-    log.info({ api: config.proxy.apiUrl }, 'found the proxy of an earlier hub still running; using it');
+    adoptedProxyPid = readPid(config.proxy.pidFile);
+    log.info(
+      { api: config.proxy.apiUrl, pid: adoptedProxyPid },
+      'found the proxy of an earlier hub still running; using it',
+    );
   } else if (config.proxy.shouldStart) {
     proxyProcess = new ProxyProcess(config, authToken, log);
     await proxyProcess.untilReady(async () => {
@@ -169,6 +201,8 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
       { pid: proxyProcess.pid, api: config.proxy.apiUrl, public: config.bindUrl.href },
       'proxy started',
     );
+    if (config.proxy.pidFile && proxyProcess.pid)
+      writeFileSync(config.proxy.pidFile, `${proxyProcess.pid}\n`);
   }
 
   const hubRoute = () =>
@@ -361,6 +395,8 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
       log.info('leaving servers running (cleanup_servers is false)');
     }
     if (proxyProcess && stopProxy) await proxyProcess.stop();
+    if (adoptedProxyPid && stopProxy) await stopPid(adoptedProxyPid);
+    if (stopProxy && config.proxy.pidFile) rmSync(config.proxy.pidFile, { force: true });
     await db.close();
   });
   hub.onShutdown = ({ servers, proxy: withProxy }) => {

@@ -162,6 +162,7 @@ export async function testConfig(
       'ConfigurableHTTPProxy.api_url': `http://127.0.0.1:${apiPort}`,
       'ConfigurableHTTPProxy.command': [process.execPath, '--conditions=seahorse-source', proxySource],
       'ConfigurableHTTPProxy.check_running_interval': 0,
+      'ConfigurableHTTPProxy.pid_file': join(dir, 'jupyterhub-proxy.pid'),
       'Spawner.poll_interval': 0,
       ...traits,
     },
