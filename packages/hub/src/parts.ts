@@ -1,14 +1,15 @@
 // The configured implementations of the hub's pluggable parts: the proxy's REST client and the
 // spawner class with its traits bound.
-import { StartupError } from '@seahorse/runtime';
+
 import type { HubConfig } from './config.ts';
 import type { ProxyApi } from './proxy-api.ts';
+import { ProxyClient } from './proxy-client.ts';
 import type { ProxyClientOptions } from './server.ts';
 import { createLocalProcessSpawner, type LocalProcessOptions } from './spawners/local-process.ts';
 import type { BoundSpawnerFactory } from './spawns.ts';
 
-export function proxyClientFactory(_options: ProxyClientOptions): ProxyApi {
-  throw new StartupError('the proxy client is not wired in yet');
+export function proxyClientFactory(options: ProxyClientOptions): ProxyApi {
+  return new ProxyClient(options);
 }
 
 /** The configured spawner class with the Spawner traits bound (only localprocess for now). */

@@ -1,3 +1,5 @@
+import { routespecFromChpPath } from './proxy-client.ts';
+
 // What the hub needs of a configurable-http-proxy REST API client (proxy-client.ts is one).
 export interface ProxyRoute {
   target: string;
@@ -7,14 +9,8 @@ export interface ProxyRoute {
 
 export interface ProxyApi {
   addRoute(path: string, target: string, data: Record<string, unknown>): Promise<void>;
-  deleteRoute(path: string): Promise<void>;
+  deleteRoute(path: string): Promise<unknown>;
   getRoutes(inactiveSince?: Date): Promise<Record<string, ProxyRoute>>;
-}
-
-/** JupyterHub's routespec of a CHP path: escaped as created, always ending in '/'. */
-export function routespecFromChpPath(path: string): string {
-  const escaped = encodeURI(path).replace(/%25([0-9A-Fa-f]{2})/g, '%$1');
-  return escaped.endsWith('/') ? escaped : `${escaped}/`;
 }
 
 export interface HubRoute {

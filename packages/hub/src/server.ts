@@ -30,6 +30,9 @@ export interface ProxyClientOptions {
   apiUrl: string;
   authToken: string;
   timeoutMs?: number;
+  /** How long failed calls are retried; 0 for a probe that must answer at once. */
+  retryTimeoutMs?: number;
+  log?: Logger;
 }
 
 export interface HubServerOptions {
@@ -62,7 +65,7 @@ class SwitchableProxy implements ProxyApi {
   addRoute(path: string, target: string, data: Record<string, unknown>) {
     return this.current.addRoute(path, target, data);
   }
-  deleteRoute(path: string) {
+  deleteRoute(path: string): Promise<unknown> {
     return this.current.deleteRoute(path);
   }
   getRoutes(inactiveSince?: Date) {
@@ -116,7 +119,10 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     // running, and can still talk to it.
     authToken = await getOrCreateSecret(db, 'proxy_auth_token', () => randomBytes(32).toString('hex'));
   }
-  const proxy = new SwitchableProxy(options.proxyClient({ apiUrl: config.proxy.apiUrl, authToken }));
+  const proxyLog = log.child({ component: 'proxy-client' });
+  const proxy = new SwitchableProxy(
+    options.proxyClient({ apiUrl: config.proxy.apiUrl, authToken, log: proxyLog }),
+  );
   const metrics = createMetrics();
   let hub: Hub;
   try {
@@ -138,13 +144,19 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
       return;
     }
     const path = url.pathname;
+    if (!lifecycle.ready && !lifecycle.shuttingDown && path !== `${config.baseUrl}hub/health`) {
+      // Until servers are re-attached and routes checked, nothing may start or stop a server.
+      sendError(res, 503, 'The hub is starting; try again in a moment', { 'retry-after': '1' });
+      return;
+    }
     if (path === apiPrefix || path.startsWith(`${apiPrefix}/`)) {
       await api(req, res, url);
       return;
     }
     if (path === `${config.baseUrl}hub/health`) {
-      res.writeHead(lifecycle.shuttingDown ? 503 : 200, { 'content-type': 'application/json' });
-      res.end(lifecycle.shuttingDown ? '{"status":"shutting down"}' : '{"status":"ok"}');
+      const status = lifecycle.shuttingDown ? 'shutting down' : lifecycle.ready ? 'ok' : 'starting';
+      res.writeHead(status === 'ok' ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status }));
       return;
     }
     if (path === `${config.baseUrl}hub/metrics`) {
@@ -180,7 +192,13 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   if (config.hubBind.port === 0) config.hubConnectUrl = config.hubConnectUrl.replace(/:0$/, `:${bound.port}`);
 
   let proxyProcess: ProxyProcess | undefined;
-  const proxyAnswers = await proxy.getRoutes().then(
+  const probe = options.proxyClient({
+    apiUrl: config.proxy.apiUrl,
+    authToken,
+    retryTimeoutMs: 0,
+    timeoutMs: 2000,
+  });
+  const proxyAnswers = await probe.getRoutes().then(
     () => true,
     () => false,
   );
@@ -194,7 +212,7 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   } else if (config.proxy.shouldStart) {
     proxyProcess = new ProxyProcess(config, authToken, log);
     await proxyProcess.untilReady(async () => {
-      await proxy.getRoutes();
+      await probe.getRoutes();
       return true;
     });
     log.info(

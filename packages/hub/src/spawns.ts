@@ -106,7 +106,8 @@ export class SpawnManager {
     state: JsonObject | null,
     events: SpawnEvent[],
   ): SpawnerContext {
-    const log = this.#log.child({ user: spec.user.name, server: spec.serverName });
+    // The spawner adds the user and server name to its own lines.
+    const log = this.#log;
     return {
       spec,
       state,

@@ -8,8 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createLogger, type Logger } from '@seahorse/runtime';
 import { freePort, LogCapture } from '@seahorse/runtime/testing';
 import { buildConfig, flattenConfig, type HubConfig } from '../src/config.ts';
-import { spawnerFactoryFor } from '../src/parts.ts';
-import type { ProxyApi, ProxyRoute } from '../src/proxy-api.ts';
+import { proxyClientFactory, spawnerFactoryFor } from '../src/parts.ts';
 import { type HubServerOptions, type RunningHub, startHub } from '../src/server.ts';
 import type { JsonObject, Spawner, SpawnerContext } from '../src/spawners/spawner.ts';
 import type { BoundSpawnerFactory } from '../src/spawns.ts';
@@ -17,36 +16,6 @@ import type { BoundSpawnerFactory } from '../src/spawns.ts';
 const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = join(here, '..', '..', '..');
 export const proxySource = join(repoRoot, 'packages', 'proxy', 'src', 'cli.ts');
-
-/** A minimal configurable-http-proxy REST client for tests (the hub's own is proxy-client.ts). */
-export class TestProxyClient implements ProxyApi {
-  readonly #url: string;
-  readonly #token: string;
-  constructor(options: { apiUrl: string; authToken: string }) {
-    this.#url = options.apiUrl.replace(/\/$/, '');
-    this.#token = options.authToken;
-  }
-  async #call(method: string, path: string, body?: unknown): Promise<Response> {
-    const response = await fetch(`${this.#url}/api/routes${path}`, {
-      method,
-      headers: { authorization: `token ${this.#token}`, 'content-type': 'application/json' },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    if (response.status >= 400 && !(method === 'DELETE' && response.status === 404)) {
-      throw new Error(`proxy ${method} ${path}: ${response.status} ${await response.text()}`);
-    }
-    return response;
-  }
-  async addRoute(path: string, target: string, data: Record<string, unknown>): Promise<void> {
-    await (await this.#call('POST', path, { ...data, target })).arrayBuffer();
-  }
-  async deleteRoute(path: string): Promise<void> {
-    await (await this.#call('DELETE', path)).arrayBuffer();
-  }
-  async getRoutes(): Promise<Record<string, ProxyRoute>> {
-    return (await (await this.#call('GET', '')).json()) as Record<string, ProxyRoute>;
-  }
-}
 
 const serverScript = `
 const http = require('node:http');
@@ -181,7 +150,7 @@ export async function startTestHub(
   const hubOptions: HubServerOptions = {
     config,
     log,
-    proxyClient: (o) => new TestProxyClient(o),
+    proxyClient: proxyClientFactory,
     spawnerFactory:
       options.spawnerFactory === 'configured'
         ? spawnerFactoryFor(config)

@@ -58,10 +58,15 @@ test('seahorse-hub killed mid-run and started again still lists and reaches the 
     await api('/users/alice', { method: 'POST' });
     const user = (await (await api('/users/alice/tokens', { method: 'POST' })).json()) as Json;
     await api('/users/alice/server', { method: 'POST' });
-    await waitFor('ready', async () => ((await (await api('/users/alice')).json()) as Json).server, {
-      timeoutMs: 90_000,
-      intervalMs: 200,
-    });
+    const spawned = await waitFor(
+      'the spawn to finish',
+      async () => {
+        const model = (await (await api('/users/alice')).json()) as Json;
+        return model.pending === null ? model : undefined;
+      },
+      { timeoutMs: 90_000, intervalMs: 200 },
+    );
+    assert.equal(spawned.server, '/user/alice/', proc.output);
     serverPid = ((await (await api('/users/alice')).json()) as Json).servers[''].state.pid;
     proc.signal('SIGKILL');
     await proc.exited;
