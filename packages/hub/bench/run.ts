@@ -57,7 +57,13 @@ async function startSeahorse(dbUrl: string, dir: string): Promise<Hub> {
   const proc = new ManagedProcess(
     'seahorse-hub',
     process.execPath,
-    ['--conditions=seahorse-source', join(here, '..', 'src', 'cli.ts'), '--config', config],
+    [
+      '--max-semi-space-size=4',
+      '--conditions=seahorse-source',
+      join(here, '..', 'src', 'cli.ts'),
+      '--config',
+      config,
+    ],
     { cwd: dir, env: { ...process.env, PATH: `${join(root, 'node_modules', '.bin')}:${process.env.PATH}` } },
   );
   const url = `http://127.0.0.1:${hubPort}`;

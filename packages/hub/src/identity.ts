@@ -106,12 +106,14 @@ export class IdentityResolver {
       const admin = row.owner_admin === 1;
       const owner: ScopeOwner = { kind: 'user', name: row.owner_name };
       if (row.spawner_name !== null) owner.server = `${row.owner_name}/${row.spawner_name}`;
-      const roles = await this.userRoles(row.user_id, admin);
+      const roles = admin ? ['admin', 'user'] : ['user'];
+      for (const role of row.owner_roles?.split(',') ?? []) if (!roles.includes(role)) roles.push(role);
       const { expanded, parsed } = this.#scopesFor(owner, roles, tokenScopes);
       return { kind: 'user', id: row.user_id, name: row.owner_name, admin, token: row, expanded, parsed };
     }
     const admin = row.owner_admin === 1;
-    const roles = await this.serviceRoles(row.service_id!, admin);
+    const roles = [...new Set(row.owner_roles?.split(',') ?? [])];
+    if (admin && !roles.includes('admin')) roles.unshift('admin');
     const { expanded, parsed } = this.#scopesFor(
       { kind: 'service', name: row.owner_name },
       roles,

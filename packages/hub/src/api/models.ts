@@ -3,7 +3,7 @@
 import { allows, type ParsedScopes } from '../auth/scopes.ts';
 import type { Queryable } from '../db/database.ts';
 import { inList, listParam, type SpawnerRow, type TokenRow, type UserRow } from '../db/rows.ts';
-import { groupsOfUsers, spawnersOfUsers } from '../db/users.ts';
+import { groupsOfUsers, spawnersOfUsers, type UserWithRelations } from '../db/users.ts';
 import { serverPrefix } from '../spawns.ts';
 
 export function serverModel(
@@ -66,7 +66,26 @@ export interface UserModelOptions {
   includeStoppedServers: boolean;
 }
 
-/** Models of a page of users: four queries for the whole page, none per user. */
+/** Models of users read with their relations (findUserWithRelations, listUsers): no more queries. */
+export async function modelsWithRelations(
+  users: UserWithRelations[],
+  options: UserModelOptions,
+): Promise<Array<Record<string, unknown>>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const user of users) {
+    const model = await userModel(
+      user,
+      JSON.parse(user.groups_json) as string[],
+      JSON.parse(user.spawners_json) as SpawnerRow[],
+      JSON.parse(user.roles_json) as string[],
+      options,
+    );
+    if (model) out.push(model);
+  }
+  return out;
+}
+
+/** Models of users without their relations: three queries for the whole page, none per user. */
 export async function userModels(
   db: Queryable,
   users: UserRow[],

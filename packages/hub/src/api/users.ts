@@ -6,7 +6,7 @@ import * as users from '../db/users.ts';
 import { HttpError } from '../errors.ts';
 import { type ApiContext, checkUserModel, isObject, needsScope } from './context.ts';
 import { readJson, sendEmpty, sendJson } from './http.ts';
-import { userModels } from './models.ts';
+import { modelsWithRelations, userModels } from './models.ts';
 
 export function includeStopped(context: ApiContext): boolean {
   const value = context.query.get('include_stopped_servers');
@@ -132,7 +132,7 @@ export async function listUsers(context: ApiContext): Promise<void> {
     }
   }
   const { rows, total } = await users.listUsers(context.hub.db, query);
-  const items = await userModels(context.hub.db, rows, modelOptions(context));
+  const items = await modelsWithRelations(rows, modelOptions(context));
   sendJson(context.res, 200, accepts ? paginated(context, items, offset, limit, total) : items);
 }
 
@@ -174,8 +174,9 @@ export async function getUser(context: ApiContext): Promise<void> {
     ],
     { user: name, userGroups: () => groupsOf(context, name) },
   );
-  const user = await requireUser(context, name);
-  const [model] = await userModels(context.hub.db, [user], modelOptions(context));
+  const user = await users.findUserWithRelations(context.hub.db, name);
+  if (!user) throw new HttpError(404, 'Not Found');
+  const [model] = await modelsWithRelations([user], modelOptions(context));
   sendJson(context.res, 200, model);
 }
 

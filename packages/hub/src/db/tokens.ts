@@ -6,12 +6,22 @@ export interface TokenOwnerRow extends TokenRow {
   owner_name: string;
   owner_admin: number;
   spawner_name: string | null;
+  /** Comma-separated names of the roles assigned to the owner (directly or through groups). */
+  owner_roles: string | null;
 }
 
-/** One indexed lookup: the token with its owner's name (user or service) and its server. */
+/**
+ * One indexed lookup for the whole request identity: the token, its owner's name (user or
+ * service), its server, and the roles assigned to the owner.
+ */
 export async function findTokenByHash(db: Queryable, hashed: string): Promise<TokenOwnerRow | undefined> {
+  const concat = db.dialect === 'sqlite' ? "group_concat(r.name, ',')" : "string_agg(r.name, ',')";
   return db.get<TokenOwnerRow>(
-    `SELECT t.*, COALESCE(u.name, s.name) AS owner_name, COALESCE(u.admin, s.admin) AS owner_admin, sp.name AS spawner_name
+    `SELECT t.*, COALESCE(u.name, s.name) AS owner_name, COALESCE(u.admin, s.admin) AS owner_admin, sp.name AS spawner_name,
+       (SELECT ${concat} FROM role_assignments a JOIN roles r ON r.id = a.role_id
+         WHERE (a.kind = 'user' AND a.entity_id = t.user_id)
+            OR (a.kind = 'service' AND a.entity_id = t.service_id)
+            OR (a.kind = 'group' AND t.user_id IS NOT NULL AND a.entity_id IN (SELECT group_id FROM user_group_map WHERE user_id = t.user_id))) AS owner_roles
      FROM api_tokens t
      LEFT JOIN users u ON u.id = t.user_id
      LEFT JOIN services s ON s.id = t.service_id

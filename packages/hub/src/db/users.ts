@@ -23,6 +23,52 @@ export interface UserListQuery {
   onlyGroups?: string[];
 }
 
+export interface UserWithRelations extends UserRow {
+  groups_json: string;
+  spawners_json: string;
+  roles_json: string;
+}
+
+const spawnerColumns = [
+  'id',
+  'user_id',
+  'name',
+  'state',
+  'url',
+  'ready',
+  'pending',
+  'pending_since',
+  'started',
+  'last_activity',
+  'user_options',
+  'progress',
+  'failure',
+];
+
+/** Columns with a user's groups, servers and assigned roles as JSON text: one query per page. */
+function relationColumns(db: Queryable): string {
+  if (db.dialect === 'sqlite') {
+    const spawner = `json_object(${spawnerColumns.map((c) => `'${c}', s.${c}`).join(', ')})`;
+    return `
+      (SELECT json_group_array(name) FROM (SELECT g.name FROM user_group_map m JOIN groups g ON g.id = m.group_id WHERE m.user_id = users.id ORDER BY g.id)) AS groups_json,
+      (SELECT json_group_array(json(j)) FROM (SELECT ${spawner} AS j FROM spawners s WHERE s.user_id = users.id ORDER BY s.id)) AS spawners_json,
+      (SELECT json_group_array(name) FROM (SELECT r.name FROM role_assignments a JOIN roles r ON r.id = a.role_id WHERE a.kind = 'user' AND a.entity_id = users.id ORDER BY r.id)) AS roles_json`;
+  }
+  return `
+      (SELECT COALESCE(json_agg(g.name ORDER BY g.id), '[]'::json)::text FROM user_group_map m JOIN groups g ON g.id = m.group_id WHERE m.user_id = users.id) AS groups_json,
+      (SELECT COALESCE(json_agg(s ORDER BY s.id), '[]'::json)::text FROM spawners s WHERE s.user_id = users.id) AS spawners_json,
+      (SELECT COALESCE(json_agg(r.name ORDER BY r.id), '[]'::json)::text FROM role_assignments a JOIN roles r ON r.id = a.role_id WHERE a.kind = 'user' AND a.entity_id = users.id) AS roles_json`;
+}
+
+export async function findUserWithRelations(
+  db: Queryable,
+  name: string,
+): Promise<UserWithRelations | undefined> {
+  return db.get<UserWithRelations>(`SELECT users.*, ${relationColumns(db)} FROM users WHERE users.name = ?`, [
+    name,
+  ]);
+}
+
 export async function findUser(db: Queryable, name: string): Promise<UserRow | undefined> {
   return db.get<UserRow>('SELECT * FROM users WHERE name = ?', [name]);
 }
@@ -110,13 +156,10 @@ function listWhere(db: Queryable, query: UserListQuery): { where: string; params
 export async function listUsers(
   db: Queryable,
   query: UserListQuery,
-): Promise<{ rows: UserRow[]; total: number }> {
+): Promise<{ rows: UserWithRelations[]; total: number }> {
   const { where, params } = listWhere(db, query);
-  const rows = await db.all<UserRow>(`SELECT * FROM users ${where} ORDER BY id LIMIT ? OFFSET ?`, [
-    ...params,
-    query.limit,
-    query.offset,
-  ] as never);
+  const sql = `SELECT users.*, ${relationColumns(db)} FROM users ${where} ORDER BY users.id LIMIT ? OFFSET ?`;
+  const rows = await db.all<UserWithRelations>(sql, [...params, query.limit, query.offset] as never);
   // The total is counted only when a page is full or starts past 0: a short first page is all.
   let total = rows.length;
   if (rows.length === query.limit || query.offset > 0) {
