@@ -131,8 +131,10 @@ export async function listUsers(context: ApiContext): Promise<void> {
       if (filter.group) query.onlyGroups = [...filter.group];
     }
   }
-  const { rows, total } = await users.listUsers(context.hub.db, query);
-  const items = await modelsWithRelations(rows, modelOptions(context));
+  const { rows, total, withRelations } = await users.listUsers(context.hub.db, query);
+  const items = withRelations
+    ? await modelsWithRelations(rows as users.UserWithRelations[], modelOptions(context))
+    : await userModels(context.hub.db, rows, modelOptions(context));
   sendJson(context.res, 200, accepts ? paginated(context, items, offset, limit, total) : items);
 }
 
