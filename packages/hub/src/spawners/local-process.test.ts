@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -67,7 +68,7 @@ function makeSpawner(
       log: createLogger({ name: 'hub', level: 'debug', destination: logs }),
       progress: (event) => progress.push(event),
     },
-    { ...defaultLocalProcessOptions, termTimeoutMs: 3000, ...options },
+    { ...defaultLocalProcessOptions, termTimeoutMs: 3000, outputDir: join(workDir, 'output'), ...options },
   );
   spawners.push(spawner);
   return { spawner, logs, progress };
@@ -220,6 +221,36 @@ test('a new spawner re-attaches to a running server by the PID in its state, pol
   assert.equal(await second.spawner.poll(), 0);
   assert.deepEqual(second.spawner.state(), {});
   await waitFor('the first handle to see the exit', async () => (await first.spawner.poll()) !== null);
+});
+
+test('a server outlives the hub process that started it; a new hub re-attaches, follows its output, stops it', async () => {
+  const startAndExit = fileURLToPath(new URL('../../test/fixtures/start-and-exit.ts', import.meta.url));
+  const options = { ...defaultLocalProcessOptions, ...tiny('serve'), outputDir: join(workDir, 'output') };
+  const oldHub = spawnSync(
+    process.execPath,
+    ['--conditions=seahorse-source', startAndExit, JSON.stringify({ spec: spec(), options })],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  assert.equal(oldHub.status, 0, oldHub.stderr);
+  const state = JSON.parse(oldHub.stdout.trim().split('\n').pop()!) as JsonObject;
+  assert.equal(typeof state.pid, 'number');
+  assert.match(String(state.output), /\/output\/alice\.[0-9a-f]{12}\.log$/);
+  assert.ok(existsSync(String(state.output)));
+
+  const { spawner, logs } = makeSpawner(options, spec(), state);
+  try {
+    assert.equal(await spawner.poll(), null);
+    // The server writes a line per request; with its output on a pipe of the dead hub, it would fail.
+    for (let i = 0; i < 3; i++) await getJson(`${state.url}/user/alice/after-restart-${i}`);
+    await waitFor('the new hub to log the output', () =>
+      logs.lines.some((l) => l.msg === 'server output' && /after-restart-2/.test(String(l.line))),
+    );
+  } finally {
+    await spawner.stop();
+  }
+  assert.equal(processAlive(state.pid as number), false);
+  assert.deepEqual(groupMembers(state.pid as number), []);
+  assert.equal(existsSync(String(state.output)), false, 'the output file goes with the server');
 });
 
 test('state whose PID is gone or now names another process polls as not running', async () => {

@@ -4,12 +4,15 @@
 // address from JUPYTERHUB_SERVICE_URL, as JupyterHub 2+ passes no --port/--ip), waits until HTTP
 // answers at <url><service prefix> as JupyterHub's wait_up does, and stops the whole group.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
-import { homedir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Logger } from '@seahorse/runtime';
 import { hostUrl, serverEnvironment } from './environment.ts';
+import { OutputTail } from './output-tail.ts';
 import {
   descendants,
   exitStatus,
@@ -22,7 +25,7 @@ import {
 } from './processes.ts';
 import type { JsonObject, Spawner, SpawnerContext, SpawnerFactory } from './spawner.ts';
 import { SpawnCommandError, SpawnExitedError, SpawnStateError, SpawnTimeoutError } from './spawner-errors.ts';
-import { formatTemplate, templateNamespace } from './templating.ts';
+import { escapeName, formatTemplate, templateNamespace } from './templating.ts';
 
 export interface LocalProcessOptions {
   /** Spawner.cmd: the command and its first arguments. */
@@ -53,6 +56,12 @@ export interface LocalProcessOptions {
   killTimeoutMs?: number;
   /** Spawner.debug: JUPYTERHUB_DEBUG=1. */
   debug?: boolean;
+  /**
+   * Where each server's output file lives (created mode 700; one file per start, removed once
+   * the server is gone and the file read): <tmpdir>/seahorse-hub-servers by default. A file, not
+   * a pipe, so servers outlive a hub restart and the next hub follows their output again.
+   */
+  outputDir?: string;
 }
 
 /** JupyterHub's defaults for the Spawner traits above. */
@@ -73,10 +82,11 @@ export interface LocalProcessState {
   url: string;
   /** /proc start time of the process, so a PID reused by another process is not mistaken for it. */
   started?: number;
+  /** The file the server writes its output to. */
+  output?: string;
 }
 
 const keptLines = 20;
-const maxLineLength = 4096;
 
 export const createLocalProcessSpawner: SpawnerFactory<LocalProcessOptions> = (context, options) =>
   new LocalProcessSpawner(context, options);
@@ -91,6 +101,8 @@ class LocalProcessSpawner implements Spawner {
   #port = 0;
   #url = '';
   #started: number | undefined;
+  #output: string | undefined;
+  #tail: OutputTail | undefined;
   #starting = false;
   #stopping = false;
   #lastLines: string[] = [];
@@ -105,6 +117,10 @@ class LocalProcessSpawner implements Spawner {
       this.#port = typeof state.port === 'number' ? state.port : 0;
       this.#url = typeof state.url === 'string' ? state.url : '';
       this.#started = typeof state.started === 'number' ? state.started : undefined;
+      if (typeof state.output === 'string') {
+        this.#output = state.output;
+        this.#follow(state.output, this.#pid, true);
+      }
     }
   }
 
@@ -112,6 +128,7 @@ class LocalProcessSpawner implements Spawner {
     if (!this.#pid) return {};
     const state: JsonObject = { pid: this.#pid, port: this.#port, url: this.#url };
     if (this.#started !== undefined) state.started = this.#started;
+    if (this.#output !== undefined) state.output = this.#output;
     return state;
   }
 
@@ -199,9 +216,17 @@ class LocalProcessSpawner implements Spawner {
     const [command, ...cmdArgs] = options.cmd;
     if (!command) throw new SpawnCommandError('', 'Spawner.cmd is empty');
     const args = [...cmdArgs, ...options.args];
+    const outputDir = options.outputDir ?? join(tmpdir(), 'seahorse-hub-servers');
+    mkdirSync(outputDir, { recursive: true, mode: 0o700 });
+    // Escaped names hold no '--' and never end in '-', so '<user>--<server>' names one server;
+    // the random part keeps two hubs sharing the directory apart.
+    const server = spec.serverName ? `--${escapeName(spec.serverName)}` : '';
+    const unique = randomBytes(6).toString('hex');
+    const output = join(outputDir, `${escapeName(spec.user.name)}${server}.${unique}.log`);
     this.#context.progress({ progress: 20, message: `Starting ${command} on port ${port}` });
-    this.#log.info({ command, args, port, cwd }, 'starting server');
-    const child = spawn(command, args, { env, cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#log.info({ command, args, port, cwd, output }, 'starting server');
+    const outputFd = openSync(output, 'w', 0o600);
+    const child = spawn(command, args, { env, cwd, detached: true, stdio: ['ignore', outputFd, outputFd] });
     try {
       await new Promise<void>((resolve, reject) => {
         child.once('spawn', resolve);
@@ -216,53 +241,41 @@ class LocalProcessSpawner implements Spawner {
             ? 'permission denied (is it executable by the hub?)'
             : (error as Error).message;
       throw new SpawnCommandError(command, reason, { cause: error });
+    } finally {
+      closeSync(outputFd);
     }
     // Later errors (a failed kill) must not crash the hub; exit is what we track.
     child.on('error', (error) => this.#log.warn({ err: error, pid: child.pid }, 'server process error'));
     this.#child = child;
     this.#pid = child.pid!;
     this.#started = processStartTime(this.#pid);
+    this.#output = output;
+    this.#follow(output, this.#pid, false);
     this.#childExit = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
         this.#log.info({ pid: child.pid, code, signal }, 'server process exited');
+        this.#tail?.close();
+        this.#tail = undefined;
         resolve();
       });
     });
-    this.#readLines(child.stdout!, 'stdout', child.pid!);
-    this.#readLines(child.stderr!, 'stderr', child.pid!);
     return child;
   }
 
   /** Each output line goes to the hub's log with the user and server; the last few are kept for errors. */
-  #readLines(stream: NodeJS.ReadableStream, name: 'stdout' | 'stderr', pid: number): void {
-    let partial = '';
-    const emit = (line: string) => {
-      if (line.length > maxLineLength) line = `${line.slice(0, maxLineLength)}…`;
+  #follow(path: string, pid: number, fromEnd: boolean): void {
+    this.#tail?.close();
+    this.#tail = undefined;
+    const onLine = (line: string) => {
       this.#lastLines.push(line);
       if (this.#lastLines.length > keptLines) this.#lastLines.shift();
-      this.#log.info({ stream: name, pid, line }, 'server output');
+      this.#log.info({ pid, line }, 'server output');
     };
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      partial += chunk;
-      let newline = partial.indexOf('\n');
-      while (newline !== -1) {
-        emit(partial.slice(0, newline).replace(/\r$/, ''));
-        partial = partial.slice(newline + 1);
-        newline = partial.indexOf('\n');
-      }
-      if (partial.length > maxLineLength) {
-        emit(partial);
-        partial = '';
-      }
-    });
-    stream.on('end', () => {
-      if (partial) emit(partial);
-      partial = '';
-    });
-    stream.on('error', () => {
-      // The pipe closes with the process; nothing to report.
-    });
+    try {
+      this.#tail = new OutputTail(path, { fromEnd, onLine });
+    } catch (error) {
+      this.#log.warn({ err: error, output: path }, 'cannot follow the server output');
+    }
   }
 
   /**
@@ -285,13 +298,14 @@ class LocalProcessSpawner implements Spawner {
     try {
       for (;;) {
         if (exited || child.exitCode !== null || child.signalCode !== null) {
-          // Give the pipes a moment to deliver the last lines, which explain the exit.
-          await waitForStreams(child, 200);
+          // The last lines explain the exit.
+          this.#tail?.readAvailable();
           if (this.#stopping) throw new SpawnStateError('the server was stopped while it was starting');
           throw new SpawnExitedError(child.exitCode, child.signalCode, [...this.#lastLines]);
         }
         const remaining = deadline - Date.now();
         if (remaining <= 0) {
+          this.#tail?.readAvailable();
           const lines = [...this.#lastLines];
           if (isStartDeadline) {
             throw new SpawnTimeoutError('start_timeout', this.#options.startTimeoutMs / 1000, url, lines);
@@ -371,6 +385,10 @@ class LocalProcessSpawner implements Spawner {
   }
 
   #clear(): void {
+    this.#tail?.close();
+    this.#tail = undefined;
+    if (this.#output) rmSync(this.#output, { force: true });
+    this.#output = undefined;
     this.#pid = 0;
     this.#port = 0;
     this.#url = '';
@@ -429,21 +447,6 @@ function delayUnlessExit(child: ChildProcess, ms: number): Promise<void> {
     const timer = setTimeout(done, ms);
     child.once('exit', done);
   });
-}
-
-/** Waits until both output pipes have ended, at most `ms`. */
-function waitForStreams(child: ChildProcess, ms: number): Promise<void> {
-  const ended = (stream: NodeJS.ReadableStream | null) =>
-    stream && !(stream as NodeJS.ReadableStream & { readableEnded: boolean }).readableEnded
-      ? new Promise<void>((resolve) => stream.once('end', resolve))
-      : Promise.resolve();
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    Promise.all([ended(child.stdout), ended(child.stderr)]).then(() => undefined),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 /** Polls `done` every 50 ms until it holds or `ms` pass. */
