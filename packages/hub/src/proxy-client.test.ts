@@ -5,7 +5,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { freePort, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
+import { createLogger } from '@seahorse/runtime';
+import { freePort, LogCapture, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
 import { ProxyClient, routespecFromChpPath, routespecToChpPath } from './proxy-client.ts';
 import {
   ProxyAuthError,
@@ -119,12 +120,26 @@ for (const kind of ['seahorse', 'chp'] as const) {
       await client.addRoute('/user/bob/', 'http://127.0.0.1:9003', { user: 'bob' });
       await client.addRoute('/user/bob/', 'http://127.0.0.1:9004', { user: 'bob' });
       assert.equal((await client.getRoutes())['/user/bob']?.target, 'http://127.0.0.1:9004');
-      assert.equal(await client.deleteRoute('/user/bob/'), true);
+      await client.deleteRoute('/user/bob/');
       assert.equal((await client.getRoutes())['/user/bob'], undefined);
     });
 
-    test('deleting a route the proxy does not have answers false instead of failing', async () => {
-      assert.equal(await client.deleteRoute('/user/nobody-here/'), false);
+    test('deleting a route the proxy does not have succeeds with a warning, as in JupyterHub', async () => {
+      const logs = new LogCapture();
+      const logged = new ProxyClient({
+        apiUrl: proxy.apiUrl,
+        authToken: proxy.token,
+        log: createLogger({ name: 'hub', level: 'debug', destination: logs }),
+      });
+      try {
+        await logged.deleteRoute('/user/nobody-here/');
+        assert.ok(
+          logs.lines.some((l) => l.msg === 'route already deleted' && l.route === '/user/nobody-here/'),
+        );
+        assert.ok(!logs.text.includes(proxy.token), 'the token is never logged');
+      } finally {
+        logged.close();
+      }
     });
 
     test('inactive_since lists only routes idle since the given time', async () => {
