@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -240,6 +240,9 @@ test('a server outlives the hub process that started it; a new hub re-attaches, 
   const { spawner, logs } = makeSpawner(options, spec(), state);
   try {
     assert.equal(await spawner.poll(), null);
+    // The hub may build a spawner from saved state for every poll: they share one follower.
+    for (let i = 0; i < 10; i++) assert.equal(await makeSpawner(options, spec(), state).spawner.poll(), null);
+    assert.equal(openDescriptorsOf(String(state.output)), 1);
     // The server writes a line per request; with its output on a pipe of the dead hub, it would fail.
     for (let i = 0; i < 3; i++) await getJson(`${state.url}/user/alice/after-restart-${i}`);
     await waitFor('the new hub to log the output', () =>
@@ -251,7 +254,36 @@ test('a server outlives the hub process that started it; a new hub re-attaches, 
   assert.equal(processAlive(state.pid as number), false);
   assert.deepEqual(groupMembers(state.pid as number), []);
   assert.equal(existsSync(String(state.output)), false, 'the output file goes with the server');
+  assert.equal(openDescriptorsOf(String(state.output)), 0, 'and nothing follows it any more');
 });
+
+test('stopping a server while it starts ends the start with HUB_SPAWN_STATE and leaves nothing running', async () => {
+  const { spawner } = makeSpawner({ ...tiny('silent'), httpTimeoutMs: 60_000 });
+  const starting = spawner.start();
+  const pid = await waitFor('the process to run', () => (spawner.state() as { pid?: number }).pid);
+  const rejected = assert.rejects(starting, (error: unknown) => {
+    assert.ok(error instanceof SpawnStateError, String(error));
+    assert.match(error.message, /stopped while it was starting/);
+    return true;
+  });
+  await spawner.stop();
+  await rejected;
+  assert.deepEqual(groupMembers(pid), []);
+  assert.deepEqual(spawner.state(), {});
+});
+
+/** How many of this process's descriptors are open on `path`. */
+function openDescriptorsOf(path: string): number {
+  let count = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === path) count++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return count;
+}
 
 test('state whose PID is gone or now names another process polls as not running', async () => {
   const gone = makeSpawner({}, spec(), { pid: 2 ** 22 + 12345, port: 1, url: 'http://127.0.0.1:1' });

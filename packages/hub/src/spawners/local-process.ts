@@ -88,6 +88,18 @@ export interface LocalProcessState {
 
 const keptLines = 20;
 
+/**
+ * The output files this hub process follows, one follower per running server however many
+ * spawner objects name it (the hub may build one from saved state for each poll): bounded by
+ * the servers alive, each closed when its server is found gone or stopped.
+ */
+const followers = new Map<string, OutputTail>();
+
+function unfollow(path: string): void {
+  followers.get(path)?.close();
+  followers.delete(path);
+}
+
 export const createLocalProcessSpawner: SpawnerFactory<LocalProcessOptions> = (context, options) =>
   new LocalProcessSpawner(context, options);
 
@@ -102,7 +114,6 @@ class LocalProcessSpawner implements Spawner {
   #url = '';
   #started: number | undefined;
   #output: string | undefined;
-  #tail: OutputTail | undefined;
   #starting = false;
   #stopping = false;
   #lastLines: string[] = [];
@@ -117,10 +128,8 @@ class LocalProcessSpawner implements Spawner {
       this.#port = typeof state.port === 'number' ? state.port : 0;
       this.#url = typeof state.url === 'string' ? state.url : '';
       this.#started = typeof state.started === 'number' ? state.started : undefined;
-      if (typeof state.output === 'string') {
-        this.#output = state.output;
-        this.#follow(state.output, this.#pid, true);
-      }
+      // Followed from the first poll that finds the server alive: a constructor owns no timer.
+      if (typeof state.output === 'string') this.#output = state.output;
     }
   }
 
@@ -140,7 +149,10 @@ class LocalProcessSpawner implements Spawner {
       return exitStatus(child.exitCode, child.signalCode);
     }
     if (!this.#pid) return 0;
-    if (processAlive(this.#pid, this.#started)) return null;
+    if (processAlive(this.#pid, this.#started)) {
+      if (this.#output) this.#follow(this.#output, this.#pid, true);
+      return null;
+    }
     this.#clear();
     return 0;
   }
@@ -254,8 +266,7 @@ class LocalProcessSpawner implements Spawner {
     this.#childExit = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
         this.#log.info({ pid: child.pid, code, signal }, 'server process exited');
-        this.#tail?.close();
-        this.#tail = undefined;
+        unfollow(output);
         resolve();
       });
     });
@@ -264,15 +275,14 @@ class LocalProcessSpawner implements Spawner {
 
   /** Each output line goes to the hub's log with the user and server; the last few are kept for errors. */
   #follow(path: string, pid: number, fromEnd: boolean): void {
-    this.#tail?.close();
-    this.#tail = undefined;
+    if (followers.has(path)) return;
     const onLine = (line: string) => {
       this.#lastLines.push(line);
       if (this.#lastLines.length > keptLines) this.#lastLines.shift();
       this.#log.info({ pid, line }, 'server output');
     };
     try {
-      this.#tail = new OutputTail(path, { fromEnd, onLine });
+      followers.set(path, new OutputTail(path, { fromEnd, onLine }));
     } catch (error) {
       this.#log.warn({ err: error, output: path }, 'cannot follow the server output');
     }
@@ -299,13 +309,13 @@ class LocalProcessSpawner implements Spawner {
       for (;;) {
         if (exited || child.exitCode !== null || child.signalCode !== null) {
           // The last lines explain the exit.
-          this.#tail?.readAvailable();
+          this.#readOutput();
           if (this.#stopping) throw new SpawnStateError('the server was stopped while it was starting');
           throw new SpawnExitedError(child.exitCode, child.signalCode, [...this.#lastLines]);
         }
         const remaining = deadline - Date.now();
         if (remaining <= 0) {
-          this.#tail?.readAvailable();
+          this.#readOutput();
           const lines = [...this.#lastLines];
           if (isStartDeadline) {
             throw new SpawnTimeoutError('start_timeout', this.#options.startTimeoutMs / 1000, url, lines);
@@ -378,6 +388,10 @@ class LocalProcessSpawner implements Spawner {
     this.#clear();
   }
 
+  #readOutput(): void {
+    if (this.#output) followers.get(this.#output)?.readAvailable();
+  }
+
   #leaderAlive(): boolean {
     const child = this.#child;
     if (child) return child.exitCode === null && child.signalCode === null && processAlive(this.#pid);
@@ -385,9 +399,10 @@ class LocalProcessSpawner implements Spawner {
   }
 
   #clear(): void {
-    this.#tail?.close();
-    this.#tail = undefined;
-    if (this.#output) rmSync(this.#output, { force: true });
+    if (this.#output) {
+      unfollow(this.#output);
+      rmSync(this.#output, { force: true });
+    }
     this.#output = undefined;
     this.#pid = 0;
     this.#port = 0;
