@@ -138,6 +138,11 @@ test('a command that is not installed fails at once saying so', async () => {
   );
   assert.equal(await spawner.poll(), 0);
   assert.deepEqual(spawner.state(), {});
+  assert.deepEqual(
+    readdirSync(join(workDir, 'output')).filter((f) => f.startsWith('alice.')),
+    [],
+    'no output file left',
+  );
 });
 
 test('a server that exits while starting fails with its exit code and its last output lines', async () => {
@@ -299,6 +304,11 @@ test('state whose PID is gone or now names another process polls as not running'
   assert.equal(await reused.spawner.poll(), 0);
   await reused.spawner.stop();
   assert.equal(processAlive(process.pid), true, 'stop never signals a process that is not the server');
+  // PID 1 is never a server (and a group signal to -1 would reach every process).
+  assert.equal(
+    await makeSpawner({}, spec(), { pid: 1, port: 1, url: 'http://127.0.0.1:1' }).spawner.poll(),
+    0,
+  );
 });
 
 test('starting a server that is already starting is refused', async () => {

@@ -18,6 +18,7 @@ import {
   exitStatus,
   groupMembers,
   killProcess,
+  leadsGroup,
   type ProcessId,
   processAlive,
   processStartTime,
@@ -179,10 +180,10 @@ class LocalProcessSpawner implements Spawner {
     const deadline = startedAt + this.#options.startTimeoutMs;
     try {
       const port = this.#options.port || (await freePort(this.#options.ip));
-      const child = await this.#spawn(port);
       const url = hostUrl(connectHost(this.#options.ip), port);
       this.#port = port;
       this.#url = url;
+      const child = await this.#spawn(port);
       const checkUrl = `${url}${this.#context.spec.servicePrefix}`;
       this.#context.progress({
         progress: 50,
@@ -238,6 +239,7 @@ class LocalProcessSpawner implements Spawner {
     this.#context.progress({ progress: 20, message: `Starting ${command} on port ${port}` });
     this.#log.info({ command, args, port, cwd, output }, 'starting server');
     const outputFd = openSync(output, 'w', 0o600);
+    this.#output = output;
     const child = spawn(command, args, { env, cwd, detached: true, stdio: ['ignore', outputFd, outputFd] });
     try {
       await new Promise<void>((resolve, reject) => {
@@ -261,7 +263,6 @@ class LocalProcessSpawner implements Spawner {
     this.#child = child;
     this.#pid = child.pid!;
     this.#started = processStartTime(this.#pid);
-    this.#output = output;
     this.#follow(output, this.#pid, false);
     this.#childExit = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
@@ -342,6 +343,12 @@ class LocalProcessSpawner implements Spawner {
     const pgid = this.#pid;
     const termMs = this.#options.termTimeoutMs ?? 5000;
     const killMs = this.#options.killTimeoutMs ?? 5000;
+    // A PID from saved state is signalled only while it still names the server and leads the
+    // group it was started with: a reused PID or a forged state must not reach other processes.
+    if (!this.#child && !(processAlive(pgid, this.#started) && leadsGroup(pgid))) {
+      this.#clear();
+      return;
+    }
     // Every process the server started (kernels run in sessions of their own), noted while the
     // server lives: once it is gone, their parent is init and only this list still names them.
     const tracked = new Map<number, ProcessId>();
