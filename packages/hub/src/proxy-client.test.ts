@@ -1,12 +1,22 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createLogger } from '@seahorse/runtime';
-import { freePort, LogCapture, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
+import {
+  freePort,
+  issueCertificate,
+  LogCapture,
+  ManagedProcess,
+  makeCertificateAuthority,
+  waitFor,
+} from '@seahorse/runtime/testing';
 import { ProxyClient, routespecFromChpPath, routespecToChpPath } from './proxy-client.ts';
 import {
   ProxyAuthError,
@@ -355,5 +365,34 @@ test('a proxy that does not answer fails with HUB_PROXY_TIMEOUT after timeoutMs'
   } finally {
     client.close();
     await standIn.close();
+  }
+});
+
+test('an HTTPS proxy API signed by a private CA is reached with `ca`, and refused without it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-proxy-client-tls-'));
+  const ca = makeCertificateAuthority(dir);
+  const cert = issueCertificate(dir, 'proxy-api');
+  const server = createHttpsServer({ cert: cert.cert, key: cert.key }, (_req, res) => {
+    res.writeHead(200);
+    res.end('{"/": {"target": "http://127.0.0.1:8081"}}');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const apiUrl = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const trusted = new ProxyClient({ apiUrl, authToken: 't', ca: ca.cert });
+  const untrusted = new ProxyClient({ apiUrl, authToken: 't', retryTimeoutMs: 0 });
+  try {
+    assert.equal((await trusted.getRoutes())['/']?.target, 'http://127.0.0.1:8081');
+    await assert.rejects(
+      untrusted.getRoutes(),
+      (error: unknown) =>
+        error instanceof ProxyUnreachableError && /CERT|SELF_SIGNED|UNABLE/i.test(error.message),
+    );
+  } finally {
+    trusted.close();
+    untrusted.close();
+    server.closeAllConnections();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
