@@ -1,11 +1,22 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { freePort, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
+import { createLogger } from '@seahorse/runtime';
+import {
+  freePort,
+  issueCertificate,
+  LogCapture,
+  ManagedProcess,
+  makeCertificateAuthority,
+  waitFor,
+} from '@seahorse/runtime/testing';
 import { ProxyClient, routespecFromChpPath, routespecToChpPath } from './proxy-client.ts';
 import {
   ProxyAuthError,
@@ -119,12 +130,26 @@ for (const kind of ['seahorse', 'chp'] as const) {
       await client.addRoute('/user/bob/', 'http://127.0.0.1:9003', { user: 'bob' });
       await client.addRoute('/user/bob/', 'http://127.0.0.1:9004', { user: 'bob' });
       assert.equal((await client.getRoutes())['/user/bob']?.target, 'http://127.0.0.1:9004');
-      assert.equal(await client.deleteRoute('/user/bob/'), true);
+      await client.deleteRoute('/user/bob/');
       assert.equal((await client.getRoutes())['/user/bob'], undefined);
     });
 
-    test('deleting a route the proxy does not have answers false instead of failing', async () => {
-      assert.equal(await client.deleteRoute('/user/nobody-here/'), false);
+    test('deleting a route the proxy does not have succeeds with a warning, as in JupyterHub', async () => {
+      const logs = new LogCapture();
+      const logged = new ProxyClient({
+        apiUrl: proxy.apiUrl,
+        authToken: proxy.token,
+        log: createLogger({ name: 'hub', level: 'debug', destination: logs }),
+      });
+      try {
+        await logged.deleteRoute('/user/nobody-here/');
+        assert.ok(
+          logs.lines.some((l) => l.msg === 'route already deleted' && l.route === '/user/nobody-here/'),
+        );
+        assert.ok(!logs.text.includes(proxy.token), 'the token is never logged');
+      } finally {
+        logged.close();
+      }
     });
 
     test('inactive_since lists only routes idle since the given time', async () => {
@@ -340,5 +365,34 @@ test('a proxy that does not answer fails with HUB_PROXY_TIMEOUT after timeoutMs'
   } finally {
     client.close();
     await standIn.close();
+  }
+});
+
+test('an HTTPS proxy API signed by a private CA is reached with `ca`, and refused without it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-proxy-client-tls-'));
+  const ca = makeCertificateAuthority(dir);
+  const cert = issueCertificate(dir, 'proxy-api');
+  const server = createHttpsServer({ cert: cert.cert, key: cert.key }, (_req, res) => {
+    res.writeHead(200);
+    res.end('{"/": {"target": "http://127.0.0.1:8081"}}');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const apiUrl = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const trusted = new ProxyClient({ apiUrl, authToken: 't', ca: ca.cert });
+  const untrusted = new ProxyClient({ apiUrl, authToken: 't', retryTimeoutMs: 0 });
+  try {
+    assert.equal((await trusted.getRoutes())['/']?.target, 'http://127.0.0.1:8081');
+    await assert.rejects(
+      untrusted.getRoutes(),
+      (error: unknown) =>
+        error instanceof ProxyUnreachableError && /CERT|SELF_SIGNED|UNABLE/i.test(error.message),
+    );
+  } finally {
+    trusted.close();
+    untrusted.close();
+    server.closeAllConnections();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -74,11 +74,13 @@ export class ProxyClient {
     await this.#call('POST', routespecToChpPath(routespec), body, [201]);
   }
 
-  /** Deletes the route; false when the proxy had no such route (the goal holds either way). */
-  async deleteRoute(routespec: string): Promise<boolean> {
-    const status = await this.#call('DELETE', routespecToChpPath(routespec), undefined, [204, 404]);
-    if (status.status === 404) this.#log?.warn({ route: routespec }, 'route already deleted');
-    return status.status !== 404;
+  /**
+   * Deletes the route. A route the proxy does not have is not an error (the goal holds), only a
+   * warning, as in JupyterHub's delete_route.
+   */
+  async deleteRoute(routespec: string): Promise<void> {
+    const { status } = await this.#call('DELETE', routespecToChpPath(routespec), undefined, [204, 404]);
+    if (status === 404) this.#log?.warn({ route: routespec }, 'route already deleted');
   }
 
   /**

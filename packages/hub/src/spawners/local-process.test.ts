@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -67,7 +68,7 @@ function makeSpawner(
       log: createLogger({ name: 'hub', level: 'debug', destination: logs }),
       progress: (event) => progress.push(event),
     },
-    { ...defaultLocalProcessOptions, termTimeoutMs: 3000, ...options },
+    { ...defaultLocalProcessOptions, termTimeoutMs: 3000, outputDir: join(workDir, 'output'), ...options },
   );
   spawners.push(spawner);
   return { spawner, logs, progress };
@@ -137,6 +138,11 @@ test('a command that is not installed fails at once saying so', async () => {
   );
   assert.equal(await spawner.poll(), 0);
   assert.deepEqual(spawner.state(), {});
+  assert.deepEqual(
+    readdirSync(join(workDir, 'output')).filter((f) => f.startsWith('alice.')),
+    [],
+    'no output file left',
+  );
 });
 
 test('a server that exits while starting fails with its exit code and its last output lines', async () => {
@@ -222,6 +228,68 @@ test('a new spawner re-attaches to a running server by the PID in its state, pol
   await waitFor('the first handle to see the exit', async () => (await first.spawner.poll()) !== null);
 });
 
+test('a server outlives the hub process that started it; a new hub re-attaches, follows its output, stops it', async () => {
+  const startAndExit = fileURLToPath(new URL('../../test/fixtures/start-and-exit.ts', import.meta.url));
+  const options = { ...defaultLocalProcessOptions, ...tiny('serve'), outputDir: join(workDir, 'output') };
+  const oldHub = spawnSync(
+    process.execPath,
+    ['--conditions=seahorse-source', startAndExit, JSON.stringify({ spec: spec(), options })],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  assert.equal(oldHub.status, 0, oldHub.stderr);
+  const state = JSON.parse(oldHub.stdout.trim().split('\n').pop()!) as JsonObject;
+  assert.equal(typeof state.pid, 'number');
+  assert.match(String(state.output), /\/output\/alice\.[0-9a-f]{12}\.log$/);
+  assert.ok(existsSync(String(state.output)));
+
+  const { spawner, logs } = makeSpawner(options, spec(), state);
+  try {
+    assert.equal(await spawner.poll(), null);
+    // The hub may build a spawner from saved state for every poll: they share one follower.
+    for (let i = 0; i < 10; i++) assert.equal(await makeSpawner(options, spec(), state).spawner.poll(), null);
+    assert.equal(openDescriptorsOf(String(state.output)), 1);
+    // The server writes a line per request; with its output on a pipe of the dead hub, it would fail.
+    for (let i = 0; i < 3; i++) await getJson(`${state.url}/user/alice/after-restart-${i}`);
+    await waitFor('the new hub to log the output', () =>
+      logs.lines.some((l) => l.msg === 'server output' && /after-restart-2/.test(String(l.line))),
+    );
+  } finally {
+    await spawner.stop();
+  }
+  assert.equal(processAlive(state.pid as number), false);
+  assert.deepEqual(groupMembers(state.pid as number), []);
+  assert.equal(existsSync(String(state.output)), false, 'the output file goes with the server');
+  assert.equal(openDescriptorsOf(String(state.output)), 0, 'and nothing follows it any more');
+});
+
+test('stopping a server while it starts ends the start with HUB_SPAWN_STATE and leaves nothing running', async () => {
+  const { spawner } = makeSpawner({ ...tiny('silent'), httpTimeoutMs: 60_000 });
+  const starting = spawner.start();
+  const pid = await waitFor('the process to run', () => (spawner.state() as { pid?: number }).pid);
+  const rejected = assert.rejects(starting, (error: unknown) => {
+    assert.ok(error instanceof SpawnStateError, String(error));
+    assert.match(error.message, /stopped while it was starting/);
+    return true;
+  });
+  await spawner.stop();
+  await rejected;
+  assert.deepEqual(groupMembers(pid), []);
+  assert.deepEqual(spawner.state(), {});
+});
+
+/** How many of this process's descriptors are open on `path`. */
+function openDescriptorsOf(path: string): number {
+  let count = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === path) count++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return count;
+}
+
 test('state whose PID is gone or now names another process polls as not running', async () => {
   const gone = makeSpawner({}, spec(), { pid: 2 ** 22 + 12345, port: 1, url: 'http://127.0.0.1:1' });
   assert.equal(await gone.spawner.poll(), 0);
@@ -236,6 +304,11 @@ test('state whose PID is gone or now names another process polls as not running'
   assert.equal(await reused.spawner.poll(), 0);
   await reused.spawner.stop();
   assert.equal(processAlive(process.pid), true, 'stop never signals a process that is not the server');
+  // PID 1 is never a server (and a group signal to -1 would reach every process).
+  assert.equal(
+    await makeSpawner({}, spec(), { pid: 1, port: 1, url: 'http://127.0.0.1:1' }).spawner.poll(),
+    0,
+  );
 });
 
 test('starting a server that is already starting is refused', async () => {

@@ -4,17 +4,21 @@
 // address from JUPYTERHUB_SERVICE_URL, as JupyterHub 2+ passes no --port/--ip), waits until HTTP
 // answers at <url><service prefix> as JupyterHub's wait_up does, and stops the whole group.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
-import { homedir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Logger } from '@seahorse/runtime';
 import { hostUrl, serverEnvironment } from './environment.ts';
+import { OutputTail } from './output-tail.ts';
 import {
   descendants,
   exitStatus,
   groupMembers,
   killProcess,
+  leadsGroup,
   type ProcessId,
   processAlive,
   processStartTime,
@@ -22,7 +26,7 @@ import {
 } from './processes.ts';
 import type { JsonObject, Spawner, SpawnerContext, SpawnerFactory } from './spawner.ts';
 import { SpawnCommandError, SpawnExitedError, SpawnStateError, SpawnTimeoutError } from './spawner-errors.ts';
-import { formatTemplate, templateNamespace } from './templating.ts';
+import { escapeName, formatTemplate, templateNamespace } from './templating.ts';
 
 export interface LocalProcessOptions {
   /** Spawner.cmd: the command and its first arguments. */
@@ -53,6 +57,12 @@ export interface LocalProcessOptions {
   killTimeoutMs?: number;
   /** Spawner.debug: JUPYTERHUB_DEBUG=1. */
   debug?: boolean;
+  /**
+   * Where each server's output file lives (created mode 700; one file per start, removed once
+   * the server is gone and the file read): <tmpdir>/seahorse-hub-servers by default. A file, not
+   * a pipe, so servers outlive a hub restart and the next hub follows their output again.
+   */
+  outputDir?: string;
 }
 
 /** JupyterHub's defaults for the Spawner traits above. */
@@ -73,10 +83,23 @@ export interface LocalProcessState {
   url: string;
   /** /proc start time of the process, so a PID reused by another process is not mistaken for it. */
   started?: number;
+  /** The file the server writes its output to. */
+  output?: string;
 }
 
 const keptLines = 20;
-const maxLineLength = 4096;
+
+/**
+ * The output files this hub process follows, one follower per running server however many
+ * spawner objects name it (the hub may build one from saved state for each poll): bounded by
+ * the servers alive, each closed when its server is found gone or stopped.
+ */
+const followers = new Map<string, OutputTail>();
+
+function unfollow(path: string): void {
+  followers.get(path)?.close();
+  followers.delete(path);
+}
 
 export const createLocalProcessSpawner: SpawnerFactory<LocalProcessOptions> = (context, options) =>
   new LocalProcessSpawner(context, options);
@@ -91,6 +114,7 @@ class LocalProcessSpawner implements Spawner {
   #port = 0;
   #url = '';
   #started: number | undefined;
+  #output: string | undefined;
   #starting = false;
   #stopping = false;
   #lastLines: string[] = [];
@@ -105,6 +129,8 @@ class LocalProcessSpawner implements Spawner {
       this.#port = typeof state.port === 'number' ? state.port : 0;
       this.#url = typeof state.url === 'string' ? state.url : '';
       this.#started = typeof state.started === 'number' ? state.started : undefined;
+      // Followed from the first poll that finds the server alive: a constructor owns no timer.
+      if (typeof state.output === 'string') this.#output = state.output;
     }
   }
 
@@ -112,6 +138,7 @@ class LocalProcessSpawner implements Spawner {
     if (!this.#pid) return {};
     const state: JsonObject = { pid: this.#pid, port: this.#port, url: this.#url };
     if (this.#started !== undefined) state.started = this.#started;
+    if (this.#output !== undefined) state.output = this.#output;
     return state;
   }
 
@@ -123,7 +150,10 @@ class LocalProcessSpawner implements Spawner {
       return exitStatus(child.exitCode, child.signalCode);
     }
     if (!this.#pid) return 0;
-    if (processAlive(this.#pid, this.#started)) return null;
+    if (processAlive(this.#pid, this.#started)) {
+      if (this.#output) this.#follow(this.#output, this.#pid, true);
+      return null;
+    }
     this.#clear();
     return 0;
   }
@@ -150,10 +180,10 @@ class LocalProcessSpawner implements Spawner {
     const deadline = startedAt + this.#options.startTimeoutMs;
     try {
       const port = this.#options.port || (await freePort(this.#options.ip));
-      const child = await this.#spawn(port);
       const url = hostUrl(connectHost(this.#options.ip), port);
       this.#port = port;
       this.#url = url;
+      const child = await this.#spawn(port);
       const checkUrl = `${url}${this.#context.spec.servicePrefix}`;
       this.#context.progress({
         progress: 50,
@@ -199,9 +229,18 @@ class LocalProcessSpawner implements Spawner {
     const [command, ...cmdArgs] = options.cmd;
     if (!command) throw new SpawnCommandError('', 'Spawner.cmd is empty');
     const args = [...cmdArgs, ...options.args];
+    const outputDir = options.outputDir ?? join(tmpdir(), 'seahorse-hub-servers');
+    mkdirSync(outputDir, { recursive: true, mode: 0o700 });
+    // Escaped names hold no '--' and never end in '-', so '<user>--<server>' names one server;
+    // the random part keeps two hubs sharing the directory apart.
+    const server = spec.serverName ? `--${escapeName(spec.serverName)}` : '';
+    const unique = randomBytes(6).toString('hex');
+    const output = join(outputDir, `${escapeName(spec.user.name)}${server}.${unique}.log`);
     this.#context.progress({ progress: 20, message: `Starting ${command} on port ${port}` });
-    this.#log.info({ command, args, port, cwd }, 'starting server');
-    const child = spawn(command, args, { env, cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#log.info({ command, args, port, cwd, output }, 'starting server');
+    const outputFd = openSync(output, 'w', 0o600);
+    this.#output = output;
+    const child = spawn(command, args, { env, cwd, detached: true, stdio: ['ignore', outputFd, outputFd] });
     try {
       await new Promise<void>((resolve, reject) => {
         child.once('spawn', resolve);
@@ -216,53 +255,38 @@ class LocalProcessSpawner implements Spawner {
             ? 'permission denied (is it executable by the hub?)'
             : (error as Error).message;
       throw new SpawnCommandError(command, reason, { cause: error });
+    } finally {
+      closeSync(outputFd);
     }
     // Later errors (a failed kill) must not crash the hub; exit is what we track.
     child.on('error', (error) => this.#log.warn({ err: error, pid: child.pid }, 'server process error'));
     this.#child = child;
     this.#pid = child.pid!;
     this.#started = processStartTime(this.#pid);
+    this.#follow(output, this.#pid, false);
     this.#childExit = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
         this.#log.info({ pid: child.pid, code, signal }, 'server process exited');
+        unfollow(output);
         resolve();
       });
     });
-    this.#readLines(child.stdout!, 'stdout', child.pid!);
-    this.#readLines(child.stderr!, 'stderr', child.pid!);
     return child;
   }
 
   /** Each output line goes to the hub's log with the user and server; the last few are kept for errors. */
-  #readLines(stream: NodeJS.ReadableStream, name: 'stdout' | 'stderr', pid: number): void {
-    let partial = '';
-    const emit = (line: string) => {
-      if (line.length > maxLineLength) line = `${line.slice(0, maxLineLength)}…`;
+  #follow(path: string, pid: number, fromEnd: boolean): void {
+    if (followers.has(path)) return;
+    const onLine = (line: string) => {
       this.#lastLines.push(line);
       if (this.#lastLines.length > keptLines) this.#lastLines.shift();
-      this.#log.info({ stream: name, pid, line }, 'server output');
+      this.#log.info({ pid, line }, 'server output');
     };
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      partial += chunk;
-      let newline = partial.indexOf('\n');
-      while (newline !== -1) {
-        emit(partial.slice(0, newline).replace(/\r$/, ''));
-        partial = partial.slice(newline + 1);
-        newline = partial.indexOf('\n');
-      }
-      if (partial.length > maxLineLength) {
-        emit(partial);
-        partial = '';
-      }
-    });
-    stream.on('end', () => {
-      if (partial) emit(partial);
-      partial = '';
-    });
-    stream.on('error', () => {
-      // The pipe closes with the process; nothing to report.
-    });
+    try {
+      followers.set(path, new OutputTail(path, { fromEnd, onLine }));
+    } catch (error) {
+      this.#log.warn({ err: error, output: path }, 'cannot follow the server output');
+    }
   }
 
   /**
@@ -285,13 +309,14 @@ class LocalProcessSpawner implements Spawner {
     try {
       for (;;) {
         if (exited || child.exitCode !== null || child.signalCode !== null) {
-          // Give the pipes a moment to deliver the last lines, which explain the exit.
-          await waitForStreams(child, 200);
+          // The last lines explain the exit.
+          this.#readOutput();
           if (this.#stopping) throw new SpawnStateError('the server was stopped while it was starting');
           throw new SpawnExitedError(child.exitCode, child.signalCode, [...this.#lastLines]);
         }
         const remaining = deadline - Date.now();
         if (remaining <= 0) {
+          this.#readOutput();
           const lines = [...this.#lastLines];
           if (isStartDeadline) {
             throw new SpawnTimeoutError('start_timeout', this.#options.startTimeoutMs / 1000, url, lines);
@@ -318,6 +343,12 @@ class LocalProcessSpawner implements Spawner {
     const pgid = this.#pid;
     const termMs = this.#options.termTimeoutMs ?? 5000;
     const killMs = this.#options.killTimeoutMs ?? 5000;
+    // A PID from saved state is signalled only while it still names the server and leads the
+    // group it was started with: a reused PID or a forged state must not reach other processes.
+    if (!this.#child && !(processAlive(pgid, this.#started) && leadsGroup(pgid))) {
+      this.#clear();
+      return;
+    }
     // Every process the server started (kernels run in sessions of their own), noted while the
     // server lives: once it is gone, their parent is init and only this list still names them.
     const tracked = new Map<number, ProcessId>();
@@ -364,6 +395,10 @@ class LocalProcessSpawner implements Spawner {
     this.#clear();
   }
 
+  #readOutput(): void {
+    if (this.#output) followers.get(this.#output)?.readAvailable();
+  }
+
   #leaderAlive(): boolean {
     const child = this.#child;
     if (child) return child.exitCode === null && child.signalCode === null && processAlive(this.#pid);
@@ -371,6 +406,11 @@ class LocalProcessSpawner implements Spawner {
   }
 
   #clear(): void {
+    if (this.#output) {
+      unfollow(this.#output);
+      rmSync(this.#output, { force: true });
+    }
+    this.#output = undefined;
     this.#pid = 0;
     this.#port = 0;
     this.#url = '';
@@ -429,21 +469,6 @@ function delayUnlessExit(child: ChildProcess, ms: number): Promise<void> {
     const timer = setTimeout(done, ms);
     child.once('exit', done);
   });
-}
-
-/** Waits until both output pipes have ended, at most `ms`. */
-function waitForStreams(child: ChildProcess, ms: number): Promise<void> {
-  const ended = (stream: NodeJS.ReadableStream | null) =>
-    stream && !(stream as NodeJS.ReadableStream & { readableEnded: boolean }).readableEnded
-      ? new Promise<void>((resolve) => stream.once('end', resolve))
-      : Promise.resolve();
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    Promise.all([ended(child.stdout), ended(child.stderr)]).then(() => undefined),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 /** Polls `done` every 50 ms until it holds or `ms` pass. */

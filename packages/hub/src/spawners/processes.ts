@@ -49,7 +49,8 @@ export function processStartTime(pid: number): number | undefined {
  * that had that start time, so a PID the kernel gave to something else later reads as gone.
  */
 export function processAlive(pid: number, startTime?: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
+  // PID 1 is init, never a server; and kill(-1) would signal every process we may signal.
+  if (!Number.isInteger(pid) || pid <= 1) return false;
   try {
     process.kill(pid, 0);
   } catch (error) {
@@ -128,8 +129,15 @@ export function killProcess(id: ProcessId): void {
   }
 }
 
+/** Whether `pid` leads its own process group (as a server started in a new session does). */
+export function leadsGroup(pid: number): boolean {
+  if (!hasProc) return true;
+  return procStat(pid)?.pgrp === pid;
+}
+
 /** Sends `signal` to every process of group `pgid`; false when the group is already gone. */
 export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
+  if (!Number.isInteger(pgid) || pgid <= 1) return false;
   try {
     process.kill(-pgid, signal);
     return true;
