@@ -29,6 +29,12 @@ export interface ServerSpec {
   activityUrl: string;
   /** What the user chose at spawn time (e.g. { profile: 'gpu' }); JSON. */
   userOptions: JsonObject;
+  /** JUPYTERHUB_HOST: the hub's public host ('' unless JupyterHub.public_url is set). */
+  hubHost?: string;
+  /** JupyterHub.admin_access: JUPYTERHUB_ADMIN_ACCESS=1 when true. */
+  adminAccess?: boolean;
+  /** JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES (Spawner.oauth_client_allowed_scopes); [] by default. */
+  oauthClientAllowedScopes?: string[];
 }
 
 /** One line of the spawn progress stream (JupyterHub's `progress` events). */

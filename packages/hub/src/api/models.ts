@@ -1,0 +1,207 @@
+// JSON models of users, servers, tokens, groups and services, with JupyterHub's field names,
+// filtered by what the request's scopes allow to be seen.
+import { allows, type ParsedScopes } from '../auth/scopes.ts';
+import type { Queryable } from '../db/database.ts';
+import { inList, listParam, type SpawnerRow, type TokenRow, type UserRow } from '../db/rows.ts';
+import { groupsOfUsers, spawnersOfUsers, type UserWithRelations } from '../db/users.ts';
+import { serverPrefix } from '../spawns.ts';
+
+export function serverModel(
+  baseUrl: string,
+  user: string,
+  row: SpawnerRow,
+  withState: boolean,
+): Record<string, unknown> {
+  const active = row.url !== null || row.pending !== null;
+  const progress = row.name
+    ? `${baseUrl}hub/api/users/${encodeURIComponent(user)}/servers/${encodeURIComponent(row.name)}/progress`
+    : `${baseUrl}hub/api/users/${encodeURIComponent(user)}/server/progress`;
+  const model: Record<string, unknown> = {
+    name: row.name,
+    full_name: `${user}/${row.name}`,
+    last_activity: row.last_activity,
+    started: row.started,
+    pending: row.pending,
+    ready: row.ready === 1 && row.pending === null,
+    stopped: !active,
+    url: serverPrefix(baseUrl, user, row.name),
+    user_options: JSON.parse(row.user_options),
+    progress_url: progress,
+    full_url: null,
+    full_progress_url: null,
+  };
+  if (withState) model.state = JSON.parse(row.state);
+  return model;
+}
+
+const userAccess: Array<[string, string[]]> = [
+  [
+    'read:users',
+    ['kind', 'name', 'admin', 'roles', 'groups', 'server', 'pending', 'created', 'last_activity'],
+  ],
+  ['read:users:name', ['kind', 'name', 'admin']],
+  ['read:users:groups', ['kind', 'name', 'groups']],
+  ['read:users:activity', ['kind', 'name', 'last_activity']],
+  ['read:servers', ['kind', 'name', 'servers']],
+  ['read:roles:users', ['kind', 'name', 'roles', 'admin']],
+  ['admin:auth_state', ['kind', 'name', 'auth_state']],
+];
+const userKeyOrder = [
+  'kind',
+  'name',
+  'admin',
+  'roles',
+  'groups',
+  'server',
+  'pending',
+  'created',
+  'last_activity',
+  'auth_state',
+  'servers',
+];
+
+export interface UserModelOptions {
+  baseUrl: string;
+  parsed: ParsedScopes;
+  includeStoppedServers: boolean;
+}
+
+/** Models of users read with their relations (findUserWithRelations, listUsers): no more queries. */
+export async function modelsWithRelations(
+  users: UserWithRelations[],
+  options: UserModelOptions,
+): Promise<Array<Record<string, unknown>>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const user of users) {
+    const model = await userModel(
+      user,
+      JSON.parse(user.groups_json) as string[],
+      JSON.parse(user.spawners_json) as SpawnerRow[],
+      JSON.parse(user.roles_json) as string[],
+      options,
+    );
+    if (model) out.push(model);
+  }
+  return out;
+}
+
+/** Models of users without their relations: three queries for the whole page, none per user. */
+export async function userModels(
+  db: Queryable,
+  users: UserRow[],
+  options: UserModelOptions,
+): Promise<Array<Record<string, unknown>>> {
+  const ids = users.map((u) => u.id);
+  const [groups, spawners, assigned] = await Promise.all([
+    groupsOfUsers(db, ids),
+    spawnersOfUsers(db, ids),
+    assignedRoles(db, ids),
+  ]);
+  const out: Array<Record<string, unknown>> = [];
+  for (const user of users) {
+    const model = await userModel(
+      user,
+      groups.get(user.id) ?? [],
+      spawners.get(user.id) ?? [],
+      assigned.get(user.id) ?? [],
+      options,
+    );
+    if (model) out.push(model);
+  }
+  return out;
+}
+
+async function assignedRoles(db: Queryable, ids: number[]): Promise<Map<number, string[]>> {
+  const out = new Map<number, string[]>();
+  if (ids.length === 0) return out;
+  const rows = await db.all<{ entity_id: number; name: string }>(
+    `SELECT a.entity_id, r.name FROM role_assignments a JOIN roles r ON r.id = a.role_id WHERE a.kind = 'user' AND ${inList(db, 'a.entity_id')}`,
+    [listParam(ids)],
+  );
+  for (const row of rows) {
+    const list = out.get(row.entity_id);
+    if (list) list.push(row.name);
+    else out.set(row.entity_id, [row.name]);
+  }
+  return out;
+}
+
+export async function userModel(
+  user: UserRow,
+  groups: string[],
+  spawners: SpawnerRow[],
+  assigned: string[],
+  options: UserModelOptions,
+): Promise<Record<string, unknown> | undefined> {
+  const target = { user: user.name, userGroups: async () => groups };
+  const allowed = new Set<string>();
+  for (const [scope, keys] of userAccess) {
+    if (await allows(options.parsed, scope, target)) for (const key of keys) allowed.add(key);
+  }
+  if (allowed.size === 0) return undefined;
+  const defaultServer = spawners.find((s) => s.name === '');
+  const roles = user.admin === 1 ? ['admin', 'user'] : ['user'];
+  for (const role of assigned) if (!roles.includes(role)) roles.push(role);
+  const full: Record<string, unknown> = {
+    kind: 'user',
+    name: user.name,
+    admin: user.admin === 1,
+    roles,
+    groups,
+    server:
+      defaultServer?.url && defaultServer.ready === 1 ? serverPrefix(options.baseUrl, user.name, '') : null,
+    pending: defaultServer?.pending ?? null,
+    created: user.created,
+    last_activity: user.last_activity,
+    auth_state: null,
+  };
+  const model: Record<string, unknown> = {};
+  for (const key of userKeyOrder) if (allowed.has(key) && key in full) model[key] = full[key];
+  const servers: Record<string, unknown> = {};
+  let anyServer = false;
+  for (const spawner of spawners) {
+    const active = spawner.url !== null || spawner.pending !== null;
+    if (!active && !options.includeStoppedServers) continue;
+    const server = `${user.name}/${spawner.name}`;
+    if (
+      !(await allows(options.parsed, 'read:servers', {
+        user: user.name,
+        server,
+        userGroups: target.userGroups,
+      }))
+    ) {
+      continue;
+    }
+    const withState = Boolean(
+      await allows(options.parsed, 'admin:server_state', {
+        user: user.name,
+        server,
+        userGroups: target.userGroups,
+      }),
+    );
+    servers[spawner.name] = serverModel(options.baseUrl, user.name, spawner, withState);
+    anyServer = true;
+  }
+  if (allowed.has('servers') || anyServer) model.servers = servers;
+  return model;
+}
+
+export function tokenModel(
+  token: TokenRow,
+  owner: { kind: 'user' | 'service'; name: string },
+  scopes: string[],
+): Record<string, unknown> {
+  return {
+    [owner.kind]: owner.name,
+    id: `a${token.id}`,
+    kind: 'api_token',
+    roles: [],
+    scopes,
+    created: token.created,
+    last_activity: token.last_activity,
+    expires_at: token.expires_at,
+    note: token.note,
+    session_id: token.session_id,
+    oauth_client: token.client_id === 'jupyterhub' ? 'JupyterHub' : token.client_id,
+  };
+}

@@ -1,0 +1,214 @@
+// /users/{name}/server and /users/{name}/servers/{server_name}: start (with user options),
+// stop, remove, and the progress event stream.
+import * as spawnerDb from '../db/spawners.ts';
+import { groupsOfUser } from '../db/users.ts';
+import { HttpError, SpawnError } from '../errors.ts';
+import { logName, type SpawnEvent } from '../spawns.ts';
+import { type ApiContext, isObject, needsScope } from './context.ts';
+import { readJson, sendEmpty } from './http.ts';
+import { requireUser } from './users.ts';
+
+function names(context: ApiContext): { user: string; server: string } {
+  return { user: context.params[0]!, server: context.params[1] ?? '' };
+}
+
+function target(context: ApiContext, user: string, server: string) {
+  return {
+    user,
+    server: `${user}/${server}`,
+    userGroups: async () => {
+      const row = await context.hub.db.get<{ id: number }>('SELECT id FROM users WHERE name = ?', [user]);
+      return row ? groupsOfUser(context.hub.db, row.id) : [];
+    },
+  };
+}
+
+export async function startServer(context: ApiContext): Promise<void> {
+  const { user: userName, server } = names(context);
+  await needsScope(context, ['servers'], target(context, userName, server));
+  const { hub } = context;
+  const { config, db } = hub;
+  const user = await requireUser(context, userName);
+  if (server) {
+    if (!config.allowNamedServers) throw new HttpError(400, 'Named servers are not enabled.');
+    if (server.includes('/'))
+      throw new HttpError(400, `Invalid server_name (may not contain '/'): ${server}`);
+  }
+  const body = await readJson(context.req);
+  if (body !== undefined && !isObject(body)) throw new HttpError(400, 'user options must be a JSON dict');
+  let row = await spawnerDb.findSpawner(db, user.id, server);
+  if (server && !row && config.namedServerLimitPerUser > 0) {
+    if ((await spawnerDb.countNamedSpawners(db, user.id)) >= config.namedServerLimitPerUser) {
+      throw new HttpError(
+        400,
+        `User ${userName} already has the maximum of ${config.namedServerLimitPerUser} named servers.  One must be deleted before a new server can be created`,
+      );
+    }
+  }
+  row ??= await spawnerDb.ensureSpawner(db, user.id, server);
+  const name = logName(userName, server);
+  if (row.pending === 'spawn') {
+    sendEmpty(context.res, 202);
+    return;
+  }
+  if (row.pending) throw new HttpError(400, `${name} is pending ${row.pending}`);
+  if (row.url !== null) {
+    const status = await hub.spawns.poll(user, row);
+    if (status === null) throw new HttpError(400, `${name} is already running`);
+    await hub.spawns.stopped(user, row);
+  }
+  if (
+    config.concurrentSpawnLimit > 0 &&
+    (await spawnerDb.countPendingSpawns(db)) >= config.concurrentSpawnLimit
+  ) {
+    hub.metrics.spawnDuration.labels('throttled').observe(0);
+    const retry = 30 + Math.floor(Math.random() * 30);
+    throw new HttpError(
+      429,
+      `Too many users trying to log in right now. Try again in ${Math.ceil(retry / 10)}0 seconds.`,
+      { 'retry-after': String(retry) },
+    );
+  }
+  if (config.activeServerLimit > 0 && (await spawnerDb.countActive(db)).running >= config.activeServerLimit) {
+    hub.metrics.spawnDuration.labels('too-many-users').observe(0);
+    throw new HttpError(429, 'Active user limit exceeded. Try again in a few minutes.');
+  }
+  if (!(await spawnerDb.markSpawnPending(db, row.id, JSON.stringify(body ?? {})))) {
+    // Another request (or hub process) claimed it first: it is pending now.
+    sendEmpty(context.res, 202);
+    return;
+  }
+  row = (await spawnerDb.findSpawnerById(db, row.id))!;
+  hub.log.info({ user: userName, server }, 'spawning server');
+  const done = hub.spawns.start(user, row);
+  let timer: NodeJS.Timeout | undefined;
+  const slow = new Promise<'slow'>((resolve) => {
+    timer = setTimeout(() => resolve('slow'), config.slowSpawnTimeoutMs);
+  });
+  try {
+    const outcome = await Promise.race([done.then(() => 'done' as const), slow]);
+    sendEmpty(context.res, outcome === 'done' ? 201 : 202);
+  } catch (error) {
+    // JupyterHub answers a fast failure with a 500; ours says why.
+    throw new HttpError(500, `Spawn failed: ${error instanceof SpawnError ? error.message : String(error)}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export async function stopServer(context: ApiContext): Promise<void> {
+  const { user: userName, server } = names(context);
+  await needsScope(context, ['delete:servers'], target(context, userName, server));
+  const { hub } = context;
+  const user = await requireUser(context, userName);
+  const body = await readJson(context.req);
+  const remove = isObject(body) && body.remove === true;
+  const row = await spawnerDb.findSpawner(hub.db, user.id, server);
+  if (server) {
+    if (!hub.config.allowNamedServers) throw new HttpError(400, 'Named servers are not enabled.');
+    if (!row) throw new HttpError(404, `${userName} has no server named '${server}'`);
+  } else if (remove) {
+    throw new HttpError(400, 'Cannot delete the default server');
+  }
+  if (!row) {
+    sendEmpty(context.res, 204);
+    return;
+  }
+  const name = logName(userName, server);
+  if (row.pending === 'stop') {
+    sendEmpty(context.res, 202);
+    return;
+  }
+  if (row.pending) throw new HttpError(400, `${name} is pending ${row.pending}, please wait`);
+  let stopping: Promise<void> | undefined;
+  if (row.url !== null && (await spawnerDb.markStopPending(hub.db, row.id))) {
+    stopping = hub.spawns.stop(user, row).then(async () => {
+      if (remove) await spawnerDb.deleteSpawner(hub.db, row.id);
+    });
+  } else if (remove) {
+    await spawnerDb.deleteSpawner(hub.db, row.id);
+  }
+  if (stopping) {
+    let timer: NodeJS.Timeout | undefined;
+    const slow = new Promise<'slow'>((resolve) => {
+      timer = setTimeout(() => resolve('slow'), hub.config.slowSpawnTimeoutMs);
+    });
+    const outcome = await Promise.race([stopping.then(() => 'done' as const), slow]);
+    clearTimeout(timer);
+    sendEmpty(context.res, outcome === 'done' ? 204 : 202);
+    return;
+  }
+  sendEmpty(context.res, 204);
+}
+
+export async function progress(context: ApiContext): Promise<void> {
+  const { user: userName, server } = names(context);
+  await needsScope(context, ['read:servers'], target(context, userName, server));
+  const { hub, res, req } = context;
+  const user = await requireUser(context, userName);
+  const row = await spawnerDb.findSpawner(hub.db, user.id, server);
+  if (!row) throw new HttpError(404, 'Not Found');
+  const send = (event: SpawnEvent) => res.write(`data: ${JSON.stringify(event)}\n\n`);
+  const open = () => {
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+    });
+  };
+  if (row.ready === 1 && row.url !== null && row.pending === null) {
+    open();
+    send(hub.spawns.readyEvent(userName, server));
+    res.end();
+    return;
+  }
+  if (row.pending !== 'spawn') {
+    if (row.failure) {
+      open();
+      send({ progress: 100, failed: true, message: `Spawn failed: ${row.failure}` });
+      res.end();
+      return;
+    }
+    throw new HttpError(400, `${logName(userName, server)} is not starting...`);
+  }
+  open();
+  const seen = hub.spawns.eventsOf(row.id) ?? (JSON.parse(row.progress) as SpawnEvent[]);
+  for (const event of seen) send(event);
+  if (seen.some((e) => e.ready || e.failed)) {
+    res.end();
+    return;
+  }
+  await new Promise<void>((resolve) => {
+    const channel = `progress:${row.id}`;
+    const keepalive = setInterval(() => res.write('\n\n'), 8000);
+    // A spawn run by another hub process: follow it through the database.
+    const watch = hub.spawns.eventsOf(row.id)
+      ? undefined
+      : setInterval(async () => {
+          const current = await spawnerDb.findSpawnerById(hub.db, row.id).catch(() => undefined);
+          if (!current || current.pending === 'spawn') return;
+          if (current.ready === 1) send(hub.spawns.readyEvent(userName, server));
+          else
+            send({
+              progress: 100,
+              failed: true,
+              message: `Spawn failed: ${current.failure ?? 'unknown error'}`,
+            });
+          finish();
+        }, 500);
+    const onEvent = (event: SpawnEvent) => {
+      send(event);
+      if (event.ready || event.failed) finish();
+    };
+    const finish = () => {
+      clearInterval(keepalive);
+      if (watch) clearInterval(watch);
+      hub.spawns.events.off(channel, onEvent);
+      req.off('close', finish);
+      if (!res.writableEnded) res.end();
+      resolve();
+    };
+    hub.spawns.events.on(channel, onEvent);
+    req.on('close', finish);
+  });
+}

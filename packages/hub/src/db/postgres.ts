@@ -1,0 +1,95 @@
+// PostgreSQL through pg: a pool, `?` placeholders numbered once per SQL text, and named
+// (server-side prepared) statements for the queries the request path repeats.
+import pg from 'pg';
+import type { Database, Queryable, SqlValue } from './database.ts';
+
+const numbered = new Map<string, { text: string; name: string }>();
+
+function toPostgres(sql: string): { text: string; name: string } {
+  let entry = numbered.get(sql);
+  if (!entry) {
+    let index = 0;
+    const text = sql.replace(/\?/g, () => `$${++index}`);
+    entry = { text, name: `s${numbered.size}` };
+    numbered.set(sql, entry);
+  }
+  return entry;
+}
+
+class PostgresQueryable implements Queryable {
+  readonly dialect = 'postgres' as const;
+  readonly #client: pg.Pool | pg.PoolClient;
+  constructor(client: pg.Pool | pg.PoolClient) {
+    this.#client = client;
+  }
+  async all<T>(sql: string, params: SqlValue[] = []): Promise<T[]> {
+    const { text, name } = toPostgres(sql);
+    const result = await this.#client.query({ text, name, values: params });
+    return result.rows as T[];
+  }
+  async get<T>(sql: string, params: SqlValue[] = []): Promise<T | undefined> {
+    return (await this.all<T>(sql, params))[0];
+  }
+  async run(sql: string, params: SqlValue[] = []): Promise<number> {
+    const { text, name } = toPostgres(sql);
+    const result = await this.#client.query({ text, name, values: params });
+    return result.rowCount ?? 0;
+  }
+}
+
+// COUNT(*) and other int8 values as numbers: counts here never exceed 2^53.
+pg.types.setTypeParser(20, (value: string) => Number(value));
+
+export class PostgresDatabase extends PostgresQueryable implements Database {
+  readonly description: string;
+  readonly #pool: pg.Pool;
+
+  constructor(url: string, poolSize = 10) {
+    const pool = new pg.Pool({ connectionString: url, max: poolSize });
+    super(pool);
+    this.#pool = pool;
+    const parsed = new URL(url);
+    parsed.password = parsed.password ? '***' : '';
+    this.description = parsed.toString();
+    // An idle client losing its connection must not crash the hub; the pool replaces it.
+    pool.on('error', () => undefined);
+  }
+
+  async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await work(new PostgresQueryable(client));
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async exec(sql: string): Promise<void> {
+    await this.#pool.query(sql);
+  }
+
+  async withMigrationLock<T>(work: () => Promise<T>): Promise<T> {
+    const client = await this.#pool.connect();
+    try {
+      // One hub migrates at a time; the others wait, then find nothing left to do.
+      await client.query('SELECT pg_advisory_lock(7262011)');
+      try {
+        return await work();
+      } finally {
+        await client.query('SELECT pg_advisory_unlock(7262011)');
+      }
+    } finally {
+      client.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end();
+  }
+}

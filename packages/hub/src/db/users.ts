@@ -1,0 +1,256 @@
+// Users and groups.
+import { randomBytes } from 'node:crypto';
+import type { Queryable } from './database.ts';
+import {
+  type GroupRow,
+  inList,
+  inTextList,
+  listParam,
+  nowIso,
+  type SpawnerRow,
+  type UserRow,
+} from './rows.ts';
+
+export type UserStateFilter = 'active' | 'ready' | 'inactive' | undefined;
+
+export interface UserListQuery {
+  offset: number;
+  limit: number;
+  state: UserStateFilter;
+  nameFilter?: string;
+  /** Only these users (from a filtered list:users scope), or any. */
+  onlyUsers?: string[];
+  onlyGroups?: string[];
+}
+
+export interface UserWithRelations extends UserRow {
+  groups_json: string;
+  spawners_json: string;
+  roles_json: string;
+}
+
+const spawnerColumns = [
+  'id',
+  'user_id',
+  'name',
+  'state',
+  'url',
+  'ready',
+  'pending',
+  'pending_since',
+  'started',
+  'last_activity',
+  'user_options',
+  'progress',
+  'failure',
+];
+
+/** Columns with a user's groups, servers and assigned roles as JSON text: one query per page. */
+function relationColumns(db: Queryable): string {
+  if (db.dialect === 'sqlite') {
+    const spawner = `json_object(${spawnerColumns.map((c) => `'${c}', s.${c}`).join(', ')})`;
+    return `
+      (SELECT json_group_array(name) FROM (SELECT g.name FROM user_group_map m JOIN groups g ON g.id = m.group_id WHERE m.user_id = users.id ORDER BY g.id)) AS groups_json,
+      (SELECT json_group_array(json(j)) FROM (SELECT ${spawner} AS j FROM spawners s WHERE s.user_id = users.id ORDER BY s.id)) AS spawners_json,
+      (SELECT json_group_array(name) FROM (SELECT r.name FROM role_assignments a JOIN roles r ON r.id = a.role_id WHERE a.kind = 'user' AND a.entity_id = users.id ORDER BY r.id)) AS roles_json`;
+  }
+  return `
+      (SELECT COALESCE(json_agg(g.name ORDER BY g.id), '[]'::json)::text FROM user_group_map m JOIN groups g ON g.id = m.group_id WHERE m.user_id = users.id) AS groups_json,
+      (SELECT COALESCE(json_agg(s ORDER BY s.id), '[]'::json)::text FROM spawners s WHERE s.user_id = users.id) AS spawners_json,
+      (SELECT COALESCE(json_agg(r.name ORDER BY r.id), '[]'::json)::text FROM role_assignments a JOIN roles r ON r.id = a.role_id WHERE a.kind = 'user' AND a.entity_id = users.id) AS roles_json`;
+}
+
+export async function findUserWithRelations(
+  db: Queryable,
+  name: string,
+): Promise<UserWithRelations | undefined> {
+  return db.get<UserWithRelations>(`SELECT users.*, ${relationColumns(db)} FROM users WHERE users.name = ?`, [
+    name,
+  ]);
+}
+
+export async function findUser(db: Queryable, name: string): Promise<UserRow | undefined> {
+  return db.get<UserRow>('SELECT * FROM users WHERE name = ?', [name]);
+}
+
+export async function findUserById(db: Queryable, id: number): Promise<UserRow | undefined> {
+  return db.get<UserRow>('SELECT * FROM users WHERE id = ?', [id]);
+}
+
+export async function createUser(db: Queryable, name: string, admin: boolean): Promise<UserRow> {
+  const row = await db.get<UserRow>(
+    'INSERT INTO users (name, admin, created, cookie_id) VALUES (?, ?, ?, ?) RETURNING *',
+    [name, admin ? 1 : 0, nowIso(), randomBytes(16).toString('hex')],
+  );
+  return row!;
+}
+
+/** Creates the users that do not exist yet, in one statement per chunk; returns the created rows. */
+export async function createUsers(db: Queryable, names: string[], admin: boolean): Promise<UserRow[]> {
+  const created: UserRow[] = [];
+  const now = nowIso();
+  for (let i = 0; i < names.length; i += 200) {
+    const chunk = names.slice(i, i + 200);
+    const values = chunk.map(() => '(?, ?, ?, ?)').join(', ');
+    const params = chunk.flatMap((name) => [name, admin ? 1 : 0, now, randomBytes(16).toString('hex')]);
+    const rows = await db.all<UserRow>(
+      `INSERT INTO users (name, admin, created, cookie_id) VALUES ${values} ON CONFLICT (name) DO NOTHING RETURNING *`,
+      params,
+    );
+    created.push(...rows);
+  }
+  return created.sort((a, b) => a.id - b.id);
+}
+
+export async function updateUser(db: Queryable, id: number, fields: { name?: string; admin?: boolean }) {
+  if (fields.name !== undefined) await db.run('UPDATE users SET name = ? WHERE id = ?', [fields.name, id]);
+  if (fields.admin !== undefined)
+    await db.run('UPDATE users SET admin = ? WHERE id = ?', [fields.admin ? 1 : 0, id]);
+}
+
+export async function deleteUser(db: Queryable, id: number): Promise<void> {
+  await db.run("DELETE FROM role_assignments WHERE kind = 'user' AND entity_id = ?", [id]);
+  await db.run('DELETE FROM users WHERE id = ?', [id]);
+}
+
+/** Moves last_activity forward only. */
+export async function touchUser(db: Queryable, id: number, when: string): Promise<void> {
+  await db.run(
+    'UPDATE users SET last_activity = ? WHERE id = ? AND (last_activity IS NULL OR last_activity < ?)',
+    [when, id, when],
+  );
+}
+
+function listWhere(db: Queryable, query: UserListQuery): { where: string; params: Array<string> } {
+  const clauses: string[] = [];
+  const params: string[] = [];
+  if (query.state === 'active' || query.state === 'ready') {
+    const ready = query.state === 'ready' ? ' AND s.ready = 1' : '';
+    clauses.push(
+      `EXISTS (SELECT 1 FROM spawners s WHERE s.user_id = users.id AND s.url IS NOT NULL${ready})`,
+    );
+  } else if (query.state === 'inactive') {
+    clauses.push('NOT EXISTS (SELECT 1 FROM spawners s WHERE s.user_id = users.id AND s.url IS NOT NULL)');
+  }
+  if (query.nameFilter) {
+    clauses.push(db.dialect === 'sqlite' ? "name LIKE ? ESCAPE '\\'" : "name ILIKE ? ESCAPE '\\'");
+    params.push(`%${query.nameFilter.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+  }
+  if (query.onlyUsers || query.onlyGroups) {
+    const either: string[] = [];
+    if (query.onlyUsers) {
+      either.push(inTextList(db, 'name'));
+      params.push(listParam(query.onlyUsers));
+    }
+    if (query.onlyGroups) {
+      either.push(
+        `id IN (SELECT m.user_id FROM user_group_map m JOIN groups g ON g.id = m.group_id WHERE ${inTextList(db, 'g.name')})`,
+      );
+      params.push(listParam(query.onlyGroups));
+    }
+    clauses.push(`(${either.join(' OR ')})`);
+  }
+  return { where: clauses.length ? `WHERE ${clauses.join(' AND ')}` : '', params };
+}
+
+export async function listUsers(
+  db: Queryable,
+  query: UserListQuery,
+): Promise<{ rows: UserRow[] | UserWithRelations[]; total: number; withRelations: boolean }> {
+  const { where, params } = listWhere(db, query);
+  // Over the network (PostgreSQL) one query with the relations beats four; in-process (SQLite)
+  // the batched queries of userModels cost less CPU than building JSON in SQL.
+  const withRelations = db.dialect === 'postgres';
+  const columns = withRelations ? `users.*, ${relationColumns(db)}` : 'users.*';
+  const sql = `SELECT ${columns} FROM users ${where} ORDER BY users.id LIMIT ? OFFSET ?`;
+  const rows = await db.all<UserWithRelations>(sql, [...params, query.limit, query.offset] as never);
+  // The total is counted only when a page is full or starts past 0: a short first page is all.
+  let total = rows.length;
+  if (rows.length === query.limit || query.offset > 0) {
+    const count = await db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM users ${where}`, params);
+    total = count?.n ?? 0;
+  }
+  return { rows, total, withRelations };
+}
+
+export async function countUsers(db: Queryable): Promise<number> {
+  return (await db.get<{ n: number }>('SELECT COUNT(*) AS n FROM users'))?.n ?? 0;
+}
+
+/** Group names per user id, for a page of users. */
+export async function groupsOfUsers(db: Queryable, ids: number[]): Promise<Map<number, string[]>> {
+  const out = new Map<number, string[]>();
+  if (ids.length === 0) return out;
+  const rows = await db.all<{ user_id: number; name: string }>(
+    `SELECT m.user_id, g.name FROM user_group_map m JOIN groups g ON g.id = m.group_id WHERE ${inList(db, 'm.user_id')} ORDER BY g.id`,
+    [listParam(ids)],
+  );
+  for (const row of rows) {
+    const list = out.get(row.user_id);
+    if (list) list.push(row.name);
+    else out.set(row.user_id, [row.name]);
+  }
+  return out;
+}
+
+export async function spawnersOfUsers(db: Queryable, ids: number[]): Promise<Map<number, SpawnerRow[]>> {
+  const out = new Map<number, SpawnerRow[]>();
+  if (ids.length === 0) return out;
+  const rows =
+    ids.length === 1
+      ? await db.all<SpawnerRow>('SELECT * FROM spawners WHERE user_id = ? ORDER BY id', [ids[0]!])
+      : await db.all<SpawnerRow>(`SELECT * FROM spawners WHERE ${inList(db, 'user_id')} ORDER BY id`, [
+          listParam(ids),
+        ]);
+  for (const row of rows) {
+    const list = out.get(row.user_id);
+    if (list) list.push(row);
+    else out.set(row.user_id, [row]);
+  }
+  return out;
+}
+
+export async function listGroups(db: Queryable, offset: number, limit: number) {
+  const rows = await db.all<GroupRow>('SELECT * FROM groups ORDER BY id LIMIT ? OFFSET ?', [limit, offset]);
+  const total = (await db.get<{ n: number }>('SELECT COUNT(*) AS n FROM groups'))?.n ?? 0;
+  return { rows, total };
+}
+
+export async function findGroup(db: Queryable, name: string): Promise<GroupRow | undefined> {
+  return db.get<GroupRow>('SELECT * FROM groups WHERE name = ?', [name]);
+}
+
+export async function createGroup(db: Queryable, name: string, properties: Record<string, unknown> = {}) {
+  return (await db.get<GroupRow>('INSERT INTO groups (name, properties) VALUES (?, ?) RETURNING *', [
+    name,
+    JSON.stringify(properties),
+  ]))!;
+}
+
+export async function deleteGroup(db: Queryable, id: number): Promise<void> {
+  await db.run("DELETE FROM role_assignments WHERE kind = 'group' AND entity_id = ?", [id]);
+  await db.run('DELETE FROM groups WHERE id = ?', [id]);
+}
+
+export async function groupMembers(db: Queryable, groupId: number): Promise<string[]> {
+  const rows = await db.all<{ name: string }>(
+    'SELECT u.name FROM user_group_map m JOIN users u ON u.id = m.user_id WHERE m.group_id = ? ORDER BY u.id',
+    [groupId],
+  );
+  return rows.map((r) => r.name);
+}
+
+export async function addGroupMember(db: Queryable, groupId: number, userId: number): Promise<void> {
+  await db.run('INSERT INTO user_group_map (user_id, group_id) VALUES (?, ?) ON CONFLICT DO NOTHING', [
+    userId,
+    groupId,
+  ]);
+}
+
+export async function removeGroupMember(db: Queryable, groupId: number, userId: number): Promise<void> {
+  await db.run('DELETE FROM user_group_map WHERE user_id = ? AND group_id = ?', [userId, groupId]);
+}
+
+export async function groupsOfUser(db: Queryable, userId: number): Promise<string[]> {
+  return (await groupsOfUsers(db, [userId])).get(userId) ?? [];
+}

@@ -1,0 +1,330 @@
+// Starting, stopping and polling servers through a spawner, with every fact about a server in
+// the database (URL, spawner state, pending action, progress, failure) and the proxy's route
+// table kept to match. Progress events also go to in-process listeners for the event stream.
+import { EventEmitter } from 'node:events';
+import type { Logger } from '@seahorse/runtime';
+import { hashToken, newToken } from './auth/tokens.ts';
+import type { HubConfig } from './config.ts';
+import type { Database } from './db/database.ts';
+import type { SpawnerRow, UserRow } from './db/rows.ts';
+import * as spawners from './db/spawners.ts';
+import * as tokens from './db/tokens.ts';
+import { groupsOfUser } from './db/users.ts';
+import { SpawnError } from './errors.ts';
+import type { HubMetrics } from './metrics.ts';
+import type { ProxyApi } from './proxy-api.ts';
+import type { JsonObject, ProgressEvent, ServerSpec, Spawner, SpawnerContext } from './spawners/spawner.ts';
+
+/** Builds a spawner from its context; the configured spawner class with its traits bound. */
+export type BoundSpawnerFactory = (context: SpawnerContext) => Spawner;
+
+export interface SpawnEvent extends ProgressEvent {
+  ready?: boolean;
+  failed?: boolean;
+  url?: string;
+  html_message?: string;
+}
+
+/** '/user/<name>/' or '/user/<name>/<server>/' under the base URL, escaped as JupyterHub does. */
+export function serverPrefix(baseUrl: string, user: string, server: string): string {
+  const path = `${baseUrl}user/${encodeURIComponent(user)}/`;
+  return server ? `${path}${encodeURIComponent(server)}/` : path;
+}
+
+export function logName(user: string, server: string): string {
+  return server ? `${user}:${server}` : user;
+}
+
+interface Running {
+  spawner: Spawner;
+  events: SpawnEvent[];
+  done: Promise<void>;
+}
+
+export class SpawnManager {
+  readonly #db: Database;
+  readonly #config: HubConfig;
+  readonly #log: Logger;
+  readonly #metrics: HubMetrics;
+  readonly #proxy: ProxyApi;
+  readonly #factory: BoundSpawnerFactory;
+  readonly #running = new Map<number, Running>();
+  readonly events = new EventEmitter();
+
+  constructor(
+    db: Database,
+    config: HubConfig,
+    log: Logger,
+    metrics: HubMetrics,
+    proxy: ProxyApi,
+    factory: BoundSpawnerFactory,
+  ) {
+    this.#db = db;
+    this.#config = config;
+    this.#log = log;
+    this.#metrics = metrics;
+    this.#proxy = proxy;
+    this.#factory = factory;
+    this.events.setMaxListeners(0);
+  }
+
+  /** Progress events of a spawn in this process so far (the database has them too). */
+  eventsOf(spawnerId: number): SpawnEvent[] | undefined {
+    return this.#running.get(spawnerId)?.events;
+  }
+
+  /** The completion of a spawn running in this process. */
+  completion(spawnerId: number): Promise<void> | undefined {
+    return this.#running.get(spawnerId)?.done;
+  }
+
+  async #spec(user: UserRow, row: SpawnerRow, apiToken: string): Promise<ServerSpec> {
+    const prefix = serverPrefix(this.#config.baseUrl, user.name, row.name);
+    const hubApi = `${this.#config.hubConnectUrl}${this.#config.baseUrl}hub/api`;
+    const client = row.name ? `jupyterhub-user-${user.name}-${row.name}` : `jupyterhub-user-${user.name}`;
+    const access = `access:servers!server=${user.name}/${row.name}`;
+    return {
+      user: { name: user.name, admin: user.admin === 1, groups: await groupsOfUser(this.#db, user.id) },
+      serverName: row.name,
+      apiToken,
+      oauthClientId: encodeURIComponent(client).replace(/%/g, '%25'),
+      hubApiUrl: hubApi,
+      baseUrl: this.#config.baseUrl,
+      servicePrefix: prefix,
+      oauthCallbackUrl: `${prefix}oauth_callback`,
+      oauthScopes: [access],
+      oauthAccessScopes: [access, `access:servers!user=${user.name}`],
+      activityUrl: `${hubApi}/users/${encodeURIComponent(user.name)}/activity`,
+      userOptions: JSON.parse(row.user_options) as JsonObject,
+      adminAccess: this.#config.adminAccess,
+    };
+  }
+
+  #context(
+    spec: ServerSpec,
+    row: SpawnerRow,
+    state: JsonObject | null,
+    events: SpawnEvent[],
+  ): SpawnerContext {
+    // The spawner adds the user and server name to its own lines.
+    const log = this.#log;
+    return {
+      spec,
+      state,
+      log,
+      progress: (event: ProgressEvent) => {
+        const entry: SpawnEvent = { progress: event.progress, message: event.message };
+        events.push(entry);
+        this.events.emit(`progress:${row.id}`, entry);
+        spawners.saveProgress(this.#db, row.id, JSON.stringify(events)).catch((error: unknown) => {
+          log.warn({ err: error }, 'saving spawn progress failed');
+        });
+      },
+    };
+  }
+
+  /**
+   * Starts a server whose row was just marked pending; resolves when it is ready (or failed).
+   * The caller decides how long to wait before answering 202.
+   */
+  start(user: UserRow, row: SpawnerRow): Promise<void> {
+    const events: SpawnEvent[] = [];
+    const began = performance.now();
+    let spawner: Spawner | undefined;
+    const name = logName(user.name, row.name);
+    const entry: Running = { spawner: placeholder, events, done: Promise.resolve() };
+    this.#running.set(row.id, entry);
+    const done = (async () => {
+      const token = newToken();
+      try {
+        const spec = await this.#spec(user, row, token);
+        await tokens.deleteSpawnerTokens(this.#db, row.id);
+        await tokens.insertToken(this.#db, {
+          hashed: hashToken(token),
+          prefix: token.slice(0, 4),
+          userId: user.id,
+          spawnerId: row.id,
+          note: `Server at ${spec.servicePrefix}`,
+          scopes: [
+            `access:servers!server=${user.name}/${row.name}`,
+            `users:activity!user=${user.name}`,
+            ...this.#config.spawner.serverTokenScopes,
+          ],
+        });
+        await tokens.upsertOAuthClient(this.#db, {
+          identifier: decodeURIComponent(spec.oauthClientId.replace(/%25/g, '%')),
+          description: `Server at ${spec.servicePrefix}`,
+          redirectUri: spec.oauthCallbackUrl,
+          allowedScopes: spec.oauthScopes,
+          // The server proves it is the client with its API token, as in JupyterHub.
+          secretHash: hashToken(token),
+          spawnerId: row.id,
+        });
+        const context = this.#context(spec, row, null, events);
+        const hook = this.#config.hooks.preSpawnHook;
+        if (hook)
+          await hook({
+            user: user.name,
+            serverName: row.name,
+            environment: this.#config.spawner.environment,
+          });
+        spawner = this.#factory(context);
+        entry.spawner = spawner;
+        const url = await withTimeout(
+          spawner.start(),
+          this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs,
+          `${name}'s server did not start within ${(this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs) / 1000} s`,
+        );
+        await spawners.saveState(this.#db, row.id, JSON.stringify(spawner.state()));
+        await this.#addRoute(user.name, row.name, url);
+        await spawners.markReady(this.#db, row.id, url, JSON.stringify(spawner.state()));
+        this.#metrics.spawnDuration.labels('success').observe((performance.now() - began) / 1000);
+        const ready = this.#readyEvent(user.name, row.name);
+        events.push(ready);
+        this.events.emit(`progress:${row.id}`, ready);
+        this.#log.info(
+          { user: user.name, server: row.name, url, ms: Math.round(performance.now() - began) },
+          'server ready',
+        );
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        this.#metrics.spawnDuration.labels('failure').observe((performance.now() - began) / 1000);
+        this.#log.error({ user: user.name, server: row.name, err: error }, 'spawn failed');
+        const state = spawner ? safeState(spawner) : {};
+        if (spawner) await spawner.stop(true).catch(() => undefined);
+        await tokens.deleteSpawnerTokens(this.#db, row.id).catch(() => undefined);
+        await spawners.markFailed(this.#db, row.id, message, JSON.stringify(state)).catch(() => undefined);
+        const failed: SpawnEvent = { progress: 100, failed: true, message: `Spawn failed: ${message}` };
+        events.push(failed);
+        this.events.emit(`progress:${row.id}`, failed);
+        throw error instanceof SpawnError ? error : new SpawnError(message, { cause: error });
+      } finally {
+        this.#running.delete(row.id);
+      }
+    })();
+    entry.done = done;
+    done.catch(() => undefined);
+    return done;
+  }
+
+  #readyEvent(user: string, server: string): SpawnEvent {
+    const url = serverPrefix(this.#config.baseUrl, user, server);
+    return {
+      progress: 100,
+      ready: true,
+      message: `Server ready at ${url}`,
+      html_message: `Server ready at <a href="${url}">${url}</a>`,
+      url,
+    };
+  }
+
+  readyEvent(user: string, server: string): SpawnEvent {
+    return this.#readyEvent(user, server);
+  }
+
+  async #addRoute(user: string, server: string, url: string): Promise<void> {
+    const began = performance.now();
+    try {
+      await this.#proxy.addRoute(serverPrefix(this.#config.baseUrl, user, server), url, {
+        user,
+        server_name: server,
+        jupyterhub: true,
+      });
+      this.#metrics.proxyAddDuration.labels('success').observe((performance.now() - began) / 1000);
+    } catch (error) {
+      this.#metrics.proxyAddDuration.labels('failure').observe((performance.now() - began) / 1000);
+      throw error;
+    }
+  }
+
+  async #deleteRoute(user: string, server: string): Promise<void> {
+    const began = performance.now();
+    try {
+      await this.#proxy.deleteRoute(serverPrefix(this.#config.baseUrl, user, server));
+      this.#metrics.proxyDeleteDuration.labels('success').observe((performance.now() - began) / 1000);
+    } catch (error) {
+      this.#metrics.proxyDeleteDuration.labels('failure').observe((performance.now() - began) / 1000);
+      this.#log.warn({ user, server, err: error }, 'deleting the route failed; the route check retries');
+    }
+  }
+
+  /** A spawner for a row started earlier (maybe by another hub process), from its saved state. */
+  async #attach(user: UserRow, row: SpawnerRow): Promise<Spawner> {
+    const running = this.#running.get(row.id);
+    if (running && running.spawner !== placeholder) return running.spawner;
+    const spec = await this.#spec(user, row, '');
+    return this.#factory(this.#context(spec, row, JSON.parse(row.state) as JsonObject, []));
+  }
+
+  /** null while running, else an exit status. */
+  async poll(user: UserRow, row: SpawnerRow): Promise<number | null> {
+    const began = performance.now();
+    const status = await (await this.#attach(user, row)).poll();
+    this.#metrics.pollDuration
+      .labels(status === null ? 'running' : 'stopped')
+      .observe((performance.now() - began) / 1000);
+    return status;
+  }
+
+  /** Stops a server whose row was just marked stop-pending. */
+  async stop(user: UserRow, row: SpawnerRow, now = false): Promise<void> {
+    const began = performance.now();
+    try {
+      await this.#deleteRoute(user.name, row.name);
+      const spawner = await this.#attach(user, row);
+      await spawner.stop(now);
+      this.#metrics.stopDuration.labels('success').observe((performance.now() - began) / 1000);
+    } catch (error) {
+      this.#metrics.stopDuration.labels('failure').observe((performance.now() - began) / 1000);
+      this.#log.error({ user: user.name, server: row.name, err: error }, 'stopping the server failed');
+    } finally {
+      await tokens.deleteSpawnerTokens(this.#db, row.id);
+      await spawners.markStopped(this.#db, row.id);
+      this.#log.info({ user: user.name, server: row.name }, 'server stopped');
+    }
+  }
+
+  /** A server found dead by a poll: clear it as JupyterHub's user_stopped does. */
+  async stopped(user: UserRow, row: SpawnerRow): Promise<void> {
+    await this.#deleteRoute(user.name, row.name);
+    await tokens.deleteSpawnerTokens(this.#db, row.id);
+    await spawners.markStopped(this.#db, row.id);
+    this.#log.info({ user: user.name, server: row.name }, 'server found stopped');
+  }
+
+  /** Spawns still running in this process, for shutdown. */
+  get pendingCount(): number {
+    return this.#running.size;
+  }
+}
+
+const placeholder: Spawner = {
+  start: async () => '',
+  poll: async () => 0,
+  stop: async () => undefined,
+  state: () => ({}),
+};
+
+function safeState(spawner: Spawner): JsonObject {
+  try {
+    return spawner.state();
+  } catch {
+    return {};
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new SpawnError(message)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
