@@ -87,5 +87,19 @@ function installSystemBinaries() {
   }
 }
 
+// configurable-http-proxy 4.6.1 from npm: the bench's contender and the reference the hub's
+// and the proxy client's compatibility tests run against.
+function installBenchDependencies() {
+  const dir = join(root, 'packages', 'proxy', 'bench');
+  if (existsSync(join(dir, 'node_modules', 'configurable-http-proxy'))) return;
+  process.stdout.write('bootstrap: installing configurable-http-proxy for the compatibility tests\n');
+  if (run('npm', ['install', '--no-audit', '--no-fund', '--prefix', dir]) !== 0) {
+    fail('npm install in packages/proxy/bench failed; fix the error above and run the command again');
+  }
+}
+
 installNpmDependencies();
-if (!depsOnly) installSystemBinaries();
+if (!depsOnly) {
+  installSystemBinaries();
+  installBenchDependencies();
+}

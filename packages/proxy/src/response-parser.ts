@@ -294,7 +294,7 @@ export class ResponseParser {
         if (isWhitespace(line.charCodeAt(0))) this.#headerLine(line, true);
         const colon = line.indexOf(':');
         const nameEnd = colon === -1 ? line.length : colon;
-        if (nameEnd > 0 && !isToken(line, 0, nameEnd)) this.#headerLine(line, true);
+        if ((colon === 0 || nameEnd > 0) && !isToken(line, 0, nameEnd)) this.#headerLine(line, true);
         for (let i = colon + 1; colon !== -1 && i < line.length; i++) {
           if (valueChar[line.charCodeAt(i)] !== 1) this.#headerLine(line, true);
         }
@@ -460,7 +460,7 @@ export class ResponseParser {
     let chunked = false;
     if (this.#transferEncoding !== undefined) {
       const codings = this.#transferEncoding.split(',');
-      chunked = codings[codings.length - 1]!.trim().toLowerCase() === 'chunked';
+      chunked = trimWhitespace(codings[codings.length - 1]!).toLowerCase() === 'chunked';
     }
     if (this.#headRequest || status === 204 || status === 304) this.#state = State.Done;
     else if (chunked) this.#state = State.ChunkSize;
@@ -487,7 +487,7 @@ export class ResponseParser {
     const connection = this.#connection?.toLowerCase();
     if (connection !== undefined) {
       for (const token of connection.split(',')) {
-        const trimmed = token.trim();
+        const trimmed = trimWhitespace(token);
         if (trimmed === 'close') return false;
         if (trimmed === 'keep-alive' && this.#httpMinor === 0) return true;
       }
@@ -601,6 +601,15 @@ function parseContentLength(value: string): number {
     throw new TargetResponseError('HPE_INVALID_CONTENT_LENGTH', 'a Content-Length over 2^64 - 1');
   }
   return Number(digits);
+}
+
+/** Strips only SP and HTAB (OWS), as llhttp does: String#trim would take 0xA0 too. */
+function trimWhitespace(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && isWhitespace(text.charCodeAt(start))) start++;
+  while (end > start && isWhitespace(text.charCodeAt(end - 1))) end--;
+  return text.slice(start, end);
 }
 
 function isHex(code: number): boolean {

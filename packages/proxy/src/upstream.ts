@@ -104,7 +104,8 @@ export class Exchange implements ResponseEvents {
   resume(): void {
     if (this.#finished || !this.#paused) return;
     this.#paused = false;
-    this.#bodyTimer?.refresh();
+    // A cleared timer cannot be refreshed: the body timer starts anew.
+    if (this.#bodyTimer) this.#armBodyTimer();
     this.#connection?.socket.resume();
   }
 
@@ -197,10 +198,7 @@ export class Exchange implements ResponseEvents {
   onHead(head: ResponseHead): void {
     clearTimeout(this.#headersTimer);
     this.#headersTimer = undefined;
-    const ms = this.#options.bodyTimeoutMs;
-    if (ms > 0 && !this.#parser.complete) {
-      this.#bodyTimer = setTimeout(() => this.#fail(new TargetBodyTimeoutError(ms)), ms);
-    }
+    if (this.#options.bodyTimeoutMs > 0 && !this.#parser.complete) this.#armBodyTimer();
     this.#handler.onHeaders(head);
     if (this.#finished) this.#parser.stop();
   }
@@ -225,6 +223,12 @@ export class Exchange implements ResponseEvents {
     if (this.#parser.reusable && this.#bodySent) this.#client.release(connection, this.#parser.keepAliveMs);
     else connection.destroy();
     this.#handler.onComplete(this.#parser.doubtful);
+  }
+
+  #armBodyTimer(): void {
+    const ms = this.#options.bodyTimeoutMs;
+    clearTimeout(this.#bodyTimer);
+    this.#bodyTimer = setTimeout(() => this.#fail(new TargetBodyTimeoutError(ms)), ms);
   }
 
   #end(): void {

@@ -62,6 +62,8 @@ export class WebsocketTunnels {
   /** Proxies a websocket upgrade and relays bytes both ways. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
+    // Node hands the upgrade socket over half-open: a client that leaves only ends it.
+    socket.on('end', () => socket.destroy());
     // Only websocket upgrades over GET are proxied, as CHP does; others get no answer.
     if (req.method !== 'GET' || req.headers.upgrade?.toLowerCase() !== 'websocket') {
       socket.destroy();
@@ -95,7 +97,13 @@ export class WebsocketTunnels {
         proxyReq.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
       });
     }
+    let answered = false;
     proxyReq.on('error', (error: NodeJS.ErrnoException) => {
+      // Once an answer is being relayed, the client can only learn of a failure by the close.
+      if (answered) {
+        socket.destroy();
+        return;
+      }
       this.#metrics.proxied(503, 0);
       this.#log.warn(
         { route: route.path, target: target.href, code: error.code, err: error.message },
@@ -106,18 +114,33 @@ export class WebsocketTunnels {
     // The target answered without upgrading (auth failure, 404): relay that answer and close.
     proxyReq.on('response', (proxyRes) => {
       this.#metrics.proxied(proxyRes.statusCode ?? 502, 0);
+      answered = true;
       const reason = proxyRes.statusMessage ?? '';
+      // The body arrives decoded and goes out framed by the connection closing: the target's
+      // framing headers would let a chunked body pass for a second response.
+      const headers: string[] = [];
+      for (let i = 0; i < proxyRes.rawHeaders.length; i += 2) {
+        const name = proxyRes.rawHeaders[i]!.toLowerCase();
+        if (name === 'transfer-encoding' || name === 'connection' || name === 'keep-alive') continue;
+        if (name === 'content-length' && proxyRes.headers['transfer-encoding'] !== undefined) continue;
+        headers.push(proxyRes.rawHeaders[i]!, proxyRes.rawHeaders[i + 1]!);
+      }
+      headers.push('Connection', 'close');
       socket.write(
         statusAndHeaders(
           `HTTP/1.1 ${proxyRes.statusCode} ${invalidReason.test(reason) ? '' : reason}`,
-          proxyRes.rawHeaders,
+          headers,
         ),
       );
+      proxyRes.on('error', () => socket.destroy());
       proxyRes.pipe(socket);
     });
     proxyReq.on('upgrade', (proxyRes, proxySocket, proxyHead) => {
+      answered = true;
       this.#metrics.proxied(101, 0);
       proxySocket.on('error', () => socket.destroy());
+      // Either side ending ends the tunnel: a half-open pair would hold both sockets for ever.
+      proxySocket.on('end', () => proxySocket.destroy());
       if (socket.destroyed) {
         proxySocket.destroy();
         return;
