@@ -47,6 +47,14 @@ test('a Content-Length body, also fed one byte at a time, completes and leaves t
   }
 });
 
+test('a chunk extension with an empty name and a value is accepted, as llhttp does', () => {
+  const { body, complete } = parse(
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;="quoted value"\r\nhello\r\n0\r\n\r\n',
+  );
+  assert.equal(body, 'hello');
+  assert.ok(complete);
+});
+
 test('chunked bodies are decoded; extensions checked; trailers read and not passed on', () => {
   const { body, complete, head } = parse(
     'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3;a=b;c="x;y"\r\nabc\r\n000A\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n',

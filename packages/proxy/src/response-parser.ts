@@ -540,7 +540,8 @@ export class ResponseParser {
       at++;
       const nameStart = at;
       while (at < line.length && tokenChar[line.charCodeAt(at)] === 1) at++;
-      if (at === nameStart) throw bad();
+      // llhttp lets an empty name through when a value follows (`;=v`), not a bare `;`.
+      if (at === nameStart && line.charCodeAt(at) !== 61) throw bad();
       if (at === line.length || line.charCodeAt(at) === 59) continue;
       if (line.charCodeAt(at) !== 61) throw bad();
       at++;
