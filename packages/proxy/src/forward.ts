@@ -10,11 +10,9 @@ import { type HeaderPolicy, requestHeaders } from './header-policy.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { type RelayContext, ResponseRelay } from './response-relay.ts';
 import type { RouteTable } from './routes.ts';
-import { type Match, Router, type RoutingOptions } from './routing.ts';
+import { Router, type RoutingOptions } from './routing.ts';
 import { UpstreamClient } from './upstream.ts';
 import { WebsocketTunnels } from './websocket-tunnel.ts';
-
-export type { Match };
 
 export interface ForwardOptions extends RoutingOptions, HeaderPolicy {
   /** Idle timeout of incoming sockets (CHP's `--timeout`), 0 for none. */
@@ -75,11 +73,6 @@ export class Forwarder {
   /** Open websocket connections, for metrics and shutdown. */
   get websocketCount(): number {
     return this.#tunnels.size;
-  }
-
-  /** The route and target path for a URL (see Router.match). */
-  match(url: string, host: string | undefined): Match | undefined {
-    return this.#router.match(url, host);
   }
 
   /** Proxies one HTTP request. */
