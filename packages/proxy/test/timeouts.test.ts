@@ -35,6 +35,34 @@ async function target(answer: (socket: Socket, head: string) => void) {
   };
 }
 
+/** A proxy started with `args` for the enclosing describe, and raw targets routed through it. */
+function proxyWithTargets(args: string[]) {
+  const state = { proxy: undefined as TestProxy | undefined };
+  const targets: Array<{ close(): Promise<void> }> = [];
+  before(async () => {
+    state.proxy = await startTestProxy(args);
+  });
+  after(async () => {
+    await state.proxy?.close();
+    for (const each of targets) await each.close();
+  });
+  return {
+    proxy: {
+      get url() {
+        return state.proxy!.url;
+      },
+      get logs() {
+        return state.proxy!.logs;
+      },
+    },
+    async route(path: string, answer: (socket: Socket, head: string) => void) {
+      const each = await target(answer);
+      targets.push(each);
+      await state.proxy!.addRoute(path, each.url);
+    },
+  };
+}
+
 /** Uploads `pieces` chunks `everyMs` apart and reads the answer. */
 function slowUpload(url: string, pieces: number, everyMs: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -59,20 +87,7 @@ function slowUpload(url: string, pieces: number, everyMs: number): Promise<{ sta
 }
 
 describe('--proxy-timeout 300 (idle over the whole exchange)', () => {
-  let proxy: TestProxy;
-  const targets: Array<{ close(): Promise<void> }> = [];
-  before(async () => {
-    proxy = await startTestProxy(['--proxy-timeout', '300']);
-  });
-  after(async () => {
-    await proxy.close();
-    for (const each of targets) await each.close();
-  });
-  async function route(path: string, answer: (socket: Socket, head: string) => void) {
-    const each = await target(answer);
-    targets.push(each);
-    await proxy.addRoute(path, each.url);
-  }
+  const { proxy, route } = proxyWithTargets(['--proxy-timeout', '300']);
 
   test('a steady upload lasting longer than the timeout is not cut: every piece is activity', async () => {
     await route('/upload', (socket) => {
@@ -126,20 +141,12 @@ describe('--proxy-timeout 300 (idle over the whole exchange)', () => {
 });
 
 describe('--proxy-headers-timeout and --proxy-body-timeout', () => {
-  let proxy: TestProxy;
-  const targets: Array<{ close(): Promise<void> }> = [];
-  before(async () => {
-    proxy = await startTestProxy(['--proxy-headers-timeout', '400', '--proxy-body-timeout', '300']);
-  });
-  after(async () => {
-    await proxy.close();
-    for (const each of targets) await each.close();
-  });
-  async function route(path: string, answer: (socket: Socket, head: string) => void) {
-    const each = await target(answer);
-    targets.push(each);
-    await proxy.addRoute(path, each.url);
-  }
+  const { proxy, route } = proxyWithTargets([
+    '--proxy-headers-timeout',
+    '400',
+    '--proxy-body-timeout',
+    '300',
+  ]);
 
   test('no head in time: 504 naming the headers timeout', async () => {
     await route('/no-head', () => {});
