@@ -8,6 +8,7 @@ import type { ErrorPages } from './error-pages.ts';
 import { BadRequestPath } from './errors.ts';
 import { type HeaderPolicy, requestHeaders } from './header-policy.ts';
 import type { ProxyMetrics } from './metrics.ts';
+import { PipelineLimit } from './pipelining.ts';
 import { type RelayContext, ResponseRelay } from './response-relay.ts';
 import type { RouteTable } from './routes.ts';
 import { Router, type RoutingOptions } from './routing.ts';
@@ -37,6 +38,8 @@ export class Forwarder {
   /** Pooled keep-alive connections to the targets. */
   readonly #client: UpstreamClient;
   readonly #tunnels: WebsocketTunnels;
+  /** Bounds what one client connection has in flight to the targets. */
+  readonly #pipeline = new PipelineLimit();
 
   constructor(
     options: ForwardOptions,
@@ -96,21 +99,29 @@ export class Forwarder {
     const body = hasBody(req);
     // As CHP, a request body is activity even when the answer is an error.
     if (body) route.lastActivity = Date.now();
-    const relay = new ResponseRelay(this.#relay, req, res, route, started);
-    const exchange = this.#client.request(
-      route.target,
-      {
-        method: req.method ?? 'GET',
-        path: match.path,
-        headers: requestHeaders(req, route.target, this.#options, false),
-        body: body ? req : null,
-      },
-      relay,
-    );
-    relay.exchange = exchange;
-    // The client went away: stop talking to the target on its behalf.
-    res.once('close', () => {
-      if (!res.writableFinished) exchange.abort();
+    this.#pipeline.run(req.socket, (release) => {
+      // A pipelined request whose client left while it waited for its turn.
+      if (req.socket.destroyed) {
+        release();
+        return;
+      }
+      const relay = new ResponseRelay(this.#relay, req, res, route, started);
+      const exchange = this.#client.request(
+        route.target,
+        {
+          method: req.method ?? 'GET',
+          path: match.path,
+          headers: requestHeaders(req, route.target, this.#options, false),
+          body: body ? req : null,
+        },
+        relay,
+      );
+      relay.exchange = exchange;
+      res.once('close', () => {
+        release();
+        // The client went away: stop talking to the target on its behalf.
+        if (!res.writableFinished) exchange.abort();
+      });
     });
   }
 

@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { waitFor } from '@seahorse/runtime/testing';
+import { PIPELINE_DEPTH } from '../src/pipelining.ts';
 import { ResponseParser } from '../src/response-parser.ts';
 import { startProxyProcess, startTestProxy, type TestProxy } from './helpers.ts';
 
@@ -471,12 +472,48 @@ describe('attack: the proxy as a process (fds, RSS)', () => {
     await addRoute(proxy, '/pipelined-leave', target.url);
     const client = await rawClient(`http://127.0.0.1:${proxy.port}`);
     client.socket.write('GET /pipelined-leave HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(50));
-    await waitFor('50 target connections', () => target.open === 50, { timeoutMs: 10_000 });
+    await waitFor(`${PIPELINE_DEPTH} target connections`, () => target.open === PIPELINE_DEPTH, {
+      timeoutMs: 10_000,
+    });
     client.socket.destroy();
     await waitFor('the target connections closed', () => target.open === 0, { timeoutMs: 10_000 }).catch(
       () => {},
     );
-    assert.equal(target.open, 0, `${target.open} of 50 target connections still open after the client left`);
+    assert.equal(target.open, 0, `${target.open} target connections still open after the client left`);
+    // The 42 others waited their turn and were dropped with the client, never sent.
+    assert.equal(target.peak, PIPELINE_DEPTH);
+  });
+
+  test('one client pipelining 2,000 requests holds at most a few target connections, answered in order', async () => {
+    const target = await rawTarget((socket, head) => {
+      const n = /GET \/pipelined-many\/(\d+)/.exec(head)?.[1] ?? '?';
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${n.length}\r\n\r\n${n}`);
+    });
+    targets.push(target);
+    await addRoute(proxy, '/pipelined-many', target.url);
+    const client = await rawClient(`http://127.0.0.1:${proxy.port}`);
+    let requests = '';
+    for (let i = 0; i < 2000; i++) requests += `GET /pipelined-many/${i} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    client.socket.write(requests);
+    // Each answer is a 200 whose body is the request's number, so the bodies are what follows a head.
+    const bodies = () =>
+      client.bytes
+        .toString('latin1')
+        .split('HTTP/1.1 ')
+        .slice(1)
+        .map((response) => response.slice(response.indexOf('\r\n\r\n') + 4));
+    await waitFor('2,000 answers', () => bodies().length === 2000 && bodies()[1999] === '1999', {
+      timeoutMs: 60_000,
+    });
+    assert.deepEqual(
+      bodies(),
+      Array.from({ length: 2000 }, (_, i) => String(i)),
+    );
+    assert.ok(
+      target.connections <= PIPELINE_DEPTH,
+      `${target.connections} target connections for one pipelining client`,
+    );
+    client.socket.destroy();
   });
 
   test('clients vanishing mid-upload and mid-download leave no socket open in the proxy', async () => {
