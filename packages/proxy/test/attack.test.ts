@@ -111,22 +111,37 @@ function parseResponses(bytes: Buffer, headRequest = false) {
   return { responses, error: undefined, rest };
 }
 
-describe('attack: hostile targets', () => {
-  let proxy: TestProxy;
+/** One proxy for a describe block, started before its tests; its raw targets, closed after. */
+function proxyWithTargets(args: string[]) {
+  let proxy: TestProxy | undefined;
   const targets: RawTarget[] = [];
   before(async () => {
-    proxy = await startTestProxy(['--proxy-body-timeout', '500']);
+    proxy = await startTestProxy(args);
   });
   after(async () => {
-    await proxy.close();
+    await proxy?.close();
     for (const each of targets) await each.close();
   });
-  async function route(path: string, answer: (socket: Socket, head: string, index: number) => void) {
-    const each = await rawTarget(answer);
-    targets.push(each);
-    await proxy.addRoute(path, each.url);
-    return each;
-  }
+  const block = {
+    get proxy(): TestProxy {
+      if (proxy === undefined) throw new Error('the proxy starts before the tests');
+      return proxy;
+    },
+    targets,
+    /** A raw target answering `path`. */
+    async route(path: string, answer: (socket: Socket, head: string, index: number) => void) {
+      const each = await rawTarget(answer);
+      targets.push(each);
+      await block.proxy.addRoute(path, each.url);
+      return each;
+    },
+  };
+  return block;
+}
+
+describe('attack: hostile targets', () => {
+  const block = proxyWithTargets(['--proxy-body-timeout', '500']);
+  const route = block.route;
 
   test('--proxy-body-timeout still cuts a stalled body after the client was once slow to read', async () => {
     // The target sends 8 MB fast, then stalls forever. The client reads nothing for a second
@@ -135,7 +150,7 @@ describe('attack: hostile targets', () => {
       socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n');
       socket.write(Buffer.alloc(8 * 1024 * 1024, 0x61));
     });
-    const client = await rawClient(proxy.url);
+    const client = await rawClient(block.proxy.url);
     client.socket.pause();
     client.socket.write('GET /stall-after-backpressure HTTP/1.1\r\nHost: x\r\n\r\n');
     await new Promise((resolve) => setTimeout(resolve, 1500));
@@ -154,21 +169,8 @@ describe('attack: hostile targets', () => {
 });
 
 describe('attack: websocket upgrades answered without 101', () => {
-  let proxy: TestProxy;
-  const targets: RawTarget[] = [];
-  before(async () => {
-    proxy = await startTestProxy([]);
-  });
-  after(async () => {
-    await proxy.close();
-    for (const each of targets) await each.close();
-  });
-  async function route(path: string, answer: (socket: Socket, head: string, index: number) => void) {
-    const each = await rawTarget(answer);
-    targets.push(each);
-    await proxy.addRoute(path, each.url);
-    return each;
-  }
+  const block = proxyWithTargets([]);
+  const route = block.route;
   const upgrade = (path: string) =>
     `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
 
@@ -181,7 +183,7 @@ describe('attack: websocket upgrades answered without 101', () => {
         `HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`,
       );
     });
-    const client = await rawClient(proxy.url);
+    const client = await rawClient(block.proxy.url);
     client.socket.write(upgrade('/ws-chunked'));
     await waitFor('the client connection closed', () => client.closed, { timeoutMs: 10_000 });
     const parsed = parseResponses(client.bytes);
@@ -198,7 +200,7 @@ describe('attack: websocket upgrades answered without 101', () => {
         setTimeout(() => socket.resetAndDestroy(), 100);
       });
     });
-    const client = await rawClient(proxy.url);
+    const client = await rawClient(block.proxy.url);
     client.socket.write(upgrade('/ws-reset'));
     await waitFor('the client connection closed', () => client.closed, { timeoutMs: 10_000 });
     const text = client.bytes.toString('latin1');
@@ -211,15 +213,7 @@ describe('attack: websocket upgrades answered without 101', () => {
 });
 
 describe('attack: replays on reused connections', () => {
-  let proxy: TestProxy;
-  const targets: RawTarget[] = [];
-  before(async () => {
-    proxy = await startTestProxy([]);
-  });
-  after(async () => {
-    await proxy.close();
-    for (const each of targets) await each.close();
-  });
+  const block = proxyWithTargets([]);
 
   for (const [method, body] of [
     ['POST', ''],
@@ -244,14 +238,14 @@ describe('attack: replays on reused connections', () => {
           else if (moment === 'after-partial-status') socket.end('HTTP/1.1 2');
           else socket.end('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab');
         });
-        targets.push(target);
+        block.targets.push(target);
         const path = `/replay-${method}-${body ? 'b' : 'n'}-${moment}`;
-        await proxy.addRoute(path, target.url);
+        await block.proxy.addRoute(path, target.url);
         // Warm a pooled connection, then send the request on it.
-        const warm = await fetch(`${proxy.url}${path}`);
+        const warm = await fetch(`${block.proxy.url}${path}`);
         assert.equal(await warm.text(), 'ok');
         try {
-          await (await fetch(`${proxy.url}${path}`, { method, body: body || undefined })).arrayBuffer();
+          await (await fetch(`${block.proxy.url}${path}`, { method, body: body || undefined })).arrayBuffer();
         } catch {
           // A cut response is fine here; only the count matters.
         }
@@ -268,11 +262,11 @@ describe('attack: replays on reused connections', () => {
       if (index === 0) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
       else socket.end('HTTP/1.1 200 OK\r\nContent-Len');
     });
-    targets.push(target);
-    await proxy.addRoute('/replay-get', target.url);
-    assert.equal(await (await fetch(`${proxy.url}/replay-get`)).text(), 'ok');
+    block.targets.push(target);
+    await block.proxy.addRoute('/replay-get', target.url);
+    assert.equal(await (await fetch(`${block.proxy.url}/replay-get`)).text(), 'ok');
     const before = gets;
-    const res = await fetch(`${proxy.url}/replay-get`);
+    const res = await fetch(`${block.proxy.url}/replay-get`);
     await res.arrayBuffer();
     assert.ok(res.status >= 502, `status ${res.status}`);
     assert.equal(gets - before, 1);
@@ -280,21 +274,8 @@ describe('attack: replays on reused connections', () => {
 });
 
 describe('attack: interim floods, HEAD bodies, early answers', () => {
-  let proxy: TestProxy;
-  const targets: RawTarget[] = [];
-  before(async () => {
-    proxy = await startTestProxy(['--proxy-headers-timeout', '1000']);
-  });
-  after(async () => {
-    await proxy.close();
-    for (const each of targets) await each.close();
-  });
-  async function route(path: string, answer: (socket: Socket, head: string, index: number) => void) {
-    const each = await rawTarget(answer);
-    targets.push(each);
-    await proxy.addRoute(path, each.url);
-    return each;
-  }
+  const block = proxyWithTargets(['--proxy-headers-timeout', '1000']);
+  const route = block.route;
 
   test('an endless flood of 100 Continue is cut by the headers timeout without buffering it', async () => {
     await route('/flood', (socket) => {
@@ -307,7 +288,7 @@ describe('attack: interim floods, HEAD bodies, early answers', () => {
     });
     const rssBefore = process.memoryUsage().rss;
     const started = Date.now();
-    const res = await fetch(`${proxy.url}/flood`);
+    const res = await fetch(`${block.proxy.url}/flood`);
     assert.equal(res.status, 504);
     assert.ok(Date.now() - started < 10_000);
     assert.ok(process.memoryUsage().rss - rssBefore < 100 * 1024 * 1024);
@@ -319,7 +300,7 @@ describe('attack: interim floods, HEAD bodies, early answers', () => {
         'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil',
       );
     });
-    const client = await rawClient(proxy.url);
+    const client = await rawClient(block.proxy.url);
     client.socket.write('HEAD /head-body HTTP/1.1\r\nHost: x\r\n\r\n');
     await waitFor('the answer', () => client.bytes.includes('\r\n\r\n'), { timeoutMs: 10_000 });
     client.socket.write('GET /head-body HTTP/1.1\r\nHost: x\r\n\r\n');
@@ -335,7 +316,7 @@ describe('attack: interim floods, HEAD bodies, early answers', () => {
       else socket.write('HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig');
       socket.pause(); // never reads the body
     });
-    const client = await rawClient(proxy.url);
+    const client = await rawClient(block.proxy.url);
     client.socket.write('POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 52428800\r\n\r\n');
     // The client writes as much as the proxy takes.
     const chunk = Buffer.alloc(1024 * 1024, 0x62);
