@@ -240,7 +240,11 @@ export class MetricsSidecar {
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const method = req.method ?? 'GET';
     const isScrape = method === 'GET';
-    const search = new URL(req.url ?? '/', 'http://sidecar').search;
+    // The query string as sent; never `new URL(req.url)`, which throws on a malformed
+    // absolute-form target (`GET http://[ HTTP/1.1`) that the HTTP parser lets through.
+    const target = req.url ?? '/';
+    const query = target.indexOf('?');
+    const search = query === -1 ? '' : target.slice(query);
     let answered = false;
     const outgoing = this.#request(
       method,

@@ -1,0 +1,71 @@
+// Attacks on the webhook and the sidecar as a hostile cluster would make them: bytes no parser
+// expects, processes killed and frozen mid-flight, requests retried and duplicated. Each test
+// here failed before the fix it names in its commit.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Server, type Socket } from 'node:net';
+import { test } from 'node:test';
+import { freePort, type ManagedProcess, waitFor } from '@seahorse/runtime/testing';
+import { startCli } from './helpers.ts';
+
+/** An application that answers every request on a connection with `respond`, as raw bytes. */
+async function rawApp(respond: (socket: Socket) => void): Promise<{ server: Server; port: number }> {
+  const server = createServer((socket) => {
+    socket.on('error', () => undefined);
+    socket.on('data', () => respond(socket));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+async function startSidecarProcess(
+  targetPort: number,
+  args: string[] = [],
+): Promise<{ process: ManagedProcess; port: number; url: string }> {
+  const port = await freePort();
+  const child = startCli(`sidecar :${port}`, [
+    'sidecar',
+    `--address=127.0.0.1:${port}`,
+    `http://127.0.0.1:${targetPort}/metrics`,
+    ...args,
+  ]);
+  await child.untilReady(waitFor(`sidecar on ${port}`, () => child.output.includes('metrics proxy serving')));
+  return { process: child, port, url: `http://127.0.0.1:${port}/metrics` };
+}
+
+/** Writes raw bytes to a server and returns what it answered before closing (or 500 ms). */
+async function rawExchange(port: number, bytes: string): Promise<string> {
+  const { connect } = await import('node:net');
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  let answer = '';
+  socket.on('data', (chunk: Buffer) => {
+    answer += chunk.toString('latin1');
+  });
+  socket.write(bytes);
+  await Promise.race([once(socket, 'close'), new Promise((resolve) => setTimeout(resolve, 500))]);
+  socket.destroy();
+  return answer;
+}
+
+const goodMetrics = (socket: Socket) =>
+  socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\napp_up 1\n\n\n\n');
+
+test('a scrape with a malformed absolute-form target (GET http://[) is answered, and the sidecar keeps serving', async () => {
+  const app = await rawApp(goodMetrics);
+  const sidecar = await startSidecarProcess(app.port);
+  try {
+    for (const target of ['http://[', 'http://a:99999/x', 'http://%zz']) {
+      const answer = await rawExchange(sidecar.port, `GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      assert.ok(sidecar.process.alive, `the sidecar died on 'GET ${target}':\n${sidecar.process.output}`);
+      assert.match(answer, /^HTTP\/1\.1 (400|200) /, `answer to 'GET ${target}'`);
+    }
+    const res = await fetch(sidecar.url);
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), 'app_up 1\n\n\n\n');
+  } finally {
+    await sidecar.process.stop();
+    app.server.close();
+  }
+});
