@@ -258,6 +258,8 @@ export class MetricsSidecar {
     );
     outgoing.once('error', (error) => {
       if (answered) {
+        // Already answered in full (a bad status turned into a 502): nothing left to cut.
+        if (res.writableEnded) return;
         // The body broke off midway: the client must not take a truncated body for a whole one.
         this.#log.warn({ err: error.message }, 'the application broke off its answer');
         res.destroy(error);
@@ -275,6 +277,13 @@ export class MetricsSidecar {
 
   #relay(res: ServerResponse, upstream: IncomingMessage, isScrape: boolean): void {
     const status = upstream.statusCode ?? 502;
+    // The parser takes any three digits; writeHead throws outside 100-999, out of this callback.
+    if (status < 100 || status > 599) {
+      upstream.destroy();
+      const digits = String(status).padStart(3, '0');
+      this.#failed(res, new Error(`answered with status ${digits}, which is not an HTTP status`), isScrape);
+      return;
+    }
     // Once terminating, an application that is going away answers from the cache.
     if (this.terminating && isScrape && status !== 200 && this.#cache) {
       upstream.resume();

@@ -69,3 +69,28 @@ test('a scrape with a malformed absolute-form target (GET http://[) is answered,
     app.server.close();
   }
 });
+
+test('an application answering with a status outside 100-599 gets a 502 naming it; the sidecar keeps serving', async () => {
+  let status = '000';
+  const app = await rawApp((socket) => {
+    if (status === '200') goodMetrics(socket);
+    else socket.write(`HTTP/1.1 ${status} Odd\r\nContent-Length: 2\r\n\r\nok`);
+  });
+  const sidecar = await startSidecarProcess(app.port);
+  try {
+    for (const odd of ['000', '099', '600', '999']) {
+      status = odd;
+      const res = await fetch(sidecar.url).catch((error: Error) => error);
+      assert.ok(sidecar.process.alive, `the sidecar died on status ${odd}:\n${sidecar.process.output}`);
+      assert.ok(!(res instanceof Error), `status ${odd}: ${res}`);
+      assert.equal(res.status, 502, `status ${odd}`);
+      assert.match(await res.text(), new RegExp(`status ${odd}`));
+    }
+    status = '200';
+    const res = await fetch(sidecar.url);
+    assert.equal(res.status, 200);
+  } finally {
+    await sidecar.process.stop();
+    app.server.close();
+  }
+});
