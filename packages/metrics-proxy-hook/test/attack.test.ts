@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { freePort, type ManagedProcess, waitFor } from '@seahorse/runtime/testing';
+import { sidecarNodeOptions } from '../src/pod-patch.ts';
 import { startCli } from './helpers.ts';
 
 /** An application that answers every request on a connection with `respond`, as raw bytes. */
@@ -22,14 +23,14 @@ async function rawApp(respond: (socket: Socket) => void): Promise<{ server: Serv
 async function startSidecarProcess(
   targetPort: number,
   args: string[] = [],
+  env: NodeJS.ProcessEnv = {},
 ): Promise<{ process: ManagedProcess; port: number; url: string }> {
   const port = await freePort();
-  const child = startCli(`sidecar :${port}`, [
-    'sidecar',
-    `--address=127.0.0.1:${port}`,
-    `http://127.0.0.1:${targetPort}/metrics`,
-    ...args,
-  ]);
+  const child = startCli(
+    `sidecar :${port}`,
+    ['sidecar', `--address=127.0.0.1:${port}`, `http://127.0.0.1:${targetPort}/metrics`, ...args],
+    env,
+  );
   await child.untilReady(waitFor(`sidecar on ${port}`, () => child.output.includes('metrics proxy serving')));
   return { process: child, port, url: `http://127.0.0.1:${port}/metrics` };
 }
@@ -89,6 +90,31 @@ test('an application answering with a status outside 100-599 gets a 502 naming i
     status = '200';
     const res = await fetch(sidecar.url);
     assert.equal(res.status, 200);
+  } finally {
+    await sidecar.process.stop();
+    app.server.close();
+  }
+});
+
+test('a 5 MB body sent as 60-byte HTTP chunks is kept without one object per chunk: the sidecar survives repeated scrapes under the injected heap cap', async () => {
+  // An application that writes each line on its own (res.write per line) sends a chunk per
+  // line; the kept copy must not cost a JavaScript object per chunk, or the heap cap is hit.
+  const line = `${'a'.repeat(59)}\n`;
+  const lines = 83_333;
+  const chunk = `3c\r\n${line}\r\n`;
+  const encoded = Buffer.from(`${chunk.repeat(lines)}0\r\n\r\n`);
+  const app = await rawApp((socket) => {
+    socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n');
+    socket.write(encoded);
+  });
+  const sidecar = await startSidecarProcess(app.port, [], { NODE_OPTIONS: sidecarNodeOptions });
+  try {
+    for (let round = 0; round < 4; round++) {
+      const res = await fetch(sidecar.url).catch((error: Error) => error);
+      assert.ok(!(res instanceof Error), `round ${round}: ${res}\n${sidecar.process.output}`);
+      assert.equal((await res.arrayBuffer()).byteLength, line.length * lines, `round ${round}`);
+    }
+    assert.ok(sidecar.process.alive, sidecar.process.output);
   } finally {
     await sidecar.process.stop();
     app.server.close();
