@@ -3,11 +3,22 @@
 // here failed before the fix it names in its commit.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { freePort, type ManagedProcess, waitFor } from '@seahorse/runtime/testing';
+import { freePort, type ManagedProcess, startRedis, waitFor } from '@seahorse/runtime/testing';
 import { sidecarNodeOptions } from '../src/pod-patch.ts';
-import { startCli } from './helpers.ts';
+import {
+  fixture,
+  installKubeletStyle,
+  issueServingCertificate,
+  makeCertificateAuthority,
+  postReview,
+  startCli,
+  startTestWebhook,
+} from './helpers.ts';
 
 /** An application that answers every request on a connection with `respond`, as raw bytes. */
 async function rawApp(respond: (socket: Socket) => void): Promise<{ server: Server; port: number }> {
@@ -118,5 +129,83 @@ test('a 5 MB body sent as 60-byte HTTP chunks is kept without one object per chu
   } finally {
     await sidecar.process.stop();
     app.server.close();
+  }
+});
+
+/** Three real Redis nodes and an in-process webhook using them, over HTTPS with its own CA. */
+async function webhookWithRedis(args: string[] = []) {
+  const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-attack-'));
+  makeCertificateAuthority(dir);
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  const webhook = await startTestWebhook(join(dir, 'certs'), [
+    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
+    ...args,
+  ]);
+  return {
+    servers,
+    webhook,
+    ca: readFileSync(join(dir, 'ca.crt')),
+    async close() {
+      await webhook.close();
+      await Promise.all(servers.map((server) => server.stop()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A limited pod's review (max-concurrent) with the field at `path` set to `value` (deleted if undefined). */
+function limitedReview(path: string[], value: unknown): unknown {
+  const review = fixture('review-deployment-pod.json') as unknown as Record<string, unknown>;
+  const pod = (review.request as { object: { metadata: { annotations: Record<string, string> } } }).object;
+  pod.metadata.annotations['prometheus-metrics-proxy-hook/max-concurrent'] = '5';
+  let parent = review;
+  for (const name of path.slice(0, -1)) parent = parent[name] as Record<string, unknown>;
+  if (value === undefined) delete parent[path.at(-1)!];
+  else parent[path.at(-1)!] = value;
+  return review;
+}
+
+test('wrongly typed fields of an AdmissionReview or its Pod are a 400 naming the field, never a 500', async () => {
+  const env = await webhookWithRedis();
+  const metadata = ['request', 'object', 'metadata'];
+  const owners = [...metadata, 'ownerReferences'];
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['ownerReferences a string', limitedReview(owners, 'x'), /ownerReferences/],
+    ['ownerReferences an object', limitedReview(owners, { a: 1 }), /ownerReferences/],
+    ['an ownerReference null', limitedReview(owners, [null]), /ownerReferences/],
+    [
+      'an ownerReference without a name',
+      limitedReview(owners, [{ kind: 'ReplicaSet', controller: true }]),
+      /ownerReferences/,
+    ],
+    [
+      'an ownerReference whose name is a number',
+      limitedReview(owners, [{ kind: 'ReplicaSet', name: 5, controller: true }]),
+      /ownerReferences/,
+    ],
+    ['labels a string', limitedReview([...metadata, 'labels'], 'x'), /labels/],
+    ['namespace a number', limitedReview(['request', 'namespace'], 5), /namespace/],
+    ['dryRun a string', limitedReview(['request', 'dryRun'], 'true'), /dryRun/],
+    ['kind without a group', limitedReview(['request', 'kind', 'group'], undefined), /group/],
+    ['a 2 MB uid', limitedReview(['request', 'uid'], 'u'.repeat(2_000_000)), /uid/],
+    ['a uid with a newline', limitedReview(['request', 'uid'], 'a\nb'), /uid/],
+  ];
+  try {
+    for (const [what, review, message] of cases) {
+      const res = await postReview(env.webhook.url, env.ca, review);
+      assert.equal(res.status, 400, `${what}: ${res.status} ${res.body.slice(0, 300)}`);
+      const body = JSON.parse(res.body);
+      assert.equal(body.kind, 'Status', what);
+      assert.match(body.message, message, what);
+    }
+    // Nothing was taken for any of them.
+    for (const server of env.servers) {
+      assert.deepEqual(await server.command('KEYS', 'seahorse:metrics-proxy-hook:slots:*'), []);
+    }
+    const good = await postReview(env.webhook.url, env.ca, limitedReview(['request', 'dryRun'], false));
+    assert.equal(JSON.parse(good.body).response.allowed, true);
+  } finally {
+    await env.close();
   }
 });
