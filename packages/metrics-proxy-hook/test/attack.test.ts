@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { freePort, type ManagedProcess, startRedis, waitFor } from '@seahorse/runtime/testing';
+import { RedisNodes, RedisSemaphore } from '../src/index.ts';
 import { sidecarNodeOptions } from '../src/pod-patch.ts';
 import {
   fixture,
@@ -18,6 +19,7 @@ import {
   postReview,
   startCli,
   startTestWebhook,
+  testLogger,
 } from './helpers.ts';
 
 /** An application that answers every request on a connection with `respond`, as raw bytes. */
@@ -206,6 +208,57 @@ test('wrongly typed fields of an AdmissionReview or its Pod are a 400 naming the
     const good = await postReview(env.webhook.url, env.ca, limitedReview(['request', 'dryRun'], false));
     assert.equal(JSON.parse(good.body).response.allowed, true);
   } finally {
+    await env.close();
+  }
+});
+
+test('a sidecar that finds its slot gone and the workload full (admission lease ran out during a slow image pull) reports the overrun: a log line and the webhook metric', async () => {
+  const env = await webhookWithRedis();
+  const workload = 'shop/Deployment/checkout';
+  const { log } = testLogger();
+  const nodes = new RedisNodes(env.servers, { commandTimeoutMs: 250, log });
+  const semaphore = new RedisSemaphore(nodes, {
+    lock: { ttlMs: 2000, retryCount: 20, retryDelayMs: 10, retryJitterMs: 20 },
+  });
+  // The pod's admission lease expired before its sidecar ran; another pod took the only slot.
+  assert.equal(
+    (await semaphore.acquire({ workload, slot: 'the-other-pod', limit: 1, leaseMs: 60_000 })).granted,
+    true,
+  );
+  const sidecar = startCli(
+    'late sidecar',
+    ['sidecar', '--target=http://127.0.0.1:9/metrics', '--address=127.0.0.1:0'],
+    {
+      METRICS_PROXY_HOOK_SEMAPHORE_REDIS: env.servers
+        .map((server) => `${server.host}:${server.port}`)
+        .join(','),
+      METRICS_PROXY_HOOK_SEMAPHORE_KEY: workload,
+      METRICS_PROXY_HOOK_SEMAPHORE_SLOT: 'the-late-pod',
+      METRICS_PROXY_HOOK_SEMAPHORE_LIMIT: '1',
+      METRICS_PROXY_HOOK_SEMAPHORE_LEASE_TTL: '1s',
+    },
+  );
+  try {
+    await waitFor('the sidecar to find the workload full', () =>
+      sidecar.output.includes('runs on without one'),
+    );
+    await waitFor('the webhook metric', async () =>
+      /seahorse_metrics_proxy_hook_lease_overruns 1\b/.test(
+        await (await fetch(env.webhook.metricsUrl)).text(),
+      ),
+    );
+    assert.match(sidecar.output, /"level":"error".*"msg":"slot lease overran/);
+    // Reported once for the episode, not at every retry.
+    await waitFor('two more retries', () => sidecar.output.split('runs on without one').length >= 4, {
+      timeoutMs: 5000,
+    });
+    assert.match(
+      await (await fetch(env.webhook.metricsUrl)).text(),
+      /seahorse_metrics_proxy_hook_lease_overruns 1\b/,
+    );
+  } finally {
+    await sidecar.stop('SIGKILL');
+    nodes.close();
     await env.close();
   }
 });
