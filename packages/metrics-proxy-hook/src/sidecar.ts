@@ -12,6 +12,7 @@ import {
   request,
   type ServerResponse,
 } from 'node:http';
+import { connect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { formatAddress, Lifecycle, type ListenAddress, type Logger, listen } from '@seahorse/runtime';
@@ -64,6 +65,8 @@ export class MetricsSidecar {
   #terminating: Promise<TerminationPath> | undefined;
   #scrapedSinceSignal = false;
   #onScrape: (() => void) | undefined;
+  /** performance.now() at SIGTERM: the kubelet kills the pod a grace period later. */
+  #signalledAt: number | undefined;
 
   constructor(options: SidecarOptions, log: Logger, lease?: SlotLease) {
     this.#options = options;
@@ -77,7 +80,12 @@ export class MetricsSidecar {
     });
     this.lifecycle.track(this.#server);
     this.lifecycle.onClose(() => this.#agent.destroy());
-    if (lease) this.lifecycle.onClose(() => lease.stop());
+    if (lease) {
+      this.lifecycle.onClose(async () => {
+        await this.#whileApplicationListens();
+        await lease.stop();
+      });
+    }
   }
 
   /** The metrics most recently served by the application, if kept. */
@@ -119,6 +127,7 @@ export class MetricsSidecar {
   async #runTermination(reason: string): Promise<TerminationPath> {
     const { terminationGracePeriodMs, lameduckMs, scrapeWaitThresholdMs, targetTimeoutMs } = this.#options;
     const signalledAt = performance.now();
+    this.#signalledAt = signalledAt;
     const waitUntil = signalledAt + terminationGracePeriodMs - lameduckMs - this.#drainReserveMs();
     const sinceScrape = this.#lastScrapeAt === undefined ? undefined : signalledAt - this.#lastScrapeAt;
     this.#log.info(
@@ -165,6 +174,44 @@ export class MetricsSidecar {
     if (scraped) return 'scraped-after-signal';
     this.#log.warn('no scrape before the grace period ran out');
     return 'grace-period-ran-out';
+  }
+
+  /**
+   * The kubelet signals every container at once, and an application may drain long after this
+   * sidecar is done; its pod still runs, so the slot stays held (the lease keeps being renewed)
+   * while the application still accepts connections on its metrics port, up to the grace period.
+   * An application that closes its port before it exits is not seen: the README says so.
+   */
+  async #whileApplicationListens(): Promise<void> {
+    const deadline =
+      (this.#signalledAt ?? performance.now()) +
+      this.#options.terminationGracePeriodMs -
+      this.#drainReserveMs();
+    let logged = false;
+    while (performance.now() < deadline && (await this.#applicationListens())) {
+      if (!logged) {
+        logged = true;
+        this.#log.info('the application still runs: holding the semaphore slot until it stops');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** Whether the target's port accepts a connection now (a frozen process's port still does). */
+  #applicationListens(): Promise<boolean> {
+    const { hostname, port } = this.#options.target;
+    return new Promise((resolve) => {
+      const socket = connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) || 80 });
+      const done = (listening: boolean) => {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(listening);
+      };
+      // No answer at all within this is a hung network path, not a listening application.
+      const timer = setTimeout(() => done(false), 1000);
+      socket.once('connect', () => done(true));
+      socket.once('error', () => done(false));
+    });
   }
 
   /** GETs the target once and keeps the body; true when the application answered 200. */

@@ -8,14 +8,15 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { freePort, type ManagedProcess, startRedis, waitFor } from '@seahorse/runtime/testing';
-import { RedisNodes, RedisSemaphore } from '../src/index.ts';
+import { freePort, ManagedProcess, startRedis, waitFor } from '@seahorse/runtime/testing';
+import { applyPatch, type Pod, RedisNodes, RedisSemaphore } from '../src/index.ts';
 import { sidecarNodeOptions } from '../src/pod-patch.ts';
 import {
   fixture,
   installKubeletStyle,
   issueServingCertificate,
   makeCertificateAuthority,
+  packageRoot,
   postReview,
   startCli,
   startTestWebhook,
@@ -259,6 +260,68 @@ test('a sidecar that finds its slot gone and the workload full (admission lease 
   } finally {
     await sidecar.stop('SIGKILL');
     nodes.close();
+    await env.close();
+  }
+});
+
+test('a sidecar holds its slot while the application still drains after SIGTERM: no second pod is admitted before the first has stopped', async () => {
+  const env = await webhookWithRedis(['--semaphore-lease-ttl=1s']);
+  const review = (uid: string) => {
+    const one = fixture('review-deployment-pod.json');
+    one.request.uid = uid;
+    (one.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] = '1';
+    return one;
+  };
+  const admit = async (uid: string) =>
+    JSON.parse((await postReview(env.webhook.url, env.ca, review(uid))).body).response;
+  const first = await admit('00000000-0000-4000-8000-00000000d001');
+  assert.equal(first.allowed, true);
+  const pod = applyPatch(
+    structuredClone(review('x').request.object as Pod),
+    JSON.parse(Buffer.from(first.patch, 'base64').toString()),
+  );
+  const slotEnv = Object.fromEntries(
+    pod.spec!.containers.at(-1)!.env!.map(({ name, value }) => [name, value ?? '']),
+  );
+  const appPort = await freePort();
+  const app = new ManagedProcess('draining app', process.execPath, [
+    join(packageRoot, 'test', 'fixtures', 'draining-app.ts'),
+    String(appPort),
+    '2500',
+  ]);
+  await app.untilReady(waitFor('the app', () => app.output.includes('listening')));
+  const sidecar = startCli(
+    'sidecar',
+    [
+      'sidecar',
+      `--target=http://127.0.0.1:${appPort}/metrics`,
+      '--address=127.0.0.1:0',
+      '--termination-grace-period=10s',
+      '--lameduck=0s',
+    ],
+    slotEnv,
+  );
+  try {
+    await waitFor('the first renewal', () => sidecar.output.includes('semaphore slot lease renewed'));
+    // The kubelet signals every container of the pod at once.
+    app.signal('SIGTERM');
+    sidecar.signal('SIGTERM');
+    await waitFor('the app to drain', () => app.output.includes('draining'));
+    let attempt = 0;
+    while (app.alive) {
+      const second = await admit(`00000000-0000-4000-8000-00000000d1${String(attempt++).padStart(2, '0')}`);
+      if (!app.alive) break;
+      assert.equal(second.allowed, false, 'a second pod was admitted while the first one still runs');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.ok(attempt >= 5, `asked ${attempt} times while the app drained`);
+    assert.equal(await sidecar.exited, 0, sidecar.output);
+    assert.ok(sidecar.output.includes('semaphore slot released'));
+    const after = await admit('00000000-0000-4000-8000-00000000d2ff');
+    assert.equal(after.allowed, true, after.status?.message);
+  } finally {
+    await sidecar.stop();
+    await app.stop();
     await env.close();
   }
 });
