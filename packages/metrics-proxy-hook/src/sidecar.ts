@@ -42,6 +42,14 @@ function forwardableHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   return result;
 }
 
+/**
+ * A delay setTimeout can hold: past 2^31-1 ms (24.8 days) Node fires after 1 ms instead, and a
+ * pod may have a grace period of 30 days.
+ */
+function timerMs(ms: number): number {
+  return Math.min(2 ** 31 - 1, Math.max(0, ms));
+}
+
 /** Why the sidecar did or did not wait for a scrape after SIGTERM (logged, and for tests). */
 export type TerminationPath =
   | 'never-scraped'
@@ -164,7 +172,7 @@ export class MetricsSidecar {
       return 'nothing-to-serve';
     }
     const scraped = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), Math.max(0, waitUntil - performance.now()));
+      const timer = setTimeout(() => resolve(false), timerMs(waitUntil - performance.now()));
       this.#onScrape = () => {
         clearTimeout(timer);
         resolve(true);
@@ -275,7 +283,7 @@ export class MetricsSidecar {
       agent: this.#agent,
     });
     const limitMs = Math.max(1, Math.floor(timeoutMs));
-    const timer = setTimeout(() => outgoing.destroy(new TargetTimeoutError(limitMs)), limitMs);
+    const timer = setTimeout(() => outgoing.destroy(new TargetTimeoutError(limitMs)), timerMs(limitMs));
     outgoing.once('close', () => clearTimeout(timer));
     outgoing.once('response', (upstream) => {
       upstream.once('close', () => clearTimeout(timer));

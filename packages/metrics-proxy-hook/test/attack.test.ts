@@ -325,3 +325,26 @@ test('a sidecar holds its slot while the application still drains after SIGTERM:
     await env.close();
   }
 });
+
+test('a pod with a grace period past 24.8 days (the timer limit) still waits for its last scrape after SIGTERM', async () => {
+  const app = await rawApp(goodMetrics);
+  // terminationGracePeriodSeconds: 2592000 (30 days) is legal; the webhook passes it on as is.
+  const sidecar = await startSidecarProcess(app.port, [
+    '--scrape-wait-threshold=0s',
+    '--termination-grace-period=720h',
+    '--lameduck=0s',
+  ]);
+  try {
+    assert.equal((await fetch(sidecar.url)).status, 200);
+    sidecar.process.signal('SIGTERM');
+    await waitFor('the final fetch', () => sidecar.process.output.includes('final metrics fetched'));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.ok(sidecar.process.alive, `it stopped waiting at once:\n${sidecar.process.output}`);
+    assert.equal((await fetch(sidecar.url)).status, 200);
+    assert.equal(await sidecar.process.exited, 0);
+    assert.match(sidecar.process.output, /"path":"scraped-after-signal"/);
+  } finally {
+    await sidecar.process.stop();
+    app.server.close();
+  }
+});
