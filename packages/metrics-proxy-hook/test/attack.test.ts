@@ -348,3 +348,55 @@ test('a pod with a grace period past 24.8 days (the timer limit) still waits for
     app.server.close();
   }
 });
+
+test('a limited pod copied from a running one (sidecar, slot annotation and env included) does not share its slot: it is counted, and denied when the workload is full', async () => {
+  const env = await webhookWithRedis();
+  const review = (uid: string, object?: Pod) => {
+    const one = fixture('review-deployment-pod.json');
+    one.request.uid = uid;
+    if (object) one.request.object = object;
+    (one.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] = '1';
+    return one;
+  };
+  const admit = async (one: ReturnType<typeof review>) =>
+    JSON.parse((await postReview(env.webhook.url, env.ca, one)).body).response;
+  const slotOf = (pod: Pod) =>
+    pod
+      .spec!.containers.find((container) => container.name === 'prometheus-metrics-proxy')!
+      .env!.find(({ name }) => name === 'METRICS_PROXY_HOOK_SEMAPHORE_SLOT')!.value;
+  try {
+    const original = review('00000000-0000-4000-8000-00000000c001');
+    const first = await admit(original);
+    assert.equal(first.allowed, true);
+    // `kubectl get pod -o yaml`, edited and created again (or restored from a backup).
+    const copy = applyPatch(
+      structuredClone(original.request.object as Pod),
+      JSON.parse(Buffer.from(first.patch, 'base64').toString()),
+    );
+    const denied = await admit(review('00000000-0000-4000-8000-00000000c002', structuredClone(copy)));
+    assert.equal(denied.allowed, false, `the copy ran on the original pod’s slot: ${JSON.stringify(denied)}`);
+    assert.equal(denied.status.code, 403);
+
+    await env.servers[0]!.command('FLUSHALL');
+    await env.servers[1]!.command('FLUSHALL');
+    await env.servers[2]!.command('FLUSHALL');
+    const third = review('00000000-0000-4000-8000-00000000c003', structuredClone(copy));
+    const allowed = await admit(third);
+    assert.equal(allowed.allowed, true);
+    const pod = applyPatch(
+      structuredClone(third.request.object as Pod),
+      JSON.parse(Buffer.from(allowed.patch, 'base64').toString()),
+    );
+    assert.equal(slotOf(pod), third.request.uid, 'the copy gets a slot of its own');
+    assert.equal(
+      pod.metadata!.annotations!['prometheus-metrics-proxy-hook/slot'],
+      `shop/Deployment/checkout#${third.request.uid}`,
+    );
+    assert.equal(
+      pod.spec!.containers.filter((container) => container.name === 'prometheus-metrics-proxy').length,
+      1,
+    );
+  } finally {
+    await env.close();
+  }
+});
