@@ -20,6 +20,7 @@ import {
   postReview,
   startCli,
   startTestWebhook,
+  startWebhookProcess,
   testLogger,
 } from './helpers.ts';
 
@@ -398,5 +399,30 @@ test('a limited pod copied from a running one (sidecar, slot annotation and env 
     );
   } finally {
     await env.close();
+  }
+});
+
+test('a second SIGTERM to the webhook (a deletion re-issued) is logged and ignored: admissions during the lameduck are still answered, and the exit is 0', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-attack-'));
+  makeCertificateAuthority(dir);
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  const ca = readFileSync(join(dir, 'ca.crt'));
+  const webhook = await startWebhookProcess(join(dir, 'certs'), ['--lameduck=1500ms']);
+  try {
+    webhook.process.signal('SIGTERM');
+    await waitFor('unready', async () => (await fetch(`${webhook.probeUrl}/readyz`)).status === 503);
+    webhook.process.signal('SIGTERM');
+    webhook.process.signal('SIGINT');
+    await waitFor(
+      'both later signals logged',
+      () => webhook.process.output.split('signal ignored: already terminating').length === 3,
+    );
+    assert.ok(webhook.process.alive, webhook.process.output);
+    const res = await postReview(webhook.url, ca, fixture('review-deployment-pod.json'));
+    assert.equal(res.status, 200, 'an admission in the lameduck is still answered');
+    assert.equal(await webhook.process.exited, 0, webhook.process.output);
+  } finally {
+    await webhook.process.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
