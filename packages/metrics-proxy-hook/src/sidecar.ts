@@ -43,6 +43,18 @@ function forwardableHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
 }
 
 /**
+ * The origin-form path and query of a request target, from the raw string: never `new URL()`,
+ * which throws on a malformed absolute-form target (`GET http://[ HTTP/1.1`) that the HTTP
+ * parser lets through. An absolute-form target gives its path; `*` and the like give `/`.
+ */
+function requestPath(target: string): string {
+  if (target.startsWith('/') && !target.startsWith('//')) return target;
+  const absolute = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*(\/[^#]*)?(\?[^#]*)?/i.exec(target);
+  if (absolute) return `${absolute[1] ?? '/'}${absolute[2] ?? ''}`.replace(/^\/+/, '/');
+  return `/${target.replace(/^\/+/, '')}`;
+}
+
+/**
  * A delay setTimeout can hold: past 2^31-1 ms (24.8 days) Node fires after 1 ms instead, and a
  * pod may have a grace period of 30 days.
  */
@@ -73,6 +85,8 @@ export class MetricsSidecar {
   #terminating: Promise<TerminationPath> | undefined;
   #scrapedSinceSignal = false;
   #onScrape: (() => void) | undefined;
+  /** Path and query of the last scrape, for the final fetch when the target names no path. */
+  #lastScrapePath: string | undefined;
   /** performance.now() at SIGTERM: the kubelet kills the pod a grace period later. */
   #signalledAt: number | undefined;
 
@@ -225,7 +239,8 @@ export class MetricsSidecar {
   /** GETs the target once and keeps the body; true when the application answered 200. */
   #refetch(timeoutMs: number): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
-      const outgoing = this.#request('GET', {}, '', timeoutMs, (upstream) => {
+      // Without a path in the target (the original's form), what Prometheus last scraped.
+      const outgoing = this.#request('GET', {}, this.#lastScrapePath ?? '/', timeoutMs, (upstream) => {
         const status = upstream.statusCode ?? 502;
         const collector = status === 200 ? new BodyCollector(this.#options.maxCachedBytes) : undefined;
         upstream.on('data', (chunk: Buffer) => collector?.add(chunk));
@@ -266,18 +281,30 @@ export class MetricsSidecar {
     }
   }
 
+  /**
+   * The path asked of the application. A target with a path (ours: `--target=http://127.0.0.1:8080/metrics`)
+   * is asked that path for every request, with the request's query when it has none. A target
+   * without one (the original's `sidecar http://127.0.0.1:8080`, as its webhook injects it) is
+   * asked the path that was requested, as the original's reverse proxy does.
+   */
+  #upstreamPath(url: URL, pathAndQuery: string): string {
+    const query = pathAndQuery.indexOf('?');
+    if (url.pathname === '/' && !url.search) return pathAndQuery;
+    return `${url.pathname}${url.search || (query === -1 ? '' : pathAndQuery.slice(query))}`;
+  }
+
   /** A request to the target with one deadline for the whole exchange, body included. */
   #request(
     method: string,
     headers: OutgoingHttpHeaders,
-    search: string,
+    pathAndQuery: string,
     timeoutMs: number,
     onResponse: (upstream: IncomingMessage) => void,
   ): ClientRequest {
     const url = new URL(this.#options.target);
-    if (search && !url.search) url.search = search;
     const outgoing = request(url, {
       method,
+      path: this.#upstreamPath(url, pathAndQuery),
       // Ask for an uncompressed body, so the copy we keep can be served to any scraper.
       headers: { ...headers, 'accept-encoding': 'identity' },
       agent: this.#agent,
@@ -295,22 +322,32 @@ export class MetricsSidecar {
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const method = req.method ?? 'GET';
     const isScrape = method === 'GET';
-    // The query string as sent; never `new URL(req.url)`, which throws on a malformed
-    // absolute-form target (`GET http://[ HTTP/1.1`) that the HTTP parser lets through.
-    const target = req.url ?? '/';
-    const query = target.indexOf('?');
-    const search = query === -1 ? '' : target.slice(query);
+    const pathAndQuery = requestPath(req.url ?? '/');
+    if (isScrape) this.#lastScrapePath = pathAndQuery;
     let answered = false;
-    const outgoing = this.#request(
-      method,
-      forwardableHeaders(req.headers),
-      search,
-      this.#options.targetTimeoutMs,
-      (upstream) => {
-        answered = true;
-        this.#relay(res, upstream, isScrape);
-      },
-    );
+    let outgoing: ClientRequest;
+    try {
+      outgoing = this.#request(
+        method,
+        forwardableHeaders(req.headers),
+        pathAndQuery,
+        this.#options.targetTimeoutMs,
+        (upstream) => {
+          answered = true;
+          this.#relay(res, upstream, isScrape);
+        },
+      );
+    } catch (error) {
+      // Node refuses to send what it parsed (a path or header it will not write): a bad request,
+      // never an exception out of this callback.
+      const body = `the request cannot be forwarded to the application: ${(error as Error).message}\n`;
+      res.writeHead(400, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+      });
+      res.end(body);
+      return;
+    }
     outgoing.once('error', (error) => {
       if (answered) {
         // Already answered in full (a bad status turned into a 502): nothing left to cut.

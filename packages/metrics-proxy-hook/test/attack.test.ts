@@ -426,3 +426,47 @@ test('a second SIGTERM to the webhook (a deletion re-issued) is logged and ignor
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("the original webhook's injected command line (sidecar http://127.0.0.1:PORT, no path) proxies the scraped path, and the final fetch gets it too", async () => {
+  const appPort = await freePort();
+  const app = new ManagedProcess('metrics app', process.execPath, [
+    join(packageRoot, 'test', 'fixtures', 'metrics-app.ts'),
+    String(appPort),
+  ]);
+  await app.untilReady(waitFor('the app', () => app.output.includes('listening')));
+  const port = await freePort();
+  // Exactly the args the original Go webhook injects (pkg/webhook/webhook.go), plus the threshold.
+  const sidecar = startCli('sidecar', [
+    'sidecar',
+    `http://127.0.0.1:${appPort}`,
+    '--address',
+    `127.0.0.1:${port}`,
+    '--lameduck',
+    '1s',
+    '--termination-grace-period',
+    '20s',
+    '--scrape-wait-threshold=0s',
+  ]);
+  const work = async () => {
+    await (await fetch(`http://127.0.0.1:${appPort}/work`, { method: 'POST' })).text();
+  };
+  try {
+    await sidecar.untilReady(waitFor('the sidecar', () => sidecar.output.includes('metrics proxy serving')));
+    await work();
+    const first = await fetch(`http://127.0.0.1:${port}/metrics`);
+    assert.equal(first.status, 200);
+    assert.match(await first.text(), /^app_requests_total 1$/m);
+    await work();
+    sidecar.signal('SIGTERM');
+    await waitFor('the final fetch', () => sidecar.output.includes('final metrics fetched'));
+    app.signal('SIGTERM');
+    await app.exited;
+    const last = await fetch(`http://127.0.0.1:${port}/metrics`);
+    assert.equal(last.status, 200);
+    assert.match(await last.text(), /^app_requests_total 2$/m);
+    assert.equal(await sidecar.exited, 0, sidecar.output);
+  } finally {
+    await sidecar.stop();
+    await app.stop();
+  }
+});
