@@ -420,6 +420,10 @@ export interface WebhookOptions {
   lameduckMs: number;
   /** Larger AdmissionReview bodies are refused with 413. */
   maxBodyBytes: number;
+  /** Bodies held in memory at once, across requests; past it a request is refused with 503. */
+  maxBodyBytesInFlight: number;
+  /** A body still arriving after this is refused with 408. */
+  bodyTimeoutMs: number;
   injection: InjectionSettings;
   semaphore:
     | (SemaphoreConnection & {
@@ -461,6 +465,8 @@ export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
     enableHttp2: flags.boolean('enable-http2'),
     lameduckMs: flags.duration('lameduck')!,
     maxBodyBytes: 3 * 1024 * 1024,
+    maxBodyBytesInFlight: 16 * 1024 * 1024,
+    bodyTimeoutMs: 10_000,
     injection: {
       sidecarImage: image,
       imagePullPolicy: flags.string('sidecar-image-pull-policy')!,

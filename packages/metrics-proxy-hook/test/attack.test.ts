@@ -8,8 +8,18 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { parseFlags } from '@seahorse/runtime';
 import { freePort, ManagedProcess, startRedis, waitFor } from '@seahorse/runtime/testing';
-import { applyPatch, type Pod, RedisNodes, RedisSemaphore } from '../src/index.ts';
+import {
+  applyPatch,
+  buildWebhookOptions,
+  type Pod,
+  RedisNodes,
+  RedisSemaphore,
+  startWebhook,
+  webhookFlagSpecs,
+} from '../src/index.ts';
 import { sidecarNodeOptions } from '../src/pod-patch.ts';
 import {
   fixture,
@@ -468,5 +478,94 @@ test("the original webhook's injected command line (sidecar http://127.0.0.1:POR
   } finally {
     await sidecar.stop();
     await app.stop();
+  }
+});
+
+/** Opens a TLS connection and sends a POST /mutate head and all but one byte of its body. */
+function holdBody(
+  url: string,
+  ca: Buffer,
+  bytes: number,
+): Promise<{ socket: TLSSocket; answer: () => string }> {
+  const { port } = new URL(url);
+  return new Promise((resolve) => {
+    let answer = '';
+    const socket = tlsConnect({ host: '127.0.0.1', port: Number(port), ca }, () => {
+      socket.write(
+        `POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${bytes}\r\n\r\n`,
+      );
+      socket.write(Buffer.alloc(bytes - 1, 0x20), () => resolve({ socket, answer: () => answer }));
+    });
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString();
+    });
+    socket.on('error', () => resolve({ socket, answer: () => answer }));
+  });
+}
+
+test('sixty clients each holding a 3 MiB AdmissionReview body open cannot run the webhook out of memory: the bytes in flight are bounded and the excess answered 503', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-attack-'));
+  makeCertificateAuthority(dir);
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  const ca = readFileSync(join(dir, 'ca.crt'));
+  const webhook = await startWebhookProcess(join(dir, 'certs'), []);
+  const status = (field: 'VmRSS' | 'VmHWM') =>
+    Number(
+      new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(
+        readFileSync(`/proc/${webhook.process.pid}/status`, 'utf8'),
+      )?.[1],
+    ) / 1024;
+  const held: Array<Awaited<ReturnType<typeof holdBody>>> = [];
+  try {
+    // Warm: one ordinary admission, so the idle figure includes what serving costs.
+    assert.equal((await postReview(webhook.url, ca, fixture('review-deployment-pod.json'))).status, 200);
+    const idle = status('VmRSS');
+    for (let i = 0; i < 60; i++) held.push(await holdBody(webhook.url, ca, 3 * 1024 * 1024 - 64));
+    await waitFor(
+      'the excess to be refused',
+      () => held.filter((client) => client.answer().startsWith('HTTP/1.1 503')).length >= 40,
+    );
+    const grown = status('VmHWM') - idle;
+    assert.ok(grown < 96, `grew ${Math.round(grown)} MiB holding 60 bodies of 3 MiB (limit 256Mi)`);
+    assert.ok(webhook.process.alive);
+    for (const client of held) client.socket.destroy();
+    await waitFor(
+      'an ordinary admission to be answered again',
+      async () => (await postReview(webhook.url, ca, fixture('review-deployment-pod.json'))).status === 200,
+    );
+  } finally {
+    for (const client of held) client.socket.destroy();
+    await webhook.process.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a body that stops arriving is answered 408 after the body timeout, and its bytes are given back', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-attack-'));
+  makeCertificateAuthority(dir);
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  const ca = readFileSync(join(dir, 'ca.crt'));
+  const flags = parseFlags(webhookFlagSpecs, [
+    '--host=127.0.0.1',
+    '--port=0',
+    '--metrics-address=0',
+    '--probe-address=0',
+    `--cert-dir=${join(dir, 'certs')}`,
+  ]);
+  const options = { ...buildWebhookOptions(flags), bodyTimeoutMs: 300, maxBodyBytesInFlight: 1024 * 1024 };
+  const { log } = testLogger();
+  const webhook = await startWebhook(options, log);
+  const url = `https://127.0.0.1:${(webhook.addresses.webhook as { port: number }).port}/mutate`;
+  try {
+    const stalled = await holdBody(url, ca, 1024 * 1024 - 64);
+    await waitFor('the 408', () => stalled.answer().startsWith('HTTP/1.1 408'));
+    assert.match(stalled.answer(), /did not arrive within 300 ms/);
+    stalled.socket.destroy();
+    // The stalled body's bytes were given back: a review of nearly the whole budget fits again.
+    const res = await postReview(url, ca, fixture('review-deployment-pod.json'));
+    assert.equal(res.status, 200);
+  } finally {
+    await webhook.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
