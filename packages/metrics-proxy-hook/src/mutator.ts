@@ -189,7 +189,7 @@ export class PodMutator {
       return 0;
     }
     // A slot's age is only known while it is on its admission lease; a renewed one had a pod.
-    const youngest = semaphore.admissionLeaseMs - (semaphore.reclaimGraceMs ?? 15_000);
+    const youngest = semaphore.admissionLeaseMs - (semaphore.reclaimGraceMs ?? 60_000);
     const leaked = [...holders].filter(
       ([slot, remainingMs]) => !live.has(`${workload}#${slot}`) && remainingMs <= youngest,
     );

@@ -263,7 +263,7 @@ test('slot reclaim asks the in-cluster API server by default, or --kube-api-serv
     inCluster.semaphore?.apiServer?.caFile,
     '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
   );
-  assert.equal(inCluster.semaphore?.reclaimGraceMs, 15_000);
+  assert.equal(inCluster.semaphore?.reclaimGraceMs, 60_000);
   assert.equal(webhook(['--redis=a:1']).semaphore?.apiServer, undefined);
   const given = webhook([
     '--redis=a:1',

@@ -3,7 +3,8 @@
 // here failed before the fix it names in its commit.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -567,5 +568,55 @@ test('a body that stops arriving is answered 408 after the body timeout, and its
   } finally {
     await webhook.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an admission still in flight after 20 s (a slower webhook after ours) keeps its slot from reclaim under the default grace: the API server bounds an admission by its 60 s request timeout', async () => {
+  // A stand-in API server that has no pods yet: the first pod's admission has not finished.
+  const apiServer = createHttpServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: {}, items: [] }));
+  });
+  apiServer.listen(0, '127.0.0.1');
+  await once(apiServer, 'listening');
+  const tokenDir = mkdtempSync(join(tmpdir(), 'seahorse-attack-'));
+  writeFileSync(join(tokenDir, 'token'), 'token\n');
+  const env = await webhookWithRedis([
+    `--kube-api-server=http://127.0.0.1:${(apiServer.address() as { port: number }).port}`,
+    `--kube-token-file=${join(tokenDir, 'token')}`,
+  ]);
+  const workload = 'shop/Deployment/checkout';
+  const key = `seahorse:metrics-proxy-hook:slots:${workload}`;
+  const review = (uid: string) => {
+    const one = fixture('review-deployment-pod.json');
+    one.request.uid = uid;
+    (one.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] = '1';
+    return one;
+  };
+  try {
+    const first = '00000000-0000-4000-8000-0000000000a1';
+    assert.equal(
+      JSON.parse((await postReview(env.webhook.url, env.ca, review(first))).body).response.allowed,
+      true,
+    );
+    // Twenty seconds later by the nodes' clocks: the admission lease (5m) has 4m40s left.
+    for (const server of env.servers) {
+      const [seconds, micros] = (await server.command('TIME')) as string[];
+      const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+      await server.command('ZADD', key, String(now + 300_000 - 20_000), first);
+    }
+    const second = JSON.parse(
+      (await postReview(env.webhook.url, env.ca, review('00000000-0000-4000-8000-0000000000a2'))).body,
+    ).response;
+    assert.equal(
+      second.allowed,
+      false,
+      'the in-flight admission’s slot was reclaimed: two pods for a limit of 1',
+    );
+    assert.equal(second.status.code, 403);
+  } finally {
+    await env.close();
+    apiServer.close();
+    rmSync(tokenDir, { recursive: true, force: true });
   }
 });
