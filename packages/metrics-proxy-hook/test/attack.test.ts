@@ -620,3 +620,91 @@ test('an admission still in flight after 20 s (a slower webhook after ours) keep
     rmSync(tokenDir, { recursive: true, force: true });
   }
 });
+
+test('held up: the same AdmissionReview sent twelve times at once across two webhook replicas is allowed every time and takes one slot', async () => {
+  const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-attack-'));
+  makeCertificateAuthority(dir);
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  const ca = readFileSync(join(dir, 'ca.crt'));
+  const args = servers.map((server) => `--redis=${server.host}:${server.port}`);
+  const replicas = await Promise.all([
+    startWebhookProcess(join(dir, 'certs'), args),
+    startWebhookProcess(join(dir, 'certs'), args),
+  ]);
+  try {
+    const review = fixture('review-deployment-pod.json');
+    (review.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] =
+      '1';
+    const answers = await Promise.all(
+      Array.from(
+        { length: 12 },
+        async (_, i) => JSON.parse((await postReview(replicas[i % 2]!.url, ca, review)).body).response,
+      ),
+    );
+    assert.deepEqual(
+      answers.map((answer) => answer.allowed),
+      Array(12).fill(true),
+      JSON.stringify(answers.filter((answer) => !answer.allowed)),
+    );
+    // One slot, written to a majority (a node where a contender held the lock refused the write).
+    let copies = 0;
+    for (const server of servers) {
+      const members = (await server.command(
+        'ZRANGE',
+        'seahorse:metrics-proxy-hook:slots:shop/Deployment/checkout',
+        '0',
+        '-1',
+      )) as string[];
+      assert.ok(
+        members.every((member) => member === review.request.uid),
+        String(members),
+      );
+      if (members.length === 1) copies++;
+    }
+    assert.ok(copies >= 2, `the slot is on ${copies} of 3 nodes`);
+  } finally {
+    await Promise.all(replicas.map((replica) => replica.process.stop()));
+    await Promise.all(servers.map((server) => server.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('held up: JSON nested half a million deep, duplicated keys and a byte-order mark are answered quickly with the right status', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-attack-'));
+  makeCertificateAuthority(dir);
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  const ca = readFileSync(join(dir, 'ca.crt'));
+  const webhook = await startTestWebhook(join(dir, 'certs'));
+  const head =
+    '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"d","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE","object":';
+  const good = JSON.stringify(fixture('review-deployment-pod.json'));
+  const cases: Array<[string, string, number]> = [
+    ['deep arrays', `${head}${'['.repeat(500_000)}${']'.repeat(500_000)}}}`, 400],
+    [
+      'deep objects in an annotation',
+      `${head}{"metadata":{"annotations":{"x":${'{"a":'.repeat(300_000)}1${'}'.repeat(300_000)}}}}}}`,
+      200,
+    ],
+    [
+      'a duplicated uid (the last one wins, and is answered)',
+      good.replace('"uid":', '"uid":"first","uid":'),
+      200,
+    ],
+    ['a byte-order mark', `\ufeff${good}`, 400],
+  ];
+  try {
+    for (const [what, body, status] of cases) {
+      const started = performance.now();
+      const res = await postReview(webhook.url, ca, body);
+      assert.equal(res.status, status, `${what}: ${res.body.slice(0, 200)}`);
+      assert.ok(
+        performance.now() - started < 2000,
+        `${what} took ${Math.round(performance.now() - started)} ms`,
+      );
+    }
+  } finally {
+    await webhook.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
