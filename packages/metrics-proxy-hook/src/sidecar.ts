@@ -84,7 +84,8 @@ export class MetricsSidecar {
   #lastScrapeAt: number | undefined;
   #terminating: Promise<TerminationPath> | undefined;
   #scrapedSinceSignal = false;
-  #onScrape: (() => void) | undefined;
+  /** Ends the wait after SIGTERM: a scrape got a body, or found nothing left to serve. */
+  #onScrape: ((path: 'scraped-after-signal' | 'nothing-to-serve') => void) | undefined;
   /** Path and query of the last scrape, for the final fetch when the target names no path. */
   #lastScrapePath: string | undefined;
   /** performance.now() at SIGTERM: the kubelet kills the pod a grace period later. */
@@ -185,17 +186,21 @@ export class MetricsSidecar {
       this.#log.warn('nothing to serve a last scrape with (final fetch failed, nothing kept); not waiting');
       return 'nothing-to-serve';
     }
-    const scraped = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), timerMs(waitUntil - performance.now()));
-      this.#onScrape = () => {
+    const ended = await new Promise<TerminationPath>((resolve) => {
+      const timer = setTimeout(() => resolve('grace-period-ran-out'), timerMs(waitUntil - performance.now()));
+      this.#onScrape = (path) => {
         clearTimeout(timer);
-        resolve(true);
+        resolve(path);
       };
     });
     this.#onScrape = undefined;
-    if (scraped) return 'scraped-after-signal';
-    this.#log.warn('no scrape before the grace period ran out');
-    return 'grace-period-ran-out';
+    if (ended === 'grace-period-ran-out') this.#log.warn('no scrape before the grace period ran out');
+    if (ended === 'nothing-to-serve') {
+      this.#log.warn(
+        'a scrape found the application gone and nothing kept (the final body was too big to keep); not waiting',
+      );
+    }
+    return ended;
   }
 
   /**
@@ -417,6 +422,9 @@ export class MetricsSidecar {
       'the application did not answer',
     );
     if (isScrape) this.#countScrape(res, false);
+    // After SIGTERM, with the application gone and nothing kept, no later scrape can get a body:
+    // waiting on would only hold the pod for the rest of its grace period.
+    if (this.terminating && isScrape) this.#onScrape?.('nothing-to-serve');
     const body = `the application's metrics at ${this.#options.target.href} did not answer: ${error.message}\n`;
     res.writeHead(status, {
       'content-type': 'text/plain; charset=utf-8',
@@ -442,7 +450,7 @@ export class MetricsSidecar {
       this.#lastScrapeAt = performance.now();
       if (this.terminating && gotBody) {
         this.#scrapedSinceSignal = true;
-        this.#onScrape?.();
+        this.#onScrape?.('scraped-after-signal');
       }
     });
   }

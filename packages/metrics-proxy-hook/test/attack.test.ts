@@ -708,3 +708,35 @@ test('held up: JSON nested half a million deep, duplicated keys and a byte-order
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a final body too big to keep, then the application gone: the next scrape finds nothing to serve and ends the wait instead of the grace period', async () => {
+  const appPort = await freePort();
+  const app = new ManagedProcess('metrics app', process.execPath, [
+    join(packageRoot, 'test', 'fixtures', 'metrics-app.ts'),
+    String(appPort),
+  ]);
+  await app.untilReady(waitFor('the app', () => app.output.includes('listening')));
+  // Bodies over --max-cached-body are streamed but never kept.
+  const sidecar = await startSidecarProcess(appPort, [
+    '--scrape-wait-threshold=0s',
+    '--termination-grace-period=20s',
+    '--lameduck=100ms',
+    '--max-cached-body=16',
+  ]);
+  try {
+    assert.equal((await fetch(sidecar.url)).status, 200);
+    sidecar.process.signal('SIGTERM');
+    await waitFor('the final fetch', () => sidecar.process.output.includes('final metrics fetched'));
+    app.signal('SIGTERM');
+    await app.exited;
+    const started = performance.now();
+    const last = await fetch(sidecar.url);
+    assert.equal(last.status, 503, 'nothing kept, nothing live');
+    assert.equal(await sidecar.process.exited, 0, sidecar.process.output);
+    const waited = performance.now() - started;
+    assert.ok(waited < 2000, `exited ${Math.round(waited)} ms after a scrape it could not serve (grace 20s)`);
+  } finally {
+    await sidecar.process.stop();
+    await app.stop();
+  }
+});
