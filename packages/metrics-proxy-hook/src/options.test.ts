@@ -66,7 +66,7 @@ test('every webhook flag also comes from METRICS_PROXY_HOOK_<FLAG>, and flags wi
   assert.equal(options.semaphore?.admissionLeaseMs, 300_000);
   assert.deepEqual(options.semaphore?.lock, {
     ttlMs: 3000,
-    retryCount: 5,
+    retryCount: 12,
     retryDelayMs: 100,
     retryJitterMs: 100,
   });

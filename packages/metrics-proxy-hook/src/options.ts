@@ -59,7 +59,10 @@ const common = {
     arg: '<n>',
     min: 0,
     max: 1000,
-    default: 5,
+    // 5 left about half of ten concurrent admissions refused as busy with one node hung (each
+    // attempt then waits out --redis-timeout); 12 decide them all and stay well within the
+    // API server's 10 s webhook timeout (12 x (100-200 ms + 250 ms) is about 5 s at worst).
+    default: 12,
     help: 'Further attempts to take a busy lock before denying',
   },
   lockRetryDelay: {

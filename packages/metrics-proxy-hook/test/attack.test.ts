@@ -740,3 +740,39 @@ test('a final body too big to keep, then the application gone: the next scrape f
     await app.stop();
   }
 });
+
+test('with one of three Redis nodes hung (SIGSTOP), ten concurrent limited admissions on two replicas are decided (granted or full), not refused as busy', async () => {
+  const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-attack-'));
+  makeCertificateAuthority(dir);
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  const ca = readFileSync(join(dir, 'ca.crt'));
+  const args = servers.map((server) => `--redis=${server.host}:${server.port}`);
+  const replicas = await Promise.all([
+    startWebhookProcess(join(dir, 'certs'), args),
+    startWebhookProcess(join(dir, 'certs'), args),
+  ]);
+  servers[2]!.process.pause();
+  try {
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, async (_, i) => {
+        const review = fixture('review-deployment-pod.json');
+        review.request.uid = `00000000-0000-4000-8000-0000000000${String(10 + i)}`;
+        (review.request.object as Pod).metadata!.annotations![
+          'prometheus-metrics-proxy-hook/max-concurrent'
+        ] = '3';
+        return JSON.parse((await postReview(replicas[i % 2]!.url, ca, review)).body).response;
+      }),
+    );
+    const allowed = answers.filter((answer) => answer.allowed).length;
+    const busy = answers.filter((answer) => answer.status?.code === 503);
+    assert.ok(allowed <= 3, `${allowed} allowed for a limit of 3`);
+    // Measured before the default went from 5 to 12 lock retries: 4 or 5 of 10 were 503.
+    assert.ok(busy.length <= 1, `${busy.length} of 10 refused as busy: ${busy[0]?.status.message}`);
+  } finally {
+    servers[2]!.process.resume();
+    await Promise.all(replicas.map((replica) => replica.process.stop()));
+    await Promise.all(servers.map((server) => server.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
