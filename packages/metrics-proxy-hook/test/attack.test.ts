@@ -320,8 +320,11 @@ test('a sidecar holds its slot while the application still drains after SIGTERM:
     sidecar.signal('SIGTERM');
     await waitFor('the app to drain', () => app.output.includes('draining'));
     let attempt = 0;
+    let lastAllowed = false;
     while (app.alive) {
       const second = await admit(`00000000-0000-4000-8000-00000000d1${String(attempt++).padStart(2, '0')}`);
+      // An attempt that was in flight when the app exited may rightly get the freed slot.
+      lastAllowed = second.allowed;
       if (!app.alive) break;
       assert.equal(second.allowed, false, 'a second pod was admitted while the first one still runs');
       await new Promise((resolve) => setTimeout(resolve, 200));
@@ -330,7 +333,10 @@ test('a sidecar holds its slot while the application still drains after SIGTERM:
     assert.equal(await sidecar.exited, 0, sidecar.output);
     assert.ok(sidecar.output.includes('semaphore slot released'));
     const after = await admit('00000000-0000-4000-8000-00000000d2ff');
-    assert.equal(after.allowed, true, after.status?.message);
+    assert.ok(
+      after.allowed || lastAllowed,
+      `no pod admitted once the first stopped: ${after.status?.message}`,
+    );
   } finally {
     await sidecar.stop();
     await app.stop();
