@@ -94,16 +94,46 @@ export function parseAdmissionReview(body: string): AdmissionReview {
   if (typeof request.uid !== 'string' || request.uid === '') {
     throw new BadAdmissionRequest('MISSING_UID', 400, 'the AdmissionReview request has no uid');
   }
+  // The API server's uids are UUIDs. The uid becomes a slot id in Redis, an annotation and an
+  // environment variable, so nothing long or with control characters gets that far.
+  if (!/^[\x21-\x7e]{1,128}$/.test(request.uid) || request.uid.includes('#')) {
+    throw new BadAdmissionRequest(
+      'INVALID_UID',
+      400,
+      `the AdmissionReview request's uid must be at most 128 printable characters without '#' (the API server sends a UUID), got ${request.uid.length} characters`,
+    );
+  }
   const kind = request.kind;
-  if (!isRecord(kind) || typeof kind.kind !== 'string' || typeof kind.version !== 'string') {
+  if (
+    !isRecord(kind) ||
+    typeof kind.kind !== 'string' ||
+    typeof kind.version !== 'string' ||
+    typeof kind.group !== 'string'
+  ) {
     throw new BadAdmissionRequest(
       'MISSING_KIND',
       400,
-      'the AdmissionReview request has no kind {group, version, kind}',
+      'the AdmissionReview request has no kind {group, version, kind} of strings (group "" for core objects)',
     );
   }
   if (typeof request.operation !== 'string') {
     throw new BadAdmissionRequest('MISSING_OPERATION', 400, 'the AdmissionReview request has no operation');
+  }
+  for (const field of ['namespace', 'name', 'subResource'] as const) {
+    if (request[field] !== undefined && typeof request[field] !== 'string') {
+      throw new BadAdmissionRequest(
+        'INVALID_FIELD',
+        400,
+        `the AdmissionReview request's ${field} must be a string`,
+      );
+    }
+  }
+  if (request.dryRun !== undefined && typeof request.dryRun !== 'boolean') {
+    throw new BadAdmissionRequest(
+      'INVALID_FIELD',
+      400,
+      "the AdmissionReview request's dryRun must be true or false",
+    );
   }
   return review as unknown as AdmissionReview;
 }

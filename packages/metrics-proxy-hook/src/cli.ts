@@ -54,10 +54,40 @@ async function webhook(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   }
   const options = buildWebhookOptions(flags, env);
   const { startWebhook } = await import('./webhook.ts');
-  // Signal handlers go in before anything listens (see the sidecar below).
-  await startWebhook(options, logger(flags, 'metrics-proxy-hook'), (lifecycle) =>
-    lifecycle.installSignalHandlers(),
+  const log = logger(flags, 'metrics-proxy-hook');
+  // Signal handlers go in before anything listens (see the sidecar below). A later signal is
+  // logged and ignored, as in the sidecar: exiting at once would cut admissions in flight (a
+  // limited pod's slot written but never answered, an unlimited pod started without the proxy).
+  await startWebhook(options, log, (lifecycle) =>
+    onFirstSignal(log, (signal) =>
+      lifecycle.shutdown(signal).then(
+        () => process.exit(0),
+        (error: unknown) => {
+          log.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      ),
+    ),
   );
+}
+
+/**
+ * Runs `terminate` on the first SIGTERM or SIGINT; the kubelet signals again when a deletion is
+ * re-issued with a shorter grace period, and those later signals are logged and change nothing.
+ * SIGKILL at the grace period's end remains the hard stop.
+ */
+function onFirstSignal(log: Logger, terminate: (signal: NodeJS.Signals) => void): void {
+  let first: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (first !== undefined) {
+      log.info({ signal, first }, 'signal ignored: already terminating');
+      return;
+    }
+    first = signal;
+    terminate(signal);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }
 
 async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
@@ -91,16 +121,9 @@ async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   // Handlers go in before the listener announces itself: a SIGTERM that arrives in between
   // would otherwise kill the process without the final scrape.
   const started = proxy.start();
-  let first: NodeJS.Signals | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    // The kubelet signals again when a deletion is re-issued with a shorter grace period; the
-    // final scrape is already under way and bounded, so later signals change nothing (as in
-    // the original). SIGKILL at the grace period's end remains the hard stop.
-    if (first !== undefined) {
-      log.info({ signal, first }, 'signal ignored: already terminating');
-      return;
-    }
-    first = signal;
+  // The final scrape is already under way and bounded when a later signal comes, so it changes
+  // nothing (as in the original).
+  onFirstSignal(log, (signal) => {
     started
       .then(() => proxy.terminate(signal))
       .then(
@@ -110,9 +133,7 @@ async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
           process.exit(1);
         },
       );
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  });
   await started;
 }
 

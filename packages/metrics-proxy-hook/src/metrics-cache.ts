@@ -2,7 +2,7 @@
 // final numbers. Bounded: a body over the limit is not kept (it is still streamed through).
 
 export interface CachedMetrics {
-  /** The body as it arrived, chunk by chunk (never concatenated: no second copy of it). */
+  /** The body in blocks of up to 64 KiB (never concatenated into one second copy). */
   chunks: readonly Buffer[];
   bytes: number;
   contentType: string | undefined;
@@ -10,10 +10,19 @@ export interface CachedMetrics {
   fetchedAt: number;
 }
 
+/**
+ * The kept body is copied into blocks of this size: an application that writes line by line
+ * sends one HTTP chunk per line, and keeping each as its own Buffer costs a JavaScript object
+ * per chunk (a 5 MB body of 60-byte chunks is 83,000 of them, past the sidecar's heap cap).
+ */
+const blockBytes = 64 * 1024;
+
 /** Collects one response body while it streams past, up to `maxBytes`. */
 export class BodyCollector {
   readonly #maxBytes: number;
   #chunks: Buffer[] = [];
+  #block: Buffer | undefined;
+  #blockUsed = 0;
   #bytes = 0;
   #overflowed = false;
 
@@ -36,14 +45,29 @@ export class BodyCollector {
     if (this.#bytes > this.#maxBytes) {
       this.#overflowed = true;
       this.#chunks = [];
+      this.#block = undefined;
       return;
     }
-    this.#chunks.push(chunk);
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (this.#block === undefined || this.#blockUsed === this.#block.length) {
+        if (this.#block) this.#chunks.push(this.#block);
+        this.#block = Buffer.allocUnsafe(
+          Math.min(blockBytes, this.#maxBytes - this.#bytes + chunk.length - offset),
+        );
+        this.#blockUsed = 0;
+      }
+      const copied = chunk.copy(this.#block, this.#blockUsed, offset);
+      this.#blockUsed += copied;
+      offset += copied;
+    }
   }
 
   /** The collected body, or undefined when it was over the limit. */
   finish(contentType: string | undefined, fetchedAt: number): CachedMetrics | undefined {
     if (this.#overflowed) return undefined;
+    if (this.#block && this.#blockUsed > 0) this.#chunks.push(this.#block.subarray(0, this.#blockUsed));
+    this.#block = undefined;
     return { chunks: this.#chunks, bytes: this.#bytes, contentType, fetchedAt };
   }
 }

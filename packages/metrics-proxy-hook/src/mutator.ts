@@ -8,12 +8,12 @@ import {
   BadAdmissionRequest,
   deny,
 } from './admission.ts';
-import { annotations, readInjectionRequest } from './annotations.ts';
+import { annotations, readInjectionRequest, sidecarContainerName } from './annotations.ts';
 import type { Pod } from './kubernetes.ts';
 import type { AdmissionOutcome, WebhookMetrics } from './metrics.ts';
 import type { InjectionSettings, WebhookOptions } from './options.ts';
 import type { PodEvidence } from './pod-evidence.ts';
-import { buildPodPatch, hasSidecar, type SlotAssignment } from './pod-patch.ts';
+import { buildPodPatch, copiedSidecarTarget, hasSidecar, type SlotAssignment } from './pod-patch.ts';
 import { type RedisSemaphore, SemaphoreUnavailableError } from './semaphore.ts';
 import { workloadKey } from './workload.ts';
 
@@ -63,10 +63,36 @@ export class PodMutator {
   }
 
   async #reviewPod(uid: string, pod: Pod, namespace: string, dryRun: boolean): Promise<Decision> {
-    const ask = readInjectionRequest(pod);
+    let ask = readInjectionRequest(pod);
     if (ask.kind === 'none') return { response: allow(uid), outcome: 'untouched' };
-    // Called again for a pod we already changed (reinvocation): nothing more to do.
-    if (hasSidecar(pod)) return { response: allow(uid), outcome: 'untouched' };
+    if (hasSidecar(pod)) {
+      // Called again for a pod we already changed (reinvocation): nothing more to do. Unless it
+      // asks for a limit: a pod that arrives with the sidecar is then a copy of another pod (its
+      // YAML created again, a backup restored) carrying that pod's slot, which two pods must
+      // never share. It takes a slot of its own and the sidecar is injected afresh, towards the
+      // application port the copied sidecar names. (Were it a reinvocation, the first slot, no
+      // longer named by the pod, is reclaimed as leaked.)
+      const limited = pod.metadata?.annotations?.[annotations.maxConcurrent] !== undefined;
+      if (!limited || !this.#options.semaphore) return { response: allow(uid), outcome: 'untouched' };
+      const target = copiedSidecarTarget(pod);
+      ask = target
+        ? readInjectionRequest({
+            ...pod,
+            metadata: {
+              ...pod.metadata,
+              annotations: {
+                ...pod.metadata?.annotations,
+                [annotations.port]: String(target.port),
+                [annotations.path]: target.path,
+              },
+            },
+          })
+        : {
+            kind: 'invalid',
+            message: `the pod already has a ${sidecarContainerName} container whose --target cannot be read (copied from another pod?); remove the container and let the webhook inject it`,
+          };
+    }
+    if (ask.kind === 'none') return { response: allow(uid), outcome: 'untouched' };
     const name = pod.metadata?.name || pod.metadata?.generateName || '';
     if (ask.kind === 'invalid') {
       this.#metrics?.denied('invalid_annotation');
@@ -163,7 +189,7 @@ export class PodMutator {
       return 0;
     }
     // A slot's age is only known while it is on its admission lease; a renewed one had a pod.
-    const youngest = semaphore.admissionLeaseMs - (semaphore.reclaimGraceMs ?? 15_000);
+    const youngest = semaphore.admissionLeaseMs - (semaphore.reclaimGraceMs ?? 60_000);
     const leaked = [...holders].filter(
       ([slot, remainingMs]) => !live.has(`${workload}#${slot}`) && remainingMs <= youngest,
     );

@@ -66,7 +66,7 @@ test('every webhook flag also comes from METRICS_PROXY_HOOK_<FLAG>, and flags wi
   assert.equal(options.semaphore?.admissionLeaseMs, 300_000);
   assert.deepEqual(options.semaphore?.lock, {
     ttlMs: 3000,
-    retryCount: 5,
+    retryCount: 12,
     retryDelayMs: 100,
     retryJitterMs: 100,
   });
@@ -263,7 +263,7 @@ test('slot reclaim asks the in-cluster API server by default, or --kube-api-serv
     inCluster.semaphore?.apiServer?.caFile,
     '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
   );
-  assert.equal(inCluster.semaphore?.reclaimGraceMs, 15_000);
+  assert.equal(inCluster.semaphore?.reclaimGraceMs, 60_000);
   assert.equal(webhook(['--redis=a:1']).semaphore?.apiServer, undefined);
   const given = webhook([
     '--redis=a:1',

@@ -59,7 +59,10 @@ const common = {
     arg: '<n>',
     min: 0,
     max: 1000,
-    default: 5,
+    // 5 left about half of ten concurrent admissions refused as busy with one node hung (each
+    // attempt then waits out --redis-timeout); 12 decide them all and stay well within the
+    // API server's 10 s webhook timeout (12 x (100-200 ms + 250 ms) is about 5 s at worst).
+    default: 12,
     help: 'Further attempts to take a busy lock before denying',
   },
   lockRetryDelay: {
@@ -212,8 +215,8 @@ export const webhookFlagSpecs: FlagSpec[] = withEnv([
     name: 'semaphore-reclaim-grace',
     kind: 'duration',
     arg: '<duration>',
-    default: '15s',
-    help: 'A slot without a pod is reclaimed once it is this old (an admission still in flight has no pod yet)',
+    default: '60s',
+    help: "A slot without a pod is reclaimed once it is this old (an admission still in flight has no pod yet; the API server's request timeout, 60s by default, bounds it)",
   },
   common.logLevel,
   { name: 'version', short: 'V', kind: 'boolean', help: 'Print the version' },
@@ -420,6 +423,10 @@ export interface WebhookOptions {
   lameduckMs: number;
   /** Larger AdmissionReview bodies are refused with 413. */
   maxBodyBytes: number;
+  /** Bodies held in memory at once, across requests; past it a request is refused with 503. */
+  maxBodyBytesInFlight: number;
+  /** A body still arriving after this is refused with 408. */
+  bodyTimeoutMs: number;
   injection: InjectionSettings;
   semaphore:
     | (SemaphoreConnection & {
@@ -461,6 +468,8 @@ export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
     enableHttp2: flags.boolean('enable-http2'),
     lameduckMs: flags.duration('lameduck')!,
     maxBodyBytes: 3 * 1024 * 1024,
+    maxBodyBytesInFlight: 16 * 1024 * 1024,
+    bodyTimeoutMs: 10_000,
     injection: {
       sidecarImage: image,
       imagePullPolicy: flags.string('sidecar-image-pull-policy')!,

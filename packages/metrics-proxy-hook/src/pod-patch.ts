@@ -30,6 +30,36 @@ export function hasSidecar(pod: Pod): boolean {
   return named(pod.spec?.containers) || named(pod.spec?.initContainers);
 }
 
+/** Where the pod already has the sidecar container, if it does. */
+function sidecarLocation(pod: Pod): { list: 'containers' | 'initContainers'; index: number } | undefined {
+  for (const list of ['containers', 'initContainers'] as const) {
+    const containers: unknown = pod.spec?.[list];
+    if (!Array.isArray(containers)) continue;
+    const index = containers.findIndex(
+      (container) => (container as Container | null)?.name === sidecarContainerName,
+    );
+    if (index !== -1) return { list, index };
+  }
+  return undefined;
+}
+
+/** The application port and path an existing sidecar container proxies to (`--target=`). */
+export function copiedSidecarTarget(pod: Pod): { port: number; path: string } | undefined {
+  const location = sidecarLocation(pod);
+  if (!location) return undefined;
+  const container = pod.spec?.[location.list]?.[location.index];
+  const args: unknown = container?.args;
+  if (!Array.isArray(args)) return undefined;
+  for (const arg of args) {
+    const raw = typeof arg === 'string' ? /^(?:--target=)?(http:\/\/.*)$/.exec(arg)?.[1] : undefined;
+    if (raw === undefined || !URL.canParse(raw)) continue;
+    const url = new URL(raw);
+    if (url.hostname !== '127.0.0.1' || url.port === '') continue;
+    return { port: Number(url.port), path: `${url.pathname}${url.search}` };
+  }
+  return undefined;
+}
+
 /** Adds `port` to a comma-separated port list unless it is there already. */
 export function addToPortList(list: string | undefined, port: number): string {
   const ports = (list ?? '')
@@ -169,7 +199,17 @@ export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: Injection
     });
   }
   const container = sidecarContainer(plan, settings, graceSeconds);
-  if (settings.nativeSidecar) {
+  const existing = sidecarLocation(pod);
+  if (existing) {
+    // A copy of another pod: its sidecar (and that pod's slot) is replaced where it stands.
+    const replacement =
+      existing.list === 'initContainers' ? { ...container, restartPolicy: 'Always' } : container;
+    operations.push({
+      op: 'replace',
+      path: pointer('spec', existing.list, String(existing.index)),
+      value: replacement as unknown as JsonValue,
+    });
+  } else if (settings.nativeSidecar) {
     // A native sidecar: started before the application, stopped after it, and it does not keep
     // a Job's pod running once the main containers have finished.
     const native = { ...container, restartPolicy: 'Always' } as unknown as JsonValue;

@@ -12,6 +12,7 @@ import {
   request,
   type ServerResponse,
 } from 'node:http';
+import { connect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { formatAddress, Lifecycle, type ListenAddress, type Logger, listen } from '@seahorse/runtime';
@@ -41,6 +42,26 @@ function forwardableHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   return result;
 }
 
+/**
+ * The origin-form path and query of a request target, from the raw string: never `new URL()`,
+ * which throws on a malformed absolute-form target (`GET http://[ HTTP/1.1`) that the HTTP
+ * parser lets through. An absolute-form target gives its path; `*` and the like give `/`.
+ */
+function requestPath(target: string): string {
+  if (target.startsWith('/') && !target.startsWith('//')) return target;
+  const absolute = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*(\/[^#]*)?(\?[^#]*)?/i.exec(target);
+  if (absolute) return `${absolute[1] ?? '/'}${absolute[2] ?? ''}`.replace(/^\/+/, '/');
+  return `/${target.replace(/^\/+/, '')}`;
+}
+
+/**
+ * A delay setTimeout can hold: past 2^31-1 ms (24.8 days) Node fires after 1 ms instead, and a
+ * pod may have a grace period of 30 days.
+ */
+function timerMs(ms: number): number {
+  return Math.min(2 ** 31 - 1, Math.max(0, ms));
+}
+
 /** Why the sidecar did or did not wait for a scrape after SIGTERM (logged, and for tests). */
 export type TerminationPath =
   | 'never-scraped'
@@ -63,7 +84,12 @@ export class MetricsSidecar {
   #lastScrapeAt: number | undefined;
   #terminating: Promise<TerminationPath> | undefined;
   #scrapedSinceSignal = false;
-  #onScrape: (() => void) | undefined;
+  /** Ends the wait after SIGTERM: a scrape got a body, or found nothing left to serve. */
+  #onScrape: ((path: 'scraped-after-signal' | 'nothing-to-serve') => void) | undefined;
+  /** Path and query of the last scrape, for the final fetch when the target names no path. */
+  #lastScrapePath: string | undefined;
+  /** performance.now() at SIGTERM: the kubelet kills the pod a grace period later. */
+  #signalledAt: number | undefined;
 
   constructor(options: SidecarOptions, log: Logger, lease?: SlotLease) {
     this.#options = options;
@@ -77,7 +103,12 @@ export class MetricsSidecar {
     });
     this.lifecycle.track(this.#server);
     this.lifecycle.onClose(() => this.#agent.destroy());
-    if (lease) this.lifecycle.onClose(() => lease.stop());
+    if (lease) {
+      this.lifecycle.onClose(async () => {
+        await this.#whileApplicationListens();
+        await lease.stop();
+      });
+    }
   }
 
   /** The metrics most recently served by the application, if kept. */
@@ -119,6 +150,7 @@ export class MetricsSidecar {
   async #runTermination(reason: string): Promise<TerminationPath> {
     const { terminationGracePeriodMs, lameduckMs, scrapeWaitThresholdMs, targetTimeoutMs } = this.#options;
     const signalledAt = performance.now();
+    this.#signalledAt = signalledAt;
     const waitUntil = signalledAt + terminationGracePeriodMs - lameduckMs - this.#drainReserveMs();
     const sinceScrape = this.#lastScrapeAt === undefined ? undefined : signalledAt - this.#lastScrapeAt;
     this.#log.info(
@@ -154,23 +186,66 @@ export class MetricsSidecar {
       this.#log.warn('nothing to serve a last scrape with (final fetch failed, nothing kept); not waiting');
       return 'nothing-to-serve';
     }
-    const scraped = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), Math.max(0, waitUntil - performance.now()));
-      this.#onScrape = () => {
+    const ended = await new Promise<TerminationPath>((resolve) => {
+      const timer = setTimeout(() => resolve('grace-period-ran-out'), timerMs(waitUntil - performance.now()));
+      this.#onScrape = (path) => {
         clearTimeout(timer);
-        resolve(true);
+        resolve(path);
       };
     });
     this.#onScrape = undefined;
-    if (scraped) return 'scraped-after-signal';
-    this.#log.warn('no scrape before the grace period ran out');
-    return 'grace-period-ran-out';
+    if (ended === 'grace-period-ran-out') this.#log.warn('no scrape before the grace period ran out');
+    if (ended === 'nothing-to-serve') {
+      this.#log.warn(
+        'a scrape found the application gone and nothing kept (the final body was too big to keep); not waiting',
+      );
+    }
+    return ended;
+  }
+
+  /**
+   * The kubelet signals every container at once, and an application may drain long after this
+   * sidecar is done; its pod still runs, so the slot stays held (the lease keeps being renewed)
+   * while the application still accepts connections on its metrics port, up to the grace period.
+   * An application that closes its port before it exits is not seen: the README says so.
+   */
+  async #whileApplicationListens(): Promise<void> {
+    const deadline =
+      (this.#signalledAt ?? performance.now()) +
+      this.#options.terminationGracePeriodMs -
+      this.#drainReserveMs();
+    let logged = false;
+    while (performance.now() < deadline && (await this.#applicationListens())) {
+      if (!logged) {
+        logged = true;
+        this.#log.info('the application still runs: holding the semaphore slot until it stops');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** Whether the target's port accepts a connection now (a frozen process's port still does). */
+  #applicationListens(): Promise<boolean> {
+    const { hostname, port } = this.#options.target;
+    return new Promise((resolve) => {
+      const socket = connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) || 80 });
+      const done = (listening: boolean) => {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(listening);
+      };
+      // No answer at all within this is a hung network path, not a listening application.
+      const timer = setTimeout(() => done(false), 1000);
+      socket.once('connect', () => done(true));
+      socket.once('error', () => done(false));
+    });
   }
 
   /** GETs the target once and keeps the body; true when the application answered 200. */
   #refetch(timeoutMs: number): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
-      const outgoing = this.#request('GET', {}, '', timeoutMs, (upstream) => {
+      // Without a path in the target (the original's form), what Prometheus last scraped.
+      const outgoing = this.#request('GET', {}, this.#lastScrapePath ?? '/', timeoutMs, (upstream) => {
         const status = upstream.statusCode ?? 502;
         const collector = status === 200 ? new BodyCollector(this.#options.maxCachedBytes) : undefined;
         upstream.on('data', (chunk: Buffer) => collector?.add(chunk));
@@ -211,24 +286,36 @@ export class MetricsSidecar {
     }
   }
 
+  /**
+   * The path asked of the application. A target with a path (ours: `--target=http://127.0.0.1:8080/metrics`)
+   * is asked that path for every request, with the request's query when it has none. A target
+   * without one (the original's `sidecar http://127.0.0.1:8080`, as its webhook injects it) is
+   * asked the path that was requested, as the original's reverse proxy does.
+   */
+  #upstreamPath(url: URL, pathAndQuery: string): string {
+    const query = pathAndQuery.indexOf('?');
+    if (url.pathname === '/' && !url.search) return pathAndQuery;
+    return `${url.pathname}${url.search || (query === -1 ? '' : pathAndQuery.slice(query))}`;
+  }
+
   /** A request to the target with one deadline for the whole exchange, body included. */
   #request(
     method: string,
     headers: OutgoingHttpHeaders,
-    search: string,
+    pathAndQuery: string,
     timeoutMs: number,
     onResponse: (upstream: IncomingMessage) => void,
   ): ClientRequest {
     const url = new URL(this.#options.target);
-    if (search && !url.search) url.search = search;
     const outgoing = request(url, {
       method,
+      path: this.#upstreamPath(url, pathAndQuery),
       // Ask for an uncompressed body, so the copy we keep can be served to any scraper.
       headers: { ...headers, 'accept-encoding': 'identity' },
       agent: this.#agent,
     });
     const limitMs = Math.max(1, Math.floor(timeoutMs));
-    const timer = setTimeout(() => outgoing.destroy(new TargetTimeoutError(limitMs)), limitMs);
+    const timer = setTimeout(() => outgoing.destroy(new TargetTimeoutError(limitMs)), timerMs(limitMs));
     outgoing.once('close', () => clearTimeout(timer));
     outgoing.once('response', (upstream) => {
       upstream.once('close', () => clearTimeout(timer));
@@ -240,20 +327,36 @@ export class MetricsSidecar {
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const method = req.method ?? 'GET';
     const isScrape = method === 'GET';
-    const search = new URL(req.url ?? '/', 'http://sidecar').search;
+    const pathAndQuery = requestPath(req.url ?? '/');
+    if (isScrape) this.#lastScrapePath = pathAndQuery;
     let answered = false;
-    const outgoing = this.#request(
-      method,
-      forwardableHeaders(req.headers),
-      search,
-      this.#options.targetTimeoutMs,
-      (upstream) => {
-        answered = true;
-        this.#relay(res, upstream, isScrape);
-      },
-    );
+    let outgoing: ClientRequest;
+    try {
+      outgoing = this.#request(
+        method,
+        forwardableHeaders(req.headers),
+        pathAndQuery,
+        this.#options.targetTimeoutMs,
+        (upstream) => {
+          answered = true;
+          this.#relay(res, upstream, isScrape);
+        },
+      );
+    } catch (error) {
+      // Node refuses to send what it parsed (a path or header it will not write): a bad request,
+      // never an exception out of this callback.
+      const body = `the request cannot be forwarded to the application: ${(error as Error).message}\n`;
+      res.writeHead(400, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+      });
+      res.end(body);
+      return;
+    }
     outgoing.once('error', (error) => {
       if (answered) {
+        // Already answered in full (a bad status turned into a 502): nothing left to cut.
+        if (res.writableEnded) return;
         // The body broke off midway: the client must not take a truncated body for a whole one.
         this.#log.warn({ err: error.message }, 'the application broke off its answer');
         res.destroy(error);
@@ -271,6 +374,13 @@ export class MetricsSidecar {
 
   #relay(res: ServerResponse, upstream: IncomingMessage, isScrape: boolean): void {
     const status = upstream.statusCode ?? 502;
+    // The parser takes any three digits; writeHead throws outside 100-999, out of this callback.
+    if (status < 100 || status > 599) {
+      upstream.destroy();
+      const digits = String(status).padStart(3, '0');
+      this.#failed(res, new Error(`answered with status ${digits}, which is not an HTTP status`), isScrape);
+      return;
+    }
     // Once terminating, an application that is going away answers from the cache.
     if (this.terminating && isScrape && status !== 200 && this.#cache) {
       upstream.resume();
@@ -312,6 +422,9 @@ export class MetricsSidecar {
       'the application did not answer',
     );
     if (isScrape) this.#countScrape(res, false);
+    // After SIGTERM, with the application gone and nothing kept, no later scrape can get a body:
+    // waiting on would only hold the pod for the rest of its grace period.
+    if (this.terminating && isScrape) this.#onScrape?.('nothing-to-serve');
     const body = `the application's metrics at ${this.#options.target.href} did not answer: ${error.message}\n`;
     res.writeHead(status, {
       'content-type': 'text/plain; charset=utf-8',
@@ -337,7 +450,7 @@ export class MetricsSidecar {
       this.#lastScrapeAt = performance.now();
       if (this.terminating && gotBody) {
         this.#scrapedSinceSignal = true;
-        this.#onScrape?.();
+        this.#onScrape?.('scraped-after-signal');
       }
     });
   }

@@ -22,6 +22,8 @@ export class SlotLease {
   /** performance.now() when the slot was last known held (start, or a successful renewal). */
   #heldAt = performance.now();
   #overruns = 0;
+  /** An overrun was reported and the slot is not held again yet: one report per episode. */
+  #overrunReported = false;
 
   constructor(semaphore: RedisSemaphore, identity: SlotIdentity, log: Logger) {
     this.#semaphore = semaphore;
@@ -76,12 +78,18 @@ export class SlotLease {
     // was frozen (SIGSTOP, a stalled node) or cut off, and its slot may have gone to another
     // pod meanwhile. The limit may then have been exceeded: say so, never silently.
     const gapMs = attemptAt - this.#heldAt;
-    if (this.#renewals > 0 && gapMs > leaseMs) this.#reportOverrun(gapMs);
+    if (this.#renewals > 0 && gapMs > leaseMs) {
+      this.#reportOverrun(
+        gapMs,
+        'slot lease overran: this process went longer than its lease without renewing (frozen or cut off from Redis); another pod may have taken the slot, so the workload may have run more pods than its limit',
+      );
+    }
     try {
       const result = await this.#semaphore.renew(workload, slot, leaseMs);
       if (result === 'renewed') {
         this.#heldAt = attemptAt;
         this.#renewals++;
+        this.#overrunReported = false;
         if (this.#renewals === 1) this.#log.info({ leaseMs }, 'semaphore slot lease renewed');
         return;
       }
@@ -90,11 +98,19 @@ export class SlotLease {
       if (again.granted) {
         this.#heldAt = attemptAt;
         this.#renewals++;
+        this.#overrunReported = false;
         this.#log.info({ held: again.held, limit }, 'semaphore slot taken again');
       } else {
         this.#log.error(
           { held: again.held, limit },
           'the workload is at its limit and this pod lost its slot; it runs on without one and retries',
+        );
+        // This pod runs while `held` others hold every slot: the limit is exceeded now, whatever
+        // the cause (a lease that ran out before the sidecar first ran, a crash-looping sidecar,
+        // a freeze). Counted like a freeze, once until the slot is held again.
+        this.#reportOverrun(
+          attemptAt - this.#heldAt,
+          'slot lease overran: this pod lost its slot and the workload is at its limit, so it runs beyond the limit (its lease ran out before the sidecar ran or while it was down or frozen)',
         );
       }
     } catch (error) {
@@ -105,12 +121,11 @@ export class SlotLease {
     }
   }
 
-  #reportOverrun(gapMs: number): void {
+  #reportOverrun(gapMs: number, message: string): void {
+    if (this.#overrunReported) return;
+    this.#overrunReported = true;
     this.#overruns++;
-    this.#log.error(
-      { sinceRenewedMs: Math.round(gapMs), leaseMs: this.#identity.leaseMs },
-      'slot lease overran: this process went longer than its lease without renewing (frozen or cut off from Redis); another pod may have taken the slot, so the workload may have run more pods than its limit',
-    );
+    this.#log.error({ sinceRenewedMs: Math.round(gapMs), leaseMs: this.#identity.leaseMs }, message);
     // Counted in Redis so the webhook's seahorse_metrics_proxy_hook_lease_overruns shows it.
     this.#semaphore.recordOverrun().catch((error: unknown) => {
       this.#log.warn({ err: (error as Error).message }, 'could not record the lease overrun in Redis');

@@ -47,48 +47,117 @@ const statusReasons: Record<number, string> = {
   400: 'BadRequest',
   404: 'NotFound',
   405: 'MethodNotAllowed',
+  408: 'Timeout',
   413: 'RequestEntityTooLarge',
   415: 'UnsupportedMediaType',
   500: 'InternalError',
+  503: 'ServiceUnavailable',
 };
 
 class HttpFailure extends Error {
   readonly status: number;
   readonly code: string;
   readonly headers: OutgoingHttpHeaders;
-  constructor(status: number, code: string, message: string, headers: OutgoingHttpHeaders = {}) {
+  /** The request body was not read to its end: on HTTP/1.1 the connection cannot be reused. */
+  readonly unreadBody: boolean;
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    headers: OutgoingHttpHeaders = {},
+    unreadBody = false,
+  ) {
     super(message);
     this.status = status;
     this.code = code;
     this.headers = headers;
+    this.unreadBody = unreadBody;
   }
 }
 
-function readBody(req: WebhookRequest, maxBytes: number): Promise<string> {
+/**
+ * Request bodies held in memory at once, across all requests. Anything in the cluster can reach
+ * the webhook's port, and each body may be up to 3 MiB: sixty clients holding one open each
+ * would take 180 MiB of a 256Mi container. The API server's reviews are a few KiB each.
+ */
+export class BodyBudget {
+  readonly maxBytes: number;
+  #used = 0;
+  constructor(maxBytes: number) {
+    this.maxBytes = maxBytes;
+  }
+  take(bytes: number): boolean {
+    if (this.#used + bytes > this.maxBytes) return false;
+    this.#used += bytes;
+    return true;
+  }
+  give(bytes: number): void {
+    this.#used -= bytes;
+  }
+}
+
+function readBody(
+  req: WebhookRequest,
+  limits: { maxBytes: number; budget: BodyBudget; timeoutMs: number },
+): Promise<string> {
+  const { maxBytes, budget, timeoutMs } = limits;
   const tooLarge = () =>
     new HttpFailure(
       413,
       'BODY_TOO_LARGE',
       `the AdmissionReview is larger than ${maxBytes} bytes; no Pod is that large, so this is not an admission request`,
+      {},
+      true,
+    );
+  const busy = () =>
+    new HttpFailure(
+      503,
+      'TOO_MANY_BODIES',
+      `more than ${budget.maxBytes} bytes of AdmissionReviews are being received at once; retry`,
+      { 'retry-after': '1' },
+      true,
     );
   const declared = Number(req.headers['content-length']);
   if (declared > maxBytes) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > maxBytes) {
-        req.off('data', onData);
+    let settled = false;
+    const settle = (error?: HttpFailure | Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      req.off('data', onData);
+      budget.give(size);
+      if (error) {
         req.resume();
-        reject(tooLarge());
-        return;
-      }
+        reject(error);
+      } else resolve(Buffer.concat(chunks).toString('utf8'));
+    };
+    const onData = (chunk: Buffer) => {
+      if (size + chunk.length > maxBytes) return settle(tooLarge());
+      if (!budget.take(chunk.length)) return settle(busy());
+      size += chunk.length;
       chunks.push(chunk);
     };
+    // The API server sends a review at once; a body still arriving after this is not one.
+    const timer = setTimeout(
+      () =>
+        settle(
+          new HttpFailure(
+            408,
+            'BODY_TIMEOUT',
+            `the AdmissionReview body did not arrive within ${timeoutMs} ms`,
+            {},
+            true,
+          ),
+        ),
+      timeoutMs,
+    );
     req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.once('error', reject);
+    req.once('end', () => settle());
+    req.once('error', (error) => settle(error));
+    req.once('close', () => settle(new Error('the client went away before sending the whole body')));
   });
 }
 
@@ -148,16 +217,18 @@ export async function startWebhook(
     metrics,
   );
 
+  const budget = new BodyBudget(options.maxBodyBytesInFlight);
   const send = (
     req: WebhookRequest,
     res: WebhookResponse,
     status: number,
     body: unknown,
     headers: OutgoingHttpHeaders = {},
+    unreadBody = false,
   ) => {
     const text = JSON.stringify(body);
     // HTTP/2 forbids connection headers; on HTTP/1.1 an unread body means the connection is done.
-    const close = status === 413 && req.httpVersionMajor === 1 ? { connection: 'close' } : {};
+    const close = unreadBody && req.httpVersionMajor === 1 ? { connection: 'close' } : {};
     res.writeHead(status, {
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(text),
@@ -188,7 +259,9 @@ export async function startWebhook(
           `/mutate takes application/json, got ${type ? `'${type}'` : 'no content-type'}`,
         );
       }
-      const review = parseAdmissionReview(await readBody(req, options.maxBodyBytes));
+      const review = parseAdmissionReview(
+        await readBody(req, { maxBytes: options.maxBodyBytes, budget, timeoutMs: options.bodyTimeoutMs }),
+      );
       const decision = await mutator.review(review);
       outcome = decision.outcome;
       send(req, res, 200, reviewResponse(decision.response));
@@ -217,6 +290,7 @@ export async function startWebhook(
           code: status,
         },
         failure.headers,
+        failure.unreadBody,
       );
     } finally {
       metrics.answered(status, outcome, (performance.now() - started) / 1000);
