@@ -1,0 +1,83 @@
+// The gateway as a hostile client, a hostile upstream and a corrupt store would meet it: each
+// attack ends one exchange with a clear status, stores nothing wrong, and never hangs.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { waitFor } from '@seahorse/runtime/testing';
+import { cacheKey } from '../src/cache-key.ts';
+import { isPyObject, parsePythonJson } from '../src/python-json.ts';
+import { type FakeOpenAI, startFakeOpenAI } from './fake-openai.ts';
+import { auth, call, embed, startTestGateway, type TestGateway } from './helpers.ts';
+
+const keyOf = (body: string) => {
+  const value = parsePythonJson(body);
+  assert.ok(isPyObject(value));
+  return cacheKey(value);
+};
+
+describe('a hostile client', () => {
+  let upstream: FakeOpenAI;
+  let gateway: TestGateway;
+  before(async () => {
+    upstream = await startFakeOpenAI();
+    gateway = await startTestGateway(upstream.baseUrl, ['--coalesce-misses', '--max-body-size', '64kb']);
+  });
+  after(async () => {
+    await gateway.stop();
+    await upstream.close();
+  });
+
+  it('cannot make a concurrent identical request with other credentials fail by coalescing it with its own', async () => {
+    upstream.delayMs = 300;
+    const body = { model: 'text-embedding-3-small', input: 'coalesced across credentials', dimensions: 4 };
+    const seen = upstream.requests.length;
+    const bogus = embed(gateway.url, body, { 'content-type': 'application/json' });
+    await waitFor('the first call', () => upstream.requests.length > seen);
+    const genuine = await embed(gateway.url, body);
+    upstream.delayMs = 0;
+    assert.equal((await bogus).status, 401);
+    assert.equal(genuine.status, 200, genuine.text);
+  });
+
+  it('a body that never ends past --max-body-size gets its 413 and its connection closed', async () => {
+    const socket = connect(Number(new URL(gateway.url).port), '127.0.0.1');
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    socket.on('error', () => {});
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write(
+      'POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n',
+    );
+    const chunk = `4000\r\n${'a'.repeat(0x4000)}\r\n`;
+    const timer = setInterval(() => {
+      if (!socket.destroyed && socket.writable) socket.write(chunk);
+    }, 5);
+    try {
+      await waitFor('the 413', () => Buffer.concat(received).toString().startsWith('HTTP/1.1 413'));
+      await Promise.race([
+        closed,
+        new Promise((_, reject) => setTimeout(() => reject(new Error('the connection stayed open')), 5000)),
+      ]);
+    } finally {
+      clearInterval(timer);
+      socket.destroy();
+    }
+  });
+
+  it('PURGE, DELETE and PUT on /v1/embeddings are 405 and remove nothing', async () => {
+    const body = '{"model": "text-embedding-3-small", "input": "purge me"}';
+    assert.equal((await embed(gateway.url, body)).status, 200);
+    const path = join(gateway.cacheDir, keyOf(body));
+    assert.ok(existsSync(path));
+    for (const method of ['PURGE', 'DELETE', 'PUT']) {
+      const answer = await call(gateway.url, { method, body, headers: auth });
+      assert.equal(answer.status, 405, method);
+    }
+    assert.ok(existsSync(path));
+    const calls = upstream.requests.length;
+    assert.equal((await embed(gateway.url, body)).status, 200);
+    assert.equal(upstream.requests.length, calls);
+  });
+});
