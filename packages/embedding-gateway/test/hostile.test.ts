@@ -2,9 +2,11 @@
 // attack ends one exchange with a clear status, stores nothing wrong, and never hangs.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { connect } from 'node:net';
+import { createServer, type Server } from 'node:http';
+import { type AddressInfo, connect, createServer as createTcpServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { waitFor } from '@seahorse/runtime/testing';
 import { cacheKey } from '../src/cache-key.ts';
 import { isPyObject, parsePythonJson } from '../src/python-json.ts';
@@ -16,6 +18,11 @@ const keyOf = (body: string) => {
   assert.ok(isPyObject(value));
   return cacheKey(value);
 };
+
+async function listening(server: Server | ReturnType<typeof createTcpServer>): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
 
 describe('a hostile client', () => {
   let upstream: FakeOpenAI;
@@ -79,5 +86,82 @@ describe('a hostile client', () => {
     const calls = upstream.requests.length;
     assert.equal((await embed(gateway.url, body)).status, 200);
     assert.equal(upstream.requests.length, calls);
+  });
+});
+
+describe('a hostile upstream', () => {
+  let server: Server;
+  let url: string;
+  let gateway: TestGateway;
+  let mode: 'endless' | 'bomb' | 'garbage-framing' = 'endless';
+  let garbage: ReturnType<typeof createTcpServer>;
+  let garbageUrl: string;
+  const sockets = new Set<Socket>();
+  // 64 MB of spaces in some 64 KB of gzip.
+  const bomb = gzipSync(Buffer.alloc(64 << 20, 0x20));
+  before(async () => {
+    server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (mode === 'bomb') {
+          res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+          res.end(bomb);
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"data": [');
+        const block = Buffer.from('0.1, '.repeat(20_000));
+        const pump = () => {
+          while (!res.destroyed && res.write(block)) {}
+          if (!res.destroyed) res.once('drain', pump);
+        };
+        pump();
+      });
+    });
+    server.on('connection', (socket: Socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+    url = await listening(server);
+    garbage = createTcpServer((socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: nonsense\r\n\r\n{}'));
+      socket.on('error', () => {});
+    });
+    garbageUrl = await listening(garbage);
+    gateway = await startTestGateway(`${url}/v1`, ['--max-response-size', '1mb']);
+  });
+  after(async () => {
+    await gateway?.stop();
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+    await new Promise((resolve) => garbage.close(resolve));
+  });
+
+  it('an answer that never ends is cut at --max-response-size: a 500, nothing stored', async () => {
+    mode = 'endless';
+    const answer = await embed(gateway.url, { model: 'm', input: 'endless' });
+    assert.equal(answer.status, 500);
+    assert.equal(existsSync(join(gateway.cacheDir, keyOf('{"model": "m", "input": "endless"}'))), false);
+    await waitFor('the upstream connection to be closed', () => sockets.size === 0);
+  });
+
+  it('a gzip bomb is cut at --max-response-size once decompressed', async () => {
+    mode = 'bomb';
+    const answer = await embed(gateway.url, { model: 'm', input: 'bomb' });
+    assert.equal(answer.status, 500);
+    assert.match(gateway.logs.text, /larger than 1048576 bytes \(--max-response-size\)/);
+  });
+
+  it('an answer that is not HTTP is a 503 and nothing is stored', async () => {
+    const target = await startTestGateway(`${garbageUrl}/v1`);
+    try {
+      const answer = await embed(target.url, { model: 'm', input: 'garbage' });
+      assert.equal(answer.status, 503);
+      assert.equal(answer.text, 'Service Unavailable');
+    } finally {
+      await target.stop();
+    }
   });
 });
