@@ -82,6 +82,9 @@ export class S3Store implements ObjectStore {
         httpsAgent: new HttpsAgent(agentOptions),
         connectionTimeout: options.connectTimeoutMs,
         requestTimeout: options.requestTimeoutMs,
+        // Without it the SDK only logs a warning when the time is up and waits on: an S3 that
+        // hangs would hang every request behind it instead of answering 503.
+        throwOnRequestTimeout: true,
       },
       // Checksums on every PUT and GET are newer than the original's boto3 and than some
       // S3-compatible servers; only ask for them where the service requires them.
