@@ -124,6 +124,18 @@ describe('S3 store against s3rver with injected faults', () => {
     assert.equal(upstream.requests.length, calls);
   });
 
+  it('an object another writer cut short is a 500 for a client that accepts gzip too, as gzip.decompress fails in the original', async () => {
+    const body = '{"model": "text-embedding-3-small", "input": "cut short by another writer"}';
+    boto3Write(s3, body, { object: 'list', data: [], usage: { total_tokens: 1 } }, 6);
+    const calls = upstream.requests.length;
+    const zipped = await embed(gateway.url, body, {
+      'content-type': 'application/json',
+      'accept-encoding': 'gzip',
+    });
+    assert.equal(zipped.status, 500);
+    assert.equal(upstream.requests.length, calls);
+  });
+
   for (const [status, code] of [
     [409, 'OperationAborted'],
     [429, 'SlowDown'],
