@@ -168,6 +168,32 @@ describe('cache key against python3 json.dumps(sort_keys=True)', () => {
     compare(documents);
   });
 
+  it('matches Python on body-sized strings and arrays (the long-value writers)', () => {
+    const mixed = 'caf\u00e9 "q" \\ \n\t\u0001 \ud83d\ude00 \ud800 \u2028 ascii ';
+    compare([
+      text(`{"input": "${mixed.repeat(400)}", "model": "m"}`),
+      text(`{"input": "${'plain ascii '.repeat(1000)}"}`),
+      text(`{"input": [${Array.from({ length: 3000 }, (_, i) => (i * 7919) % 100_256).join(', ')}]}`),
+      text(`{"input": [${Array.from({ length: 2500 }, (_, i) => `"t${i}\u00e9", ${i}.50, -0`).join(', ')}]}`),
+    ]);
+  });
+
+  it('parses and keys a 10 MB body of token arrays in bounded memory and time', () => {
+    const rows = Array.from(
+      { length: 400 },
+      (_, i) => `[${Array.from({ length: 4000 }, (_, j) => (i * 7919 + j * 104_729) % 100_256).join(', ')}]`,
+    );
+    const body = text(`{"input": [${rows.join(', ')}], "model": "m"}`);
+    const heapBefore = process.memoryUsage().heapUsed;
+    const value = parsePythonJsonBytes(body);
+    const heapAfterParse = process.memoryUsage().heapUsed;
+    assert.ok(isPyObject(value));
+    assert.match(cacheKey(value), /^[0-9a-f]{4}\/[0-9a-f]{64}$/);
+    // One PyNumber per distinct small integer, not per token: some 13 MB of pointers, where
+    // an object per token took over 100 MB.
+    assert.ok(heapAfterParse - heapBefore < 60 << 20, `${(heapAfterParse - heapBefore) >> 20} MB`);
+  });
+
   it('gives the key the original computes for a known request', () => {
     const body = '{"model": "text-embedding-3-small", "input": "The food was delicious"}';
     const expected = createHash('sha256')
