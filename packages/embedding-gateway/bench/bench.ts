@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { freePort, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
@@ -49,9 +49,11 @@ interface RunningGateway {
 async function startGateway(upstreamUrl: string, flags: string[] = []): Promise<RunningGateway> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'embedding-gateway-bench-'));
-  const child = new ManagedProcess('gateway', process.execPath, [bin, ...flags], {
+  // The bin itself, so its shebang's V8 and malloc settings apply as deployed; `node` on PATH
+  // is this one (npm puts the workspace's pinned Node first).
+  const child = new ManagedProcess('gateway', bin, flags, {
     env: {
-      PATH: process.env.PATH,
+      PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`,
       PORT: String(port),
       HOST: '127.0.0.1',
       OPENAI_BASE_URL: `${upstreamUrl}/v1`,
@@ -184,7 +186,12 @@ const model = 'text-embedding-3-small';
 const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 
 async function main(): Promise<void> {
-  const build = spawnSync('npm', ['run', 'build'], { cwd: packageDir, stdio: 'inherit' });
+  // The runtime too: the built bin imports its dist, which a fresh work tree does not have.
+  const build = spawnSync(
+    'npm',
+    ['run', 'build', '-w', '@seahorse/runtime', '-w', '@seahorse/embedding-gateway'],
+    { cwd: join(packageDir, '..', '..'), stdio: 'inherit' },
+  );
   if (build.status !== 0) throw new Error('npm run build failed');
   const upstreamUrl = await startUpstream();
   const results: Record<string, unknown> = { seconds, quick: args.quick, when: new Date().toISOString() };
