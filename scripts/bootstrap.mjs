@@ -23,6 +23,16 @@ const systemNeeds = [
   { binary: 'jupyterhub-singleuser', pkg: 'jupyterhub', why: 'JupyterHub compatibility tests' },
 ];
 
+// Python modules outside the standard library that the tests import. apt installs them for
+// Debian's /usr/bin/python3; the tests use the python3 on PATH when it has them, else that one.
+const pythonNeeds = [
+  {
+    module: 'boto3',
+    pkg: 'python3-boto3',
+    why: "embedding gateway's S3 tests write and read objects with boto3 as the original does",
+  },
+];
+
 function fail(message) {
   process.stderr.write(`bootstrap: ${message}\n`);
   process.exit(1);
@@ -47,6 +57,12 @@ function onPath(binary, extraDirs) {
   return dirs.some((dir) => dir && existsSync(join(dir, binary)));
 }
 
+function pythonHas(module) {
+  return ['python3', '/usr/bin/python3'].some(
+    (python) => spawnSync(python, ['-c', `import ${module}`], { stdio: 'ignore' }).status === 0,
+  );
+}
+
 function mtime(path) {
   return existsSync(path) ? statSync(path).mtimeMs : 0;
 }
@@ -68,7 +84,13 @@ function installNpmDependencies() {
 }
 
 function installSystemBinaries() {
-  const missing = systemNeeds.filter((need) => !onPath(need.binary, need.extraDirs));
+  const missing = [
+    ...systemNeeds.filter((need) => !onPath(need.binary, need.extraDirs)),
+    // Without python3 at all, its modules are missing too (and come with their packages).
+    ...pythonNeeds
+      .filter((need) => !pythonHas(need.module))
+      .map((need) => ({ ...need, binary: `python module ${need.module}` })),
+  ];
   if (missing.length === 0) return;
   const packages = [...new Set(missing.map((need) => need.pkg))];
   const list = missing.map((need) => `${need.binary} (${need.why})`).join(', ');
@@ -84,6 +106,10 @@ function installSystemBinaries() {
     run('apt-get', [...wait, 'install', '-y', '-qq', '--no-install-recommends', ...packages], { env }) !== 0
   ) {
     fail(`apt-get install ${packages.join(' ')} failed`);
+  }
+  const stillMissing = pythonNeeds.filter((need) => !pythonHas(need.module));
+  if (stillMissing.length > 0) {
+    fail(`python3 cannot import ${stillMissing.map((need) => need.module).join(', ')} after apt-get install`);
   }
 }
 

@@ -134,6 +134,21 @@ const tricky: string[] = [
   `{"big": 1${'0'.repeat(4300)}}`,
   `{"deep": ${'['.repeat(50)}${']'.repeat(50)}}`,
   `{"deep": ${'['.repeat(5000)}${']'.repeat(5000)}}`,
+  // From the adversarial review: extreme number lexemes, surrogates in keys, odd whitespace.
+  `{"a": 0.${'0'.repeat(20_000)}1, "b": 1${'0'.repeat(400)}.0, "c": ${'1'.repeat(5000)}.5}`,
+  '{"a": 1e-99999999999, "b": 1e99999999999999999999, "c": -1e-400, "d": 123456789e-5, "e": 1E400}',
+  `{"a": -1${'0'.repeat(4299)}}`,
+  `{"a": -1${'0'.repeat(4300)}}`,
+  '{"a": 1.0e+0, "b": -0.0e0, "c": 0e0, "d": 1E-7, "e": 1e22, "f": 1e16, "g": 100000000000000000000000.0}',
+  '{"a": 2.2250738585072014e-308, "b": 2.4703282292062327e-324, "c": 2.4703282292062328e-324, "d": 1.7976931348623159e308}',
+  '{"\\udc00": 1, "\ud800\udc00": 2, "\\ud800": 3, "\ue000": 4, "\\udbff\\udfff": 5, "\\uffff": 6}',
+  '{"a": {"b": 1, "c": 2, "b": 3}, "x": [{"k": 1, "k": {"z": 1, "y": 2}}]}',
+  '{"a":\u00a01}',
+  '{"a":\f1}',
+  '{"a": -NaN}',
+  '{"a": Infinity1}',
+  '{"a": nan}',
+  '{"a": 1}\u0000',
 ];
 
 describe('cache key against python3 json.dumps(sort_keys=True)', () => {
@@ -166,6 +181,32 @@ describe('cache key against python3 json.dumps(sort_keys=True)', () => {
       if (i % 2 === 0) documents.push(corrupt(random, text(doc)));
     }
     compare(documents);
+  });
+
+  it('matches Python on body-sized strings and arrays (the long-value writers)', () => {
+    const mixed = 'caf\u00e9 "q" \\ \n\t\u0001 \ud83d\ude00 \ud800 \u2028 ascii ';
+    compare([
+      text(`{"input": "${mixed.repeat(400)}", "model": "m"}`),
+      text(`{"input": "${'plain ascii '.repeat(1000)}"}`),
+      text(`{"input": [${Array.from({ length: 3000 }, (_, i) => (i * 7919) % 100_256).join(', ')}]}`),
+      text(`{"input": [${Array.from({ length: 2500 }, (_, i) => `"t${i}\u00e9", ${i}.50, -0`).join(', ')}]}`),
+    ]);
+  });
+
+  it('parses and keys a 10 MB body of token arrays in bounded memory and time', () => {
+    const rows = Array.from(
+      { length: 400 },
+      (_, i) => `[${Array.from({ length: 4000 }, (_, j) => (i * 7919 + j * 104_729) % 100_256).join(', ')}]`,
+    );
+    const body = text(`{"input": [${rows.join(', ')}], "model": "m"}`);
+    const heapBefore = process.memoryUsage().heapUsed;
+    const value = parsePythonJsonBytes(body);
+    const heapAfterParse = process.memoryUsage().heapUsed;
+    assert.ok(isPyObject(value));
+    assert.match(cacheKey(value), /^[0-9a-f]{4}\/[0-9a-f]{64}$/);
+    // One PyNumber per distinct small integer, not per token: some 13 MB of pointers, where
+    // an object per token took over 100 MB.
+    assert.ok(heapAfterParse - heapBefore < 60 << 20, `${(heapAfterParse - heapBefore) >> 20} MB`);
   });
 
   it('gives the key the original computes for a known request', () => {

@@ -77,6 +77,16 @@ export function splitInputs(input: PyValue | undefined): { inputs: PyValue[]; si
   return undefined;
 }
 
+/** The headers that name who pays for a call: OpenAI's, and Azure OpenAI's `api-key`. */
+const credentialHeaders = ['authorization', 'api-key', 'openai-organization', 'openai-project'];
+
+/** A digest of the caller's credentials, for keys that must not mix callers. */
+function credentialsOf(headers: Record<string, string>): string {
+  const hash = createHash('sha256');
+  for (const name of credentialHeaders) hash.update(`${headers[name] ?? ''}\n`);
+  return hash.digest('base64');
+}
+
 function tokensOf(answer: PyObject): number {
   const usage = answer.get('usage');
   const total = isPyObject(usage) ? usage.get('total_tokens') : undefined;
@@ -130,7 +140,11 @@ export class EmbeddingsService {
     if (!this.#options.coalesceMisses) {
       return { ...(await this.#miss(key, body, headers, signal)), outcome: 'miss' };
     }
-    const flight = this.#coalescer.run(key, signal, (shared) => this.#miss(key, body, headers, shared));
+    // Only requests with the same credentials share a call: one with a bad key must not answer
+    // another's with its 401, nor one with a good key serve a caller the upstream would refuse.
+    const flight = this.#coalescer.run(`${key} ${credentialsOf(headers)}`, signal, (shared) =>
+      this.#miss(key, body, headers, shared),
+    );
     return { ...(await flight.result), outcome: flight.joined ? 'coalesced' : 'miss' };
   }
 

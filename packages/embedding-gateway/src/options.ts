@@ -209,6 +209,14 @@ export const flagSpecs: FlagSpec[] = [
     help: 'Largest request body; larger is a 413 (0: no limit, as the original)',
   },
   {
+    name: 'max-response-size',
+    kind: 'string',
+    arg: '<size>',
+    env: 'MAX_RESPONSE_SIZE',
+    default: '256mb',
+    help: "Largest upstream answer, decompressed; larger is a 500, never stored (OpenAI's largest is about 140 MB)",
+  },
+  {
     name: 'max-inputs',
     kind: 'integer',
     arg: '<n>',
@@ -300,6 +308,7 @@ export function buildOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv): Gatewa
     upstream: {
       baseUrl: checkUrl(flags.string('openai-base-url')!, '--openai-base-url (OPENAI_BASE_URL)'),
       timeoutMs: flags.duration('upstream-timeout')!,
+      maxResponseBytes: parseSize(flags.string('max-response-size')!, '--max-response-size'),
       proxyEnv: env,
     },
     store,

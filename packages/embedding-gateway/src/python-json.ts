@@ -40,6 +40,8 @@ const maxDepth = 990;
 
 const isDigit = (c: number) => c >= 48 && c <= 57;
 
+const smallIntegers = new Map<string, PyNumber>();
+
 class Parser {
   readonly text: string;
   index = 0;
@@ -162,6 +164,16 @@ class Parser {
     const lexeme = text.slice(start, i);
     if (isInteger && lexeme.length - (lexeme.charCodeAt(0) === 45 ? 1 : 0) > maxIntegerDigits) {
       throw new PyJsonValueError(`an integer of more than ${maxIntegerDigits} digits`);
+    }
+    if (isInteger && lexeme.length <= 6) {
+      // Token arrays are millions of small integers: one shared PyNumber per lexeme keeps a
+      // large body's parse in tens of megabytes rather than hundreds (PyNumber is immutable).
+      let shared = smallIntegers.get(lexeme);
+      if (shared === undefined) {
+        shared = new PyNumber(lexeme, true);
+        if (smallIntegers.size < 200_000) smallIntegers.set(lexeme, shared);
+      }
+      return shared;
     }
     return new PyNumber(lexeme, isInteger);
   }
@@ -478,6 +490,7 @@ const hex4 = (code: number) => `\\u${code.toString(16).padStart(4, '0')}`;
 
 /** `json.dumps`'s string encoder; JS strings are UTF-16, so astral chars come out as pairs. */
 export function encodePythonString(value: string, ensureAscii = true): string {
+  if (value.length > 4096) return encodeLongString(value, ensureAscii);
   let out = '"';
   let chunkStart = 0;
   for (let i = 0; i < value.length; i++) {
@@ -489,6 +502,62 @@ export function encodePythonString(value: string, ensureAscii = true): string {
     chunkStart = i + 1;
   }
   return `${out}${value.slice(chunkStart)}"`;
+}
+
+const hexDigits = '0123456789abcdef';
+
+/**
+ * The same for a long string, written byte by byte into one buffer (two passes: its size, then
+ * its bytes): a rope of a piece per escape costs seconds and hundreds of megabytes on a
+ * body-sized string of non-ASCII text.
+ */
+function encodeLongString(value: string, ensureAscii: boolean): string {
+  if (!ensureAscii) return encodeLongStringParts(value);
+  let size = 2;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c >= 0x20 && c <= 0x7e) size += c === 0x22 || c === 0x5c ? 2 : 1;
+    else size += shortEscapes[c] === undefined ? 6 : 2;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  out[at++] = 0x22;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c >= 0x20 && c <= 0x7e && c !== 0x22 && c !== 0x5c) {
+      out[at++] = c;
+      continue;
+    }
+    const short = shortEscapes[c];
+    if (short !== undefined) {
+      out[at++] = 0x5c;
+      out[at++] = short.charCodeAt(1);
+      continue;
+    }
+    out[at++] = 0x5c;
+    out[at++] = 0x75;
+    out[at++] = hexDigits.charCodeAt(c >> 12);
+    out[at++] = hexDigits.charCodeAt((c >> 8) & 15);
+    out[at++] = hexDigits.charCodeAt((c >> 4) & 15);
+    out[at++] = hexDigits.charCodeAt(c & 15);
+  }
+  out[at++] = 0x22;
+  return out.toString('latin1', 0, at);
+}
+
+/** Without ensure_ascii (FastAPI's own answers): parts and one join. */
+function encodeLongStringParts(value: string): string {
+  const parts: string[] = ['"'];
+  let chunkStart = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c >= 0x20 && c <= 0x7e && c !== 0x22 && c !== 0x5c) continue;
+    if (c > 0x7e) continue;
+    parts.push(value.slice(chunkStart, i), shortEscapes[c] ?? hex4(c));
+    chunkStart = i + 1;
+  }
+  parts.push(value.slice(chunkStart), '"');
+  return parts.join('');
 }
 
 /** Python compares strings by code point; JS's `<` compares UTF-16 code units. */
@@ -523,6 +592,16 @@ export function dumpPythonJson(value: PyValue, options: DumpOptions = {}): strin
     if (typeof v === 'string') return encodePythonString(v, ensureAscii);
     if (v instanceof PyNumber) return formatPythonNumber(v);
     if (Array.isArray(v)) {
+      if (v.length > 2048) {
+        // A long array (a token array, a big request) as one flat string: a rope of millions
+        // of pieces costs far more memory, and time to flatten, than the parts and one join.
+        const parts = new Array<string>(v.length);
+        for (let i = 0; i < v.length; i++) {
+          const item = v[i]!;
+          parts[i] = item instanceof PyNumber ? formatPythonNumber(item) : write(item);
+        }
+        return `[${parts.join(itemSeparator)}]`;
+      }
       let out = '[';
       for (let i = 0; i < v.length; i++) {
         if (i > 0) out += itemSeparator;

@@ -16,7 +16,7 @@ export interface UpstreamOptions {
   baseUrl: string;
   /** Whole exchange, connect to last byte; the original's aiohttp default is 300 s. */
   timeoutMs: number;
-  /** Largest answer read into memory. */
+  /** Largest answer read into memory, decompressed (0: no limit). */
   maxResponseBytes?: number;
   /**
    * HTTP_PROXY, HTTPS_PROXY and NO_PROXY (either case) are honoured from here, as the
@@ -129,6 +129,8 @@ export class UpstreamClient {
       headers['content-type'] ??= 'application/json';
       let settled = false;
       let answered = false;
+      // The decoder, when the answer is compressed: it is stopped with the request.
+      let decoding: Readable | undefined;
       const finish = (error: Error | undefined, answer?: UpstreamAnswer) => {
         if (settled) return;
         settled = true;
@@ -136,6 +138,7 @@ export class UpstreamClient {
         signal.removeEventListener('abort', onAbort);
         if (error) {
           req.destroy();
+          decoding?.destroy();
           reject(error);
         } else resolve(answer!);
       };
@@ -189,14 +192,19 @@ export class UpstreamClient {
             ),
           );
           stream = res.pipe(decoder) as unknown as Readable;
+          decoding = stream;
         }
-        const limit = this.#options.maxResponseBytes ?? 1 << 30;
+        const limit = this.#options.maxResponseBytes || Number.POSITIVE_INFINITY;
         const chunks: Buffer[] = [];
         let size = 0;
         stream.on('data', (chunk: Buffer) => {
           size += chunk.length;
           if (size > limit) {
-            finish(new UpstreamResponseError(`the upstream's answer is larger than ${limit} bytes`));
+            finish(
+              new UpstreamResponseError(
+                `the upstream's answer is larger than ${limit} bytes (--max-response-size)`,
+              ),
+            );
             return;
           }
           chunks.push(chunk);

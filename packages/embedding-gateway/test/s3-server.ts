@@ -23,6 +23,9 @@ export interface S3Fixture {
   bucket: string;
   /** Faults for the next requests whose method matches (GET, PUT, HEAD), in order. */
   inject(method: string, ...faults: Fault[]): void;
+  /** SIGSTOP and SIGCONT to s3rver: a server that hangs mid-request, then comes back. */
+  pause(): void;
+  resume(): void;
   clearFaults(): void;
   /** Requests that went through the shim, as `METHOD path`. */
   seen: string[];
@@ -118,6 +121,12 @@ export async function startS3(bucket = 'embedding-gateway'): Promise<S3Fixture> 
     },
     clearFaults() {
       faults.clear();
+    },
+    pause() {
+      process.kill(s3rver.pid, 'SIGSTOP');
+    },
+    resume() {
+      process.kill(s3rver.pid, 'SIGCONT');
     },
     async stop() {
       for (const socket of sockets) socket.destroy();

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { waitFor } from '@seahorse/runtime/testing';
 import { type FakeOpenAI, startFakeOpenAI } from './fake-openai.ts';
 import { call, embed, startTestGateway, type TestGateway } from './helpers.ts';
 import { type S3Fixture, s3Credentials, startS3 } from './s3-server.ts';
@@ -47,13 +48,13 @@ print(json.dumps({"key": key_of(body), "contentEncoding": r.get("ContentEncoding
 }
 
 /** The original's write: put_object(gzip(json.dumps(answer)), ContentEncoding=gzip, ContentType=application/json). */
-function boto3Write(s3: S3Fixture, requestBody: string, answer: unknown): void {
+function boto3Write(s3: S3Fixture, requestBody: string, answer: unknown, cutBytes = 0): void {
   const program = `${boto3Client(s3.directEndpoint)}
 request, answer = json.loads(sys.stdin.read())
 g = io.BytesIO()
 with gzip.GzipFile(fileobj=g, mode="w") as f:
     f.write(json.dumps(answer).encode("utf-8"))
-s3.put_object(Bucket=${JSON.stringify(s3.bucket)}, Key=key_of(request), Body=g.getvalue(), ContentEncoding="gzip", ContentType="application/json")
+s3.put_object(Bucket=${JSON.stringify(s3.bucket)}, Key=key_of(request), Body=g.getvalue()[:len(g.getvalue()) - ${cutBytes}], ContentEncoding="gzip", ContentType="application/json")
 `;
   execFileSync(python, ['-c', program], { input: JSON.stringify([requestBody, answer]) });
 }
@@ -120,6 +121,18 @@ describe('S3 store against s3rver with injected faults', () => {
     const hit = await embed(gateway.url, body);
     assert.equal(hit.status, 200);
     assert.deepEqual(hit.json(), stored);
+    assert.equal(upstream.requests.length, calls);
+  });
+
+  it('an object another writer cut short is a 500 for a client that accepts gzip too, as gzip.decompress fails in the original', async () => {
+    const body = '{"model": "text-embedding-3-small", "input": "cut short by another writer"}';
+    boto3Write(s3, body, { object: 'list', data: [], usage: { total_tokens: 1 } }, 6);
+    const calls = upstream.requests.length;
+    const zipped = await embed(gateway.url, body, {
+      'content-type': 'application/json',
+      'accept-encoding': 'gzip',
+    });
+    assert.equal(zipped.status, 500);
     assert.equal(upstream.requests.length, calls);
   });
 
@@ -199,6 +212,71 @@ describe('S3 store against s3rver with injected faults', () => {
       assert.equal(answer.status, 200, answer.text);
     } finally {
       await retrying.stop();
+    }
+  });
+
+  it('S3 that hangs mid-GET is a 503 within --s3-timeout, and serves again once it is back', async () => {
+    const impatient = await startTestGateway(upstream.baseUrl, [
+      '--store',
+      's3',
+      '--s3-endpoint-url',
+      s3.endpoint,
+      '--s3-max-attempts',
+      '1',
+      '--s3-timeout',
+      '300ms',
+    ]);
+    const body = '{"model": "text-embedding-3-small", "input": "s3 pauses on get"}';
+    try {
+      assert.equal((await embed(impatient.url, body)).status, 200);
+      s3.pause();
+      const started = performance.now();
+      const answer = await embed(impatient.url, body).finally(() => s3.resume());
+      assert.equal(answer.status, 503);
+      assert.ok(performance.now() - started < 5000);
+      const calls = upstream.requests.length;
+      assert.equal((await embed(impatient.url, body)).status, 200);
+      assert.equal(upstream.requests.length, calls, 'a hit again once S3 is back');
+    } finally {
+      await impatient.stop();
+    }
+  });
+
+  it('S3 that hangs mid-PUT is a 503; once back, the object is whole or absent, never partial', async () => {
+    const impatient = await startTestGateway(upstream.baseUrl, [
+      '--store',
+      's3',
+      '--s3-endpoint-url',
+      s3.endpoint,
+      '--s3-max-attempts',
+      '1',
+      '--s3-timeout',
+      '300ms',
+    ]);
+    const body = '{"model": "text-embedding-3-small", "input": "s3 pauses on put", "dimensions": 512}';
+    try {
+      upstream.delayMs = 200;
+      const seen = upstream.requests.length;
+      const pending = embed(impatient.url, body);
+      await waitFor('the upstream call', () => upstream.requests.length > seen);
+      s3.pause();
+      const answer = await pending.finally(() => s3.resume());
+      upstream.delayMs = 0;
+      assert.equal(answer.status, 503);
+      // The PUT s3rver had received completes once it runs again: whole, as boto3 reads it.
+      let stored: string | undefined;
+      try {
+        stored = boto3Read(s3, body).text;
+      } catch (error) {
+        assert.match(String((error as { stderr?: unknown }).stderr ?? error), /NoSuchKey/);
+      }
+      const retried = await embed(impatient.url, body);
+      assert.equal(retried.status, 200);
+      if (stored !== undefined) assert.deepEqual(JSON.parse(stored), retried.json());
+      assert.deepEqual(JSON.parse(boto3Read(s3, body).text), retried.json());
+    } finally {
+      upstream.delayMs = 0;
+      await impatient.stop();
     }
   });
 

@@ -5,7 +5,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { GetObjectCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { StoreError, StoreUnavailableError } from '../errors.ts';
-import { assertSafeKey, type ObjectStore } from './store.ts';
+import { assertSafeKey, decodeObject, type ObjectStore } from './store.ts';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -82,6 +82,9 @@ export class S3Store implements ObjectStore {
         httpsAgent: new HttpsAgent(agentOptions),
         connectionTimeout: options.connectTimeoutMs,
         requestTimeout: options.requestTimeoutMs,
+        // Without it the SDK only logs a warning when the time is up and waits on: an S3 that
+        // hangs would hang every request behind it instead of answering 503.
+        throwOnRequestTimeout: true,
       },
       // Checksums on every PUT and GET are newer than the original's boto3 and than some
       // S3-compatible servers; only ask for them where the service requires them.
@@ -97,7 +100,13 @@ export class S3Store implements ObjectStore {
         abortSignal: signal,
       });
       if (!answer.Body) throw new StoreError(`s3 store: object ${key} came without a body`);
-      return Buffer.from(await answer.Body.transformToByteArray());
+      const gzipped = Buffer.from(await answer.Body.transformToByteArray());
+      // Any writer may have put a corrupt object in a shared bucket. Gzip clients get objects
+      // as they are, so check the whole stream (CRC included) here, where it costs a tenth of
+      // the round trip: a corrupt object is a 500, as the original's gzip.decompress makes it.
+      // The filesystem store's objects are ours, renamed into place whole, and are not checked.
+      await decodeObject(key, gzipped);
+      return gzipped;
     } catch (error) {
       if ((error as SdkError).name === 'NoSuchKey') return undefined;
       if (error instanceof StoreError) throw error;
