@@ -125,6 +125,7 @@ describe('purge broadcaster', () => {
     const answer = await call(url, '/v1/embeddings?x=1', {
       method: 'PURGE',
       headers: {
+        expect: '100-continue',
         'x-purge-all': 'true',
         'surrogate-key': 'model:a',
         connection: 'keep-alive, x-drop-me',
@@ -146,6 +147,7 @@ describe('purge broadcaster', () => {
       assert.equal(request.headers['surrogate-key'], 'model:a');
       assert.equal(request.headers['x-forwarded-for'], '127.0.0.1');
       assert.equal(request.headers['x-drop-me'], undefined, 'headers named by Connection are hop-by-hop');
+      assert.equal(request.headers.expect, undefined);
     }
   });
 
@@ -235,6 +237,16 @@ describe('purge broadcaster', () => {
     dns.failing.add(service);
     assert.equal((await call(url, '/', { method: 'PURGE' })).status, 502);
     dns.failing.delete(service);
+    dns.records.set(service, ['127.0.0.2']);
+    dns.silent.add(service);
+    const started = Date.now();
+    const silent = await call(url, '/', { method: 'PURGE' });
+    dns.silent.delete(service);
+    assert.equal(silent.status, 502);
+    assert.ok(
+      Date.now() - started < 900,
+      'a silent DNS server costs --pod-timeout, not the resolver retries',
+    );
     assert.equal(seen.length, 0);
   });
 

@@ -6,6 +6,8 @@ export class TestDnsServer {
   readonly records = new Map<string, string[]>();
   /** Names answered with SERVFAIL. */
   readonly failing = new Set<string>();
+  /** Names never answered. */
+  readonly silent = new Set<string>();
   queries = 0;
   #socket: Socket | undefined;
   port = 0;
@@ -40,6 +42,7 @@ export class TestDnsServer {
     const qtype = message.readUInt16BE(at);
     const question = message.subarray(12, at + 4);
     const name = labels.join('.').toLowerCase();
+    if (this.silent.has(name)) return undefined;
     const known = this.records.get(name);
     const rcode = this.failing.has(name) ? 2 : known ? 0 : 3;
     const addresses = rcode === 0 && qtype === 1 ? known! : [];

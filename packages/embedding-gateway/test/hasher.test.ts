@@ -276,6 +276,12 @@ describe('ext_proc body hasher', () => {
     assert.equal(sub(messages[2]!, 3).size, 0);
   });
 
+  test('a body sent without its headers (Envoy configured that way) is hashed too, as the original does', async () => {
+    const { messages } = await processStream(session, [requestBody('abc', true)]);
+    const mutation = sub(sub(sub(messages[0]!, 3), 1), 2);
+    assert.equal(setHeaders(mutation)[0]![1], createHash('sha256').update('abc').digest('hex'));
+  });
+
   test('grpc.health.v1 Check answers SERVING for the kubelet', async () => {
     const { status, messages } = await processStream(
       session,

@@ -68,6 +68,8 @@ const hopByHop = new Set([
   'upgrade',
   'host',
   'content-length',
+  // Node answered the client's 100-continue itself; the pods get the whole body at once.
+  'expect',
 ]);
 
 function forwardHeaders(
@@ -255,7 +257,17 @@ export async function startBroadcaster(
     }
     let pods: string[];
     try {
-      pods = await resolve(options.targetService);
+      // getaddrinfo has no timeout of its own: a silent resolver must not hold the request.
+      pods = await Promise.race([
+        resolve(options.targetService),
+        new Promise<never>((_, reject) => {
+          const timer = setTimeout(
+            () => reject(new Error(`no answer within ${options.podTimeoutMs} ms`)),
+            options.podTimeoutMs,
+          );
+          timer.unref();
+        }),
+      ]);
     } catch (error) {
       logger.warn({ service: options.targetService, err: error }, 'service discovery failed');
       sendError(res, 502, 'service discovery failed');

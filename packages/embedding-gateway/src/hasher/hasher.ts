@@ -43,6 +43,7 @@ export class BodyHashProcessor {
   readonly #maxBodyBytes: number;
   #hash: Hash | undefined;
   #size = 0;
+  #headersSeen = false;
 
   constructor(maxBodyBytes: number) {
     this.#maxBodyBytes = maxBodyBytes;
@@ -51,6 +52,7 @@ export class BodyHashProcessor {
   process(request: ProcessingRequest): ProcessingResponse | undefined {
     switch (request.phase) {
       case 'requestHeaders': {
+        this.#headersSeen = true;
         const response: ProcessingResponse = { phase: 'requestHeaders', removeHeaders: [bodyHashHeader] };
         const length = request.headers.find((h) => h.key === 'content-length')?.value.trim() ?? '';
         const declared = /^\d{1,15}$/.test(length) ? Number(length) : 0;
@@ -62,6 +64,11 @@ export class BodyHashProcessor {
         return response;
       }
       case 'requestBody': {
+        // Envoy configured to send bodies without headers: hash them all, as the original does.
+        if (!this.#headersSeen) {
+          this.#headersSeen = true;
+          this.#hash = createHash('sha256');
+        }
         if (!this.#hash) return { phase: 'requestBody' };
         this.#size += request.body.length;
         if (this.#size > this.#maxBodyBytes) {
