@@ -129,6 +129,8 @@ describe('Varnish with the bundle VCL in front of the gateway', () => {
   test('per-key scope: another API key misses; shared scope: another key hits', async () => {
     await embed(perKey, 'scoped');
     assert.equal((await embed(perKey, 'scoped', 'sk-two')).headers['x-cache'], 'MISS');
+    const forged = await embed(perKey, 'scoped', 'sk-three', { 'x-cache-scope': 'shared' });
+    assert.equal(forged.headers['x-cache'], 'MISS', 'a client cannot choose the shared scope');
     assert.equal((await embed(perKey, 'scoped', 'sk-two')).headers['x-cache'], 'HIT');
     assert.equal((await embed(shared, 'scoped', 'sk-one')).headers['x-cache'], 'MISS');
     assert.equal((await embed(shared, 'scoped', 'sk-two')).headers['x-cache'], 'HIT');
