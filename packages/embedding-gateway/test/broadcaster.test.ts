@@ -68,7 +68,7 @@ describe('purge broadcaster', () => {
 
   before(async () => {
     await dns.start();
-    port = await freePort();
+    port = await freePort('127.0.0.2');
     for (const pod of ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5']) {
       behaviour.set(pod, 'ok');
       const server = createServer((req, res) => {

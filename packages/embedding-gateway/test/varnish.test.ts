@@ -98,7 +98,7 @@ describe('Varnish with the bundle VCL in front of the gateway', () => {
     gateway = await startTestGateway(fake.baseUrl);
     const backendPort = Number(new URL(gateway.url).port);
     // Both purge listeners on one port at two addresses: two "pods" for the broadcaster.
-    const purgePort = await freePort();
+    const purgePort = await freePort('127.0.0.2');
     [perKey, shared] = await Promise.all([
       startVarnish({ backendPort, scope: 'per-key', purgeHost: '127.0.0.2', purgePort, ttl: '3s' }),
       startVarnish({ backendPort, scope: 'shared', purgeHost: '127.0.0.3', purgePort }),
