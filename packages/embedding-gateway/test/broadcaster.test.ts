@@ -228,6 +228,16 @@ describe('purge broadcaster', () => {
     assert.equal((await call(url, '/readyz')).status, 200);
   });
 
+  test('GET /metrics counts broadcasts and pod answers by outcome', async () => {
+    const metrics = await call(url, '/metrics');
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.text, /embedding_gateway_broadcasts_total\{result="complete"\} [1-9]/);
+    assert.match(metrics.text, /embedding_gateway_broadcasts_total\{result="partial"\} [1-9]/);
+    assert.match(metrics.text, /embedding_gateway_broadcast_pod_requests_total\{outcome="error"\} [1-9]/);
+    assert.match(metrics.text, /embedding_gateway_broadcast_pod_requests_total\{outcome="status"\} [1-9]/);
+    assert.match(metrics.text, /embedding_gateway_broadcast_duration_seconds_count [1-9]/);
+  });
+
   test('a name that does not resolve is a 502 with the original message, reaching no pod', async () => {
     reset();
     dns.records.delete(service);

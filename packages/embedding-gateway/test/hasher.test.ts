@@ -293,7 +293,7 @@ describe('ext_proc body hasher', () => {
   });
 });
 
-test('the bin: `hasher` serves ext_proc and stops on SIGTERM', async () => {
+test('the bin: `hasher` serves ext_proc and, on SIGTERM, sends GOAWAY to Envoy and exits well within the grace period', async () => {
   const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
   const port = await freePort();
   const proc = new ManagedProcess('hasher', process.execPath, [
@@ -311,11 +311,16 @@ test('the bin: `hasher` serves ext_proc and stops on SIGTERM', async () => {
       requestHeaders({ 'content-length': '2' }),
       requestBody('hi', true),
     ]);
-    session.close();
     const mutation = sub(sub(sub(messages[1]!, 3), 1), 2);
     assert.equal(setHeaders(mutation)[0]![1], createHash('sha256').update('hi').digest('hex'));
+    // Envoy keeps its connection open: the drain must close it, not wait for it.
+    const goaway = new Promise((resolve) => session.once('goaway', resolve));
+    const started = Date.now();
     proc.signal('SIGTERM');
+    await goaway;
     assert.equal(await proc.exited, 0, proc.output);
+    assert.ok(Date.now() - started < 5000, `exited after ${Date.now() - started} ms`);
+    session.destroy();
   } finally {
     await proc.stop('SIGKILL');
   }

@@ -12,6 +12,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { formatAddress, Lifecycle, type ListenAddress, type Logger, listen } from '@seahorse/runtime';
+import { Counter, createRegistry, Histogram, type Registry, serveMetrics } from '@seahorse/runtime/metrics';
 import type { BroadcasterOptions } from './options.ts';
 
 /** Turns a Service name into the addresses of its pods; rejects when the name does not resolve. */
@@ -33,6 +34,7 @@ export interface BroadcastResponse {
 
 export interface Broadcaster {
   server: Server;
+  registry: Registry;
   address: ListenAddress;
   lifecycle: Lifecycle;
   close(): Promise<void>;
@@ -178,6 +180,25 @@ export async function startBroadcaster(
     lameduckMs: options.lameduckMs,
     terminationGracePeriodMs: options.terminationGracePeriodMs,
   });
+  const registry = createRegistry();
+  const broadcasts = new Counter({
+    name: 'embedding_gateway_broadcasts_total',
+    help: 'Requests fanned out, by result: complete (every pod succeeded), partial, refused (nothing sent)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const podRequests = new Counter({
+    name: 'embedding_gateway_broadcast_pod_requests_total',
+    help: 'Requests sent to pods, by outcome: success (status < 400), status (400 and up), error (no answer)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'embedding_gateway_broadcast_duration_seconds',
+    help: 'Time from the lookup to the last pod answer',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
   const agent = new Agent({
     keepAlive: true,
     maxSockets: options.concurrency,
@@ -236,7 +257,12 @@ export async function startBroadcaster(
       send(res, ok ? 200 : 503, ok ? 'OK' : 'Service Unavailable', 'text/plain; charset=utf-8');
       return;
     }
+    if (method === 'GET' && bare === '/metrics' && !methods.has('GET')) {
+      serveMetrics(registry, res);
+      return;
+    }
     if (!methods.has(method)) {
+      broadcasts.inc({ result: 'refused' });
       sendError(res, 405, `${method} is not broadcast; send ${allow}`, { allow });
       return;
     }
@@ -256,24 +282,28 @@ export async function startBroadcaster(
       return;
     }
     let pods: string[];
+    let timer: NodeJS.Timeout | undefined;
     try {
       // getaddrinfo has no timeout of its own: a silent resolver must not hold the request.
       pods = await Promise.race([
         resolve(options.targetService),
         new Promise<never>((_, reject) => {
-          const timer = setTimeout(
+          timer = setTimeout(
             () => reject(new Error(`no answer within ${options.podTimeoutMs} ms`)),
             options.podTimeoutMs,
           );
-          timer.unref();
         }),
       ]);
     } catch (error) {
+      broadcasts.inc({ result: 'refused' });
       logger.warn({ service: options.targetService, err: error }, 'service discovery failed');
       sendError(res, 502, 'service discovery failed');
       return;
+    } finally {
+      clearTimeout(timer);
     }
     if (pods.length === 0) {
+      broadcasts.inc({ result: 'refused' });
       sendError(res, 502, 'no pods found for service');
       return;
     }
@@ -284,6 +314,11 @@ export async function startBroadcaster(
       sendToPod(pod, req, path, read.body, gone.signal),
     );
     const success = results.filter((result) => result.success).length;
+    duration.observe((Date.now() - started) / 1000);
+    broadcasts.inc({ result: success === results.length ? 'complete' : 'partial' });
+    for (const result of results) {
+      podRequests.inc({ outcome: result.success ? 'success' : result.status > 0 ? 'status' : 'error' });
+    }
     const summary: BroadcastResponse = {
       total: results.length,
       success,
@@ -321,5 +356,5 @@ export async function startBroadcaster(
     },
     'purge broadcaster listening',
   );
-  return { server, address, lifecycle, close: () => lifecycle.shutdown('close') };
+  return { server, registry, address, lifecycle, close: () => lifecycle.shutdown('close') };
 }
