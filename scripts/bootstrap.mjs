@@ -21,6 +21,13 @@ const systemNeeds = [
   { binary: 'python3', pkg: 'python3', why: "embedding gateway's differential tests against json.dumps" },
   // Debian's jupyterhub brings jupyterhub-singleuser, the notebook server and ipykernel.
   { binary: 'jupyterhub-singleuser', pkg: 'jupyterhub', why: 'JupyterHub compatibility tests' },
+  // The embedding gateway's edge cache: its VCL is tested in the real Varnish 7.1.
+  {
+    binary: 'varnishd',
+    pkg: 'varnish',
+    why: "embedding gateway's VCL tests",
+    extraDirs: () => ['/usr/sbin'],
+  },
 ];
 
 // Python modules outside the standard library that the tests import. apt installs them for

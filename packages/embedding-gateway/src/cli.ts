@@ -8,6 +8,16 @@ import { startGateway } from './server.ts';
 const program = 'seahorse-embedding-gateway';
 
 runMain(program, async () => {
+  // The edge of seed 004 runs from the same bin: the `broadcaster` and `hasher` subcommands.
+  const [command, ...rest] = process.argv.slice(2);
+  if (command === 'broadcaster') {
+    const { runBroadcaster } = await import('./broadcaster/cli.ts');
+    return runBroadcaster(program, rest, process.env);
+  }
+  if (command === 'hasher') {
+    const { runHasher } = await import('./hasher/cli.ts');
+    return runHasher(program, rest, process.env);
+  }
   const flags = parseFlags(flagSpecs, process.argv.slice(2), process.env);
   if (flags.boolean('help')) {
     process.stdout.write(formatHelp(`${program} [options]`, flagSpecs));

@@ -1,0 +1,80 @@
+// `seahorse-embedding-gateway hasher [flags]`: the ext_proc body hasher beside Envoy.
+import { createLogger, type FlagSpec, formatHelp, parseFlags } from '@seahorse/runtime';
+import { parseHostPort } from '../broadcaster/options.ts';
+import { parseSize } from '../options.ts';
+import { type HasherOptions, startHasher } from './hasher.ts';
+
+export const hasherFlagSpecs = [
+  {
+    name: 'address',
+    kind: 'string',
+    arg: '<host:port>',
+    env: 'ADDRESS',
+    default: '0.0.0.0:50051',
+    help: 'gRPC (HTTP/2 cleartext) address Envoy connects to',
+  },
+  {
+    name: 'enable-body-hash',
+    kind: 'boolean',
+    default: true,
+    help: "Accepted for the original's command line; the body hash is always on",
+  },
+  {
+    name: 'max-body-size',
+    kind: 'string',
+    arg: '<size>',
+    env: 'MAX_BODY_SIZE',
+    default: '1mb',
+    help: "Largest body buffered and hashed; larger ones go through unhashed (keep it at the VCL's limit)",
+  },
+  {
+    name: 'lameduck',
+    kind: 'duration',
+    arg: '<duration>',
+    env: 'LAMEDUCK',
+    default: '1s',
+    help: 'Time spent unready but serving after SIGTERM',
+  },
+  {
+    name: 'termination-grace-period',
+    kind: 'duration',
+    arg: '<duration>',
+    env: 'TERMINATION_GRACE_PERIOD',
+    default: '10s',
+    help: 'Longest time from SIGTERM to exit',
+  },
+  {
+    name: 'log-level',
+    kind: 'string',
+    arg: '<level>',
+    env: 'LOG_LEVEL',
+    default: 'info',
+    choices: ['debug', 'info', 'warn', 'error'],
+    help: 'Log level',
+  },
+  { name: 'help', short: 'h', kind: 'boolean', help: 'Show this help' },
+] as const satisfies readonly FlagSpec[];
+
+export function buildHasherOptions(argv: string[], env: NodeJS.ProcessEnv): HasherOptions | undefined {
+  const flags = parseFlags(hasherFlagSpecs, argv, env);
+  if (flags.boolean('help')) return undefined;
+  const { host, port } = parseHostPort(flags.string('address'), '--address (ADDRESS)');
+  return {
+    host,
+    port,
+    logLevel: flags.string('log-level'),
+    maxBodyBytes: parseSize(flags.string('max-body-size'), '--max-body-size'),
+    lameduckMs: flags.duration('lameduck'),
+    terminationGracePeriodMs: flags.duration('termination-grace-period'),
+  };
+}
+
+export async function runHasher(program: string, argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const options = buildHasherOptions(argv, env);
+  if (!options) {
+    process.stdout.write(formatHelp(`${program} hasher [options]`, hasherFlagSpecs));
+    return;
+  }
+  const logger = createLogger({ name: 'embedding-gateway-hasher', level: options.logLevel });
+  await startHasher(options, logger, (lifecycle) => lifecycle.installSignalHandlers());
+}
