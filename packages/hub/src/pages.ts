@@ -80,7 +80,7 @@ export async function handlePage(
   if (path === `${base}hub/login`) {
     const auth = hub.authenticator;
     if (auth.kind === 'header') {
-      if (!auth.trustsSource(req.socket.remoteAddress)) {
+      if (!auth.trustsSource(req.socket.remoteAddress, req.headers['x-forwarded-for'])) {
         page(res, 403, 'Forbidden', '<p>The user header is accepted only from trusted proxies.</p>');
         return true;
       }

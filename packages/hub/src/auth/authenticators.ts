@@ -53,7 +53,20 @@ export class Authenticator {
     return existing && this.#config.allowedUsers.length > 0;
   }
 
-  trustsSource(address: string | undefined): boolean {
+  /**
+   * Whether the user header may be believed: the peer must be trusted and, when it relays
+   * (X-Forwarded-For), so must the address it reports — the hub's own proxy is on loopback, so
+   * without that check anyone reaching the public port would be "from" a trusted address.
+   */
+  trustsSource(address: string | undefined, forwardedFor?: string | string[]): boolean {
+    if (!this.#trustsAddress(address)) return false;
+    const header = Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor;
+    if (header === undefined) return true;
+    const hops = header.split(',');
+    return this.#trustsAddress(hops[hops.length - 1]!.trim());
+  }
+
+  #trustsAddress(address: string | undefined): boolean {
     if (!address) return false;
     const plain = address.startsWith('::ffff:') ? address.slice(7) : address;
     if (isIPv4(plain)) return this.#trusted.check(plain, 'ipv4');
