@@ -57,4 +57,12 @@ describe('header authenticator behind the hub’s own proxy', () => {
     response = await login(hub.url, { 'x-auth-request-user': 'boss' });
     assert.equal(response.status, 302);
   });
+
+  test('next= with control characters is not followed (browsers drop tabs: /\\t/evil is //evil)', async () => {
+    for (const next of ['/%09/evil.example', '/%0a/evil.example', '/%0d%0aSet-Cookie:%20x=1', '/%00x']) {
+      const response = await login(hub.url, { 'x-auth-request-user': 'alice' }, `?next=${next}`);
+      assert.equal(response.status, 302, next);
+      assert.equal(response.headers.get('location'), '/hub/home', next);
+    }
+  });
 });
