@@ -66,3 +66,45 @@ describe('header authenticator behind the hub’s own proxy', () => {
     }
   });
 });
+
+describe('REST API abuse on SQLite', () => {
+  let hub: TestHub;
+  before(async () => {
+    hub = await startTestHub({
+      'JupyterHub.allow_named_servers': true,
+      'JupyterHub.slow_spawn_timeout': 0.2,
+    });
+    const response = await hub.api('/users', {
+      method: 'POST',
+      body: JSON.stringify({ usernames: ['alice', 'bob', 'carol'] }),
+    });
+    assert.equal(response.status, 201);
+  });
+  after(() => hub?.close());
+
+  const tokenFor = async (user: string, body: unknown, token?: string) => {
+    const response = await hub.api(`/users/${user}/tokens`, {
+      method: 'POST',
+      body: JSON.stringify(body),
+      ...(token ? { token } : {}),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+
+  test('a token limited to `tokens` cannot mint a token with all of its owner’s scopes', async () => {
+    const limited = await tokenFor('alice', { scopes: ['tokens!user=alice'] });
+    assert.equal(limited.status, 201);
+    const secret = limited.body.token as string;
+    // Asking for servers is refused, and so is asking for nothing (the default, `inherit`).
+    assert.equal((await tokenFor('alice', { scopes: ['servers'] }, secret)).status, 403);
+    const minted = await tokenFor('alice', {}, secret);
+    assert.equal(minted.status, 403);
+    assert.match(minted.body.message as string, /^Not assigning requested scopes .*servers!user=alice/);
+    // What the limited token holds it may pass on.
+    assert.equal((await tokenFor('alice', { scopes: ['read:tokens!user=alice'] }, secret)).status, 201);
+    // A full token of the owner, and the admin, still mint inheriting tokens.
+    const full = await tokenFor('alice', {});
+    assert.equal(full.status, 201);
+    assert.equal((await tokenFor('alice', {}, full.body.token as string)).status, 201);
+  });
+});
