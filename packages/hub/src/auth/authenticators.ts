@@ -5,9 +5,14 @@ import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { HubConfig } from '../config.ts';
 import { ConfigError } from '../errors.ts';
 
-/** JupyterHub's default username rules: non-empty, no slash, no whitespace, bounded length. */
+/**
+ * JupyterHub's default username rules: non-empty, no slash, no whitespace, bounded length; and
+ * no control characters (NUL is a 500 on PostgreSQL, the others reach logs and environments).
+ */
 export function validUsername(name: string): boolean {
-  return name.length > 0 && name.length <= 255 && !/[/\s?#%]/.test(name) && name !== '.' && name !== '..';
+  return (
+    name.length > 0 && name.length <= 255 && !/[/\s?#%\p{Cc}]/u.test(name) && name !== '.' && name !== '..'
+  );
 }
 
 /** JupyterHub normalizes user names to lower case. */
