@@ -179,3 +179,48 @@ describe('PostgreSQL killed mid-run and restarted', () => {
     }
   });
 });
+
+describe('hostile bytes into the API’s parsers', () => {
+  let hub: TestHub;
+  before(async () => {
+    hub = await startTestHub();
+    assert.equal((await hub.api('/users/alice', { method: 'POST' })).status, 201);
+  });
+  after(() => hub?.close());
+
+  test('an offset beyond any integer is an empty page, not a 500', async () => {
+    const response = await hub.api('/users?offset=99999999999999999999', {
+      headers: { accept: 'application/jupyterhub-pagination+json' },
+    });
+    assert.equal(response.status, 200);
+    const page = (await response.json()) as { items: unknown[]; _pagination: { total: number } };
+    assert.deepEqual(page.items, []);
+    assert.ok(page._pagination.total >= 1);
+  });
+
+  test('__proto__ and constructor keys in a user model are unknown keys', async () => {
+    for (const body of [
+      '{"usernames":["p1"],"__proto__":{"admin":true}}',
+      '{"usernames":["p1"],"constructor":{"prototype":{"admin":true}}}',
+    ]) {
+      const response = await hub.api('/users', { method: 'POST', body });
+      assert.equal(response.status, 400);
+      assert.match(((await response.json()) as { message: string }).message, /^Invalid user model keys: /);
+    }
+    const response = await hub.api('/users/alice', { method: 'PATCH', body: '{"__proto__":{"admin":true}}' });
+    assert.equal(response.status, 400);
+    assert.equal(((await response.json()) as { admin?: boolean }).admin, undefined);
+  });
+
+  test('user names with control characters are invalid (400), in a path and in a bulk create', async () => {
+    for (const name of ['a%00b', 'a%01b', 'a%7Fb']) {
+      const response = await hub.api(`/users/${name}`, { method: 'POST' });
+      assert.equal(response.status, 400, name);
+    }
+    const response = await hub.api('/users', {
+      method: 'POST',
+      body: JSON.stringify({ usernames: ['ok-name', 'bad\u0000name'] }),
+    });
+    assert.equal(response.status, 400);
+  });
+});

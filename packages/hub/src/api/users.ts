@@ -47,7 +47,8 @@ export function pagination(context: ApiContext, accepts: boolean): { offset: num
     throw new HttpError(400, 'Invalid argument type, offset and limit must be integers');
   }
   limit = Math.min(Math.max(limit, 1), pageMaxLimit);
-  return { offset, limit };
+  // Past every row anyway; a larger number is no integer the databases bind (was a 500).
+  return { offset: Math.min(offset, Number.MAX_SAFE_INTEGER), limit };
 }
 
 export function acceptsPagination(context: ApiContext): boolean {
