@@ -109,6 +109,36 @@ describe('REST API abuse on SQLite', () => {
     assert.equal(full.status, 201);
     assert.equal((await tokenFor('alice', {}, full.body.token as string)).status, 201);
   });
+  test('deleting a user while their server is starting is refused (it left an orphan process)', async () => {
+    let response = await hub.api('/users/carol/server', {
+      method: 'POST',
+      body: JSON.stringify({ delay_ms: 800 }),
+    });
+    assert.equal(response.status, 202);
+    response = await hub.api('/users/carol', { method: 'DELETE' });
+    assert.equal(response.status, 400);
+    assert.match(((await response.json()) as { message: string }).message, /in the process of starting/);
+    const url = await waitFor('carol’s server to be ready', async () => {
+      const user = (await (await hub.api('/users/carol')).json()) as {
+        servers: Record<string, { ready: boolean }>;
+      };
+      return user.servers['']?.ready
+        ? (
+            await hub.db.get<{ url: string }>(
+              "SELECT s.url FROM spawners s JOIN users u ON u.id = s.user_id WHERE u.name = 'carol'",
+            )
+          )?.url
+        : undefined;
+    });
+    assert.equal((await hub.api('/users/carol', { method: 'DELETE' })).status, 204);
+    // The server process is gone with its user.
+    await waitFor('carol’s server to stop answering', () =>
+      fetch(url!).then(
+        () => false,
+        () => true,
+      ),
+    );
+  });
 });
 
 describe('PostgreSQL killed mid-run and restarted', () => {

@@ -242,6 +242,9 @@ export async function deleteUser(context: ApiContext): Promise<void> {
   for (const server of servers) {
     if (server.pending === 'stop')
       throw new HttpError(400, `${name}'s server is in the process of stopping, please wait.`);
+    // A spawn in flight would finish after the user row is gone: a process nobody stops.
+    if (server.pending === 'spawn')
+      throw new HttpError(400, `${name}'s server is in the process of starting, please wait.`);
   }
   for (const server of servers) {
     if (server.url !== null && (await spawnerDb.markStopPending(hub.db, server.id))) {
