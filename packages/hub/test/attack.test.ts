@@ -139,6 +139,37 @@ describe('REST API abuse on SQLite', () => {
       ),
     );
   });
+  test('a repeated stop while a (SIGSTOPped) server is stopping is 202, not 204; SIGKILL ends it', async () => {
+    assert.equal((await hub.api('/users/bob/server', { method: 'POST' })).status, 201);
+    const user = (await (await hub.api('/users/bob')).json()) as {
+      servers: Record<string, { state: { pid: number } }>;
+    };
+    const pid = user.servers['']!.state.pid;
+    process.kill(pid, 'SIGSTOP');
+    const first = await hub.api('/users/bob/server', { method: 'DELETE' });
+    assert.equal(first.status, 202);
+    const again = await Promise.all([1, 2].map(() => hub.api('/users/bob/server', { method: 'DELETE' })));
+    assert.deepEqual(
+      again.map((r) => r.status),
+      [202, 202],
+    );
+    await waitFor(
+      'the paused server to be killed',
+      () => {
+        try {
+          process.kill(pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      { timeoutMs: 15_000 },
+    );
+    await waitFor('bob’s server to be stopped', async () => {
+      const model = (await (await hub.api('/users/bob')).json()) as { servers: Record<string, unknown> };
+      return Object.keys(model.servers).length === 0;
+    });
+  });
 });
 
 describe('PostgreSQL killed mid-run and restarted', () => {
