@@ -405,14 +405,19 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     for (const timer of timers) clearInterval(timer);
     await Promise.all(managed.map((service) => service.stop()));
     if (stopServers) {
-      const active = await spawnerDb.activeSpawners(db);
-      await Promise.all(
-        active.map(async (row) => {
-          const user = (await findUserById(db, row.user_id)) as UserRow;
-          if (row.url !== null || row.pending === 'spawn') await hub.spawns.stop(user, row, false);
-        }),
-      );
-      log.info({ servers: active.length }, 'servers stopped (cleanup_servers)');
+      // The database may be down: the proxy and the pool below are still ours to stop.
+      try {
+        const active = await spawnerDb.activeSpawners(db);
+        await Promise.all(
+          active.map(async (row) => {
+            const user = (await findUserById(db, row.user_id)) as UserRow;
+            if (row.url !== null || row.pending === 'spawn') await hub.spawns.stop(user, row, false);
+          }),
+        );
+        log.info({ servers: active.length }, 'servers stopped (cleanup_servers)');
+      } catch (error) {
+        log.error({ err: error }, 'stopping the servers failed; they may still run');
+      }
     } else {
       log.info('leaving servers running (cleanup_servers is false)');
     }
