@@ -15,6 +15,13 @@ export class DatabaseError extends SeahorseError {
   }
 }
 
+/** The database did not answer (down, restarting, unreachable): a 503, not a 500. */
+export class DatabaseUnavailableError extends SeahorseError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('HUB_DATABASE_UNAVAILABLE', message, options);
+  }
+}
+
 /** An API request failed with a status and JupyterHub's message; becomes {"status", "message"}. */
 export class HttpError extends SeahorseError {
   readonly status: number;

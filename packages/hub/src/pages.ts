@@ -42,7 +42,10 @@ function redirect(res: ServerResponse, location: string, headers: Record<string,
 /** Only local paths under the base URL: never an open redirect. */
 function safeNext(hub: Hub, next: string | null): string {
   const base = hub.config.baseUrl;
-  if (next?.startsWith(base) && !next.startsWith('//') && !next.includes('\\')) return next;
+  // Browsers drop tabs and newlines from URLs (`/\t/evil` is `//evil`), and CR/LF cannot go
+  // in a header: any control character makes the next URL unusable.
+  if (next?.startsWith(base) && !next.startsWith('//') && !next.includes('\\') && !/\p{Cc}/u.test(next))
+    return next;
   return `${base}hub/home`;
 }
 
@@ -80,7 +83,7 @@ export async function handlePage(
   if (path === `${base}hub/login`) {
     const auth = hub.authenticator;
     if (auth.kind === 'header') {
-      if (!auth.trustsSource(req.socket.remoteAddress)) {
+      if (!auth.trustsSource(req.socket.remoteAddress, req.headers['x-forwarded-for'])) {
         page(res, 403, 'Forbidden', '<p>The user header is accepted only from trusted proxies.</p>');
         return true;
       }

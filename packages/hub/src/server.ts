@@ -17,7 +17,7 @@ import type { UserRow } from './db/rows.ts';
 import * as spawnerDb from './db/spawners.ts';
 import { deleteExpiredTokens, getOrCreateSecret } from './db/tokens.ts';
 import { countUsers, findUserById, touchUser } from './db/users.ts';
-import { ConfigError } from './errors.ts';
+import { ConfigError, DatabaseUnavailableError } from './errors.ts';
 import { Hub } from './hub.ts';
 import { createMetrics } from './metrics.ts';
 import { handlePage } from './pages.ts';
@@ -179,7 +179,11 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => {
       log.error({ err: error, path: req.url }, 'request failed');
-      sendError(res, 500, 'Internal Server Error');
+      if (error instanceof DatabaseUnavailableError)
+        sendError(res, 503, 'The hub’s database is unavailable; try again in a moment', {
+          'retry-after': '5',
+        });
+      else sendError(res, 500, 'Internal Server Error');
     });
   });
   server.keepAliveTimeout = 65_000;
@@ -401,14 +405,19 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     for (const timer of timers) clearInterval(timer);
     await Promise.all(managed.map((service) => service.stop()));
     if (stopServers) {
-      const active = await spawnerDb.activeSpawners(db);
-      await Promise.all(
-        active.map(async (row) => {
-          const user = (await findUserById(db, row.user_id)) as UserRow;
-          if (row.url !== null || row.pending === 'spawn') await hub.spawns.stop(user, row, false);
-        }),
-      );
-      log.info({ servers: active.length }, 'servers stopped (cleanup_servers)');
+      // The database may be down: the proxy and the pool below are still ours to stop.
+      try {
+        const active = await spawnerDb.activeSpawners(db);
+        await Promise.all(
+          active.map(async (row) => {
+            const user = (await findUserById(db, row.user_id)) as UserRow;
+            if (row.url !== null || row.pending === 'spawn') await hub.spawns.stop(user, row, false);
+          }),
+        );
+        log.info({ servers: active.length }, 'servers stopped (cleanup_servers)');
+      } catch (error) {
+        log.error({ err: error }, 'stopping the servers failed; they may still run');
+      }
     } else {
       log.info('leaving servers running (cleanup_servers is false)');
     }

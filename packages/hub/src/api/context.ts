@@ -45,7 +45,8 @@ export function checkUserModel(model: Record<string, unknown>): void {
     auth_state: 'dict',
   };
   for (const [key, value] of Object.entries(model)) {
-    const want = types[key];
+    // Own keys only: `__proto__` or `constructor` must not find Object.prototype's members.
+    const want = Object.hasOwn(types, key) ? types[key] : undefined;
     if (!want) throw new HttpError(400, `Invalid user model keys: ${key}`);
     const ok =
       want === 'list'

@@ -1,6 +1,6 @@
 // The REST API under /hub/api: routes, who is asking, JSON errors, request metrics.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HttpError } from '../errors.ts';
+import { DatabaseUnavailableError, HttpError } from '../errors.ts';
 import type { Hub } from '../hub.ts';
 import * as oauth from '../oauth.ts';
 import type { ApiContext } from './context.ts';
@@ -86,6 +86,11 @@ export function createApiHandler(hub: Hub) {
           return;
         }
         sendError(res, error.status, error.message, error.headers);
+      } else if (error instanceof DatabaseUnavailableError) {
+        hub.log.error({ err: error, method: req.method, path: url.pathname }, 'database unavailable');
+        sendError(res, 503, 'The hub’s database is unavailable; try again in a moment', {
+          'retry-after': '5',
+        });
       } else {
         hub.log.error({ err: error, method: req.method, path: url.pathname }, 'API request failed');
         sendError(res, 500, 'Internal Server Error');

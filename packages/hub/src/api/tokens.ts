@@ -87,19 +87,20 @@ export async function createToken(context: ApiContext): Promise<void> {
         scopes.push(scope);
       }
     }
-    // A token may hold only what both its owner and the requester hold.
-    const ownerRoles = await hub.identity.userRoles(user.id, user.admin === 1);
-    const owner = { kind: 'user' as const, name: user.name };
-    const ownerScopes = hub.identity.ownerScopes(owner, ownerRoles);
-    const wanted = expandScopes(scopes, owner, ownerScopes);
-    const granted = intersectScopes(intersectScopes(wanted, ownerScopes), identity.expanded);
-    const missing = [...wanted].filter((s) => !granted.has(s));
-    if (missing.length > 0) {
-      throw new HttpError(
-        403,
-        `Not assigning requested scopes ${missing.sort().join(', ')} not held by ${kind.toLowerCase()} ${identity.name}`,
-      );
-    }
+  }
+  // A token may hold only what both its owner and the requester hold — the default
+  // `inherit` too, or a token limited to `tokens` could mint one with all of its owner's.
+  const ownerRoles = await hub.identity.userRoles(user.id, user.admin === 1);
+  const owner = { kind: 'user' as const, name: user.name };
+  const ownerScopes = hub.identity.ownerScopes(owner, ownerRoles);
+  const wanted = expandScopes(scopes, owner, ownerScopes);
+  const granted = intersectScopes(intersectScopes(wanted, ownerScopes), identity.expanded);
+  const missing = [...wanted].filter((s) => !granted.has(s));
+  if (missing.length > 0) {
+    throw new HttpError(
+      403,
+      `Not assigning requested scopes ${missing.sort().join(', ')} not held by ${kind.toLowerCase()} ${identity.name}`,
+    );
   }
   const secret = newToken();
   const row = await tokenDb.insertToken(hub.db, {

@@ -47,7 +47,8 @@ export function pagination(context: ApiContext, accepts: boolean): { offset: num
     throw new HttpError(400, 'Invalid argument type, offset and limit must be integers');
   }
   limit = Math.min(Math.max(limit, 1), pageMaxLimit);
-  return { offset, limit };
+  // Past every row anyway; a larger number is no integer the databases bind (was a 500).
+  return { offset: Math.min(offset, Number.MAX_SAFE_INTEGER), limit };
 }
 
 export function acceptsPagination(context: ApiContext): boolean {
@@ -241,6 +242,9 @@ export async function deleteUser(context: ApiContext): Promise<void> {
   for (const server of servers) {
     if (server.pending === 'stop')
       throw new HttpError(400, `${name}'s server is in the process of stopping, please wait.`);
+    // A spawn in flight would finish after the user row is gone: a process nobody stops.
+    if (server.pending === 'spawn')
+      throw new HttpError(400, `${name}'s server is in the process of starting, please wait.`);
   }
   for (const server of servers) {
     if (server.url !== null && (await spawnerDb.markStopPending(hub.db, server.id))) {

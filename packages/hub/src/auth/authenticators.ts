@@ -5,9 +5,14 @@ import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { HubConfig } from '../config.ts';
 import { ConfigError } from '../errors.ts';
 
-/** JupyterHub's default username rules: non-empty, no slash, no whitespace, bounded length. */
+/**
+ * JupyterHub's default username rules: non-empty, no slash, no whitespace, bounded length; and
+ * no control characters (NUL is a 500 on PostgreSQL, the others reach logs and environments).
+ */
 export function validUsername(name: string): boolean {
-  return name.length > 0 && name.length <= 255 && !/[/\s?#%]/.test(name) && name !== '.' && name !== '..';
+  return (
+    name.length > 0 && name.length <= 255 && !/[/\s?#%\p{Cc}]/u.test(name) && name !== '.' && name !== '..'
+  );
 }
 
 /** JupyterHub normalizes user names to lower case. */
@@ -53,7 +58,20 @@ export class Authenticator {
     return existing && this.#config.allowedUsers.length > 0;
   }
 
-  trustsSource(address: string | undefined): boolean {
+  /**
+   * Whether the user header may be believed: the peer must be trusted and, when it relays
+   * (X-Forwarded-For), so must the address it reports — the hub's own proxy is on loopback, so
+   * without that check anyone reaching the public port would be "from" a trusted address.
+   */
+  trustsSource(address: string | undefined, forwardedFor?: string | string[]): boolean {
+    if (!this.#trustsAddress(address)) return false;
+    const header = Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor;
+    if (header === undefined) return true;
+    const hops = header.split(',');
+    return this.#trustsAddress(hops[hops.length - 1]!.trim());
+  }
+
+  #trustsAddress(address: string | undefined): boolean {
     if (!address) return false;
     const plain = address.startsWith('::ffff:') ? address.slice(7) : address;
     if (isIPv4(plain)) return this.#trusted.check(plain, 'ipv4');

@@ -1,6 +1,7 @@
 // PostgreSQL through pg: a pool, `?` placeholders numbered once per SQL text, and named
 // (server-side prepared) statements for the queries the request path repeats.
 import pg from 'pg';
+import { DatabaseUnavailableError } from '../errors.ts';
 import type { Database, Queryable, SqlValue } from './database.ts';
 
 const numbered = new Map<string, { text: string; name: string }>();
@@ -16,6 +17,21 @@ function toPostgres(sql: string): { text: string; name: string } {
   return entry;
 }
 
+/**
+ * Errors that say the server is not there (refused, reset, shutting down, too many
+ * connections) rather than that a query is wrong; the API answers them with 503.
+ */
+function unavailable(error: unknown): unknown {
+  const code = (error as { code?: unknown }).code;
+  const sqlState = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  if (sqlState && !/^(08|57P|53)/.test(sqlState)) return error;
+  if (!sqlState && !(typeof code === 'string' || /connect|terminated|timeout/i.test(String(error))))
+    return error;
+  return new DatabaseUnavailableError(`PostgreSQL is unavailable: ${(error as Error).message}`, {
+    cause: error,
+  });
+}
+
 class PostgresQueryable implements Queryable {
   readonly dialect = 'postgres' as const;
   readonly #client: pg.Pool | pg.PoolClient;
@@ -24,7 +40,9 @@ class PostgresQueryable implements Queryable {
   }
   async all<T>(sql: string, params: SqlValue[] = []): Promise<T[]> {
     const { text, name } = toPostgres(sql);
-    const result = await this.#client.query({ text, name, values: params });
+    const result = await this.#client.query({ text, name, values: params }).catch((error: unknown) => {
+      throw unavailable(error);
+    });
     return result.rows as T[];
   }
   async get<T>(sql: string, params: SqlValue[] = []): Promise<T | undefined> {
@@ -32,7 +50,9 @@ class PostgresQueryable implements Queryable {
   }
   async run(sql: string, params: SqlValue[] = []): Promise<number> {
     const { text, name } = toPostgres(sql);
-    const result = await this.#client.query({ text, name, values: params });
+    const result = await this.#client.query({ text, name, values: params }).catch((error: unknown) => {
+      throw unavailable(error);
+    });
     return result.rowCount ?? 0;
   }
 }
@@ -45,7 +65,8 @@ export class PostgresDatabase extends PostgresQueryable implements Database {
   readonly #pool: pg.Pool;
 
   constructor(url: string, poolSize = 10) {
-    const pool = new pg.Pool({ connectionString: url, max: poolSize });
+    // A server that does not answer (paused, partitioned) fails the request instead of hanging it.
+    const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
     super(pool);
     this.#pool = pool;
     const parsed = new URL(url);
@@ -56,7 +77,9 @@ export class PostgresDatabase extends PostgresQueryable implements Database {
   }
 
   async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
-    const client = await this.#pool.connect();
+    const client = await this.#pool.connect().catch((error: unknown) => {
+      throw unavailable(error);
+    });
     try {
       await client.query('BEGIN');
       const result = await work(new PostgresQueryable(client));
@@ -64,7 +87,7 @@ export class PostgresDatabase extends PostgresQueryable implements Database {
       return result;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
+      throw unavailable(error);
     } finally {
       client.release();
     }
