@@ -11,9 +11,13 @@ const args = new Set(process.argv.slice(2));
 const option = (name: string, fallback: string) =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
 const quick = args.has('--quick');
-const userCount = quick ? 1000 : 10_000;
-const roundMs = quick ? 3000 : 10_000;
+const userCount = Number(option('users', quick ? '1000' : '10000'));
+const roundMs = Number(option('round-ms', quick ? '3000' : '10000'));
 const only = option('only', '');
+/** Runs only the scenarios whose label contains this text. */
+const scenarioFilter = option('scenario', '');
+/** Writes a V8 CPU profile of seahorse-hub into this directory (node --cpu-prof). */
+const cpuProfDir = option('cpu-prof', '');
 const backends = option('backends', 'sqlite,postgres').split(',');
 const token = 'bench-admin-token-0123456789abcdef';
 const ticksPerSecond = 100;
@@ -59,6 +63,7 @@ async function startSeahorse(dbUrl: string, dir: string): Promise<Hub> {
     process.execPath,
     [
       '--max-semi-space-size=4',
+      ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []),
       '--conditions=seahorse-source',
       join(here, '..', 'src', 'cli.ts'),
       '--config',
@@ -233,6 +238,7 @@ async function benchHub(hub: Hub, backend: string): Promise<void> {
     ],
   ];
   for (const [label, next] of scenarios) {
+    if (scenarioFilter && !label.includes(scenarioFilter)) continue;
     for (const connections of [10, 50]) {
       const result = await round(hub, connections, roundMs, next);
       row([
@@ -287,6 +293,7 @@ async function main(): Promise<void> {
         hub = which === 'seahorse' ? await startSeahorse(dbUrl, dir) : await startJupyterHub(dbUrl, dir);
         await benchHub(hub, backend);
       } catch (error) {
+        process.stderr.write(`${(error as Error).stack ?? error}\n`);
         row([which, backend, `failed: ${(error as Error).message.split('\n')[0]}`, '-', '-', '-', '-', '-']);
       } finally {
         await hub?.stop();

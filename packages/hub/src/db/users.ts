@@ -158,19 +158,41 @@ export async function listUsers(
   query: UserListQuery,
 ): Promise<{ rows: UserRow[] | UserWithRelations[]; total: number; withRelations: boolean }> {
   const { where, params } = listWhere(db, query);
-  // Over the network (PostgreSQL) one query with the relations beats four; in-process (SQLite)
-  // the batched queries of userModels cost less CPU than building JSON in SQL.
-  const withRelations = db.dialect === 'postgres';
-  const columns = withRelations ? `users.*, ${relationColumns(db)}` : 'users.*';
-  const sql = `SELECT ${columns} FROM users ${where} ORDER BY users.id LIMIT ? OFFSET ?`;
-  const rows = await db.all<UserWithRelations>(sql, [...params, query.limit, query.offset] as never);
+  if (db.dialect === 'postgres') return listUsersWithRelations(db, query, where, params);
+  // In-process (SQLite) the batched queries of userModels cost less CPU than building JSON in SQL.
+  const rows = await db.all<UserRow>(
+    `SELECT users.* FROM users ${where} ORDER BY users.id LIMIT ? OFFSET ?`,
+    [...params, query.limit, query.offset],
+  );
   // The total is counted only when a page is full or starts past 0: a short first page is all.
   let total = rows.length;
-  if (rows.length === query.limit || query.offset > 0) {
-    const count = await db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM users ${where}`, params);
-    total = count?.n ?? 0;
-  }
-  return { rows, total, withRelations };
+  if (rows.length === query.limit || query.offset > 0) total = await countWhere(db, where, params);
+  return { rows, total, withRelations: false };
+}
+
+/**
+ * Over the network (PostgreSQL) one round trip: the page, its relations and the total. The page
+ * is cut in a subquery first, since PostgreSQL computes a target list's subqueries for every
+ * row that OFFSET skips (60 ms instead of 3 for offset 9,000 of 10,000).
+ */
+async function listUsersWithRelations(
+  db: Queryable,
+  query: UserListQuery,
+  where: string,
+  params: string[],
+): Promise<{ rows: UserWithRelations[]; total: number; withRelations: true }> {
+  const rows = await db.all<UserWithRelations & { total: number }>(
+    `SELECT users.*, ${relationColumns(db)}, (SELECT COUNT(*) FROM users ${where}) AS total
+     FROM (SELECT * FROM users ${where} ORDER BY users.id LIMIT ? OFFSET ?) users ORDER BY users.id`,
+    [...params, ...params, query.limit, query.offset] as never,
+  );
+  // A page past the end has no row to carry the total.
+  const total = rows.length > 0 ? rows[0]!.total : query.offset > 0 ? await countWhere(db, where, params) : 0;
+  return { rows, total, withRelations: true };
+}
+
+async function countWhere(db: Queryable, where: string, params: string[]): Promise<number> {
+  return (await db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM users ${where}`, params))?.n ?? 0;
 }
 
 export async function countUsers(db: Queryable): Promise<number> {
