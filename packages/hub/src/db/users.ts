@@ -23,50 +23,58 @@ export interface UserListQuery {
   onlyGroups?: string[];
 }
 
-export interface UserWithRelations extends UserRow {
-  groups_json: string;
-  spawners_json: string;
-  roles_json: string;
-}
+/** The columns of a user that its JSON model shows. */
+export type UserModelRow = Pick<UserRow, 'id' | 'name' | 'admin' | 'created' | 'last_activity'>;
+const userModelColumns = 'users.id, users.name, users.admin, users.created, users.last_activity';
 
-const spawnerColumns = [
-  'id',
-  'user_id',
+/** The columns of a server that its JSON model shows. */
+export type SpawnerModelRow = Pick<
+  SpawnerRow,
+  'name' | 'url' | 'ready' | 'pending' | 'started' | 'last_activity' | 'user_options' | 'state'
+>;
+const spawnerModelColumns = [
   'name',
-  'state',
   'url',
   'ready',
   'pending',
-  'pending_since',
   'started',
   'last_activity',
   'user_options',
-  'progress',
-  'failure',
+  'state',
 ];
+
+/** A user with its groups, servers and assigned roles as JSON lists; null (PostgreSQL) is none. */
+export interface UserWithRelations extends UserModelRow {
+  groups_json: string | null;
+  spawners_json: string | null;
+  roles_json: string | null;
+}
 
 /** Columns with a user's groups, servers and assigned roles as JSON text: one query per page. */
 function relationColumns(db: Queryable): string {
+  const spawner = `${db.dialect === 'sqlite' ? 'json_object' : 'json_build_object'}(${spawnerModelColumns.map((c) => `'${c}', s.${c}`).join(', ')})`;
   if (db.dialect === 'sqlite') {
-    const spawner = `json_object(${spawnerColumns.map((c) => `'${c}', s.${c}`).join(', ')})`;
     return `
       (SELECT json_group_array(name) FROM (SELECT g.name FROM user_group_map m JOIN groups g ON g.id = m.group_id WHERE m.user_id = users.id ORDER BY g.id)) AS groups_json,
       (SELECT json_group_array(json(j)) FROM (SELECT ${spawner} AS j FROM spawners s WHERE s.user_id = users.id ORDER BY s.id)) AS spawners_json,
       (SELECT json_group_array(name) FROM (SELECT r.name FROM role_assignments a JOIN roles r ON r.id = a.role_id WHERE a.kind = 'user' AND a.entity_id = users.id ORDER BY r.id)) AS roles_json`;
   }
+  // json_agg of no rows is NULL: most users have no groups, servers or roles, and a NULL costs
+  // nothing to send or to parse.
   return `
-      (SELECT COALESCE(json_agg(g.name ORDER BY g.id), '[]'::json)::text FROM user_group_map m JOIN groups g ON g.id = m.group_id WHERE m.user_id = users.id) AS groups_json,
-      (SELECT COALESCE(json_agg(s ORDER BY s.id), '[]'::json)::text FROM spawners s WHERE s.user_id = users.id) AS spawners_json,
-      (SELECT COALESCE(json_agg(r.name ORDER BY r.id), '[]'::json)::text FROM role_assignments a JOIN roles r ON r.id = a.role_id WHERE a.kind = 'user' AND a.entity_id = users.id) AS roles_json`;
+      (SELECT json_agg(g.name ORDER BY g.id)::text FROM user_group_map m JOIN groups g ON g.id = m.group_id WHERE m.user_id = users.id) AS groups_json,
+      (SELECT json_agg(${spawner} ORDER BY s.id)::text FROM spawners s WHERE s.user_id = users.id) AS spawners_json,
+      (SELECT json_agg(r.name ORDER BY r.id)::text FROM role_assignments a JOIN roles r ON r.id = a.role_id WHERE a.kind = 'user' AND a.entity_id = users.id) AS roles_json`;
 }
 
 export async function findUserWithRelations(
   db: Queryable,
   name: string,
 ): Promise<UserWithRelations | undefined> {
-  return db.get<UserWithRelations>(`SELECT users.*, ${relationColumns(db)} FROM users WHERE users.name = ?`, [
-    name,
-  ]);
+  return db.get<UserWithRelations>(
+    `SELECT ${userModelColumns}, ${relationColumns(db)} FROM users WHERE users.name = ?`,
+    [name],
+  );
 }
 
 export async function findUser(db: Queryable, name: string): Promise<UserRow | undefined> {
@@ -156,12 +164,12 @@ function listWhere(db: Queryable, query: UserListQuery): { where: string; params
 export async function listUsers(
   db: Queryable,
   query: UserListQuery,
-): Promise<{ rows: UserRow[] | UserWithRelations[]; total: number; withRelations: boolean }> {
+): Promise<{ rows: UserModelRow[] | UserWithRelations[]; total: number; withRelations: boolean }> {
   const { where, params } = listWhere(db, query);
   if (db.dialect === 'postgres') return listUsersWithRelations(db, query, where, params);
   // In-process (SQLite) the batched queries of userModels cost less CPU than building JSON in SQL.
-  const rows = await db.all<UserRow>(
-    `SELECT users.* FROM users ${where} ORDER BY users.id LIMIT ? OFFSET ?`,
+  const rows = await db.all<UserModelRow>(
+    `SELECT ${userModelColumns} FROM users ${where} ORDER BY users.id LIMIT ? OFFSET ?`,
     [...params, query.limit, query.offset],
   );
   // The total is counted only when a page is full or starts past 0: a short first page is all.
@@ -182,7 +190,7 @@ async function listUsersWithRelations(
   params: string[],
 ): Promise<{ rows: UserWithRelations[]; total: number; withRelations: true }> {
   const rows = await db.all<UserWithRelations & { total: number }>(
-    `SELECT users.*, ${relationColumns(db)}, (SELECT COUNT(*) FROM users ${where}) AS total
+    `SELECT ${userModelColumns}, ${relationColumns(db)}, (SELECT COUNT(*) FROM users ${where}) AS total
      FROM (SELECT * FROM users ${where} ORDER BY users.id LIMIT ? OFFSET ?) users ORDER BY users.id`,
     [...params, ...params, query.limit, query.offset] as never,
   );
