@@ -21,6 +21,13 @@ const systemNeeds = [
   { binary: 'python3', pkg: 'python3', why: "embedding gateway's differential tests against json.dumps" },
   // Debian's jupyterhub brings jupyterhub-singleuser, the notebook server and ipykernel.
   { binary: 'jupyterhub-singleuser', pkg: 'jupyterhub', why: 'JupyterHub compatibility tests' },
+  // A Python module, not a binary: present when python3 can import it.
+  {
+    binary: 'psycopg2 (python3 module)',
+    pkg: 'python3-psycopg2',
+    why: 'the hub bench runs JupyterHub on PostgreSQL',
+    present: () => spawnSync('python3', ['-c', 'import psycopg2'], { stdio: 'ignore' }).status === 0,
+  },
 ];
 
 function fail(message) {
@@ -68,7 +75,9 @@ function installNpmDependencies() {
 }
 
 function installSystemBinaries() {
-  const missing = systemNeeds.filter((need) => !onPath(need.binary, need.extraDirs));
+  const missing = systemNeeds.filter((need) =>
+    need.present ? !need.present() : !onPath(need.binary, need.extraDirs),
+  );
   if (missing.length === 0) return;
   const packages = [...new Set(missing.map((need) => need.pkg))];
   const list = missing.map((need) => `${need.binary} (${need.why})`).join(', ');

@@ -20,11 +20,17 @@ const scenarioFilter = option('scenario', '');
 const cpuProfDir = option('cpu-prof', '');
 const backends = option('backends', 'sqlite,postgres').split(',');
 const token = 'bench-admin-token-0123456789abcdef';
+const proxyToken = 'bench-proxy-token-0123456789abcdef';
+// jupyterhub-singleuser refuses to run as root without the flag.
+const singleuserArgs = process.getuid?.() === 0 ? ['--allow-root'] : [];
+const spawnCount = Number(option('spawns', quick ? '3' : '5'));
+const routeCount = Number(option('routes', String(userCount)));
 const ticksPerSecond = 100;
 
 interface Hub {
   name: string;
   url: string;
+  proxyApi: string;
   pid: number;
   stop(): Promise<void>;
 }
@@ -55,7 +61,8 @@ async function startSeahorse(dbUrl: string, dir: string): Promise<Hub> {
         services: [{ name: 'bench', api_token: token, admin: true }],
         log_level: 'warn',
       },
-      ConfigurableHTTPProxy: { api_url: `http://127.0.0.1:${apiPort}` },
+      ConfigurableHTTPProxy: { api_url: `http://127.0.0.1:${apiPort}`, auth_token: proxyToken },
+      Spawner: { args: singleuserArgs, notebook_dir: dir },
     }),
   );
   const proc = new ManagedProcess(
@@ -64,8 +71,9 @@ async function startSeahorse(dbUrl: string, dir: string): Promise<Hub> {
     [
       '--max-semi-space-size=4',
       ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []),
-      '--conditions=seahorse-source',
-      join(here, '..', 'src', 'cli.ts'),
+      // As users run it: the built hub (npm run build), not the sources through type stripping,
+      // whose loader alone holds about 30 MiB.
+      join(here, '..', 'bin', 'seahorse-hub.js'),
       '--config',
       config,
     ],
@@ -75,7 +83,13 @@ async function startSeahorse(dbUrl: string, dir: string): Promise<Hub> {
   await proc.untilReady(
     waitFor('seahorse-hub', async () => (await fetch(`${url}/hub/health`)).ok, { timeoutMs: 60_000 }),
   );
-  return { name: 'seahorse-hub', url, pid: proc.pid, stop: () => proc.stop() };
+  return {
+    name: 'seahorse-hub',
+    url,
+    proxyApi: `http://127.0.0.1:${apiPort}`,
+    pid: proc.pid,
+    stop: () => proc.stop(),
+  };
 }
 
 async function startJupyterHub(dbUrl: string, dir: string): Promise<Hub> {
@@ -93,6 +107,11 @@ async function startJupyterHub(dbUrl: string, dir: string): Promise<Hub> {
       "c.JupyterHub.authenticator_class = 'dummy'",
       `c.JupyterHub.services = [{'name': 'bench', 'api_token': '${token}', 'admin': True}]`,
       `c.JupyterHub.cookie_secret_file = '${join(dir, 'cookie_secret')}'`,
+      `c.ConfigurableHTTPProxy.auth_token = '${proxyToken}'`,
+      // The local process spawner without a system user per hub user.
+      "c.JupyterHub.spawner_class = 'simple'",
+      `c.Spawner.args = ${JSON.stringify(singleuserArgs)}`,
+      `c.Spawner.notebook_dir = '${dir}'`,
       "c.JupyterHub.log_level = 'WARN'",
     ].join('\n'),
   );
@@ -101,7 +120,13 @@ async function startJupyterHub(dbUrl: string, dir: string): Promise<Hub> {
   await proc.untilReady(
     waitFor('jupyterhub', async () => (await fetch(`${url}/hub/api/`)).ok, { timeoutMs: 60_000 }),
   );
-  return { name: 'JupyterHub 3.0', url, pid: proc.pid, stop: () => proc.stop() };
+  return {
+    name: 'JupyterHub 3.0',
+    url,
+    proxyApi: `http://127.0.0.1:${apiPort}`,
+    pid: proc.pid,
+    stop: () => proc.stop(),
+  };
 }
 
 interface RoundResult {
@@ -263,17 +288,196 @@ async function benchHub(hub: Hub, backend: string): Promise<void> {
     `${rssMiB(hub.pid).toFixed(0)} MiB`,
     '-',
   ]);
-  const check = performance.now();
-  const response = await api(hub, 'POST', '/proxy');
-  await response.arrayBuffer();
+  if (!scenarioFilter || 'spawn'.includes(scenarioFilter)) await benchSpawn(hub, backend);
+  if (!scenarioFilter || 'proxy'.includes(scenarioFilter)) await benchRouteCheck(hub, backend, names);
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
+
+/** Polls `check` every 5 ms until it is true; the bench's own polling adds at most that. */
+async function until(
+  what: string,
+  check: () => Promise<boolean>,
+  { timeoutMs = 120_000, intervalMs = 5 } = {},
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+async function httpStatus(url: string): Promise<number | undefined> {
+  try {
+    const response = await fetch(url, { redirect: 'manual' });
+    await response.arrayBuffer();
+    return response.status;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The hub's own share of a spawn: POST …/server until the user's server is ready, minus the same
+ * jupyterhub-singleuser command started alone until it answers HTTP (medians, one at a time).
+ */
+async function benchSpawn(hub: Hub, backend: string): Promise<void> {
+  const through: number[] = [];
+  const alone: number[] = [];
+  for (let i = 0; i < spawnCount; i++) {
+    const user = `spawn-${i}`;
+    await (await api(hub, 'POST', `/users/${user}`)).arrayBuffer();
+    // Alternate which goes first, so a warmer page cache favours neither.
+    if (i % 2 === 1) alone.push(await singleuserAlone(hub, user));
+    const began = performance.now();
+    const response = await api(hub, 'POST', `/users/${user}/server`);
+    await response.arrayBuffer();
+    if (response.status >= 400) throw new Error(`${hub.name}: spawn: ${response.status}`);
+    if (response.status === 202) {
+      await until(`${user}'s server`, async () => {
+        const model = (await (await api(hub, 'GET', `/users/${user}`)).json()) as {
+          server: string | null;
+          pending: string | null;
+        };
+        return model.pending === null && model.server !== null;
+      });
+    }
+    through.push(performance.now() - began);
+    await (await api(hub, 'DELETE', `/users/${user}/server`)).arrayBuffer();
+    await until(`${user}'s server to stop`, async () => {
+      const model = (await (await api(hub, 'GET', `/users/${user}`)).json()) as { servers?: object };
+      return Object.keys(model.servers ?? {}).length === 0;
+    });
+    if (i % 2 === 0) alone.push(await singleuserAlone(hub, user));
+  }
+  const total = median(through);
+  const own = median(alone);
   row([
     hub.name,
     backend,
-    'POST /proxy (route check)',
+    `spawn to ready through the API, median of ${spawnCount}`,
     '-',
-    `${(performance.now() - check).toFixed(0)} ms`,
+    `${total.toFixed(0)} ms`,
     '-',
     '-',
+    '-',
+  ]);
+  row([
+    hub.name,
+    backend,
+    'the same jupyterhub-singleuser alone',
+    '-',
+    `${own.toFixed(0)} ms`,
+    '-',
+    '-',
+    '-',
+  ]);
+  row([
+    hub.name,
+    backend,
+    "hub's own share of a spawn",
+    '-',
+    `${(total - own).toFixed(0)} ms`,
+    '-',
+    '-',
+    '-',
+  ]);
+}
+
+/** Starts jupyterhub-singleuser with a server's environment; ms until it answers HTTP. */
+async function singleuserAlone(hub: Hub, user: string): Promise<number> {
+  const created = await api(hub, 'POST', `/users/${user}/tokens`, { note: 'singleuser alone' });
+  const userToken = ((await created.json()) as { token: string }).token;
+  const port = await freePort();
+  const prefix = `/user/${user}/`;
+  const hubApi = `${hub.url}/hub/api`;
+  const scopes = JSON.stringify([`access:servers!server=${user}/`]);
+  const env = {
+    ...process.env,
+    JUPYTERHUB_API_TOKEN: userToken,
+    JUPYTERHUB_API_URL: hubApi,
+    JUPYTERHUB_ACTIVITY_URL: `${hubApi}/users/${user}/activity`,
+    JUPYTERHUB_BASE_URL: '/',
+    JUPYTERHUB_CLIENT_ID: `jupyterhub-user-${user}`,
+    JUPYTERHUB_USER: user,
+    JUPYTERHUB_SERVER_NAME: '',
+    JUPYTERHUB_SERVICE_PREFIX: prefix,
+    JUPYTERHUB_SERVICE_URL: `http://127.0.0.1:${port}${prefix}`,
+    JUPYTERHUB_OAUTH_CALLBACK_URL: `${prefix}oauth_callback`,
+    JUPYTERHUB_OAUTH_SCOPES: scopes,
+    JUPYTERHUB_OAUTH_ACCESS_SCOPES: scopes,
+  };
+  const began = performance.now();
+  const proc = new ManagedProcess(`singleuser ${user}`, 'jupyterhub-singleuser', singleuserArgs, {
+    env,
+    cwd: tmpdir(),
+  });
+  try {
+    await proc.untilReady(
+      until(`jupyterhub-singleuser alone`, async () => {
+        const status = await httpStatus(`http://127.0.0.1:${port}${prefix}`);
+        return status !== undefined && status < 500;
+      }),
+    );
+    return performance.now() - began;
+  } finally {
+    await proc.stop();
+  }
+}
+
+async function proxyRoutes(hub: Hub): Promise<Record<string, unknown>> {
+  const response = await fetch(`${hub.proxyApi}/api/routes`, {
+    headers: { authorization: `token ${proxyToken}` },
+  });
+  return (await response.json()) as Record<string, unknown>;
+}
+
+/**
+ * The route check (POST /hub/api/proxy) against a proxy holding `routeCount` routes of the hub's
+ * users whose servers are not running, as a proxy holds after the hub was down: the check reads
+ * them all and deletes every one.
+ */
+async function benchRouteCheck(hub: Hub, backend: string, names: string[]): Promise<void> {
+  const own = Object.keys(await proxyRoutes(hub)).length;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 20 }, async () => {
+      while (next < routeCount) {
+        const name = names[next++ % names.length]!;
+        const response = await fetch(`${hub.proxyApi}/api/routes/user/${name}`, {
+          method: 'POST',
+          headers: { authorization: `token ${proxyToken}`, 'content-type': 'application/json' },
+          body: JSON.stringify({
+            target: 'http://127.0.0.1:9',
+            jupyterhub: true,
+            user: name,
+            server_name: '',
+          }),
+        });
+        await response.arrayBuffer();
+        if (response.status >= 400) throw new Error(`adding a route: ${response.status}`);
+      }
+    }),
+  );
+  const before = Object.keys(await proxyRoutes(hub)).length;
+  const began = performance.now();
+  const cpuBefore = cpuSeconds(hub.pid);
+  const response = await api(hub, 'POST', '/proxy');
+  await response.arrayBuffer();
+  // JupyterHub answers before its deletions finish; the check is done when the routes are gone.
+  await until('the stale routes to go', async () => Object.keys(await proxyRoutes(hub)).length <= own, {
+    timeoutMs: 600_000,
+    intervalMs: 50,
+  });
+  const ms = performance.now() - began;
+  row([
+    hub.name,
+    backend,
+    `route check: ${before} routes in the proxy, ${routeCount} of them stale`,
+    '-',
+    `${ms.toFixed(0)} ms`,
+    '-',
+    `${((cpuSeconds(hub.pid) - cpuBefore) * 1000).toFixed(0)} ms in all`,
     response.status >= 400 ? 1 : 0,
   ]);
 }
