@@ -18,6 +18,8 @@ const only = option('only', '');
 const scenarioFilter = option('scenario', '');
 /** Writes a V8 CPU profile of seahorse-hub into this directory (node --cpu-prof). */
 const cpuProfDir = option('cpu-prof', '');
+/** V8's semi-space size (MiB) for seahorse-hub; 4 as its bin sets. */
+const semiSpace = option('semi-space', '4');
 const backends = option('backends', 'sqlite,postgres').split(',');
 const token = 'bench-admin-token-0123456789abcdef';
 const proxyToken = 'bench-proxy-token-0123456789abcdef';
@@ -75,7 +77,7 @@ async function startSeahorse(dbUrl: string, dir: string): Promise<Hub> {
     'seahorse-hub',
     process.execPath,
     [
-      '--max-semi-space-size=4',
+      `--max-semi-space-size=${semiSpace}`,
       ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []),
       // As users run it: the built hub (npm run build), not the sources through type stripping,
       // whose loader alone holds about 30 MiB.
