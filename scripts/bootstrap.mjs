@@ -38,6 +38,11 @@ const pythonNeeds = [
     pkg: 'python3-boto3',
     why: "embedding gateway's S3 tests write and read objects with boto3 as the original does",
   },
+  {
+    module: 'psycopg2',
+    pkg: 'python3-psycopg2',
+    why: 'the hub bench runs JupyterHub on PostgreSQL',
+  },
 ];
 
 function fail(message) {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -11,16 +11,28 @@ const args = new Set(process.argv.slice(2));
 const option = (name: string, fallback: string) =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
 const quick = args.has('--quick');
-const userCount = quick ? 1000 : 10_000;
-const roundMs = quick ? 3000 : 10_000;
+const userCount = Number(option('users', quick ? '1000' : '10000'));
+const roundMs = Number(option('round-ms', quick ? '3000' : '10000'));
 const only = option('only', '');
+/** Runs only the scenarios whose label contains this text. */
+const scenarioFilter = option('scenario', '');
+/** Writes a V8 CPU profile of seahorse-hub into this directory (node --cpu-prof). */
+const cpuProfDir = option('cpu-prof', '');
+/** V8's semi-space size (MiB) for seahorse-hub; 4 as its bin sets. */
+const semiSpace = option('semi-space', '4');
 const backends = option('backends', 'sqlite,postgres').split(',');
 const token = 'bench-admin-token-0123456789abcdef';
+const proxyToken = 'bench-proxy-token-0123456789abcdef';
+// jupyterhub-singleuser refuses to run as root without the flag.
+const singleuserArgs = process.getuid?.() === 0 ? ['--allow-root'] : [];
+const spawnCount = Number(option('spawns', quick ? '3' : '5'));
+const routeCount = Number(option('routes', String(userCount)));
 const ticksPerSecond = 100;
 
 interface Hub {
   name: string;
   url: string;
+  proxyApi: string;
   pid: number;
   stop(): Promise<void>;
 }
@@ -51,16 +63,25 @@ async function startSeahorse(dbUrl: string, dir: string): Promise<Hub> {
         services: [{ name: 'bench', api_token: token, admin: true }],
         log_level: 'warn',
       },
-      ConfigurableHTTPProxy: { api_url: `http://127.0.0.1:${apiPort}` },
+      ConfigurableHTTPProxy: {
+        api_url: `http://127.0.0.1:${apiPort}`,
+        auth_token: proxyToken,
+        // JupyterHub checks routes at start and on POST /proxy only; so does the hub here, so
+        // that the route check scenario measures one check.
+        check_running_interval: 3600,
+      },
+      Spawner: { args: singleuserArgs, notebook_dir: dir },
     }),
   );
   const proc = new ManagedProcess(
     'seahorse-hub',
     process.execPath,
     [
-      '--max-semi-space-size=4',
-      '--conditions=seahorse-source',
-      join(here, '..', 'src', 'cli.ts'),
+      `--max-semi-space-size=${semiSpace}`,
+      ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []),
+      // As users run it: the built hub (npm run build), not the sources through type stripping,
+      // whose loader alone holds about 30 MiB.
+      join(here, '..', 'bin', 'seahorse-hub.js'),
       '--config',
       config,
     ],
@@ -70,7 +91,13 @@ async function startSeahorse(dbUrl: string, dir: string): Promise<Hub> {
   await proc.untilReady(
     waitFor('seahorse-hub', async () => (await fetch(`${url}/hub/health`)).ok, { timeoutMs: 60_000 }),
   );
-  return { name: 'seahorse-hub', url, pid: proc.pid, stop: () => proc.stop() };
+  return {
+    name: 'seahorse-hub',
+    url,
+    proxyApi: `http://127.0.0.1:${apiPort}`,
+    pid: proc.pid,
+    stop: () => proc.stop(),
+  };
 }
 
 async function startJupyterHub(dbUrl: string, dir: string): Promise<Hub> {
@@ -88,6 +115,11 @@ async function startJupyterHub(dbUrl: string, dir: string): Promise<Hub> {
       "c.JupyterHub.authenticator_class = 'dummy'",
       `c.JupyterHub.services = [{'name': 'bench', 'api_token': '${token}', 'admin': True}]`,
       `c.JupyterHub.cookie_secret_file = '${join(dir, 'cookie_secret')}'`,
+      `c.ConfigurableHTTPProxy.auth_token = '${proxyToken}'`,
+      // The local process spawner without a system user per hub user.
+      "c.JupyterHub.spawner_class = 'simple'",
+      `c.Spawner.args = ${JSON.stringify(singleuserArgs)}`,
+      `c.Spawner.notebook_dir = '${dir}'`,
       "c.JupyterHub.log_level = 'WARN'",
     ].join('\n'),
   );
@@ -96,7 +128,13 @@ async function startJupyterHub(dbUrl: string, dir: string): Promise<Hub> {
   await proc.untilReady(
     waitFor('jupyterhub', async () => (await fetch(`${url}/hub/api/`)).ok, { timeoutMs: 60_000 }),
   );
-  return { name: 'JupyterHub 3.0', url, pid: proc.pid, stop: () => proc.stop() };
+  return {
+    name: 'JupyterHub 3.0',
+    url,
+    proxyApi: `http://127.0.0.1:${apiPort}`,
+    pid: proc.pid,
+    stop: () => proc.stop(),
+  };
 }
 
 interface RoundResult {
@@ -233,6 +271,7 @@ async function benchHub(hub: Hub, backend: string): Promise<void> {
     ],
   ];
   for (const [label, next] of scenarios) {
+    if (scenarioFilter && !label.includes(scenarioFilter)) continue;
     for (const connections of [10, 50]) {
       const result = await round(hub, connections, roundMs, next);
       row([
@@ -257,17 +296,203 @@ async function benchHub(hub: Hub, backend: string): Promise<void> {
     `${rssMiB(hub.pid).toFixed(0)} MiB`,
     '-',
   ]);
-  const check = performance.now();
-  const response = await api(hub, 'POST', '/proxy');
-  await response.arrayBuffer();
+  if (!scenarioFilter || 'spawn'.includes(scenarioFilter)) await benchSpawn(hub, backend);
+  if (!scenarioFilter || 'proxy'.includes(scenarioFilter)) await benchRouteCheck(hub, backend, names);
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
+
+/** Polls `check` every 5 ms until it is true; the bench's own polling adds at most that. */
+async function until(
+  what: string,
+  check: () => Promise<boolean>,
+  { timeoutMs = 120_000, intervalMs = 5 } = {},
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+async function httpStatus(url: string): Promise<number | undefined> {
+  try {
+    const response = await fetch(url, { redirect: 'manual' });
+    await response.arrayBuffer();
+    return response.status;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The hub's own share of a spawn: POST …/server until the user's server is ready, minus the same
+ * jupyterhub-singleuser command started alone until it answers HTTP (medians, one at a time).
+ */
+async function benchSpawn(hub: Hub, backend: string): Promise<void> {
+  const through: number[] = [];
+  const alone: number[] = [];
+  for (let i = 0; i < spawnCount; i++) {
+    const user = `spawn-${i}`;
+    await (await api(hub, 'POST', `/users/${user}`)).arrayBuffer();
+    const began = performance.now();
+    const response = await api(hub, 'POST', `/users/${user}/server`);
+    await response.arrayBuffer();
+    if (response.status >= 400) throw new Error(`${hub.name}: spawn: ${response.status}`);
+    if (response.status === 202) {
+      await until(`${user}'s server`, async () => {
+        const model = (await (await api(hub, 'GET', `/users/${user}`)).json()) as {
+          server: string | null;
+          pending: string | null;
+        };
+        return model.pending === null && model.server !== null;
+      });
+    }
+    through.push(performance.now() - began);
+    const server = await serverProcess(hub, user);
+    await (await api(hub, 'DELETE', `/users/${user}/server`)).arrayBuffer();
+    await until(`${user}'s server to stop`, async () => {
+      const model = (await (await api(hub, 'GET', `/users/${user}`)).json()) as { servers?: object };
+      return Object.keys(model.servers ?? {}).length === 0;
+    });
+    alone.push(await singleuserAlone(hub, user, server));
+  }
+  const total = median(through);
+  const own = median(alone);
   row([
     hub.name,
     backend,
-    'POST /proxy (route check)',
+    `spawn to ready through the API, median of ${spawnCount}`,
     '-',
-    `${(performance.now() - check).toFixed(0)} ms`,
+    `${total.toFixed(0)} ms`,
     '-',
     '-',
+    '-',
+  ]);
+  row([
+    hub.name,
+    backend,
+    'the same jupyterhub-singleuser alone',
+    '-',
+    `${own.toFixed(0)} ms`,
+    '-',
+    '-',
+    '-',
+  ]);
+  row([
+    hub.name,
+    backend,
+    "hub's own share of a spawn",
+    '-',
+    `${(total - own).toFixed(0)} ms`,
+    '-',
+    '-',
+    '-',
+  ]);
+}
+
+interface ServerProcess {
+  argv: string[];
+  env: Record<string, string>;
+  cwd: string;
+}
+
+/** The command line, environment and directory of the server the hub started, from /proc. */
+async function serverProcess(hub: Hub, user: string): Promise<ServerProcess> {
+  const model = (await (await api(hub, 'GET', `/users/${user}`)).json()) as {
+    servers: Record<string, { state?: { pid?: number } }>;
+  };
+  const pid = model.servers['']?.state?.pid;
+  if (!pid) throw new Error(`${hub.name}: no pid in ${user}'s server state`);
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  const env: Record<string, string> = {};
+  for (const entry of readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')) {
+    const eq = entry.indexOf('=');
+    if (eq > 0) env[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  return { argv, env, cwd: readlinkSync(`/proc/${pid}/cwd`) };
+}
+
+/**
+ * Starts the very command the hub started (same argv, environment, directory and port, with a
+ * fresh token of the user, since the hub revokes the server's own at stop); ms until it answers
+ * HTTP at its URL as the hub's check does.
+ */
+async function singleuserAlone(hub: Hub, user: string, server: ServerProcess): Promise<number> {
+  const created = await api(hub, 'POST', `/users/${user}/tokens`, { note: 'singleuser alone' });
+  const userToken = ((await created.json()) as { token: string }).token;
+  const env = { ...server.env, JUPYTERHUB_API_TOKEN: userToken, JPY_API_TOKEN: userToken };
+  const url = server.env.JUPYTERHUB_SERVICE_URL;
+  if (!url) throw new Error(`${hub.name}: no JUPYTERHUB_SERVICE_URL in the server's environment`);
+  const [command, ...args] = server.argv;
+  const began = performance.now();
+  const proc = new ManagedProcess(`singleuser ${user}`, command!, args, { env, cwd: server.cwd });
+  try {
+    await proc.untilReady(
+      until('jupyterhub-singleuser alone', async () => {
+        const status = await httpStatus(url);
+        return status !== undefined && status < 500;
+      }),
+    );
+    return performance.now() - began;
+  } finally {
+    await proc.stop();
+  }
+}
+
+async function proxyRoutes(hub: Hub): Promise<Record<string, unknown>> {
+  const response = await fetch(`${hub.proxyApi}/api/routes`, {
+    headers: { authorization: `token ${proxyToken}` },
+  });
+  return (await response.json()) as Record<string, unknown>;
+}
+
+/**
+ * The route check (POST /hub/api/proxy) against a proxy holding `routeCount` routes of the hub's
+ * users whose servers are not running, as a proxy holds after the hub was down: the check reads
+ * them all and deletes every one.
+ */
+async function benchRouteCheck(hub: Hub, backend: string, names: string[]): Promise<void> {
+  const own = Object.keys(await proxyRoutes(hub)).length;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 20 }, async () => {
+      while (next < routeCount) {
+        const name = names[next++ % names.length]!;
+        const response = await fetch(`${hub.proxyApi}/api/routes/user/${name}`, {
+          method: 'POST',
+          headers: { authorization: `token ${proxyToken}`, 'content-type': 'application/json' },
+          body: JSON.stringify({
+            target: 'http://127.0.0.1:9',
+            jupyterhub: true,
+            user: name,
+            server_name: '',
+          }),
+        });
+        await response.arrayBuffer();
+        if (response.status >= 400) throw new Error(`adding a route: ${response.status}`);
+      }
+    }),
+  );
+  const before = Object.keys(await proxyRoutes(hub)).length;
+  const began = performance.now();
+  const cpuBefore = cpuSeconds(hub.pid);
+  const response = await api(hub, 'POST', '/proxy');
+  await response.arrayBuffer();
+  // JupyterHub answers before its deletions finish; the check is done when the routes are gone.
+  await until('the stale routes to go', async () => Object.keys(await proxyRoutes(hub)).length <= own, {
+    timeoutMs: 600_000,
+    intervalMs: 50,
+  });
+  const ms = performance.now() - began;
+  row([
+    hub.name,
+    backend,
+    `route check: ${before} routes in the proxy, ${routeCount} of them stale`,
+    '-',
+    `${ms.toFixed(0)} ms`,
+    '-',
+    `${((cpuSeconds(hub.pid) - cpuBefore) * 1000).toFixed(0)} ms in all`,
     response.status >= 400 ? 1 : 0,
   ]);
 }
@@ -287,6 +512,7 @@ async function main(): Promise<void> {
         hub = which === 'seahorse' ? await startSeahorse(dbUrl, dir) : await startJupyterHub(dbUrl, dir);
         await benchHub(hub, backend);
       } catch (error) {
+        process.stderr.write(`${(error as Error).stack ?? error}\n`);
         row([which, backend, `failed: ${(error as Error).message.split('\n')[0]}`, '-', '-', '-', '-', '-']);
       } finally {
         await hub?.stop();

@@ -192,6 +192,33 @@ for (const [backend, startBackend] of backends) {
       assert.deepEqual(filtered.map((u) => u.name).sort(), ['page-1', 'page-10', 'page-11']);
     });
 
+    test('pagination: the total counts the filtered users, also on a page past the end', async () => {
+      await hub.api('/users', {
+        method: 'POST',
+        body: JSON.stringify({ usernames: Array.from({ length: 7 }, (_, i) => `total-${i}`) }),
+      });
+      const accept = { accept: 'application/jupyterhub-pagination+json' };
+      let page = await json(await hub.api('/users?name_filter=total-&limit=3&offset=3', { headers: accept }));
+      assert.deepEqual(
+        page.items.map((u: Json) => u.name),
+        ['total-3', 'total-4', 'total-5'],
+      );
+      assert.deepEqual(page._pagination, {
+        offset: 3,
+        limit: 3,
+        total: 7,
+        next: {
+          offset: 6,
+          limit: 3,
+          url: page._pagination.next.url,
+        },
+      });
+      page = await json(await hub.api('/users?name_filter=total-&limit=3&offset=6', { headers: accept }));
+      assert.deepEqual(page._pagination, { offset: 6, limit: 3, total: 7, next: null });
+      page = await json(await hub.api('/users?name_filter=total-&limit=3&offset=50', { headers: accept }));
+      assert.deepEqual(page, { items: [], _pagination: { offset: 50, limit: 3, total: 7, next: null } });
+    });
+
     test('tokens: created once shown, stored hashed, listed, expire, deleted', async () => {
       let response = await hub.api('/users/alice/tokens', {
         method: 'POST',

@@ -2,14 +2,20 @@
 // filtered by what the request's scopes allow to be seen.
 import { allows, type ParsedScopes } from '../auth/scopes.ts';
 import type { Queryable } from '../db/database.ts';
-import { inList, listParam, type SpawnerRow, type TokenRow, type UserRow } from '../db/rows.ts';
-import { groupsOfUsers, spawnersOfUsers, type UserWithRelations } from '../db/users.ts';
+import { inList, listParam, type TokenRow } from '../db/rows.ts';
+import {
+  groupsOfUsers,
+  type SpawnerModelRow,
+  spawnersOfUsers,
+  type UserModelRow,
+  type UserWithRelations,
+} from '../db/users.ts';
 import { serverPrefix } from '../spawns.ts';
 
 export function serverModel(
   baseUrl: string,
   user: string,
-  row: SpawnerRow,
+  row: SpawnerModelRow,
   withState: boolean,
 ): Record<string, unknown> {
   const active = row.url !== null || row.pending !== null;
@@ -66,29 +72,120 @@ export interface UserModelOptions {
   includeStoppedServers: boolean;
 }
 
+/**
+ * What a request's scopes let it see of every user, when none of the scopes that matter is
+ * filtered (an admin, the idle culler): worked out once per page instead of per user and field.
+ * Undefined when some scope is filtered: then each user is checked on its own.
+ */
+interface UniformAccess {
+  /** The visible keys of userKeyOrder, in order, without `servers`. */
+  keys: string[];
+  all: boolean;
+  servers: boolean;
+  serverState: boolean;
+}
+
+const accessScopes = [...userAccess.map(([scope]) => scope), 'admin:server_state'];
+const uniformAccessCache = new WeakMap<ParsedScopes, UniformAccess | null>();
+
+function uniformAccess(parsed: ParsedScopes): UniformAccess | undefined {
+  let access = uniformAccessCache.get(parsed);
+  if (access === undefined) {
+    access = null;
+    if (accessScopes.every((scope) => (parsed.get(scope) ?? 'all') === 'all')) {
+      const allowed = new Set<string>();
+      for (const [scope, keys] of userAccess) if (parsed.has(scope)) for (const key of keys) allowed.add(key);
+      if (allowed.size > 0) {
+        const keys = userKeyOrder.filter((key) => key !== 'servers' && allowed.has(key));
+        access = {
+          keys,
+          all: keys.length === userKeyOrder.length - 1,
+          servers: parsed.has('read:servers'),
+          serverState: parsed.has('admin:server_state'),
+        };
+      }
+    }
+    uniformAccessCache.set(parsed, access);
+  }
+  return access ?? undefined;
+}
+
+/** A user's model when the scopes see every user alike: no scope check per user. */
+function uniformUserModel(
+  access: UniformAccess,
+  user: UserModelRow,
+  groups: string[],
+  spawners: SpawnerModelRow[],
+  assigned: string[],
+  options: UserModelOptions,
+): Record<string, unknown> {
+  let defaultServer: SpawnerModelRow | undefined;
+  for (const spawner of spawners) if (spawner.name === '') defaultServer = spawner;
+  const roles = user.admin === 1 ? ['admin', 'user'] : ['user'];
+  for (const role of assigned) if (!roles.includes(role)) roles.push(role);
+  const full: Record<string, unknown> = {
+    kind: 'user',
+    name: user.name,
+    admin: user.admin === 1,
+    roles,
+    groups,
+    server:
+      defaultServer?.url && defaultServer.ready === 1 ? serverPrefix(options.baseUrl, user.name, '') : null,
+    pending: defaultServer?.pending ?? null,
+    created: user.created,
+    last_activity: user.last_activity,
+    auth_state: null,
+  };
+  let model = full;
+  if (!access.all) {
+    model = {};
+    for (const key of access.keys) model[key] = full[key];
+  }
+  if (!access.servers) return model;
+  const servers: Record<string, unknown> = {};
+  for (const spawner of spawners) {
+    if (spawner.url === null && spawner.pending === null && !options.includeStoppedServers) continue;
+    servers[spawner.name] = serverModel(options.baseUrl, user.name, spawner, access.serverState);
+  }
+  model.servers = servers;
+  return model;
+}
+
+/** Shared by the users without servers or roles; only read, never put into a model. */
+const emptyList: readonly never[] = [];
+
 /** Models of users read with their relations (findUserWithRelations, listUsers): no more queries. */
 export async function modelsWithRelations(
   users: UserWithRelations[],
   options: UserModelOptions,
 ): Promise<Array<Record<string, unknown>>> {
+  const access = uniformAccess(options.parsed);
   const out: Array<Record<string, unknown>> = [];
   for (const user of users) {
-    const model = await userModel(
-      user,
-      JSON.parse(user.groups_json) as string[],
-      JSON.parse(user.spawners_json) as SpawnerRow[],
-      JSON.parse(user.roles_json) as string[],
-      options,
-    );
+    // NULL (PostgreSQL's json_agg of no rows) or '[]' is an empty list, without a parse.
+    // The groups list goes into the model as it is: a fresh array each, never the shared empty one.
+    const groups =
+      user.groups_json === null || user.groups_json === '[]'
+        ? []
+        : (JSON.parse(user.groups_json) as string[]);
+    const spawners = relationList<SpawnerModelRow>(user.spawners_json);
+    const roles = relationList<string>(user.roles_json);
+    const model = access
+      ? uniformUserModel(access, user, groups, spawners, roles, options)
+      : await userModel(user, groups, spawners, roles, options);
     if (model) out.push(model);
   }
   return out;
 }
 
+function relationList<T>(json: string | null): T[] {
+  return json === null || json === '[]' ? (emptyList as unknown as T[]) : (JSON.parse(json) as T[]);
+}
+
 /** Models of users without their relations: three queries for the whole page, none per user. */
 export async function userModels(
   db: Queryable,
-  users: UserRow[],
+  users: UserModelRow[],
   options: UserModelOptions,
 ): Promise<Array<Record<string, unknown>>> {
   const ids = users.map((u) => u.id);
@@ -97,15 +194,15 @@ export async function userModels(
     spawnersOfUsers(db, ids),
     assignedRoles(db, ids),
   ]);
+  const access = uniformAccess(options.parsed);
   const out: Array<Record<string, unknown>> = [];
   for (const user of users) {
-    const model = await userModel(
-      user,
-      groups.get(user.id) ?? [],
-      spawners.get(user.id) ?? [],
-      assigned.get(user.id) ?? [],
-      options,
-    );
+    const userGroups = groups.get(user.id) ?? [];
+    const userSpawners = spawners.get(user.id) ?? (emptyList as unknown as SpawnerModelRow[]);
+    const userRoles = assigned.get(user.id) ?? (emptyList as unknown as string[]);
+    const model = access
+      ? uniformUserModel(access, user, userGroups, userSpawners, userRoles, options)
+      : await userModel(user, userGroups, userSpawners, userRoles, options);
     if (model) out.push(model);
   }
   return out;
@@ -127,9 +224,9 @@ async function assignedRoles(db: Queryable, ids: number[]): Promise<Map<number, 
 }
 
 export async function userModel(
-  user: UserRow,
+  user: UserModelRow,
   groups: string[],
-  spawners: SpawnerRow[],
+  spawners: SpawnerModelRow[],
   assigned: string[],
   options: UserModelOptions,
 ): Promise<Record<string, unknown> | undefined> {

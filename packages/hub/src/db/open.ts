@@ -3,7 +3,6 @@
 import { resolve } from 'node:path';
 import { DatabaseError } from '../errors.ts';
 import type { Database } from './database.ts';
-import { PostgresDatabase } from './postgres.ts';
 import { SqliteDatabase } from './sqlite.ts';
 
 export async function openDatabase(url: string): Promise<Database> {
@@ -21,6 +20,8 @@ export async function openDatabase(url: string): Promise<Database> {
   }
   // SQLAlchemy driver suffixes (postgresql+psycopg2://) mean nothing here.
   const pgUrl = url.replace(/^postgres(ql)?(\+\w+)?:\/\//, 'postgres://');
+  // pg is loaded only for PostgreSQL: a hub on SQLite does not carry its 10 MB.
+  const { PostgresDatabase } = await import('./postgres.ts');
   const db = new PostgresDatabase(pgUrl);
   try {
     await db.get('SELECT 1');

@@ -23,50 +23,58 @@ export interface UserListQuery {
   onlyGroups?: string[];
 }
 
-export interface UserWithRelations extends UserRow {
-  groups_json: string;
-  spawners_json: string;
-  roles_json: string;
-}
+/** The columns of a user that its JSON model shows. */
+export type UserModelRow = Pick<UserRow, 'id' | 'name' | 'admin' | 'created' | 'last_activity'>;
+const userModelColumns = 'users.id, users.name, users.admin, users.created, users.last_activity';
 
-const spawnerColumns = [
-  'id',
-  'user_id',
+/** The columns of a server that its JSON model shows. */
+export type SpawnerModelRow = Pick<
+  SpawnerRow,
+  'name' | 'url' | 'ready' | 'pending' | 'started' | 'last_activity' | 'user_options' | 'state'
+>;
+const spawnerModelColumns = [
   'name',
-  'state',
   'url',
   'ready',
   'pending',
-  'pending_since',
   'started',
   'last_activity',
   'user_options',
-  'progress',
-  'failure',
+  'state',
 ];
+
+/** A user with its groups, servers and assigned roles as JSON lists; null (PostgreSQL) is none. */
+export interface UserWithRelations extends UserModelRow {
+  groups_json: string | null;
+  spawners_json: string | null;
+  roles_json: string | null;
+}
 
 /** Columns with a user's groups, servers and assigned roles as JSON text: one query per page. */
 function relationColumns(db: Queryable): string {
+  const spawner = `${db.dialect === 'sqlite' ? 'json_object' : 'json_build_object'}(${spawnerModelColumns.map((c) => `'${c}', s.${c}`).join(', ')})`;
   if (db.dialect === 'sqlite') {
-    const spawner = `json_object(${spawnerColumns.map((c) => `'${c}', s.${c}`).join(', ')})`;
     return `
       (SELECT json_group_array(name) FROM (SELECT g.name FROM user_group_map m JOIN groups g ON g.id = m.group_id WHERE m.user_id = users.id ORDER BY g.id)) AS groups_json,
       (SELECT json_group_array(json(j)) FROM (SELECT ${spawner} AS j FROM spawners s WHERE s.user_id = users.id ORDER BY s.id)) AS spawners_json,
       (SELECT json_group_array(name) FROM (SELECT r.name FROM role_assignments a JOIN roles r ON r.id = a.role_id WHERE a.kind = 'user' AND a.entity_id = users.id ORDER BY r.id)) AS roles_json`;
   }
+  // json_agg of no rows is NULL: most users have no groups, servers or roles, and a NULL costs
+  // nothing to send or to parse.
   return `
-      (SELECT COALESCE(json_agg(g.name ORDER BY g.id), '[]'::json)::text FROM user_group_map m JOIN groups g ON g.id = m.group_id WHERE m.user_id = users.id) AS groups_json,
-      (SELECT COALESCE(json_agg(s ORDER BY s.id), '[]'::json)::text FROM spawners s WHERE s.user_id = users.id) AS spawners_json,
-      (SELECT COALESCE(json_agg(r.name ORDER BY r.id), '[]'::json)::text FROM role_assignments a JOIN roles r ON r.id = a.role_id WHERE a.kind = 'user' AND a.entity_id = users.id) AS roles_json`;
+      (SELECT json_agg(g.name ORDER BY g.id)::text FROM user_group_map m JOIN groups g ON g.id = m.group_id WHERE m.user_id = users.id) AS groups_json,
+      (SELECT json_agg(${spawner} ORDER BY s.id)::text FROM spawners s WHERE s.user_id = users.id) AS spawners_json,
+      (SELECT json_agg(r.name ORDER BY r.id)::text FROM role_assignments a JOIN roles r ON r.id = a.role_id WHERE a.kind = 'user' AND a.entity_id = users.id) AS roles_json`;
 }
 
 export async function findUserWithRelations(
   db: Queryable,
   name: string,
 ): Promise<UserWithRelations | undefined> {
-  return db.get<UserWithRelations>(`SELECT users.*, ${relationColumns(db)} FROM users WHERE users.name = ?`, [
-    name,
-  ]);
+  return db.get<UserWithRelations>(
+    `SELECT ${userModelColumns}, ${relationColumns(db)} FROM users WHERE users.name = ?`,
+    [name],
+  );
 }
 
 export async function findUser(db: Queryable, name: string): Promise<UserRow | undefined> {
@@ -156,21 +164,43 @@ function listWhere(db: Queryable, query: UserListQuery): { where: string; params
 export async function listUsers(
   db: Queryable,
   query: UserListQuery,
-): Promise<{ rows: UserRow[] | UserWithRelations[]; total: number; withRelations: boolean }> {
+): Promise<{ rows: UserModelRow[] | UserWithRelations[]; total: number; withRelations: boolean }> {
   const { where, params } = listWhere(db, query);
-  // Over the network (PostgreSQL) one query with the relations beats four; in-process (SQLite)
-  // the batched queries of userModels cost less CPU than building JSON in SQL.
-  const withRelations = db.dialect === 'postgres';
-  const columns = withRelations ? `users.*, ${relationColumns(db)}` : 'users.*';
-  const sql = `SELECT ${columns} FROM users ${where} ORDER BY users.id LIMIT ? OFFSET ?`;
-  const rows = await db.all<UserWithRelations>(sql, [...params, query.limit, query.offset] as never);
+  if (db.dialect === 'postgres') return listUsersWithRelations(db, query, where, params);
+  // In-process (SQLite) the batched queries of userModels cost less CPU than building JSON in SQL.
+  const rows = await db.all<UserModelRow>(
+    `SELECT ${userModelColumns} FROM users ${where} ORDER BY users.id LIMIT ? OFFSET ?`,
+    [...params, query.limit, query.offset],
+  );
   // The total is counted only when a page is full or starts past 0: a short first page is all.
   let total = rows.length;
-  if (rows.length === query.limit || query.offset > 0) {
-    const count = await db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM users ${where}`, params);
-    total = count?.n ?? 0;
-  }
-  return { rows, total, withRelations };
+  if (rows.length === query.limit || query.offset > 0) total = await countWhere(db, where, params);
+  return { rows, total, withRelations: false };
+}
+
+/**
+ * Over the network (PostgreSQL) one round trip: the page, its relations and the total. The page
+ * is cut in a subquery first, since PostgreSQL computes a target list's subqueries for every
+ * row that OFFSET skips (60 ms instead of 3 for offset 9,000 of 10,000).
+ */
+async function listUsersWithRelations(
+  db: Queryable,
+  query: UserListQuery,
+  where: string,
+  params: string[],
+): Promise<{ rows: UserWithRelations[]; total: number; withRelations: true }> {
+  const rows = await db.all<UserWithRelations & { total: number }>(
+    `SELECT ${userModelColumns}, ${relationColumns(db)}, (SELECT COUNT(*) FROM users ${where}) AS total
+     FROM (SELECT * FROM users ${where} ORDER BY users.id LIMIT ? OFFSET ?) users ORDER BY users.id`,
+    [...params, ...params, query.limit, query.offset] as never,
+  );
+  // A page past the end has no row to carry the total.
+  const total = rows.length > 0 ? rows[0]!.total : query.offset > 0 ? await countWhere(db, where, params) : 0;
+  return { rows, total, withRelations: true };
+}
+
+async function countWhere(db: Queryable, where: string, params: string[]): Promise<number> {
+  return (await db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM users ${where}`, params))?.n ?? 0;
 }
 
 export async function countUsers(db: Queryable): Promise<number> {
