@@ -125,6 +125,29 @@ export const traits: Record<string, TraitSpec> = {
   'Spawner.notebook_dir': t('string', '', 'Directory servers start in; may use {username}.'),
   'Spawner.ip': t('string', '127.0.0.1', 'Address single-user servers listen on.'),
   'Spawner.server_token_scopes': t('list', [], 'Extra scopes of a server’s API token.'),
+  'IdleCuller.enabled': t(
+    'bool',
+    false,
+    'Run the built-in idle culler (jupyterhub-idle-culler’s options below).',
+  ),
+  'IdleCuller.timeout': t('number', 3600, 'Seconds of inactivity after which a server is stopped; 0: never.'),
+  'IdleCuller.cull_every': t('number', 600, 'Seconds between culling passes.'),
+  'IdleCuller.concurrency': t('int', 10, 'Servers (and users) culled at once.'),
+  'IdleCuller.max_age': t(
+    'number',
+    0,
+    'Seconds after its start a server is stopped even if active; 0: never.',
+  ),
+  'IdleCuller.cull_users': t(
+    'bool',
+    false,
+    'Also delete users inactive for timeout seconds with no server running.',
+  ),
+  'IdleCuller.remove_named_servers': t(
+    'bool',
+    false,
+    'Delete named servers when culling them, not only stop them.',
+  ),
 };
 
 /** Subclass names a jupyterhub_config.py may use for the same traits. */
@@ -214,6 +237,16 @@ export interface HubConfig {
     notebookDir: string;
     ip: string;
     serverTokenScopes: string[];
+  };
+  /** The built-in idle culler (jupyterhub-idle-culler's options, in milliseconds). */
+  culler: {
+    enabled: boolean;
+    timeoutMs: number;
+    cullEveryMs: number;
+    concurrency: number;
+    maxAgeMs: number;
+    cullUsers: boolean;
+    removeNamedServers: boolean;
   };
   /** Hooks a JS/TS config module may export (never from YAML). */
   hooks: ConfigHooks;
@@ -587,7 +620,25 @@ export function buildConfig(
       ip: get('Spawner.ip'),
       serverTokenScopes: get('Spawner.server_token_scopes'),
     },
+    culler: cullerConfig(get, seconds),
     hooks,
+  };
+}
+
+function cullerConfig(get: <T>(name: string) => T, seconds: (name: string) => number): HubConfig['culler'] {
+  const concurrency = get<number>('IdleCuller.concurrency');
+  if (concurrency < 1) fail('IdleCuller.concurrency', 'an integer ≥ 1', concurrency);
+  const enabled = get<boolean>('IdleCuller.enabled');
+  const cullEveryMs = seconds('IdleCuller.cull_every');
+  if (enabled && cullEveryMs === 0) fail('IdleCuller.cull_every', 'a number of seconds > 0', 0);
+  return {
+    enabled,
+    timeoutMs: seconds('IdleCuller.timeout'),
+    cullEveryMs,
+    concurrency,
+    maxAgeMs: seconds('IdleCuller.max_age'),
+    cullUsers: get('IdleCuller.cull_users'),
+    removeNamedServers: get('IdleCuller.remove_named_servers'),
   };
 }
 
