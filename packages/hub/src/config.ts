@@ -6,8 +6,19 @@ import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from './errors.ts';
+import { type Profile, parseProfiles } from './profiles.ts';
 
-type TraitType = 'bool' | 'int' | 'number' | 'string' | 'list' | 'command' | 'dict' | 'services' | 'roles';
+type TraitType =
+  | 'bool'
+  | 'int'
+  | 'number'
+  | 'string'
+  | 'list'
+  | 'command'
+  | 'dict'
+  | 'services'
+  | 'roles'
+  | 'profiles';
 
 interface TraitSpec {
   type: TraitType;
@@ -125,6 +136,11 @@ export const traits: Record<string, TraitSpec> = {
   'Spawner.notebook_dir': t('string', '', 'Directory servers start in; may use {username}.'),
   'Spawner.ip': t('string', '127.0.0.1', 'Address single-user servers listen on.'),
   'Spawner.server_token_scopes': t('list', [], 'Extra scopes of a server’s API token.'),
+  'Spawner.profile_list': t(
+    'profiles',
+    [],
+    'Profiles offered on the spawn page (KubeSpawner’s shape); the choice is user_options.profile.',
+  ),
   'IdleCuller.enabled': t(
     'bool',
     false,
@@ -156,6 +172,7 @@ const classAliases: Record<string, string> = {
   SimpleLocalProcessSpawner: 'Spawner',
   Proxy: 'ConfigurableHTTPProxy',
   DummyAuthenticator: 'PasswordAuthenticator',
+  KubeSpawner: 'Spawner',
 };
 
 export interface ServiceConfig {
@@ -237,6 +254,7 @@ export interface HubConfig {
     notebookDir: string;
     ip: string;
     serverTokenScopes: string[];
+    profileList: Profile[];
   };
   /** The built-in idle culler (jupyterhub-idle-culler's options, in milliseconds). */
   culler: {
@@ -447,6 +465,8 @@ function checkValue(path: string, spec: TraitSpec, value: unknown): unknown {
       return parseServices(path, value);
     case 'roles':
       return parseRoles(path, value);
+    case 'profiles':
+      return parseProfiles(path, value);
   }
 }
 
@@ -619,6 +639,7 @@ export function buildConfig(
       notebookDir: get('Spawner.notebook_dir'),
       ip: get('Spawner.ip'),
       serverTokenScopes: get('Spawner.server_token_scopes'),
+      profileList: get('Spawner.profile_list'),
     },
     culler: cullerConfig(get, seconds),
     hooks,

@@ -21,7 +21,7 @@ import { countUsers, findUserById, touchUser } from './db/users.ts';
 import { ConfigError } from './errors.ts';
 import { Hub } from './hub.ts';
 import { createMetrics } from './metrics.ts';
-import { handlePage } from './pages.ts';
+import { handlePage } from './pages/index.ts';
 import type { ProxyApi } from './proxy-api.ts';
 import { ProxyProcess } from './proxy-process.ts';
 import { ManagedService, serviceEnvironment } from './services.ts';
