@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { waitFor } from '@seahorse/runtime/testing';
 import type { Spawner, SpawnerContext } from '../src/spawners/spawner.ts';
 import type { BoundSpawnerFactory } from '../src/spawns.ts';
-import { processSpawnerFactory, startTestHub, type TestHub } from './helpers.ts';
+import { processSpawnerFactory, startTestHub } from './helpers.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
 type Json = Record<string, any>;
