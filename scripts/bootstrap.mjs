@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const depsOnly = process.argv.includes('--deps-only');
+// `npm start`: the npm dependencies and what the personal hub runs (jupyterhub-singleuser).
+const forStart = process.argv.includes('--start');
 
 // What the test suites start for real, and the Debian package that provides it.
 const systemNeeds = [
@@ -20,7 +22,9 @@ const systemNeeds = [
   // The embedding gateway's keys are proven against CPython's json module itself.
   { binary: 'python3', pkg: 'python3', why: "embedding gateway's differential tests against json.dumps" },
   // Debian's jupyterhub brings jupyterhub-singleuser, the notebook server and ipykernel.
-  { binary: 'jupyterhub-singleuser', pkg: 'jupyterhub', why: 'JupyterHub compatibility tests' },
+  { binary: 'jupyterhub-singleuser', pkg: 'jupyterhub', why: 'JupyterHub compatibility tests', start: true },
+  // The hub's browser tests drive Debian's chromium through playwright-core.
+  { binary: 'chromium', pkg: 'chromium', why: "the hub's browser tests" },
 ];
 
 function fail(message) {
@@ -67,8 +71,8 @@ function installNpmDependencies() {
   }
 }
 
-function installSystemBinaries() {
-  const missing = systemNeeds.filter((need) => !onPath(need.binary, need.extraDirs));
+function installSystemBinaries(needs = systemNeeds) {
+  const missing = needs.filter((need) => !onPath(need.binary, need.extraDirs));
   if (missing.length === 0) return;
   const packages = [...new Set(missing.map((need) => need.pkg))];
   const list = missing.map((need) => `${need.binary} (${need.why})`).join(', ');
@@ -99,7 +103,9 @@ function installBenchDependencies() {
 }
 
 installNpmDependencies();
-if (!depsOnly) {
+if (forStart) {
+  installSystemBinaries(systemNeeds.filter((need) => need.start));
+} else if (!depsOnly) {
   installSystemBinaries();
   installBenchDependencies();
 }
