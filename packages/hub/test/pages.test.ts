@@ -456,8 +456,12 @@ test('error pages: the proxy error target offers to start one’s own server (50
     assert.match(page.body_text, /The server of bob is not running\./);
     assert.doesNotMatch(page.body_text, /Launch server/);
     // The hub's own /user/ fallback (no route) answers the same.
-    page = await alice.get('/user/bob/tree');
+    page = await alice.get('/user/bob/tree?x=1');
+    assert.equal(page.status, 302);
+    assert.equal(page.headers.get('location'), '/hub/user/bob/tree?x=1');
+    page = await alice.get('/hub/user/bob/tree');
     assert.equal(page.status, 503);
+    assert.match(page.body_text, /The server of bob is not running\./);
     page = await alice.get('/hub/error/502?url=%2Fservices%2Fx%2F');
     assert.equal(page.status, 502);
     assert.match(page.headers.get('content-type')!, /^text\/html/);

@@ -149,7 +149,13 @@ export async function handlePage(
 async function route(page: Page, rest: string, isUserPath: boolean): Promise<void> {
   const { req, base } = page;
   const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
-  if (isUserPath) return notRunning(page, page.url.pathname);
+  if (isUserPath) {
+    // The login cookie's path is hub/: send /user/… to /hub/user/… where the browser shows it, as JupyterHub does.
+    if (!page.url.pathname.startsWith(`${base}hub/`)) {
+      return go(page, `${base}hub/${page.url.pathname.slice(base.length)}${page.url.search}`);
+    }
+    return notRunning(page, page.url.pathname);
+  }
   const parts = rest.split('/').filter(Boolean).map(decode);
   const [first, ...tail] = parts;
   if (first === undefined) return home(page, true);
@@ -596,7 +602,7 @@ ${offset + rows.length < total ? html`<a href="${pageLink(offset + adminPageSize
 <input type="hidden" name="next" value="${here}">
 <label for="usernames">User names, one per line</label>
 <textarea id="usernames" name="usernames" rows="3" required></textarea>
-<label class="check"><input type="checkbox" name="admin" value="1"> Administrators</label>
+<p><label class="check"><input type="checkbox" name="admin" value="1"> Administrators</label></p>
 <div class="actions"><button type="submit">Add users</button></div></form>`;
   show(page, 200, 'Admin', body);
 }
@@ -759,6 +765,16 @@ async function notRunning(page: Page, target: string, status = 503): Promise<voi
   const row = owner ? await spawnerDb.findSpawner(hub.db, owner.id, server) : undefined;
   const path = `${encodeURIComponent(user)}${server ? `/${encodeURIComponent(server)}` : ''}`;
   if (row?.pending === 'spawn' && mayStart) return go(page, `${base}hub/spawn-pending/${path}`);
+  // Running (its route was missing a moment ago): back to the server, at most a few times.
+  const redirects = Number(page.url.searchParams.get('redirects') ?? 0);
+  if (row?.ready === 1 && row.pending === null && row.url !== null && redirects < 3 && status === 503) {
+    const back = new URL(page.url.href);
+    back.pathname = target.startsWith(`${base}hub/user/`)
+      ? `${base}${target.slice(`${base}hub/`.length)}`
+      : target;
+    back.searchParams.set('redirects', String(redirects + 1));
+    return go(page, back.pathname + back.search);
+  }
   const profiles = hub.config.spawner.profileList.length > 0;
   const start = mayStart
     ? profiles
@@ -771,5 +787,17 @@ async function notRunning(page: Page, target: string, status = 503): Promise<voi
     'Server not running',
     html`<p>${own ? (server ? html`Your server <strong>${server}</strong> is not running.` : 'Your server is not running.') : html`The server of ${name} is not running.`}${mayStart ? ' Would you like to start it?' : ''}</p>
 <div class="actions">${start} <a href="${base}hub/home">Home</a></div>`,
+  );
+}
+
+/** JupyterHub's 403 page, for a browser the OAuth provider refuses (another user's server). */
+export function forbiddenPage(hub: Hub, res: ServerResponse, message: string): void {
+  const base = hub.config.baseUrl;
+  sendPage(
+    res,
+    403,
+    'Forbidden',
+    html`<p class="alert" role="alert">${message}</p><p><a href="${base}hub/home">Back to home</a></p>`,
+    { base },
   );
 }
