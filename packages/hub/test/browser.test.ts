@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '@seahorse/runtime/testing';
+import axe from 'axe-core';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { startTestHub } from './helpers.ts';
 
@@ -23,9 +24,20 @@ const notebook = {
   nbformat_minor: 5,
 };
 
-async function shot(page: Page, name: string): Promise<void> {
+/** Screenshots a page of ours into docs/ and checks it with axe-core (WCAG 2 A and AA rules). */
+async function shot(page: Page, name: string, ours = true): Promise<void> {
   mkdirSync(docs, { recursive: true });
   await page.screenshot({ path: join(docs, `${name}.png`) });
+  if (ours) await checkAccessibility(page, name);
+}
+
+async function checkAccessibility(page: Page, name: string): Promise<void> {
+  // Evaluated through the devtools protocol, which the pages' CSP does not govern.
+  await page.evaluate(axe.source);
+  const violations = (await page.evaluate(
+    "axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.html) })))",
+  )) as Array<{ id: string; impact: string; nodes: string[] }>;
+  assert.deepEqual(violations, [], `accessibility of ${name}: ${JSON.stringify(violations, null, 1)}`);
 }
 
 async function signIn(page: Page, base: string, user: string, password: string): Promise<void> {
@@ -115,7 +127,7 @@ test('in chromium: sign in, start a server with a profile, see progress, run 1+1
     const output = page.locator('.code_cell .output_subarea').first();
     await output.waitFor({ timeout: 30_000 });
     assert.equal((await output.textContent())?.trim(), '2');
-    await shot(page, 'notebook');
+    await shot(page, 'notebook', false);
 
     // Stop it from the home page.
     await page.goto(`${base}/hub/home`);
@@ -177,6 +189,19 @@ test('in chromium: sign in, start a server with a profile, see progress, run 1+1
     assert.ok(await rootPage.getByRole('row', { name: /bob/ }).count());
     await shot(rootPage, 'admin');
     await rootContext.close();
+
+    // The dark colour scheme passes the same checks (contrast above all).
+    const dark = await browser.newContext({ viewport: { width: 1024, height: 640 }, colorScheme: 'dark' });
+    const darkPage = await dark.newPage();
+    await darkPage.goto(`${base}/hub/login`);
+    await checkAccessibility(darkPage, 'login (dark)');
+    await signIn(darkPage, base, 'root', 'correct horse');
+    await checkAccessibility(darkPage, 'home (dark)');
+    await darkPage.goto(`${base}/hub/admin`);
+    await checkAccessibility(darkPage, 'admin (dark)');
+    await darkPage.goto(`${base}/hub/token`);
+    await checkAccessibility(darkPage, 'token (dark)');
+    await dark.close();
   } finally {
     await browser?.close();
     await hub.close();

@@ -575,7 +575,7 @@ async function admin(page: Page): Promise<void> {
 ${models.map(({ row, list }) => {
   const names = list.length ? list : [{ name: '', url: null, pending: null, ready: 0 }];
   return html`<tr><th scope="row">${row.name}</th>
-<td><form method="post" action="${base}hub/admin/users/${encodeURIComponent(row.name)}/admin" class="inline">${hidden(page)}<input type="hidden" name="next" value="${here}"><input type="hidden" name="admin" value="${row.admin === 1 ? '0' : '1'}"><button type="submit" class="link" aria-label="${row.admin === 1 ? `Remove admin from ${row.name}` : `Make ${row.name} an admin`}">${row.admin === 1 ? 'yes' : 'no'}</button></form></td>
+<td><form method="post" action="${base}hub/admin/users/${encodeURIComponent(row.name)}/admin" class="inline">${hidden(page)}<input type="hidden" name="next" value="${here}"><input type="hidden" name="admin" value="${row.admin === 1 ? '0' : '1'}">${row.admin === 1 ? 'yes' : 'no'} <button type="submit" class="link" aria-label="${row.admin === 1 ? `Remove admin from ${row.name}` : `Make admin: ${row.name}`}">${row.admin === 1 ? 'Remove admin' : 'Make admin'}</button></form></td>
 <td>${names.map((s) => {
     const label = s.name || 'default';
     const path = `${encodeURIComponent(row.name)}${s.name ? `/${encodeURIComponent(s.name)}` : ''}`;
