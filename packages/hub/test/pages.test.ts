@@ -137,6 +137,14 @@ test('login: security headers, _xsrf required, cookies HttpOnly and SameSite (Se
     // Sign out is a form; it ends the session.
     const home = await browser.get('/hub/home');
     assert.equal(home.status, 200);
+    const forgedOut = await fetch(`${hub.url}/hub/logout`, {
+      method: 'POST',
+      headers: { cookie: browser.cookieHeader, 'content-type': 'application/x-www-form-urlencoded' },
+      body: '',
+      redirect: 'manual',
+    });
+    assert.equal(forgedOut.status, 403);
+    assert.equal((await browser.get('/hub/home')).status, 200);
     const out = await browser.post('/hub/logout');
     assert.equal(out.status, 302);
     assert.equal((await browser.get('/hub/home')).status, 302);

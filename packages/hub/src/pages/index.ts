@@ -160,7 +160,16 @@ async function route(page: Page, rest: string, isUserPath: boolean): Promise<voi
   const [first, ...tail] = parts;
   if (first === undefined) return home(page, true);
   if (first === 'login') return method === 'POST' ? loginPost(page) : loginGet(page);
-  if (first === 'logout') return logout(page);
+  if (first === 'logout') {
+    // The sign-out button posts with the token; a GET (JupyterHub's link) signs out too.
+    if (method === 'POST' && !page.xsrfCheck((await readForm(req)).get('_xsrf'))) {
+      throw new HttpError(
+        403,
+        'This form has expired or did not come from this hub. Go back, reload the page and try again.',
+      );
+    }
+    return logout(page);
+  }
   if (first === 'error' && tail.length === 1) return proxyError(page, tail[0]!);
   // Everything below needs a signed-in user.
   if (!page.identity) {
