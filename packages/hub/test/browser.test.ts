@@ -15,7 +15,11 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { startTestHub } from './helpers.ts';
 
 const chromiumPath = '/usr/bin/chromium';
-const docs = fileURLToPath(new URL('../docs/', import.meta.url));
+// Screenshots go to docs/ (shown in the README) with UPDATE_SCREENSHOTS=1; otherwise to a
+// temporary directory, so that a test run leaves the tree clean.
+const docs = process.env.UPDATE_SCREENSHOTS
+  ? fileURLToPath(new URL('../docs/', import.meta.url))
+  : mkdtempSync(join(tmpdir(), 'seahorse-screenshots-'));
 
 const notebook = {
   cells: [{ cell_type: 'code', execution_count: null, metadata: {}, outputs: [], source: '1+1' }],
@@ -206,5 +210,6 @@ test('in chromium: sign in, start a server with a profile, see progress, run 1+1
     await browser?.close();
     await hub.close();
     rmSync(notebooks, { recursive: true, force: true });
+    if (!process.env.UPDATE_SCREENSHOTS) rmSync(docs, { recursive: true, force: true });
   }
 });
