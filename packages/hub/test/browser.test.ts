@@ -31,7 +31,7 @@ const notebook = {
 /** Screenshots a page of ours into docs/ and checks it with axe-core (WCAG 2 A and AA rules). */
 async function shot(page: Page, name: string, ours = true): Promise<void> {
   mkdirSync(docs, { recursive: true });
-  await page.screenshot({ path: join(docs, `${name}.png`) });
+  await page.screenshot({ path: join(docs, `${name}.png`), fullPage: true });
   if (ours) await checkAccessibility(page, name);
 }
 
