@@ -483,3 +483,39 @@ test('error pages: the proxy error target offers to start one’s own server (50
     await hub.close();
   }
 });
+
+test('hostile input ends in a clear page: malformed paths, absurd offsets, oversized or mistyped forms', async () => {
+  const hub = await startTestHub({
+    'Authenticator.allow_all': true,
+    'Authenticator.admin_users': ['root'],
+    'PasswordAuthenticator.password': 'pw',
+  });
+  try {
+    const root = new Browser(hub.url);
+    await root.signIn('root');
+    let page = await root.get('/hub/spawn-pending/%E0%A4%A');
+    assert.equal(page.status, 400);
+    assert.match(page.body_text, /Malformed URL/);
+    page = await root.get('/hub/admin?offset=99999999999999999999999&search=%00%27%22');
+    assert.equal(page.status, 200);
+    assert.match(page.body_text, /showing 0–/);
+    page = await root.post('/hub/admin/users', { usernames: 'x'.repeat(70 * 1024) });
+    assert.equal(page.status, 413);
+    const typed = await fetch(`${hub.url}/hub/token`, {
+      method: 'POST',
+      headers: { cookie: root.cookieHeader, 'content-type': 'application/json' },
+      body: JSON.stringify({ _xsrf: root.xsrf, note: 'x' }),
+      redirect: 'manual',
+    });
+    assert.equal(typed.status, 415);
+    page = await root.post('/hub/admin/users', { usernames: 'has/slash' });
+    assert.equal(page.status, 400);
+    assert.match(page.body_text, /Invalid username: has\/slash/);
+    page = await root.post('/hub/token', { expires_in: '-5' });
+    assert.equal(page.status, 400);
+    // The hub still serves.
+    assert.equal((await root.get('/hub/home')).status, 200);
+  } finally {
+    await hub.close();
+  }
+});

@@ -553,7 +553,8 @@ async function admin(page: Page): Promise<void> {
     throw new HttpError(403, 'Only administrators may see the admin page.');
   }
   const search = (page.url.searchParams.get('search') ?? '').trim().slice(0, 255);
-  const offset = Math.max(0, Number.parseInt(page.url.searchParams.get('offset') ?? '0', 10) || 0);
+  const asked = Number.parseInt(page.url.searchParams.get('offset') ?? '0', 10) || 0;
+  const offset = Math.min(Math.max(0, asked), 1_000_000_000);
   const { rows, total } = await userDb.listUsers(hub.db, {
     offset,
     limit: adminPageSize,
