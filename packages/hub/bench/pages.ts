@@ -60,7 +60,12 @@ async function startSeahorse(dir: string): Promise<Hub> {
   await proc.untilReady(
     waitFor('seahorse-hub', async () => (await fetch(`${url}/hub/health`)).ok, { timeoutMs: 60_000 }),
   );
-  return { name: 'seahorse-hub', url, proxyUrl: `http://127.0.0.1:${proxyPort}`, stop: () => proc.stop() };
+  return {
+    name: 'seahorse-hub',
+    url,
+    proxyUrl: `http://127.0.0.1:${proxyPort}`,
+    stop: () => proc.stop('SIGTERM', 30_000),
+  };
 }
 
 async function startJupyterHub(dir: string): Promise<Hub> {
@@ -91,7 +96,12 @@ async function startJupyterHub(dir: string): Promise<Hub> {
   await proc.untilReady(
     waitFor('jupyterhub', async () => (await fetch(`${url}/hub/api/`)).ok, { timeoutMs: 60_000 }),
   );
-  return { name: 'JupyterHub 3.0', url, proxyUrl: `http://127.0.0.1:${proxyPort}`, stop: () => proc.stop() };
+  return {
+    name: 'JupyterHub 3.0',
+    url,
+    proxyUrl: `http://127.0.0.1:${proxyPort}`,
+    stop: () => proc.stop('SIGTERM', 30_000),
+  };
 }
 
 async function createUsers(hub: Hub): Promise<void> {
@@ -253,6 +263,27 @@ async function main() {
         const runs: number[] = [];
         for (let i = 0; i < 3; i++) runs.push(await loginToNotebook(hub, `reader${i}`));
         timings.push(`| ${hub.name} | ${runs.map((s) => s.toFixed(2)).join(' / ')} |`);
+        // Their servers are stopped through the API: a hub killed at its grace period leaves them behind.
+        for (let i = 0; i < 3; i++) {
+          await fetch(`${hub.url}/hub/api/users/reader${i}/server`, {
+            method: 'DELETE',
+            headers: { authorization: `token ${token}` },
+          });
+        }
+        await waitFor(
+          'the readers’ servers stopped',
+          async () => {
+            for (let i = 0; i < 3; i++) {
+              const user = await fetch(`${hub.url}/hub/api/users/reader${i}`, {
+                headers: { authorization: `token ${token}` },
+              });
+              const model = (await user.json()) as { server: string | null; pending: string | null };
+              if (model.server !== null || model.pending !== null) return false;
+            }
+            return true;
+          },
+          { timeoutMs: 60_000 },
+        );
       }
     } finally {
       await hub.stop();
