@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const depsOnly = process.argv.includes('--deps-only');
+// `npm start`: the npm dependencies and what the personal hub runs (jupyterhub-singleuser).
+const forStart = process.argv.includes('--start');
 
 // What the test suites start for real, and the Debian package that provides it.
 const systemNeeds = [
@@ -20,7 +22,9 @@ const systemNeeds = [
   // The embedding gateway's keys are proven against CPython's json module itself.
   { binary: 'python3', pkg: 'python3', why: "embedding gateway's differential tests against json.dumps" },
   // Debian's jupyterhub brings jupyterhub-singleuser, the notebook server and ipykernel.
-  { binary: 'jupyterhub-singleuser', pkg: 'jupyterhub', why: 'JupyterHub compatibility tests' },
+  { binary: 'jupyterhub-singleuser', pkg: 'jupyterhub', why: 'JupyterHub compatibility tests', start: true },
+  // The hub's browser tests drive Debian's chromium through playwright-core.
+  { binary: 'chromium', pkg: 'chromium', why: "the hub's browser tests" },
   // The embedding gateway's edge cache: its VCL is tested in the real Varnish 7.1.
   {
     binary: 'varnishd',
@@ -95,11 +99,11 @@ function installNpmDependencies() {
   }
 }
 
-function installSystemBinaries() {
+function installSystemBinaries(needs = systemNeeds, python = pythonNeeds) {
   const missing = [
-    ...systemNeeds.filter((need) => !onPath(need.binary, need.extraDirs)),
+    ...needs.filter((need) => !onPath(need.binary, need.extraDirs)),
     // Without python3 at all, its modules are missing too (and come with their packages).
-    ...pythonNeeds
+    ...python
       .filter((need) => !pythonHas(need.module))
       .map((need) => ({ ...need, binary: `python module ${need.module}` })),
   ];
@@ -137,7 +141,12 @@ function installBenchDependencies() {
 }
 
 installNpmDependencies();
-if (!depsOnly) {
+if (forStart) {
+  installSystemBinaries(
+    systemNeeds.filter((need) => need.start),
+    [],
+  );
+} else if (!depsOnly) {
   installSystemBinaries();
   installBenchDependencies();
 }

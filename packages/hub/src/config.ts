@@ -6,8 +6,19 @@ import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from './errors.ts';
+import { type Profile, parseProfiles } from './profiles.ts';
 
-type TraitType = 'bool' | 'int' | 'number' | 'string' | 'list' | 'command' | 'dict' | 'services' | 'roles';
+type TraitType =
+  | 'bool'
+  | 'int'
+  | 'number'
+  | 'string'
+  | 'list'
+  | 'command'
+  | 'dict'
+  | 'services'
+  | 'roles'
+  | 'profiles';
 
 interface TraitSpec {
   type: TraitType;
@@ -125,6 +136,34 @@ export const traits: Record<string, TraitSpec> = {
   'Spawner.notebook_dir': t('string', '', 'Directory servers start in; may use {username}.'),
   'Spawner.ip': t('string', '127.0.0.1', 'Address single-user servers listen on.'),
   'Spawner.server_token_scopes': t('list', [], 'Extra scopes of a server’s API token.'),
+  'Spawner.profile_list': t(
+    'profiles',
+    [],
+    'Profiles offered on the spawn page (KubeSpawner’s shape); the choice is user_options.profile.',
+  ),
+  'IdleCuller.enabled': t(
+    'bool',
+    false,
+    'Run the built-in idle culler (jupyterhub-idle-culler’s options below).',
+  ),
+  'IdleCuller.timeout': t('number', 3600, 'Seconds of inactivity after which a server is stopped; 0: never.'),
+  'IdleCuller.cull_every': t('number', 600, 'Seconds between culling passes.'),
+  'IdleCuller.concurrency': t('int', 10, 'Servers (and users) culled at once.'),
+  'IdleCuller.max_age': t(
+    'number',
+    0,
+    'Seconds after its start a server is stopped even if active; 0: never.',
+  ),
+  'IdleCuller.cull_users': t(
+    'bool',
+    false,
+    'Also delete users inactive for timeout seconds with no server running.',
+  ),
+  'IdleCuller.remove_named_servers': t(
+    'bool',
+    false,
+    'Delete named servers when culling them, not only stop them.',
+  ),
 };
 
 /** Subclass names a jupyterhub_config.py may use for the same traits. */
@@ -133,6 +172,7 @@ const classAliases: Record<string, string> = {
   SimpleLocalProcessSpawner: 'Spawner',
   Proxy: 'ConfigurableHTTPProxy',
   DummyAuthenticator: 'PasswordAuthenticator',
+  KubeSpawner: 'Spawner',
 };
 
 export interface ServiceConfig {
@@ -214,6 +254,17 @@ export interface HubConfig {
     notebookDir: string;
     ip: string;
     serverTokenScopes: string[];
+    profileList: Profile[];
+  };
+  /** The built-in idle culler (jupyterhub-idle-culler's options, in milliseconds). */
+  culler: {
+    enabled: boolean;
+    timeoutMs: number;
+    cullEveryMs: number;
+    concurrency: number;
+    maxAgeMs: number;
+    cullUsers: boolean;
+    removeNamedServers: boolean;
   };
   /** Hooks a JS/TS config module may export (never from YAML). */
   hooks: ConfigHooks;
@@ -414,6 +465,8 @@ function checkValue(path: string, spec: TraitSpec, value: unknown): unknown {
       return parseServices(path, value);
     case 'roles':
       return parseRoles(path, value);
+    case 'profiles':
+      return parseProfiles(path, value);
   }
 }
 
@@ -586,8 +639,27 @@ export function buildConfig(
       notebookDir: get('Spawner.notebook_dir'),
       ip: get('Spawner.ip'),
       serverTokenScopes: get('Spawner.server_token_scopes'),
+      profileList: get('Spawner.profile_list'),
     },
+    culler: cullerConfig(get, seconds),
     hooks,
+  };
+}
+
+function cullerConfig(get: <T>(name: string) => T, seconds: (name: string) => number): HubConfig['culler'] {
+  const concurrency = get<number>('IdleCuller.concurrency');
+  if (concurrency < 1) fail('IdleCuller.concurrency', 'an integer ≥ 1', concurrency);
+  const enabled = get<boolean>('IdleCuller.enabled');
+  const cullEveryMs = seconds('IdleCuller.cull_every');
+  if (enabled && cullEveryMs === 0) fail('IdleCuller.cull_every', 'a number of seconds > 0', 0);
+  return {
+    enabled,
+    timeoutMs: seconds('IdleCuller.timeout'),
+    cullEveryMs,
+    concurrency,
+    maxAgeMs: seconds('IdleCuller.max_age'),
+    cullUsers: get('IdleCuller.cull_users'),
+    removeNamedServers: get('IdleCuller.remove_named_servers'),
   };
 }
 

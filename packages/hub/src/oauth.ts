@@ -10,6 +10,7 @@ import { findSpawnerById } from './db/spawners.ts';
 import * as tokens from './db/tokens.ts';
 import { findUserById, groupsOfUser } from './db/users.ts';
 import { HttpError } from './errors.ts';
+import { forbiddenPage } from './pages/index.ts';
 
 const codeLifetimeMs = 10 * 60_000;
 
@@ -39,8 +40,11 @@ export async function authorize(context: ApiContext): Promise<void> {
     server: `${owner.name}/${spawner.name}`,
     userGroups: () => groupsOfUser(hub.db, owner.id),
   });
-  if (!allowed)
-    throw new HttpError(403, `You do not have permission to access ${client.description ?? clientId}`);
+  if (!allowed) {
+    // A browser follows this redirect: it gets JupyterHub's HTML 403 page, not JSON.
+    forbiddenPage(hub, res, `You do not have permission to access ${client.description ?? clientId}`);
+    return;
+  }
   const code = randomBytes(24).toString('hex');
   await tokens.insertOAuthCode(hub.db, {
     codeHash: hashToken(code),

@@ -2,6 +2,7 @@
 // spawner class with its traits bound.
 
 import type { HubConfig } from './config.ts';
+import { chooseProfile } from './profiles.ts';
 import type { ProxyApi } from './proxy-api.ts';
 import { ProxyClient } from './proxy-client.ts';
 import type { ProxyClientOptions } from './server.ts';
@@ -26,5 +27,30 @@ export function spawnerFactoryFor(config: HubConfig): BoundSpawnerFactory {
   };
   if (spawner.defaultUrl) options.defaultUrl = spawner.defaultUrl;
   if (spawner.notebookDir) options.notebookDir = spawner.notebookDir;
-  return (context) => createLocalProcessSpawner(context, options);
+  const profiles = spawner.profileList;
+  if (profiles.length === 0) return (context) => createLocalProcessSpawner(context, options);
+  return (context) => {
+    const profile = chooseProfile(profiles, context.spec.userOptions.profile);
+    return createLocalProcessSpawner(context, profile ? withOverride(options, profile.override) : options);
+  };
+}
+
+/** A profile's overrides of the Spawner traits the local spawner knows; the others (image, cpu_limit, …) are KubeSpawner's. */
+function withOverride(base: LocalProcessOptions, override: Record<string, unknown>): LocalProcessOptions {
+  const options = { ...base };
+  const strings = (value: unknown) =>
+    Array.isArray(value) && value.every((v) => typeof v === 'string') ? (value as string[]) : undefined;
+  for (const [key, value] of Object.entries(override)) {
+    if (key === 'cmd' && strings(value)) options.cmd = strings(value)!;
+    else if (key === 'cmd' && typeof value === 'string') options.cmd = [value];
+    else if (key === 'args' && strings(value)) options.args = strings(value)!;
+    else if (key === 'environment' && typeof value === 'object' && value !== null) {
+      options.environment = { ...base.environment };
+      for (const [name, item] of Object.entries(value)) options.environment[name] = String(item);
+    } else if (key === 'default_url' && typeof value === 'string') options.defaultUrl = value;
+    else if (key === 'notebook_dir' && typeof value === 'string') options.notebookDir = value;
+    else if (key === 'start_timeout' && typeof value === 'number') options.startTimeoutMs = value * 1000;
+    else if (key === 'http_timeout' && typeof value === 'number') options.httpTimeoutMs = value * 1000;
+  }
+  return options;
 }

@@ -10,6 +10,7 @@ import { sendError } from './api/http.ts';
 import { createApiHandler } from './api/index.ts';
 import { allows } from './auth/scopes.ts';
 import type { HubConfig } from './config.ts';
+import { IdleCuller } from './culler.ts';
 import type { Database } from './db/database.ts';
 import { migrate } from './db/migrations.ts';
 import { openDatabase } from './db/open.ts';
@@ -20,7 +21,7 @@ import { countUsers, findUserById, touchUser } from './db/users.ts';
 import { ConfigError, DatabaseUnavailableError } from './errors.ts';
 import { Hub } from './hub.ts';
 import { createMetrics } from './metrics.ts';
-import { handlePage } from './pages.ts';
+import { handlePage } from './pages/index.ts';
 import type { ProxyApi } from './proxy-api.ts';
 import { ProxyProcess } from './proxy-process.ts';
 import { ManagedService, serviceEnvironment } from './services.ts';
@@ -386,6 +387,10 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   every(config.lastActivityIntervalMs, 'activity from proxy', activityFromProxy);
   every(config.spawner.pollIntervalMs, 'poll servers', pollServers);
   every(3_600_000, 'purge expired tokens', () => deleteExpiredTokens(db));
+  if (config.culler.enabled) {
+    const culler = new IdleCuller(hub);
+    every(config.culler.cullEveryMs, 'cull idle servers', () => culler.cull());
+  }
 
   const managed: ManagedService[] = [];
   for (const service of config.services) {

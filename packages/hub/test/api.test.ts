@@ -401,7 +401,10 @@ for (const [backend, startBackend] of backends) {
       assert.ok(response.status === 204 || response.status === 202);
       await waitFor('alice stopped', async () => (await json(await hub.api('/users/alice'))).server === null);
       await waitFor('route gone', async () => !(await json(await hub.api('/proxy')))['/user/alice/']);
-      assert.equal((await fetch(`${hub.proxyUrl}/user/alice/api/status`)).status !== 200, true);
+      // The hub answers now: it sends the browser to /hub/user/… (its pages), as JupyterHub does.
+      const gone = await fetch(`${hub.proxyUrl}/user/alice/api/status`, { redirect: 'manual' });
+      assert.equal(gone.status, 302);
+      assert.equal(gone.headers.get('location'), '/hub/user/alice/api/status');
     });
 
     test('the culler service’s role: list users and stop servers, not create users', async () => {

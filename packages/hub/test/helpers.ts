@@ -178,3 +178,26 @@ export async function startTestHub(
     },
   };
 }
+
+/** The cookies of a browser that opened the login page and signed in with the password form. */
+export async function signIn(hubUrl: string, username: string, password: string): Promise<string> {
+  const form = await fetch(`${hubUrl}/hub/login`);
+  const xsrfCookie = form.headers
+    .getSetCookie()
+    .map((line) => line.split(';')[0]!)
+    .find((pair) => pair.startsWith('_xsrf='));
+  const token = /name="_xsrf" value="([^"]+)"/.exec(await form.text())?.[1];
+  if (!xsrfCookie || !token) throw new Error('the login page has no _xsrf token');
+  const response = await fetch(`${hubUrl}/hub/login`, {
+    method: 'POST',
+    headers: { cookie: xsrfCookie, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ username, password, _xsrf: token }),
+    redirect: 'manual',
+  });
+  const login = response.headers
+    .getSetCookie()
+    .map((line) => line.split(';')[0]!)
+    .find((pair) => pair.startsWith('jupyterhub-hub-login='));
+  if (response.status !== 302 || !login) throw new Error(`sign-in failed: ${response.status}`);
+  return `${login}; ${xsrfCookie}`;
+}

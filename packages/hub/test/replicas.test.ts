@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startPostgres, waitFor } from '@seahorse/runtime/testing';
-import { startTestHub, type TestHub } from './helpers.ts';
+import { signIn, startTestHub, type TestHub } from './helpers.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
 type Json = Record<string, any>;
@@ -41,12 +41,7 @@ test('a second hub on the same PostgreSQL serves the users, tokens, servers and 
       }
     });
     // A login cookie from one hub is accepted by the other (the secret is in the database).
-    const login = await fetch(`${a.url}/hub/login`, {
-      method: 'POST',
-      body: new URLSearchParams({ username: 'alice', password: 'x' }),
-      redirect: 'manual',
-    });
-    const cookie = login.headers.getSetCookie()[0]!.split(';')[0]!;
+    const cookie = await signIn(a.url, 'alice', 'x');
     const self = await fetch(`${b.url}/hub/api/user`, { headers: { cookie } });
     assert.equal(self.status, 200);
   } finally {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { waitFor } from '@seahorse/runtime/testing';
 import { WebSocket } from 'ws';
-import { startTestHub } from './helpers.ts';
+import { signIn, startTestHub } from './helpers.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
 type Json = Record<string, any>;
@@ -130,13 +130,10 @@ test('jupyterhub-singleuser starts through the API: /user/<u>/api/status 200 wit
       }
       return response;
     };
-    const login = await fetch(`${hub.proxyUrl}/hub/login`, {
-      method: 'POST',
-      body: new URLSearchParams({ username: 'alice', password: 'any' }),
-      redirect: 'manual',
-    });
-    const [loginCookie] = login.headers.getSetCookie()[0]!.split(';');
-    jar.set('jupyterhub-hub-login', loginCookie!.slice('jupyterhub-hub-login='.length));
+    for (const pair of (await signIn(hub.proxyUrl, 'alice', 'any')).split('; ')) {
+      const eq = pair.indexOf('=');
+      jar.set(pair.slice(0, eq), pair.slice(eq + 1));
+    }
     let page = await browse('/user/alice/tree');
     const hops: string[] = [];
     while (page.status === 302 && hops.length < 6) {
