@@ -204,7 +204,10 @@ async function load(
   const prepared = new Map<string, Buffer>();
   const requestFor = (body: string) => {
     let bytes = prepared.get(body);
-    if (!bytes) prepared.set(body, (bytes = rawRequest(body, headers)));
+    if (!bytes) {
+      bytes = rawRequest(body, headers);
+      prepared.set(body, bytes);
+    }
     return bytes;
   };
   const connections = Array.from({ length: clients }, () => new RawClient(url));
