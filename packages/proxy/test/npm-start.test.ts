@@ -1,4 +1,4 @@
-// `npm start`'s script: the proxy on embedded defaults, with a banner once it listens.
+// `npm run start:proxy`'s script: the proxy alone on embedded defaults, with a banner once it listens.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { test } from 'node:test';
@@ -13,13 +13,13 @@ function canBind(port: number): Promise<boolean> {
   });
 }
 
-const script = fileURLToPath(new URL('../../../scripts/start.mjs', import.meta.url));
+const script = fileURLToPath(new URL('../../../scripts/start-proxy.mjs', import.meta.url));
 
 test('the start script runs the proxy and prints where to browse and how to add a route', async () => {
   // The API goes on port + 1, so find a port whose neighbour is free too.
   let port = await freePort();
   while (!(await canBind(port + 1))) port = await freePort();
-  const start = new ManagedProcess('npm start', process.execPath, [script], {
+  const start = new ManagedProcess('npm run start:proxy', process.execPath, [script], {
     env: { ...process.env, SEAHORSE_PORT: String(port), CONFIGPROXY_AUTH_TOKEN: 'start-test-token' },
   });
   try {
