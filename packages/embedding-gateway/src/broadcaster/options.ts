@@ -24,6 +24,28 @@ export interface BroadcasterOptions {
   terminationGracePeriodMs: number;
 }
 
+/** The flags every subcommand of this bin ends with: how it exits and logs, and help. */
+export const exitFlagSpecs = [
+  {
+    name: 'termination-grace-period',
+    kind: 'duration',
+    arg: '<duration>',
+    env: 'TERMINATION_GRACE_PERIOD',
+    default: '10s',
+    help: 'Longest time from SIGTERM to exit',
+  },
+  {
+    name: 'log-level',
+    kind: 'string',
+    arg: '<level>',
+    env: 'LOG_LEVEL',
+    default: 'info',
+    choices: ['debug', 'info', 'warn', 'error'],
+    help: 'Log level',
+  },
+  { name: 'help', short: 'h', kind: 'boolean', help: 'Show this help' },
+] as const satisfies readonly FlagSpec[];
+
 export const broadcasterFlagSpecs = [
   {
     name: 'address',
@@ -107,24 +129,7 @@ export const broadcasterFlagSpecs = [
     default: '1s',
     help: 'Time spent unready but serving after SIGTERM, before draining',
   },
-  {
-    name: 'termination-grace-period',
-    kind: 'duration',
-    arg: '<duration>',
-    env: 'TERMINATION_GRACE_PERIOD',
-    default: '10s',
-    help: 'Longest time from SIGTERM to exit',
-  },
-  {
-    name: 'log-level',
-    kind: 'string',
-    arg: '<level>',
-    env: 'LOG_LEVEL',
-    default: 'info',
-    choices: ['debug', 'info', 'warn', 'error'],
-    help: 'Log level',
-  },
-  { name: 'help', short: 'h', kind: 'boolean', help: 'Show this help' },
+  ...exitFlagSpecs,
 ] as const satisfies readonly FlagSpec[];
 
 const methodToken = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;

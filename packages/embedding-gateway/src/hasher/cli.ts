@@ -1,6 +1,6 @@
 // `seahorse-embedding-gateway hasher [flags]`: the ext_proc body hasher beside Envoy.
 import { createLogger, type FlagSpec, formatHelp, parseFlags } from '@seahorse/runtime';
-import { parseHostPort } from '../broadcaster/options.ts';
+import { exitFlagSpecs, parseHostPort } from '../broadcaster/options.ts';
 import { parseSize } from '../options.ts';
 import { type HasherOptions, startHasher } from './hasher.ts';
 
@@ -35,24 +35,7 @@ export const hasherFlagSpecs = [
     default: '1s',
     help: 'Time spent unready but serving after SIGTERM',
   },
-  {
-    name: 'termination-grace-period',
-    kind: 'duration',
-    arg: '<duration>',
-    env: 'TERMINATION_GRACE_PERIOD',
-    default: '10s',
-    help: 'Longest time from SIGTERM to exit',
-  },
-  {
-    name: 'log-level',
-    kind: 'string',
-    arg: '<level>',
-    env: 'LOG_LEVEL',
-    default: 'info',
-    choices: ['debug', 'info', 'warn', 'error'],
-    help: 'Log level',
-  },
-  { name: 'help', short: 'h', kind: 'boolean', help: 'Show this help' },
+  ...exitFlagSpecs,
 ] as const satisfies readonly FlagSpec[];
 
 export function buildHasherOptions(argv: string[], env: NodeJS.ProcessEnv): HasherOptions | undefined {
