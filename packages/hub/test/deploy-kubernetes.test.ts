@@ -504,6 +504,8 @@ test("base: the ConfigMap's hub.yaml is the seed's configuration, and the hub's 
   const config = await loadHubYaml(yaml, secretsForLoading);
   assert.equal(config.authenticatorClass, 'header');
   assert.equal(config.auth.headerName, 'x-auth-request-user');
+  // Only the sidecar's address: the pod network, where user servers live, is never trusted.
+  assert.deepEqual(config.auth.trustedSources, ['127.0.0.6']);
   assert.deepEqual(config.auth.adminUsers, ['admin']);
   assert.equal(config.auth.allowAll, true);
   assert.equal(config.dbUrl, secretsForLoading.JUPYTERHUB_DB_URL);
