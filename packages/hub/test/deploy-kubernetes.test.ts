@@ -178,6 +178,60 @@ function assertLockedDown(objects: K8sObject[]): void {
   }
 }
 
+/**
+ * What the workloads name exists in the build (ConfigMaps, Secrets, PVCs, service accounts),
+ * except the objects listed as created outside it; images carry a version; spread constraints
+ * select the workload's own pods.
+ */
+function assertReferencesResolve(objects: K8sObject[], external: string[] = []): void {
+  const has = (kind: string, name: string) =>
+    external.includes(`${kind}/${name}`) || objects.some((o) => o.kind === kind && o.metadata.name === name);
+  for (const workload of objects.filter((o) => ['Deployment', 'StatefulSet'].includes(o.kind))) {
+    const spec = podSpec(workload);
+    const where = `${workload.kind} ${workload.metadata.name}`;
+    if (spec.serviceAccountName) assert.ok(has('ServiceAccount', spec.serviceAccountName), where);
+    const claims = (
+      (at(workload, 'spec', 'volumeClaimTemplates') as { metadata: { name: string } }[]) ?? []
+    ).map((t) => t.metadata.name);
+    for (const volume of spec.volumes ?? []) {
+      const configMap = at(volume, 'configMap', 'name') as string | undefined;
+      const secret = at(volume, 'secret', 'secretName') as string | undefined;
+      const claim = at(volume, 'persistentVolumeClaim', 'claimName') as string | undefined;
+      if (configMap) assert.ok(has('ConfigMap', configMap), `${where}: ConfigMap ${configMap}`);
+      if (secret) assert.ok(has('Secret', secret), `${where}: Secret ${secret}`);
+      if (claim) assert.ok(has('PersistentVolumeClaim', claim), `${where}: PVC ${claim}`);
+    }
+    for (const c of spec.containers) {
+      assert.match(
+        c.image,
+        /^[a-z0-9.-]+(\/[a-z0-9._-]+)*:[A-Za-z0-9._-]+$/,
+        `${where}: ${c.image} names a version`,
+      );
+      assert.doesNotMatch(c.image, /:latest$/);
+      for (const mount of c.volumeMounts ?? []) {
+        assert.ok(
+          spec.volumes?.some((v) => v.name === mount.name) || claims.includes(mount.name),
+          `${where}: volume ${mount.name}`,
+        );
+      }
+      for (const e of c.env ?? []) {
+        const secret = at(e, 'valueFrom', 'secretKeyRef', 'name') as string | undefined;
+        const configMap = at(e, 'valueFrom', 'configMapKeyRef', 'name') as string | undefined;
+        if (secret) assert.ok(has('Secret', secret), `${where}: Secret ${secret}`);
+        if (configMap) assert.ok(has('ConfigMap', configMap), `${where}: ConfigMap ${configMap}`);
+      }
+    }
+    for (const constraint of (at(spec, 'topologySpreadConstraints') as Json[] | undefined) ?? []) {
+      const selector = at(constraint, 'labelSelector', 'matchLabels') as Record<string, string>;
+      assert.ok(selects(selector, podLabels(workload)), `${where}: its spread constraint selects its pods`);
+    }
+    assert.ok(
+      selects(at(workload, 'spec', 'selector', 'matchLabels') as Record<string, string>, podLabels(workload)),
+      `${where}: its selector matches its pods`,
+    );
+  }
+}
+
 /** Each Service selects pods of the build and targets ports those pods have. */
 function assertServicesResolve(objects: K8sObject[]): void {
   const workloads = objects.filter((o) => ['Deployment', 'StatefulSet'].includes(o.kind));
@@ -273,6 +327,7 @@ test('base: every object passes the Kubernetes OpenAPI schema and every containe
   await validateAll(objects);
   assertLockedDown(objects);
   assertServicesResolve(objects);
+  assertReferencesResolve(objects, ['Secret/jupyterhub']);
   assert.deepEqual(objects.map((o) => `${o.kind}/${o.metadata.name.replace(/-[a-z0-9]{10}$/, '')}`).sort(), [
     'ConfigMap/jupyterhub-hub',
     'Deployment/jupyterhub-proxy',
@@ -541,6 +596,7 @@ test('overlays/dev: namespace, network policies, the Istio gateway and mesh poli
   await validateAll(objects);
   assertLockedDown(objects);
   assertServicesResolve(objects);
+  assertReferencesResolve(objects);
   for (const object of objects.filter((o) => o.kind !== 'Namespace')) {
     assert.equal(object.metadata.namespace, 'jupyterhub', `${object.kind} ${object.metadata.name}`);
   }
@@ -687,6 +743,7 @@ test('overlays/dev with redis: several proxies on the Redis route store, a Redis
   await validateAll(objects);
   assertLockedDown(objects);
   assertServicesResolve(objects);
+  assertReferencesResolve(objects);
   for (const object of objects.filter((o) => o.kind !== 'Namespace')) {
     assert.equal(object.metadata.namespace, 'jupyterhub', `${object.kind} ${object.metadata.name}`);
   }
