@@ -11,6 +11,8 @@ import { kustomizeBuild } from '@seahorse/runtime/testing';
 import { parseAllDocuments, parse as parseYaml, stringify } from 'yaml';
 import { buildConfig, flattenConfig, loadConfigFile } from '../src/config.ts';
 import { ConfigError } from '../src/errors.ts';
+import type { JsonValue } from '../src/spawners/spawner.ts';
+import { expandTemplates, templateBoolean, templateNamespace } from '../src/spawners/templating.ts';
 import { repoRoot, startTestHub } from './helpers.ts';
 
 const deploy = join(repoRoot, 'deploy', 'kubernetes');
@@ -55,21 +57,26 @@ function buildDevWithRedis(): K8sObject[] {
 
 const istioGroups = ['networking.istio.io', 'security.istio.io', 'telemetry.istio.io'];
 
+/** Validates data with the model of an apiVersion and kind (also a part, e.g. v1 Container). */
+async function validateAs(apiVersion: string, kind: string, data: unknown, name: string): Promise<void> {
+  const group = apiVersion.includes('/') ? apiVersion.split('/')[0]! : '';
+  const module = istioGroups.includes(group)
+    ? `@kubernetes-models/istio/${apiVersion}`
+    : `kubernetes-models/${apiVersion}`;
+  const models = (await import(module)) as Record<string, new (data: unknown) => { validate(): void }>;
+  const Model = models[kind];
+  assert.ok(Model, `no schema for ${apiVersion} ${kind}`);
+  try {
+    new Model(data).validate();
+  } catch (error) {
+    assert.fail(`${kind} ${name}: ${(error as Error).message}`);
+  }
+}
+
 /** Validates each object with the model of its apiVersion and kind; an unknown kind fails. */
 async function validateAll(objects: K8sObject[]): Promise<void> {
   for (const object of objects) {
-    const group = object.apiVersion.includes('/') ? object.apiVersion.split('/')[0]! : '';
-    const module = istioGroups.includes(group)
-      ? `@kubernetes-models/istio/${object.apiVersion}`
-      : `kubernetes-models/${object.apiVersion}`;
-    const models = (await import(module)) as Record<string, new (data: unknown) => { validate(): void }>;
-    const Model = models[object.kind];
-    assert.ok(Model, `no schema for ${object.apiVersion} ${object.kind}`);
-    try {
-      new Model(object).validate();
-    } catch (error) {
-      assert.fail(`${object.kind} ${object.metadata.name}: ${(error as Error).message}`);
-    }
+    await validateAs(object.apiVersion, object.kind, object, object.metadata.name);
   }
 }
 
@@ -589,6 +596,50 @@ test("base: the ConfigMap's hub.yaml is the seed's configuration, and the hub's 
     ],
   );
   if (!dropped.includes('KubeSpawner.start_timeout')) assert.equal(config.spawner.startTimeoutMs, 300_000);
+});
+
+test("base: hub.yaml's volume templates render per user with the hub's templating, as the seed's DynamicKubeSpawner", async () => {
+  const kube = (parseYaml(readFileSync(hubYamlFile, 'utf8')) as Json).KubeSpawner as Record<
+    string,
+    JsonValue
+  >;
+  /** The seed's start(): templates filled in, readOnly strings turned into booleans. */
+  const render = (name: string, admin: boolean) => {
+    const namespace = templateNamespace({ user: { name, admin }, serverName: '' });
+    const mounts = (expandTemplates(kube.volume_mounts!, namespace) as Json[]).map((mount) =>
+      typeof mount.readOnly === 'string' ? { ...mount, readOnly: templateBoolean(mount.readOnly) } : mount,
+    );
+    const init = expandTemplates(kube.init_containers!, namespace) as Json[];
+    const volumes = expandTemplates(kube.volumes!, namespace) as Json[];
+    return { mounts, init, volumes };
+  };
+  const check = async (rendered: { mounts: Json[]; init: Json[]; volumes: Json[] }) => {
+    for (const mount of rendered.mounts) await validateAs('v1', 'VolumeMount', mount, 'rendered mount');
+    for (const c of rendered.init) await validateAs('v1', 'Container', c, 'rendered init container');
+    for (const volume of rendered.volumes) await validateAs('v1', 'Volume', volume, 'rendered volume');
+    const { mounts, init, volumes } = rendered;
+    const byName = Object.fromEntries(mounts.map((m) => [m.name as string, m]));
+    return { byName, init, volumes };
+  };
+  const admin = await check(render('admin', true));
+  assert.equal(admin.byName.persistent?.subPath, 'admin');
+  assert.equal(admin.byName.shared?.readOnly, false, 'admins write the shared directory');
+  assert.equal(admin.byName.torch?.readOnly, false);
+  const user = await check(render('../root', false));
+  // The name is escaped as KubeSpawner escapes it: it cannot climb out of its directory.
+  assert.equal(user.byName.persistent?.subPath, '-2e-2e-2froot');
+  assert.equal(at(user.init, 0, 'volumeMounts', 0, 'subPath'), '-2e-2e-2froot');
+  assert.equal(user.byName.shared?.readOnly, true, 'other users read it only');
+  assert.equal(user.byName.torch?.readOnly, true);
+  assert.equal(user.byName.checkpoints?.readOnly, undefined);
+  // Every mount names a volume of the spawner's list, and the host paths are fixed, not per user.
+  for (const mount of Object.values(user.byName)) {
+    assert.ok(
+      user.volumes.some((v) => v.name === mount.name),
+      String(mount.name),
+    );
+  }
+  assert.deepEqual(user.volumes, admin.volumes);
 });
 
 test('overlays/dev: namespace, network policies, the Istio gateway and mesh policies, all consistent', async () => {
