@@ -566,6 +566,12 @@ test("base: the ConfigMap's hub.yaml is the seed's configuration, and the hub's 
   }
   assert.ok(!dropped.includes('KubeSpawner.profile_list'), 'profiles load today');
   if (dropped.length > 0) t.diagnostic(`not yet known to the hub's loader: ${dropped.join(', ')}`);
+  if (!dropped.includes('JupyterHub.spawner_class')) {
+    // A hub with the Kubernetes spawner reads the whole file, KubeSpawner's traits included.
+    assert.deepEqual(dropped, []);
+    const full = await loadConfigFile(hubYamlFile, secretsForLoading);
+    assert.equal(full.spawnerClass, 'kubernetes');
+  }
   const config = await loadHubYaml(yaml, secretsForLoading);
   assert.equal(config.authenticatorClass, 'header');
   assert.equal(config.auth.headerName, 'x-auth-request-user');
