@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { kustomizeBuild } from '@seahorse/runtime/testing';
 import { parseAllDocuments, parse as parseYaml, stringify } from 'yaml';
-import { buildConfig, flattenConfig, loadConfigFile } from '../src/config.ts';
+import { buildConfig, flattenConfig, loadConfigFile, substituteEnv } from '../src/config.ts';
 import { ConfigError } from '../src/errors.ts';
 import type { JsonValue } from '../src/spawners/spawner.ts';
 import { expandTemplates, templateBoolean, templateNamespace } from '../src/spawners/templating.ts';
@@ -297,8 +297,11 @@ function loadableHubYaml(text: string): { yaml: Json; dropped: string[] } {
   for (const [className, traitsOfClass] of Object.entries(raw)) {
     for (const [trait, value] of Object.entries(traitsOfClass)) {
       try {
-        // ${NAME} values are checked with a stand-in: only the key and the value's type matter here.
-        flattenConfig({ [className]: { [trait]: typeof value === 'string' ? 'x' : value } }, 'hub.yaml');
+        // Checked with ${NAME} filled in from sample secrets: only whether the key is known matters here.
+        flattenConfig(
+          { [className]: { [trait]: substituteEnv(value, secretsForLoading, 'hub.yaml') } },
+          'hub.yaml',
+        );
         kept[className] = { ...kept[className], [trait]: value };
       } catch (error) {
         assert.ok(error instanceof ConfigError);
