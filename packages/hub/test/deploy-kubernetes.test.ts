@@ -421,7 +421,6 @@ test('base: RBAC lets the hub manage pods, services and PVCs and read events, no
     '/services': manage,
     '/persistentvolumeclaims': manage,
     '/events': read,
-    'events.k8s.io/events': read,
   });
   // No Lease (coordination.k8s.io): the hubs elect their leader with a PostgreSQL advisory lock.
   assert.ok(![...allowed.keys()].some((key) => key.startsWith('coordination.k8s.io/')));
