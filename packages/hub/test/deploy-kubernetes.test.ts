@@ -670,6 +670,9 @@ test('overlays/dev: namespace, network policies, the Istio gateway and mesh poli
   }
   const hubAnnotations = at(hub, 'spec', 'template', 'metadata', 'annotations') as Record<string, string>;
   assert.equal(hubAnnotations['prometheus.io/path'], '/hub/metrics');
+  assert.deepEqual(JSON.parse(hubAnnotations['proxy.istio.io/config']!), {
+    holdApplicationUntilProxyStarts: true,
+  });
   assert.equal(Number(hubAnnotations['prometheus.io/port']), portNumber(container(hub, 'hub'), 'http'));
   const proxyAnnotations = at(proxy, 'spec', 'template', 'metadata', 'annotations') as Record<string, string>;
   assert.equal(
