@@ -99,7 +99,8 @@ test('the sidecar needs --target; its semaphore flags come all together or not a
     () => sidecar([]),
     /metrics URL is required: 'sidecar http:\/\/127\.0\.0\.1:8080\/metrics', --target or METRICS_PROXY_HOOK_TARGET/,
   );
-  assert.throws(() => sidecar(['--target', 'https://127.0.0.1/metrics']), /expects an http URL/);
+  assert.throws(() => sidecar(['--target', 'ftp://127.0.0.1/metrics']), /expects an http or https URL/);
+  assert.equal(sidecar(['--target', 'https://127.0.0.1/metrics']).target.protocol, 'https:');
   const plain = sidecar([], { METRICS_PROXY_HOOK_TARGET: 'http://127.0.0.1:8080/metrics' });
   assert.equal(plain.target.href, 'http://127.0.0.1:8080/metrics');
   assert.deepEqual(plain.listen, { host: '0.0.0.0', port: 65532 });
@@ -175,6 +176,37 @@ test("the original webhook's flag names are accepted as aliases of ours, --metri
   assert.equal(options.injection.terminationGracePeriodSeconds, 45);
   assert.deepEqual(options.listen, { host: '127.0.0.1', port: 10443 });
   assert.equal(webhook([]).metricsSecure, false);
+});
+
+test("every boolean flag takes Go's strconv.ParseBool words after '=' (--metrics-secure=t), and nothing else", () => {
+  const booleans = webhookFlagSpecs.filter((spec) => spec.kind === 'boolean').map((spec) => spec.name);
+  for (const name of ['metrics-secure', 'enable-http2', 'native-sidecar']) assert.ok(booleans.includes(name));
+  for (const name of booleans) {
+    for (const word of ['1', 't', 'T', 'TRUE', 'true', 'True']) {
+      assert.equal(original(webhookFlagSpecs, webhookCommandLine, [`--${name}=${word}`]).boolean(name), true);
+    }
+    for (const word of ['0', 'f', 'F', 'FALSE', 'false', 'False']) {
+      assert.equal(
+        original(webhookFlagSpecs, webhookCommandLine, [`--${name}=${word}`]).boolean(name),
+        false,
+      );
+    }
+    for (const word of ['yes', 'on', 'tRuE', ' true', '']) {
+      assert.throws(
+        () => original(webhookFlagSpecs, webhookCommandLine, [`--${name}=${word}`]),
+        new RegExp(
+          `--${name} expects a boolean \\(1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False\\), got '${word}'`,
+        ),
+      );
+    }
+  }
+  // The bare flag still turns it on, and the value form wins in order, as in Go.
+  assert.equal(
+    original(webhookFlagSpecs, webhookCommandLine, ['--metrics-secure']).boolean('metrics-secure'),
+    true,
+  );
+  const last = original(webhookFlagSpecs, webhookCommandLine, ['--metrics-secure', '--metrics-secure=false']);
+  assert.equal(last.boolean('metrics-secure'), false);
 });
 
 test("the original sidecar's positional TARGET_URL is --target; given both ways it is refused", () => {

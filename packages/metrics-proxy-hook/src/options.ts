@@ -1,6 +1,7 @@
 // The two subcommands' command lines (each flag also read from METRICS_PROXY_HOOK_<FLAG>),
 // turned into one typed options object each, with every mistake reported as a UsageError.
 import { readFileSync } from 'node:fs';
+import { getCACertificates } from 'node:tls';
 import { type FlagSpec, type ListenAddress, type ParsedFlags, UsageError } from '@seahorse/runtime';
 import { sidecarPort } from './annotations.ts';
 import { parseByteSize } from './metrics-cache.ts';
@@ -521,9 +522,34 @@ export interface SidecarOptions {
   targetTimeoutMs: number;
   /** Larger bodies are streamed through but not kept for after the application exits. */
   maxCachedBytes: number;
+  /** For an https target: the roots its certificate must chain to (always verified, name included). */
+  targetCa: string[] | undefined;
   semaphore:
     | (SemaphoreConnection & { workload: string; slot: string; limit: number; leaseMs: number })
     | undefined;
+}
+
+/**
+ * The roots an https target's certificate is verified against, as Go's default transport (the
+ * original's reverse proxy) does: SSL_CERT_FILE alone when set, else the system's roots (plus
+ * Node's bundled ones and NODE_EXTRA_CA_CERTS). There is no switch to skip verification.
+ */
+function targetTrust(env: NodeJS.ProcessEnv): string[] {
+  const file = env.SSL_CERT_FILE;
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new UsageError(
+        `SSL_CERT_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}); it names the CA bundle an https --target is verified against`,
+      );
+    }
+    const roots = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    if (roots.length === 0) throw new UsageError(`SSL_CERT_FILE: ${file} holds no PEM certificate`);
+    return roots;
+  }
+  return [...new Set([...getCACertificates('default'), ...getCACertificates('system')])];
 }
 
 const semaphoreSidecarFlags = ['semaphore-redis', 'semaphore-key', 'semaphore-slot', 'semaphore-limit'];
@@ -536,9 +562,9 @@ export function buildSidecarOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
     );
   }
   const target = URL.canParse(rawTarget) ? new URL(rawTarget) : undefined;
-  if (target?.protocol !== 'http:') {
+  if (target?.protocol !== 'http:' && target?.protocol !== 'https:') {
     throw new UsageError(
-      `--target expects an http URL such as http://127.0.0.1:8080/metrics, got '${rawTarget}'`,
+      `--target expects an http or https URL such as http://127.0.0.1:8080/metrics, got '${rawTarget}'`,
     );
   }
   const given = semaphoreSidecarFlags.filter((name) => flags.has(name));
@@ -563,6 +589,7 @@ export function buildSidecarOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
     lameduckMs: flags.duration('lameduck')!,
     scrapeWaitThresholdMs: flags.duration('scrape-wait-threshold')!,
     targetTimeoutMs: positive(flags, 'target-timeout'),
+    targetCa: target.protocol === 'https:' ? targetTrust(env) : undefined,
     semaphore:
       given.length === 0
         ? undefined

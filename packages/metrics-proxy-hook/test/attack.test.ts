@@ -30,6 +30,7 @@ import {
   packageRoot,
   postReview,
   startCli,
+  startMetricsApp,
   startTestWebhook,
   startWebhookProcess,
   testLogger,
@@ -445,12 +446,8 @@ test('a second SIGTERM to the webhook (a deletion re-issued) is logged and ignor
 });
 
 test("the original webhook's injected command line (sidecar http://127.0.0.1:PORT, no path) proxies the scraped path, and the final fetch gets it too", async () => {
-  const appPort = await freePort();
-  const app = new ManagedProcess('metrics app', process.execPath, [
-    join(packageRoot, 'test', 'fixtures', 'metrics-app.ts'),
-    String(appPort),
-  ]);
-  await app.untilReady(waitFor('the app', () => app.output.includes('listening')));
+  const app = await startMetricsApp();
+  const appPort = app.port;
   const port = await freePort();
   // Exactly the args the original Go webhook injects (pkg/webhook/webhook.go), plus the threshold.
   const sidecar = startCli('sidecar', [
@@ -464,27 +461,89 @@ test("the original webhook's injected command line (sidecar http://127.0.0.1:POR
     '20s',
     '--scrape-wait-threshold=0s',
   ]);
-  const work = async () => {
-    await (await fetch(`http://127.0.0.1:${appPort}/work`, { method: 'POST' })).text();
-  };
   try {
     await sidecar.untilReady(waitFor('the sidecar', () => sidecar.output.includes('metrics proxy serving')));
-    await work();
+    await app.work();
     const first = await fetch(`http://127.0.0.1:${port}/metrics`);
     assert.equal(first.status, 200);
     assert.match(await first.text(), /^app_requests_total 1$/m);
-    await work();
+    await app.work();
     sidecar.signal('SIGTERM');
     await waitFor('the final fetch', () => sidecar.output.includes('final metrics fetched'));
-    app.signal('SIGTERM');
-    await app.exited;
+    app.process.signal('SIGTERM');
+    await app.process.exited;
     const last = await fetch(`http://127.0.0.1:${port}/metrics`);
     assert.equal(last.status, 200);
     assert.match(await last.text(), /^app_requests_total 2$/m);
     assert.equal(await sidecar.exited, 0, sidecar.output);
   } finally {
     await sidecar.stop();
-    await app.stop();
+    await app.process.stop();
+  }
+});
+
+/** A client that opens a connection to the sidecar, writes `bytes`, and then neither writes nor reads. */
+async function stalledClient(port: number, bytes: string): Promise<Socket> {
+  const { connect } = await import('node:net');
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  await once(socket, 'connect');
+  if (bytes) socket.write(bytes);
+  socket.pause();
+  return socket;
+}
+
+test('stalled clients on the sidecar (bodies that never arrive, heads never finished, silent connections) do not delay a concurrent scrape, and are cut off on their own', async () => {
+  const app = await startMetricsApp();
+  const targetTimeoutMs = 6000;
+  const sidecar = await startSidecarProcess(app.port, [`--target-timeout=${targetTimeoutMs}ms`]);
+  const timeScrape = async () => {
+    const started = performance.now();
+    const res = await fetch(sidecar.url);
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /^app_requests_total 0$/m);
+    return performance.now() - started;
+  };
+  const stalled: Socket[] = [];
+  try {
+    const baseline = await timeScrape();
+    // Before: a pool of four sockets to the application, each held by a POST whose body never came.
+    for (let i = 0; i < 8; i++) {
+      stalled.push(
+        await stalledClient(
+          sidecar.port,
+          'POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\nab',
+        ),
+      );
+    }
+    for (let i = 0; i < 4; i++) {
+      stalled.push(await stalledClient(sidecar.port, 'GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: '));
+      stalled.push(await stalledClient(sidecar.port, ''));
+    }
+    const withStalls = await timeScrape();
+    assert.ok(
+      stalled.every((socket) => !socket.destroyed && socket.readyState === 'open'),
+      'the stalled clients are still connected: the scrape did not wait for them to be cut off',
+    );
+    assert.ok(
+      withStalls < targetTimeoutMs / 3,
+      `a scrape beside 16 stalled clients took ${Math.round(withStalls)} ms (alone: ${Math.round(baseline)} ms; --target-timeout ${targetTimeoutMs} ms)`,
+    );
+    const closed = (socket: Socket) =>
+      socket.destroyed || socket.readableEnded || socket.readyState !== 'open';
+    for (const socket of stalled) {
+      socket.resume();
+      socket.on('end', () => socket.destroy());
+    }
+    await waitFor('every stalled client cut off by its own timeout', () => stalled.every(closed), {
+      timeoutMs: targetTimeoutMs * 3,
+    });
+    assert.ok(sidecar.process.alive, sidecar.process.output);
+    await timeScrape();
+  } finally {
+    for (const socket of stalled) socket.destroy();
+    await sidecar.process.stop();
+    await app.process.stop();
   }
 });
 
@@ -716,12 +775,8 @@ test('held up: JSON nested half a million deep, duplicated keys and a byte-order
 });
 
 test('a final body too big to keep, then the application gone: the next scrape finds nothing to serve and ends the wait instead of the grace period', async () => {
-  const appPort = await freePort();
-  const app = new ManagedProcess('metrics app', process.execPath, [
-    join(packageRoot, 'test', 'fixtures', 'metrics-app.ts'),
-    String(appPort),
-  ]);
-  await app.untilReady(waitFor('the app', () => app.output.includes('listening')));
+  const app = await startMetricsApp();
+  const appPort = app.port;
   // Bodies over --max-cached-body are streamed but never kept.
   const sidecar = await startSidecarProcess(appPort, [
     '--scrape-wait-threshold=0s',
@@ -733,8 +788,8 @@ test('a final body too big to keep, then the application gone: the next scrape f
     assert.equal((await fetch(sidecar.url)).status, 200);
     sidecar.process.signal('SIGTERM');
     await waitFor('the final fetch', () => sidecar.process.output.includes('final metrics fetched'));
-    app.signal('SIGTERM');
-    await app.exited;
+    app.process.signal('SIGTERM');
+    await app.process.exited;
     const started = performance.now();
     const last = await fetch(sidecar.url);
     assert.equal(last.status, 503, 'nothing kept, nothing live');
@@ -743,7 +798,7 @@ test('a final body too big to keep, then the application gone: the next scrape f
     assert.ok(waited < 2000, `exited ${Math.round(waited)} ms after a scrape it could not serve (grace 20s)`);
   } finally {
     await sidecar.process.stop();
-    await app.stop();
+    await app.process.stop();
   }
 });
 

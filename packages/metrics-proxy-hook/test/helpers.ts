@@ -178,3 +178,27 @@ export async function startWebhookProcess(
   await child.untilReady(waitFor(`webhook on ${port}`, async () => (await fetch(`${probeUrl}/readyz`)).ok));
   return { process: child, url: `https://127.0.0.1:${port}/mutate`, probeUrl };
 }
+
+export interface MetricsApp {
+  process: ManagedProcess;
+  port: number;
+  /** One POST /work: the app's counter goes up by one. */
+  work(): Promise<void>;
+}
+
+/** The stand-in application (test/fixtures/metrics-app.ts) as a real process; exits on SIGTERM. */
+export async function startMetricsApp(): Promise<MetricsApp> {
+  const port = await freePort();
+  const app = new ManagedProcess(`metrics app :${port}`, process.execPath, [
+    join(packageRoot, 'test', 'fixtures', 'metrics-app.ts'),
+    String(port),
+  ]);
+  await app.untilReady(waitFor(`app on ${port}`, () => app.output.includes('listening')));
+  return {
+    process: app,
+    port,
+    work: async () => {
+      await (await fetch(`http://127.0.0.1:${port}/work`, { method: 'POST' })).text();
+    },
+  };
+}
