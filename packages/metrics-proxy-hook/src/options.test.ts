@@ -310,3 +310,29 @@ test('slot reclaim asks the in-cluster API server by default, or --kube-api-serv
     /--kube-api-server expects a URL/,
   );
 });
+
+test('--client-ca-file turns on client certificates for /mutate; --client-cert-name needs it; a missing CA file is a usage error', () => {
+  assert.equal(webhook([]).clientAuth, undefined);
+  assert.throws(
+    () => webhook(['--client-cert-name=kube-apiserver']),
+    /--client-cert-name needs --client-ca-file/,
+  );
+  assert.throws(
+    () => webhook(['--client-ca-file=/nonexistent/ca.crt']),
+    /--client-ca-file: cannot read \/nonexistent\/ca\.crt \(ENOENT\); mount the CA/,
+  );
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-client-ca-'));
+  try {
+    writeFileSync(join(dir, 'ca.crt'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    writeFileSync(join(dir, 'empty.crt'), 'not a certificate');
+    const auth = webhook([
+      `--client-ca-file=${join(dir, 'ca.crt')}`,
+      '--client-cert-name=a,b',
+      '--client-cert-name=c',
+    ]).clientAuth;
+    assert.deepEqual(auth?.names, ['a', 'b', 'c']);
+    assert.throws(() => webhook([`--client-ca-file=${join(dir, 'empty.crt')}`]), /holds no PEM certificate/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

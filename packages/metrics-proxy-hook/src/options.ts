@@ -107,6 +107,18 @@ export const webhookFlagSpecs: FlagSpec[] = withEnv([
     help: 'Directory holding tls.crt and tls.key; reloaded when they change',
   },
   {
+    name: 'client-ca-file',
+    kind: 'string',
+    arg: '<path>',
+    help: "Require a client certificate on /mutate that chains to this CA (the API server's, from its AdmissionConfiguration kubeConfigFile); without it any TLS client is answered",
+  },
+  {
+    name: 'client-cert-name',
+    kind: 'list',
+    arg: '<name>',
+    help: "With --client-ca-file: the client certificate's CN or a DNS SAN must be one of these (repeat; e.g. the name in the API server's client certificate)",
+  },
+  {
     name: 'cert-poll-interval',
     kind: 'duration',
     arg: '<duration>',
@@ -412,9 +424,18 @@ export interface InjectionSettings {
   sidecarRedisSecret?: string | undefined;
 }
 
+/** mTLS on /mutate: who may call the webhook (the API server, by its client certificate). */
+export interface ClientAuthentication {
+  /** PEM bundle the client's certificate must chain to. */
+  ca: Buffer;
+  /** Allowed subject CNs or DNS SANs; empty: any certificate the CA signed. */
+  names: string[];
+}
+
 export interface WebhookOptions {
   listen: ListenAddress;
   certDir: string;
+  clientAuth: ClientAuthentication | undefined;
   certPollIntervalMs: number;
   metricsListen: ListenAddress | undefined;
   probeListen: ListenAddress | undefined;
@@ -462,6 +483,7 @@ export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
   return {
     listen: { host: host === '*' ? '' : host, port: flags.integer('port')! },
     certDir: flags.string('cert-dir')!,
+    clientAuth: clientAuthentication(flags),
     certPollIntervalMs: positive(flags, 'cert-poll-interval'),
     metricsListen: parseListenAddress(flags.string('metrics-address')!, '--metrics-address', true),
     probeListen: parseListenAddress(flags.string('probe-address')!, '--probe-address', true),
@@ -492,6 +514,34 @@ export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
             reclaimGraceMs: flags.duration('semaphore-reclaim-grace')!,
           },
   };
+}
+
+function clientAuthentication(flags: ParsedFlags): ClientAuthentication | undefined {
+  const file = flags.string('client-ca-file');
+  const names = flags
+    .list('client-cert-name')
+    .flatMap((value) => value.split(','))
+    .map((value) => value.trim())
+    .filter((value) => value !== '');
+  if (file === undefined) {
+    if (names.length > 0)
+      throw new UsageError(
+        '--client-cert-name needs --client-ca-file (the CA that signs those certificates)',
+      );
+    return undefined;
+  }
+  let ca: Buffer;
+  try {
+    ca = readFileSync(file);
+  } catch (error) {
+    throw new UsageError(
+      `--client-ca-file: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}); mount the CA of the API server's client certificate there`,
+    );
+  }
+  if (!ca.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new UsageError(`--client-ca-file: ${file} holds no PEM certificate`);
+  }
+  return { ca, names };
 }
 
 function apiServerConnection(flags: ParsedFlags, env: NodeJS.ProcessEnv): ApiServerConnection | undefined {

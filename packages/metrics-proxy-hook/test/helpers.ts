@@ -83,12 +83,25 @@ export interface HttpsResponse {
 /** One request on a fresh TLS connection, so the certificate the server holds now is the one seen. */
 export function httpsCall(
   url: string,
-  options: { ca: Buffer; method?: string; headers?: Record<string, string>; body?: string | Buffer },
+  options: {
+    ca: Buffer;
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string | Buffer;
+    /** A client certificate to present (mTLS). */
+    client?: { cert: Buffer; key: Buffer };
+  },
 ): Promise<HttpsResponse> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       url,
-      { method: options.method ?? 'POST', ca: options.ca, agent: false, headers: options.headers },
+      {
+        method: options.method ?? 'POST',
+        ca: options.ca,
+        agent: false,
+        headers: options.headers,
+        ...options.client,
+      },
       (res) => {
         const peer = (res.socket as TLSSocket).getPeerCertificate();
         const chunks: Buffer[] = [];
