@@ -184,6 +184,8 @@ export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: Injection
         value: 'true',
       });
     }
+  } else {
+    operations.push(...removeSemaphoreLabel(pod));
   }
 
   const podGrace = pod.spec?.terminationGracePeriodSeconds;
@@ -226,4 +228,14 @@ export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: Injection
     });
   }
   return operations;
+}
+
+/**
+ * The semaphore label lets a pod's sidecar through the Redis NetworkPolicy; only the webhook
+ * gives it, with a slot. A pod created with it and no slot set it itself: it is taken off.
+ */
+export function removeSemaphoreLabel(pod: Pod): PatchOperation[] {
+  const labels = pod.metadata?.labels;
+  if (!labels || !Object.hasOwn(labels, semaphoreLabel)) return [];
+  return [{ op: 'remove', path: pointer('metadata', 'labels', semaphoreLabel) }];
 }

@@ -165,6 +165,13 @@ function readBody(
   });
 }
 
+/**
+ * The webhook entry for namespaces not labelled for the semaphore calls this path: pods there
+ * get the sidecar as anywhere, but a max-concurrent pod is denied (its sidecar could not reach
+ * Redis through the NetworkPolicy).
+ */
+export const semaphoreNotEnabledPath = '/mutate/semaphore-not-enabled';
+
 /** mTLS on /mutate: the client's certificate chains to --client-ca-file and carries an allowed name. */
 function checkClient(socket: TLSSocket, auth: ClientAuthentication): void {
   if (!socket.authorized) {
@@ -281,7 +288,7 @@ export async function startWebhook(
     try {
       if (options.clientAuth) checkClient(req.socket as TLSSocket, options.clientAuth);
       const path = (req.url ?? '/').split('?', 1)[0];
-      if (path !== '/mutate')
+      if (path !== '/mutate' && path !== semaphoreNotEnabledPath)
         throw new HttpFailure(404, 'NOT_FOUND', `nothing at ${path}: the webhook serves POST /mutate`);
       if (req.method !== 'POST') {
         throw new HttpFailure(405, 'METHOD_NOT_ALLOWED', `/mutate takes POST, not ${req.method}`, {
@@ -299,7 +306,7 @@ export async function startWebhook(
       const review = parseAdmissionReview(
         await readBody(req, { maxBytes: options.maxBodyBytes, budget, timeoutMs: options.bodyTimeoutMs }),
       );
-      const decision = await mutator.review(review);
+      const decision = await mutator.review(review, { semaphoreEnabled: path === '/mutate' });
       outcome = decision.outcome;
       send(req, res, 200, reviewResponse(decision.response));
     } catch (error) {

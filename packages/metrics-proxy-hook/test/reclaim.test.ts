@@ -261,3 +261,25 @@ test('the pod list is read in pages (limit/continue): a slot held by a pod on th
     await webhook.close();
   }
 });
+
+test('the entry for namespaces not enabled for the semaphore (/mutate/semaphore-not-enabled) denies a limited pod and takes no slot', async () => {
+  const webhook = await startWebhook('0s');
+  try {
+    const res = await postReview(`${webhook.url}/semaphore-not-enabled`, ca, review(uid(12)));
+    assert.equal(res.status, 200);
+    const { response } = JSON.parse(res.body);
+    assert.equal(response.allowed, false);
+    assert.equal(response.status.code, 403);
+    assert.match(
+      response.status.message,
+      /namespace shop is not enabled for prometheus-metrics-proxy-hook\/max-concurrent/,
+    );
+    for (const server of servers) assert.deepEqual(await server.command('ZRANGE', slotsKey, '0', '-1'), []);
+    assert.match(
+      await (await fetch(webhook.metricsUrl)).text(),
+      /denials_total\{reason="semaphore_not_enabled"\} 1/,
+    );
+  } finally {
+    await webhook.close();
+  }
+});
