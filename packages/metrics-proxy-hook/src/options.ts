@@ -73,6 +73,12 @@ const common = {
     default: '100ms',
     help: 'Pause between lock attempts, plus up to as much again of random jitter',
   },
+  redisUsername: {
+    name: 'redis-username',
+    kind: 'string',
+    arg: '<user>',
+    help: "Redis ACL user to log in as (default: Redis's default user); a sidecar's Secret names a user that may touch only the semaphore's keys",
+  },
   redisPasswordFile: {
     name: 'redis-password-file',
     kind: 'string',
@@ -186,6 +192,7 @@ export const webhookFlagSpecs: FlagSpec[] = withEnv([
     help: 'Independent Redis node for the max-concurrent semaphore; repeat (3 recommended) or comma-separate in the env. Without it the semaphore is off',
   },
   common.redisTimeout,
+  common.redisUsername,
   common.redisPasswordFile,
   {
     name: 'sidecar-redis-secret',
@@ -307,6 +314,7 @@ export const sidecarFlagSpecs: FlagSpec[] = withEnv([
   },
   common.leaseTtl,
   common.redisTimeout,
+  common.redisUsername,
   common.redisPasswordFile,
   common.lockTtl,
   common.lockRetries,
@@ -407,7 +415,9 @@ export const passwordEnv = 'METRICS_PROXY_HOOK_REDIS_PASSWORD';
 
 export interface SemaphoreConnection {
   redis: RedisAddress[];
-  /** Redis's requirepass; never logged. */
+  /** Redis ACL user; undefined: the default user. */
+  username?: string | undefined;
+  /** Redis's requirepass (or the user's password); never logged. */
   password?: string | undefined;
   commandTimeoutMs: number;
   lock: RedlockOptions;
@@ -505,6 +515,7 @@ export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
         ? undefined
         : {
             redis,
+            username: flags.string('redis-username'),
             password,
             commandTimeoutMs: positive(flags, 'redis-timeout'),
             lock: lockOptions(flags),
@@ -645,6 +656,7 @@ export function buildSidecarOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
         ? undefined
         : {
             redis: redisAddresses(flags, 'semaphore-redis'),
+            username: flags.string('redis-username'),
             password: redisPassword(flags, env),
             commandTimeoutMs: positive(flags, 'redis-timeout'),
             lock: lockOptions(flags),

@@ -98,10 +98,17 @@ export function sidecarContainer(
     const { slot } = plan;
     // The password stays in a Secret of the pod's namespace; the pod spec only names it.
     if (settings.sidecarRedisSecret) {
-      env.push({
-        name: passwordEnv,
-        valueFrom: { secretKeyRef: { name: settings.sidecarRedisSecret, key: 'password' } },
-      });
+      env.push(
+        {
+          name: passwordEnv,
+          valueFrom: { secretKeyRef: { name: settings.sidecarRedisSecret, key: 'password' } },
+        },
+        // The Secret's `username` (the restricted sidecar user), when it has one.
+        {
+          name: envName('redis-username'),
+          valueFrom: { secretKeyRef: { name: settings.sidecarRedisSecret, key: 'username', optional: true } },
+        },
+      );
     }
     env.push(
       { name: envName('semaphore-redis'), value: slot.redis.map(formatRedisAddress).join(',') },

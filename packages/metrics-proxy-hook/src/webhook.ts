@@ -230,6 +230,7 @@ export async function startWebhook(
   if (options.semaphore) {
     const nodes = new RedisNodes(options.semaphore.redis, {
       commandTimeoutMs: options.semaphore.commandTimeoutMs,
+      username: options.semaphore.username,
       password: options.semaphore.password,
       log,
     });

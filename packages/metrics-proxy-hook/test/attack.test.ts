@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { parseFlags } from '@seahorse/runtime';
 import { freePort, ManagedProcess, startRedis, waitFor } from '@seahorse/runtime/testing';
+import { Redis } from 'ioredis';
 import {
   applyPatch,
   buildWebhookOptions,
@@ -22,6 +23,7 @@ import {
   webhookFlagSpecs,
 } from '../src/index.ts';
 import { sidecarNodeOptions } from '../src/pod-patch.ts';
+import { sidecarRedisAclRules } from '../src/redis-nodes.ts';
 import {
   fixture,
   installKubeletStyle,
@@ -833,6 +835,104 @@ test('with one of three Redis nodes hung (SIGSTOP), ten concurrent limited admis
   } finally {
     servers[2]!.process.resume();
     await Promise.all(replicas.map((replica) => replica.process.stop()));
+    await Promise.all(servers.map((server) => server.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a sidecar logs in to Redis as the restricted user its namespace's Secret names: it renews and releases its slot, and that user cannot flush, reconfigure or read other keys", async () => {
+  const adminPassword = 'admin-password-in-the-hook-namespace-only';
+  const sidecarPassword = 'sidecar-password-copied-to-enabled-namespaces';
+  // The user exactly as the dev overlay's redis.yaml passes it on redis-server's command line.
+  const servers = await Promise.all(
+    [0, 1, 2].map(() =>
+      startRedis({ args: ['--user', 'sidecar', 'on', `>${sidecarPassword}`, ...sidecarRedisAclRules] }),
+    ),
+  );
+  for (const server of servers) await server.command('CONFIG', 'SET', 'requirepass', adminPassword);
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-attack-'));
+  makeCertificateAuthority(dir);
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  writeFileSync(join(dir, 'redis-password'), `${adminPassword}\n`);
+  const webhook = await startTestWebhook(join(dir, 'certs'), [
+    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
+    `--redis-password-file=${join(dir, 'redis-password')}`,
+    '--sidecar-redis-secret=prometheus-metrics-proxy-hook-redis',
+    // Renewed every second: the first renewal comes soon after the connections are up.
+    '--semaphore-lease-ttl=3s',
+  ]);
+  const as = (username: string | undefined, password: string, server = servers[0]!) =>
+    new Redis({
+      host: server.host,
+      port: server.port,
+      username,
+      password,
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+    });
+  const admin = servers.map((server) => as(undefined, adminPassword, server));
+  const restricted = as('sidecar', sidecarPassword);
+  const app = await startMetricsApp();
+  let sidecar: ManagedProcess | undefined;
+  try {
+    const review = fixture('review-deployment-pod.json');
+    (review.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] =
+      '1';
+    const { response } = JSON.parse(
+      (await postReview(webhook.url, readFileSync(join(dir, 'ca.crt')), review)).body,
+    );
+    assert.equal(response.allowed, true, response.status?.message);
+    const pod = applyPatch(
+      structuredClone(review.request.object as Pod),
+      JSON.parse(Buffer.from(response.patch, 'base64').toString()),
+    );
+    // What the kubelet does with the env: values as they are, secretKeyRefs from the namespace's Secret.
+    const secret: Record<string, string> = { username: 'sidecar', password: sidecarPassword };
+    const env = Object.fromEntries(
+      pod.spec!.containers.at(-1)!.env!.map(({ name, value, valueFrom }) => {
+        if (valueFrom) assert.equal(valueFrom.secretKeyRef.name, 'prometheus-metrics-proxy-hook-redis');
+        return [name, valueFrom ? secret[valueFrom.secretKeyRef.key]! : (value ?? '')];
+      }),
+    );
+    assert.equal(env.METRICS_PROXY_HOOK_REDIS_USERNAME, 'sidecar');
+    sidecar = startCli(
+      'sidecar',
+      ['sidecar', `--target=http://127.0.0.1:${app.port}/metrics`, '--address=127.0.0.1:0', '--lameduck=0s'],
+      env,
+    );
+    await waitFor('the first renewal', () => sidecar!.output.includes('semaphore slot lease renewed'));
+    const slotsKey = `seahorse:metrics-proxy-hook:slots:${env.METRICS_PROXY_HOOK_SEMAPHORE_KEY}`;
+    for (const client of admin) assert.equal((await client.zrange(slotsKey, '0', '-1')).length, 1);
+
+    // The sidecar's credentials reach the semaphore's keys and nothing else.
+    await restricted.connect();
+    assert.deepEqual(await restricted.zrange(slotsKey, '0', '-1'), [env.METRICS_PROXY_HOOK_SEMAPHORE_SLOT]);
+    for (const [what, attempt] of [
+      ['FLUSHALL', () => restricted.flushall()],
+      ['CONFIG SET', () => restricted.config('SET', 'requirepass', '')],
+      ['SHUTDOWN', () => restricted.call('SHUTDOWN', 'NOSAVE')],
+      ['GET of another key', () => restricted.get('someone-elses-key')],
+      ['a script that flushes', () => restricted.eval("return redis.call('FLUSHALL')", 0)],
+      [
+        'a script on another key',
+        () => restricted.eval("return redis.call('SET', KEYS[1], 'x')", 1, 'other'),
+      ],
+    ] as const) {
+      await assert.rejects(attempt, /NOPERM|no permissions|can't run this command/i, what);
+    }
+    assert.ok(servers.every((server) => server.process.alive));
+
+    sidecar.signal('SIGTERM');
+    app.process.signal('SIGTERM');
+    assert.equal(await sidecar.exited, 0, sidecar.output);
+    assert.ok(sidecar.output.includes('semaphore slot released'), sidecar.output);
+    for (const client of admin) assert.deepEqual(await client.zrange(slotsKey, '0', '-1'), []);
+  } finally {
+    await sidecar?.stop();
+    await app.process.stop();
+    restricted.disconnect();
+    for (const client of admin) client.disconnect();
+    await webhook.close();
     await Promise.all(servers.map((server) => server.stop()));
     rmSync(dir, { recursive: true, force: true });
   }

@@ -9,6 +9,7 @@ import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { annotations, semaphoreLabel, sidecarPort } from '../src/index.ts';
+import { sidecarRedisAclRules } from '../src/redis-nodes.ts';
 import { semaphoreNotEnabledPath } from '../src/webhook.ts';
 
 const root = fileURLToPath(new URL('../../../deploy/kubernetes/metrics-proxy-hook/', import.meta.url));
@@ -167,6 +168,24 @@ test('overlays/dev: three independent Redis nodes, each handed to the webhook wi
     /- name: REDIS_PASSWORD\n\s+valueFrom:\n\s+secretKeyRef:\n\s+key: password\n\s+name: prometheus-metrics-proxy-hook-redis/,
   );
   assert.match(redis, /- --requirepass\n\s+- \$\(REDIS_PASSWORD\)\n/);
+  // The sidecars' restricted user, exactly the rules the code names (and attack.test.ts runs).
+  const args = redis.slice(redis.lastIndexOf('\n', redis.indexOf('- --user\n')));
+  const userArgs = [...args.matchAll(/^\s+- (.*)$/gm)].map((match) =>
+    match[1]!.replace(/^(['"])(.*)\1$/, '$2'),
+  );
+  assert.deepEqual(userArgs.slice(0, 5 + sidecarRedisAclRules.length), [
+    '--user',
+    'sidecar',
+    'on',
+    '>$(REDIS_SIDECAR_PASSWORD)',
+    ...sidecarRedisAclRules,
+    // and nothing more for that user: the next flag follows.
+    '--save',
+  ]);
+  assert.match(
+    redis,
+    /- name: REDIS_SIDECAR_PASSWORD\n\s+valueFrom:\n\s+secretKeyRef:\n\s+key: sidecar-password\n\s+name: prometheus-metrics-proxy-hook-redis/,
+  );
   assert.doesNotMatch(redis, /protected-mode/);
   // Every acknowledged write is on disk, on a volume that outlives the pod.
   assert.match(redis, /- --appendonly\n\s+- "yes"\n\s+- --appendfsync\n\s+- always\n/);
