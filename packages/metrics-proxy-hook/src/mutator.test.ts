@@ -419,6 +419,8 @@ test('--native-sidecar puts the proxy among the init containers with restartPoli
   const native = pod.spec!.initContainers!.at(-1)!;
   assert.equal(native.name, 'prometheus-metrics-proxy');
   assert.equal(native.restartPolicy, 'Always');
+  // Told so: stopped after the application, it releases its slot at exit instead of holding it.
+  assert.equal(native.args!.at(-1), '--native-sidecar');
   assertRestrictedSidecar(native);
   // Reinvoked with it already there: left alone.
   const again = structuredClone(review);

@@ -293,6 +293,11 @@ export const sidecarFlagSpecs: FlagSpec[] = withEnv([
     help: 'Give up on a request to the target after this long',
   },
   {
+    name: 'native-sidecar',
+    kind: 'boolean',
+    help: "Set by the webhook when injected as a native sidecar (stopped after the application): the slot is released at exit instead of held to the grace period's end",
+  },
+  {
     name: 'semaphore-redis',
     kind: 'list',
     arg: '<host:port>',
@@ -583,6 +588,8 @@ export interface SidecarOptions {
   targetTimeoutMs: number;
   /** Larger bodies are streamed through but not kept for after the application exits. */
   maxCachedBytes: number;
+  /** Stopped by the kubelet only after the application exited (a native sidecar). */
+  nativeSidecar: boolean;
   /** For an https target: the roots its certificate must chain to (always verified, name included). */
   targetCa: string[] | undefined;
   semaphore:
@@ -651,6 +658,7 @@ export function buildSidecarOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
     scrapeWaitThresholdMs: flags.duration('scrape-wait-threshold')!,
     targetTimeoutMs: positive(flags, 'target-timeout'),
     targetCa: target.protocol === 'https:' ? targetTrust(env) : undefined,
+    nativeSidecar: flags.boolean('native-sidecar'),
     semaphore:
       given.length === 0
         ? undefined

@@ -211,8 +211,7 @@ export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: Injection
   const existing = sidecarLocation(pod);
   if (existing) {
     // A copy of another pod: its sidecar (and that pod's slot) is replaced where it stands.
-    const replacement =
-      existing.list === 'initContainers' ? { ...container, restartPolicy: 'Always' } : container;
+    const replacement = existing.list === 'initContainers' ? asNativeSidecar(container) : container;
     operations.push({
       op: 'replace',
       path: pointer('spec', existing.list, String(existing.index)),
@@ -221,7 +220,7 @@ export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: Injection
   } else if (settings.nativeSidecar) {
     // A native sidecar: started before the application, stopped after it, and it does not keep
     // a Job's pod running once the main containers have finished.
-    const native = { ...container, restartPolicy: 'Always' } as unknown as JsonValue;
+    const native = asNativeSidecar(container) as unknown as JsonValue;
     operations.push(
       Array.isArray(pod.spec?.initContainers)
         ? { op: 'add', path: pointer('spec', 'initContainers', '-'), value: native }
@@ -245,4 +244,9 @@ export function removeSemaphoreLabel(pod: Pod): PatchOperation[] {
   const labels = pod.metadata?.labels;
   if (!labels || !Object.hasOwn(labels, semaphoreLabel)) return [];
   return [{ op: 'remove', path: pointer('metadata', 'labels', semaphoreLabel) }];
+}
+
+/** The proxy as an init container with restartPolicy Always, told it is stopped after the application. */
+function asNativeSidecar(container: Container): Container & { restartPolicy: 'Always' } {
+  return { ...container, args: [...(container.args ?? []), '--native-sidecar'], restartPolicy: 'Always' };
 }

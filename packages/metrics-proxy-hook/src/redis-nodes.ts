@@ -76,7 +76,10 @@ export class RedisNodes {
         // Fail fast while disconnected: a quorum is decided now, not after a reconnect.
         enableOfflineQueue: false,
         maxRetriesPerRequest: 0,
-        retryStrategy: (attempt) => Math.min(attempt * 100, 2000),
+        // A restarted node counts again within half a second of answering: during a rolling
+        // restart the next node may go down soon after, and a client still backing off from the
+        // previous one (up to 2 s before) saw only one node and refused to decide.
+        retryStrategy: (attempt) => Math.min(attempt * 50, 500),
       });
       let down = false;
       client.on('error', (error: Error) => {

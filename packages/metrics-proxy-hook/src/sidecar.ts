@@ -131,7 +131,15 @@ export class MetricsSidecar {
     if (lease) {
       this.lifecycle.onClose(async () => {
         await this.#whileApplicationListens();
-        await lease.stop();
+        // A native sidecar is stopped only after the application has exited: the slot is free.
+        // Otherwise the kubelet signalled the application at the same moment, and one that has
+        // closed its metrics port may still be draining: its pod runs until the grace period
+        // ends, so the slot stays leased until then (the webhook reclaims it sooner once the
+        // API server shows the pod gone).
+        const holdMs = options.nativeSidecar
+          ? 0
+          : (this.#signalledAt ?? performance.now()) + options.terminationGracePeriodMs - performance.now();
+        await lease.stop(holdMs);
       });
     }
   }
