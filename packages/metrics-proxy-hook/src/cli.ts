@@ -110,6 +110,7 @@ async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
     const { semaphore } = options;
     nodes = new RedisNodes(semaphore.redis, {
       commandTimeoutMs: semaphore.commandTimeoutMs,
+      username: semaphore.username,
       password: semaphore.password,
       log,
     });

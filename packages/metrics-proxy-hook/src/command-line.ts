@@ -38,9 +38,14 @@ export function normalizeArgv(specs: readonly FlagSpec[], shape: CommandLineShap
       const name = eq === -1 ? token.slice(2) : token.slice(2, eq);
       const canonical = shape.aliases[name] ?? name;
       if (canonical === shape.positional) flagGiven = true;
+      const kind = kinds.get(canonical);
+      if (kind === 'boolean' && eq !== -1) {
+        // The original's booleans are Go's (`--metrics-secure=t`): exactly strconv.ParseBool's words.
+        out.push(goBoolean(token.slice(eq + 1), canonical) ? `--${canonical}` : `--no-${canonical}`);
+        continue;
+      }
       out.push(eq === -1 ? `--${canonical}` : `--${canonical}${token.slice(eq)}`);
       // A value in the next token travels with its flag unchanged.
-      const kind = kinds.get(canonical);
       if (eq === -1 && kind !== undefined && kind !== 'boolean' && i + 1 < argv.length) {
         out.push(argv[++i]!);
       }
@@ -61,6 +66,18 @@ export function normalizeArgv(specs: readonly FlagSpec[], shape: CommandLineShap
     out.push(`--${shape.positional}=${positional}`);
   }
   return out;
+}
+
+const goTrue = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
+const goFalse = new Set(['0', 'f', 'F', 'FALSE', 'false', 'False']);
+
+/** A boolean flag's `=value` as Go's strconv.ParseBool reads it; anything else is a usage error. */
+export function goBoolean(value: string, flag: string): boolean {
+  if (goTrue.has(value)) return true;
+  if (goFalse.has(value)) return false;
+  throw new UsageError(
+    `--${flag} expects a boolean (1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False), got '${value}'`,
+  );
 }
 
 function takePositional(shape: CommandLineShape, current: string | undefined, token: string): string {

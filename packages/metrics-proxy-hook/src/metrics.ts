@@ -2,7 +2,11 @@
 // denial reasons), never namespaces or pod names.
 import { Counter, Gauge, Histogram, type Registry } from '@seahorse/runtime/metrics';
 
-export type DenialReason = 'invalid_annotation' | 'semaphore_full' | 'semaphore_unavailable';
+export type DenialReason =
+  | 'invalid_annotation'
+  | 'semaphore_full'
+  | 'semaphore_unavailable'
+  | 'semaphore_not_enabled';
 export type AdmissionOutcome = 'mutated' | 'denied' | 'untouched' | 'error';
 
 export class WebhookMetrics {
@@ -54,6 +58,7 @@ export class WebhookMetrics {
       'invalid_annotation',
       'semaphore_full',
       'semaphore_unavailable',
+      'semaphore_not_enabled',
     ] satisfies DenialReason[]) {
       this.#denials.labels(reason);
     }

@@ -419,6 +419,8 @@ test('--native-sidecar puts the proxy among the init containers with restartPoli
   const native = pod.spec!.initContainers!.at(-1)!;
   assert.equal(native.name, 'prometheus-metrics-proxy');
   assert.equal(native.restartPolicy, 'Always');
+  // Told so: stopped after the application, it releases its slot at exit instead of holding it.
+  assert.equal(native.args!.at(-1), '--native-sidecar');
   assertRestrictedSidecar(native);
   // Reinvoked with it already there: left alone.
   const again = structuredClone(review);
@@ -473,4 +475,43 @@ test('a dry run checks for room without taking a slot', async () => {
   review.request.dryRun = true;
   assert.equal((await admit(review, { semaphore })).allowed, true);
   assert.equal(dryRun, true);
+});
+
+test('a pod that sets the semaphore label itself (to pass the Redis NetworkPolicy) without getting a slot has it removed', async () => {
+  const mutator = new PodMutator({ injection, semaphore: undefined }, quiet);
+  const label = 'prometheus-metrics-proxy-hook/semaphore';
+  for (const name of ['review-deployment-pod.json', 'review-unannotated-pod.json']) {
+    const review = fixture(name);
+    const pod = review.request.object as Pod;
+    pod.metadata!.labels = { ...pod.metadata!.labels, [label]: 'true' };
+    const { response } = await mutator.review(review);
+    assert.equal(response.allowed, true);
+    const after = patched(review, response);
+    assert.equal(after.metadata!.labels![label], undefined, name);
+    assert.match(
+      response.warnings!.join('\n'),
+      /set by the metrics-proxy webhook on pods it gives a semaphore slot; removed/,
+    );
+  }
+});
+
+test('through the entry for namespaces not enabled for the semaphore, a limited pod is denied with how to enable it; other pods are served as usual', async () => {
+  let asked = false;
+  const semaphore = fakeSemaphore(async () => {
+    asked = true;
+    return { granted: true, held: 1 };
+  });
+  const mutator = new PodMutator({ injection, semaphore }, quiet);
+  const { response } = await mutator.review(limited('2'), { semaphoreEnabled: false });
+  assert.equal(response.allowed, false);
+  assert.equal(response.status?.code, 403);
+  assert.match(
+    response.status!.message,
+    /namespace shop is not enabled for prometheus-metrics-proxy-hook\/max-concurrent: .*'kubectl label namespace shop prometheus-metrics-proxy-hook\/semaphore=enabled'/,
+  );
+  assert.equal(asked, false, 'no slot taken');
+  const free = fixture('review-deployment-pod.json');
+  const unlimited = await mutator.review(free, { semaphoreEnabled: false });
+  assert.equal(unlimited.response.allowed, true);
+  sidecarOf(patched(free, unlimited.response));
 });

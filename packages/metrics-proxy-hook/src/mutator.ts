@@ -8,12 +8,18 @@ import {
   BadAdmissionRequest,
   deny,
 } from './admission.ts';
-import { annotations, readInjectionRequest, sidecarContainerName } from './annotations.ts';
+import { annotations, readInjectionRequest, semaphoreLabel, sidecarContainerName } from './annotations.ts';
 import type { Pod } from './kubernetes.ts';
 import type { AdmissionOutcome, WebhookMetrics } from './metrics.ts';
 import type { InjectionSettings, WebhookOptions } from './options.ts';
 import type { PodEvidence } from './pod-evidence.ts';
-import { buildPodPatch, copiedSidecarTarget, hasSidecar, type SlotAssignment } from './pod-patch.ts';
+import {
+  buildPodPatch,
+  copiedSidecarTarget,
+  hasSidecar,
+  removeSemaphoreLabel,
+  type SlotAssignment,
+} from './pod-patch.ts';
 import { type RedisSemaphore, SemaphoreUnavailableError } from './semaphore.ts';
 import { workloadKey } from './workload.ts';
 
@@ -34,6 +40,8 @@ export interface Decision {
   outcome: AdmissionOutcome;
 }
 
+const foreignLabelWarning = `${semaphoreLabel} is set by the metrics-proxy webhook on pods it gives a semaphore slot; removed from this pod`;
+
 export class PodMutator {
   readonly #options: MutatorOptions;
   readonly #metrics: WebhookMetrics | undefined;
@@ -45,7 +53,13 @@ export class PodMutator {
     this.#metrics = metrics;
   }
 
-  async review(review: AdmissionReview): Promise<Decision> {
+  /**
+   * `semaphoreEnabled: false` when the API server called through the entry for namespaces not
+   * labelled `prometheus-metrics-proxy-hook/semaphore: enabled`: their sidecars cannot reach
+   * Redis (NetworkPolicy), so a limited pod there is denied rather than admitted on a slot it
+   * could never keep.
+   */
+  async review(review: AdmissionReview, { semaphoreEnabled = true } = {}): Promise<Decision> {
     const { request } = review;
     const { uid } = request;
     const isPod = request.kind.group === '' && request.kind.kind === 'Pod' && !request.subResource;
@@ -59,12 +73,32 @@ export class PodMutator {
       );
     }
     const namespace = request.namespace || (pod as Pod).metadata?.namespace || 'default';
-    return this.#reviewPod(uid, pod as Pod, namespace, request.dryRun === true);
+    return this.#reviewPod(uid, pod as Pod, namespace, request.dryRun === true, semaphoreEnabled);
   }
 
-  async #reviewPod(uid: string, pod: Pod, namespace: string, dryRun: boolean): Promise<Decision> {
+  /** A pod left as it is, but for a semaphore label it gave itself. */
+  #untouched(uid: string, pod: Pod, namespace: string): Decision {
+    const patch = removeSemaphoreLabel(pod);
+    if (patch.length === 0) return { response: allow(uid), outcome: 'untouched' };
+    this.#log.info(
+      { uid, namespace, pod: pod.metadata?.name || pod.metadata?.generateName || '' },
+      'semaphore label removed',
+    );
+    return {
+      response: allow(uid, patch, [foreignLabelWarning]),
+      outcome: 'mutated',
+    };
+  }
+
+  async #reviewPod(
+    uid: string,
+    pod: Pod,
+    namespace: string,
+    dryRun: boolean,
+    semaphoreEnabled: boolean,
+  ): Promise<Decision> {
     let ask = readInjectionRequest(pod);
-    if (ask.kind === 'none') return { response: allow(uid), outcome: 'untouched' };
+    if (ask.kind === 'none') return this.#untouched(uid, pod, namespace);
     if (hasSidecar(pod)) {
       // Called again for a pod we already changed (reinvocation): nothing more to do. Unless it
       // asks for a limit: a pod that arrives with the sidecar is then a copy of another pod (its
@@ -73,7 +107,7 @@ export class PodMutator {
       // application port the copied sidecar names. (Were it a reinvocation, the first slot, no
       // longer named by the pod, is reclaimed as leaked.)
       const limited = pod.metadata?.annotations?.[annotations.maxConcurrent] !== undefined;
-      if (!limited || !this.#options.semaphore) return { response: allow(uid), outcome: 'untouched' };
+      if (!limited || !this.#options.semaphore) return this.#untouched(uid, pod, namespace);
       const target = copiedSidecarTarget(pod);
       ask = target
         ? readInjectionRequest({
@@ -92,7 +126,7 @@ export class PodMutator {
             message: `the pod already has a ${sidecarContainerName} container whose --target cannot be read (copied from another pod?); remove the container and let the webhook inject it`,
           };
     }
-    if (ask.kind === 'none') return { response: allow(uid), outcome: 'untouched' };
+    if (ask.kind === 'none') return this.#untouched(uid, pod, namespace);
     const name = pod.metadata?.name || pod.metadata?.generateName || '';
     if (ask.kind === 'invalid') {
       this.#metrics?.denied('invalid_annotation');
@@ -107,6 +141,11 @@ export class PodMutator {
       warnings.push(
         `${annotations.maxConcurrent} is ignored: the metrics-proxy webhook runs without --redis`,
       );
+    } else if (ask.maxConcurrent !== undefined && semaphore && !semaphoreEnabled) {
+      this.#metrics?.denied('semaphore_not_enabled');
+      const message = `namespace ${namespace} is not enabled for ${annotations.maxConcurrent}: its sidecars could not reach the semaphore. A cluster admin enables it with 'kubectl label namespace ${namespace} ${semaphoreLabel}=enabled' (and gives it the sidecar's Redis Secret), or remove the annotation`;
+      this.#log.info({ uid, namespace, pod: name }, 'pod denied: namespace not enabled for the semaphore');
+      return { response: deny(uid, 403, 'Forbidden', message), outcome: 'denied' };
     } else if (ask.maxConcurrent !== undefined && semaphore) {
       const workload = workloadKey(pod, namespace);
       const limit = ask.maxConcurrent;
@@ -151,6 +190,7 @@ export class PodMutator {
       slot = { workload, slot: slotId, limit, redis: semaphore.redis, leaseMs: semaphore.leaseMs };
     }
 
+    if (!slot && removeSemaphoreLabel(pod).length > 0) warnings.push(foreignLabelWarning);
     const patch = buildPodPatch(pod, { port: ask.port, path: ask.path, slot }, this.#options.injection);
     if (!dryRun) this.#metrics?.mutated();
     this.#log.info(

@@ -99,7 +99,8 @@ test('the sidecar needs --target; its semaphore flags come all together or not a
     () => sidecar([]),
     /metrics URL is required: 'sidecar http:\/\/127\.0\.0\.1:8080\/metrics', --target or METRICS_PROXY_HOOK_TARGET/,
   );
-  assert.throws(() => sidecar(['--target', 'https://127.0.0.1/metrics']), /expects an http URL/);
+  assert.throws(() => sidecar(['--target', 'ftp://127.0.0.1/metrics']), /expects an http or https URL/);
+  assert.equal(sidecar(['--target', 'https://127.0.0.1/metrics']).target.protocol, 'https:');
   const plain = sidecar([], { METRICS_PROXY_HOOK_TARGET: 'http://127.0.0.1:8080/metrics' });
   assert.equal(plain.target.href, 'http://127.0.0.1:8080/metrics');
   assert.deepEqual(plain.listen, { host: '0.0.0.0', port: 65532 });
@@ -175,6 +176,37 @@ test("the original webhook's flag names are accepted as aliases of ours, --metri
   assert.equal(options.injection.terminationGracePeriodSeconds, 45);
   assert.deepEqual(options.listen, { host: '127.0.0.1', port: 10443 });
   assert.equal(webhook([]).metricsSecure, false);
+});
+
+test("every boolean flag takes Go's strconv.ParseBool words after '=' (--metrics-secure=t), and nothing else", () => {
+  const booleans = webhookFlagSpecs.filter((spec) => spec.kind === 'boolean').map((spec) => spec.name);
+  for (const name of ['metrics-secure', 'enable-http2', 'native-sidecar']) assert.ok(booleans.includes(name));
+  for (const name of booleans) {
+    for (const word of ['1', 't', 'T', 'TRUE', 'true', 'True']) {
+      assert.equal(original(webhookFlagSpecs, webhookCommandLine, [`--${name}=${word}`]).boolean(name), true);
+    }
+    for (const word of ['0', 'f', 'F', 'FALSE', 'false', 'False']) {
+      assert.equal(
+        original(webhookFlagSpecs, webhookCommandLine, [`--${name}=${word}`]).boolean(name),
+        false,
+      );
+    }
+    for (const word of ['yes', 'on', 'tRuE', ' true', '']) {
+      assert.throws(
+        () => original(webhookFlagSpecs, webhookCommandLine, [`--${name}=${word}`]),
+        new RegExp(
+          `--${name} expects a boolean \\(1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False\\), got '${word}'`,
+        ),
+      );
+    }
+  }
+  // The bare flag still turns it on, and the value form wins in order, as in Go.
+  assert.equal(
+    original(webhookFlagSpecs, webhookCommandLine, ['--metrics-secure']).boolean('metrics-secure'),
+    true,
+  );
+  const last = original(webhookFlagSpecs, webhookCommandLine, ['--metrics-secure', '--metrics-secure=false']);
+  assert.equal(last.boolean('metrics-secure'), false);
 });
 
 test("the original sidecar's positional TARGET_URL is --target; given both ways it is refused", () => {
@@ -277,4 +309,30 @@ test('slot reclaim asks the in-cluster API server by default, or --kube-api-serv
     () => webhook(['--redis=a:1', '--kube-api-server=kubernetes']),
     /--kube-api-server expects a URL/,
   );
+});
+
+test('--client-ca-file turns on client certificates for /mutate; --client-cert-name needs it; a missing CA file is a usage error', () => {
+  assert.equal(webhook([]).clientAuth, undefined);
+  assert.throws(
+    () => webhook(['--client-cert-name=kube-apiserver']),
+    /--client-cert-name needs --client-ca-file/,
+  );
+  assert.throws(
+    () => webhook(['--client-ca-file=/nonexistent/ca.crt']),
+    /--client-ca-file: cannot read \/nonexistent\/ca\.crt \(ENOENT\); mount the CA/,
+  );
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-client-ca-'));
+  try {
+    writeFileSync(join(dir, 'ca.crt'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    writeFileSync(join(dir, 'empty.crt'), 'not a certificate');
+    const auth = webhook([
+      `--client-ca-file=${join(dir, 'ca.crt')}`,
+      '--client-cert-name=a,b',
+      '--client-cert-name=c',
+    ]).clientAuth;
+    assert.deepEqual(auth?.names, ['a', 'b', 'c']);
+    assert.throws(() => webhook([`--client-ca-file=${join(dir, 'empty.crt')}`]), /holds no PEM certificate/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,6 +1,7 @@
 // The two subcommands' command lines (each flag also read from METRICS_PROXY_HOOK_<FLAG>),
 // turned into one typed options object each, with every mistake reported as a UsageError.
 import { readFileSync } from 'node:fs';
+import { getCACertificates } from 'node:tls';
 import { type FlagSpec, type ListenAddress, type ParsedFlags, UsageError } from '@seahorse/runtime';
 import { sidecarPort } from './annotations.ts';
 import { parseByteSize } from './metrics-cache.ts';
@@ -72,6 +73,12 @@ const common = {
     default: '100ms',
     help: 'Pause between lock attempts, plus up to as much again of random jitter',
   },
+  redisUsername: {
+    name: 'redis-username',
+    kind: 'string',
+    arg: '<user>',
+    help: "Redis ACL user to log in as (default: Redis's default user); a sidecar's Secret names a user that may touch only the semaphore's keys",
+  },
   redisPasswordFile: {
     name: 'redis-password-file',
     kind: 'string',
@@ -104,6 +111,18 @@ export const webhookFlagSpecs: FlagSpec[] = withEnv([
     arg: '<dir>',
     default: '/var/k8s-webhook-server/serving-certs',
     help: 'Directory holding tls.crt and tls.key; reloaded when they change',
+  },
+  {
+    name: 'client-ca-file',
+    kind: 'string',
+    arg: '<path>',
+    help: "Require a client certificate on /mutate that chains to this CA (the API server's, from its AdmissionConfiguration kubeConfigFile); without it any TLS client is answered",
+  },
+  {
+    name: 'client-cert-name',
+    kind: 'list',
+    arg: '<name>',
+    help: "With --client-ca-file: the client certificate's CN or a DNS SAN must be one of these (repeat; e.g. the name in the API server's client certificate)",
   },
   {
     name: 'cert-poll-interval',
@@ -173,6 +192,7 @@ export const webhookFlagSpecs: FlagSpec[] = withEnv([
     help: 'Independent Redis node for the max-concurrent semaphore; repeat (3 recommended) or comma-separate in the env. Without it the semaphore is off',
   },
   common.redisTimeout,
+  common.redisUsername,
   common.redisPasswordFile,
   {
     name: 'sidecar-redis-secret',
@@ -273,6 +293,11 @@ export const sidecarFlagSpecs: FlagSpec[] = withEnv([
     help: 'Give up on a request to the target after this long',
   },
   {
+    name: 'native-sidecar',
+    kind: 'boolean',
+    help: "Set by the webhook when injected as a native sidecar (stopped after the application): the slot is released at exit instead of held to the grace period's end",
+  },
+  {
     name: 'semaphore-redis',
     kind: 'list',
     arg: '<host:port>',
@@ -294,6 +319,7 @@ export const sidecarFlagSpecs: FlagSpec[] = withEnv([
   },
   common.leaseTtl,
   common.redisTimeout,
+  common.redisUsername,
   common.redisPasswordFile,
   common.lockTtl,
   common.lockRetries,
@@ -394,7 +420,9 @@ export const passwordEnv = 'METRICS_PROXY_HOOK_REDIS_PASSWORD';
 
 export interface SemaphoreConnection {
   redis: RedisAddress[];
-  /** Redis's requirepass; never logged. */
+  /** Redis ACL user; undefined: the default user. */
+  username?: string | undefined;
+  /** Redis's requirepass (or the user's password); never logged. */
   password?: string | undefined;
   commandTimeoutMs: number;
   lock: RedlockOptions;
@@ -411,9 +439,18 @@ export interface InjectionSettings {
   sidecarRedisSecret?: string | undefined;
 }
 
+/** mTLS on /mutate: who may call the webhook (the API server, by its client certificate). */
+export interface ClientAuthentication {
+  /** PEM bundle the client's certificate must chain to. */
+  ca: Buffer;
+  /** Allowed subject CNs or DNS SANs; empty: any certificate the CA signed. */
+  names: string[];
+}
+
 export interface WebhookOptions {
   listen: ListenAddress;
   certDir: string;
+  clientAuth: ClientAuthentication | undefined;
   certPollIntervalMs: number;
   metricsListen: ListenAddress | undefined;
   probeListen: ListenAddress | undefined;
@@ -461,6 +498,7 @@ export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
   return {
     listen: { host: host === '*' ? '' : host, port: flags.integer('port')! },
     certDir: flags.string('cert-dir')!,
+    clientAuth: clientAuthentication(flags),
     certPollIntervalMs: positive(flags, 'cert-poll-interval'),
     metricsListen: parseListenAddress(flags.string('metrics-address')!, '--metrics-address', true),
     probeListen: parseListenAddress(flags.string('probe-address')!, '--probe-address', true),
@@ -482,6 +520,7 @@ export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
         ? undefined
         : {
             redis,
+            username: flags.string('redis-username'),
             password,
             commandTimeoutMs: positive(flags, 'redis-timeout'),
             lock: lockOptions(flags),
@@ -491,6 +530,34 @@ export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
             reclaimGraceMs: flags.duration('semaphore-reclaim-grace')!,
           },
   };
+}
+
+function clientAuthentication(flags: ParsedFlags): ClientAuthentication | undefined {
+  const file = flags.string('client-ca-file');
+  const names = flags
+    .list('client-cert-name')
+    .flatMap((value) => value.split(','))
+    .map((value) => value.trim())
+    .filter((value) => value !== '');
+  if (file === undefined) {
+    if (names.length > 0)
+      throw new UsageError(
+        '--client-cert-name needs --client-ca-file (the CA that signs those certificates)',
+      );
+    return undefined;
+  }
+  let ca: Buffer;
+  try {
+    ca = readFileSync(file);
+  } catch (error) {
+    throw new UsageError(
+      `--client-ca-file: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}); mount the CA of the API server's client certificate there`,
+    );
+  }
+  if (!ca.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new UsageError(`--client-ca-file: ${file} holds no PEM certificate`);
+  }
+  return { ca, names };
 }
 
 function apiServerConnection(flags: ParsedFlags, env: NodeJS.ProcessEnv): ApiServerConnection | undefined {
@@ -521,9 +588,36 @@ export interface SidecarOptions {
   targetTimeoutMs: number;
   /** Larger bodies are streamed through but not kept for after the application exits. */
   maxCachedBytes: number;
+  /** Stopped by the kubelet only after the application exited (a native sidecar). */
+  nativeSidecar: boolean;
+  /** For an https target: the roots its certificate must chain to (always verified, name included). */
+  targetCa: string[] | undefined;
   semaphore:
     | (SemaphoreConnection & { workload: string; slot: string; limit: number; leaseMs: number })
     | undefined;
+}
+
+/**
+ * The roots an https target's certificate is verified against, as Go's default transport (the
+ * original's reverse proxy) does: SSL_CERT_FILE alone when set, else the system's roots (plus
+ * Node's bundled ones and NODE_EXTRA_CA_CERTS). There is no switch to skip verification.
+ */
+function targetTrust(env: NodeJS.ProcessEnv): string[] {
+  const file = env.SSL_CERT_FILE;
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new UsageError(
+        `SSL_CERT_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}); it names the CA bundle an https --target is verified against`,
+      );
+    }
+    const roots = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    if (roots.length === 0) throw new UsageError(`SSL_CERT_FILE: ${file} holds no PEM certificate`);
+    return roots;
+  }
+  return [...new Set([...getCACertificates('default'), ...getCACertificates('system')])];
 }
 
 const semaphoreSidecarFlags = ['semaphore-redis', 'semaphore-key', 'semaphore-slot', 'semaphore-limit'];
@@ -536,9 +630,9 @@ export function buildSidecarOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
     );
   }
   const target = URL.canParse(rawTarget) ? new URL(rawTarget) : undefined;
-  if (target?.protocol !== 'http:') {
+  if (target?.protocol !== 'http:' && target?.protocol !== 'https:') {
     throw new UsageError(
-      `--target expects an http URL such as http://127.0.0.1:8080/metrics, got '${rawTarget}'`,
+      `--target expects an http or https URL such as http://127.0.0.1:8080/metrics, got '${rawTarget}'`,
     );
   }
   const given = semaphoreSidecarFlags.filter((name) => flags.has(name));
@@ -563,11 +657,14 @@ export function buildSidecarOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
     lameduckMs: flags.duration('lameduck')!,
     scrapeWaitThresholdMs: flags.duration('scrape-wait-threshold')!,
     targetTimeoutMs: positive(flags, 'target-timeout'),
+    targetCa: target.protocol === 'https:' ? targetTrust(env) : undefined,
+    nativeSidecar: flags.boolean('native-sidecar'),
     semaphore:
       given.length === 0
         ? undefined
         : {
             redis: redisAddresses(flags, 'semaphore-redis'),
+            username: flags.string('redis-username'),
             password: redisPassword(flags, env),
             commandTimeoutMs: positive(flags, 'redis-timeout'),
             lock: lockOptions(flags),

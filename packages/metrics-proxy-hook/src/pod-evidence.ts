@@ -30,28 +30,54 @@ interface PodListItem {
 }
 
 /** The slots held by pods that exist and have not finished, in `namespace`. */
+/** A list longer than this many pages is not one namespace's limited pods. */
+const maxPages = 200;
+
 export class PodEvidence {
   readonly #connection: ApiServerConnection;
+  readonly #pageSize: number;
 
-  constructor(connection: ApiServerConnection) {
+  constructor(connection: ApiServerConnection, { pageSize = 500 }: { pageSize?: number } = {}) {
     this.#connection = connection;
+    this.#pageSize = pageSize;
   }
 
+  /**
+   * Reads the list in pages of `pageSize` (limit/continue, as kubectl does): one namespace may
+   * hold thousands of labelled pods, and one answer for all of them would be held in memory at
+   * once and could outlast the request timeout. The pages share one snapshot of the list (the
+   * continue token pins its resourceVersion); an expired token (410) is an error, so nothing is
+   * reclaimed on a partial answer.
+   */
   async liveSlots(namespace: string): Promise<Set<string>> {
-    const list = await this.#get(
-      `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods?labelSelector=${encodeURIComponent(`${semaphoreLabel}=true`)}`,
-    );
-    const items = (list as { items?: unknown }).items;
-    if (!Array.isArray(items)) throw new ApiServerError('the API server answered a pod list without items');
+    const base = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods?labelSelector=${encodeURIComponent(`${semaphoreLabel}=true`)}&limit=${this.#pageSize}`;
     const slots = new Set<string>();
-    for (const item of items as PodListItem[]) {
-      const phase = item?.status?.phase;
-      // A finished pod (a completed Job) runs nothing any more: its slot is free.
-      if (phase === 'Succeeded' || phase === 'Failed') continue;
-      const slot = item?.metadata?.annotations?.[annotations.slot];
-      if (typeof slot === 'string') slots.add(slot);
+    let next: string | undefined;
+    for (let page = 0; ; page++) {
+      if (page >= maxPages) {
+        throw new ApiServerError(`the pod list did not end within ${maxPages} pages of ${this.#pageSize}`);
+      }
+      const list = (await this.#get(
+        next === undefined ? base : `${base}&continue=${encodeURIComponent(next)}`,
+      )) as { items?: unknown; metadata?: { continue?: unknown } };
+      const items = list?.items;
+      if (!Array.isArray(items)) throw new ApiServerError('the API server answered a pod list without items');
+      for (const item of items as PodListItem[]) {
+        const phase = item?.status?.phase;
+        // A finished pod (a completed Job) runs nothing any more: its slot is free.
+        if (phase === 'Succeeded' || phase === 'Failed') continue;
+        const slot = item?.metadata?.annotations?.[annotations.slot];
+        if (typeof slot === 'string') slots.add(slot);
+      }
+      const token = list.metadata?.continue;
+      if (token === undefined || token === '') return slots;
+      if (typeof token !== 'string' || token === next) {
+        throw new ApiServerError(
+          'the API server answered a pod list with a continue token that does not move on',
+        );
+      }
+      next = token;
     }
-    return slots;
   }
 
   #get(path: string): Promise<unknown> {
@@ -82,9 +108,9 @@ export class PodEvidence {
           let size = 0;
           res.on('data', (chunk: Buffer) => {
             size += chunk.length;
-            // A pod list of one namespace's limited pods; anything near this is not one.
+            // A page of at most 500 pods; anything near this is not one.
             if (size > 64 * 1024 * 1024)
-              req.destroy(new ApiServerError('the pod list is larger than 64 MiB'));
+              req.destroy(new ApiServerError('a page of the pod list is larger than 64 MiB'));
             else chunks.push(chunk);
           });
           res.once('end', () => {

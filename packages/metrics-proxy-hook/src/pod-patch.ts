@@ -98,10 +98,17 @@ export function sidecarContainer(
     const { slot } = plan;
     // The password stays in a Secret of the pod's namespace; the pod spec only names it.
     if (settings.sidecarRedisSecret) {
-      env.push({
-        name: passwordEnv,
-        valueFrom: { secretKeyRef: { name: settings.sidecarRedisSecret, key: 'password' } },
-      });
+      env.push(
+        {
+          name: passwordEnv,
+          valueFrom: { secretKeyRef: { name: settings.sidecarRedisSecret, key: 'password' } },
+        },
+        // The Secret's `username` (the restricted sidecar user), when it has one.
+        {
+          name: envName('redis-username'),
+          valueFrom: { secretKeyRef: { name: settings.sidecarRedisSecret, key: 'username', optional: true } },
+        },
+      );
     }
     env.push(
       { name: envName('semaphore-redis'), value: slot.redis.map(formatRedisAddress).join(',') },
@@ -184,6 +191,8 @@ export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: Injection
         value: 'true',
       });
     }
+  } else {
+    operations.push(...removeSemaphoreLabel(pod));
   }
 
   const podGrace = pod.spec?.terminationGracePeriodSeconds;
@@ -202,8 +211,7 @@ export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: Injection
   const existing = sidecarLocation(pod);
   if (existing) {
     // A copy of another pod: its sidecar (and that pod's slot) is replaced where it stands.
-    const replacement =
-      existing.list === 'initContainers' ? { ...container, restartPolicy: 'Always' } : container;
+    const replacement = existing.list === 'initContainers' ? asNativeSidecar(container) : container;
     operations.push({
       op: 'replace',
       path: pointer('spec', existing.list, String(existing.index)),
@@ -212,7 +220,7 @@ export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: Injection
   } else if (settings.nativeSidecar) {
     // A native sidecar: started before the application, stopped after it, and it does not keep
     // a Job's pod running once the main containers have finished.
-    const native = { ...container, restartPolicy: 'Always' } as unknown as JsonValue;
+    const native = asNativeSidecar(container) as unknown as JsonValue;
     operations.push(
       Array.isArray(pod.spec?.initContainers)
         ? { op: 'add', path: pointer('spec', 'initContainers', '-'), value: native }
@@ -226,4 +234,19 @@ export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: Injection
     });
   }
   return operations;
+}
+
+/**
+ * The semaphore label lets a pod's sidecar through the Redis NetworkPolicy; only the webhook
+ * gives it, with a slot. A pod created with it and no slot set it itself: it is taken off.
+ */
+export function removeSemaphoreLabel(pod: Pod): PatchOperation[] {
+  const labels = pod.metadata?.labels;
+  if (!labels || !Object.hasOwn(labels, semaphoreLabel)) return [];
+  return [{ op: 'remove', path: pointer('metadata', 'labels', semaphoreLabel) }];
+}
+
+/** The proxy as an init container with restartPolicy Always, told it is stopped after the application. */
+function asNativeSidecar(container: Container): Container & { restartPolicy: 'Always' } {
+  return { ...container, args: [...(container.args ?? []), '--native-sidecar'], restartPolicy: 'Always' };
 }

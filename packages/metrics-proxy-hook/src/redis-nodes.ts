@@ -15,9 +15,43 @@ export interface RedisNodesOptions {
   /** Per-command deadline: a node that takes longer counts as not answering. */
   commandTimeoutMs: number;
   log: Logger;
-  /** Redis's requirepass (from a Secret); never logged. */
+  /** Redis ACL user (from a Secret); undefined: the default user. */
+  username?: string | undefined;
+  /** Redis's requirepass or the user's password (from a Secret); never logged. */
   password?: string | undefined;
 }
+
+/**
+ * The ACL rules of the Redis user sidecars log in as (deploy/…/overlays/dev/redis.yaml writes
+ * them): the semaphore's keys only, and only the commands its scripts and renewals run. A
+ * sidecar's Secret, copied into every enabled namespace, then cannot read or flush other keys,
+ * change the configuration, or stop a node.
+ */
+export const sidecarRedisAclRules = [
+  'resetkeys',
+  '~seahorse:metrics-proxy-hook:*',
+  'resetchannels',
+  '-@all',
+  '+eval',
+  '+evalsha',
+  '+set',
+  '+get',
+  '+del',
+  '+incr',
+  '+time',
+  '+zadd',
+  '+zrem',
+  '+zrange',
+  '+zscore',
+  '+zremrangebyscore',
+  '+pexpireat',
+  '+ping',
+  '+info',
+  '+hello',
+  '+auth',
+  '+client|setname',
+  '+select',
+] as const;
 
 export function formatRedisAddress(address: RedisAddress): string {
   return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
@@ -36,12 +70,16 @@ export class RedisNodes {
         host: address.host,
         port: address.port,
         commandTimeout: options.commandTimeoutMs,
+        ...(options.username ? { username: options.username } : {}),
         ...(options.password ? { password: options.password } : {}),
         connectTimeout: Math.max(1000, options.commandTimeoutMs * 4),
         // Fail fast while disconnected: a quorum is decided now, not after a reconnect.
         enableOfflineQueue: false,
         maxRetriesPerRequest: 0,
-        retryStrategy: (attempt) => Math.min(attempt * 100, 2000),
+        // A restarted node counts again within half a second of answering: during a rolling
+        // restart the next node may go down soon after, and a client still backing off from the
+        // previous one (up to 2 s before) saw only one node and refused to decide.
+        retryStrategy: (attempt) => Math.min(attempt * 50, 500),
       });
       let down = false;
       client.on('error', (error: Error) => {

@@ -10,8 +10,10 @@ import {
   type IncomingMessage,
   type OutgoingHttpHeaders,
   request,
+  type Server,
   type ServerResponse,
 } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
@@ -75,8 +77,13 @@ export class MetricsSidecar {
   readonly #options: SidecarOptions;
   readonly #log: Logger;
   readonly #lease: SlotLease | undefined;
-  readonly #agent = new Agent({ keepAlive: true, maxSockets: 4 });
-  readonly #server = createServer((req, res) => this.#handle(req, res));
+  /**
+   * Connections to the application, without a cap: a shared pool of a few sockets let four
+   * stalled clients (a request body that never arrives, a response nobody reads) hold every
+   * socket and queue real scrapes behind them until --target-timeout.
+   */
+  readonly #agent: Agent;
+  readonly #server: Server;
   #cache: CachedMetrics | undefined;
   /** Only one body is collected at a time: concurrent scrapes stream without a second copy. */
   #collecting = false;
@@ -95,6 +102,24 @@ export class MetricsSidecar {
     this.#options = options;
     this.#log = log;
     this.#lease = lease;
+    this.#agent =
+      options.target.protocol === 'https:'
+        ? new HttpsAgent({ keepAlive: true, maxFreeSockets: 4, ca: options.targetCa })
+        : new Agent({ keepAlive: true, maxFreeSockets: 4 });
+    // Each client on its own clock, never a shared one: a head still arriving, a request body
+    // still arriving or a connection where nothing moved (a response nobody reads) for
+    // --target-timeout is cut off, and with it its connection to the application.
+    const clientTimeoutMs = timerMs(options.targetTimeoutMs);
+    this.#server = createServer(
+      {
+        headersTimeout: clientTimeoutMs,
+        requestTimeout: clientTimeoutMs,
+        connectionsCheckingInterval: Math.min(1000, clientTimeoutMs),
+        keepAliveTimeout: 5000,
+      },
+      (req, res) => this.#handle(req, res),
+    );
+    this.#server.setTimeout(clientTimeoutMs);
     // The shutdown that follows the final scrape: lameduck, drain, then give the slot back.
     this.lifecycle = new Lifecycle({
       logger: log,
@@ -106,7 +131,15 @@ export class MetricsSidecar {
     if (lease) {
       this.lifecycle.onClose(async () => {
         await this.#whileApplicationListens();
-        await lease.stop();
+        // A native sidecar is stopped only after the application has exited: the slot is free.
+        // Otherwise the kubelet signalled the application at the same moment, and one that has
+        // closed its metrics port may still be draining: its pod runs until the grace period
+        // ends, so the slot stays leased until then (the webhook reclaims it sooner once the
+        // API server shows the pod gone).
+        const holdMs = options.nativeSidecar
+          ? 0
+          : (this.#signalledAt ?? performance.now()) + options.terminationGracePeriodMs - performance.now();
+        await lease.stop(holdMs);
       });
     }
   }
@@ -228,7 +261,8 @@ export class MetricsSidecar {
   #applicationListens(): Promise<boolean> {
     const { hostname, port } = this.#options.target;
     return new Promise((resolve) => {
-      const socket = connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) || 80 });
+      const defaultPort = this.#options.target.protocol === 'https:' ? 443 : 80;
+      const socket = connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) || defaultPort });
       const done = (listening: boolean) => {
         clearTimeout(timer);
         socket.destroy();
@@ -307,7 +341,8 @@ export class MetricsSidecar {
     onResponse: (upstream: IncomingMessage) => void,
   ): ClientRequest {
     const url = new URL(this.#options.target);
-    const outgoing = request(url, {
+    const send = url.protocol === 'https:' ? httpsRequest : request;
+    const outgoing = send(url, {
       method,
       path: this.#upstreamPath(url, pathAndQuery),
       // Ask for an uncompressed body, so the copy we keep can be served to any scraper.

@@ -47,11 +47,32 @@ export class SlotLease {
     this.#run();
   }
 
-  /** Stops renewing and releases the slot. */
-  async stop(): Promise<void> {
+  /**
+   * Stops renewing and gives the slot back: at once, or with `holdMs`, by leaving it leased for
+   * that long (the rest of the pod's grace period, while its application may still run).
+   */
+  async stop(holdMs = 0): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     await this.#inFlight;
+    if (holdMs >= 1) {
+      try {
+        const { workload, slot } = this.#identity;
+        const held = await this.#semaphore.renew(workload, slot, Math.ceil(holdMs));
+        if (held === 'renewed') {
+          this.#log.info(
+            { holdMs: Math.ceil(holdMs) },
+            "semaphore slot held until the pod's grace period ends",
+          );
+        } else this.#log.warn('the semaphore slot was already gone when this sidecar stopped');
+      } catch (error) {
+        this.#log.warn(
+          { err: (error as Error).message },
+          'holding the slot to the end of the grace period failed; it expires with its lease',
+        );
+      }
+      return;
+    }
     try {
       await this.#semaphore.release(this.#identity.workload, this.#identity.slot);
       this.#log.info('semaphore slot released');

@@ -11,13 +11,14 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { Server as NetServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { formatAddress, Lifecycle, type ListenAddress, type Logger, listen } from '@seahorse/runtime';
 import { createRegistry, metricsListener, type Registry } from '@seahorse/runtime/metrics';
 import { BadAdmissionRequest, parseAdmissionReview, reviewResponse } from './admission.ts';
 import { CertificateReloader } from './certificate.ts';
 import { type AdmissionOutcome, WebhookMetrics } from './metrics.ts';
 import { PodMutator } from './mutator.ts';
-import type { WebhookOptions } from './options.ts';
+import type { ClientAuthentication, WebhookOptions } from './options.ts';
 import { PodEvidence } from './pod-evidence.ts';
 import { RedisNodes } from './redis-nodes.ts';
 import { RedisSemaphore } from './semaphore.ts';
@@ -32,6 +33,7 @@ export interface RunningWebhook {
 
 /** What the handler needs of a request or response, from node:http and node:http2 alike. */
 type WebhookRequest = Readable & {
+  socket: unknown;
   method?: string;
   url?: string;
   headers: IncomingHttpHeaders;
@@ -45,6 +47,8 @@ type WebhookResponse = {
 // Kubernetes' StatusReason for each status we answer with, so the API server shows our message.
 const statusReasons: Record<number, string> = {
   400: 'BadRequest',
+  401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'NotFound',
   405: 'MethodNotAllowed',
   408: 'Timeout',
@@ -161,6 +165,45 @@ function readBody(
   });
 }
 
+/**
+ * The webhook entry for namespaces not labelled for the semaphore calls this path: pods there
+ * get the sidecar as anywhere, but a max-concurrent pod is denied (its sidecar could not reach
+ * Redis through the NetworkPolicy).
+ */
+export const semaphoreNotEnabledPath = '/mutate/semaphore-not-enabled';
+
+/** mTLS on /mutate: the client's certificate chains to --client-ca-file and carries an allowed name. */
+function checkClient(socket: TLSSocket, auth: ClientAuthentication): void {
+  if (!socket.authorized) {
+    const reason = socket.authorizationError ? ` (${String(socket.authorizationError)})` : '';
+    throw new HttpFailure(
+      401,
+      'CLIENT_CERTIFICATE_REQUIRED',
+      `the webhook takes only clients with a certificate signed by its --client-ca-file${reason}; configure the API server's AdmissionConfiguration kubeConfigFile with that client certificate`,
+      {},
+      true,
+    );
+  }
+  if (auth.names.length === 0) return;
+  const peer = socket.getPeerCertificate();
+  const names = [
+    ...(typeof peer.subject?.CN === 'string' ? [peer.subject.CN] : []),
+    ...(peer.subjectaltname ?? '')
+      .split(', ')
+      .filter((entry) => entry.startsWith('DNS:'))
+      .map((entry) => entry.slice(4)),
+  ];
+  if (!names.some((name) => auth.names.includes(name))) {
+    throw new HttpFailure(
+      403,
+      'CLIENT_CERTIFICATE_NOT_ALLOWED',
+      `the client certificate (${names.join(', ') || 'no name'}) is not one of --client-cert-name ${auth.names.join(', ')}`,
+      {},
+      true,
+    );
+  }
+}
+
 export async function startWebhook(
   options: WebhookOptions,
   log: Logger,
@@ -187,6 +230,7 @@ export async function startWebhook(
   if (options.semaphore) {
     const nodes = new RedisNodes(options.semaphore.redis, {
       commandTimeoutMs: options.semaphore.commandTimeoutMs,
+      username: options.semaphore.username,
       password: options.semaphore.password,
       log,
     });
@@ -243,8 +287,9 @@ export async function startWebhook(
     let outcome: AdmissionOutcome = 'error';
     let status = 200;
     try {
+      if (options.clientAuth) checkClient(req.socket as TLSSocket, options.clientAuth);
       const path = (req.url ?? '/').split('?', 1)[0];
-      if (path !== '/mutate')
+      if (path !== '/mutate' && path !== semaphoreNotEnabledPath)
         throw new HttpFailure(404, 'NOT_FOUND', `nothing at ${path}: the webhook serves POST /mutate`);
       if (req.method !== 'POST') {
         throw new HttpFailure(405, 'METHOD_NOT_ALLOWED', `/mutate takes POST, not ${req.method}`, {
@@ -262,7 +307,7 @@ export async function startWebhook(
       const review = parseAdmissionReview(
         await readBody(req, { maxBytes: options.maxBodyBytes, budget, timeoutMs: options.bodyTimeoutMs }),
       );
-      const decision = await mutator.review(review);
+      const decision = await mutator.review(review, { semaphoreEnabled: path === '/mutate' });
       outcome = decision.outcome;
       send(req, res, 200, reviewResponse(decision.response));
     } catch (error) {
@@ -301,11 +346,20 @@ export async function startWebhook(
   };
 
   const tlsOptions = { ...keyPair, minVersion: 'TLSv1.2' as const };
+  // With --client-ca-file the handshake asks for a certificate but lets a client without one
+  // through, so it gets a 401 Status that says what is missing instead of a bare TLS alert.
+  const clientCa = options.clientAuth?.ca;
+  const webhookTls = clientCa
+    ? { ...tlsOptions, ca: clientCa, requestCert: true, rejectUnauthorized: false }
+    : tlsOptions;
   const server = options.enableHttp2
-    ? createHttp2SecureServer({ ...tlsOptions, allowHTTP1: true }, onRequest)
-    : createHttpsServer(tlsOptions, onRequest);
+    ? createHttp2SecureServer({ ...webhookTls, allowHTTP1: true }, onRequest)
+    : createHttpsServer(webhookTls, onRequest);
   server.on('tlsClientError', (error) => log.debug({ err: error.message }, 'TLS handshake failed'));
-  certificates.watch(server);
+  // A rotated serving certificate keeps the client CA: the new context replaces the whole one.
+  certificates.watch(
+    clientCa ? { setSecureContext: (pair) => server.setSecureContext({ ...pair, ca: clientCa }) } : server,
+  );
   lifecycle.onClose(() => certificates.close());
   lifecycle.track(server as NetServer);
 

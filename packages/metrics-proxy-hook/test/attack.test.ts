@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { parseFlags } from '@seahorse/runtime';
 import { freePort, ManagedProcess, startRedis, waitFor } from '@seahorse/runtime/testing';
+import { Redis } from 'ioredis';
 import {
   applyPatch,
   buildWebhookOptions,
@@ -22,6 +23,7 @@ import {
   webhookFlagSpecs,
 } from '../src/index.ts';
 import { sidecarNodeOptions } from '../src/pod-patch.ts';
+import { sidecarRedisAclRules } from '../src/redis-nodes.ts';
 import {
   fixture,
   installKubeletStyle,
@@ -30,6 +32,7 @@ import {
   packageRoot,
   postReview,
   startCli,
+  startMetricsApp,
   startTestWebhook,
   startWebhookProcess,
   testLogger,
@@ -276,7 +279,12 @@ test('a sidecar that finds its slot gone and the workload full (admission lease 
   }
 });
 
-test('a sidecar holds its slot while the application still drains after SIGTERM: no second pod is admitted before the first has stopped', async () => {
+/**
+ * A limited pod whose application drains for 2.5 s after SIGTERM, its metrics port open or
+ * (`close-first`) closed at once. No second pod may be admitted before the first has stopped.
+ */
+async function drainingPodKeepsItsSlot(mode: 'open' | 'close-first') {
+  const graceMs = 5000;
   const env = await webhookWithRedis(['--semaphore-lease-ttl=1s']);
   const review = (uid: string) => {
     const one = fixture('review-deployment-pod.json');
@@ -300,6 +308,7 @@ test('a sidecar holds its slot while the application still drains after SIGTERM:
     join(packageRoot, 'test', 'fixtures', 'draining-app.ts'),
     String(appPort),
     '2500',
+    mode,
   ]);
   await app.untilReady(waitFor('the app', () => app.output.includes('listening')));
   const sidecar = startCli(
@@ -308,7 +317,7 @@ test('a sidecar holds its slot while the application still drains after SIGTERM:
       'sidecar',
       `--target=http://127.0.0.1:${appPort}/metrics`,
       '--address=127.0.0.1:0',
-      '--termination-grace-period=10s',
+      `--termination-grace-period=${graceMs}ms`,
       '--lameduck=0s',
     ],
     slotEnv,
@@ -316,32 +325,50 @@ test('a sidecar holds its slot while the application still drains after SIGTERM:
   try {
     await waitFor('the first renewal', () => sidecar.output.includes('semaphore slot lease renewed'));
     // The kubelet signals every container of the pod at once.
+    const signalledAt = performance.now();
     app.signal('SIGTERM');
     sidecar.signal('SIGTERM');
     await waitFor('the app to drain', () => app.output.includes('draining'));
     let attempt = 0;
-    let lastAllowed = false;
     while (app.alive) {
       const second = await admit(`00000000-0000-4000-8000-00000000d1${String(attempt++).padStart(2, '0')}`);
-      // An attempt that was in flight when the app exited may rightly get the freed slot.
-      lastAllowed = second.allowed;
       if (!app.alive) break;
       assert.equal(second.allowed, false, 'a second pod was admitted while the first one still runs');
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     assert.ok(attempt >= 5, `asked ${attempt} times while the app drained`);
     assert.equal(await sidecar.exited, 0, sidecar.output);
-    assert.ok(sidecar.output.includes('semaphore slot released'));
-    const after = await admit('00000000-0000-4000-8000-00000000d2ff');
+    // Not a native sidecar: the application may still run, so the slot stays leased to the
+    // end of the grace period, when the kubelet has killed whatever still ran.
     assert.ok(
-      after.allowed || lastAllowed,
-      `no pod admitted once the first stopped: ${after.status?.message}`,
+      sidecar.output.includes("semaphore slot held until the pod's grace period ends"),
+      sidecar.output,
     );
+    const after = await waitFor(
+      'a pod admitted once the grace period is over',
+      async () => {
+        const answer = await admit(`00000000-0000-4000-8000-00000000d2${String(attempt++).padStart(2, '0')}`);
+        if (answer.allowed) return answer;
+        assert.ok(performance.now() - signalledAt < graceMs, 'denied after the grace period ended');
+        return undefined;
+      },
+      { timeoutMs: graceMs + 5000, intervalMs: 200 },
+    );
+    assert.ok(performance.now() - signalledAt >= 2500, 'admitted while the first pod still ran');
+    assert.equal(after.allowed, true);
   } finally {
     await sidecar.stop();
     await app.stop();
     await env.close();
   }
+}
+
+test('a sidecar holds its slot while the application still drains after SIGTERM with its metrics port open: no second pod is admitted before the first has stopped', async () => {
+  await drainingPodKeepsItsSlot('open');
+});
+
+test('an application that closes its metrics port at SIGTERM and then drains keeps its slot too: the sidecar leaves it leased to the end of the grace period', async () => {
+  await drainingPodKeepsItsSlot('close-first');
 });
 
 test('a pod with a grace period past 24.8 days (the timer limit) still waits for its last scrape after SIGTERM', async () => {
@@ -445,12 +472,8 @@ test('a second SIGTERM to the webhook (a deletion re-issued) is logged and ignor
 });
 
 test("the original webhook's injected command line (sidecar http://127.0.0.1:PORT, no path) proxies the scraped path, and the final fetch gets it too", async () => {
-  const appPort = await freePort();
-  const app = new ManagedProcess('metrics app', process.execPath, [
-    join(packageRoot, 'test', 'fixtures', 'metrics-app.ts'),
-    String(appPort),
-  ]);
-  await app.untilReady(waitFor('the app', () => app.output.includes('listening')));
+  const app = await startMetricsApp();
+  const appPort = app.port;
   const port = await freePort();
   // Exactly the args the original Go webhook injects (pkg/webhook/webhook.go), plus the threshold.
   const sidecar = startCli('sidecar', [
@@ -464,27 +487,89 @@ test("the original webhook's injected command line (sidecar http://127.0.0.1:POR
     '20s',
     '--scrape-wait-threshold=0s',
   ]);
-  const work = async () => {
-    await (await fetch(`http://127.0.0.1:${appPort}/work`, { method: 'POST' })).text();
-  };
   try {
     await sidecar.untilReady(waitFor('the sidecar', () => sidecar.output.includes('metrics proxy serving')));
-    await work();
+    await app.work();
     const first = await fetch(`http://127.0.0.1:${port}/metrics`);
     assert.equal(first.status, 200);
     assert.match(await first.text(), /^app_requests_total 1$/m);
-    await work();
+    await app.work();
     sidecar.signal('SIGTERM');
     await waitFor('the final fetch', () => sidecar.output.includes('final metrics fetched'));
-    app.signal('SIGTERM');
-    await app.exited;
+    app.process.signal('SIGTERM');
+    await app.process.exited;
     const last = await fetch(`http://127.0.0.1:${port}/metrics`);
     assert.equal(last.status, 200);
     assert.match(await last.text(), /^app_requests_total 2$/m);
     assert.equal(await sidecar.exited, 0, sidecar.output);
   } finally {
     await sidecar.stop();
-    await app.stop();
+    await app.process.stop();
+  }
+});
+
+/** A client that opens a connection to the sidecar, writes `bytes`, and then neither writes nor reads. */
+async function stalledClient(port: number, bytes: string): Promise<Socket> {
+  const { connect } = await import('node:net');
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  await once(socket, 'connect');
+  if (bytes) socket.write(bytes);
+  socket.pause();
+  return socket;
+}
+
+test('stalled clients on the sidecar (bodies that never arrive, heads never finished, silent connections) do not delay a concurrent scrape, and are cut off on their own', async () => {
+  const app = await startMetricsApp();
+  const targetTimeoutMs = 6000;
+  const sidecar = await startSidecarProcess(app.port, [`--target-timeout=${targetTimeoutMs}ms`]);
+  const timeScrape = async () => {
+    const started = performance.now();
+    const res = await fetch(sidecar.url);
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /^app_requests_total 0$/m);
+    return performance.now() - started;
+  };
+  const stalled: Socket[] = [];
+  try {
+    const baseline = await timeScrape();
+    // Before: a pool of four sockets to the application, each held by a POST whose body never came.
+    for (let i = 0; i < 8; i++) {
+      stalled.push(
+        await stalledClient(
+          sidecar.port,
+          'POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\nab',
+        ),
+      );
+    }
+    for (let i = 0; i < 4; i++) {
+      stalled.push(await stalledClient(sidecar.port, 'GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: '));
+      stalled.push(await stalledClient(sidecar.port, ''));
+    }
+    const withStalls = await timeScrape();
+    assert.ok(
+      stalled.every((socket) => !socket.destroyed && socket.readyState === 'open'),
+      'the stalled clients are still connected: the scrape did not wait for them to be cut off',
+    );
+    assert.ok(
+      withStalls < targetTimeoutMs / 3,
+      `a scrape beside 16 stalled clients took ${Math.round(withStalls)} ms (alone: ${Math.round(baseline)} ms; --target-timeout ${targetTimeoutMs} ms)`,
+    );
+    const closed = (socket: Socket) =>
+      socket.destroyed || socket.readableEnded || socket.readyState !== 'open';
+    for (const socket of stalled) {
+      socket.resume();
+      socket.on('end', () => socket.destroy());
+    }
+    await waitFor('every stalled client cut off by its own timeout', () => stalled.every(closed), {
+      timeoutMs: targetTimeoutMs * 3,
+    });
+    assert.ok(sidecar.process.alive, sidecar.process.output);
+    await timeScrape();
+  } finally {
+    for (const socket of stalled) socket.destroy();
+    await sidecar.process.stop();
+    await app.process.stop();
   }
 });
 
@@ -716,12 +801,8 @@ test('held up: JSON nested half a million deep, duplicated keys and a byte-order
 });
 
 test('a final body too big to keep, then the application gone: the next scrape finds nothing to serve and ends the wait instead of the grace period', async () => {
-  const appPort = await freePort();
-  const app = new ManagedProcess('metrics app', process.execPath, [
-    join(packageRoot, 'test', 'fixtures', 'metrics-app.ts'),
-    String(appPort),
-  ]);
-  await app.untilReady(waitFor('the app', () => app.output.includes('listening')));
+  const app = await startMetricsApp();
+  const appPort = app.port;
   // Bodies over --max-cached-body are streamed but never kept.
   const sidecar = await startSidecarProcess(appPort, [
     '--scrape-wait-threshold=0s',
@@ -733,8 +814,8 @@ test('a final body too big to keep, then the application gone: the next scrape f
     assert.equal((await fetch(sidecar.url)).status, 200);
     sidecar.process.signal('SIGTERM');
     await waitFor('the final fetch', () => sidecar.process.output.includes('final metrics fetched'));
-    app.signal('SIGTERM');
-    await app.exited;
+    app.process.signal('SIGTERM');
+    await app.process.exited;
     const started = performance.now();
     const last = await fetch(sidecar.url);
     assert.equal(last.status, 503, 'nothing kept, nothing live');
@@ -743,7 +824,7 @@ test('a final body too big to keep, then the application gone: the next scrape f
     assert.ok(waited < 2000, `exited ${Math.round(waited)} ms after a scrape it could not serve (grace 20s)`);
   } finally {
     await sidecar.process.stop();
-    await app.stop();
+    await app.process.stop();
   }
 });
 
@@ -778,6 +859,111 @@ test('with one of three Redis nodes hung (SIGSTOP), ten concurrent limited admis
   } finally {
     servers[2]!.process.resume();
     await Promise.all(replicas.map((replica) => replica.process.stop()));
+    await Promise.all(servers.map((server) => server.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a sidecar logs in to Redis as the restricted user its namespace's Secret names: it renews and releases its slot, and that user cannot flush, reconfigure or read other keys", async () => {
+  const adminPassword = 'admin-password-in-the-hook-namespace-only';
+  const sidecarPassword = 'sidecar-password-copied-to-enabled-namespaces';
+  // The user exactly as the dev overlay's redis.yaml passes it on redis-server's command line.
+  const servers = await Promise.all(
+    [0, 1, 2].map(() =>
+      startRedis({ args: ['--user', 'sidecar', 'on', `>${sidecarPassword}`, ...sidecarRedisAclRules] }),
+    ),
+  );
+  for (const server of servers) await server.command('CONFIG', 'SET', 'requirepass', adminPassword);
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-attack-'));
+  makeCertificateAuthority(dir);
+  installKubeletStyle(join(dir, 'certs'), issueServingCertificate(dir, 'webhook'));
+  writeFileSync(join(dir, 'redis-password'), `${adminPassword}\n`);
+  const webhook = await startTestWebhook(join(dir, 'certs'), [
+    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
+    `--redis-password-file=${join(dir, 'redis-password')}`,
+    '--sidecar-redis-secret=prometheus-metrics-proxy-hook-redis',
+    // Renewed every second: the first renewal comes soon after the connections are up.
+    '--semaphore-lease-ttl=3s',
+  ]);
+  const as = (username: string | undefined, password: string, server = servers[0]!) =>
+    new Redis({
+      host: server.host,
+      port: server.port,
+      username,
+      password,
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+    });
+  const admin = servers.map((server) => as(undefined, adminPassword, server));
+  const restricted = as('sidecar', sidecarPassword);
+  const app = await startMetricsApp();
+  let sidecar: ManagedProcess | undefined;
+  try {
+    const review = fixture('review-deployment-pod.json');
+    (review.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] =
+      '1';
+    const { response } = JSON.parse(
+      (await postReview(webhook.url, readFileSync(join(dir, 'ca.crt')), review)).body,
+    );
+    assert.equal(response.allowed, true, response.status?.message);
+    const pod = applyPatch(
+      structuredClone(review.request.object as Pod),
+      JSON.parse(Buffer.from(response.patch, 'base64').toString()),
+    );
+    // What the kubelet does with the env: values as they are, secretKeyRefs from the namespace's Secret.
+    const secret: Record<string, string> = { username: 'sidecar', password: sidecarPassword };
+    const env = Object.fromEntries(
+      pod.spec!.containers.at(-1)!.env!.map(({ name, value, valueFrom }) => {
+        if (valueFrom) assert.equal(valueFrom.secretKeyRef.name, 'prometheus-metrics-proxy-hook-redis');
+        return [name, valueFrom ? secret[valueFrom.secretKeyRef.key]! : (value ?? '')];
+      }),
+    );
+    assert.equal(env.METRICS_PROXY_HOOK_REDIS_USERNAME, 'sidecar');
+    sidecar = startCli(
+      'sidecar',
+      [
+        'sidecar',
+        `--target=http://127.0.0.1:${app.port}/metrics`,
+        '--address=127.0.0.1:0',
+        '--lameduck=0s',
+        // Released at exit (as a native sidecar is), so the release runs as that user too.
+        '--native-sidecar',
+      ],
+      env,
+    );
+    await waitFor('the first renewal', () => sidecar!.output.includes('semaphore slot lease renewed'));
+    const slotsKey = `seahorse:metrics-proxy-hook:slots:${env.METRICS_PROXY_HOOK_SEMAPHORE_KEY}`;
+    for (const client of admin) assert.equal((await client.zrange(slotsKey, '0', '-1')).length, 1);
+
+    // The sidecar's credentials reach the semaphore's keys and nothing else.
+    await restricted.connect();
+    assert.deepEqual(await restricted.zrange(slotsKey, '0', '-1'), [env.METRICS_PROXY_HOOK_SEMAPHORE_SLOT]);
+    for (const [what, attempt] of [
+      ['FLUSHALL', () => restricted.flushall()],
+      ['CONFIG SET', () => restricted.config('SET', 'requirepass', '')],
+      ['SHUTDOWN', () => restricted.call('SHUTDOWN', 'NOSAVE')],
+      ['GET of another key', () => restricted.get('someone-elses-key')],
+      ['a script that flushes', () => restricted.eval("return redis.call('FLUSHALL')", 0)],
+      [
+        'a script on another key',
+        () => restricted.eval("return redis.call('SET', KEYS[1], 'x')", 1, 'other'),
+      ],
+    ] as const) {
+      await assert.rejects(attempt, /NOPERM|no permissions|can't run this command/i, what);
+    }
+    assert.ok(servers.every((server) => server.process.alive));
+
+    sidecar.signal('SIGTERM');
+    app.process.signal('SIGTERM');
+    assert.equal(await sidecar.exited, 0, sidecar.output);
+    assert.ok(sidecar.output.includes('semaphore slot released'), sidecar.output);
+    for (const client of admin) assert.deepEqual(await client.zrange(slotsKey, '0', '-1'), []);
+  } finally {
+    await sidecar?.stop();
+    await app.process.stop();
+    restricted.disconnect();
+    for (const client of admin) client.disconnect();
+    await webhook.close();
     await Promise.all(servers.map((server) => server.stop()));
     rmSync(dir, { recursive: true, force: true });
   }

@@ -68,6 +68,7 @@ test('user mistakes exit 2 with one line naming what to fix, never a stack trace
     [['webhook', '--port', 'https'], {}, /--port expects an integer from 0 to 65535, got 'https'/],
     [['webhook'], { METRICS_PROXY_HOOK_PROBE_ADDRESS: 'localhost' }, /--probe-address expects host:port/],
     [['webhook', '--termination-grace-period', 'soon'], {}, /expects a duration such as 500ms, 30s or 2m/],
+    [['webhook', '--metrics-secure=yes'], {}, /--metrics-secure expects a boolean \(1, t, T, TRUE/],
     [['sidecar'], {}, /metrics URL is required/],
     [['sidecar', 'http://127.0.0.1:1/a', 'http://127.0.0.1:1/b'], {}, /only one TARGET URL is taken/],
     [
@@ -161,7 +162,9 @@ test("a webhook started with the original's command line (--certDir, --*-bind-ad
     `--metrics-bind-address=127.0.0.1:${metricsPort}`,
     '--health-probe-bind-address',
     `127.0.0.1:${probePort}`,
-    '--metrics-secure',
+    // Go's spelling of a boolean (strconv.ParseBool), which exited 2 before.
+    '--metrics-secure=t',
+    '--enable-http2=False',
     '--sidecar-image=registry.local/hook:1',
     '--termination-grace-period=30s',
   ]);

@@ -9,6 +9,8 @@ import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { annotations, semaphoreLabel, sidecarPort } from '../src/index.ts';
+import { sidecarRedisAclRules } from '../src/redis-nodes.ts';
+import { semaphoreNotEnabledPath } from '../src/webhook.ts';
 
 const root = fileURLToPath(new URL('../../../deploy/kubernetes/metrics-proxy-hook/', import.meta.url));
 
@@ -79,34 +81,47 @@ test('base: two webhook replicas with cert-manager TLS, a PDB, and a webhook con
     webhook,
     /cert-manager\.io\/inject-ca-from: prometheus-metrics-proxy-hook\/prometheus-metrics-proxy-hook\n/,
   );
-  // Two entries: limited pods fail closed, the rest fail open; one expression is the other's negation.
+  // Three entries: limited pods fail closed (in namespaces enabled for the semaphore, or denied
+  // through their own path elsewhere), the rest fail open; one expression is the other's negation.
   const entries = webhook.split(/^- admissionReviewVersions:/m).slice(1);
-  assert.equal(entries.length, 2, webhook);
+  assert.equal(entries.length, 3, webhook);
   const flat = (text: string) => text.replace(/\s+/g, ' ').replaceAll("''", "'");
-  const limited = entries.find((entry) =>
-    /name: limited\.prometheus-metrics-proxy-hook\.kaidotio\.github\.io/.test(entry),
-  );
-  const others = entries.find((entry) =>
-    /name: prometheus-metrics-proxy-hook\.kaidotio\.github\.io/.test(entry),
-  );
-  assert.ok(limited && others, webhook);
+  const named = (name: string) => {
+    const entry = entries.find((candidate) => candidate.includes(`name: ${name}\n`));
+    assert.ok(entry, `no webhook entry ${name}`);
+    return entry;
+  };
+  const limited = named('limited.prometheus-metrics-proxy-hook.kaidotio.github.io');
+  const notEnabled = named('limited-not-enabled.prometheus-metrics-proxy-hook.kaidotio.github.io');
+  const others = named('prometheus-metrics-proxy-hook.kaidotio.github.io');
   assert.match(limited, /failurePolicy: Fail/);
+  assert.match(notEnabled, /failurePolicy: Fail/);
   assert.match(others, /failurePolicy: Ignore/);
   const condition =
     "has(object.metadata.annotations) && 'prometheus-metrics-proxy-hook/max-concurrent' in object.metadata.annotations";
   assert.equal(annotations.maxConcurrent, 'prometheus-metrics-proxy-hook/max-concurrent');
   assert.ok(flat(limited).includes(`expression: ${condition}`), flat(limited));
+  assert.ok(flat(notEnabled).includes(`expression: ${condition}`), flat(notEnabled));
   assert.ok(
     flat(others).includes(
       "expression: '!has(object.metadata.annotations) || !('prometheus-metrics-proxy-hook/max-concurrent' in object.metadata.annotations)'",
     ),
     flat(others),
   );
-  for (const entry of entries) {
-    assert.match(
-      entry,
-      /service:\n\s+name: prometheus-metrics-proxy-hook\n\s+namespace: prometheus-metrics-proxy-hook\n\s+path: \/mutate\n\s+port: 443/,
+  // The two limited entries split the namespaces by a label only cluster admins set.
+  assert.ok(flat(limited).includes(`- key: ${semaphoreLabel} operator: In values: - enabled`), flat(limited));
+  assert.ok(
+    flat(notEnabled).includes(`- key: ${semaphoreLabel} operator: NotIn values: - enabled`),
+    flat(notEnabled),
+  );
+  const calls = (path: string) =>
+    new RegExp(
+      `service:\\n\\s+name: prometheus-metrics-proxy-hook\\n\\s+namespace: prometheus-metrics-proxy-hook\\n\\s+path: ${path}\\n\\s+port: 443`,
     );
+  assert.match(limited, calls('/mutate'));
+  assert.match(others, calls('/mutate'));
+  assert.match(notEnabled, calls(semaphoreNotEnabledPath));
+  for (const entry of entries) {
     assert.match(entry, /^\s+- v1\n/);
     assert.match(entry, /sideEffects: NoneOnDryRun/);
     assert.match(entry, /operations:\n\s+- CREATE\n\s+resources:\n\s+- pods/);
@@ -153,22 +168,55 @@ test('overlays/dev: three independent Redis nodes, each handed to the webhook wi
     /- name: REDIS_PASSWORD\n\s+valueFrom:\n\s+secretKeyRef:\n\s+key: password\n\s+name: prometheus-metrics-proxy-hook-redis/,
   );
   assert.match(redis, /- --requirepass\n\s+- \$\(REDIS_PASSWORD\)\n/);
+  // The sidecars' restricted user, exactly the rules the code names (and attack.test.ts runs).
+  const args = redis.slice(redis.lastIndexOf('\n', redis.indexOf('- --user\n')));
+  const userArgs = [...args.matchAll(/^\s+- (.*)$/gm)].map((match) =>
+    match[1]!.replace(/^(['"])(.*)\1$/, '$2'),
+  );
+  assert.deepEqual(userArgs.slice(0, 5 + sidecarRedisAclRules.length), [
+    '--user',
+    'sidecar',
+    'on',
+    '>$(REDIS_SIDECAR_PASSWORD)',
+    ...sidecarRedisAclRules,
+    // and nothing more for that user: the next flag follows.
+    '--save',
+  ]);
+  assert.match(
+    redis,
+    /- name: REDIS_SIDECAR_PASSWORD\n\s+valueFrom:\n\s+secretKeyRef:\n\s+key: sidecar-password\n\s+name: prometheus-metrics-proxy-hook-redis/,
+  );
   assert.doesNotMatch(redis, /protected-mode/);
   // Every acknowledged write is on disk, on a volume that outlives the pod.
   assert.match(redis, /- --appendonly\n\s+- "yes"\n\s+- --appendfsync\n\s+- always\n/);
   assert.match(redis, /volumeClaimTemplates:/);
   const redisPolicy = find(documents, 'NetworkPolicy', 'redis');
   assert.match(redisPolicy, /podSelector:\n\s+matchLabels:\n\s+app\.kubernetes\.io\/component: redis/);
+  // Exactly two peers, each pinned to namespaces by a label pod authors cannot set: the webhook
+  // in its own namespace, and slot-holding pods in namespaces a cluster admin enabled.
+  const peers = redisPolicy
+    .slice(redisPolicy.indexOf('- from:'))
+    .split(/\n\s+- namespaceSelector:/)
+    .slice(1);
+  assert.equal(peers.length, 2, redisPolicy);
   assert.match(
-    redisPolicy,
-    /- podSelector:\n\s+matchLabels:\n\s+app\.kubernetes\.io\/component: webhook\n\s+app\.kubernetes\.io\/name: prometheus-metrics-proxy-hook/,
+    peers[0]!,
+    /^\n\s+matchLabels:\n\s+kubernetes\.io\/metadata\.name: prometheus-metrics-proxy-hook\n\s+podSelector:\n\s+matchLabels:\n\s+app\.kubernetes\.io\/component: webhook\n\s+app\.kubernetes\.io\/name: prometheus-metrics-proxy-hook$/,
   );
   assert.match(
-    redisPolicy,
+    peers[1]!,
     new RegExp(
-      `- namespaceSelector: \\{\\}\\n\\s+podSelector:\\n\\s+matchLabels:\\n\\s+${semaphoreLabel}: "true"`,
+      `^\\n\\s+matchLabels:\\n\\s+${semaphoreLabel}: enabled\\n\\s+podSelector:\\n\\s+matchLabels:\\n\\s+${semaphoreLabel}: "true"\\n`,
     ),
   );
+  assert.doesNotMatch(redisPolicy, /namespaceSelector: \{\}/, 'no peer from every namespace');
+  assert.doesNotMatch(redisPolicy, /\n\s+- podSelector:/, 'no peer without a namespace pin');
+  // The bundle creates no Secret (the password is created by hand, in the hook's namespace), and
+  // no role grants Secrets: the webhook gets the password from its own pod's secretKeyRef.
+  assert.ok(!documents.some((doc) => /^kind: Secret$/m.test(doc)));
+  for (const doc of documents.filter((d) => /^kind: (Cluster)?Role$/m.test(d))) {
+    assert.doesNotMatch(doc, /secrets|"\*"|- '\*'/, doc);
+  }
   assert.match(find(documents, 'PodDisruptionBudget', 'redis'), /maxUnavailable: 1/);
   const deployment = find(documents, 'Deployment', 'prometheus-metrics-proxy-hook');
   assert.match(deployment, /- --sidecar-redis-secret=prometheus-metrics-proxy-hook-redis\n/);
@@ -208,5 +256,7 @@ test('example: a Deployment annotated for the metrics proxy, locked down like th
   );
   assert.match(deployment, new RegExp(`${annotations.maxConcurrent}: "2"`));
   assert.match(deployment, /maxSurge: 0/);
+  // Limited pods need a namespace a cluster admin enabled for the semaphore.
+  assert.match(find(documents, 'Namespace'), new RegExp(`labels:\\n\\s+${semaphoreLabel}: enabled\\n`));
   assertLockedDown(documents);
 });

@@ -83,12 +83,25 @@ export interface HttpsResponse {
 /** One request on a fresh TLS connection, so the certificate the server holds now is the one seen. */
 export function httpsCall(
   url: string,
-  options: { ca: Buffer; method?: string; headers?: Record<string, string>; body?: string | Buffer },
+  options: {
+    ca: Buffer;
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string | Buffer;
+    /** A client certificate to present (mTLS). */
+    client?: { cert: Buffer; key: Buffer };
+  },
 ): Promise<HttpsResponse> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       url,
-      { method: options.method ?? 'POST', ca: options.ca, agent: false, headers: options.headers },
+      {
+        method: options.method ?? 'POST',
+        ca: options.ca,
+        agent: false,
+        headers: options.headers,
+        ...options.client,
+      },
       (res) => {
         const peer = (res.socket as TLSSocket).getPeerCertificate();
         const chunks: Buffer[] = [];
@@ -177,4 +190,28 @@ export async function startWebhookProcess(
   const probeUrl = `http://127.0.0.1:${probePort}`;
   await child.untilReady(waitFor(`webhook on ${port}`, async () => (await fetch(`${probeUrl}/readyz`)).ok));
   return { process: child, url: `https://127.0.0.1:${port}/mutate`, probeUrl };
+}
+
+export interface MetricsApp {
+  process: ManagedProcess;
+  port: number;
+  /** One POST /work: the app's counter goes up by one. */
+  work(): Promise<void>;
+}
+
+/** The stand-in application (test/fixtures/metrics-app.ts) as a real process; exits on SIGTERM. */
+export async function startMetricsApp(): Promise<MetricsApp> {
+  const port = await freePort();
+  const app = new ManagedProcess(`metrics app :${port}`, process.execPath, [
+    join(packageRoot, 'test', 'fixtures', 'metrics-app.ts'),
+    String(port),
+  ]);
+  await app.untilReady(waitFor(`app on ${port}`, () => app.output.includes('listening')));
+  return {
+    process: app,
+    port,
+    work: async () => {
+      await (await fetch(`http://127.0.0.1:${port}/work`, { method: 'POST' })).text();
+    },
+  };
 }

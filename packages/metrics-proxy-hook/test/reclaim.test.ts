@@ -32,10 +32,17 @@ interface FakeApiServer {
   pods: Array<{ name: string; slot: string; phase: string }>;
   requests: string[];
   rejectToken: boolean;
+  /** Answer a continue token with 410 Expired, as after etcd compacted the list's revision. */
+  expireContinue: boolean;
 }
 
 async function startFakeApiServer(): Promise<FakeApiServer> {
-  const state: Omit<FakeApiServer, 'url' | 'server'> = { pods: [], requests: [], rejectToken: false };
+  const state: Omit<FakeApiServer, 'url' | 'server'> = {
+    pods: [],
+    requests: [],
+    rejectToken: false,
+    expireContinue: false,
+  };
   const status = (code: number, reason: string, message: string) =>
     JSON.stringify({
       kind: 'Status',
@@ -62,7 +69,25 @@ async function startFakeApiServer(): Promise<FakeApiServer> {
       return;
     }
     const selector = url.searchParams.get('labelSelector');
-    const items = (match[1] === 'shop' ? state.pods : []).map((pod) => ({
+    // limit/continue as the API server pages a list: the token says where the next page starts.
+    const limit = Number(url.searchParams.get('limit') ?? '0');
+    const continueToken = url.searchParams.get('continue');
+    if (continueToken !== null && state.expireContinue) {
+      res.writeHead(410);
+      res.end(
+        status(
+          410,
+          'Expired',
+          'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.',
+        ),
+      );
+      return;
+    }
+    const start = continueToken === null ? 0 : Number(Buffer.from(continueToken, 'base64').toString());
+    const all =
+      match[1] === 'shop' && selector === 'prometheus-metrics-proxy-hook/semaphore=true' ? state.pods : [];
+    const end = limit > 0 ? Math.min(all.length, start + limit) : all.length;
+    const items = all.slice(start, end).map((pod) => ({
       metadata: {
         name: pod.name,
         namespace: match[1],
@@ -79,8 +104,11 @@ async function startFakeApiServer(): Promise<FakeApiServer> {
       JSON.stringify({
         kind: 'PodList',
         apiVersion: 'v1',
-        metadata: { resourceVersion: '4712' },
-        items: selector === 'prometheus-metrics-proxy-hook/semaphore=true' ? items : [],
+        metadata: {
+          resourceVersion: '4712',
+          ...(end < all.length ? { continue: Buffer.from(String(end)).toString('base64') } : {}),
+        },
+        items,
       }),
     );
   });
@@ -129,7 +157,7 @@ async function startWebhook(grace: string) {
   ]);
 }
 
-const uid = (n: number) => `00000000-0000-4000-8000-00000000000${n}`;
+const uid = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
 
 test('slots no running pod holds are reclaimed on the API server’s word at the next admission, not after their lease', async () => {
   const webhook = await startWebhook('0s');
@@ -145,7 +173,7 @@ test('slots no running pod holds are reclaimed on the API server’s word at the
     assert.match(await (await fetch(webhook.metricsUrl)).text(), /slots_reclaimed_total 1/);
     assert.ok(
       apiServer.requests.includes(
-        `GET /api/v1/namespaces/shop/pods?labelSelector=prometheus-metrics-proxy-hook%2Fsemaphore%3Dtrue Bearer ${token}`,
+        `GET /api/v1/namespaces/shop/pods?labelSelector=prometheus-metrics-proxy-hook%2Fsemaphore%3Dtrue&limit=500 Bearer ${token}`,
       ),
       apiServer.requests.join('\n'),
     );
@@ -182,6 +210,75 @@ test('a slot younger than --semaphore-reclaim-grace is kept even without a pod: 
     const second = JSON.parse((await postReview(webhook.url, ca, review(uid(7)))).body).response;
     assert.equal(second.allowed, false);
     assert.equal(second.status.code, 403);
+  } finally {
+    await webhook.close();
+  }
+});
+
+test('the pod list is read in pages (limit/continue): a slot held by a pod on the third page is kept, an expired continue token reclaims nothing', async () => {
+  // 1,200 other pods of the namespace first, then the one that holds the slot.
+  const others = Array.from({ length: 1200 }, (_, i) => ({
+    name: `other-${i}`,
+    slot: `shop/Deployment/other#${i}`,
+    phase: 'Running',
+  }));
+  apiServer.pods = [];
+  const webhook = await startWebhook('0s');
+  try {
+    const admit = async (n: number) =>
+      JSON.parse((await postReview(webhook.url, ca, review(uid(n)))).body).response;
+    assert.equal((await admit(8)).allowed, true);
+    apiServer.pods = [...others, { name: 'checkout-8', slot: `${workload}#${uid(8)}`, phase: 'Running' }];
+    apiServer.requests.length = 0;
+    const denied = await admit(9);
+    assert.equal(denied.allowed, false, 'the slot of the pod on the third page was reclaimed');
+    assert.equal(denied.status.code, 403);
+    const pages = apiServer.requests.filter((line) => line.includes('/namespaces/shop/pods'));
+    assert.equal(pages.length, 3, pages.join('\n'));
+    assert.ok(
+      pages.every((line) => line.includes('&limit=500')),
+      pages.join('\n'),
+    );
+    assert.ok(!pages[0]!.includes('continue='));
+    assert.ok(pages[1]!.includes('continue=') && pages[2]!.includes('continue='));
+
+    // The holder is gone, but the list's snapshot expired between pages: no evidence, no reclaim.
+    apiServer.pods = others;
+    apiServer.expireContinue = true;
+    const stillDenied = await admit(10);
+    assert.equal(stillDenied.allowed, false);
+    for (const server of servers)
+      assert.deepEqual(await server.command('ZRANGE', slotsKey, '0', '-1'), [uid(8)]);
+
+    // A whole list without the holder: its slot is reclaimed.
+    apiServer.expireContinue = false;
+    assert.equal((await admit(11)).allowed, true);
+    for (const server of servers)
+      assert.deepEqual(await server.command('ZRANGE', slotsKey, '0', '-1'), [uid(11)]);
+  } finally {
+    apiServer.pods = [];
+    apiServer.expireContinue = false;
+    await webhook.close();
+  }
+});
+
+test('the entry for namespaces not enabled for the semaphore (/mutate/semaphore-not-enabled) denies a limited pod and takes no slot', async () => {
+  const webhook = await startWebhook('0s');
+  try {
+    const res = await postReview(`${webhook.url}/semaphore-not-enabled`, ca, review(uid(12)));
+    assert.equal(res.status, 200);
+    const { response } = JSON.parse(res.body);
+    assert.equal(response.allowed, false);
+    assert.equal(response.status.code, 403);
+    assert.match(
+      response.status.message,
+      /namespace shop is not enabled for prometheus-metrics-proxy-hook\/max-concurrent/,
+    );
+    for (const server of servers) assert.deepEqual(await server.command('ZRANGE', slotsKey, '0', '-1'), []);
+    assert.match(
+      await (await fetch(webhook.metricsUrl)).text(),
+      /denials_total\{reason="semaphore_not_enabled"\} 1/,
+    );
   } finally {
     await webhook.close();
   }

@@ -384,6 +384,8 @@ describe('two webhook processes admitting one workload at once', () => {
         '--address=127.0.0.1:0',
         '--termination-grace-period=600ms',
         '--lameduck=0s',
+        // Stopped after the application, as a native sidecar is: it releases at once.
+        '--native-sidecar',
       ],
       env,
     );

@@ -1,34 +1,26 @@
 // The sidecar as the kubelet runs it, beside a real application process that exits on SIGTERM.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { test } from 'node:test';
 import { parseFlags } from '@seahorse/runtime';
-import { freePort, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
+import {
+  freePort,
+  issueCertificate,
+  type ManagedProcess,
+  makeCertificateAuthority,
+  waitFor,
+} from '@seahorse/runtime/testing';
 import { measureSidecarRss } from '../bench/rss.ts';
 import { buildSidecarOptions, MetricsSidecar, sidecarFlagSpecs } from '../src/index.ts';
 import { sidecarNodeOptions, sidecarResources } from '../src/pod-patch.ts';
-import { packageRoot, startCli, testLogger } from './helpers.ts';
-
-async function startApp(): Promise<{ process: ManagedProcess; port: number; work(): Promise<void> }> {
-  const port = await freePort();
-  const app = new ManagedProcess(`metrics app :${port}`, process.execPath, [
-    join(packageRoot, 'test', 'fixtures', 'metrics-app.ts'),
-    String(port),
-  ]);
-  await app.untilReady(waitFor(`app on ${port}`, () => app.output.includes('listening')));
-  return {
-    process: app,
-    port,
-    work: async () => {
-      const res = await fetch(`http://127.0.0.1:${port}/work`, { method: 'POST' });
-      await res.text();
-    },
-  };
-}
+import { startCli, startMetricsApp, testLogger } from './helpers.ts';
 
 async function startSidecar(appPort: number, args: string[]) {
   const port = await freePort();
@@ -60,7 +52,7 @@ async function exitAfterSignal(sidecar: ManagedProcess): Promise<{ code: number 
 }
 
 test('a pod Prometheus never scraped exits within lameduck + 1 s of SIGTERM, without a final fetch', async () => {
-  const app = await startApp();
+  const app = await startMetricsApp();
   // The default 30s grace and 1s lameduck, as the webhook injects them.
   const sidecar = await startSidecar(app.port, []);
   try {
@@ -76,7 +68,7 @@ test('a pod Prometheus never scraped exits within lameduck + 1 s of SIGTERM, wit
 });
 
 test('a pod scraped within --scrape-wait-threshold exits within lameduck + 1 s; that scrape was the last', async () => {
-  const app = await startApp();
+  const app = await startMetricsApp();
   const sidecar = await startSidecar(app.port, [
     '--scrape-wait-threshold=1h',
     '--termination-grace-period=10s',
@@ -96,7 +88,7 @@ test('a pod scraped within --scrape-wait-threshold exits within lameduck + 1 s; 
 });
 
 test('a pod scraped longer ago is fetched once more; the next scraper gets the final numbers after the app exited, then the sidecar exits', async () => {
-  const app = await startApp();
+  const app = await startMetricsApp();
   const sidecar = await startSidecar(app.port, [
     '--scrape-wait-threshold=0s',
     '--termination-grace-period=20s',
@@ -132,7 +124,7 @@ test('a pod scraped longer ago is fetched once more; the next scraper gets the f
 });
 
 test('a pod scraped longer ago that is not scraped again exits within its grace period', async () => {
-  const app = await startApp();
+  const app = await startMetricsApp();
   const sidecar = await startSidecar(app.port, [
     '--scrape-wait-threshold=0s',
     '--termination-grace-period=2s',
@@ -152,7 +144,7 @@ test('a pod scraped longer ago that is not scraped again exits within its grace 
 });
 
 test('a failed final fetch with nothing kept does not wait: there is nothing to serve', async () => {
-  const app = await startApp();
+  const app = await startMetricsApp();
   // A 1-byte cache keeps nothing, so once the app is gone there is no body to wait with.
   const sidecar = await startSidecar(app.port, [
     '--scrape-wait-threshold=0s',
@@ -180,7 +172,7 @@ test('a failed final fetch with nothing kept does not wait: there is nothing to 
 });
 
 test('as a native sidecar the app has exited before SIGTERM: the kept body answers the last scrape, then the sidecar exits', async () => {
-  const app = await startApp();
+  const app = await startMetricsApp();
   const sidecar = await startSidecar(app.port, [
     '--scrape-wait-threshold=0s',
     '--termination-grace-period=20s',
@@ -207,7 +199,7 @@ test('as a native sidecar the app has exited before SIGTERM: the kept body answe
 });
 
 test('later SIGTERMs are logged and ignored: the final scrape still happens and the exit is 0', async () => {
-  const app = await startApp();
+  const app = await startMetricsApp();
   const sidecar = await startSidecar(app.port, [
     '--scrape-wait-threshold=0s',
     '--termination-grace-period=20s',
@@ -238,7 +230,7 @@ test('later SIGTERMs are logged and ignored: the final scrape still happens and 
 });
 
 test('the original command line works: sidecar TARGET_URL --address --lameduck --termination-grace-period', async () => {
-  const app = await startApp();
+  const app = await startMetricsApp();
   const port = await freePort();
   const sidecar = startCli(`sidecar :${port}`, [
     'sidecar',
@@ -308,16 +300,20 @@ test('while the pod runs, the sidecar proxies status, headers, body and query; a
   }
 });
 
-async function inProcessSidecar(upstreamPort: number, args: string[] = []) {
+async function inProcessSidecar(
+  upstreamPort: number,
+  args: string[] = [],
+  { scheme = 'http', env = {} }: { scheme?: 'http' | 'https'; env?: NodeJS.ProcessEnv } = {},
+) {
   const flags = parseFlags(sidecarFlagSpecs, [
     '--address=127.0.0.1:0',
-    `--target=http://127.0.0.1:${upstreamPort}/metrics`,
+    `--target=${scheme}://127.0.0.1:${upstreamPort}/metrics`,
     '--termination-grace-period=500ms',
     '--lameduck=0s',
     ...args,
   ]);
   const { log, logs } = testLogger();
-  const sidecar = new MetricsSidecar(buildSidecarOptions(flags), log);
+  const sidecar = new MetricsSidecar(buildSidecarOptions(flags, env), log);
   const address = (await sidecar.start()) as { port: number };
   return { sidecar, logs, url: `http://127.0.0.1:${address.port}/metrics` };
 }
@@ -389,6 +385,45 @@ test('a body over --max-cached-body reaches the scraper whole but is not kept, a
     upstream.close();
     upstream.closeAllConnections();
     await sidecar.terminate('test');
+  }
+});
+
+test('an https target is proxied when its certificate chains to SSL_CERT_FILE (as Go verifies), and is a 502 naming the failure when it does not', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-sidecar-tls-'));
+  makeCertificateAuthority(dir);
+  const upstream = createHttpsServer(issueCertificate(dir, 'app'), (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end('tls_metric 1\n');
+  });
+  upstream.listen(0, '127.0.0.1');
+  await once(upstream, 'listening');
+  const { port } = upstream.address() as AddressInfo;
+  const trusted = await inProcessSidecar(port, [], {
+    scheme: 'https',
+    env: { SSL_CERT_FILE: join(dir, 'ca.crt') },
+  });
+  // No SSL_CERT_FILE: the system's roots, which do not include the test CA.
+  const untrusted = await inProcessSidecar(port, [], { scheme: 'https' });
+  try {
+    const good = await fetch(trusted.url);
+    assert.equal(good.status, 200);
+    assert.equal(await good.text(), 'tls_metric 1\n');
+    const bad = await fetch(untrusted.url);
+    assert.equal(bad.status, 502);
+    assert.match(await bad.text(), /did not answer: .*(certificate|issuer)/);
+    assert.throws(
+      () =>
+        buildSidecarOptions(parseFlags(sidecarFlagSpecs, [`--target=https://127.0.0.1:${port}/`]), {
+          SSL_CERT_FILE: join(dir, 'missing.crt'),
+        }),
+      /SSL_CERT_FILE: cannot read .*missing\.crt \(ENOENT\)/,
+    );
+  } finally {
+    upstream.close();
+    upstream.closeAllConnections();
+    await trusted.sidecar.terminate('test');
+    await untrusted.sidecar.terminate('test');
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

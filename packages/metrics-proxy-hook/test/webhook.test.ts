@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import { waitFor } from '@seahorse/runtime/testing';
+import { issueCertificate, waitFor } from '@seahorse/runtime/testing';
 import { applyPatch, type PatchOperation, type Pod } from '../src/index.ts';
 import {
   fixture,
@@ -242,5 +242,57 @@ test('HTTP/2 is off unless --enable-http2; with it, HTTP/2 and HTTP/1.1 both wor
   } finally {
     await plain.close();
     await h2.close();
+  }
+});
+
+test('with --client-ca-file only a client certificate from that CA with an allowed name is answered (the API server via its AdmissionConfiguration kubeConfigFile); others get 401/403', async () => {
+  const clients = mkdtempSync(join(tmpdir(), 'seahorse-webhook-clients-'));
+  makeCertificateAuthority(clients);
+  const apiserver = issueCertificate(clients, 'kube-apiserver', { server: false });
+  const intruder = issueCertificate(clients, 'some-user', { server: false });
+  // Signed by the serving CA, not the client CA.
+  const stranger = issueCertificate(dir, 'kube-apiserver-elsewhere', { server: false });
+  const webhook = await startTestWebhook(certDir('client-auth'), [
+    `--client-ca-file=${join(clients, 'ca.crt')}`,
+    '--client-cert-name=kube-apiserver',
+  ]);
+  const call = (client?: { cert: Buffer; key: Buffer }) =>
+    httpsCall(webhook.url, {
+      ca,
+      client,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(fixture('review-deployment-pod.json')),
+    });
+  try {
+    const allowed = await call(apiserver);
+    assert.equal(allowed.status, 200, allowed.body);
+    assert.equal(JSON.parse(allowed.body).response.allowed, true);
+    for (const [what, client] of [
+      ['no certificate', undefined],
+      ['a certificate from another CA', stranger],
+    ] as const) {
+      const res = await call(client);
+      assert.equal(res.status, 401, `${what}: ${res.body}`);
+      const status = JSON.parse(res.body);
+      assert.equal(status.kind, 'Status');
+      assert.match(status.message, /only clients with a certificate signed by its --client-ca-file/);
+    }
+    const wrongName = await call(intruder);
+    assert.equal(wrongName.status, 403, wrongName.body);
+    assert.match(
+      JSON.parse(wrongName.body).message,
+      /\(some-user\) is not one of --client-cert-name kube-apiserver/,
+    );
+    // A rotated serving certificate keeps the client CA.
+    installKubeletStyle(join(dir, 'client-auth'), second);
+    await waitFor(
+      'the rotated certificate',
+      async () => (await call(apiserver)).peer.subject.CN === 'webhook-second',
+    );
+    assert.equal((await call()).status, 401);
+    assert.equal((await call(apiserver)).status, 200);
+  } finally {
+    await webhook.close();
+    rmSync(clients, { recursive: true, force: true });
   }
 });
