@@ -27,6 +27,13 @@ export class MemoryCache {
     return value;
   }
 
+  delete(key: string): void {
+    const previous = this.#entries.get(key);
+    if (previous === undefined) return;
+    this.#entries.delete(key);
+    this.#bytes -= previous.length + key.length;
+  }
+
   set(key: string, value: Buffer): void {
     const cost = value.length + key.length;
     if (cost > this.maxBytes) return;
