@@ -460,6 +460,62 @@ describe('Varnish with the bundle VCL in front of the gateway', () => {
     }
   });
 
+  test('a paused Varnish (SIGSTOP) is a failure after --pod-timeout, the other is purged; after SIGCONT both are', async () => {
+    const service = 'embedding-gateway-varnish-headless';
+    dns.records.set(service, [perKey.purgeHost, shared.purgeHost]);
+    const options = buildBroadcasterOptions(
+      parseFlags(
+        broadcasterFlagSpecs,
+        [
+          '--address=127.0.0.1:0',
+          `--target-service=${service}`,
+          `--target-port=${perKey.purgePort}`,
+          '--pod-timeout=700ms',
+          '--lameduck=0',
+        ],
+        {},
+      ),
+    );
+    const broadcaster = await startBroadcaster(options, testLogger().log, systemResolver([dns.server], 1000));
+    const port = 'port' in broadcaster.address ? broadcaster.address.port : 0;
+    const broadcast = async () =>
+      JSON.parse(
+        (await send(port, { method: 'PURGE', path: '/v1/embeddings', headers: { 'x-purge-all': 'true' } }))
+          .text,
+      );
+    try {
+      await embed(perKey, 'paused pod');
+      await embed(shared, 'paused pod');
+      shared.pause();
+      let paused: { success: number; results: Array<Record<string, unknown>> };
+      try {
+        paused = await broadcast();
+      } finally {
+        shared.resume();
+      }
+      assert.equal(paused.success, 1);
+      assert.deepEqual(paused.results[1], {
+        pod: '127.0.0.3',
+        status: 0,
+        success: false,
+        error: 'no answer within 700 ms (--pod-timeout)',
+      });
+      assert.equal((await embed(perKey, 'paused pod')).headers['x-cache'], 'MISS');
+      // Back: the next PURGE reaches both. (The paused one may also have applied the first
+      // PURGE late, from its socket buffer: "no answer" does not mean "not done".)
+      await embed(shared, 'paused pod');
+      assert.equal((await embed(shared, 'paused pod')).headers['x-cache'], 'HIT');
+      const again = await waitFor('both pods to answer', async () => {
+        const answer = await broadcast();
+        return answer.success === 2 ? answer : undefined;
+      });
+      assert.equal(again.failed, 0);
+      assert.equal((await embed(shared, 'paused pod')).headers['x-cache'], 'MISS');
+    } finally {
+      await broadcaster.close();
+    }
+  });
+
   // Last: it stops the gateway.
   test('grace: with the gateway down, a stale answer is still served; an unknown body gets 503', async () => {
     const first = await embed(perKey, 'grace');
