@@ -341,6 +341,27 @@ describe('S3 store against s3rver with injected faults', () => {
     }
   });
 
+  it('S3 killed is a 503 and /readyz says so; restarted, the stored object is served again', async () => {
+    const body = JSON.stringify({ model: 'text-embedding-3-small', input: 'across an S3 restart' });
+    assert.equal((await embed(gateway.url, body)).status, 200);
+    await s3.kill();
+    try {
+      const down = await embed(gateway.url, body);
+      assert.equal(down.status, 503);
+      assert.equal(down.text, 'Service Unavailable');
+      assert.equal((await call(gateway.url, { method: 'GET', path: '/readyz' })).status, 503);
+    } finally {
+      await s3.restart();
+    }
+    const calls = upstream.requests.length;
+    const back = await waitFor('S3 to serve again', async () => {
+      const answer = await embed(gateway.url, body);
+      return answer.status === 200 ? answer : undefined;
+    });
+    assert.equal((back.json() as { data: unknown[] }).data.length, 1);
+    assert.equal(upstream.requests.length, calls, 'served from the store, not fetched again');
+  });
+
   it('a bucket that does not exist is a 500 (only NoSuchKey is a miss)', async () => {
     const wrong = await startTestGateway(upstream.baseUrl, ['--s3-max-attempts', '1'], {
       S3_ENDPOINT_URL: s3.endpoint,
