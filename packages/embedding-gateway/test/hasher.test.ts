@@ -3,6 +3,7 @@
 // HTTP/2 on loopback, in-process and as the bin's `hasher` subcommand.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { type ClientHttp2Session, type ClientHttp2Stream, connect } from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -358,6 +359,17 @@ describe('ext_proc body hasher', () => {
     const { messages } = await processStream(session, [requestBody('abc', true)]);
     const mutation = sub(sub(sub(messages[0]!, 3), 1), 2);
     assert.equal(setHeaders(mutation)[0]![1], createHash('sha256').update('abc').digest('hex'));
+  });
+
+  test('a connection takes 1,024 streams at once (Envoy opens another past it)', async () => {
+    const port = 'port' in hasher.address ? hasher.address.port : 0;
+    const fresh = connect(`http://127.0.0.1:${port}`);
+    try {
+      const [settings] = (await once(fresh, 'remoteSettings')) as [{ maxConcurrentStreams?: number }];
+      assert.equal(settings.maxConcurrentStreams, 1024);
+    } finally {
+      fresh.close();
+    }
   });
 
   test('grpc.health.v1 Check answers SERVING for the kubelet', async () => {
