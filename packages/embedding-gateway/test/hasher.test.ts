@@ -301,6 +301,19 @@ describe('ext_proc body hasher', () => {
     const badWire = grpcFrame(Buffer.from([0x13]));
     assert.equal((await processStream(session, [], undefined, badWire)).status, '3');
     assert.equal((await processStream(session, [], '/other.Service/Method')).status, '12');
+    for (const headers of [
+      { ':method': 'POST', 'content-type': 'text/plain' },
+      { ':method': 'GET', 'content-type': 'application/grpc' },
+      { ':method': 'POST', 'content-type': 'application/grpc-web' },
+    ]) {
+      const stream = session.request({
+        ':path': '/envoy.service.ext_proc.v3.ExternalProcessor/Process',
+        ...headers,
+      });
+      const [response] = (await once(stream, 'response')) as [Record<string, unknown>];
+      assert.equal(response[':status'], 415, JSON.stringify(headers));
+      stream.close();
+    }
     const { status, messages } = await processStream(session, [
       requestHeaders({ 'content-length': '1' }),
       requestBody('x', true),

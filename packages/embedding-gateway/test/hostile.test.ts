@@ -206,6 +206,36 @@ describe('a corrupt filesystem store, and secrets in logs', () => {
     assert.match(gateway.logs.text, /corrupt object in the store/);
   });
 
+  it('an upstream killed mid-call is a 503; restarted on its port, the next call is a 200', async () => {
+    const port = Number(new URL(upstream.url).port);
+    upstream.delayMs = 2000;
+    const inFlight = call(gateway.url, {
+      body: JSON.stringify({ model: 'text-embedding-3-small', input: 'killed mid-call' }),
+      headers: auth,
+    });
+    const seen = upstream.requests.length;
+    await waitFor('the call to reach the upstream', () => upstream.requests.length > seen);
+    await upstream.close();
+    const cut = await inFlight;
+    assert.equal(cut.status, 503);
+    assert.equal(cut.text, 'Service Unavailable');
+    const down = await call(gateway.url, {
+      body: JSON.stringify({ model: 'text-embedding-3-small', input: 'while down' }),
+      headers: auth,
+    });
+    assert.equal(down.status, 503);
+    upstream = await startFakeOpenAI(port);
+    const back = await call(gateway.url, {
+      body: JSON.stringify({ model: 'text-embedding-3-small', input: 'killed mid-call' }),
+      headers: auth,
+    });
+    assert.equal(back.status, 200, back.text);
+    assert.equal(
+      existsSync(join(gateway.cacheDir, keyOf('{"model": "text-embedding-3-small", "input": "while down"}'))),
+      false,
+    );
+  });
+
   it('API keys never reach the logs, on any path (hit, miss, upstream errors, timeouts)', async () => {
     const secret = 'sk-proj-NEVER-LOG-THIS-0123456789';
     const azure = 'azure-NEVER-LOG-THIS-abcdef';
