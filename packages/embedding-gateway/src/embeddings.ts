@@ -167,8 +167,13 @@ export class EmbeddingsService {
     try {
       const remembered = this.#memory?.get(key);
       if (remembered) {
-        const json = plain ? await decodeObject(key, remembered) : undefined;
-        return { gzipped: remembered, ...(json ? { json } : {}), outcome: 'memory_hit' };
+        if (!plain) return { gzipped: remembered, outcome: 'memory_hit' };
+        let json = this.#memory!.json(key);
+        if (!json) {
+          json = await decodeObject(key, remembered);
+          this.#memory!.setJson(key, remembered, json);
+        }
+        return { gzipped: remembered, json, outcome: 'memory_hit' };
       }
       const stored = await this.#storeGet(key, signal);
       if (!stored) return undefined;
@@ -180,6 +185,7 @@ export class EmbeddingsService {
       }
       const json = plain ? await decodeObject(key, stored) : undefined;
       this.#memory?.set(key, stored);
+      if (json) this.#memory?.setJson(key, stored, json);
       return { gzipped: stored, ...(json ? { json } : {}), outcome: 'store_hit' };
     } catch (error) {
       if (!(error instanceof CorruptObjectError)) throw error;
