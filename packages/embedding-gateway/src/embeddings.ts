@@ -7,8 +7,8 @@ import { cacheKey, objectKeyForDigest } from './cache-key.ts';
 import { Coalescer } from './coalescer.ts';
 import {
   ClientGoneError,
+  CorruptObjectError,
   RequestRejectedError,
-  StoreError,
   UpstreamResponseError,
   UpstreamStatusError,
 } from './errors.ts';
@@ -128,14 +128,16 @@ export class EmbeddingsService {
     return this.#coalescer.waiters;
   }
 
+  /** `plain`: the caller wants JSON, not the gzip object (a hit is then decoded and checked here). */
   async handle(
     body: PyObject,
     headers: Record<string, string>,
     signal: AbortSignal,
+    plain = false,
   ): Promise<EmbeddingsAnswer> {
     this.#checkLimits(body);
     const key = cacheKey(body);
-    const cached = await this.#read(key, signal);
+    const cached = await this.#read(key, signal, plain);
     if (cached) return cached;
     if (!this.#options.coalesceMisses) {
       return { ...(await this.#miss(key, body, headers, signal)), outcome: 'miss' };
@@ -161,18 +163,41 @@ export class EmbeddingsService {
     }
   }
 
-  async #read(key: string, signal: AbortSignal): Promise<EmbeddingsAnswer | undefined> {
-    const remembered = this.#memory?.get(key);
-    if (remembered) return { gzipped: remembered, outcome: 'memory_hit' };
-    const stored = await this.#storeGet(key, signal);
-    if (!stored) return undefined;
-    // Stored objects may go out as they are (gzip clients): one that is not gzip at all is a
-    // corrupt object, a 500 as the original's gzip.decompress would make it.
-    if (stored[0] !== 0x1f || stored[1] !== 0x8b) {
-      throw new StoreError(`object ${key} is not gzip-compressed (it does not start with 1f 8b)`);
+  async #read(key: string, signal: AbortSignal, plain: boolean): Promise<EmbeddingsAnswer | undefined> {
+    try {
+      const remembered = this.#memory?.get(key);
+      if (remembered) {
+        if (!plain) return { gzipped: remembered, outcome: 'memory_hit' };
+        let json = this.#memory!.json(key);
+        if (!json) {
+          json = await decodeObject(key, remembered);
+          this.#memory!.setJson(key, remembered, json);
+        }
+        return { gzipped: remembered, json, outcome: 'memory_hit' };
+      }
+      const stored = await this.#storeGet(key, signal);
+      if (!stored) return undefined;
+      // Stored objects may go out as they are (gzip clients): one that is not gzip at all is
+      // corrupt. (The S3 store checks each object whole; filesystem objects are ours, renamed
+      // into place whole, and are checked whole only when decoded for a plain client.)
+      if (stored[0] !== 0x1f || stored[1] !== 0x8b) {
+        throw new CorruptObjectError(`object ${key} is not gzip-compressed (it does not start with 1f 8b)`);
+      }
+      const json = plain ? await decodeObject(key, stored) : undefined;
+      this.#memory?.set(key, stored);
+      if (json) this.#memory?.setJson(key, stored, json);
+      return { gzipped: stored, ...(json ? { json } : {}), outcome: 'store_hit' };
+    } catch (error) {
+      if (!(error instanceof CorruptObjectError)) throw error;
+      // Never served: answered as a miss, whose write replaces the object.
+      this.#memory?.delete(key);
+      this.#metrics.corruptObjects.inc();
+      this.#logger.warn(
+        { key, err: error.message },
+        'corrupt object in the store: fetching the answer again',
+      );
+      return undefined;
     }
-    this.#memory?.set(key, stored);
-    return { gzipped: stored, outcome: 'store_hit' };
   }
 
   async #storeGet(key: string, signal: AbortSignal): Promise<Buffer | undefined> {
@@ -283,12 +308,29 @@ export class EmbeddingsService {
   async #readInput(key: string, signal: AbortSignal): Promise<PyObject | undefined> {
     let gzipped = this.#memory?.get(key);
     if (!gzipped) {
-      gzipped = await this.#storeGet(key, signal);
+      try {
+        gzipped = await this.#storeGet(key, signal);
+      } catch (error) {
+        if (!(error instanceof CorruptObjectError)) throw error;
+        gzipped = undefined;
+      }
       if (!gzipped) return undefined;
-      this.#memory?.set(key, gzipped);
     }
-    const record = parsePythonJsonBytes(await decodeObject(key, gzipped));
-    return isPyObject(record) && record.has('embedding') ? record : undefined;
+    let record: PyValue;
+    try {
+      record = parsePythonJsonBytes(await decodeObject(key, gzipped));
+    } catch (error) {
+      // A corrupt input record is a missing one: sent again, and replaced.
+      this.#metrics.corruptObjects.inc();
+      this.#logger.warn(
+        { key, err: (error as Error).message },
+        'corrupt object in the store: fetching the input again',
+      );
+      return undefined;
+    }
+    if (!isPyObject(record) || !record.has('embedding')) return undefined;
+    this.#memory?.set(key, gzipped);
+    return record;
   }
 
   async #perInputMiss(

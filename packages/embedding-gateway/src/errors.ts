@@ -25,6 +25,17 @@ export class StoreError extends GatewayError {
   }
 }
 
+/**
+ * A stored object that fails its checks (not gzip, a CRC or length mismatch, a SHA-256 that is
+ * not the one written beside it, not JSON): never served; the request is answered as a miss and
+ * the object replaced.
+ */
+export class CorruptObjectError extends GatewayError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('EMBEDDING_GATEWAY_CORRUPT_OBJECT', message, false, options);
+  }
+}
+
 /** The upstream refused the connection, reset it, or did not answer in time: 503. */
 export class UpstreamUnavailableError extends GatewayError {
   constructor(message: string, options?: ErrorOptions) {

@@ -32,3 +32,19 @@ it('replacing a key accounts for the old value', () => {
   assert.equal(cache.bytes, 101);
   assert.equal(cache.size, 1);
 });
+
+it('keeps the decoded JSON beside an object, counted in the budget, and drops it with the object', () => {
+  const cache = new MemoryCache(1000);
+  const gzipped = value(100);
+  cache.set('k', gzipped);
+  cache.setJson('k', gzipped, value(300));
+  assert.equal(cache.json('k')?.length, 300);
+  assert.equal(cache.bytes, 401);
+  cache.setJson('k', value(100), value(50));
+  assert.equal(cache.json('k')?.length, 300, 'not beside other bytes than the object held');
+  cache.set('k', value(100));
+  assert.equal(cache.json('k'), undefined, 'a new object drops the old JSON');
+  assert.equal(cache.bytes, 101);
+  cache.setJson('other', gzipped, value(10));
+  assert.equal(cache.json('other'), undefined, 'only beside an object already held');
+});

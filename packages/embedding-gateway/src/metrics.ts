@@ -9,6 +9,7 @@ export interface GatewayMetrics {
   perInputLookups: Counter<'result'>;
   upstreamCalls: Counter<'status'>;
   upstreamDuration: Histogram;
+  corruptObjects: Counter;
 }
 
 export function createMetrics(): GatewayMetrics {
@@ -42,6 +43,11 @@ export function createMetrics(): GatewayMetrics {
       name: 'embedding_gateway_upstream_request_duration_seconds',
       help: 'Time from sending a call to the upstream to its last byte',
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    corruptObjects: new Counter({
+      name: 'embedding_gateway_corrupt_objects_total',
+      help: 'Stored objects that failed their checks and were fetched again instead of served',
       registers: [registry],
     }),
   };

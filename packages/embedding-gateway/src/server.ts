@@ -1,5 +1,6 @@
 // Wires the parts behind one node:http listener: POST /v1/embeddings, /healthz, /readyz,
 // /metrics, with the original's answers (FastAPI's JSON errors, 503/500 as plain text).
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { formatAddress, Lifecycle, type ListenAddress, type Logger, listen } from '@seahorse/runtime';
 import { Gauge, serveMetrics } from '@seahorse/runtime/metrics';
@@ -59,6 +60,25 @@ export function acceptsGzip(header: string | undefined): boolean {
     if (!q || Number(q.slice(2)) > 0) return true;
   }
   return false;
+}
+
+/** Set by the edge's body hasher; Varnish caches the answer under it. */
+const bodyHashHeader = 'x-body-hash';
+
+/**
+ * A request that names its body's SHA-256 must name the right one. Varnish keys its cache on
+ * x-body-hash as it reaches it: a client that got past the hasher with its own value could
+ * otherwise store its body's answer under another body's key. The mismatch is answered 400,
+ * which Varnish never caches.
+ */
+function checkBodyHash(header: string | string[] | undefined, raw: Buffer): void {
+  if (header === undefined) return;
+  const claimed = Array.isArray(header) ? header.join(', ') : header;
+  if (/^[0-9a-f]{64}$/.test(claimed) && createHash('sha256').update(raw).digest('hex') === claimed) return;
+  throw new RequestRejectedError(
+    400,
+    'x-body-hash is not the SHA-256 of the request body: leave the header to the edge, which sets it',
+  );
 }
 
 /** Reads the body up to `limit` bytes; past it, answers 413 and closes the connection. */
@@ -162,15 +182,21 @@ export async function startGateway(
         metrics.requests.inc({ outcome: 'error' });
         return;
       }
+      checkBodyHash(req.headers[bodyHashHeader], raw);
       const body = readRequestBody(req.headers['content-type'], raw);
-      const answer = await service.handle(body, forwardedHeaders(req.rawHeaders), controller.signal);
+      const gzip = options.gzipResponses && acceptsGzip(req.headers['accept-encoding']);
+      const answer = await service.handle(body, forwardedHeaders(req.rawHeaders), controller.signal, !gzip);
       metrics.requests.inc({ outcome: answer.outcome });
       currentSpan.getStore()?.set('embedding_gateway.outcome', answer.outcome);
-      if (answer.gzipped && options.gzipResponses && acceptsGzip(req.headers['accept-encoding'])) {
-        sendJson(res, 200, answer.gzipped, { 'content-encoding': 'gzip', vary: 'Accept-Encoding' });
+      // An answer that was not stored (a 200 carrying an `error`) is not for a cache in front
+      // either: Varnish's VCL passes on no-store.
+      const extra: Record<string, string> = answer.gzipped ? {} : { 'cache-control': 'no-store' };
+      if (options.gzipResponses) extra.vary = 'Accept-Encoding';
+      if (answer.gzipped && gzip) {
+        sendJson(res, 200, answer.gzipped, { ...extra, 'content-encoding': 'gzip' });
       } else {
         const json = answer.json ?? (await decodeObject('answer', answer.gzipped!));
-        sendJson(res, 200, json, options.gzipResponses ? { vary: 'Accept-Encoding' } : {});
+        sendJson(res, 200, json, extra);
       }
       logger.debug({ outcome: answer.outcome, ms: Math.round(performance.now() - started) }, 'embeddings');
     } catch (error) {

@@ -35,7 +35,11 @@ describe('purge broadcaster', () => {
   const dns = new TestDnsServer();
   const pods: Server[] = [];
   const seen: Seen[] = [];
-  const behaviour = new Map<string, 'ok' | 'notFound' | 'hang' | 'slow'>();
+  const behaviour = new Map<
+    string,
+    'ok' | 'notFound' | 'hang' | 'slow' | 'dropReused' | 'garbage' | 'endless'
+  >();
+  const requestsOnSocket = new WeakMap<object, number>();
   let inFlight = 0;
   let maxInFlight = 0;
   let port = 0;
@@ -72,6 +76,27 @@ describe('purge broadcaster', () => {
     for (const pod of ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5']) {
       behaviour.set(pod, 'ok');
       const server = createServer((req, res) => {
+        const count = (requestsOnSocket.get(req.socket) ?? 0) + 1;
+        requestsOnSocket.set(req.socket, count);
+        const mode = behaviour.get(pod);
+        // A pod that closed a kept-alive connection while the broadcaster was about to reuse it.
+        if (mode === 'dropReused' && count > 1) {
+          req.socket.destroy();
+          return;
+        }
+        if (mode === 'garbage') {
+          req.socket.end('SMTP ready\r\n\r\n');
+          return;
+        }
+        if (mode === 'endless') {
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          const pump = () => {
+            while (!res.destroyed && res.write('x'.repeat(16384))) {}
+            if (!res.destroyed) res.once('drain', pump);
+          };
+          pump();
+          return;
+        }
         const chunks: Buffer[] = [];
         req.on('data', (chunk: Buffer) => chunks.push(chunk));
         req.on('end', () => {
@@ -84,7 +109,6 @@ describe('purge broadcaster', () => {
           });
           inFlight++;
           maxInFlight = Math.max(maxInFlight, inFlight);
-          const mode = behaviour.get(pod);
           const answer = () => {
             inFlight--;
             res.writeHead(mode === 'notFound' ? 404 : 200, { 'content-type': 'text/plain' });
@@ -198,6 +222,46 @@ describe('purge broadcaster', () => {
       error: 'no answer within 500 ms (--pod-timeout)',
     });
     assert.ok(elapsed >= 450 && elapsed < 5000, `answered after ${elapsed} ms`);
+  });
+
+  test('a kept-alive connection the pod dropped (idle timeout, restart) is retried once on a new one', async () => {
+    reset();
+    assert.equal((await call(url, '/warm', { method: 'PURGE' })).status, 200);
+    behaviour.set('127.0.0.2', 'dropReused');
+    const answer = await call(url, '/again', { method: 'PURGE' });
+    const body = answer.json() as { success: number; results: unknown[] };
+    assert.equal(body.success, 3, JSON.stringify(body));
+    assert.equal(seen.filter((s) => s.pod === '127.0.0.2' && s.url === '/again').length, 1);
+  });
+
+  test('hostile pods (not HTTP, an answer without end) are failures with a reason; the others succeed', async () => {
+    reset();
+    behaviour.set('127.0.0.3', 'garbage');
+    behaviour.set('127.0.0.4', 'endless');
+    const answer = await call(url, '/', { method: 'PURGE' });
+    const body = answer.json() as { success: number; results: Array<Record<string, unknown>> };
+    assert.equal(body.success, 1);
+    assert.equal(body.results[1]!.success, false);
+    assert.match(String(body.results[1]!.error), /parse|HPE|Parse/i);
+    assert.deepEqual(body.results[2], {
+      pod: '127.0.0.4',
+      status: 0,
+      success: false,
+      error: 'no answer within 500 ms (--pod-timeout)',
+    });
+  });
+
+  test('a pod named twice in the DNS answer gets one PURGE and is reported once', async () => {
+    reset();
+    dns.records.set(service, ['127.0.0.2', '127.0.0.3', '127.0.0.2']);
+    const answer = await call(url, '/twice', { method: 'PURGE' });
+    const body = answer.json() as { total: number; results: Array<{ pod: string }> };
+    assert.equal(body.total, 2);
+    assert.deepEqual(
+      body.results.map((r) => r.pod),
+      ['127.0.0.2', '127.0.0.3'],
+    );
+    assert.equal(seen.filter((s) => s.url === '/twice').length, 2);
   });
 
   test('other methods answer 405 and reach no pod; Node refuses BAN before any handler', async () => {

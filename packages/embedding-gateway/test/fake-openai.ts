@@ -74,7 +74,8 @@ function openAiError(message: string, type: string, param: string | null, code: 
   return JSON.stringify({ error: { message, type, param, code } }, null, 2);
 }
 
-export async function startFakeOpenAI(): Promise<FakeOpenAI> {
+/** On `port` (a free one when 0): a restarted upstream takes the port it had. */
+export async function startFakeOpenAI(listenPort = 0): Promise<FakeOpenAI> {
   const requests: RecordedRequest[] = [];
   let behaviour: Behaviour = { kind: 'normal' };
   const sockets = new Set<Socket>();
@@ -217,7 +218,7 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(listenPort, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   const url = `http://127.0.0.1:${port}`;
   return {

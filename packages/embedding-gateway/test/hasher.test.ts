@@ -3,7 +3,8 @@
 // HTTP/2 on loopback, in-process and as the bin's `hasher` subcommand.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { type ClientHttp2Session, connect } from 'node:http2';
+import { once } from 'node:events';
+import { type ClientHttp2Session, type ClientHttp2Stream, connect } from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { freePort, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
@@ -128,6 +129,41 @@ function processStream(
   });
 }
 
+/**
+ * A Process stream that sends `bytes` and keeps the stream open; settles with the status once
+ * the server ends the stream, or with '' after `waitMs` if it has not.
+ */
+function openStream(
+  session: ClientHttp2Session,
+  bytes: Buffer,
+  waitMs = 10_000,
+): Promise<{ status: string; stream: ClientHttp2Stream }> {
+  return new Promise((resolve) => {
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': '/envoy.service.ext_proc.v3.ExternalProcessor/Process',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    });
+    let status = '';
+    const timer = setTimeout(() => resolve({ status, stream }), waitMs);
+    const settle = () => {
+      clearTimeout(timer);
+      resolve({ status, stream });
+    };
+    stream.on('response', (headers) => {
+      if (headers['grpc-status'] !== undefined) status = String(headers['grpc-status']);
+    });
+    stream.on('trailers', (trailers) => {
+      status = String(trailers['grpc-status']);
+    });
+    stream.on('data', () => {});
+    stream.on('end', settle);
+    stream.on('error', settle);
+    stream.write(bytes);
+  });
+}
+
 /** The headers a HeaderMutation sets: [key, value, raw_value, append_action]. */
 function setHeaders(mutation: Decoded): Array<[string, string, string, number]> {
   return (mutation.get(1) ?? []).map((option) => {
@@ -148,7 +184,13 @@ describe('ext_proc body hasher', () => {
 
   before(async () => {
     const options = buildHasherOptions(
-      ['--address=127.0.0.1:0', '--max-body-size=64kb', '--lameduck=0'],
+      [
+        '--address=127.0.0.1:0',
+        '--max-body-size=64kb',
+        '--max-buffered=256kb',
+        '--message-timeout=300ms',
+        '--lameduck=0',
+      ],
       {},
     )!;
     hasher = await startHasher(options, testLogger().log);
@@ -259,12 +301,62 @@ describe('ext_proc body hasher', () => {
     const badWire = grpcFrame(Buffer.from([0x13]));
     assert.equal((await processStream(session, [], undefined, badWire)).status, '3');
     assert.equal((await processStream(session, [], '/other.Service/Method')).status, '12');
+    for (const headers of [
+      { ':method': 'POST', 'content-type': 'text/plain' },
+      { ':method': 'GET', 'content-type': 'application/grpc' },
+      { ':method': 'POST', 'content-type': 'application/grpc-web' },
+    ]) {
+      const stream = session.request({
+        ':path': '/envoy.service.ext_proc.v3.ExternalProcessor/Process',
+        ...headers,
+      });
+      const [response] = (await once(stream, 'response')) as [Record<string, unknown>];
+      assert.equal(response[':status'], 415, JSON.stringify(headers));
+      stream.close();
+    }
     const { status, messages } = await processStream(session, [
       requestHeaders({ 'content-length': '1' }),
       requestBody('x', true),
     ]);
     assert.equal(status, '0');
     assert.equal(messages.length, 2);
+  });
+
+  test('less body than announced is not hashed either (a body cut short)', async () => {
+    const { messages } = await processStream(session, [
+      requestHeaders({ 'content-length': '5' }),
+      requestBody('abc', true),
+    ]);
+    assert.equal(sub(messages[1]!, 3).size, 0);
+  });
+
+  test('a message left unfinished ends its stream with DEADLINE_EXCEEDED after --message-timeout', async () => {
+    const started = Date.now();
+    const half = grpcFrame(requestBody('x'.repeat(1000), true)).subarray(0, 100);
+    const { status } = await openStream(session, half);
+    assert.equal(status, '4');
+    assert.ok(Date.now() - started < 5000, 'within the timeout, not the session idle time');
+  });
+
+  test('unfinished messages past --max-buffered on all streams: the stream that would pass it is refused', async () => {
+    // Three streams each hold 100 KB of a 200 KB message: 300 KB against a 256 KB budget.
+    const part = grpcFrame(requestBody('y'.repeat(200 * 1024), true)).subarray(0, 100 * 1024);
+    const streams = await Promise.all([0, 1, 2].map(() => openStream(session, part, 150)));
+    const statuses = streams.map((stream) => stream.status).sort();
+    assert.deepEqual(statuses, ['', '', '8'], 'one refused, two still open');
+    for (const stream of streams) stream.stream.close();
+    await waitFor('the budget to be given back', async () => {
+      const body = 'z'.repeat(60 * 1024);
+      const answer = await Promise.all(
+        [0, 1, 2, 3].map(() =>
+          processStream(session, [
+            requestHeaders({ 'content-length': String(body.length) }),
+            requestBody(body, true),
+          ]),
+        ),
+      );
+      return answer.every((a) => a.status === '0');
+    });
   });
 
   test('more body than announced is not hashed (no hash of a prefix)', async () => {
@@ -280,6 +372,17 @@ describe('ext_proc body hasher', () => {
     const { messages } = await processStream(session, [requestBody('abc', true)]);
     const mutation = sub(sub(sub(messages[0]!, 3), 1), 2);
     assert.equal(setHeaders(mutation)[0]![1], createHash('sha256').update('abc').digest('hex'));
+  });
+
+  test('a connection takes 1,024 streams at once (Envoy opens another past it)', async () => {
+    const port = 'port' in hasher.address ? hasher.address.port : 0;
+    const fresh = connect(`http://127.0.0.1:${port}`);
+    try {
+      const [settings] = (await once(fresh, 'remoteSettings')) as [{ maxConcurrentStreams?: number }];
+      assert.equal(settings.maxConcurrentStreams, 1024);
+    } finally {
+      fresh.close();
+    }
   });
 
   test('grpc.health.v1 Check answers SERVING for the kubelet', async () => {

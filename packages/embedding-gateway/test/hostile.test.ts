@@ -1,12 +1,12 @@
 // The gateway as a hostile client, a hostile upstream and a corrupt store would meet it: each
 // attack ends one exchange with a clear status, stores nothing wrong, and never hangs.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, connect, createServer as createTcpServer, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { waitFor } from '@seahorse/runtime/testing';
 import { cacheKey } from '../src/cache-key.ts';
 import { isPyObject, parsePythonJson } from '../src/python-json.ts';
@@ -163,5 +163,107 @@ describe('a hostile upstream', () => {
     } finally {
       await target.stop();
     }
+  });
+});
+
+describe('a corrupt filesystem store, and secrets in logs', () => {
+  let upstream: FakeOpenAI;
+  let gateway: TestGateway;
+  before(async () => {
+    upstream = await startFakeOpenAI();
+    gateway = await startTestGateway(upstream.baseUrl, ['--upstream-timeout', '300ms']);
+  });
+  after(async () => {
+    await gateway.stop();
+    await upstream.close();
+  });
+
+  it('an object that is not gzip, or gzip that fails its CRC, is fetched again and replaced, never served', async () => {
+    const valid = gzipSync('{"object": "list", "data": []}');
+    const badCrc = Buffer.from(valid);
+    badCrc[badCrc.length - 6]! ^= 0xff;
+    for (const [name, bytes, acceptEncoding] of [
+      ['not gzip', Buffer.from('{"not": "gzip"}'), 'gzip'],
+      ['bad CRC', badCrc, 'identity'],
+    ] as const) {
+      const body = JSON.stringify({ model: 'text-embedding-3-small', input: name });
+      const path = join(gateway.cacheDir, keyOf(body));
+      mkdirSync(dirname(path), { recursive: true });
+      writeFileSync(path, bytes);
+      const calls = upstream.requests.length;
+      const answer = await call(gateway.url, {
+        body,
+        headers: { ...auth, 'accept-encoding': acceptEncoding },
+      });
+      assert.equal(answer.status, 200, `${name}: ${answer.text}`);
+      assert.equal(upstream.requests.length, calls + 1, `${name}: fetched again`);
+      assert.equal(
+        JSON.parse(gunzipSync(readFileSync(path)).toString()).data.length,
+        1,
+        `${name}: the object was replaced`,
+      );
+    }
+    assert.match(gateway.logs.text, /corrupt object in the store/);
+  });
+
+  it('an upstream killed mid-call is a 503; restarted on its port, the next call is a 200', async () => {
+    const port = Number(new URL(upstream.url).port);
+    upstream.delayMs = 2000;
+    const inFlight = call(gateway.url, {
+      body: JSON.stringify({ model: 'text-embedding-3-small', input: 'killed mid-call' }),
+      headers: auth,
+    });
+    const seen = upstream.requests.length;
+    await waitFor('the call to reach the upstream', () => upstream.requests.length > seen);
+    await upstream.close();
+    const cut = await inFlight;
+    assert.equal(cut.status, 503);
+    assert.equal(cut.text, 'Service Unavailable');
+    const down = await call(gateway.url, {
+      body: JSON.stringify({ model: 'text-embedding-3-small', input: 'while down' }),
+      headers: auth,
+    });
+    assert.equal(down.status, 503);
+    upstream = await startFakeOpenAI(port);
+    const back = await call(gateway.url, {
+      body: JSON.stringify({ model: 'text-embedding-3-small', input: 'killed mid-call' }),
+      headers: auth,
+    });
+    assert.equal(back.status, 200, back.text);
+    assert.equal(
+      existsSync(join(gateway.cacheDir, keyOf('{"model": "text-embedding-3-small", "input": "while down"}'))),
+      false,
+    );
+  });
+
+  it('API keys never reach the logs, on any path (hit, miss, upstream errors, timeouts)', async () => {
+    const secret = 'sk-proj-NEVER-LOG-THIS-0123456789';
+    const azure = 'azure-NEVER-LOG-THIS-abcdef';
+    const headers = { ...auth, authorization: `Bearer ${secret}`, 'api-key': azure };
+    const ask = (input: string) =>
+      call(gateway.url, { body: JSON.stringify({ model: 'text-embedding-3-small', input }), headers });
+    assert.equal((await ask('secret miss')).status, 200);
+    assert.equal((await ask('secret miss')).status, 200);
+    const behaviours = [
+      { kind: 'status', status: 500 },
+      { kind: 'status', status: 429 },
+      { kind: 'error-in-200' },
+      { kind: 'not-json' },
+      { kind: 'no-usage' },
+      { kind: 'drop' },
+      { kind: 'hang' },
+    ] as const;
+    try {
+      for (const behaviour of behaviours) {
+        upstream.behave(behaviour);
+        const answer = await ask(`secret ${behaviour.kind}`);
+        assert.ok(answer.status >= 200, behaviour.kind);
+      }
+    } finally {
+      upstream.behave({ kind: 'normal' });
+    }
+    assert.equal((await call(gateway.url, { body: '{"broken', headers })).status, 422);
+    assert.ok(gateway.logs.lines.length > 5, 'the paths above did log');
+    assert.ok(!gateway.logs.text.includes('NEVER-LOG-THIS'), gateway.logs.text);
   });
 });

@@ -23,6 +23,9 @@ export interface S3Fixture {
   bucket: string;
   /** Faults for the next requests whose method matches (GET, PUT, HEAD), in order. */
   inject(method: string, ...faults: Fault[]): void;
+  /** SIGKILL to s3rver; then the same server on the same port and directory. */
+  kill(): Promise<void>;
+  restart(): Promise<void>;
   /** SIGSTOP and SIGCONT to s3rver: a server that hangs mid-request, then comes back. */
   pause(): void;
   resume(): void;
@@ -39,35 +42,39 @@ export const s3Credentials = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KE
 export async function startS3(bucket = 'embedding-gateway'): Promise<S3Fixture> {
   const directory = mkdtempSync(join(tmpdir(), 's3rver-'));
   const port = await freePort();
-  const s3rver = new ManagedProcess('s3rver', process.execPath, [
-    s3rverBin,
-    '--directory',
-    directory,
-    '--address',
-    '127.0.0.1',
-    '--port',
-    String(port),
-    '--silent',
-    '--no-vhost-buckets',
-    '--configure-bucket',
-    bucket,
-  ]);
   const directEndpoint = `http://127.0.0.1:${port}`;
-  await s3rver.untilReady(
-    waitFor(
-      's3rver to answer',
-      () =>
-        new Promise<boolean>((resolve) => {
-          const req = request(`${directEndpoint}/`, { method: 'GET' }, (res) => {
-            res.resume();
-            resolve(res.statusCode !== undefined);
-          });
-          req.on('error', () => resolve(false));
-          req.end();
-        }),
-      { timeoutMs: 30_000 },
-    ),
-  );
+  const launch = async () => {
+    const started = new ManagedProcess('s3rver', process.execPath, [
+      s3rverBin,
+      '--directory',
+      directory,
+      '--address',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--silent',
+      '--no-vhost-buckets',
+      '--configure-bucket',
+      bucket,
+    ]);
+    await started.untilReady(
+      waitFor(
+        's3rver to answer',
+        () =>
+          new Promise<boolean>((resolve) => {
+            const req = request(`${directEndpoint}/`, { method: 'GET', agent: false }, (res) => {
+              res.resume();
+              resolve(res.statusCode !== undefined);
+            });
+            req.on('error', () => resolve(false));
+            req.end();
+          }),
+        { timeoutMs: 30_000 },
+      ),
+    );
+    return started;
+  };
+  let s3rver = await launch();
 
   const faults = new Map<string, Fault[]>();
   const seen: string[] = [];
@@ -121,6 +128,12 @@ export async function startS3(bucket = 'embedding-gateway'): Promise<S3Fixture> 
     },
     clearFaults() {
       faults.clear();
+    },
+    async kill() {
+      await s3rver.stop('SIGKILL');
+    },
+    async restart() {
+      s3rver = await launch();
     },
     pause() {
       process.kill(s3rver.pid, 'SIGSTOP');

@@ -3,9 +3,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
 import { waitFor } from '@seahorse/runtime/testing';
 import { type FakeOpenAI, startFakeOpenAI } from './fake-openai.ts';
-import { call, embed, startTestGateway, type TestGateway } from './helpers.ts';
+import { auth, call, embed, startTestGateway, type TestGateway } from './helpers.ts';
 import { type S3Fixture, s3Credentials, startS3 } from './s3-server.ts';
 
 /** python3 with boto3: the first on PATH, else Debian's (apt-get install python3-boto3). */
@@ -57,6 +58,31 @@ with gzip.GzipFile(fileobj=g, mode="w") as f:
 s3.put_object(Bucket=${JSON.stringify(s3.bucket)}, Key=key_of(request), Body=g.getvalue()[:len(g.getvalue()) - ${cutBytes}], ContentEncoding="gzip", ContentType="application/json")
 `;
   execFileSync(python, ['-c', program], { input: JSON.stringify([requestBody, answer]) });
+}
+
+/**
+ * Puts raw bytes under each request's key: 'gzip:' + text is that text gzipped, 'cut:' + text
+ * that gzip less its last 6 bytes, anything else as it is; with `keepMetadata`, the metadata of
+ * the object already there is copied onto the new one. One python3 run for all.
+ */
+function boto3WriteRaw(
+  s3: S3Fixture,
+  objects: [request: string, content: string][],
+  keepMetadata = false,
+): void {
+  const program = `${boto3Client(s3.directEndpoint)}
+objects, keep = json.loads(sys.stdin.read())
+for request, content in objects:
+    if content.startswith("gzip:"):
+        data = gzip.compress(content[5:].encode())
+    elif content.startswith("cut:"):
+        data = gzip.compress(content[4:].encode())[:-6]
+    else:
+        data = content.encode()
+    meta = s3.head_object(Bucket=${JSON.stringify(s3.bucket)}, Key=key_of(request))["Metadata"] if keep else {}
+    s3.put_object(Bucket=${JSON.stringify(s3.bucket)}, Key=key_of(request), Body=data, ContentEncoding="gzip", ContentType="application/json", Metadata=meta)
+`;
+  execFileSync(python, ['-c', program], { input: JSON.stringify([objects, keepMetadata]) });
 }
 
 describe('S3 store against s3rver with injected faults', () => {
@@ -124,16 +150,51 @@ describe('S3 store against s3rver with injected faults', () => {
     assert.equal(upstream.requests.length, calls);
   });
 
-  it('an object another writer cut short is a 500 for a client that accepts gzip too, as gzip.decompress fails in the original', async () => {
-    const body = '{"model": "text-embedding-3-small", "input": "cut short by another writer"}';
-    boto3Write(s3, body, { object: 'list', data: [], usage: { total_tokens: 1 } }, 6);
+  it('a corrupt object (cut short, not gzip, not JSON) is never served: fetched again from the upstream and replaced', async () => {
+    const cases = ['cut short', 'not gzip', 'gzip of something that is not JSON'].flatMap((name) =>
+      ['gzip', 'identity'].map((acceptEncoding) => ({
+        acceptEncoding,
+        body: JSON.stringify({ model: 'text-embedding-3-small', input: `${name} ${acceptEncoding}` }),
+        content:
+          name === 'cut short'
+            ? 'cut:{"object": "list", "data": []}'
+            : name === 'not gzip'
+              ? 'not gzip'
+              : 'gzip:<html>oops</html>',
+      })),
+    );
+    boto3WriteRaw(
+      s3,
+      cases.map(({ body, content }) => [body, content]),
+    );
+    for (const { acceptEncoding, body, content } of cases) {
+      const calls = upstream.requests.length;
+      const answer = await call(gateway.url, {
+        body,
+        headers: { ...auth, 'accept-encoding': acceptEncoding },
+      });
+      assert.equal(answer.status, 200, `${content}: ${answer.text}`);
+      assert.equal(upstream.requests.length, calls + 1, `${content}: the answer was fetched again`);
+      const hit = await embed(gateway.url, body);
+      assert.equal(hit.json() && (hit.json() as { data: unknown[] }).data.length, 1);
+      assert.equal(upstream.requests.length, calls + 1, `${content}: then served from the store`);
+    }
+    const metrics = await call(gateway.url, { method: 'GET', path: '/metrics' });
+    assert.match(metrics.text, /^embedding_gateway_corrupt_objects_total 6$/m);
+    const replaced = JSON.parse(boto3Read(s3, cases[0]!.body).text);
+    assert.equal(replaced.data.length, 1, 'the object was replaced by a whole one boto3 reads');
+  });
+
+  it('an object of ours whose bytes no longer match the SHA-256 written with it is fetched again, not served', async () => {
+    const body = JSON.stringify({ model: 'text-embedding-3-small', input: 'bit rot' });
+    assert.equal((await embed(gateway.url, body)).status, 200);
+    // Another whole gzip object put in its place, keeping our metadata: only the hash tells.
+    boto3WriteRaw(s3, [[body, 'gzip:{"object": "list", "data": [], "model": "forged"}']], true);
     const calls = upstream.requests.length;
-    const zipped = await embed(gateway.url, body, {
-      'content-type': 'application/json',
-      'accept-encoding': 'gzip',
-    });
-    assert.equal(zipped.status, 500);
-    assert.equal(upstream.requests.length, calls);
+    const answer = await call(gateway.url, { body, headers: { ...auth, 'accept-encoding': 'gzip' } });
+    assert.equal(answer.status, 200);
+    assert.equal(JSON.parse(gunzipSync(answer.body).toString()).model, 'text-embedding-3-small');
+    assert.equal(upstream.requests.length, calls + 1);
   });
 
   for (const [status, code] of [
@@ -273,6 +334,27 @@ describe('S3 store against s3rver with injected faults', () => {
       upstream.delayMs = 0;
       await impatient.stop();
     }
+  });
+
+  it('S3 killed is a 503 and /readyz says so; restarted, the stored object is served again', async () => {
+    const body = JSON.stringify({ model: 'text-embedding-3-small', input: 'across an S3 restart' });
+    assert.equal((await embed(gateway.url, body)).status, 200);
+    await s3.kill();
+    try {
+      const down = await embed(gateway.url, body);
+      assert.equal(down.status, 503);
+      assert.equal(down.text, 'Service Unavailable');
+      assert.equal((await call(gateway.url, { method: 'GET', path: '/readyz' })).status, 503);
+    } finally {
+      await s3.restart();
+    }
+    const calls = upstream.requests.length;
+    const back = await waitFor('S3 to serve again', async () => {
+      const answer = await embed(gateway.url, body);
+      return answer.status === 200 ? answer : undefined;
+    });
+    assert.equal((back.json() as { data: unknown[] }).data.length, 1);
+    assert.equal(upstream.requests.length, calls, 'served from the store, not fetched again');
   });
 
   it('a bucket that does not exist is a 500 (only NoSuchKey is a miss)', async () => {

@@ -1,7 +1,7 @@
 // A real varnishd (Debian's 7.1) started on free loopback ports with its own work directory,
 // in the foreground (-F), running the bundle's default.vcl unchanged with a settings.vcl the
 // test writes (backend, ACL, cache scope, TTL); stopped by PID.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +26,35 @@ export interface Varnish {
   purgeHost: string;
   purgePort: number;
   process: ManagedProcess;
+  /** SIGSTOP / SIGCONT to varnishd and its worker (the child that holds the sockets). */
+  pause(): void;
+  resume(): void;
   stop(): Promise<void>;
+}
+
+/** The process and its children, from /proc (the manager forks the worker that serves). */
+function processTree(pid: number): number[] {
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    // Gone already.
+  }
+  return [pid, ...children.flatMap(processTree)];
+}
+
+function signalTree(pid: number, signal: NodeJS.Signals): void {
+  for (const each of processTree(pid)) {
+    try {
+      process.kill(each, signal);
+    } catch {
+      // Exited meanwhile.
+    }
+  }
 }
 
 // The probe only has to find the backend healthy once: one slow probe (a loaded 2-core CI
@@ -97,7 +125,10 @@ export async function startVarnish(options: VarnishOptions): Promise<Varnish> {
     purgeHost,
     purgePort,
     process: proc,
+    pause: () => signalTree(proc.pid, 'SIGSTOP'),
+    resume: () => signalTree(proc.pid, 'SIGCONT'),
     stop: async () => {
+      signalTree(proc.pid, 'SIGCONT');
       await proc.stop('SIGTERM', 5000);
       rmSync(dir, { recursive: true, force: true });
     },

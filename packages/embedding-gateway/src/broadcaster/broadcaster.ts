@@ -226,26 +226,36 @@ export async function startBroadcaster(
             : String(error);
         settle({ pod, status: 0, success: false, error: reason });
       };
-      const outgoing = request(
-        {
-          host: pod,
-          port: options.targetPort,
-          method: req.method,
-          path,
-          headers: forwardHeaders(req, options.targetService, body.length),
-          agent,
-          signal,
-        },
-        (response) => {
-          const status = response.statusCode ?? 0;
-          response.on('error', fail);
-          // The answer counts once it is read to the end, as Go's ReverseProxy copies it.
-          response.on('end', () => settle({ pod, status, success: status > 0 && status < 400 }));
-          response.resume();
-        },
-      );
-      outgoing.on('error', fail);
-      outgoing.end(body);
+      const attempt = (retry: boolean) => {
+        let answered = false;
+        const outgoing = request(
+          {
+            host: pod,
+            port: options.targetPort,
+            method: req.method,
+            path,
+            headers: forwardHeaders(req, options.targetService, body.length),
+            agent,
+            signal,
+          },
+          (response) => {
+            answered = true;
+            const status = response.statusCode ?? 0;
+            response.on('error', fail);
+            // The answer counts once it is read to the end, as Go's ReverseProxy copies it.
+            response.on('end', () => settle({ pod, status, success: status > 0 && status < 400 }));
+            response.resume();
+          },
+        );
+        outgoing.on('error', (error) => {
+          // A kept-alive connection the pod closed meanwhile (an idle timeout, a restart) fails
+          // before any answer: a PURGE is idempotent, so it goes once more on a new connection.
+          if (!retry && !answered && outgoing.reusedSocket && !signal.aborted) attempt(true);
+          else fail(error);
+        });
+        outgoing.end(body);
+      };
+      attempt(false);
     });
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
@@ -302,6 +312,8 @@ export async function startBroadcaster(
     } finally {
       clearTimeout(timer);
     }
+    // One PURGE per pod, however often an answer names it.
+    pods = [...new Set(pods)];
     if (pods.length === 0) {
       broadcasts.inc({ result: 'refused' });
       sendError(res, 502, 'no pods found for service');

@@ -28,6 +28,22 @@ export const hasherFlagSpecs = [
     help: "Largest body buffered and hashed; larger ones go through unhashed (keep it at the VCL's limit)",
   },
   {
+    name: 'max-buffered',
+    kind: 'string',
+    arg: '<size>',
+    env: 'MAX_BUFFERED',
+    default: '64mb',
+    help: 'Bytes of unfinished gRPC messages held across all streams; a stream past it goes on unhashed',
+  },
+  {
+    name: 'message-timeout',
+    kind: 'duration',
+    arg: '<duration>',
+    env: 'MESSAGE_TIMEOUT',
+    default: '10s',
+    help: 'How long a gRPC message may stay unfinished before its stream is ended',
+  },
+  {
     name: 'lameduck',
     kind: 'duration',
     arg: '<duration>',
@@ -47,6 +63,8 @@ export function buildHasherOptions(argv: string[], env: NodeJS.ProcessEnv): Hash
     port,
     logLevel: flags.string('log-level'),
     maxBodyBytes: parseSize(flags.string('max-body-size'), '--max-body-size'),
+    maxBufferedBytes: parseSize(flags.string('max-buffered'), '--max-buffered'),
+    messageTimeoutMs: flags.duration('message-timeout'),
     lameduckMs: flags.duration('lameduck'),
     terminationGracePeriodMs: flags.duration('termination-grace-period'),
   };

@@ -28,6 +28,10 @@ export interface HasherOptions {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Bodies announced larger than this are not buffered nor hashed (Varnish would pass them). */
   maxBodyBytes: number;
+  /** Bytes of unfinished gRPC messages held across all streams; a stream past it is refused. */
+  maxBufferedBytes: number;
+  /** How long a message may stay unfinished (Envoy sends each whole, at once). */
+  messageTimeoutMs: number;
   lameduckMs: number;
   terminationGracePeriodMs: number;
 }
@@ -36,13 +40,25 @@ export const bodyHashHeader = 'x-body-hash';
 const healthCheckPath = '/grpc.health.v1.Health/Check';
 
 /** gRPC status codes used here. */
-const grpcStatus = { ok: 0, invalidArgument: 3, resourceExhausted: 8, unimplemented: 12, internal: 13 };
+const grpcStatus = {
+  ok: 0,
+  invalidArgument: 3,
+  deadlineExceeded: 4,
+  resourceExhausted: 8,
+  unimplemented: 12,
+  internal: 13,
+};
+
+/** Streams at once on one connection: Envoy opens another connection past it. */
+const maxConcurrentStreams = 1024;
 
 /** The processing of one HTTP request's messages: a pure state machine, tested alone. */
 export class BodyHashProcessor {
   readonly #maxBodyBytes: number;
   #hash: Hash | undefined;
   #size = 0;
+  /** The announced length; the limit when the body came without headers. */
+  #declared = 0;
   #headersSeen = false;
 
   constructor(maxBodyBytes: number) {
@@ -56,10 +72,12 @@ export class BodyHashProcessor {
         const response: ProcessingResponse = { phase: 'requestHeaders', removeHeaders: [bodyHashHeader] };
         const length = request.headers.find((h) => h.key === 'content-length')?.value.trim() ?? '';
         const declared = /^\d{1,15}$/.test(length) ? Number(length) : 0;
+        this.#hash = undefined;
         if (!request.endOfStream && declared > 0 && declared <= this.#maxBodyBytes) {
           response.requestBodyMode = bufferedBodyMode;
           this.#hash = createHash('sha256');
           this.#size = 0;
+          this.#declared = declared;
         }
         return response;
       }
@@ -68,19 +86,25 @@ export class BodyHashProcessor {
         if (!this.#headersSeen) {
           this.#headersSeen = true;
           this.#hash = createHash('sha256');
+          this.#declared = this.#maxBodyBytes;
         }
         if (!this.#hash) return { phase: 'requestBody' };
         this.#size += request.body.length;
-        if (this.#size > this.#maxBodyBytes) {
+        if (this.#size > this.#declared) {
           // More than was announced: no hash rather than the hash of a prefix.
           this.#hash = undefined;
           return { phase: 'requestBody' };
         }
         this.#hash.update(request.body);
         if (!request.endOfStream) return { phase: 'requestBody' };
-        const digest = this.#hash.digest('hex');
+        const hash = this.#hash;
         this.#hash = undefined;
-        return { phase: 'requestBody', setHeaders: [{ key: bodyHashHeader, value: digest }] };
+        // Less than was announced (a body cut short): no hash either. Without headers the length
+        // was never announced.
+        if (this.#size !== this.#declared && this.#declared !== this.#maxBodyBytes) {
+          return { phase: 'requestBody' };
+        }
+        return { phase: 'requestBody', setHeaders: [{ key: bodyHashHeader, value: hash.digest('hex') }] };
       }
       case 'none':
         return undefined;
@@ -105,38 +129,82 @@ class GrpcStreamError extends Error {
   }
 }
 
-/** Splits a stream's DATA into gRPC messages, refusing compressed or oversized ones. */
+/** The bytes of unfinished messages held across every stream, against --max-buffered. */
+class BufferBudget {
+  readonly limit: number;
+  held = 0;
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+}
+
+/**
+ * Splits a stream's DATA into gRPC messages, refusing compressed or oversized ones. Chunks are
+ * kept as they come and joined once a message is whole: a 1 MB body arrives in some 64 HTTP/2
+ * frames, and joining at every frame copied it 32 times over.
+ */
 class MessageReader {
   readonly #maxMessageBytes: number;
-  #buffer: Buffer = Buffer.alloc(0);
+  readonly #budget: BufferBudget;
+  #chunks: Buffer[] = [];
+  #length = 0;
 
-  constructor(maxMessageBytes: number) {
+  constructor(maxMessageBytes: number, budget: BufferBudget) {
     this.#maxMessageBytes = maxMessageBytes;
+    this.#budget = budget;
   }
 
   push(chunk: Buffer): Buffer[] {
-    this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
+    if (this.#budget.held + chunk.length > this.#budget.limit) {
+      throw new GrpcStreamError(
+        grpcStatus.resourceExhausted,
+        `unfinished messages on all streams would pass ${this.#budget.limit} bytes (--max-buffered)`,
+      );
+    }
+    this.#chunks.push(chunk);
+    this.#length += chunk.length;
+    this.#budget.held += chunk.length;
     const messages: Buffer[] = [];
-    while (this.#buffer.length >= 5) {
-      if (this.#buffer[0] !== 0) {
+    while (this.#length >= 5) {
+      const head = this.#chunks[0]!.length >= 5 ? this.#chunks[0]! : this.#join();
+      if (head[0] !== 0) {
         throw new GrpcStreamError(grpcStatus.unimplemented, 'compressed messages are not accepted');
       }
-      const length = this.#buffer.readUInt32BE(1);
+      const length = head.readUInt32BE(1);
       if (length > this.#maxMessageBytes) {
         throw new GrpcStreamError(
           grpcStatus.resourceExhausted,
           `message of ${length} bytes is larger than ${this.#maxMessageBytes}`,
         );
       }
-      if (this.#buffer.length < 5 + length) break;
-      messages.push(this.#buffer.subarray(5, 5 + length));
-      this.#buffer = this.#buffer.subarray(5 + length);
+      if (this.#length < 5 + length) break;
+      const all = this.#join();
+      messages.push(all.subarray(5, 5 + length));
+      this.#drop(5 + length, all);
     }
     return messages;
   }
 
+  #join(): Buffer {
+    if (this.#chunks.length > 1) this.#chunks = [Buffer.concat(this.#chunks, this.#length)];
+    return this.#chunks[0]!;
+  }
+
+  #drop(count: number, all: Buffer): void {
+    this.#chunks = count < all.length ? [all.subarray(count)] : [];
+    this.#length -= count;
+    this.#budget.held -= count;
+  }
+
   get pending(): boolean {
-    return this.#buffer.length > 0;
+    return this.#length > 0;
+  }
+
+  /** Gives the unfinished bytes back to the budget (the stream is over). */
+  release(): void {
+    this.#budget.held -= this.#length;
+    this.#chunks = [];
+    this.#length = 0;
   }
 }
 
@@ -172,13 +240,19 @@ export async function startHasher(
   });
   // Room for the largest body hashed plus the message's own fields (headers, flags).
   const maxMessageBytes = options.maxBodyBytes + 1024 * 1024;
+  const budget = new BufferBudget(options.maxBufferedBytes);
   const sessions = new Set<Http2Session>();
 
   const process = (stream: ServerHttp2Stream) => {
-    const reader = new MessageReader(maxMessageBytes);
+    const reader = new MessageReader(maxMessageBytes, budget);
     const processor = new BodyHashProcessor(options.maxBodyBytes);
     let finished = false;
+    // Armed while a message is unfinished: a stream that sends half a message and waits holds
+    // the budget no longer than this.
+    let stalled: NodeJS.Timeout | undefined;
     const finish = (status: number, message = '') => {
+      clearTimeout(stalled);
+      reader.release();
       if (finished || stream.destroyed) return;
       finished = true;
       if (!stream.headersSent) {
@@ -203,6 +277,16 @@ export async function startHasher(
           }
           stream.write(frame(encodeProcessingResponse(response)));
         }
+        clearTimeout(stalled);
+        if (reader.pending) {
+          stalled = setTimeout(() => {
+            logger.warn({ ms: options.messageTimeoutMs }, 'ext_proc message left unfinished; stream ended');
+            finish(
+              grpcStatus.deadlineExceeded,
+              `a message stayed unfinished for ${options.messageTimeoutMs} ms`,
+            );
+          }, options.messageTimeoutMs);
+        }
       } catch (error) {
         const status =
           error instanceof GrpcStreamError
@@ -219,9 +303,14 @@ export async function startHasher(
       if (reader.pending) finish(grpcStatus.invalidArgument, 'the stream ended inside a message');
       else finish(grpcStatus.ok);
     });
+    // Reset by the peer, or the session gone: the unfinished bytes go back to the budget.
+    stream.once('close', () => {
+      clearTimeout(stalled);
+      reader.release();
+    });
   };
 
-  const server = createServer({ maxSessionMemory: 64 });
+  const server = createServer({ maxSessionMemory: 64, settings: { maxConcurrentStreams } });
   server.on('session', (session: Http2Session) => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));

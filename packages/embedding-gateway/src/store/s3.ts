@@ -1,10 +1,12 @@
 // The original's bucket through @aws-sdk/client-s3: the same keys, gzip bodies with
 // `Content-Encoding: gzip` and `Content-Type: application/json`. The SDK hands the body over
 // as sent (Node's HTTP client does not decompress), and we gunzip it ourselves.
+import { createHash } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { GetObjectCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { StoreError, StoreUnavailableError } from '../errors.ts';
+import { CorruptObjectError, GatewayError, StoreError, StoreUnavailableError } from '../errors.ts';
+import { isPyObject, type PyValue, parsePythonJsonBytes } from '../python-json.ts';
 import { assertSafeKey, decodeObject, type ObjectStore } from './store.ts';
 
 export interface S3StoreOptions {
@@ -22,6 +24,9 @@ export interface S3StoreOptions {
   /** HTTP_PROXY, HTTPS_PROXY, NO_PROXY, honoured as botocore honours them. */
   proxyEnv?: NodeJS.ProcessEnv;
 }
+
+/** User metadata (`x-amz-meta-sha256`) we write beside each object: the hex SHA-256 of its bytes. */
+const sha256Metadata = 'sha256';
 
 /** The statuses the original turns into 503 (its mesh retries them). */
 const retryableStatuses = new Set([409, 429, 502, 503, 504]);
@@ -64,6 +69,19 @@ export function classifyS3Error(action: string, error: unknown): Error {
   return new StoreError(message, { cause: error });
 }
 
+function assertJsonObject(key: string, json: Buffer): void {
+  // Python's reader: the original's json.dumps writes NaN and Infinity, which JSON.parse refuses.
+  let parsed: PyValue;
+  try {
+    parsed = parsePythonJsonBytes(json);
+  } catch (error) {
+    throw new CorruptObjectError(`object ${key} is not JSON: ${(error as Error).message}`, { cause: error });
+  }
+  if (!isPyObject(parsed)) {
+    throw new CorruptObjectError(`object ${key} is JSON but not an object`);
+  }
+}
+
 export class S3Store implements ObjectStore {
   readonly kind = 's3';
   readonly bucket: string;
@@ -101,15 +119,20 @@ export class S3Store implements ObjectStore {
       });
       if (!answer.Body) throw new StoreError(`s3 store: object ${key} came without a body`);
       const gzipped = Buffer.from(await answer.Body.transformToByteArray());
-      // Any writer may have put a corrupt object in a shared bucket. Gzip clients get objects
-      // as they are, so check the whole stream (CRC included) here, where it costs a tenth of
-      // the round trip: a corrupt object is a 500, as the original's gzip.decompress makes it.
-      // The filesystem store's objects are ours, renamed into place whole, and are not checked.
-      await decodeObject(key, gzipped);
+      // Any writer may have put a corrupt object in a shared bucket, and gzip clients get objects
+      // as they are: check each one before it is served. Ours carry the SHA-256 of their bytes;
+      // the original's do not, and must be whole gzip (CRC and length) of a JSON object. A
+      // corrupt object is never served: the caller fetches the answer again and replaces it.
+      const expected = answer.Metadata?.[sha256Metadata];
+      if (expected !== undefined && createHash('sha256').update(gzipped).digest('hex') !== expected) {
+        throw new CorruptObjectError(`object ${key} does not match the SHA-256 written with it`);
+      }
+      const json = await decodeObject(key, gzipped);
+      if (expected === undefined) assertJsonObject(key, json);
       return gzipped;
     } catch (error) {
       if ((error as SdkError).name === 'NoSuchKey') return undefined;
-      if (error instanceof StoreError) throw error;
+      if (error instanceof GatewayError) throw error;
       throw classifyS3Error(`reading ${key}`, error);
     }
   }
@@ -124,6 +147,7 @@ export class S3Store implements ObjectStore {
           Body: gzipped,
           ContentEncoding: 'gzip',
           ContentType: 'application/json',
+          Metadata: { [sha256Metadata]: createHash('sha256').update(gzipped).digest('hex') },
         }),
       );
     } catch (error) {

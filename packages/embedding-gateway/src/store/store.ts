@@ -1,6 +1,6 @@
 // Where answers live: the original's objects, gzip-compressed JSON under `digest[:4]/digest`.
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { StoreError } from '../errors.ts';
+import { CorruptObjectError, StoreError } from '../errors.ts';
 
 export interface ObjectStore {
   /** `filesystem` or `s3`, for logs and metrics. */
@@ -25,12 +25,12 @@ export function encodeObject(json: string | Buffer): Promise<Buffer> {
   return Promise.resolve(gzipSync(json, { level: 1 }));
 }
 
-/** The JSON inside an object. A body that is not gzip is a corrupt object: 500, as the original. */
+/** The JSON inside an object; one that is not whole gzip (CRC and length included) is corrupt. */
 export async function decodeObject(key: string, gzipped: Buffer): Promise<Buffer> {
   try {
     return gunzipSync(gzipped);
   } catch (error) {
-    throw new StoreError(`object ${key} is not gzip-compressed JSON: ${(error as Error).message}`, {
+    throw new CorruptObjectError(`object ${key} is not gzip-compressed JSON: ${(error as Error).message}`, {
       cause: error,
     });
   }

@@ -3,8 +3,9 @@
 # answers while the gateway is down or being asked again), and purges from the broadcaster only.
 #
 # What differs from the original's default.vcl, each a defect a user would hit:
-# - Authorization does not bypass the cache (OpenAI SDKs always send one): the key is part of
-#   the cache key unless settings.vcl shares the cache across keys.
+# - Authorization does not bypass the cache (OpenAI SDKs always send one): the credentials
+#   (Authorization, api-key, OpenAI-Organization, OpenAI-Project) are part of the cache key
+#   unless settings.vcl shares the cache across keys.
 # - PURGE <url> removes that URL's answers (a ban on the URL; the original purged the hash of
 #   "PURGE" + url, which nothing is stored under).
 # - X-Purge-All clears everything only for "true" or "1" ("false" and "0" are ignored).
@@ -60,7 +61,9 @@ sub vcl_recv {
     if (req.method != "GET" && req.method != "HEAD" && req.method != "PUT" &&
         req.method != "POST" && req.method != "TRACE" && req.method != "OPTIONS" &&
         req.method != "DELETE" && req.method != "PATCH") {
-        return (pipe);
+        # Not piped, as the built-in VCL does: a piped connection carries every later request
+        # on it to the gateway unseen by this VCL. Nothing this API serves needs another method.
+        return (synth(405, "Method not allowed"));
     }
     # built-in: vcl_req_cookie (no Authorization bypass: see vcl_hash)
     if (req.http.Cookie) {
@@ -144,12 +147,27 @@ sub vcl_hash {
         hash_data("POST");
         hash_data(req.http.X-Body-Hash);
     }
-    # One cache per API key unless the operator shares it (settings.vcl). The key enters the
-    # object's SHA-256 lookup hash only, never a stored header.
+    # One cache per caller's credentials unless the operator shares it (settings.vcl): every
+    # header the upstream takes as one (OpenAI's Authorization, organization and project, Azure
+    # OpenAI's api-key), as the gateway's coalescing keys them. They enter the object's SHA-256
+    # lookup hash only, never a stored header. (Varnish separates hash_data pieces: a request
+    # cannot move text from one piece into the next to reach another's object; tested.)
     if (req.http.X-Cache-Scope != "shared") {
         hash_data("authorization");
         if (req.http.Authorization) {
             hash_data(req.http.Authorization);
+        }
+        hash_data("api-key");
+        if (req.http.api-key) {
+            hash_data(req.http.api-key);
+        }
+        hash_data("openai-organization");
+        if (req.http.OpenAI-Organization) {
+            hash_data(req.http.OpenAI-Organization);
+        }
+        hash_data("openai-project");
+        if (req.http.OpenAI-Project) {
+            hash_data(req.http.OpenAI-Project);
         }
     }
     return (lookup);
