@@ -92,6 +92,11 @@ export const traits: Record<string, TraitSpec> = {
   'JupyterHub.api_page_max_limit': t('int', 200, 'Largest page size of paginated lists.'),
   'JupyterHub.slow_spawn_timeout': t('number', 10, 'Seconds the start request waits before answering 202.'),
   'JupyterHub.default_url': t('string', '', 'Where /hub/ sends a logged-in user.'),
+  'JupyterHub.redirect_to_server': t(
+    'bool',
+    true,
+    'After login (no next), send users to their server, or to the spawn page when it is not running; false: home.',
+  ),
   'JupyterHub.log_level': t('string', 'info', 'debug, info, warn or error.'),
   'JupyterHub.shutdown_on_logout': t('bool', false, 'Stop a user’s servers when they log out.'),
   'Authenticator.admin_users': t('list', [], 'Users who are admins.'),

@@ -65,7 +65,7 @@ describe('header authenticator behind the hub’s own proxy', () => {
     for (const next of ['/%09/evil.example', '/%0a/evil.example', '/%0d%0aSet-Cookie:%20x=1', '/%00x']) {
       const response = await login(hub.url, { 'x-auth-request-user': 'alice' }, `?next=${next}`);
       assert.equal(response.status, 302, next);
-      assert.equal(response.headers.get('location'), '/hub/home', next);
+      assert.equal(response.headers.get('location'), '/hub/spawn', next);
     }
   });
 });
@@ -141,14 +141,24 @@ describe('REST API abuse on SQLite', () => {
     );
   });
   test('a repeated stop while a (SIGSTOPped) server is stopping is 202, not 204; SIGKILL ends it', async () => {
-    assert.equal((await hub.api('/users/bob/server', { method: 'POST' })).status, 201);
-    const user = (await (await hub.api('/users/bob')).json()) as {
-      servers: Record<string, { state: { pid: number } }>;
-    };
+    // 201, or 202 on two loaded cores (slow_spawn_timeout is 0.2 s here).
+    assert.ok([201, 202].includes((await hub.api('/users/bob/server', { method: 'POST' })).status));
+    type Model = { servers: Record<string, { ready: boolean; state: { pid: number } }> };
+    const user = await waitFor('bob’s server ready', async () => {
+      const model = (await (await hub.api('/users/bob')).json()) as Model;
+      return model.servers['']?.ready ? model : undefined;
+    });
     const pid = user.servers['']!.state.pid;
     process.kill(pid, 'SIGSTOP');
-    const first = await hub.api('/users/bob/server', { method: 'DELETE' });
-    assert.equal(first.status, 202);
+    // Ten stops at once: the ones that read the row before the first claimed it answered 204
+    // while the server was still stopping (and none may stop it a second time).
+    const first = await Promise.all(
+      Array.from({ length: 10 }, () => hub.api('/users/bob/server', { method: 'DELETE' })),
+    );
+    assert.deepEqual(
+      first.map((r) => r.status),
+      Array(10).fill(202),
+    );
     const again = await Promise.all([1, 2].map(() => hub.api('/users/bob/server', { method: 'DELETE' })));
     assert.deepEqual(
       again.map((r) => r.status),
@@ -170,6 +180,73 @@ describe('REST API abuse on SQLite', () => {
       const model = (await (await hub.api('/users/bob')).json()) as { servers: Record<string, unknown> };
       return Object.keys(model.servers).length === 0;
     });
+    // Stopped once, and a stop now is a 204.
+    const stops = hub.logs.lines.filter((l) => l.msg === 'server stopped' && l.user === 'bob');
+    assert.equal(stops.length, 1);
+    assert.equal((await hub.api('/users/bob/server', { method: 'DELETE' })).status, 204);
+  });
+});
+
+describe('two stops of one server racing', () => {
+  let hub: TestHub;
+  before(async () => {
+    hub = await startTestHub({ 'JupyterHub.slow_spawn_timeout': 0.3 });
+    assert.equal((await hub.api('/users/dave', { method: 'POST' })).status, 201);
+  });
+  after(() => hub?.close());
+
+  test('a stop that read the server before another stop claimed it answers 202 while it stops, not 204, and does not stop it again', async () => {
+    assert.ok([201, 202].includes((await hub.api('/users/dave/server', { method: 'POST' })).status));
+    type Model = { servers: Record<string, { ready: boolean; state: { pid: number } }> };
+    const user = await waitFor('dave’s server ready', async () => {
+      const model = (await (await hub.api('/users/dave')).json()) as Model;
+      return model.servers['']?.ready ? model : undefined;
+    });
+    const pid = user.servers['']!.state.pid;
+    // Paused: the stop takes the spawner's 5 s grace before SIGKILL.
+    process.kill(pid, 'SIGSTOP');
+    // The interleaving two hub processes (or the culler and the API) can meet: the second stop
+    // reads the row (not pending yet), then the first claims the stop, then the second goes on.
+    const db = hub.db;
+    const read = db.get.bind(db);
+    let reached!: () => void;
+    const secondRead = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    let hold = true;
+    db.get = (async (sql: string, params?: never[]) => {
+      const row = (await read(sql, params)) as { id: number; pending: string | null } | undefined;
+      if (hold && row && sql.startsWith('SELECT * FROM spawners WHERE user_id')) {
+        hold = false;
+        reached();
+        await waitFor('the other stop’s claim', async () => {
+          const now = await read<{ pending: string | null }>('SELECT pending FROM spawners WHERE id = ?', [
+            row.id,
+          ]);
+          return now?.pending === 'stop';
+        });
+      }
+      return row;
+    }) as typeof db.get;
+    try {
+      const second = hub.api('/users/dave/server', { method: 'DELETE' });
+      await secondRead;
+      const first = await hub.api('/users/dave/server', { method: 'DELETE' });
+      assert.equal(first.status, 202);
+      assert.equal((await second).status, 202, 'answered as stopped while the server was still stopping');
+    } finally {
+      db.get = read;
+    }
+    await waitFor(
+      'dave’s server stopped',
+      async () => {
+        const model = (await (await hub.api('/users/dave')).json()) as Model;
+        return Object.keys(model.servers).length === 0;
+      },
+      { timeoutMs: 15_000 },
+    );
+    assert.equal(hub.logs.lines.filter((l) => l.msg === 'server stopped' && l.user === 'dave').length, 1);
+    assert.equal((await hub.api('/users/dave/server', { method: 'DELETE' })).status, 204);
   });
 });
 

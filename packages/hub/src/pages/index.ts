@@ -17,9 +17,10 @@ import { HttpError } from '../errors.ts';
 import type { Hub } from '../hub.ts';
 import type { Identity } from '../identity.ts';
 import { serverPrefix } from '../spawns.ts';
+import { urlEscapePath } from '../url-names.ts';
 import { callApi } from './api-call.ts';
 import { serveAsset } from './assets.ts';
-import { html, type Raw, readForm, redirect, safeNext, sendPage, when } from './html.ts';
+import { html, localNext, type Raw, readForm, redirect, safeNext, sendPage, when } from './html.ts';
 import { Xsrf, xsrfCookieName } from './xsrf.ts';
 
 interface Page {
@@ -245,7 +246,7 @@ async function loginGet(page: Page): Promise<void> {
     }
     return signIn(page, name, next);
   }
-  if (page.identity) return go(page, safeNext(page.base, next));
+  if (page.identity) return go(page, await landing(page, page.identity.id, page.identity.name, next));
   show(page, 200, 'Sign in', loginForm(page, next));
 }
 
@@ -280,7 +281,25 @@ async function signIn(page: Page, name: string, next: string | null): Promise<vo
     page.secure,
   );
   hub.log.info({ user: name }, 'user logged in');
-  go(page, safeNext(page.base, next), { 'set-cookie': cookie });
+  go(page, await landing(page, user.id, name, next), { 'set-cookie': cookie });
+}
+
+/**
+ * Where a signed-in user goes, as JupyterHub 3.0's get_next_url: a local `next` (a `/user/…` one
+ * through `/hub/user/…`), else `default_url`, else their running server, else the spawn page
+ * (`redirect_to_server`; home when it is false).
+ */
+async function landing(page: Page, userId: number, name: string, next: string | null): Promise<string> {
+  const { base, hub } = page;
+  const local = localNext(base, next);
+  if (local?.startsWith(`${base}user/`)) return `${base}hub/${local.slice(base.length)}`;
+  if (local) return local;
+  const defaultUrl = hub.config.traits['JupyterHub.default_url'];
+  if (typeof defaultUrl === 'string' && defaultUrl) return defaultUrl;
+  if (hub.config.traits['JupyterHub.redirect_to_server'] === false) return `${base}hub/home`;
+  const row = await spawnerDb.findSpawner(hub.db, userId, '');
+  if (row && (row.url !== null || row.pending !== null)) return serverPrefix(base, name, '');
+  return `${base}hub/spawn`;
 }
 
 async function logout(page: Page): Promise<void> {
@@ -327,8 +346,8 @@ interface ServerModel {
 async function home(page: Page, root: boolean): Promise<void> {
   const { hub, base } = page;
   if (!page.identity) return go(page, `${base}hub/login?next=${encodeURIComponent(`${base}hub/home`)}`);
-  const defaultUrl = hub.config.traits['JupyterHub.default_url'];
-  if (root && typeof defaultUrl === 'string' && defaultUrl) return go(page, defaultUrl);
+  // /hub/ sends a signed-in user on as after login (JupyterHub's RootHandler).
+  if (root) return go(page, await landing(page, page.identity.id, page.identity.name, null));
   const me = page.identity.name;
   const answer = await callApi(hub, page.identity, users.getUser, [me], {
     query: { include_stopped_servers: '1' },
@@ -361,7 +380,7 @@ ${named.map(
 ${
   limit > 0 && named.length >= limit
     ? html`<p class="notice">Delete a named server before creating another.</p>`
-    : html`<form method="${profiles ? 'get' : 'post'}" action="${base}hub/spawn/${encodeURIComponent(me)}">
+    : html`<form method="${profiles ? 'get' : 'post'}" action="${base}hub/spawn/${urlEscapePath(me)}">
 ${profiles ? '' : hidden(page)}
 <label for="server_name">New server name</label>
 <input type="text" id="server_name" name="server_name" required pattern="[^/\\s?#%]+" maxlength="255" aria-describedby="server-name-help">
@@ -393,7 +412,7 @@ function serverActions(
   compact = false,
 ): Raw {
   const { base } = page;
-  const path = `${encodeURIComponent(user)}${server ? `/${encodeURIComponent(server)}` : ''}`;
+  const path = `${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
   const label = server ? ` ${server}` : '';
   const running = model && !model.stopped && model.ready;
   const starting = model?.pending === 'spawn';
@@ -431,7 +450,7 @@ function serverActions(
 async function spawnGet(page: Page, user: string, server: string): Promise<void> {
   const { hub, base } = page;
   const profiles = hub.config.spawner.profileList;
-  const path = `${encodeURIComponent(user)}${server ? `/${encodeURIComponent(server)}` : ''}`;
+  const path = `${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
   const target = server ? `${user}/${server}` : user;
   const next = page.url.searchParams.get('next');
   const form = html`<form method="post" action="${base}hub/spawn/${path}">${hidden(page)}
@@ -477,7 +496,7 @@ async function spawnPost(
   }
   const answer = await callApi(hub, page.identity!, servers.startServer, [user, server], { body });
   const prefix = serverPrefix(base, user, server);
-  const pendingUrl = `${base}hub/spawn-pending/${encodeURIComponent(user)}${server ? `/${encodeURIComponent(server)}` : ''}`;
+  const pendingUrl = `${base}hub/spawn-pending/${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
   const next = form.get('next');
   if (answer.status === 201) {
     return go(page, next && next !== `${base}hub/home` ? safeNext(base, next) : prefix);
@@ -509,7 +528,7 @@ async function pending(page: Page, user: string, server: string): Promise<void> 
   if (!row) throw new HttpError(404, `There is no server ${target} you may see.`);
   const prefix = serverPrefix(base, user, server);
   if (row.ready === 1 && row.pending === null && row.url !== null) return go(page, prefix);
-  const path = `${encodeURIComponent(user)}${server ? `/${encodeURIComponent(server)}` : ''}`;
+  const path = `${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
   if (row.pending !== 'spawn') {
     if (row.failure) {
       show(
@@ -526,7 +545,7 @@ async function pending(page: Page, user: string, server: string): Promise<void> 
   const events = JSON.parse(row.progress) as Array<{ progress?: number; message?: string }>;
   const last = events.at(-1);
   const percent = Math.max(0, Math.min(100, Number(last?.progress ?? 0)));
-  const progressUrl = `${base}hub/api/users/${encodeURIComponent(user)}/${server ? `servers/${encodeURIComponent(server)}` : 'server'}/progress`;
+  const progressUrl = `${base}hub/api/users/${urlEscapePath(user)}/${server ? `servers/${urlEscapePath(server)}` : 'server'}/progress`;
   show(
     page,
     200,
@@ -585,10 +604,10 @@ async function admin(page: Page): Promise<void> {
 ${models.map(({ row, list }) => {
   const names = list.length ? list : [{ name: '', url: null, pending: null, ready: 0 }];
   return html`<tr><th scope="row">${row.name}</th>
-<td><form method="post" action="${base}hub/admin/users/${encodeURIComponent(row.name)}/admin" class="inline">${hidden(page)}<input type="hidden" name="next" value="${here}"><input type="hidden" name="admin" value="${row.admin === 1 ? '0' : '1'}">${row.admin === 1 ? 'yes' : 'no'} <button type="submit" class="link" aria-label="${row.admin === 1 ? `Remove admin from ${row.name}` : `Make admin: ${row.name}`}">${row.admin === 1 ? 'Remove admin' : 'Make admin'}</button></form></td>
+<td><form method="post" action="${base}hub/admin/users/${urlEscapePath(row.name)}/admin" class="inline">${hidden(page)}<input type="hidden" name="next" value="${here}"><input type="hidden" name="admin" value="${row.admin === 1 ? '0' : '1'}">${row.admin === 1 ? 'yes' : 'no'} <button type="submit" class="link" aria-label="${row.admin === 1 ? `Remove admin from ${row.name}` : `Make admin: ${row.name}`}">${row.admin === 1 ? 'Remove admin' : 'Make admin'}</button></form></td>
 <td>${names.map((s) => {
     const label = s.name || 'default';
-    const path = `${encodeURIComponent(row.name)}${s.name ? `/${encodeURIComponent(s.name)}` : ''}`;
+    const path = `${urlEscapePath(row.name)}${s.name ? `/${urlEscapePath(s.name)}` : ''}`;
     const running = s.url !== null && s.ready === 1 && s.pending === null;
     return html`<div>${label}: ${running ? html`<span class="status-running">running</span>` : s.pending ? html`<span class="status-pending">${s.pending}…</span>` : 'stopped'}
 ${
@@ -600,7 +619,7 @@ ${
 }</div>`;
   })}</td>
 <td>${when(row.last_activity)}</td>
-<td><form method="post" action="${base}hub/admin/users/${encodeURIComponent(row.name)}/delete" class="inline">${hidden(page)}<input type="hidden" name="next" value="${here}"><button type="submit" class="danger" aria-label="Delete user ${row.name}">Delete</button></form></td></tr>`;
+<td><form method="post" action="${base}hub/admin/users/${urlEscapePath(row.name)}/delete" class="inline">${hidden(page)}<input type="hidden" name="next" value="${here}"><button type="submit" class="danger" aria-label="Delete user ${row.name}">Delete</button></form></td></tr>`;
 })}
 </tbody></table>
 <nav class="pager" aria-label="Pages of users">
@@ -773,7 +792,7 @@ async function notRunning(page: Page, target: string, status = 503): Promise<voi
   const mayStart =
     owner && (await allows(page.identity.parsed, 'servers', { user, server: `${user}/${server}` }));
   const row = owner ? await spawnerDb.findSpawner(hub.db, owner.id, server) : undefined;
-  const path = `${encodeURIComponent(user)}${server ? `/${encodeURIComponent(server)}` : ''}`;
+  const path = `${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
   if (row?.pending === 'spawn' && mayStart) return go(page, `${base}hub/spawn-pending/${path}`);
   // Running (its route was missing a moment ago): back to the server, at most a few times.
   const redirects = Number(page.url.searchParams.get('redirects') ?? 0);
