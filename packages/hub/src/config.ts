@@ -111,6 +111,17 @@ export const traits: Record<string, TraitSpec> = {
     ['127.0.0.1', '::1'],
     'Source addresses (IPs or CIDRs) whose user header is trusted; requests from others are refused.',
   ),
+  'HeaderAuthenticator.shared_secret': t(
+    'string',
+    '',
+    'Secret the front proxy sends in secret_header_name; when set, a user header without it is refused.',
+  ),
+  'HeaderAuthenticator.shared_secret_file': t('string', '', 'File holding shared_secret (trimmed).'),
+  'HeaderAuthenticator.secret_header_name': t(
+    'string',
+    'X-Seahorse-Proxy-Secret',
+    'Header carrying the front proxy’s shared secret.',
+  ),
   'PasswordAuthenticator.password': t('string', '', 'Shared password; default from JUPYTER_PASSWORD.'),
   'ConfigurableHTTPProxy.should_start': t('bool', true, 'Start configurable-http-proxy, else use api_url.'),
   'ConfigurableHTTPProxy.auth_token': t(
@@ -237,6 +248,9 @@ export interface HubConfig {
     autoLogin: boolean;
     headerName: string;
     trustedSources: string[];
+    /** The front proxy's secret; '' when none is configured. */
+    sharedSecret: string;
+    secretHeaderName: string;
     password: string;
   };
   proxy: {
@@ -622,6 +636,11 @@ export function buildConfig(
       autoLogin: get('Authenticator.auto_login'),
       headerName: get<string>('HeaderAuthenticator.header_name').toLowerCase(),
       trustedSources: get('HeaderAuthenticator.trusted_sources'),
+      sharedSecret: sharedSecret(
+        get<string>('HeaderAuthenticator.shared_secret'),
+        get<string>('HeaderAuthenticator.shared_secret_file'),
+      ),
+      secretHeaderName: get<string>('HeaderAuthenticator.secret_header_name').toLowerCase(),
       password: get<string>('PasswordAuthenticator.password') || env.JUPYTER_PASSWORD || '',
     },
     proxy: {
@@ -759,4 +778,22 @@ export function generateConfig(): string {
     lines.push(`  # ${spec.help}`, `  # ${trait}: ${JSON.stringify(spec.default)}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The header authenticator's shared secret: the trait (maybe `${ENV}`), else the file's content. */
+function sharedSecret(value: string, file: string): string {
+  if (value && file) {
+    throw new ConfigError('HeaderAuthenticator: set shared_secret or shared_secret_file, not both');
+  }
+  if (!file) return value;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    throw new ConfigError(
+      `HeaderAuthenticator.shared_secret_file: cannot read ${file}: ${(error as NodeJS.ErrnoException).code}`,
+    );
+  }
+  if (!text) throw new ConfigError(`HeaderAuthenticator.shared_secret_file: ${file} is empty`);
+  return text;
 }

@@ -2,11 +2,13 @@
 // PostgreSQL where it matters): each test is a defect found by attacking the hub, kept so it
 // stays fixed.
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ManagedProcess, type PostgresServer, startPostgres, waitFor } from '@seahorse/runtime/testing';
-import { startTestHub, type TestHub } from './helpers.ts';
+import { startTestHub, type TestHub, testConfig } from './helpers.ts';
 
 describe('header authenticator behind the hub’s own proxy', () => {
   let hub: TestHub;
@@ -67,6 +69,61 @@ describe('header authenticator behind the hub’s own proxy', () => {
       assert.equal(response.status, 302, next);
       assert.equal(response.headers.get('location'), '/hub/spawn', next);
     }
+  });
+});
+
+describe('header authenticator with the front proxy’s shared secret', () => {
+  let hub: TestHub;
+  const secret = 'front-proxy-secret-5f0c2a9e7d';
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'seahorse-secret-'));
+    const file = join(dir, 'proxy-secret');
+    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+    hub = await startTestHub({
+      'JupyterHub.authenticator_class': 'header',
+      'Authenticator.allow_all': true,
+      'HeaderAuthenticator.shared_secret_file': file,
+    });
+  });
+  after(() => hub?.close());
+
+  const login = (headers: Record<string, string>) =>
+    fetch(`${hub.url}/hub/login`, { headers, redirect: 'manual' });
+
+  test('users’ own code on loopback cannot claim a name: the user header counts only with the secret', async () => {
+    // From loopback (a trusted source), as a user's server process would call the hub.
+    let response = await login({ 'x-auth-request-user': 'boss' });
+    assert.equal(response.status, 403);
+    assert.match(await response.text(), /shared secret/);
+    assert.ok(!response.headers.getSetCookie().some((c) => c.startsWith('jupyterhub-hub-login=')));
+    for (const wrong of ['', 'front-proxy-secret', `${secret}x`, secret.toUpperCase()]) {
+      response = await login({ 'x-auth-request-user': 'boss', 'x-seahorse-proxy-secret': wrong });
+      assert.equal(response.status, 403, wrong);
+    }
+    response = await login({ 'x-auth-request-user': 'boss', 'x-seahorse-proxy-secret': secret });
+    assert.equal(response.status, 302);
+    assert.ok(response.headers.getSetCookie().some((c) => c.startsWith('jupyterhub-hub-login=')));
+    assert.ok(!hub.logs.text.includes(secret), 'the secret in the log');
+  });
+
+  test('the secret in the configuration and in a file at once is refused at start, and an empty file too', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'seahorse-secret-'));
+    writeFileSync(join(dir, 'empty'), '\n');
+    await assert.rejects(
+      testConfig({
+        'HeaderAuthenticator.shared_secret': 'a',
+        'HeaderAuthenticator.shared_secret_file': join(dir, 'empty'),
+      }),
+      /shared_secret or shared_secret_file, not both/,
+    );
+    await assert.rejects(
+      testConfig({ 'HeaderAuthenticator.shared_secret_file': join(dir, 'empty') }),
+      /is empty/,
+    );
+    await assert.rejects(
+      testConfig({ 'HeaderAuthenticator.shared_secret_file': join(dir, 'missing') }),
+      /cannot read .*missing: ENOENT/,
+    );
   });
 });
 
@@ -259,6 +316,8 @@ describe('PostgreSQL killed mid-run and restarted', () => {
     assert.equal((await hub.api('/users/alice', { method: 'POST' })).status, 201);
   });
   after(async () => {
+    // Closed by the test; again here when it failed midway (a running hub keeps the run alive).
+    if (hub?.proxyProcess?.running) await hub.close();
     await pg?.stop();
   });
 
@@ -283,6 +342,18 @@ describe('PostgreSQL killed mid-run and restarted', () => {
       assert.equal(response.headers.get('retry-after'), '5');
       assert.match(((await response.json()) as { message: string }).message, /database is unavailable/);
     }
+    // Pages (the first ones this hub serves, so their form secret is still to be read) are HTML
+    // 503s saying so; a token in the query never reaches the log.
+    for (const path of [`/hub/login?token=${hub.adminToken}`, `/hub/home?token=${hub.adminToken}`]) {
+      const page = await fetch(`${hub.url}${path}`, { redirect: 'manual' });
+      assert.equal(page.status, 503, path);
+      assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+      assert.match(
+        await page.text(),
+        /role="alert">The hub’s database is unavailable; try again in a moment/,
+      );
+    }
+    assert.equal((await fetch(`${hub.url}/hub/api/users?token=${hub.adminToken}`)).status, 503);
     // The same cluster comes back on the same port, as its owner (PostgreSQL refuses root).
     const data = spawnargs[spawnargs.indexOf('-D') + 1]!;
     const { uid, gid } = statSync(data);
@@ -309,6 +380,10 @@ describe('PostgreSQL killed mid-run and restarted', () => {
         throw new Error(`${error.message}: ${last}\n${restarted.output.slice(-300)}`);
       });
       assert.equal((await hub.api('/users/bob', { method: 'POST' })).status, 201);
+      // The pages recover too (their secret was not read while the database was down).
+      assert.equal((await fetch(`${hub.url}/hub/login`)).status, 200);
+      assert.ok(!hub.logs.text.includes(hub.adminToken), 'a token in the log');
+      assert.ok(hub.logs.lines.some((l) => l.msg === 'request failed' && l.path === '/hub/login'));
     } finally {
       await restarted.stop('SIGINT');
     }

@@ -79,6 +79,21 @@ export class Authenticator {
     return false;
   }
 
+  /**
+   * Whether the request carries the front proxy's shared secret (always true when none is
+   * configured). Users' own code can reach the hub from a trusted address (loopback, with local
+   * servers) but does not know the secret. Compared in constant time.
+   */
+  hasProxySecret(headers: Record<string, string | string[] | undefined>): boolean {
+    const secret = this.#config.sharedSecret;
+    if (!secret) return true;
+    const raw = headers[this.#config.secretHeaderName];
+    if (typeof raw !== 'string') return false;
+    const a = createHash('sha256').update(raw).digest();
+    const b = createHash('sha256').update(secret).digest();
+    return timingSafeEqual(a, b);
+  }
+
   /** Constant-time check of the shared password (hashes first, so lengths do not leak). */
   checkPassword(given: string): boolean {
     if (this.kind === 'dummy' && !this.#config.password) return true;

@@ -46,6 +46,11 @@ function xsrfOf(hub: Hub): Promise<Xsrf> {
     // Kept in the database so that every hub process accepts the forms of the others.
     xsrf = getOrCreateSecret(hub.db, 'xsrf_secret', () => randomBytes(32).toString('hex')).then(
       (secret) => new Xsrf(Buffer.from(secret, 'hex'), `${hub.config.baseUrl}hub/`),
+      (error: unknown) => {
+        // The database was down: the next page asks again (a kept rejection was a 503 forever).
+        xsrfByHub.delete(hub);
+        throw error;
+      },
     );
     xsrfByHub.set(hub, xsrf);
   }
@@ -232,6 +237,13 @@ async function loginGet(page: Page): Promise<void> {
   if (auth.kind === 'header') {
     if (!auth.trustsSource(req.socket.remoteAddress, req.headers['x-forwarded-for'])) {
       throw new HttpError(403, 'The user header is accepted only from trusted proxies.');
+    }
+    if (!auth.hasProxySecret(req.headers)) {
+      hub.log.warn({ from: req.socket.remoteAddress }, 'user header without the proxy’s shared secret');
+      throw new HttpError(
+        403,
+        'The user header is accepted only with the front proxy’s shared secret (HeaderAuthenticator.shared_secret).',
+      );
     }
     const raw = req.headers[auth.headerName];
     const name = normalizeUsername(Array.isArray(raw) ? (raw[0] ?? '') : (raw ?? ''));
