@@ -167,3 +167,43 @@ describe('markup in names, on every page that shows them', () => {
     }
   });
 });
+
+describe('password guessing', () => {
+  let hub: TestHub;
+  before(async () => {
+    hub = await startTestHub({
+      'Authenticator.allow_all': true,
+      'PasswordAuthenticator.password': 'correct-pw',
+    });
+  });
+  after(() => hub?.close());
+
+  /** One sign-in attempt as a browser behind the proxy at `client` (the proxy's X-Forwarded-For). */
+  async function attempt(password: string, client: string) {
+    const headers = { 'x-forwarded-for': client };
+    const form = await fetch(`${hub.url}/hub/login`, { headers });
+    const cookie = form.headers
+      .getSetCookie()
+      .map((line) => line.split(';')[0]!)
+      .join('; ');
+    const xsrf = /name="_xsrf" value="([^"]+)"/.exec(await form.text())![1]!;
+    return fetch(`${hub.url}/hub/login`, {
+      method: 'POST',
+      headers: { ...headers, cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ username: 'alice', password, _xsrf: xsrf }),
+      redirect: 'manual',
+    });
+  }
+
+  test('after 10 wrong passwords a client is answered 429 with Retry-After, even with the right one; other clients are not; no password is logged', async () => {
+    for (let i = 0; i < 10; i++) assert.equal((await attempt(`guess-${i}`, '203.0.113.5')).status, 403);
+    const blocked = await attempt('correct-pw', '203.0.113.5');
+    assert.equal(blocked.status, 429);
+    assert.ok(Number(blocked.headers.get('retry-after')) > 0);
+    assert.match(await blocked.text(), /Too many failed sign-ins/);
+    assert.ok(!blocked.headers.getSetCookie().some((c) => c.startsWith('jupyterhub-hub-login=')));
+    // Another client behind the same proxy is not locked out.
+    assert.equal((await attempt('correct-pw', '203.0.113.6')).status, 302);
+    for (const secret of ['guess-3', 'correct-pw']) assert.ok(!hub.logs.text.includes(secret), secret);
+  });
+});

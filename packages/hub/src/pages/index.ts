@@ -8,6 +8,7 @@ import * as servers from '../api/servers.ts';
 import * as tokens from '../api/tokens.ts';
 import * as users from '../api/users.ts';
 import { normalizeUsername, validUsername } from '../auth/authenticators.ts';
+import { LoginThrottle } from '../auth/login-throttle.ts';
 import { allows } from '../auth/scopes.ts';
 import { loginCookieName, readCookie, SessionSigner } from '../auth/sessions.ts';
 import * as spawnerDb from '../db/spawners.ts';
@@ -39,6 +40,16 @@ interface Page {
 }
 
 const xsrfByHub = new WeakMap<Hub, Promise<Xsrf>>();
+const throttleByHub = new WeakMap<Hub, LoginThrottle>();
+
+function throttleOf(hub: Hub): LoginThrottle {
+  let throttle = throttleByHub.get(hub);
+  if (!throttle) {
+    throttle = new LoginThrottle();
+    throttleByHub.set(hub, throttle);
+  }
+  return throttle;
+}
 
 function xsrfOf(hub: Hub): Promise<Xsrf> {
   let xsrf = xsrfByHub.get(hub);
@@ -272,11 +283,32 @@ async function loginPost(page: Page): Promise<void> {
     show(page, 403, 'Sign in', loginForm(page, next, 'The sign-in form expired. Please try again.'));
     return;
   }
+  const client = LoginThrottle.client(page.req);
+  const throttle = throttleOf(hub);
+  const wait = throttle.retryAfter(client);
+  if (wait > 0) {
+    hub.log.warn({ client, retry_after_s: wait }, 'login throttled');
+    const minutes = Math.ceil(wait / 60);
+    show(
+      page,
+      429,
+      'Sign in',
+      loginForm(
+        page,
+        next,
+        `Too many failed sign-ins. Try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`,
+      ),
+      { 'retry-after': String(wait) },
+    );
+    return;
+  }
   const name = normalizeUsername(form.get('username') ?? '');
   if (validUsername(name) && hub.authenticator.checkPassword(form.get('password') ?? '')) {
+    throttle.succeeded(client);
     return signIn(page, name, next);
   }
-  hub.log.warn({ user: validUsername(name) ? name : undefined }, 'failed login');
+  throttle.failed(client);
+  hub.log.warn({ user: validUsername(name) ? name : undefined, client }, 'failed login');
   show(page, 403, 'Sign in', loginForm(page, next, 'Invalid username or password.'));
 }
 
