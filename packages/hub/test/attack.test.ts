@@ -437,3 +437,41 @@ describe('hostile bytes into the API’s parsers', () => {
     assert.equal(response.status, 400);
   });
 });
+
+describe('managed services and the hub’s own secrets', () => {
+  test('a managed service gets JupyterHub’s service environment, not the hub’s secrets', async () => {
+    const script = `console.log(JSON.stringify({ password: process.env.JUPYTER_PASSWORD ?? null, proxy: process.env.CONFIGPROXY_AUTH_TOKEN ?? null, path: Boolean(process.env.PATH), own: process.env.OWN ?? null, token: Boolean(process.env.JUPYTERHUB_API_TOKEN) })); setInterval(() => {}, 1000);`;
+    const saved = { password: process.env.JUPYTER_PASSWORD, proxy: process.env.CONFIGPROXY_AUTH_TOKEN };
+    process.env.JUPYTER_PASSWORD = 'hub-secret-password';
+    process.env.CONFIGPROXY_AUTH_TOKEN = 'hub-secret-proxy-token';
+    const hub = await startTestHub({
+      'JupyterHub.services': [
+        { name: 'admin-service', api_token: 'admin-service-token-0123456789abcdef', admin: true },
+        { name: 'reporter', command: [process.execPath, '-e', script], environment: { OWN: 'mine' } },
+      ],
+    });
+    try {
+      const line = await waitFor(
+        'the service’s report',
+        () => hub.logs.lines.find((l) => l.msg === 'service output' && String(l.line).startsWith('{')),
+        { timeoutMs: 20_000 },
+      );
+      assert.deepEqual(JSON.parse(String(line.line)), {
+        password: null,
+        proxy: null,
+        path: true,
+        own: 'mine',
+        token: true,
+      });
+    } finally {
+      await hub.close();
+      for (const [key, value] of [
+        ['JUPYTER_PASSWORD', saved.password],
+        ['CONFIGPROXY_AUTH_TOKEN', saved.proxy],
+      ] as const) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+    }
+  });
+});
