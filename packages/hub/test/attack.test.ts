@@ -401,6 +401,25 @@ describe('hostile bytes into the API’s parsers', () => {
   });
   after(() => hub?.close());
 
+  test('a body that is not UTF-8, or a name with a lone surrogate, is a 400 (it was a user named U+FFFD)', async () => {
+    // {"usernames":["\xff\xfe"]}
+    const bytes = Buffer.concat([
+      Buffer.from('{"usernames":["'),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from('"]}'),
+    ]);
+    let response = await hub.api('/users', { method: 'POST', body: bytes });
+    assert.equal(response.status, 400);
+    assert.match(((await response.json()) as { message: string }).message, /not valid UTF-8/);
+    response = await hub.api('/users', { method: 'POST', body: '{"usernames":["\\ud800x"]}' });
+    assert.equal(response.status, 400);
+    assert.match(((await response.json()) as { message: string }).message, /^Invalid username/);
+    // Percent-escapes that are not UTF-8 do not name anything.
+    assert.equal((await hub.api('/users/%ED%A0%80x', { method: 'POST' })).status, 404);
+    const list = (await (await hub.api('/users')).json()) as Array<{ name: string }>;
+    assert.ok(!list.some((u) => u.name.includes('\ufffd')), JSON.stringify(list.map((u) => u.name)));
+  });
+
   test('an offset beyond any integer is an empty page, not a 500', async () => {
     const response = await hub.api('/users?offset=99999999999999999999', {
       headers: { accept: 'application/jupyterhub-pagination+json' },

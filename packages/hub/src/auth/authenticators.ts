@@ -11,7 +11,13 @@ import { ConfigError } from '../errors.ts';
  */
 export function validUsername(name: string): boolean {
   return (
-    name.length > 0 && name.length <= 255 && !/[/\s?#%\p{Cc}]/u.test(name) && name !== '.' && name !== '..'
+    name.length > 0 &&
+    name.length <= 255 &&
+    !/[/\s?#%\p{Cc}]/u.test(name) &&
+    // A lone surrogate (`"\ud800"` in JSON) cannot be stored: it would become U+FFFD.
+    !/[\uD800-\uDFFF]/u.test(name) &&
+    name !== '.' &&
+    name !== '..'
   );
 }
 
