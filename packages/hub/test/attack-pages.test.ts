@@ -207,3 +207,24 @@ describe('password guessing', () => {
     for (const secret of ['guess-3', 'correct-pw']) assert.ok(!hub.logs.text.includes(secret), secret);
   });
 });
+
+describe('cookies behind a chain of proxies', () => {
+  let hub: TestHub;
+  before(async () => {
+    hub = await startTestHub({ 'Authenticator.allow_all': true, 'PasswordAuthenticator.password': 'pw' });
+  });
+  after(() => hub?.close());
+
+  test('TLS ended by a front proxy before ours (X-Forwarded-Proto: https, http) still makes the cookies Secure', async () => {
+    for (const proto of ['https', 'https, http', 'HTTPS,http']) {
+      const response = await fetch(`${hub.url}/hub/login`, { headers: { 'x-forwarded-proto': proto } });
+      const cookie = response.headers.getSetCookie().find((c) => c.startsWith('_xsrf='))!;
+      assert.match(cookie, /; Secure/, proto);
+      assert.match(cookie, /HttpOnly/);
+      assert.match(cookie, /SameSite=Lax/);
+      assert.match(cookie, /Path=\/hub\//);
+    }
+    const plain = await fetch(`${hub.url}/hub/login`, { headers: { 'x-forwarded-proto': 'http, https' } });
+    assert.doesNotMatch(plain.headers.getSetCookie().find((c) => c.startsWith('_xsrf='))!, /Secure/);
+  });
+});

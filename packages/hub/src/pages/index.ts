@@ -138,7 +138,12 @@ export async function handlePage(
     if (serveAsset(req, res, path.slice(`${hubPath}static/`.length))) return true;
   }
   const xsrf = await xsrfOf(hub);
-  const secure = req.headers['x-forwarded-proto'] === 'https' || hub.config.bindUrl.protocol === 'https:';
+  // The first proxy's view (`https, http` when TLS ends in front of our proxy).
+  const forwardedProto = String(req.headers['x-forwarded-proto'] ?? '')
+    .split(',')[0]!
+    .trim()
+    .toLowerCase();
+  const secure = forwardedProto === 'https' || hub.config.bindUrl.protocol === 'https:';
   const { nonce, setCookie } = xsrf.nonce(req, secure);
   const session = readCookie(req.headers.cookie, loginCookieName) ?? '';
   const identity = await hub.identity.fromCookie(req.headers.cookie);
