@@ -140,9 +140,10 @@ async function loginToNotebook(hub: Hub, user: string): Promise<number> {
     await page.locator('#password_input, #password').fill('x');
     const began = performance.now();
     await page.locator('#login_submit, button[type=submit]').first().click();
-    // JupyterHub spawns on its own after login; seahorse-hub shows home with a Start button.
-    await page.waitForURL(/\/hub\/home|\/user\//, { timeout: 120_000 });
-    if (page.url().includes('/hub/home')) await page.getByRole('button', { name: 'Start my server' }).click();
+    // Both land on /hub/spawn after login: JupyterHub spawns from there at once; seahorse-hub's
+    // spawn page has a Start button (a GET never starts anything).
+    await page.waitForURL(/\/hub\/spawn(\?|$)|\/hub\/spawn-pending\/|\/user\//, { timeout: 120_000 });
+    if (/\/hub\/spawn(\?|$)/.test(page.url())) await page.getByRole('button', { name: 'Start' }).click();
     await page.waitForURL(/\/user\/[^/]+\/tree/, { timeout: 120_000 });
     await page.locator('#notebook_list, #ipython-main-app').first().waitFor({ timeout: 60_000 });
     return (performance.now() - began) / 1000;

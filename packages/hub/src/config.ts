@@ -92,6 +92,11 @@ export const traits: Record<string, TraitSpec> = {
   'JupyterHub.api_page_max_limit': t('int', 200, 'Largest page size of paginated lists.'),
   'JupyterHub.slow_spawn_timeout': t('number', 10, 'Seconds the start request waits before answering 202.'),
   'JupyterHub.default_url': t('string', '', 'Where /hub/ sends a logged-in user.'),
+  'JupyterHub.redirect_to_server': t(
+    'bool',
+    true,
+    'After login (no next), send users to their server, or to the spawn page when it is not running; false: home.',
+  ),
   'JupyterHub.log_level': t('string', 'info', 'debug, info, warn or error.'),
   'JupyterHub.shutdown_on_logout': t('bool', false, 'Stop a user’s servers when they log out.'),
   'Authenticator.admin_users': t('list', [], 'Users who are admins.'),
@@ -105,6 +110,17 @@ export const traits: Record<string, TraitSpec> = {
     'list',
     ['127.0.0.1', '::1'],
     'Source addresses (IPs or CIDRs) whose user header is trusted; requests from others are refused.',
+  ),
+  'HeaderAuthenticator.shared_secret': t(
+    'string',
+    '',
+    'Secret the front proxy sends in secret_header_name; when set, a user header without it is refused.',
+  ),
+  'HeaderAuthenticator.shared_secret_file': t('string', '', 'File holding shared_secret (trimmed).'),
+  'HeaderAuthenticator.secret_header_name': t(
+    'string',
+    'X-Seahorse-Proxy-Secret',
+    'Header carrying the front proxy’s shared secret.',
   ),
   'PasswordAuthenticator.password': t('string', '', 'Shared password; default from JUPYTER_PASSWORD.'),
   'ConfigurableHTTPProxy.should_start': t('bool', true, 'Start configurable-http-proxy, else use api_url.'),
@@ -232,6 +248,9 @@ export interface HubConfig {
     autoLogin: boolean;
     headerName: string;
     trustedSources: string[];
+    /** The front proxy's secret; '' when none is configured. */
+    sharedSecret: string;
+    secretHeaderName: string;
     password: string;
   };
   proxy: {
@@ -617,6 +636,11 @@ export function buildConfig(
       autoLogin: get('Authenticator.auto_login'),
       headerName: get<string>('HeaderAuthenticator.header_name').toLowerCase(),
       trustedSources: get('HeaderAuthenticator.trusted_sources'),
+      sharedSecret: sharedSecret(
+        get<string>('HeaderAuthenticator.shared_secret'),
+        get<string>('HeaderAuthenticator.shared_secret_file'),
+      ),
+      secretHeaderName: get<string>('HeaderAuthenticator.secret_header_name').toLowerCase(),
       password: get<string>('PasswordAuthenticator.password') || env.JUPYTER_PASSWORD || '',
     },
     proxy: {
@@ -754,4 +778,22 @@ export function generateConfig(): string {
     lines.push(`  # ${spec.help}`, `  # ${trait}: ${JSON.stringify(spec.default)}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The header authenticator's shared secret: the trait (maybe `${ENV}`), else the file's content. */
+function sharedSecret(value: string, file: string): string {
+  if (value && file) {
+    throw new ConfigError('HeaderAuthenticator: set shared_secret or shared_secret_file, not both');
+  }
+  if (!file) return value;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    throw new ConfigError(
+      `HeaderAuthenticator.shared_secret_file: cannot read ${file}: ${(error as NodeJS.ErrnoException).code}`,
+    );
+  }
+  if (!text) throw new ConfigError(`HeaderAuthenticator.shared_secret_file: ${file} is empty`);
+  return text;
 }

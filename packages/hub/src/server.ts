@@ -21,6 +21,7 @@ import { countUsers, findUserById, touchUser } from './db/users.ts';
 import { ConfigError, DatabaseUnavailableError } from './errors.ts';
 import { Hub } from './hub.ts';
 import { createMetrics } from './metrics.ts';
+import { html, sendPage } from './pages/html.ts';
 import { handlePage } from './pages/index.ts';
 import type { ProxyApi } from './proxy-api.ts';
 import { ProxyProcess } from './proxy-process.ts';
@@ -179,12 +180,34 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   };
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => {
-      log.error({ err: error, path: req.url }, 'request failed');
-      if (error instanceof DatabaseUnavailableError)
-        sendError(res, 503, 'The hub’s database is unavailable; try again in a moment', {
-          'retry-after': '5',
-        });
-      else sendError(res, 500, 'Internal Server Error');
+      // The path only: a query may carry a token (?token=…), and logs never hold one.
+      const path = (req.url ?? '/').split('?')[0];
+      log.error({ err: error, method: req.method, path }, 'request failed');
+      const unavailable = error instanceof DatabaseUnavailableError;
+      const message = unavailable
+        ? 'The hub’s database is unavailable; try again in a moment.'
+        : 'Something went wrong on the hub.';
+      if (res.headersSent) res.destroy();
+      else if (path?.startsWith(apiPrefix)) {
+        sendError(
+          res,
+          unavailable ? 503 : 500,
+          unavailable ? message.slice(0, -1) : 'Internal Server Error',
+          {
+            ...(unavailable ? { 'retry-after': '5' } : {}),
+          },
+        );
+      } else {
+        // A person in a browser: a page, not JSON.
+        sendPage(
+          res,
+          unavailable ? 503 : 500,
+          unavailable ? 'Service unavailable' : 'Something went wrong',
+          html`<p class="alert" role="alert">${message}</p>`,
+          { base: config.baseUrl },
+          unavailable ? { 'retry-after': '5' } : {},
+        );
+      }
     });
   });
   server.keepAliveTimeout = 65_000;

@@ -4,6 +4,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Logger } from '@seahorse/runtime';
 import type { HubConfig, ServiceConfig } from './config.ts';
+import { defaultEnvKeep } from './spawners/environment.ts';
 
 export function serviceEnvironment(
   config: HubConfig,
@@ -43,7 +44,9 @@ export class ManagedService {
   start(): void {
     const [command, ...args] = this.#service.command as [string, ...string[]];
     const child = spawn(command, args, {
-      env: { ...process.env, ...this.#service.environment, ...this.#env },
+      // As JupyterHub: only env_keep from the hub's environment, never the hub's own secrets
+      // (JUPYTER_PASSWORD, CONFIGPROXY_AUTH_TOKEN, database passwords, …).
+      env: { ...keptEnvironment(), ...this.#service.environment, ...this.#env },
       cwd: this.#service.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -82,4 +85,13 @@ export class ManagedService {
     await exited;
     clearTimeout(timer);
   }
+}
+
+function keptEnvironment(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const key of defaultEnvKeep) {
+    const value = process.env[key];
+    if (value !== undefined) env[key] = value;
+  }
+  return env;
 }

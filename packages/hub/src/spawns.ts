@@ -14,6 +14,7 @@ import { SpawnError } from './errors.ts';
 import type { HubMetrics } from './metrics.ts';
 import type { ProxyApi } from './proxy-api.ts';
 import type { JsonObject, ProgressEvent, ServerSpec, Spawner, SpawnerContext } from './spawners/spawner.ts';
+import { quoteAll, urlEscapePath } from './url-names.ts';
 
 /** Builds a spawner from its context; the configured spawner class with its traits bound. */
 export type BoundSpawnerFactory = (context: SpawnerContext) => Spawner;
@@ -27,8 +28,8 @@ export interface SpawnEvent extends ProgressEvent {
 
 /** '/user/<name>/' or '/user/<name>/<server>/' under the base URL, escaped as JupyterHub does. */
 export function serverPrefix(baseUrl: string, user: string, server: string): string {
-  const path = `${baseUrl}user/${encodeURIComponent(user)}/`;
-  return server ? `${path}${encodeURIComponent(server)}/` : path;
+  const path = `${baseUrl}user/${urlEscapePath(user)}/`;
+  return server ? `${path}${urlEscapePath(server)}/` : path;
 }
 
 export function logName(user: string, server: string): string {
@@ -81,20 +82,23 @@ export class SpawnManager {
   async #spec(user: UserRow, row: SpawnerRow, apiToken: string): Promise<ServerSpec> {
     const prefix = serverPrefix(this.#config.baseUrl, user.name, row.name);
     const hubApi = `${this.#config.hubConnectUrl}${this.#config.baseUrl}hub/api`;
-    const client = row.name ? `jupyterhub-user-${user.name}-${row.name}` : `jupyterhub-user-${user.name}`;
+    // JupyterHub's client id: quote() of the names, '@' escaped too (it names cookies).
+    const client = row.name
+      ? `jupyterhub-user-${quoteAll(user.name)}-${quoteAll(row.name)}`
+      : `jupyterhub-user-${quoteAll(user.name)}`;
     const access = `access:servers!server=${user.name}/${row.name}`;
     return {
       user: { name: user.name, admin: user.admin === 1, groups: await groupsOfUser(this.#db, user.id) },
       serverName: row.name,
       apiToken,
-      oauthClientId: encodeURIComponent(client).replace(/%/g, '%25'),
+      oauthClientId: client,
       hubApiUrl: hubApi,
       baseUrl: this.#config.baseUrl,
       servicePrefix: prefix,
       oauthCallbackUrl: `${prefix}oauth_callback`,
       oauthScopes: [access],
       oauthAccessScopes: [access, `access:servers!user=${user.name}`],
-      activityUrl: `${hubApi}/users/${encodeURIComponent(user.name)}/activity`,
+      activityUrl: `${hubApi}/users/${urlEscapePath(user.name)}/activity`,
       userOptions: JSON.parse(row.user_options) as JsonObject,
       adminAccess: this.#config.adminAccess,
     };
@@ -152,7 +156,7 @@ export class SpawnManager {
           ],
         });
         await tokens.upsertOAuthClient(this.#db, {
-          identifier: decodeURIComponent(spec.oauthClientId.replace(/%25/g, '%')),
+          identifier: spec.oauthClientId,
           description: `Server at ${spec.servicePrefix}`,
           redirectUri: spec.oauthCallbackUrl,
           allowedScopes: spec.oauthScopes,

@@ -2,11 +2,13 @@
 // PostgreSQL where it matters): each test is a defect found by attacking the hub, kept so it
 // stays fixed.
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ManagedProcess, type PostgresServer, startPostgres, waitFor } from '@seahorse/runtime/testing';
-import { startTestHub, type TestHub } from './helpers.ts';
+import { startTestHub, type TestHub, testConfig } from './helpers.ts';
 
 describe('header authenticator behind the hub’s own proxy', () => {
   let hub: TestHub;
@@ -65,8 +67,63 @@ describe('header authenticator behind the hub’s own proxy', () => {
     for (const next of ['/%09/evil.example', '/%0a/evil.example', '/%0d%0aSet-Cookie:%20x=1', '/%00x']) {
       const response = await login(hub.url, { 'x-auth-request-user': 'alice' }, `?next=${next}`);
       assert.equal(response.status, 302, next);
-      assert.equal(response.headers.get('location'), '/hub/home', next);
+      assert.equal(response.headers.get('location'), '/hub/spawn', next);
     }
+  });
+});
+
+describe('header authenticator with the front proxy’s shared secret', () => {
+  let hub: TestHub;
+  const secret = 'front-proxy-secret-5f0c2a9e7d';
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'seahorse-secret-'));
+    const file = join(dir, 'proxy-secret');
+    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+    hub = await startTestHub({
+      'JupyterHub.authenticator_class': 'header',
+      'Authenticator.allow_all': true,
+      'HeaderAuthenticator.shared_secret_file': file,
+    });
+  });
+  after(() => hub?.close());
+
+  const login = (headers: Record<string, string>) =>
+    fetch(`${hub.url}/hub/login`, { headers, redirect: 'manual' });
+
+  test('users’ own code on loopback cannot claim a name: the user header counts only with the secret', async () => {
+    // From loopback (a trusted source), as a user's server process would call the hub.
+    let response = await login({ 'x-auth-request-user': 'boss' });
+    assert.equal(response.status, 403);
+    assert.match(await response.text(), /shared secret/);
+    assert.ok(!response.headers.getSetCookie().some((c) => c.startsWith('jupyterhub-hub-login=')));
+    for (const wrong of ['', 'front-proxy-secret', `${secret}x`, secret.toUpperCase()]) {
+      response = await login({ 'x-auth-request-user': 'boss', 'x-seahorse-proxy-secret': wrong });
+      assert.equal(response.status, 403, wrong);
+    }
+    response = await login({ 'x-auth-request-user': 'boss', 'x-seahorse-proxy-secret': secret });
+    assert.equal(response.status, 302);
+    assert.ok(response.headers.getSetCookie().some((c) => c.startsWith('jupyterhub-hub-login=')));
+    assert.ok(!hub.logs.text.includes(secret), 'the secret in the log');
+  });
+
+  test('the secret in the configuration and in a file at once is refused at start, and an empty file too', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'seahorse-secret-'));
+    writeFileSync(join(dir, 'empty'), '\n');
+    await assert.rejects(
+      testConfig({
+        'HeaderAuthenticator.shared_secret': 'a',
+        'HeaderAuthenticator.shared_secret_file': join(dir, 'empty'),
+      }),
+      /shared_secret or shared_secret_file, not both/,
+    );
+    await assert.rejects(
+      testConfig({ 'HeaderAuthenticator.shared_secret_file': join(dir, 'empty') }),
+      /is empty/,
+    );
+    await assert.rejects(
+      testConfig({ 'HeaderAuthenticator.shared_secret_file': join(dir, 'missing') }),
+      /cannot read .*missing: ENOENT/,
+    );
   });
 });
 
@@ -141,14 +198,24 @@ describe('REST API abuse on SQLite', () => {
     );
   });
   test('a repeated stop while a (SIGSTOPped) server is stopping is 202, not 204; SIGKILL ends it', async () => {
-    assert.equal((await hub.api('/users/bob/server', { method: 'POST' })).status, 201);
-    const user = (await (await hub.api('/users/bob')).json()) as {
-      servers: Record<string, { state: { pid: number } }>;
-    };
+    // 201, or 202 on two loaded cores (slow_spawn_timeout is 0.2 s here).
+    assert.ok([201, 202].includes((await hub.api('/users/bob/server', { method: 'POST' })).status));
+    type Model = { servers: Record<string, { ready: boolean; state: { pid: number } }> };
+    const user = await waitFor('bob’s server ready', async () => {
+      const model = (await (await hub.api('/users/bob')).json()) as Model;
+      return model.servers['']?.ready ? model : undefined;
+    });
     const pid = user.servers['']!.state.pid;
     process.kill(pid, 'SIGSTOP');
-    const first = await hub.api('/users/bob/server', { method: 'DELETE' });
-    assert.equal(first.status, 202);
+    // Ten stops at once: the ones that read the row before the first claimed it answered 204
+    // while the server was still stopping (and none may stop it a second time).
+    const first = await Promise.all(
+      Array.from({ length: 10 }, () => hub.api('/users/bob/server', { method: 'DELETE' })),
+    );
+    assert.deepEqual(
+      first.map((r) => r.status),
+      Array(10).fill(202),
+    );
     const again = await Promise.all([1, 2].map(() => hub.api('/users/bob/server', { method: 'DELETE' })));
     assert.deepEqual(
       again.map((r) => r.status),
@@ -170,6 +237,73 @@ describe('REST API abuse on SQLite', () => {
       const model = (await (await hub.api('/users/bob')).json()) as { servers: Record<string, unknown> };
       return Object.keys(model.servers).length === 0;
     });
+    // Stopped once, and a stop now is a 204.
+    const stops = hub.logs.lines.filter((l) => l.msg === 'server stopped' && l.user === 'bob');
+    assert.equal(stops.length, 1);
+    assert.equal((await hub.api('/users/bob/server', { method: 'DELETE' })).status, 204);
+  });
+});
+
+describe('two stops of one server racing', () => {
+  let hub: TestHub;
+  before(async () => {
+    hub = await startTestHub({ 'JupyterHub.slow_spawn_timeout': 0.3 });
+    assert.equal((await hub.api('/users/dave', { method: 'POST' })).status, 201);
+  });
+  after(() => hub?.close());
+
+  test('a stop that read the server before another stop claimed it answers 202 while it stops, not 204, and does not stop it again', async () => {
+    assert.ok([201, 202].includes((await hub.api('/users/dave/server', { method: 'POST' })).status));
+    type Model = { servers: Record<string, { ready: boolean; state: { pid: number } }> };
+    const user = await waitFor('dave’s server ready', async () => {
+      const model = (await (await hub.api('/users/dave')).json()) as Model;
+      return model.servers['']?.ready ? model : undefined;
+    });
+    const pid = user.servers['']!.state.pid;
+    // Paused: the stop takes the spawner's 5 s grace before SIGKILL.
+    process.kill(pid, 'SIGSTOP');
+    // The interleaving two hub processes (or the culler and the API) can meet: the second stop
+    // reads the row (not pending yet), then the first claims the stop, then the second goes on.
+    const db = hub.db;
+    const read = db.get.bind(db);
+    let reached!: () => void;
+    const secondRead = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    let hold = true;
+    db.get = (async (sql: string, params?: never[]) => {
+      const row = (await read(sql, params)) as { id: number; pending: string | null } | undefined;
+      if (hold && row && sql.startsWith('SELECT * FROM spawners WHERE user_id')) {
+        hold = false;
+        reached();
+        await waitFor('the other stop’s claim', async () => {
+          const now = await read<{ pending: string | null }>('SELECT pending FROM spawners WHERE id = ?', [
+            row.id,
+          ]);
+          return now?.pending === 'stop';
+        });
+      }
+      return row;
+    }) as typeof db.get;
+    try {
+      const second = hub.api('/users/dave/server', { method: 'DELETE' });
+      await secondRead;
+      const first = await hub.api('/users/dave/server', { method: 'DELETE' });
+      assert.equal(first.status, 202);
+      assert.equal((await second).status, 202, 'answered as stopped while the server was still stopping');
+    } finally {
+      db.get = read;
+    }
+    await waitFor(
+      'dave’s server stopped',
+      async () => {
+        const model = (await (await hub.api('/users/dave')).json()) as Model;
+        return Object.keys(model.servers).length === 0;
+      },
+      { timeoutMs: 15_000 },
+    );
+    assert.equal(hub.logs.lines.filter((l) => l.msg === 'server stopped' && l.user === 'dave').length, 1);
+    assert.equal((await hub.api('/users/dave/server', { method: 'DELETE' })).status, 204);
   });
 });
 
@@ -182,6 +316,8 @@ describe('PostgreSQL killed mid-run and restarted', () => {
     assert.equal((await hub.api('/users/alice', { method: 'POST' })).status, 201);
   });
   after(async () => {
+    // Closed by the test; again here when it failed midway (a running hub keeps the run alive).
+    if (hub?.proxyProcess?.running) await hub.close();
     await pg?.stop();
   });
 
@@ -206,6 +342,18 @@ describe('PostgreSQL killed mid-run and restarted', () => {
       assert.equal(response.headers.get('retry-after'), '5');
       assert.match(((await response.json()) as { message: string }).message, /database is unavailable/);
     }
+    // Pages (the first ones this hub serves, so their form secret is still to be read) are HTML
+    // 503s saying so; a token in the query never reaches the log.
+    for (const path of [`/hub/login?token=${hub.adminToken}`, `/hub/home?token=${hub.adminToken}`]) {
+      const page = await fetch(`${hub.url}${path}`, { redirect: 'manual' });
+      assert.equal(page.status, 503, path);
+      assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+      assert.match(
+        await page.text(),
+        /role="alert">The hub’s database is unavailable; try again in a moment/,
+      );
+    }
+    assert.equal((await fetch(`${hub.url}/hub/api/users?token=${hub.adminToken}`)).status, 503);
     // The same cluster comes back on the same port, as its owner (PostgreSQL refuses root).
     const data = spawnargs[spawnargs.indexOf('-D') + 1]!;
     const { uid, gid } = statSync(data);
@@ -232,6 +380,10 @@ describe('PostgreSQL killed mid-run and restarted', () => {
         throw new Error(`${error.message}: ${last}\n${restarted.output.slice(-300)}`);
       });
       assert.equal((await hub.api('/users/bob', { method: 'POST' })).status, 201);
+      // The pages recover too (their secret was not read while the database was down).
+      assert.equal((await fetch(`${hub.url}/hub/login`)).status, 200);
+      assert.ok(!hub.logs.text.includes(hub.adminToken), 'a token in the log');
+      assert.ok(hub.logs.lines.some((l) => l.msg === 'request failed' && l.path === '/hub/login'));
     } finally {
       await restarted.stop('SIGINT');
     }
@@ -248,6 +400,25 @@ describe('hostile bytes into the API’s parsers', () => {
     assert.equal((await hub.api('/users/alice', { method: 'POST' })).status, 201);
   });
   after(() => hub?.close());
+
+  test('a body that is not UTF-8, or a name with a lone surrogate, is a 400 (it was a user named U+FFFD)', async () => {
+    // {"usernames":["\xff\xfe"]}
+    const bytes = Buffer.concat([
+      Buffer.from('{"usernames":["'),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from('"]}'),
+    ]);
+    let response = await hub.api('/users', { method: 'POST', body: bytes });
+    assert.equal(response.status, 400);
+    assert.match(((await response.json()) as { message: string }).message, /not valid UTF-8/);
+    response = await hub.api('/users', { method: 'POST', body: '{"usernames":["\\ud800x"]}' });
+    assert.equal(response.status, 400);
+    assert.match(((await response.json()) as { message: string }).message, /^Invalid username/);
+    // Percent-escapes that are not UTF-8 do not name anything.
+    assert.equal((await hub.api('/users/%ED%A0%80x', { method: 'POST' })).status, 404);
+    const list = (await (await hub.api('/users')).json()) as Array<{ name: string }>;
+    assert.ok(!list.some((u) => u.name.includes('\ufffd')), JSON.stringify(list.map((u) => u.name)));
+  });
 
   test('an offset beyond any integer is an empty page, not a 500', async () => {
     const response = await hub.api('/users?offset=99999999999999999999', {
@@ -283,5 +454,43 @@ describe('hostile bytes into the API’s parsers', () => {
       body: JSON.stringify({ usernames: ['ok-name', 'bad\u0000name'] }),
     });
     assert.equal(response.status, 400);
+  });
+});
+
+describe('managed services and the hub’s own secrets', () => {
+  test('a managed service gets JupyterHub’s service environment, not the hub’s secrets', async () => {
+    const script = `console.log(JSON.stringify({ password: process.env.JUPYTER_PASSWORD ?? null, proxy: process.env.CONFIGPROXY_AUTH_TOKEN ?? null, path: Boolean(process.env.PATH), own: process.env.OWN ?? null, token: Boolean(process.env.JUPYTERHUB_API_TOKEN) })); setInterval(() => {}, 1000);`;
+    const saved = { password: process.env.JUPYTER_PASSWORD, proxy: process.env.CONFIGPROXY_AUTH_TOKEN };
+    process.env.JUPYTER_PASSWORD = 'hub-secret-password';
+    process.env.CONFIGPROXY_AUTH_TOKEN = 'hub-secret-proxy-token';
+    const hub = await startTestHub({
+      'JupyterHub.services': [
+        { name: 'admin-service', api_token: 'admin-service-token-0123456789abcdef', admin: true },
+        { name: 'reporter', command: [process.execPath, '-e', script], environment: { OWN: 'mine' } },
+      ],
+    });
+    try {
+      const line = await waitFor(
+        'the service’s report',
+        () => hub.logs.lines.find((l) => l.msg === 'service output' && String(l.line).startsWith('{')),
+        { timeoutMs: 20_000 },
+      );
+      assert.deepEqual(JSON.parse(String(line.line)), {
+        password: null,
+        proxy: null,
+        path: true,
+        own: 'mine',
+        token: true,
+      });
+    } finally {
+      await hub.close();
+      for (const [key, value] of [
+        ['JUPYTER_PASSWORD', saved.password],
+        ['CONFIGPROXY_AUTH_TOKEN', saved.proxy],
+      ] as const) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+    }
   });
 });

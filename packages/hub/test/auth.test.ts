@@ -25,7 +25,9 @@ test('header authenticator: a trusted source logs the user in; the cookie identi
     const cookie = cookieOf(response);
     assert.match(cookie, /^jupyterhub-hub-login=/);
     assert.match(response.headers.get('set-cookie')!, /HttpOnly/);
-    response = await fetch(`${hub.url}/hub/api/user`, { headers: { cookie } });
+    response = await fetch(`${hub.url}/hub/api/user`, {
+      headers: { cookie, referer: `${hub.url}/hub/home` },
+    });
     assert.equal(response.status, 200);
     assert.equal(((await response.json()) as { name: string }).name, 'alice');
     // A cookie never authorizes a state-changing API call (no cross-site forms).
@@ -44,14 +46,18 @@ test('header authenticator: a trusted source logs the user in; the cookie identi
       headers: { 'x-auth-request-user': 'alice' },
       redirect: 'manual',
     });
-    assert.equal(response.headers.get('location'), '/hub/home');
+    assert.equal(response.headers.get('location'), '/hub/spawn');
     // Logout ends every session of the user.
     response = await fetch(`${hub.url}/hub/logout`, { headers: { cookie }, redirect: 'manual' });
     assert.equal(response.status, 302);
-    assert.equal((await fetch(`${hub.url}/hub/api/user`, { headers: { cookie } })).status, 403);
+    const referer = `${hub.url}/hub/home`;
+    assert.equal((await fetch(`${hub.url}/hub/api/user`, { headers: { cookie, referer } })).status, 403);
     // A forged cookie is refused.
     const forged = cookie.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A'));
-    assert.equal((await fetch(`${hub.url}/hub/api/user`, { headers: { cookie: forged } })).status, 403);
+    assert.equal(
+      (await fetch(`${hub.url}/hub/api/user`, { headers: { cookie: forged, referer } })).status,
+      403,
+    );
   } finally {
     await hub.close();
   }

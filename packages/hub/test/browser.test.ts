@@ -49,7 +49,9 @@ async function signIn(page: Page, base: string, user: string, password: string):
   await page.getByLabel('Username').fill(user);
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.waitForURL(`${base}/hub/home`);
+  // As JupyterHub 3.0: with no server running, signing in lands on the spawn page.
+  await page.waitForURL(`${base}/hub/spawn`);
+  await page.goto(`${base}/hub/home`);
 }
 
 test('in chromium: sign in, start a server with a profile, see progress, run 1+1 in the stock notebook through the proxy, stop it; admin page and other servers refused', async () => {

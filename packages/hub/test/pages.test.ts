@@ -132,7 +132,8 @@ test('login: security headers, _xsrf required, cookies HttpOnly and SameSite (Se
       username: 'bob',
       password: 'pw',
     });
-    assert.equal(redirected.headers.get('location'), '/hub/home');
+    // JupyterHub 3.0's default after login: the spawn page (the server is not running).
+    assert.equal(redirected.headers.get('location'), '/hub/spawn');
 
     // Sign out is a form; it ends the session.
     const home = await browser.get('/hub/home');
@@ -334,9 +335,14 @@ test('pending page: progress so far rendered (escaped), the event stream with th
     assert.match(pendingPage.body_text, /<script src="\/hub\/static\/progress.js" defer><\/script>/);
     const script = await fetch(`${hub.url}/hub/static/progress.js`);
     assert.match(await script.text(), /EventSource/);
-    // The stream the script follows answers the cookie and ends with ready.
-    const stream = await fetch(`${hub.url}/hub/api/users/alice/server/progress`, {
+    // The stream the script follows answers the cookie (with the page as Referer, as a browser
+    // sends it; without one, as in JupyterHub 3.0, the cookie does not count) and ends with ready.
+    const bare = await fetch(`${hub.url}/hub/api/users/alice/server/progress`, {
       headers: { cookie: browser.cookieHeader },
+    });
+    assert.equal(bare.status, 403);
+    const stream = await fetch(`${hub.url}/hub/api/users/alice/server/progress`, {
+      headers: { cookie: browser.cookieHeader, referer: `${hub.url}/hub/spawn-pending/alice` },
     });
     assert.equal(stream.headers.get('content-type'), 'text/event-stream');
     const events = (await stream.text())

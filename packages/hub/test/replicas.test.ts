@@ -42,7 +42,8 @@ test('a second hub on the same PostgreSQL serves the users, tokens, servers and 
     });
     // A login cookie from one hub is accepted by the other (the secret is in the database).
     const cookie = await signIn(a.url, 'alice', 'x');
-    const self = await fetch(`${b.url}/hub/api/user`, { headers: { cookie } });
+    // (With a Referer of the hub's pages, as a browser sends: JupyterHub 3.0's rule for cookies.)
+    const self = await fetch(`${b.url}/hub/api/user`, { headers: { cookie, referer: `${b.url}/hub/home` } });
     assert.equal(self.status, 200);
   } finally {
     await b?.close();

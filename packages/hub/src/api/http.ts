@@ -5,6 +5,8 @@ import { HttpError } from '../errors.ts';
 
 export const maxBodyBytes = 1024 * 1024;
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 /** Sent as X-JupyterHub-Version, which single-user servers check. */
 export const apiVersion = '5.2.1';
 
@@ -75,7 +77,13 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
     chunks.push(chunk);
   }
   if (size === 0) return undefined;
-  const text = Buffer.concat(chunks).toString('utf8');
+  let text: string;
+  try {
+    text = strictUtf8.decode(Buffer.concat(chunks));
+  } catch {
+    // Replacing bad bytes with U+FFFD would store a name nobody sent.
+    throw new HttpError(400, 'Invalid JSON in body of request: the body is not valid UTF-8');
+  }
   if (text.trim() === '') return undefined;
   try {
     return JSON.parse(text);

@@ -1,5 +1,6 @@
 // The REST API under /hub/api: routes, who is asking, JSON errors, request metrics.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { refererIsOurs } from '../auth/referer.ts';
 import { DatabaseUnavailableError, HttpError } from '../errors.ts';
 import type { Hub } from '../hub.ts';
 import * as oauth from '../oauth.ts';
@@ -57,6 +58,7 @@ function routes(): Router {
 export function createApiHandler(hub: Hub) {
   const router = routes();
   const prefix = `${hub.config.baseUrl}hub/api`;
+  const prefixBase = hub.config.baseUrl;
   return async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const began = performance.now();
     const path = url.pathname.slice(prefix.length) || '/';
@@ -66,7 +68,11 @@ export function createApiHandler(hub: Hub) {
       if (match === undefined) throw new HttpError(404, 'Not Found');
       if (match === 'method') throw new HttpError(405, 'Method Not Allowed');
       handlerLabel = match.handler.name || 'handler';
-      const identity = await hub.identity.fromRequest(req, url.searchParams);
+      let identity = await hub.identity.fromRequest(req, url.searchParams);
+      // A login cookie counts only from the hub's own pages (JupyterHub 3.0's Referer check);
+      // the OAuth authorize step is a browser navigation, a page in JupyterHub.
+      if (identity && !identity.token && match.handler !== oauth.authorize && !refererIsOurs(req, prefixBase))
+        identity = undefined;
       const context = {
         req,
         res,

@@ -11,6 +11,7 @@ import {
   type UserWithRelations,
 } from '../db/users.ts';
 import { serverPrefix } from '../spawns.ts';
+import { urlEscapePath } from '../url-names.ts';
 
 export function serverModel(
   baseUrl: string,
@@ -20,8 +21,8 @@ export function serverModel(
 ): Record<string, unknown> {
   const active = row.url !== null || row.pending !== null;
   const progress = row.name
-    ? `${baseUrl}hub/api/users/${encodeURIComponent(user)}/servers/${encodeURIComponent(row.name)}/progress`
-    : `${baseUrl}hub/api/users/${encodeURIComponent(user)}/server/progress`;
+    ? `${baseUrl}hub/api/users/${urlEscapePath(user)}/servers/${urlEscapePath(row.name)}/progress`
+    : `${baseUrl}hub/api/users/${urlEscapePath(user)}/server/progress`;
   const model: Record<string, unknown> = {
     name: row.name,
     full_name: `${user}/${row.name}`,

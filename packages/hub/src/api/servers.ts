@@ -125,6 +125,17 @@ export async function stopServer(context: ApiContext): Promise<void> {
     stopping = hub.spawns.stop(user, row).then(async () => {
       if (remove) await spawnerDb.deleteSpawner(hub.db, row.id);
     });
+  } else if (row.url !== null) {
+    // Another request (or hub process, or the culler) claimed the stop between our read and our
+    // claim: it is still stopping, so 202 as JupyterHub answers a stop of a stopping server —
+    // never a 204 before it has stopped, and never a second stop.
+    const now = await spawnerDb.findSpawnerById(hub.db, row.id);
+    if (now?.pending === 'stop') {
+      sendEmpty(context.res, 202);
+      return;
+    }
+    if (now?.pending) throw new HttpError(400, `${name} is pending ${now.pending}, please wait`);
+    if (remove && now) await spawnerDb.deleteSpawner(hub.db, row.id);
   } else if (remove) {
     await spawnerDb.deleteSpawner(hub.db, row.id);
   }

@@ -11,7 +11,13 @@ import { ConfigError } from '../errors.ts';
  */
 export function validUsername(name: string): boolean {
   return (
-    name.length > 0 && name.length <= 255 && !/[/\s?#%\p{Cc}]/u.test(name) && name !== '.' && name !== '..'
+    name.length > 0 &&
+    name.length <= 255 &&
+    !/[/\s?#%\p{Cc}]/u.test(name) &&
+    // A lone surrogate (`"\ud800"` in JSON) cannot be stored: it would become U+FFFD.
+    !/[\uD800-\uDFFF]/u.test(name) &&
+    name !== '.' &&
+    name !== '..'
   );
 }
 
@@ -77,6 +83,21 @@ export class Authenticator {
     if (isIPv4(plain)) return this.#trusted.check(plain, 'ipv4');
     if (isIPv6(plain)) return this.#trusted.check(plain, 'ipv6');
     return false;
+  }
+
+  /**
+   * Whether the request carries the front proxy's shared secret (always true when none is
+   * configured). Users' own code can reach the hub from a trusted address (loopback, with local
+   * servers) but does not know the secret. Compared in constant time.
+   */
+  hasProxySecret(headers: Record<string, string | string[] | undefined>): boolean {
+    const secret = this.#config.sharedSecret;
+    if (!secret) return true;
+    const raw = headers[this.#config.secretHeaderName];
+    if (typeof raw !== 'string') return false;
+    const a = createHash('sha256').update(raw).digest();
+    const b = createHash('sha256').update(secret).digest();
+    return timingSafeEqual(a, b);
   }
 
   /** Constant-time check of the shared password (hashes first, so lengths do not leak). */

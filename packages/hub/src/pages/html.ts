@@ -105,10 +105,19 @@ export function redirect(
   res.end();
 }
 
+/**
+ * A local path under the base URL, or undefined: never an open redirect, never a header that
+ * cannot be sent (characters past ASCII are percent-escaped as a browser would).
+ */
+export function localNext(base: string, next: string | null | undefined): string | undefined {
+  if (!next?.startsWith(base) || next.startsWith('//') || /[\\\s\p{Cc}]/u.test(next)) return undefined;
+  if (/[\uD800-\uDFFF]/u.test(next)) return undefined; // a lone surrogate cannot be escaped
+  return next.replace(/[^\x21-\x7e]+/gu, (text) => encodeURIComponent(text));
+}
+
 /** Only local paths under the base URL: never an open redirect. */
 export function safeNext(base: string, next: string | null | undefined): string {
-  if (next?.startsWith(base) && !next.startsWith('//') && !/[\\\s\p{Cc}]/u.test(next)) return next;
-  return `${base}hub/home`;
+  return localNext(base, next) ?? `${base}hub/home`;
 }
 
 const maxFormBytes = 64 * 1024;

@@ -8,6 +8,7 @@ import * as servers from '../api/servers.ts';
 import * as tokens from '../api/tokens.ts';
 import * as users from '../api/users.ts';
 import { normalizeUsername, validUsername } from '../auth/authenticators.ts';
+import { LoginThrottle } from '../auth/login-throttle.ts';
 import { allows } from '../auth/scopes.ts';
 import { loginCookieName, readCookie, SessionSigner } from '../auth/sessions.ts';
 import * as spawnerDb from '../db/spawners.ts';
@@ -17,9 +18,10 @@ import { HttpError } from '../errors.ts';
 import type { Hub } from '../hub.ts';
 import type { Identity } from '../identity.ts';
 import { serverPrefix } from '../spawns.ts';
+import { urlEscapePath } from '../url-names.ts';
 import { callApi } from './api-call.ts';
 import { serveAsset } from './assets.ts';
-import { html, type Raw, readForm, redirect, safeNext, sendPage, when } from './html.ts';
+import { html, localNext, type Raw, readForm, redirect, safeNext, sendPage, when } from './html.ts';
 import { Xsrf, xsrfCookieName } from './xsrf.ts';
 
 interface Page {
@@ -38,6 +40,16 @@ interface Page {
 }
 
 const xsrfByHub = new WeakMap<Hub, Promise<Xsrf>>();
+const throttleByHub = new WeakMap<Hub, LoginThrottle>();
+
+function throttleOf(hub: Hub): LoginThrottle {
+  let throttle = throttleByHub.get(hub);
+  if (!throttle) {
+    throttle = new LoginThrottle();
+    throttleByHub.set(hub, throttle);
+  }
+  return throttle;
+}
 
 function xsrfOf(hub: Hub): Promise<Xsrf> {
   let xsrf = xsrfByHub.get(hub);
@@ -45,6 +57,11 @@ function xsrfOf(hub: Hub): Promise<Xsrf> {
     // Kept in the database so that every hub process accepts the forms of the others.
     xsrf = getOrCreateSecret(hub.db, 'xsrf_secret', () => randomBytes(32).toString('hex')).then(
       (secret) => new Xsrf(Buffer.from(secret, 'hex'), `${hub.config.baseUrl}hub/`),
+      (error: unknown) => {
+        // The database was down: the next page asks again (a kept rejection was a 503 forever).
+        xsrfByHub.delete(hub);
+        throw error;
+      },
     );
     xsrfByHub.set(hub, xsrf);
   }
@@ -121,7 +138,12 @@ export async function handlePage(
     if (serveAsset(req, res, path.slice(`${hubPath}static/`.length))) return true;
   }
   const xsrf = await xsrfOf(hub);
-  const secure = req.headers['x-forwarded-proto'] === 'https' || hub.config.bindUrl.protocol === 'https:';
+  // The first proxy's view (`https, http` when TLS ends in front of our proxy).
+  const forwardedProto = String(req.headers['x-forwarded-proto'] ?? '')
+    .split(',')[0]!
+    .trim()
+    .toLowerCase();
+  const secure = forwardedProto === 'https' || hub.config.bindUrl.protocol === 'https:';
   const { nonce, setCookie } = xsrf.nonce(req, secure);
   const session = readCookie(req.headers.cookie, loginCookieName) ?? '';
   const identity = await hub.identity.fromCookie(req.headers.cookie);
@@ -232,6 +254,13 @@ async function loginGet(page: Page): Promise<void> {
     if (!auth.trustsSource(req.socket.remoteAddress, req.headers['x-forwarded-for'])) {
       throw new HttpError(403, 'The user header is accepted only from trusted proxies.');
     }
+    if (!auth.hasProxySecret(req.headers)) {
+      hub.log.warn({ from: req.socket.remoteAddress }, 'user header without the proxy’s shared secret');
+      throw new HttpError(
+        403,
+        'The user header is accepted only with the front proxy’s shared secret (HeaderAuthenticator.shared_secret).',
+      );
+    }
     const raw = req.headers[auth.headerName];
     const name = normalizeUsername(Array.isArray(raw) ? (raw[0] ?? '') : (raw ?? ''));
     if (!validUsername(name)) {
@@ -245,7 +274,7 @@ async function loginGet(page: Page): Promise<void> {
     }
     return signIn(page, name, next);
   }
-  if (page.identity) return go(page, safeNext(page.base, next));
+  if (page.identity) return go(page, await landing(page, page.identity.id, page.identity.name, next));
   show(page, 200, 'Sign in', loginForm(page, next));
 }
 
@@ -259,11 +288,32 @@ async function loginPost(page: Page): Promise<void> {
     show(page, 403, 'Sign in', loginForm(page, next, 'The sign-in form expired. Please try again.'));
     return;
   }
+  const client = LoginThrottle.client(page.req);
+  const throttle = throttleOf(hub);
+  const wait = throttle.retryAfter(client);
+  if (wait > 0) {
+    hub.log.warn({ client, retry_after_s: wait }, 'login throttled');
+    const minutes = Math.ceil(wait / 60);
+    show(
+      page,
+      429,
+      'Sign in',
+      loginForm(
+        page,
+        next,
+        `Too many failed sign-ins. Try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`,
+      ),
+      { 'retry-after': String(wait) },
+    );
+    return;
+  }
   const name = normalizeUsername(form.get('username') ?? '');
   if (validUsername(name) && hub.authenticator.checkPassword(form.get('password') ?? '')) {
+    throttle.succeeded(client);
     return signIn(page, name, next);
   }
-  hub.log.warn({ user: validUsername(name) ? name : undefined }, 'failed login');
+  throttle.failed(client);
+  hub.log.warn({ user: validUsername(name) ? name : undefined, client }, 'failed login');
   show(page, 403, 'Sign in', loginForm(page, next, 'Invalid username or password.'));
 }
 
@@ -280,7 +330,25 @@ async function signIn(page: Page, name: string, next: string | null): Promise<vo
     page.secure,
   );
   hub.log.info({ user: name }, 'user logged in');
-  go(page, safeNext(page.base, next), { 'set-cookie': cookie });
+  go(page, await landing(page, user.id, name, next), { 'set-cookie': cookie });
+}
+
+/**
+ * Where a signed-in user goes, as JupyterHub 3.0's get_next_url: a local `next` (a `/user/…` one
+ * through `/hub/user/…`), else `default_url`, else their running server, else the spawn page
+ * (`redirect_to_server`; home when it is false).
+ */
+async function landing(page: Page, userId: number, name: string, next: string | null): Promise<string> {
+  const { base, hub } = page;
+  const local = localNext(base, next);
+  if (local?.startsWith(`${base}user/`)) return `${base}hub/${local.slice(base.length)}`;
+  if (local) return local;
+  const defaultUrl = hub.config.traits['JupyterHub.default_url'];
+  if (typeof defaultUrl === 'string' && defaultUrl) return defaultUrl;
+  if (hub.config.traits['JupyterHub.redirect_to_server'] === false) return `${base}hub/home`;
+  const row = await spawnerDb.findSpawner(hub.db, userId, '');
+  if (row && (row.url !== null || row.pending !== null)) return serverPrefix(base, name, '');
+  return `${base}hub/spawn`;
 }
 
 async function logout(page: Page): Promise<void> {
@@ -327,8 +395,8 @@ interface ServerModel {
 async function home(page: Page, root: boolean): Promise<void> {
   const { hub, base } = page;
   if (!page.identity) return go(page, `${base}hub/login?next=${encodeURIComponent(`${base}hub/home`)}`);
-  const defaultUrl = hub.config.traits['JupyterHub.default_url'];
-  if (root && typeof defaultUrl === 'string' && defaultUrl) return go(page, defaultUrl);
+  // /hub/ sends a signed-in user on as after login (JupyterHub's RootHandler).
+  if (root) return go(page, await landing(page, page.identity.id, page.identity.name, null));
   const me = page.identity.name;
   const answer = await callApi(hub, page.identity, users.getUser, [me], {
     query: { include_stopped_servers: '1' },
@@ -361,7 +429,7 @@ ${named.map(
 ${
   limit > 0 && named.length >= limit
     ? html`<p class="notice">Delete a named server before creating another.</p>`
-    : html`<form method="${profiles ? 'get' : 'post'}" action="${base}hub/spawn/${encodeURIComponent(me)}">
+    : html`<form method="${profiles ? 'get' : 'post'}" action="${base}hub/spawn/${urlEscapePath(me)}">
 ${profiles ? '' : hidden(page)}
 <label for="server_name">New server name</label>
 <input type="text" id="server_name" name="server_name" required pattern="[^/\\s?#%]+" maxlength="255" aria-describedby="server-name-help">
@@ -393,7 +461,7 @@ function serverActions(
   compact = false,
 ): Raw {
   const { base } = page;
-  const path = `${encodeURIComponent(user)}${server ? `/${encodeURIComponent(server)}` : ''}`;
+  const path = `${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
   const label = server ? ` ${server}` : '';
   const running = model && !model.stopped && model.ready;
   const starting = model?.pending === 'spawn';
@@ -431,7 +499,7 @@ function serverActions(
 async function spawnGet(page: Page, user: string, server: string): Promise<void> {
   const { hub, base } = page;
   const profiles = hub.config.spawner.profileList;
-  const path = `${encodeURIComponent(user)}${server ? `/${encodeURIComponent(server)}` : ''}`;
+  const path = `${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
   const target = server ? `${user}/${server}` : user;
   const next = page.url.searchParams.get('next');
   const form = html`<form method="post" action="${base}hub/spawn/${path}">${hidden(page)}
@@ -477,7 +545,7 @@ async function spawnPost(
   }
   const answer = await callApi(hub, page.identity!, servers.startServer, [user, server], { body });
   const prefix = serverPrefix(base, user, server);
-  const pendingUrl = `${base}hub/spawn-pending/${encodeURIComponent(user)}${server ? `/${encodeURIComponent(server)}` : ''}`;
+  const pendingUrl = `${base}hub/spawn-pending/${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
   const next = form.get('next');
   if (answer.status === 201) {
     return go(page, next && next !== `${base}hub/home` ? safeNext(base, next) : prefix);
@@ -509,7 +577,7 @@ async function pending(page: Page, user: string, server: string): Promise<void> 
   if (!row) throw new HttpError(404, `There is no server ${target} you may see.`);
   const prefix = serverPrefix(base, user, server);
   if (row.ready === 1 && row.pending === null && row.url !== null) return go(page, prefix);
-  const path = `${encodeURIComponent(user)}${server ? `/${encodeURIComponent(server)}` : ''}`;
+  const path = `${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
   if (row.pending !== 'spawn') {
     if (row.failure) {
       show(
@@ -526,7 +594,7 @@ async function pending(page: Page, user: string, server: string): Promise<void> 
   const events = JSON.parse(row.progress) as Array<{ progress?: number; message?: string }>;
   const last = events.at(-1);
   const percent = Math.max(0, Math.min(100, Number(last?.progress ?? 0)));
-  const progressUrl = `${base}hub/api/users/${encodeURIComponent(user)}/${server ? `servers/${encodeURIComponent(server)}` : 'server'}/progress`;
+  const progressUrl = `${base}hub/api/users/${urlEscapePath(user)}/${server ? `servers/${urlEscapePath(server)}` : 'server'}/progress`;
   show(
     page,
     200,
@@ -585,10 +653,10 @@ async function admin(page: Page): Promise<void> {
 ${models.map(({ row, list }) => {
   const names = list.length ? list : [{ name: '', url: null, pending: null, ready: 0 }];
   return html`<tr><th scope="row">${row.name}</th>
-<td><form method="post" action="${base}hub/admin/users/${encodeURIComponent(row.name)}/admin" class="inline">${hidden(page)}<input type="hidden" name="next" value="${here}"><input type="hidden" name="admin" value="${row.admin === 1 ? '0' : '1'}">${row.admin === 1 ? 'yes' : 'no'} <button type="submit" class="link" aria-label="${row.admin === 1 ? `Remove admin from ${row.name}` : `Make admin: ${row.name}`}">${row.admin === 1 ? 'Remove admin' : 'Make admin'}</button></form></td>
+<td><form method="post" action="${base}hub/admin/users/${urlEscapePath(row.name)}/admin" class="inline">${hidden(page)}<input type="hidden" name="next" value="${here}"><input type="hidden" name="admin" value="${row.admin === 1 ? '0' : '1'}">${row.admin === 1 ? 'yes' : 'no'} <button type="submit" class="link" aria-label="${row.admin === 1 ? `Remove admin from ${row.name}` : `Make admin: ${row.name}`}">${row.admin === 1 ? 'Remove admin' : 'Make admin'}</button></form></td>
 <td>${names.map((s) => {
     const label = s.name || 'default';
-    const path = `${encodeURIComponent(row.name)}${s.name ? `/${encodeURIComponent(s.name)}` : ''}`;
+    const path = `${urlEscapePath(row.name)}${s.name ? `/${urlEscapePath(s.name)}` : ''}`;
     const running = s.url !== null && s.ready === 1 && s.pending === null;
     return html`<div>${label}: ${running ? html`<span class="status-running">running</span>` : s.pending ? html`<span class="status-pending">${s.pending}…</span>` : 'stopped'}
 ${
@@ -600,7 +668,7 @@ ${
 }</div>`;
   })}</td>
 <td>${when(row.last_activity)}</td>
-<td><form method="post" action="${base}hub/admin/users/${encodeURIComponent(row.name)}/delete" class="inline">${hidden(page)}<input type="hidden" name="next" value="${here}"><button type="submit" class="danger" aria-label="Delete user ${row.name}">Delete</button></form></td></tr>`;
+<td><form method="post" action="${base}hub/admin/users/${urlEscapePath(row.name)}/delete" class="inline">${hidden(page)}<input type="hidden" name="next" value="${here}"><button type="submit" class="danger" aria-label="Delete user ${row.name}">Delete</button></form></td></tr>`;
 })}
 </tbody></table>
 <nav class="pager" aria-label="Pages of users">
@@ -773,7 +841,7 @@ async function notRunning(page: Page, target: string, status = 503): Promise<voi
   const mayStart =
     owner && (await allows(page.identity.parsed, 'servers', { user, server: `${user}/${server}` }));
   const row = owner ? await spawnerDb.findSpawner(hub.db, owner.id, server) : undefined;
-  const path = `${encodeURIComponent(user)}${server ? `/${encodeURIComponent(server)}` : ''}`;
+  const path = `${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
   if (row?.pending === 'spawn' && mayStart) return go(page, `${base}hub/spawn-pending/${path}`);
   // Running (its route was missing a moment ago): back to the server, at most a few times.
   const redirects = Number(page.url.searchParams.get('redirects') ?? 0);
