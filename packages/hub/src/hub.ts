@@ -15,6 +15,7 @@ import * as tokens from './db/tokens.ts';
 import { createUser, findUser, updateUser } from './db/users.ts';
 import { ConfigError } from './errors.ts';
 import { IdentityResolver, type RoleScopes } from './identity.ts';
+import { Leadership } from './leader.ts';
 import type { HubMetrics } from './metrics.ts';
 import type { ProxyApi } from './proxy-api.ts';
 import { type BoundSpawnerFactory, SpawnManager } from './spawns.ts';
@@ -32,6 +33,8 @@ export class Hub {
   /** API tokens of the configured services, for the environment of managed ones. */
   readonly serviceTokens = new Map<string, string>();
   readonly spawns: SpawnManager;
+  /** Which replica runs the singleton work; started by the server. */
+  readonly leadership: Leadership;
   identity!: IdentityResolver;
   sessions!: SessionSigner;
   /** Called by POST /hub/api/shutdown. */
@@ -55,7 +58,8 @@ export class Hub {
     this.metrics = metrics;
     this.proxy = proxy;
     this.authenticator = new Authenticator(config.authenticatorClass, config.auth);
-    this.spawns = new SpawnManager(db, config, log, metrics, proxy, spawnerFactory);
+    this.leadership = new Leadership(db, log, metrics.registry);
+    this.spawns = new SpawnManager(db, config, log, metrics, proxy, spawnerFactory, this.leadership);
   }
 
   /** Brings the database in line with the configuration; idempotent, safe on every start. */

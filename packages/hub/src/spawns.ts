@@ -49,6 +49,7 @@ export class SpawnManager {
   readonly #proxy: ProxyApi;
   readonly #factory: BoundSpawnerFactory;
   readonly #running = new Map<number, Running>();
+  readonly #replica: { readonly replicaId: string };
   readonly events = new EventEmitter();
 
   constructor(
@@ -58,6 +59,7 @@ export class SpawnManager {
     metrics: HubMetrics,
     proxy: ProxyApi,
     factory: BoundSpawnerFactory,
+    replica: { readonly replicaId: string },
   ) {
     this.#db = db;
     this.#config = config;
@@ -65,6 +67,7 @@ export class SpawnManager {
     this.#metrics = metrics;
     this.#proxy = proxy;
     this.#factory = factory;
+    this.#replica = replica;
     this.events.setMaxListeners(0);
   }
 
@@ -105,6 +108,7 @@ export class SpawnManager {
     row: SpawnerRow,
     state: JsonObject | null,
     events: SpawnEvent[],
+    running?: Running,
   ): SpawnerContext {
     // The spawner adds the user and server name to its own lines.
     const log = this.#log;
@@ -116,7 +120,18 @@ export class SpawnManager {
         const entry: SpawnEvent = { progress: event.progress, message: event.message };
         events.push(entry);
         this.events.emit(`progress:${row.id}`, entry);
-        spawners.saveProgress(this.#db, row.id, JSON.stringify(events)).catch((error: unknown) => {
+        // With the spawner's state so far (a PID, a pod name): should this replica die before
+        // the server is ready, the leader finds what was started and stops it.
+        const saved = running
+          ? spawners.saveSpawnProgress(
+              this.#db,
+              row.id,
+              this.#replica.replicaId,
+              JSON.stringify(events),
+              JSON.stringify(running.spawner === placeholder ? {} : safeState(running.spawner)),
+            )
+          : spawners.saveProgress(this.#db, row.id, JSON.stringify(events));
+        saved.catch((error: unknown) => {
           log.warn({ err: error }, 'saving spawn progress failed');
         });
       },
@@ -160,7 +175,7 @@ export class SpawnManager {
           secretHash: hashToken(token),
           spawnerId: row.id,
         });
-        const context = this.#context(spec, row, null, events);
+        const context = this.#context(spec, row, null, events, entry);
         const hook = this.#config.hooks.preSpawnHook;
         if (hook)
           await hook({
@@ -175,9 +190,22 @@ export class SpawnManager {
           this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs,
           `${name}'s server did not start within ${(this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs) / 1000} s`,
         );
-        await spawners.saveState(this.#db, row.id, JSON.stringify(spawner.state()));
+        const owner = this.#replica.replicaId;
+        await spawners.saveSpawnProgress(
+          this.#db,
+          row.id,
+          owner,
+          JSON.stringify(events),
+          JSON.stringify(spawner.state()),
+        );
         await this.#addRoute(user.name, row.name, url);
-        await spawners.markReady(this.#db, row.id, url, JSON.stringify(spawner.state()));
+        if (!(await spawners.markReady(this.#db, row.id, url, JSON.stringify(spawner.state()), owner))) {
+          // The leader took this spawn over (it found this replica gone from the database) and
+          // failed it: the server it knows nothing of must not keep running.
+          throw new SpawnError(
+            'the spawn was taken over by the leader while this hub replica was unreachable',
+          );
+        }
         this.#metrics.spawnDuration.labels('success').observe((performance.now() - began) / 1000);
         const ready = this.#readyEvent(user.name, row.name);
         events.push(ready);
@@ -193,7 +221,9 @@ export class SpawnManager {
         const state = spawner ? safeState(spawner) : {};
         if (spawner) await spawner.stop(true).catch(() => undefined);
         await tokens.deleteSpawnerTokens(this.#db, row.id).catch(() => undefined);
-        await spawners.markFailed(this.#db, row.id, message, JSON.stringify(state)).catch(() => undefined);
+        await spawners
+          .markFailed(this.#db, row.id, message, JSON.stringify(state), this.#replica.replicaId)
+          .catch(() => undefined);
         const failed: SpawnEvent = { progress: 100, failed: true, message: `Spawn failed: ${message}` };
         events.push(failed);
         this.events.emit(`progress:${row.id}`, failed);
@@ -266,7 +296,12 @@ export class SpawnManager {
     return status;
   }
 
-  /** Stops a server whose row was just marked stop-pending. */
+  /** This replica's id: the owner of the pending actions it claims (spawnerDb.mark*Pending). */
+  get owner(): string {
+    return this.#replica.replicaId;
+  }
+
+  /** Stops a server whose row was just marked stop-pending (by this replica). */
   async stop(user: UserRow, row: SpawnerRow, now = false): Promise<void> {
     const began = performance.now();
     try {
@@ -279,16 +314,17 @@ export class SpawnManager {
       this.#log.error({ user: user.name, server: row.name, err: error }, 'stopping the server failed');
     } finally {
       await tokens.deleteSpawnerTokens(this.#db, row.id);
-      await spawners.markStopped(this.#db, row.id);
+      await spawners.markStopped(this.#db, row.id, this.#replica.replicaId);
       this.#log.info({ user: user.name, server: row.name }, 'server stopped');
     }
   }
 
   /** A server found dead by a poll: clear it as JupyterHub's user_stopped does. */
   async stopped(user: UserRow, row: SpawnerRow): Promise<void> {
+    // A spawn or stop claimed since the poll is left to whoever claimed it.
+    if (!(await spawners.markStopped(this.#db, row.id, null))) return;
     await this.#deleteRoute(user.name, row.name);
     await tokens.deleteSpawnerTokens(this.#db, row.id);
-    await spawners.markStopped(this.#db, row.id);
     this.#log.info({ user: user.name, server: row.name }, 'server found stopped');
   }
 

@@ -73,7 +73,7 @@ export async function startServer(context: ApiContext): Promise<void> {
     hub.metrics.spawnDuration.labels('too-many-users').observe(0);
     throw new HttpError(429, 'Active user limit exceeded. Try again in a few minutes.');
   }
-  if (!(await spawnerDb.markSpawnPending(db, row.id, JSON.stringify(body ?? {})))) {
+  if (!(await spawnerDb.markSpawnPending(db, row.id, JSON.stringify(body ?? {}), hub.spawns.owner))) {
     // Another request (or hub process) claimed it first: it is pending now.
     sendEmpty(context.res, 202);
     return;
@@ -121,10 +121,20 @@ export async function stopServer(context: ApiContext): Promise<void> {
   }
   if (row.pending) throw new HttpError(400, `${name} is pending ${row.pending}, please wait`);
   let stopping: Promise<void> | undefined;
-  if (row.url !== null && (await spawnerDb.markStopPending(hub.db, row.id))) {
+  if (row.url !== null && (await spawnerDb.markStopPending(hub.db, row.id, hub.spawns.owner))) {
     stopping = hub.spawns.stop(user, row).then(async () => {
       if (remove) await spawnerDb.deleteSpawner(hub.db, row.id);
     });
+  } else if (row.url !== null) {
+    // Another request (maybe through another hub replica) claimed it between our read and our
+    // claim: as JupyterHub, 202 while it is stopping, 204 only once it is stopped.
+    const now = await spawnerDb.findSpawnerById(hub.db, row.id);
+    if (now?.pending === 'stop') {
+      sendEmpty(context.res, 202);
+      return;
+    }
+    if (now?.pending) throw new HttpError(400, `${name} is pending ${now.pending}, please wait`);
+    if (remove && now) await spawnerDb.deleteSpawner(hub.db, row.id);
   } else if (remove) {
     await spawnerDb.deleteSpawner(hub.db, row.id);
   }
