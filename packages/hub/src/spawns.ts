@@ -39,6 +39,8 @@ interface Running {
   spawner: Spawner;
   events: SpawnEvent[];
   done: Promise<void>;
+  /** The progress writes, one after another: on a pool, an older one could land last. */
+  saving: Promise<void>;
 }
 
 export class SpawnManager {
@@ -122,18 +124,21 @@ export class SpawnManager {
         this.events.emit(`progress:${row.id}`, entry);
         // With the spawner's state so far (a PID, a pod name): should this replica die before
         // the server is ready, the leader finds what was started and stops it.
-        const saved = running
-          ? spawners.saveSpawnProgress(
-              this.#db,
-              row.id,
-              this.#replica.replicaId,
-              JSON.stringify(events),
-              JSON.stringify(running.spawner === placeholder ? {} : safeState(running.spawner)),
-            )
-          : spawners.saveProgress(this.#db, row.id, JSON.stringify(events));
-        saved.catch((error: unknown) => {
+        const progress = JSON.stringify(events);
+        const save = running
+          ? () =>
+              spawners.saveSpawnProgress(
+                this.#db,
+                row.id,
+                this.#replica.replicaId,
+                progress,
+                JSON.stringify(running.spawner === placeholder ? {} : safeState(running.spawner)),
+              )
+          : () => spawners.saveProgress(this.#db, row.id, progress);
+        const saved = (running?.saving ?? Promise.resolve()).then(save).catch((error: unknown) => {
           log.warn({ err: error }, 'saving spawn progress failed');
         });
+        if (running) running.saving = saved;
       },
     };
   }
@@ -147,7 +152,12 @@ export class SpawnManager {
     const began = performance.now();
     let spawner: Spawner | undefined;
     const name = logName(user.name, row.name);
-    const entry: Running = { spawner: placeholder, events, done: Promise.resolve() };
+    const entry: Running = {
+      spawner: placeholder,
+      events,
+      done: Promise.resolve(),
+      saving: Promise.resolve(),
+    };
     this.#running.set(row.id, entry);
     const done = (async () => {
       const token = newToken();
@@ -191,6 +201,7 @@ export class SpawnManager {
           `${name}'s server did not start within ${(this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs) / 1000} s`,
         );
         const owner = this.#replica.replicaId;
+        await entry.saving;
         await spawners.saveSpawnProgress(
           this.#db,
           row.id,
