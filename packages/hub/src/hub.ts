@@ -94,19 +94,29 @@ export class Hub {
         oauthClientId: service.oauthClientId ?? null,
       });
       serviceIds.set(service.name, row.id);
-      await tokens.deleteServiceTokens(this.db, row.id);
-      // A managed service without a configured token gets one for this run.
-      const apiToken = service.apiToken ?? (service.command ? randomBytes(24).toString('hex') : undefined);
-      if (apiToken) {
-        this.serviceTokens.set(service.name, apiToken);
-        await tokens.insertToken(this.db, {
-          hashed: hashToken(apiToken),
-          prefix: apiToken.slice(0, 4),
-          serviceId: row.id,
-          note: 'from config',
-          scopes: ['inherit'],
-        });
-      }
+      // A managed service without a configured token gets one, kept in the database: every hub
+      // replica (the leader runs the service) must accept the same token.
+      const apiToken =
+        service.apiToken ??
+        (service.command
+          ? await tokens.getOrCreateSecret(this.db, `service_token:${service.name}`, () =>
+              randomBytes(24).toString('hex'),
+            )
+          : undefined);
+      if (apiToken) this.serviceTokens.set(service.name, apiToken);
+      // In one transaction: another replica serving meanwhile never finds the token missing.
+      await this.db.transaction(async (tx) => {
+        await tokens.deleteServiceTokens(tx, row.id);
+        if (apiToken) {
+          await tokens.insertToken(tx, {
+            hashed: hashToken(apiToken),
+            prefix: apiToken.slice(0, 4),
+            serviceId: row.id,
+            note: 'from config',
+            scopes: ['inherit'],
+          });
+        }
+      });
     }
     await roles.deleteServicesExcept(this.db, [...serviceIds.keys()]);
     for (const role of this.config.loadRoles) {

@@ -181,6 +181,9 @@ class PostgresElection implements Election {
   }
 }
 
+/** What other parts (spawners, watches) see of the leadership. */
+export type LeaderView = Pick<Leadership, 'replicaId' | 'isLeader' | 'signal' | 'ifLeader' | 'whileLeader'>;
+
 export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
   readonly #election: Election;
   readonly #log: Logger;

@@ -432,17 +432,27 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     takeOver(false).catch((error: unknown) => log.warn({ err: error }, 'taking over as the leader failed'));
   });
 
-  const managed: ManagedService[] = [];
-  for (const service of config.services) {
-    if (!service.command) continue;
-    const running = new ManagedService(
-      service,
-      serviceEnvironment(config, service, hub.serviceTokens.get(service.name)!),
-      log,
-    );
-    running.start();
-    managed.push(running);
-  }
+  // Managed services (a culler, say) are singleton work too: run by the leader, stopped when
+  // its term ends, started again by the next leader.
+  let managed: ManagedService[] = [];
+  leadership.whileLeader((term) => {
+    if (lifecycle.shuttingDown) return;
+    const started: ManagedService[] = [];
+    for (const service of config.services) {
+      if (!service.command) continue;
+      const running = new ManagedService(
+        service,
+        serviceEnvironment(config, service, hub.serviceTokens.get(service.name)!),
+        log,
+      );
+      running.start();
+      started.push(running);
+    }
+    managed = started;
+    term.addEventListener('abort', () => {
+      for (const service of started) void service.stop();
+    });
+  });
 
   let stopServers = config.cleanupServers;
   let stopProxy = config.cleanupProxy;

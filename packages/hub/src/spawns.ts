@@ -11,6 +11,7 @@ import * as spawners from './db/spawners.ts';
 import * as tokens from './db/tokens.ts';
 import { groupsOfUser } from './db/users.ts';
 import { SpawnError } from './errors.ts';
+import type { LeaderView } from './leader.ts';
 import type { HubMetrics } from './metrics.ts';
 import type { ProxyApi } from './proxy-api.ts';
 import type { JsonObject, ProgressEvent, ServerSpec, Spawner, SpawnerContext } from './spawners/spawner.ts';
@@ -51,7 +52,7 @@ export class SpawnManager {
   readonly #proxy: ProxyApi;
   readonly #factory: BoundSpawnerFactory;
   readonly #running = new Map<number, Running>();
-  readonly #replica: { readonly replicaId: string };
+  readonly #replica: LeaderView;
   readonly events = new EventEmitter();
 
   constructor(
@@ -61,7 +62,7 @@ export class SpawnManager {
     metrics: HubMetrics,
     proxy: ProxyApi,
     factory: BoundSpawnerFactory,
-    replica: { readonly replicaId: string },
+    replica: LeaderView,
   ) {
     this.#db = db;
     this.#config = config;
@@ -118,6 +119,7 @@ export class SpawnManager {
       spec,
       state,
       log,
+      leadership: this.#replica,
       progress: (event: ProgressEvent) => {
         const entry: SpawnEvent = { progress: event.progress, message: event.message };
         events.push(entry);

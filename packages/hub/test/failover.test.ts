@@ -207,12 +207,49 @@ test('three hub replicas on one PostgreSQL: the leader SIGKILLed mid-run, anothe
     // other is told it is stopping (202); the server gets one SIGTERM.
     assert.equal((await api(followers[0], '/users/dup/server', { method: 'POST' })).status, 201);
     const dupPid = (await model(followers[1], 'dup')).servers[''].state.pid as number;
-    const stops = await Promise.all(
+    // Both read the server as running before either claims it: the test holds the row's lock
+    // until both claims wait on it (reads do not wait), then lets them race.
+    await sql.query('BEGIN');
+    const testPid = (await sql.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    await sql.query(
+      "SELECT s.id FROM spawners s JOIN users u ON u.id = s.user_id WHERE u.name = 'dup' FOR UPDATE OF s",
+    );
+    const early: string[] = [];
+    const stopping = Promise.all(
       followers.map(async (r) => {
-        const response = await api(r, '/users/dup/server', { method: 'DELETE' });
-        return { status: response.status, aliveThen: alive(dupPid) };
+        try {
+          const response = await api(r, '/users/dup/server', { method: 'DELETE' });
+          early.push(`hub ${r.index}: ${response.status} ${await response.text()}`);
+          return { status: response.status, aliveThen: alive(dupPid) };
+        } catch (error) {
+          early.push(`hub ${r.index}: ${error} ${(error as Error).cause}`);
+          throw error;
+        }
       }),
     );
+    stopping.catch(() => undefined); // awaited below; a failure is reported there
+    // The second claim queues behind the first on the row's tuple lock (its query text in
+    // pg_stat_activity may still be its previous statement's): count who waits on us, directly
+    // or behind another waiter.
+    await waitFor(`both claims to wait on the row`, async () => {
+      if (early.length) throw new Error(early.join('; '));
+      const { rows } = await sql.query<{ pid: number; by: number[] }>(
+        "SELECT pid, pg_blocking_pids(pid) AS by FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+      );
+      const waiting = new Set<number>([testPid]);
+      for (let grew = true; grew; ) {
+        grew = false;
+        for (const row of rows) {
+          if (!waiting.has(row.pid) && row.by.some((pid) => waiting.has(pid))) {
+            waiting.add(row.pid);
+            grew = true;
+          }
+        }
+      }
+      return waiting.size - 1 >= 2;
+    });
+    await sql.query('COMMIT');
+    const stops = await stopping;
     assert.deepEqual(stops.map((s) => s.status).sort(), [202, 204]);
     assert.equal(
       stops.find((s) => s.status === 204)?.aliveThen,
@@ -303,6 +340,12 @@ test('three hub replicas on one PostgreSQL: the leader SIGKILLed mid-run, anothe
     for (const user of users) {
       assert.ok(started(user).filter((s) => alive(s.pid)).length <= 1, `${user} runs twice`);
     }
+  } catch (error) {
+    // What the hubs said last, for the failure message.
+    const said = replicas
+      .map((r) => `--- hub ${r.index} (alive: ${r.proc.alive})\n${r.proc.output}`)
+      .join('\n');
+    throw new Error(`${(error as Error).message}\n${said}`, { cause: error });
   } finally {
     for (const timer of keepAlive) clearInterval(timer);
     await Promise.all(replicas.map((r) => r.proc.stop()));
