@@ -305,6 +305,9 @@ test('three hub replicas on one PostgreSQL: the leader SIGKILLed mid-run, anothe
     );
     assert.equal(failed.server, null);
     await waitFor('the interrupted spawn’s process to be gone', () => !alive(slowPid));
+    t.diagnostic(
+      `the interrupted spawn failed and its process stopped ${Math.round(performance.now() - killedAt)} ms after the SIGKILL`,
+    );
     assert.equal((await api(other, '/users/slow/server', { method: 'POST' })).status, 201);
 
     // Idle servers are culled by the new leader: idle0 (started before the kill) and idle1.
