@@ -358,14 +358,7 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
       const fields = { user: row.user_name, server: row.name, owner: owner || null };
       if (row.pending === 'spawn') {
         log.warn(fields, 'spawn interrupted: the hub process running it is gone; stopping what it started');
-        await hub.spawns.stop(user, current, true).catch(() => undefined);
-        await spawnerDb.markFailed(
-          db,
-          row.id,
-          'the hub stopped while the server was starting',
-          '{}',
-          hub.spawns.owner,
-        );
+        await hub.spawns.abandon(user, current, 'the hub stopped while the server was starting');
       } else {
         log.warn(fields, 'stop interrupted: the hub process running it is gone; finishing it');
         await hub.spawns.stop(user, current, true);

@@ -332,6 +332,23 @@ export class SpawnManager {
     }
   }
 
+  /**
+   * A spawn whose hub process died, taken over by this one: stops what it had started (from the
+   * state saved with its progress) and fails it in one change, so no reader sees it stopped
+   * without its failure.
+   */
+  async abandon(user: UserRow, row: SpawnerRow, failure: string): Promise<void> {
+    try {
+      await this.#deleteRoute(user.name, row.name);
+      await (await this.#attach(user, row)).stop(true);
+    } catch (error) {
+      this.#log.error({ user: user.name, server: row.name, err: error }, 'stopping the server failed');
+    } finally {
+      await tokens.deleteSpawnerTokens(this.#db, row.id);
+      await spawners.markFailed(this.#db, row.id, failure, '{}', this.#replica.replicaId);
+    }
+  }
+
   /** A server found dead by a poll: clear it as JupyterHub's user_stopped does. */
   async stopped(user: UserRow, row: SpawnerRow): Promise<void> {
     // A spawn or stop claimed since the poll is left to whoever claimed it.

@@ -276,6 +276,23 @@ test('three hub replicas on one PostgreSQL: the leader SIGKILLed mid-run, anothe
       return typeof pid === 'number' && started('slow').some((s) => s.pid === pid) ? pid : undefined;
     });
 
+    // Its progress, followed through a replica that is not running it (from the database).
+    const progress = (async () => {
+      const response = await api(followers[0], '/users/slow/server/progress');
+      assert.equal(response.status, 200);
+      const events: Json[] = [];
+      const decoder = new TextDecoder();
+      let text = '';
+      for await (const chunk of response.body!) {
+        text += decoder.decode(chunk, { stream: true });
+        const blocks = text.split('\n\n');
+        text = blocks.pop()!;
+        for (const block of blocks) if (block.startsWith('data: ')) events.push(JSON.parse(block.slice(6)));
+      }
+      return events;
+    })();
+    progress.catch(() => undefined); // awaited below
+
     const killedAt = performance.now();
     leader.proc.signal('SIGKILL');
     await leader.proc.exited;
@@ -304,6 +321,16 @@ test('three hub replicas on one PostgreSQL: the leader SIGKILLed mid-run, anothe
       { timeoutMs: 20_000 },
     );
     assert.equal(failed.server, null);
+    const events = await progress;
+    assert.ok(
+      events.some((e) => String(e.message).startsWith(`Server process ${slowPid} started`)),
+      JSON.stringify(events),
+    );
+    assert.deepEqual(events.at(-1), {
+      progress: 100,
+      failed: true,
+      message: 'Spawn failed: the hub stopped while the server was starting',
+    });
     await waitFor('the interrupted spawn’s process to be gone', () => !alive(slowPid));
     t.diagnostic(
       `the interrupted spawn failed and its process stopped ${Math.round(performance.now() - killedAt)} ms after the SIGKILL`,

@@ -158,7 +158,10 @@ export async function progress(context: ApiContext): Promise<void> {
   const user = await requireUser(context, userName);
   const row = await spawnerDb.findSpawner(hub.db, user.id, server);
   if (!row) throw new HttpError(404, 'Not Found');
-  const send = (event: SpawnEvent) => res.write(`data: ${JSON.stringify(event)}\n\n`);
+  const send = (event: SpawnEvent) => {
+    // A database poll still in flight when the stream ended must not write after its end.
+    if (!res.writableEnded) res.write(`data: ${JSON.stringify(event)}\n\n`);
+  };
   const open = () => {
     res.writeHead(200, {
       'content-type': 'text/event-stream',
@@ -182,8 +185,9 @@ export async function progress(context: ApiContext): Promise<void> {
     throw new HttpError(400, `${logName(userName, server)} is not starting...`);
   }
   open();
-  const seen = hub.spawns.eventsOf(row.id) ?? (JSON.parse(row.progress) as SpawnEvent[]);
+  const seen = hub.spawns.eventsOf(row.id) ?? parseProgress(row.progress);
   for (const event of seen) send(event);
+  let sent = seen.length;
   if (seen.some((e) => e.ready || e.failed)) {
     res.end();
     return;
@@ -191,12 +195,23 @@ export async function progress(context: ApiContext): Promise<void> {
   await new Promise<void>((resolve) => {
     const channel = `progress:${row.id}`;
     const keepalive = setInterval(() => res.write('\n\n'), 8000);
-    // A spawn run by another hub process: follow it through the database.
+    let polling = false;
+    // A spawn run by another hub process (replica): follow it through the database, where that
+    // process saves every progress event.
     const watch = hub.spawns.eventsOf(row.id)
       ? undefined
       : setInterval(async () => {
+          if (polling || res.writableEnded) return;
+          polling = true;
           const current = await spawnerDb.findSpawnerById(hub.db, row.id).catch(() => undefined);
-          if (!current || current.pending === 'spawn') return;
+          polling = false;
+          if (current?.pending === 'spawn') {
+            const events = parseProgress(current.progress);
+            for (const event of events.slice(sent)) send(event);
+            sent = Math.max(sent, events.length);
+            return;
+          }
+          if (!current) return;
           if (current.ready === 1) send(hub.spawns.readyEvent(userName, server));
           else
             send({
@@ -221,4 +236,14 @@ export async function progress(context: ApiContext): Promise<void> {
     hub.spawns.events.on(channel, onEvent);
     req.on('close', finish);
   });
+}
+
+/** The progress events saved so far; a row written by an older hub may hold anything. */
+function parseProgress(text: string): SpawnEvent[] {
+  try {
+    const events: unknown = JSON.parse(text);
+    return Array.isArray(events) ? (events as SpawnEvent[]) : [];
+  } catch {
+    return [];
+  }
 }
