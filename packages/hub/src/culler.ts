@@ -35,8 +35,11 @@ export class IdleCuller {
       });
   }
 
-  /** One pass: activity from the proxy, then idle (or too old) servers, then idle users. */
-  async cull(now = Date.now()): Promise<CullPass> {
+  /**
+   * One pass: activity from the proxy, then idle (or too old) servers, then idle users. The
+   * server runs it on the leader only, with the term's signal: no new cull once the term ends.
+   */
+  async cull(now = Date.now(), signal?: AbortSignal): Promise<CullPass> {
     const { db, log } = this.#hub;
     const options = this.#options;
     try {
@@ -65,6 +68,8 @@ export class IdleCuller {
     }
     let servers = 0;
     await eachLimited(candidates, options.concurrency, async ({ row, reason, idleS, ageS }) => {
+      // A pass outlives the term that began it only until its next server.
+      if (signal?.aborted) return;
       if (await this.#cullServer(row, reason, idleS, ageS)) servers++;
     });
     let users = 0;
@@ -78,6 +83,7 @@ export class IdleCuller {
         [before],
       );
       await eachLimited(idle, options.concurrency, async (user) => {
+        if (signal?.aborted) return;
         const last = Date.parse(user.last_activity ?? user.created);
         // Checked again right before deleting: a server may have started since the query.
         const active = await db.get<{ id: number }>(
@@ -103,7 +109,7 @@ export class IdleCuller {
     const { db, log, spawns } = this.#hub;
     // The same claim the API's stop takes: a server stopped (or started) meanwhile is left alone,
     // and two hub processes never cull the same server twice.
-    if (!(await spawnerDb.markStopPending(db, row.id))) return false;
+    if (!(await spawnerDb.markStopPending(db, row.id, spawns.owner))) return false;
     const user = (await findUserById(db, row.user_id)) as UserRow;
     log.info(
       { user: row.user_name, server: row.name, reason, idle_s: Math.round(idleS), age_s: Math.round(ageS) },

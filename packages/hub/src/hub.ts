@@ -15,6 +15,7 @@ import * as tokens from './db/tokens.ts';
 import { createUser, findUser, updateUser } from './db/users.ts';
 import { ConfigError } from './errors.ts';
 import { IdentityResolver, type RoleScopes } from './identity.ts';
+import { Leadership } from './leader.ts';
 import type { HubMetrics } from './metrics.ts';
 import type { ProxyApi } from './proxy-api.ts';
 import { type BoundSpawnerFactory, SpawnManager } from './spawns.ts';
@@ -32,6 +33,8 @@ export class Hub {
   /** API tokens of the configured services, for the environment of managed ones. */
   readonly serviceTokens = new Map<string, string>();
   readonly spawns: SpawnManager;
+  /** Which replica runs the singleton work; started by the server. */
+  readonly leadership: Leadership;
   identity!: IdentityResolver;
   sessions!: SessionSigner;
   /** Called by POST /hub/api/shutdown. */
@@ -55,7 +58,8 @@ export class Hub {
     this.metrics = metrics;
     this.proxy = proxy;
     this.authenticator = new Authenticator(config.authenticatorClass, config.auth);
-    this.spawns = new SpawnManager(db, config, log, metrics, proxy, spawnerFactory);
+    this.leadership = new Leadership(db, log, metrics.registry);
+    this.spawns = new SpawnManager(db, config, log, metrics, proxy, spawnerFactory, this.leadership);
   }
 
   /** Brings the database in line with the configuration; idempotent, safe on every start. */
@@ -90,19 +94,29 @@ export class Hub {
         oauthClientId: service.oauthClientId ?? null,
       });
       serviceIds.set(service.name, row.id);
-      await tokens.deleteServiceTokens(this.db, row.id);
-      // A managed service without a configured token gets one for this run.
-      const apiToken = service.apiToken ?? (service.command ? randomBytes(24).toString('hex') : undefined);
-      if (apiToken) {
-        this.serviceTokens.set(service.name, apiToken);
-        await tokens.insertToken(this.db, {
-          hashed: hashToken(apiToken),
-          prefix: apiToken.slice(0, 4),
-          serviceId: row.id,
-          note: 'from config',
-          scopes: ['inherit'],
-        });
-      }
+      // A managed service without a configured token gets one, kept in the database: every hub
+      // replica (the leader runs the service) must accept the same token.
+      const apiToken =
+        service.apiToken ??
+        (service.command
+          ? await tokens.getOrCreateSecret(this.db, `service_token:${service.name}`, () =>
+              randomBytes(24).toString('hex'),
+            )
+          : undefined);
+      if (apiToken) this.serviceTokens.set(service.name, apiToken);
+      // In one transaction: another replica serving meanwhile never finds the token missing.
+      await this.db.transaction(async (tx) => {
+        await tokens.deleteServiceTokens(tx, row.id);
+        if (apiToken) {
+          await tokens.insertToken(tx, {
+            hashed: hashToken(apiToken),
+            prefix: apiToken.slice(0, 4),
+            serviceId: row.id,
+            note: 'from config',
+            scopes: ['inherit'],
+          });
+        }
+      });
     }
     await roles.deleteServicesExcept(this.db, [...serviceIds.keys()]);
     for (const role of this.config.loadRoles) {

@@ -1,7 +1,8 @@
 // Wires the hub: database (migrated), configuration reconciled into it, the proxy (started or
-// external), the hub's listener, servers re-attached after a restart, and the periodic work
-// (route check, activity from the proxy, server polls). SIGTERM stops servers only when
-// cleanup_servers is true.
+// external), the hub's listener, leadership among replicas, and — on the leader only — servers
+// re-attached, pending work of dead replicas finished, and the periodic work (route check,
+// activity from the proxy, server polls, idle culling). SIGTERM stops servers only when
+// cleanup_servers is true and no other replica is running.
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -276,7 +277,10 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     const end = metrics.checkRoutesDuration.startTimer();
     try {
       const routes = await proxy.getRoutes();
-      if (!routes[config.baseUrl] && !routes[config.baseUrl.replace(/\/$/, '')]) await hubRoute();
+      // As JupyterHub's check_routes: the hub's route is added when missing and pointed here when
+      // it names another target (the replica that led before, with its own hub_connect_url).
+      const hubEntry = routes[config.baseUrl] ?? routes[config.baseUrl.replace(/\/$/, '')];
+      if (!hubEntry || hubEntry.target !== config.hubConnectUrl) await hubRoute();
       const wanted = new Map<string, string>();
       for (const row of await spawnerDb.activeSpawners(db)) {
         if (row.url && row.ready === 1 && row.pending === null) {
@@ -342,43 +346,65 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     }
   }
 
-  async function pollServers(): Promise<void> {
+  const { leadership } = hub;
+
+  /** Polls the running servers (on the leader); `reattaching` logs each one found alive. */
+  async function pollServers(reattaching = false): Promise<void> {
     for (const row of await spawnerDb.activeSpawners(db)) {
+      if (!leadership.isLeader) return;
       if (row.pending !== null || row.url === null || hub.spawns.completion(row.id)) continue;
       const user = (await findUserById(db, row.user_id)) as UserRow;
-      const status = await hub.spawns.poll(user, row).catch(() => null);
-      if (status !== null) await hub.spawns.stopped(user, row);
-    }
-  }
-
-  /** After a restart: servers still running are kept (and routed), the rest cleared. */
-  async function reattach(): Promise<void> {
-    for (const row of await spawnerDb.activeSpawners(db)) {
-      const user = (await findUserById(db, row.user_id)) as UserRow;
-      if (row.pending === 'spawn') {
-        log.warn({ user: row.user_name, server: row.name }, 'spawn interrupted by a hub restart');
-        await hub.spawns.stop(user, row, true).catch(() => undefined);
-        await spawnerDb.markFailed(db, row.id, 'the hub restarted while the server was starting', row.state);
-        continue;
-      }
-      if (row.pending === 'stop') {
-        await hub.spawns.stop(user, row, true);
-        continue;
-      }
-      const status = await hub.spawns.poll(user, row).catch(() => 0);
-      if (status === null)
+      const status = await hub.spawns.poll(user, row).catch(() => (reattaching ? 0 : null));
+      if (status === null && reattaching)
         log.info({ user: row.user_name, server: row.name, url: row.url }, 're-attached to running server');
-      else await hub.spawns.stopped(user, row);
+      else if (status !== null) await hub.spawns.stopped(user, row);
     }
   }
 
-  try {
-    await reattach();
+  /**
+   * Spawns and stops left pending by a hub process that is gone (this one before a restart, or a
+   * replica that died): the leader takes each over in the database, then stops what a spawn had
+   * started (from the state saved with its progress) or finishes the stop.
+   */
+  async function finishOrphans(): Promise<void> {
+    const pending = (await spawnerDb.pendingSpawners(db)).filter(
+      (row) => row.pending_owner !== hub.spawns.owner,
+    );
+    const gone = await leadership.goneOwners(pending.map((row) => row.pending_owner));
+    for (const row of pending) {
+      const owner = row.pending_owner ?? '';
+      if (!gone.has(owner) || !leadership.isLeader) continue;
+      if (!(await spawnerDb.takeOverPending(db, row.id, row.pending!, owner, hub.spawns.owner))) continue;
+      const current = await spawnerDb.findSpawnerById(db, row.id);
+      const user = await findUserById(db, row.user_id);
+      if (!current || !user) continue;
+      const fields = { user: row.user_name, server: row.name, owner: owner || null };
+      if (row.pending === 'spawn') {
+        log.warn(fields, 'spawn interrupted: the hub process running it is gone; stopping what it started');
+        await hub.spawns.abandon(user, current, 'the hub stopped while the server was starting');
+      } else {
+        log.warn(fields, 'stop interrupted: the hub process running it is gone; finishing it');
+        await hub.spawns.stop(user, current, true);
+      }
+    }
+  }
+
+  /** What a replica does when it becomes the leader, before its periodic work. */
+  async function takeOver(reattaching: boolean): Promise<void> {
+    await finishOrphans();
+    await pollServers(reattaching);
     await checkRoutes();
+  }
+
+  await leadership.start();
+  try {
+    // Until then the API answers 503: a lone hub has re-attached to its servers before it serves.
+    if (leadership.isLeader) await takeOver(true);
   } catch (error) {
     if (config.proxy.shouldStart) {
       server.close();
       await proxyProcess?.stop();
+      await leadership.stop();
       await db.close();
       throw error;
     }
@@ -391,11 +417,12 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   await refreshGauges();
 
   const timers: NodeJS.Timeout[] = [];
+  /** Periodic singleton work: runs on the leader only, one run at a time. */
   const every = (ms: number, what: string, task: () => Promise<unknown>) => {
     if (ms <= 0) return;
     let running = false;
     const timer = setInterval(() => {
-      if (running || lifecycle.shuttingDown) return;
+      if (running || lifecycle.shuttingDown || !leadership.isLeader) return;
       running = true;
       task()
         .catch((error: unknown) => log.warn({ err: error, task: what }, 'periodic task failed'))
@@ -408,38 +435,69 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   };
   every(config.proxy.checkIntervalMs, 'check routes', checkRoutes);
   every(config.lastActivityIntervalMs, 'activity from proxy', activityFromProxy);
-  every(config.spawner.pollIntervalMs, 'poll servers', pollServers);
+  every(config.spawner.pollIntervalMs, 'poll servers', () => pollServers());
   every(3_600_000, 'purge expired tokens', () => deleteExpiredTokens(db));
+  every(1000, 'finish the pending work of gone replicas', finishOrphans);
   if (config.culler.enabled) {
     const culler = new IdleCuller(hub);
-    every(config.culler.cullEveryMs, 'cull idle servers', () => culler.cull());
+    every(config.culler.cullEveryMs, 'cull idle servers', () => culler.cull(Date.now(), leadership.signal));
   }
+  // A replica that becomes the leader later (the leader died or left) catches up at once.
+  leadership.on('change', (leader) => {
+    if (!leader || lifecycle.shuttingDown) return;
+    takeOver(false).catch((error: unknown) => log.warn({ err: error }, 'taking over as the leader failed'));
+  });
 
-  const managed: ManagedService[] = [];
-  for (const service of config.services) {
-    if (!service.command) continue;
-    const running = new ManagedService(
-      service,
-      serviceEnvironment(config, service, hub.serviceTokens.get(service.name)!),
-      log,
-    );
-    running.start();
-    managed.push(running);
-  }
+  // Managed services (a culler, say) are singleton work too: run by the leader, stopped when
+  // its term ends, started again by the next leader.
+  let managed: ManagedService[] = [];
+  leadership.whileLeader((term) => {
+    if (lifecycle.shuttingDown) return;
+    const started: ManagedService[] = [];
+    for (const service of config.services) {
+      if (!service.command) continue;
+      const running = new ManagedService(
+        service,
+        serviceEnvironment(config, service, hub.serviceTokens.get(service.name)!),
+        log,
+      );
+      running.start();
+      started.push(running);
+    }
+    managed = started;
+    term.addEventListener('abort', () => {
+      for (const service of started) void service.stop();
+    });
+  });
 
   let stopServers = config.cleanupServers;
   let stopProxy = config.cleanupProxy;
   lifecycle.onClose(async () => {
     for (const timer of timers) clearInterval(timer);
     await Promise.all(managed.map((service) => service.stop()));
+    // With other replicas running, the hub goes on: the servers are theirs now.
+    let others = 0;
     if (stopServers) {
+      others = await leadership.liveReplicas().then(
+        (live) => [...live].filter((id) => id !== hub.spawns.owner).length,
+        () => 0,
+      );
+    }
+    // Leaving now lets another replica take over the singleton work at its next try.
+    await leadership.stop();
+    if (stopServers && others > 0) {
+      log.info({ replicas: others }, 'leaving servers running: other hub replicas serve them');
+    } else if (stopServers) {
       // The database may be down: the proxy and the pool below are still ours to stop.
       try {
         const active = await spawnerDb.activeSpawners(db);
         await Promise.all(
           active.map(async (row) => {
             const user = (await findUserById(db, row.user_id)) as UserRow;
-            if (row.url !== null || row.pending === 'spawn') await hub.spawns.stop(user, row, false);
+            const ours = row.pending === 'spawn' && row.pending_owner === hub.spawns.owner;
+            const running = row.url !== null && row.pending === null;
+            if (ours || (running && (await spawnerDb.markStopPending(db, row.id, hub.spawns.owner))))
+              await hub.spawns.stop(user, row, false);
           }),
         );
         log.info({ servers: active.length }, 'servers stopped (cleanup_servers)');

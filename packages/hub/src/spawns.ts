@@ -11,6 +11,7 @@ import * as spawners from './db/spawners.ts';
 import * as tokens from './db/tokens.ts';
 import { groupsOfUser } from './db/users.ts';
 import { SpawnError } from './errors.ts';
+import type { LeaderView } from './leader.ts';
 import type { HubMetrics } from './metrics.ts';
 import type { ProxyApi } from './proxy-api.ts';
 import type { JsonObject, ProgressEvent, ServerSpec, Spawner, SpawnerContext } from './spawners/spawner.ts';
@@ -40,6 +41,8 @@ interface Running {
   spawner: Spawner;
   events: SpawnEvent[];
   done: Promise<void>;
+  /** The progress writes, one after another: on a pool, an older one could land last. */
+  saving: Promise<void>;
 }
 
 export class SpawnManager {
@@ -50,6 +53,7 @@ export class SpawnManager {
   readonly #proxy: ProxyApi;
   readonly #factory: BoundSpawnerFactory;
   readonly #running = new Map<number, Running>();
+  readonly #replica: LeaderView;
   readonly events = new EventEmitter();
 
   constructor(
@@ -59,6 +63,7 @@ export class SpawnManager {
     metrics: HubMetrics,
     proxy: ProxyApi,
     factory: BoundSpawnerFactory,
+    replica: LeaderView,
   ) {
     this.#db = db;
     this.#config = config;
@@ -66,6 +71,7 @@ export class SpawnManager {
     this.#metrics = metrics;
     this.#proxy = proxy;
     this.#factory = factory;
+    this.#replica = replica;
     this.events.setMaxListeners(0);
   }
 
@@ -109,6 +115,7 @@ export class SpawnManager {
     row: SpawnerRow,
     state: JsonObject | null,
     events: SpawnEvent[],
+    running?: Running,
   ): SpawnerContext {
     // The spawner adds the user and server name to its own lines.
     const log = this.#log;
@@ -116,13 +123,28 @@ export class SpawnManager {
       spec,
       state,
       log,
+      leadership: this.#replica,
       progress: (event: ProgressEvent) => {
         const entry: SpawnEvent = { progress: event.progress, message: event.message };
         events.push(entry);
         this.events.emit(`progress:${row.id}`, entry);
-        spawners.saveProgress(this.#db, row.id, JSON.stringify(events)).catch((error: unknown) => {
+        // With the spawner's state so far (a PID, a pod name): should this replica die before
+        // the server is ready, the leader finds what was started and stops it.
+        const progress = JSON.stringify(events);
+        const save = running
+          ? () =>
+              spawners.saveSpawnProgress(
+                this.#db,
+                row.id,
+                this.#replica.replicaId,
+                progress,
+                JSON.stringify(running.spawner === placeholder ? {} : safeState(running.spawner)),
+              )
+          : () => spawners.saveProgress(this.#db, row.id, progress);
+        const saved = (running?.saving ?? Promise.resolve()).then(save).catch((error: unknown) => {
           log.warn({ err: error }, 'saving spawn progress failed');
         });
+        if (running) running.saving = saved;
       },
     };
   }
@@ -136,7 +158,12 @@ export class SpawnManager {
     const began = performance.now();
     let spawner: Spawner | undefined;
     const name = logName(user.name, row.name);
-    const entry: Running = { spawner: placeholder, events, done: Promise.resolve() };
+    const entry: Running = {
+      spawner: placeholder,
+      events,
+      done: Promise.resolve(),
+      saving: Promise.resolve(),
+    };
     this.#running.set(row.id, entry);
     const done = (async () => {
       const token = newToken();
@@ -164,7 +191,7 @@ export class SpawnManager {
           secretHash: hashToken(token),
           spawnerId: row.id,
         });
-        const context = this.#context(spec, row, null, events);
+        const context = this.#context(spec, row, null, events, entry);
         const hook = this.#config.hooks.preSpawnHook;
         if (hook)
           await hook({
@@ -179,9 +206,23 @@ export class SpawnManager {
           this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs,
           `${name}'s server did not start within ${(this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs) / 1000} s`,
         );
-        await spawners.saveState(this.#db, row.id, JSON.stringify(spawner.state()));
+        const owner = this.#replica.replicaId;
+        await entry.saving;
+        await spawners.saveSpawnProgress(
+          this.#db,
+          row.id,
+          owner,
+          JSON.stringify(events),
+          JSON.stringify(spawner.state()),
+        );
         await this.#addRoute(user.name, row.name, url);
-        await spawners.markReady(this.#db, row.id, url, JSON.stringify(spawner.state()));
+        if (!(await spawners.markReady(this.#db, row.id, url, JSON.stringify(spawner.state()), owner))) {
+          // The leader took this spawn over (it found this replica gone from the database) and
+          // failed it: the server it knows nothing of must not keep running.
+          throw new SpawnError(
+            'the spawn was taken over by the leader while this hub replica was unreachable',
+          );
+        }
         this.#metrics.spawnDuration.labels('success').observe((performance.now() - began) / 1000);
         const ready = this.#readyEvent(user.name, row.name);
         events.push(ready);
@@ -197,7 +238,9 @@ export class SpawnManager {
         const state = spawner ? safeState(spawner) : {};
         if (spawner) await spawner.stop(true).catch(() => undefined);
         await tokens.deleteSpawnerTokens(this.#db, row.id).catch(() => undefined);
-        await spawners.markFailed(this.#db, row.id, message, JSON.stringify(state)).catch(() => undefined);
+        await spawners
+          .markFailed(this.#db, row.id, message, JSON.stringify(state), this.#replica.replicaId)
+          .catch(() => undefined);
         const failed: SpawnEvent = { progress: 100, failed: true, message: `Spawn failed: ${message}` };
         events.push(failed);
         this.events.emit(`progress:${row.id}`, failed);
@@ -270,7 +313,12 @@ export class SpawnManager {
     return status;
   }
 
-  /** Stops a server whose row was just marked stop-pending. */
+  /** This replica's id: the owner of the pending actions it claims (spawnerDb.mark*Pending). */
+  get owner(): string {
+    return this.#replica.replicaId;
+  }
+
+  /** Stops a server whose row was just marked stop-pending (by this replica). */
   async stop(user: UserRow, row: SpawnerRow, now = false): Promise<void> {
     const began = performance.now();
     try {
@@ -283,16 +331,34 @@ export class SpawnManager {
       this.#log.error({ user: user.name, server: row.name, err: error }, 'stopping the server failed');
     } finally {
       await tokens.deleteSpawnerTokens(this.#db, row.id);
-      await spawners.markStopped(this.#db, row.id);
+      await spawners.markStopped(this.#db, row.id, this.#replica.replicaId);
       this.#log.info({ user: user.name, server: row.name }, 'server stopped');
+    }
+  }
+
+  /**
+   * A spawn whose hub process died, taken over by this one: stops what it had started (from the
+   * state saved with its progress) and fails it in one change, so no reader sees it stopped
+   * without its failure.
+   */
+  async abandon(user: UserRow, row: SpawnerRow, failure: string): Promise<void> {
+    try {
+      await this.#deleteRoute(user.name, row.name);
+      await (await this.#attach(user, row)).stop(true);
+    } catch (error) {
+      this.#log.error({ user: user.name, server: row.name, err: error }, 'stopping the server failed');
+    } finally {
+      await tokens.deleteSpawnerTokens(this.#db, row.id);
+      await spawners.markFailed(this.#db, row.id, failure, '{}', this.#replica.replicaId);
     }
   }
 
   /** A server found dead by a poll: clear it as JupyterHub's user_stopped does. */
   async stopped(user: UserRow, row: SpawnerRow): Promise<void> {
+    // A spawn or stop claimed since the poll is left to whoever claimed it.
+    if (!(await spawners.markStopped(this.#db, row.id, null))) return;
     await this.#deleteRoute(user.name, row.name);
     await tokens.deleteSpawnerTokens(this.#db, row.id);
-    await spawners.markStopped(this.#db, row.id);
     this.#log.info({ user: user.name, server: row.name }, 'server found stopped');
   }
 

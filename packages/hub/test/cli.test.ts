@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { test } from 'node:test';
+import { migrations } from '../src/db/migrations.ts';
 
 const cli = new URL('../src/cli.ts', import.meta.url).pathname;
 
@@ -61,7 +62,7 @@ test('upgrade-db migrates the database and exits; a second run has nothing to do
     db.close();
     assert.deepEqual(
       versions.map((v) => v.version),
-      [1, 2, 3],
+      migrations.map((m) => m.version),
     );
     const second = run(['upgrade-db', '--db', 'sqlite:///hub.sqlite'], dir);
     assert.match(second.stdout, /"msg":"database already current"/);

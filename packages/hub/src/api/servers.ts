@@ -73,7 +73,7 @@ export async function startServer(context: ApiContext): Promise<void> {
     hub.metrics.spawnDuration.labels('too-many-users').observe(0);
     throw new HttpError(429, 'Active user limit exceeded. Try again in a few minutes.');
   }
-  if (!(await spawnerDb.markSpawnPending(db, row.id, JSON.stringify(body ?? {})))) {
+  if (!(await spawnerDb.markSpawnPending(db, row.id, JSON.stringify(body ?? {}), hub.spawns.owner))) {
     // Another request (or hub process) claimed it first: it is pending now.
     sendEmpty(context.res, 202);
     return;
@@ -121,7 +121,7 @@ export async function stopServer(context: ApiContext): Promise<void> {
   }
   if (row.pending) throw new HttpError(400, `${name} is pending ${row.pending}, please wait`);
   let stopping: Promise<void> | undefined;
-  if (row.url !== null && (await spawnerDb.markStopPending(hub.db, row.id))) {
+  if (row.url !== null && (await spawnerDb.markStopPending(hub.db, row.id, hub.spawns.owner))) {
     stopping = hub.spawns.stop(user, row).then(async () => {
       if (remove) await spawnerDb.deleteSpawner(hub.db, row.id);
     });
@@ -159,7 +159,10 @@ export async function progress(context: ApiContext): Promise<void> {
   const user = await requireUser(context, userName);
   const row = await spawnerDb.findSpawner(hub.db, user.id, server);
   if (!row) throw new HttpError(404, 'Not Found');
-  const send = (event: SpawnEvent) => res.write(`data: ${JSON.stringify(event)}\n\n`);
+  const send = (event: SpawnEvent) => {
+    // A database poll still in flight when the stream ended must not write after its end.
+    if (!res.writableEnded) res.write(`data: ${JSON.stringify(event)}\n\n`);
+  };
   const open = () => {
     res.writeHead(200, {
       'content-type': 'text/event-stream',
@@ -183,8 +186,9 @@ export async function progress(context: ApiContext): Promise<void> {
     throw new HttpError(400, `${logName(userName, server)} is not starting...`);
   }
   open();
-  const seen = hub.spawns.eventsOf(row.id) ?? (JSON.parse(row.progress) as SpawnEvent[]);
+  const seen = hub.spawns.eventsOf(row.id) ?? parseProgress(row.progress);
   for (const event of seen) send(event);
+  let sent = seen.length;
   if (seen.some((e) => e.ready || e.failed)) {
     res.end();
     return;
@@ -192,12 +196,23 @@ export async function progress(context: ApiContext): Promise<void> {
   await new Promise<void>((resolve) => {
     const channel = `progress:${row.id}`;
     const keepalive = setInterval(() => res.write('\n\n'), 8000);
-    // A spawn run by another hub process: follow it through the database.
+    let polling = false;
+    // A spawn run by another hub process (replica): follow it through the database, where that
+    // process saves every progress event.
     const watch = hub.spawns.eventsOf(row.id)
       ? undefined
       : setInterval(async () => {
+          if (polling || res.writableEnded) return;
+          polling = true;
           const current = await spawnerDb.findSpawnerById(hub.db, row.id).catch(() => undefined);
-          if (!current || current.pending === 'spawn') return;
+          polling = false;
+          if (current?.pending === 'spawn') {
+            const events = parseProgress(current.progress);
+            for (const event of events.slice(sent)) send(event);
+            sent = Math.max(sent, events.length);
+            return;
+          }
+          if (!current) return;
           if (current.ready === 1) send(hub.spawns.readyEvent(userName, server));
           else
             send({
@@ -222,4 +237,14 @@ export async function progress(context: ApiContext): Promise<void> {
     hub.spawns.events.on(channel, onEvent);
     req.on('close', finish);
   });
+}
+
+/** The progress events saved so far; a row written by an older hub may hold anything. */
+function parseProgress(text: string): SpawnEvent[] {
+  try {
+    const events: unknown = JSON.parse(text);
+    return Array.isArray(events) ? (events as SpawnEvent[]) : [];
+  } catch {
+    return [];
+  }
 }

@@ -247,9 +247,12 @@ export async function deleteUser(context: ApiContext): Promise<void> {
       throw new HttpError(400, `${name}'s server is in the process of starting, please wait.`);
   }
   for (const server of servers) {
-    if (server.url !== null && (await spawnerDb.markStopPending(hub.db, server.id))) {
-      await hub.spawns.stop(user, server);
+    if (server.url === null) continue;
+    if (!(await spawnerDb.markStopPending(hub.db, server.id, hub.spawns.owner))) {
+      // Claimed since the read above, by a stop or a spawn through another request or replica.
+      throw new HttpError(400, `${name}'s server is in the process of stopping or starting, please wait.`);
     }
+    await hub.spawns.stop(user, server);
   }
   await users.deleteUser(hub.db, user.id);
   hub.log.info({ user: name }, 'user deleted');

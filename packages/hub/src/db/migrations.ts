@@ -122,6 +122,13 @@ CREATE TABLE oauth_codes (
   expires_at TEXT NOT NULL
 );`,
   },
+  {
+    version: 4,
+    description:
+      'the hub replica that holds a server’s pending action, so the leader can finish it if that replica dies',
+    sql: `
+ALTER TABLE spawners ADD COLUMN pending_owner TEXT;`,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

@@ -63,12 +63,14 @@ pg.types.setTypeParser(20, (value: string) => Number(value));
 export class PostgresDatabase extends PostgresQueryable implements Database {
   readonly description: string;
   readonly #pool: pg.Pool;
+  readonly #url: string;
 
   constructor(url: string, poolSize = 10) {
     // A server that does not answer (paused, partitioned) fails the request instead of hanging it.
     const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
     super(pool);
     this.#pool = pool;
+    this.#url = url;
     const parsed = new URL(url);
     parsed.password = parsed.password ? '***' : '';
     this.description = parsed.toString();
@@ -110,6 +112,33 @@ export class PostgresDatabase extends PostgresQueryable implements Database {
     } finally {
       client.release();
     }
+  }
+
+  /**
+   * A connection of its own, outside the pool, for session state such as advisory locks. The
+   * server is asked to probe the peer (TCP keepalive after 5 s idle, every 2 s, 3 misses), so a
+   * session of a replica whose host vanished ends, and its locks go, within about 11 s; queries
+   * that take over `queryTimeoutMs` fail on our side.
+   */
+  async openSession(applicationName: string, queryTimeoutMs: number): Promise<pg.Client> {
+    const client = new pg.Client({
+      connectionString: this.#url,
+      connectionTimeoutMillis: queryTimeoutMs,
+      query_timeout: queryTimeoutMs,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 5000,
+      application_name: applicationName,
+      options: '-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3',
+    });
+    // Without a listener an 'error' event (the server went away) would crash the hub.
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw unavailable(error);
+    }
+    return client;
   }
 
   async close(): Promise<void> {

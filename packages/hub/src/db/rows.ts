@@ -20,6 +20,8 @@ export interface SpawnerRow {
   ready: number;
   pending: string | null;
   pending_since: string | null;
+  /** The replica (Leadership.replicaId) running the pending action; null when none is pending. */
+  pending_owner: string | null;
   started: string | null;
   last_activity: string | null;
   user_options: string;

@@ -44,19 +44,43 @@ export async function countActive(db: Queryable): Promise<{ running: number; pen
   return { running: row?.running ?? 0, pending: row?.pending ?? 0 };
 }
 
-/** Claims a spawner for a spawn: only one process wins when two try at once. */
-export async function markSpawnPending(db: Queryable, id: number, userOptions: string): Promise<boolean> {
+/** Claims a spawner for a spawn by `owner` (a replica id): only one process wins when two try at once. */
+export async function markSpawnPending(
+  db: Queryable,
+  id: number,
+  userOptions: string,
+  owner: string,
+): Promise<boolean> {
   const changed = await db.run(
-    "UPDATE spawners SET pending = 'spawn', pending_since = ?, user_options = ?, progress = '[]', failure = NULL, ready = 0, url = NULL WHERE id = ? AND pending IS NULL",
-    [nowIso(), userOptions, id],
+    "UPDATE spawners SET pending = 'spawn', pending_since = ?, pending_owner = ?, user_options = ?, progress = '[]', failure = NULL, ready = 0, url = NULL WHERE id = ? AND pending IS NULL",
+    [nowIso(), owner, userOptions, id],
   );
   return changed === 1;
 }
 
-export async function markStopPending(db: Queryable, id: number): Promise<boolean> {
+/** Claims a server for a stop by `owner`; false when another stop or a spawn holds it. */
+export async function markStopPending(db: Queryable, id: number, owner: string): Promise<boolean> {
   const changed = await db.run(
-    "UPDATE spawners SET pending = 'stop', pending_since = ? WHERE id = ? AND pending IS NULL",
-    [nowIso(), id],
+    "UPDATE spawners SET pending = 'stop', pending_since = ?, pending_owner = ? WHERE id = ? AND pending IS NULL",
+    [nowIso(), owner, id],
+  );
+  return changed === 1;
+}
+
+/**
+ * Moves the pending action of a replica that is gone (`from`, '' for none recorded) to `to`;
+ * false when the row changed meanwhile (finished, or claimed by another leader).
+ */
+export async function takeOverPending(
+  db: Queryable,
+  id: number,
+  pending: string,
+  from: string,
+  to: string,
+): Promise<boolean> {
+  const changed = await db.run(
+    "UPDATE spawners SET pending_owner = ? WHERE id = ? AND pending = ? AND COALESCE(pending_owner, '') = ?",
+    [to, id, pending, from],
   );
   return changed === 1;
 }
@@ -65,30 +89,64 @@ export async function saveProgress(db: Queryable, id: number, progress: string):
   await db.run('UPDATE spawners SET progress = ? WHERE id = ?', [progress, id]);
 }
 
-export async function saveState(db: Queryable, id: number, state: string): Promise<void> {
-  await db.run('UPDATE spawners SET state = ? WHERE id = ?', [state, id]);
+/**
+ * Progress and the spawner's state so far, while `owner`'s spawn is pending: if that replica
+ * dies mid-spawn, the leader finds (and stops) what it had started.
+ */
+export async function saveSpawnProgress(
+  db: Queryable,
+  id: number,
+  owner: string,
+  progress: string,
+  state: string,
+): Promise<void> {
+  await db.run(
+    "UPDATE spawners SET progress = ?, state = ? WHERE id = ? AND pending = 'spawn' AND pending_owner = ?",
+    [progress, state, id, owner],
+  );
 }
 
-export async function markReady(db: Queryable, id: number, url: string, state: string): Promise<void> {
+/** The spawn `owner` ran is ready; false when its claim was taken over meanwhile. */
+export async function markReady(
+  db: Queryable,
+  id: number,
+  url: string,
+  state: string,
+  owner: string,
+): Promise<boolean> {
   const now = nowIso();
+  const changed = await db.run(
+    "UPDATE spawners SET url = ?, state = ?, ready = 1, pending = NULL, pending_since = NULL, pending_owner = NULL, started = ?, last_activity = ?, failure = NULL WHERE id = ? AND pending = 'spawn' AND pending_owner = ?",
+    [url, state, now, now, id, owner],
+  );
+  return changed === 1;
+}
+
+/** The spawn `owner` ran failed; a row claimed by someone else since is left alone. */
+export async function markFailed(
+  db: Queryable,
+  id: number,
+  failure: string,
+  state: string,
+  owner: string,
+): Promise<void> {
   await db.run(
-    'UPDATE spawners SET url = ?, state = ?, ready = 1, pending = NULL, pending_since = NULL, started = ?, last_activity = ?, failure = NULL WHERE id = ?',
-    [url, state, now, now, id],
+    'UPDATE spawners SET url = NULL, ready = 0, pending = NULL, pending_since = NULL, pending_owner = NULL, failure = ?, state = ? WHERE id = ? AND (pending IS NULL OR pending_owner = ?)',
+    [failure, state, id, owner],
   );
 }
 
-export async function markFailed(db: Queryable, id: number, failure: string, state: string): Promise<void> {
-  await db.run(
-    'UPDATE spawners SET url = NULL, ready = 0, pending = NULL, pending_since = NULL, failure = ?, state = ? WHERE id = ?',
-    [failure, state, id],
+/**
+ * The server is stopped. With `owner`, only when nothing is pending or `owner` holds the pending
+ * action; with null, only when nothing is pending (a poll found it dead: a spawn claimed since
+ * must not be wiped).
+ */
+export async function markStopped(db: Queryable, id: number, owner: string | null): Promise<boolean> {
+  const changed = await db.run(
+    "UPDATE spawners SET url = NULL, ready = 0, pending = NULL, pending_since = NULL, pending_owner = NULL, started = NULL, state = '{}' WHERE id = ? AND (pending IS NULL OR pending_owner = ?)",
+    [id, owner],
   );
-}
-
-export async function markStopped(db: Queryable, id: number): Promise<void> {
-  await db.run(
-    "UPDATE spawners SET url = NULL, ready = 0, pending = NULL, pending_since = NULL, started = NULL, state = '{}' WHERE id = ?",
-    [id],
-  );
+  return changed === 1;
 }
 
 export async function deleteSpawner(db: Queryable, id: number): Promise<void> {
@@ -111,5 +169,12 @@ export interface ActiveSpawner extends SpawnerRow {
 export async function activeSpawners(db: Queryable): Promise<ActiveSpawner[]> {
   return db.all<ActiveSpawner>(
     'SELECT s.*, u.name AS user_name, u.admin AS user_admin FROM spawners s JOIN users u ON u.id = s.user_id WHERE s.url IS NOT NULL OR s.pending IS NOT NULL ORDER BY s.id',
+  );
+}
+
+/** Servers with a pending action (spawn or stop), with their user's name: few, and indexed. */
+export async function pendingSpawners(db: Queryable): Promise<ActiveSpawner[]> {
+  return db.all<ActiveSpawner>(
+    'SELECT s.*, u.name AS user_name, u.admin AS user_admin FROM spawners s JOIN users u ON u.id = s.user_id WHERE s.pending IS NOT NULL ORDER BY s.id',
   );
 }

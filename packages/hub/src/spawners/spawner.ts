@@ -2,6 +2,7 @@
 // a Docker container, a Kubernetes pod). JupyterHub's Spawner API, as TypeScript: start, poll,
 // stop, progress, and state kept as JSON in the database so another hub process can re-attach.
 import type { Logger } from '@seahorse/runtime';
+import type { LeaderView } from '../leader.ts';
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };
@@ -51,6 +52,12 @@ export interface SpawnerContext {
   log: Logger;
   /** Reports progress while starting; shown in `/progress` and on the pending page. */
   progress(event: ProgressEvent): void;
+  /**
+   * Which hub replica leads (src/leader.ts). Work for all servers at once — one watch over the
+   * namespace's pods — belongs to the leader: start it in `leadership.whileLeader(signal => …)`
+   * and end it when the signal aborts. Absent outside a running hub (tools, tests).
+   */
+  leadership?: LeaderView;
 }
 
 export interface Spawner {

@@ -1,0 +1,361 @@
+// Singleton work on one replica. Several hub processes may share one PostgreSQL; only the
+// leader culls idle servers, checks the proxy's routes, polls spawners, finishes the pending
+// actions of replicas that died, and (for spawners that have one) watches their servers.
+//
+// On PostgreSQL each replica keeps one connection of its own, outside the pool. On it the
+// replica holds, for as long as it lives, a session-level advisory lock naming itself (class
+// `replicaLockClass`, its key), so the others can see in pg_locks that it is alive; and every
+// interval it tries the leader lock (`pg_try_advisory_lock(leaderLockKey)`). Session locks end
+// with their session: when a replica is killed (SIGKILL, OOM, a lost node) PostgreSQL drops both
+// as soon as it sees the connection close (at once for a dead process; within ~11 s of TCP
+// keepalives for a vanished host), and a follower takes the leader lock at its next try. The
+// leader proves its session every tick with a query on that connection; an error, a timeout or
+// the connection closing ends its term at once — locally, before PostgreSQL lets anyone else in.
+//
+// On SQLite the hub is one process, so it is always the leader.
+//
+// Use: `leadership.isLeader` for a check, `ifLeader(fn)` to run periodic work only on the
+// leader, `whileLeader(begin)` for long-running work (a watch) that starts with each term and
+// must end with it (the signal it gets aborts when the term ends), `on('change', fn)` for the
+// transitions.
+import { randomInt } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Logger } from '@seahorse/runtime';
+import { Counter, Gauge, type Registry } from '@seahorse/runtime/metrics';
+import type pg from 'pg';
+import type { Database } from './db/database.ts';
+import type { PostgresDatabase } from './db/postgres.ts';
+
+/** The bigint key of the leader lock (the migration lock is 7262011). */
+export const leaderLockKey = 7262012;
+/** The first key of the replicas' liveness locks (`pg_advisory_lock(int, int)`); the second is the replica's. */
+export const replicaLockClass = 7262013;
+
+export interface LeadershipOptions {
+  /** How often a follower tries to become the leader and the leader proves it still is. */
+  intervalMs?: number;
+  /** How long a leadership query may take before the term ends (and the session is dropped). */
+  timeoutMs?: number;
+  /** How long a replica must be missing before its pending work is taken over (PostgreSQL only). */
+  goneAfterMs?: number;
+}
+
+interface Election {
+  readonly replicaId: string;
+  /** One round: is this replica the leader after it? Throws when the database cannot say. */
+  campaign(): Promise<boolean>;
+  /** The ids of the replicas alive now, this one included. */
+  liveReplicas(): Promise<Set<string>>;
+  /** Ends the session: the leader lock (if held) and the liveness lock go at once. */
+  close(): Promise<void>;
+}
+
+/** SQLite: one hub process, always the leader. */
+class SingleProcessElection implements Election {
+  readonly replicaId = String(randomInt(1, 2 ** 31 - 1));
+  async campaign(): Promise<boolean> {
+    return true;
+  }
+  async liveReplicas(): Promise<Set<string>> {
+    return new Set([this.replicaId]);
+  }
+  async close(): Promise<void> {}
+}
+
+class PostgresElection implements Election {
+  readonly #db: PostgresDatabase;
+  readonly #timeoutMs: number;
+  readonly #onLost: (reason: string) => void;
+  #key = randomInt(1, 2 ** 31 - 1);
+  #client: pg.Client | undefined;
+  #connecting: Promise<pg.Client> | undefined;
+  #leading = false;
+  #everConnected = false;
+  #closed = false;
+
+  constructor(db: PostgresDatabase, timeoutMs: number, onLost: (reason: string) => void) {
+    this.#db = db;
+    this.#timeoutMs = timeoutMs;
+    this.#onLost = onLost;
+  }
+
+  get replicaId(): string {
+    return String(this.#key);
+  }
+
+  #session(): Promise<pg.Client> {
+    if (this.#client) return Promise.resolve(this.#client);
+    this.#connecting ??= this.#connect().finally(() => {
+      this.#connecting = undefined;
+    });
+    return this.#connecting;
+  }
+
+  async #connect(): Promise<pg.Client> {
+    if (this.#closed) throw new Error('leadership stopped');
+    const client = await this.#db.openSession('seahorse-hub leadership', this.#timeoutMs);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const { rows } = await client.query<{ ok: boolean }>(
+          'SELECT pg_try_advisory_lock($1::int, $2::int) AS ok',
+          [replicaLockClass, this.#key],
+        );
+        if (rows[0]?.ok === true) break;
+        // Our own earlier session, not yet ended by the server: our pending work still counts as
+        // alive, and we wait for it to go rather than take another name.
+        if (this.#everConnected) {
+          throw new Error(`the previous database session of replica ${this.#key} has not ended yet`);
+        }
+        // Two replicas drew the same key (about 1 in 2^31): draw again before anything is named.
+        if (attempt >= 3) throw new Error('no free replica key after 4 draws');
+        this.#key = randomInt(1, 2 ** 31 - 1);
+      }
+    } catch (error) {
+      void client.end().catch(() => undefined);
+      throw error;
+    }
+    this.#everConnected = true;
+    const lost = () => this.#drop(client, 'the leadership connection to PostgreSQL closed');
+    client.once('end', lost);
+    client.on('error', lost);
+    this.#client = client;
+    return client;
+  }
+
+  /** Forgets the session (ending it, so the server frees its locks) and, if it led, the term. */
+  #drop(client: pg.Client, reason: string): void {
+    if (this.#client !== client) return;
+    this.#client = undefined;
+    const wasLeading = this.#leading;
+    this.#leading = false;
+    void client.end().catch(() => undefined);
+    if (wasLeading && !this.#closed) this.#onLost(reason);
+  }
+
+  async campaign(): Promise<boolean> {
+    const client = await this.#session();
+    try {
+      if (this.#leading) {
+        // The session is alive, so its lock is held: a session lock ends only with the session.
+        await client.query('SELECT 1');
+      } else {
+        const { rows } = await client.query<{ ok: boolean }>(
+          'SELECT pg_try_advisory_lock($1::bigint) AS ok',
+          [leaderLockKey],
+        );
+        this.#leading = rows[0]?.ok === true;
+      }
+      return this.#leading;
+    } catch (error) {
+      // A query that timed out may have left the lock ours on the server: ending the session frees it.
+      this.#drop(client, `the leadership query failed: ${(error as Error).message}`);
+      throw error;
+    }
+  }
+
+  async liveReplicas(): Promise<Set<string>> {
+    const client = await this.#session();
+    const { rows } = await client.query<{ key: string }>(
+      `SELECT objid::bigint::text AS key FROM pg_locks
+       WHERE locktype = 'advisory' AND classid = $1::bigint::oid AND objsubid = 2 AND granted
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+      [replicaLockClass],
+    );
+    return new Set(rows.map((row) => row.key));
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#leading = false;
+    const client = this.#client ?? (await this.#connecting?.catch(() => undefined));
+    this.#client = undefined;
+    if (!client) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      client.end().catch(() => undefined),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, this.#timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+}
+
+/** What other parts (spawners, watches) see of the leadership. */
+export type LeaderView = Pick<Leadership, 'replicaId' | 'isLeader' | 'signal' | 'ifLeader' | 'whileLeader'>;
+
+export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
+  readonly #election: Election;
+  readonly #log: Logger;
+  readonly #intervalMs: number;
+  readonly #goneAfterMs: number;
+  readonly #gauge: Gauge;
+  readonly #terms: Counter;
+  readonly #missingSince = new Map<string, number>();
+  #leader = false;
+  #term = new AbortController();
+  #timer: NodeJS.Timeout | undefined;
+  #ticking: Promise<void> | undefined;
+  #failing = false;
+  #stopped = false;
+
+  constructor(db: Database, log: Logger, registry: Registry, options: LeadershipOptions = {}) {
+    super();
+    this.#log = log.child({ component: 'leadership' });
+    this.#intervalMs = options.intervalMs ?? 1000;
+    const timeoutMs = options.timeoutMs ?? 2000;
+    const shared = db.dialect === 'postgres' && 'openSession' in db;
+    this.#goneAfterMs = shared ? (options.goneAfterMs ?? 3000) : 0;
+    this.#election = shared
+      ? new PostgresElection(db as unknown as PostgresDatabase, timeoutMs, (reason) =>
+          this.#set(false, reason),
+        )
+      : new SingleProcessElection();
+    this.#term.abort();
+    this.#gauge = new Gauge({
+      name: 'seahorse_hub_leader',
+      help: 'Whether this hub replica is the leader, which runs the singleton work (1) or not (0)',
+      registers: [registry],
+    });
+    this.#gauge.set(0);
+    this.#terms = new Counter({
+      name: 'seahorse_hub_leader_terms_total',
+      help: 'Times this hub replica became the leader',
+      registers: [registry],
+    });
+  }
+
+  /** This replica's name in the database (the owner of the pending actions it runs). */
+  get replicaId(): string {
+    return this.#election.replicaId;
+  }
+
+  get isLeader(): boolean {
+    return this.#leader;
+  }
+
+  /** Aborted when the current term ends; already aborted while this replica is not the leader. */
+  get signal(): AbortSignal {
+    return this.#term.signal;
+  }
+
+  /** Takes part: one round now (so a lone hub is the leader before it serves), then one per interval. */
+  async start(): Promise<void> {
+    this.#stopped = false;
+    await this.#tick();
+    if (!this.#leader)
+      this.#log.info({ replica: this.replicaId, leader: false }, 'another replica is the leader; following');
+    this.#timer = setInterval(() => void this.#tick(), this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  /** Leaves: the term ends here and the database session closes, so another replica leads at its next try. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    await this.#ticking;
+    this.#set(false, 'stopping');
+    await this.#election.close();
+  }
+
+  /** Runs `work` if this replica is the leader now; its signal aborts when the term ends. */
+  async ifLeader<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T | undefined> {
+    if (!this.#leader) return undefined;
+    return work(this.#term.signal);
+  }
+
+  /**
+   * Calls `begin` at the start of every term of this replica (now, if it leads already) with a
+   * signal that aborts when that term ends: where a long-running job (a watch) starts and stops.
+   * Returns a function that unsubscribes.
+   */
+  whileLeader(begin: (signal: AbortSignal) => unknown): () => void {
+    const onChange = (leader: boolean) => {
+      if (!leader) return;
+      try {
+        const result = begin(this.#term.signal);
+        if (result instanceof Promise) {
+          result.catch((error: unknown) => this.#log.error({ err: error }, 'leader work failed'));
+        }
+      } catch (error) {
+        this.#log.error({ err: error }, 'leader work failed');
+      }
+    };
+    this.on('change', onChange);
+    if (this.#leader) onChange(true);
+    return () => this.off('change', onChange);
+  }
+
+  /** The replicas alive now (their ids), this one included. */
+  liveReplicas(): Promise<Set<string>> {
+    return this.#election.liveReplicas();
+  }
+
+  /**
+   * Which of `owners` are gone: no replica of that id has been alive for `goneAfterMs` (a
+   * replica that reconnects after a blip keeps its work). null and '' (nobody recorded) are gone.
+   */
+  async goneOwners(owners: Iterable<string | null>): Promise<Set<string>> {
+    const live = await this.#election.liveReplicas();
+    const now = Date.now();
+    const gone = new Set<string>();
+    const asked = new Set<string>();
+    for (const owner of owners) {
+      const id = owner ?? '';
+      asked.add(id);
+      if (id === '') {
+        gone.add(id);
+      } else if (live.has(id)) {
+        this.#missingSince.delete(id);
+      } else {
+        const since = this.#missingSince.get(id) ?? now;
+        this.#missingSince.set(id, since);
+        if (now - since >= this.#goneAfterMs) gone.add(id);
+      }
+    }
+    for (const id of this.#missingSince.keys()) if (!asked.has(id)) this.#missingSince.delete(id);
+    return gone;
+  }
+
+  #tick(): Promise<void> {
+    this.#ticking ??= (async () => {
+      try {
+        const leading = await this.#election.campaign();
+        if (this.#failing)
+          this.#log.info({ replica: this.replicaId }, 'leadership: the database answers again');
+        this.#failing = false;
+        if (!this.#stopped) this.#set(leading);
+      } catch (error) {
+        if (!this.#failing && !this.#stopped) {
+          this.#log.warn({ err: error, replica: this.replicaId }, 'leadership: the database does not answer');
+        }
+        this.#failing = true;
+        this.#set(false, 'the database does not answer');
+      } finally {
+        this.#ticking = undefined;
+      }
+    })();
+    return this.#ticking;
+  }
+
+  #set(leader: boolean, reason?: string): void {
+    if (leader === this.#leader) return;
+    this.#leader = leader;
+    this.#gauge.set(leader ? 1 : 0);
+    if (leader) {
+      this.#term = new AbortController();
+      this.#terms.inc();
+      this.#log.info({ replica: this.replicaId, leader: true }, 'this replica is now the leader');
+    } else {
+      this.#term.abort();
+      const fields = { replica: this.replicaId, leader: false, reason };
+      if (reason === 'stopping') this.#log.info(fields, 'this replica is no longer the leader');
+      else this.#log.warn(fields, 'this replica is no longer the leader');
+    }
+    try {
+      this.emit('change', leader);
+    } catch (error) {
+      this.#log.error({ err: error }, 'a leadership listener failed');
+    }
+  }
+}
