@@ -349,12 +349,15 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     }
   }
 
+  // The shared pod watch first: re-attached servers are then polled from it.
+  options.spawnerFactory.background?.start();
   try {
     await reattach();
     await checkRoutes();
   } catch (error) {
     if (config.proxy.shouldStart) {
       server.close();
+      await options.spawnerFactory.background?.stop();
       await proxyProcess?.stop();
       await db.close();
       throw error;
@@ -409,6 +412,7 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   lifecycle.onClose(async () => {
     for (const timer of timers) clearInterval(timer);
     await Promise.all(managed.map((service) => service.stop()));
+    const background = options.spawnerFactory.background;
     if (stopServers) {
       // The database may be down: the proxy and the pool below are still ours to stop.
       try {
@@ -426,6 +430,7 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     } else {
       log.info('leaving servers running (cleanup_servers is false)');
     }
+    await background?.stop();
     if (proxyProcess && stopProxy) await proxyProcess.stop();
     if (adoptedProxyPid && stopProxy) await stopPid(adoptedProxyPid);
     if (stopProxy && config.proxy.pidFile) rmSync(config.proxy.pidFile, { force: true });
