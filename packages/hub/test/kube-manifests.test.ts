@@ -11,30 +11,10 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { loadConfigFile } from '../src/config.ts';
 import { chooseProfile } from '../src/profiles.ts';
 import { applyKubeOverride, kubeNames, podManifest, serviceManifest } from '../src/spawners/kube-objects.ts';
-import type { JsonValue, ServerSpec } from '../src/spawners/spawner.ts';
+import type { JsonValue } from '../src/spawners/spawner.ts';
+import { serverSpec } from './kube-helpers.ts';
 
 const fixtures = join(import.meta.dirname, 'fixtures', 'kube');
-
-export function serverSpec(user: string, admin: boolean, serverName: string, profile: string): ServerSpec {
-  const prefix = serverName ? `/user/${user}/${serverName}/` : `/user/${user}/`;
-  const hubApi = 'http://jupyterhub-hub.jupyterhub.svc.cluster.local:8081/hub/api';
-  const access = `access:servers!server=${user}/${serverName}`;
-  return {
-    user: { name: user, admin, groups: [] },
-    serverName,
-    apiToken: 'golden0123456789abcdef0123456789ab',
-    oauthClientId: serverName ? `jupyterhub-user-${user}-${serverName}` : `jupyterhub-user-${user}`,
-    hubApiUrl: hubApi,
-    baseUrl: '/',
-    servicePrefix: prefix,
-    oauthCallbackUrl: `${prefix}oauth_callback`,
-    oauthScopes: [access],
-    oauthAccessScopes: [access, `access:servers!user=${user}`],
-    activityUrl: `${hubApi}/users/${user}/activity`,
-    userOptions: { profile },
-    adminAccess: false,
-  };
-}
 
 /** Every leaf path of a JSON value with its value, so a difference names its field. */
 function leaves(value: JsonValue, path = ''): Map<string, JsonValue> {

@@ -80,6 +80,7 @@ class KubeSpawner implements Spawner {
   #names: KubeNames | undefined;
   #pvcExists = false;
   #starting = false;
+  #lastProgress = 0;
 
   constructor(context: SpawnerContext, shared: KubeShared, traits: KubeTraits) {
     this.#context = context;
@@ -154,7 +155,10 @@ class KubeSpawner implements Spawner {
   }
 
   async #start(): Promise<string> {
-    const { spec, progress } = this.#context;
+    const { spec } = this.#context;
+    this.#lastProgress = 0;
+    const progress = (event: { progress: number; message: string }) =>
+      this.#progress(event.progress, event.message);
     const traits = this.#traits;
     const deadline = Date.now() + traits.start_timeout * 1000;
     // A PVC name once established stays (KubeSpawner's remember_pvc_name).
@@ -213,6 +217,12 @@ class KubeSpawner implements Spawner {
     }
   }
 
+  /** Reports progress that never goes back (pod events may arrive after a later step). */
+  #progress(value: number, message: string): void {
+    this.#lastProgress = Math.max(this.#lastProgress, Math.floor(value));
+    this.#context.progress({ progress: this.#lastProgress, message });
+  }
+
   /**
    * The shared pod watch when it runs on this replica, else a watch of this one pod for as long
    * as the start (or stop) lasts.
@@ -240,7 +250,7 @@ class KubeSpawner implements Spawner {
       } catch (error) {
         if (!(error instanceof KubeConflictError) || attempt >= 4) throw error;
         this.#log.warn({ pod: names.podName, attempt }, 'a pod of this name exists; deleting it first');
-        this.#context.progress({ progress: 10, message: `Deleting the old pod ${names.podName}` });
+        this.#progress(10, `Deleting the old pod ${names.podName}`);
         await this.#deletePod(names, 0);
         await this.#waitGone(watch, names, deadline);
       }
@@ -283,10 +293,10 @@ class KubeSpawner implements Spawner {
       seen.add(key);
       progress += (90 - progress) / 3;
       const when = event.lastTimestamp ?? event.eventTime ?? '';
-      this.#context.progress({
-        progress: Math.floor(progress),
-        message: `${when} [${event.type ?? 'Normal'}] ${event.message ?? event.reason ?? ''}`.trim(),
-      });
+      this.#progress(
+        progress,
+        `${when} [${event.type ?? 'Normal'}] ${event.message ?? event.reason ?? ''}`.trim(),
+      );
     });
     events.start();
     return events;
