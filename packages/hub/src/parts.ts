@@ -49,6 +49,7 @@ export function spawnerFactoryFor(
   };
   if (spawner.defaultUrl) options.defaultUrl = spawner.defaultUrl;
   if (spawner.notebookDir) options.notebookDir = spawner.notebookDir;
+  if (config.traits['Spawner.debug'] === true) options.debug = true;
   const profiles = spawner.profileList;
   if (profiles.length === 0) return (context) => createLocalProcessSpawner(context, options);
   return (context) => {

@@ -1,4 +1,4 @@
-// Golden pod manifests for seed 001's configuration (test/fixtures/kube/seed-001-hub-config.yaml):
+// Golden pod manifests for seed 001's configuration (examples/seed-001-kubernetes.yaml):
 // the CPU and GPU profiles for an admin and a non-admin user, compared field by field with the
 // files beside it, and each one valid against the Kubernetes OpenAPI schema. UPDATE_GOLDEN=1
 // rewrites the files (then read the diff: it is the review).
@@ -43,7 +43,8 @@ function compareFieldByField(actual: JsonValue, golden: JsonValue): void {
   for (const path of got.keys()) assert.ok(want.has(path), `field ${path} is not in the golden manifest`);
 }
 
-const config = await loadConfigFile(join(fixtures, 'seed-001-hub-config.yaml'), {
+const config = await loadConfigFile(join(import.meta.dirname, '..', 'examples', 'seed-001-kubernetes.yaml'), {
+  CONFIGPROXY_AUTH_TOKEN: 'proxy-token',
   POD_NAMESPACE: 'jupyterhub',
 });
 
