@@ -410,6 +410,31 @@ describe('the pod reflector', () => {
     }
   });
 
+  test('the watch stops and starts again (leadership moving between replicas): stopped, nothing is open; started, it lists afresh', async () => {
+    const reflector = new PodReflector(client, namespace, 'singleuser-server', log);
+    reflector.start();
+    reflector.start();
+    await reflector.waitSynced(5000);
+    await waitFor('watching', () => fake.openWatches === 1);
+    await reflector.stop();
+    assert.equal(reflector.running, false);
+    assert.equal(reflector.synced, false);
+    await waitFor('the watch closed', () => fake.openWatches === 0);
+    const kube: KubeShared = { client, reflector };
+    const { spawner } = spawnerFor(kube, serverSpec('ned', false, '', ''), traits());
+    await Promise.all([spawner.start(), runWhenCreated('jupyter-ned')]);
+    reflector.start();
+    try {
+      await reflector.waitSynced(5000);
+      assert.equal(reflector.lists, 2);
+      assert.ok(reflector.items.has('jupyter-ned'), 'a pod started while stopped is in the new list');
+      assert.equal(await spawner.poll(), null);
+      await spawner.stop(true);
+    } finally {
+      await reflector.stop();
+    }
+  });
+
   test('bookmarks advance the resourceVersion a resumed watch starts from', async () => {
     const reflector = new PodReflector(client, namespace, 'singleuser-server', log, { backoffMs: 10 });
     reflector.start();
