@@ -57,7 +57,7 @@ export interface RequestRecord {
 export interface FakeApiServerOptions {
   /** TLS key and certificate (the in-cluster path); plain HTTP when absent. */
   tls?: { key: Buffer; cert: Buffer };
-  /** The bearer token it accepts; any request without it gets 401. */
+  /** The bearer token it accepts (changeable: `fake.token = ...` rotates it); others get 401. */
   token: string;
   /** The user RBAC messages name. */
   user?: string;
@@ -258,12 +258,15 @@ export class FakeApiServer {
   readonly #history: HistoryEntry[] = [];
   readonly #watchers = new Set<Watcher>();
   readonly #options: FakeApiServerOptions;
+  /** The bearer token accepted now. */
+  token: string;
   #rv = 100;
   #compactedTo = 0;
   url = '';
 
   constructor(options: FakeApiServerOptions) {
     this.#options = options;
+    this.token = options.token;
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.#handle(req, res).catch((error: unknown) => {
         if (!res.headersSent) this.#send(res, 500, status(500, 'InternalError', String(error)));
@@ -456,7 +459,7 @@ export class FakeApiServer {
     const query = Object.fromEntries(url.searchParams);
     const record: RequestRecord = { method: req.method ?? '', path: url.pathname, query };
     this.requests.push(record);
-    if (req.headers.authorization !== `Bearer ${this.#options.token}`) {
+    if (req.headers.authorization !== `Bearer ${this.token}`) {
       this.#send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
       return;
     }

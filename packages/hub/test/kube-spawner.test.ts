@@ -340,6 +340,49 @@ describe('the Kubernetes spawner', () => {
     assert.equal(fake.get('pods', namespace, 'jupyter-kim'), undefined);
   });
 
+  test('a watch RBAC refuses fails the spawn at once (not after start_timeout) and the pod is deleted', async () => {
+    const kube = shared();
+    fake.forbidden.add('list pods');
+    fake.forbidden.add('watch pods');
+    const began = Date.now();
+    try {
+      const { spawner } = spawnerFor(kube, serverSpec('olga', false, '', ''), traits({ start_timeout: 30 }));
+      await assert.rejects(spawner.start(), (error: Error) => {
+        assert.ok(error instanceof KubeForbiddenError, String(error));
+        assert.match(error.message, /cannot list resource "pods"/);
+        return true;
+      });
+      assert.ok(Date.now() - began < 10_000, `failed after ${Date.now() - began} ms`);
+      assert.equal(fake.get('pods', namespace, 'jupyter-olga'), undefined);
+    } finally {
+      fake.forbidden.delete('list pods');
+      fake.forbidden.delete('watch pods');
+    }
+  });
+
+  test('a rotated service-account token is read again from its file', async () => {
+    const sa = join(dir, 'rotating');
+    mkdirSync(sa);
+    copyFileSync(join(dir, 'ca.crt'), join(sa, 'ca.crt'));
+    writeFileSync(join(sa, 'token'), token);
+    writeFileSync(join(sa, 'namespace'), namespace);
+    const url = new URL(fake.url);
+    const rotating = new KubeClient(
+      inClusterConnection({ KUBERNETES_SERVICE_HOST: url.hostname, KUBERNETES_SERVICE_PORT: url.port }, sa),
+      { tokenRereadMs: 0 },
+    );
+    try {
+      await rotating.get(`/api/v1/namespaces/${namespace}/pods`);
+      writeFileSync(join(sa, 'token'), 'rotated-token-abcdef0123456789');
+      fake.token = 'rotated-token-abcdef0123456789';
+      await rotating.get(`/api/v1/namespaces/${namespace}/pods`);
+      await assert.rejects(client.get(`/api/v1/namespaces/${namespace}/pods`), KubeUnauthorizedError);
+    } finally {
+      fake.token = token;
+      rotating.close();
+    }
+  });
+
   test('a wrong token is a 401 with HUB_KUBE_UNAUTHORIZED', async () => {
     const bad = new KubeClient({ ...client.connection, tokenFile: undefined, token: 'wrong' });
     try {

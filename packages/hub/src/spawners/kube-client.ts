@@ -186,17 +186,19 @@ export interface KubeList<T = KubeObject> {
 export interface KubeClientOptions {
   /** KubeSpawner.k8s_api_request_timeout: one request, head to end of body. */
   requestTimeoutMs?: number;
+  /** How often a token file is read again (kubelet rotates bound tokens); a minute by default. */
+  tokenRereadMs?: number;
 }
 
 type Query = Record<string, string | number | boolean | undefined>;
 
 const maxBody = 64 * 1024 * 1024;
 const maxWatchLine = 16 * 1024 * 1024;
-const tokenRereadMs = 60_000;
 
 export class KubeClient {
   readonly connection: KubeConnection;
   readonly #timeoutMs: number;
+  readonly #tokenRereadMs: number;
   readonly #agent: http.Agent;
   #token: string | undefined;
   #tokenReadAt = 0;
@@ -204,6 +206,7 @@ export class KubeClient {
   constructor(connection: KubeConnection, options: KubeClientOptions = {}) {
     this.connection = connection;
     this.#timeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.#tokenRereadMs = options.tokenRereadMs ?? 60_000;
     const tls = connection.server.protocol === 'https:';
     this.#agent = tls
       ? new https.Agent({
@@ -227,7 +230,7 @@ export class KubeClient {
 
   #bearer(): string | undefined {
     const { tokenFile } = this.connection;
-    if (tokenFile && (this.#token === undefined || Date.now() - this.#tokenReadAt > tokenRereadMs)) {
+    if (tokenFile && (this.#token === undefined || Date.now() - this.#tokenReadAt >= this.#tokenRereadMs)) {
       try {
         this.#token = readFileSync(tokenFile, 'utf8').trim();
         this.#tokenReadAt = Date.now();

@@ -5,7 +5,12 @@
 import { request as httpRequest } from 'node:http';
 import type { Logger } from '@seahorse/runtime';
 import { corePath, type KubeClient, type KubeObject } from './kube-client.ts';
-import { KubeConflictError, KubeNotFoundError } from './kube-errors.ts';
+import {
+  KubeConflictError,
+  KubeForbiddenError,
+  KubeNotFoundError,
+  KubeUnauthorizedError,
+} from './kube-errors.ts';
 import {
   type KubeNames,
   type KubeTraits,
@@ -170,6 +175,7 @@ class KubeSpawner implements Spawner {
     const pod = podManifest(input);
     const ref = `${names.namespace}/${names.podName}`;
     const watcher = this.#watcher(names);
+    let created: Pod | undefined;
     try {
       if (traits.storage_pvc_ensure && !this.#pvcExists) {
         progress({ progress: 5, message: `Creating PVC ${names.pvcName}` });
@@ -183,7 +189,7 @@ class KubeSpawner implements Spawner {
         this.#pvcExists = true;
       }
       progress({ progress: 10, message: `Creating pod ${ref}` });
-      const created = await this.#createPod(names, pod, watcher.reflector, deadline);
+      created = await this.#createPod(names, pod, watcher.reflector, deadline);
       const uid = created.metadata?.uid ?? '';
       this.#log.info({ pod: ref, uid }, 'pod created');
       const events = traits.events_enabled ? this.#followEvents(names, uid) : undefined;
@@ -208,9 +214,12 @@ class KubeSpawner implements Spawner {
         await events?.stop();
       }
     } catch (error) {
-      await this.stop(true).catch((stopError: unknown) =>
-        this.#log.warn({ err: stopError, pod: ref }, 'deleting the pod after a failed start failed'),
-      );
+      // Nothing to delete when the pod was never created (a 403 or 422 on the create).
+      if (created) {
+        await this.stop(true).catch((stopError: unknown) =>
+          this.#log.warn({ err: stopError, pod: ref }, 'deleting the pod after a failed start failed'),
+        );
+      }
       throw error;
     } finally {
       await watcher.stop();
@@ -320,7 +329,7 @@ class KubeSpawner implements Spawner {
       }
       return undefined;
     };
-    const result = await waitOn(watch, names.podName, deadline, (pod, deleted) =>
+    const result = await waitOn<Pod | Error>(watch, names.podName, deadline, (pod, deleted) =>
       deleted ? new SpawnStateError(`pod ${ref} was deleted while it was starting`) : verdict(pod),
     );
     if (result === undefined) {
@@ -331,13 +340,14 @@ class KubeSpawner implements Spawner {
   }
 
   async #waitGone(watch: Reflector, names: KubeNames, deadline: number): Promise<boolean> {
-    const gone = await waitOn(
+    const gone = await waitOn<true | Error>(
       watch,
       names.podName,
       deadline,
       (pod, deleted) => (deleted || !pod ? true : undefined),
       true,
     );
+    if (gone instanceof Error) throw gone;
     return gone === true;
   }
 
@@ -371,7 +381,8 @@ class KubeSpawner implements Spawner {
 
 /**
  * Waits until `decide` returns something for the pod `name` in the reflector's copy (checked
- * after its first list and on every change), or the deadline passes (undefined).
+ * after its first list and on every change), or the deadline passes (undefined). A watch the
+ * apiserver refuses (401, 403) ends the wait with that error at once: retrying will not help.
  */
 function waitOn<T>(
   watch: Reflector,
@@ -379,16 +390,20 @@ function waitOn<T>(
   deadline: number,
   decide: (pod: Pod | undefined, deleted: boolean) => T | undefined,
   decideOnAbsence = false,
-): Promise<T | undefined> {
+): Promise<T | Error | undefined> {
   return new Promise((resolve) => {
     let done = false;
-    const finish = (value: T | undefined) => {
+    const finish = (value: T | Error | undefined) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       watch.off('change', onChange);
       watch.off('synced', check);
+      watch.off('failure', onFailure);
       resolve(value);
+    };
+    const onFailure = (error: Error) => {
+      if (error instanceof KubeForbiddenError || error instanceof KubeUnauthorizedError) finish(error);
     };
     const check = () => {
       const pod = watch.items.get(name) as Pod | undefined;
@@ -404,6 +419,8 @@ function waitOn<T>(
     const timer = setTimeout(() => finish(undefined), Math.max(0, deadline - Date.now()));
     watch.on('change', onChange);
     watch.on('synced', check);
+    watch.on('failure', onFailure);
+    if (watch.lastFailure) onFailure(watch.lastFailure);
     if (watch.synced) check();
   });
 }

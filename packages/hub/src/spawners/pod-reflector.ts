@@ -23,7 +23,8 @@ export type ReflectorChange<T> = { type: 'ADDED' | 'MODIFIED' | 'DELETED'; objec
 
 /**
  * Emits 'change' (ReflectorChange) for every object added, changed or removed — including the
- * differences a relist finds — and 'synced' after each list.
+ * differences a relist finds — 'synced' after each list, and 'failure' (the error) for each
+ * failed list or watch before it retries.
  */
 export class Reflector<T extends KubeObject = KubeObject> extends EventEmitter {
   readonly items = new Map<string, T>();
@@ -38,6 +39,8 @@ export class Reflector<T extends KubeObject = KubeObject> extends EventEmitter {
   lists = 0;
   /** Watch requests made so far. */
   watches = 0;
+  /** The error of the last failed list or watch; cleared by a list that succeeds. */
+  lastFailure: Error | undefined;
 
   constructor(client: KubeClient, options: ReflectorOptions, log: Logger) {
     super();
@@ -132,6 +135,8 @@ export class Reflector<T extends KubeObject = KubeObject> extends EventEmitter {
           { err: error, path: this.#options.path, ms: backoff },
           'list or watch failed; retrying',
         );
+        this.lastFailure = error as Error;
+        this.emit('failure', error);
         await delay(backoff, signal);
         backoff = Math.min(backoff * 2, maxBackoff);
       }
@@ -165,6 +170,7 @@ export class Reflector<T extends KubeObject = KubeObject> extends EventEmitter {
       this.emit('change', { type: 'DELETED', object: item } satisfies ReflectorChange<T>);
     }
     this.#resourceVersion = list.metadata?.resourceVersion ?? '0';
+    this.lastFailure = undefined;
     this.#synced = true;
     this.emit('synced');
   }
