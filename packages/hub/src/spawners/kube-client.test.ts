@@ -9,11 +9,22 @@ import { KubeClient } from './kube-client.ts';
 
 let server: http.Server;
 let url: URL;
+const resets = new Map<string, number>();
 
 before(async () => {
   server = http.createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
-    if (path === '/html-503') {
+    if (path.startsWith('/reset-once')) {
+      // The first request on each path is cut before any answer, as a closed keep-alive socket is.
+      const seen = resets.get(`${req.method} ${path}`) ?? 0;
+      resets.set(`${req.method} ${path}`, seen + 1);
+      if (seen === 0) {
+        req.socket.destroy();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"kind":"Pod"}');
+    } else if (path === '/html-503') {
       res.writeHead(503, { 'content-type': 'text/html' });
       res.end('<html>upstream connect error</html>');
     } else if (path === '/not-json') {
@@ -56,6 +67,12 @@ test('a non-Status error page (a proxy in front of the apiserver) is HUB_KUBE_SE
     assert.match(error.message, /upstream connect error/);
     return true;
   });
+});
+
+test('a GET cut before any answer is retried once; a POST is not (it may have been applied)', async () => {
+  assert.deepEqual(await client().get('/reset-once/a'), { kind: 'Pod' });
+  await assert.rejects(client().create('/reset-once/b', { kind: 'Pod' }), { code: 'HUB_KUBE_CONNECTION' });
+  assert.equal(resets.get('POST /reset-once/b'), 1);
 });
 
 test('a 200 whose body is not JSON is HUB_KUBE_CONNECTION', async () => {

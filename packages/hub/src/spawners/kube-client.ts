@@ -193,6 +193,8 @@ export interface KubeClientOptions {
 type Query = Record<string, string | number | boolean | undefined>;
 
 const maxBody = 64 * 1024 * 1024;
+/** Requests in flight at once (watches included); more wait for a socket rather than flood the apiserver. */
+const maxSockets = 64;
 const maxWatchLine = 16 * 1024 * 1024;
 
 export class KubeClient {
@@ -200,6 +202,8 @@ export class KubeClient {
   readonly #timeoutMs: number;
   readonly #tokenRereadMs: number;
   readonly #agent: http.Agent;
+  /** Watches hold their socket for minutes: their own agent, so they never take a request's place. */
+  readonly #watchAgent: http.Agent;
   #token: string | undefined;
   #tokenReadAt = 0;
 
@@ -208,15 +212,19 @@ export class KubeClient {
     this.#timeoutMs = options.requestTimeoutMs ?? 10_000;
     this.#tokenRereadMs = options.tokenRereadMs ?? 60_000;
     const tls = connection.server.protocol === 'https:';
-    this.#agent = tls
-      ? new https.Agent({
-          keepAlive: true,
-          ...(connection.ca ? { ca: connection.ca } : {}),
-          ...(connection.cert ? { cert: connection.cert } : {}),
-          ...(connection.key ? { key: connection.key } : {}),
-          rejectUnauthorized: connection.insecureSkipTlsVerify !== true,
-        })
-      : new http.Agent({ keepAlive: true });
+    const agent = (limit: number, keepAlive: boolean) =>
+      tls
+        ? new https.Agent({
+            keepAlive,
+            maxSockets: limit,
+            ...(connection.ca ? { ca: connection.ca } : {}),
+            ...(connection.cert ? { cert: connection.cert } : {}),
+            ...(connection.key ? { key: connection.key } : {}),
+            rejectUnauthorized: connection.insecureSkipTlsVerify !== true,
+          })
+        : new http.Agent({ keepAlive, maxSockets: limit });
+    this.#agent = agent(maxSockets, true);
+    this.#watchAgent = agent(Number.POSITIVE_INFINITY, false);
   }
 
   get namespace(): string {
@@ -226,6 +234,7 @@ export class KubeClient {
   /** Closes idle keep-alive sockets. */
   close(): void {
     this.#agent.destroy();
+    this.#watchAgent.destroy();
   }
 
   #bearer(): string | undefined {
@@ -254,7 +263,13 @@ export class KubeClient {
     return url;
   }
 
-  #request(method: string, url: URL, body: string | undefined, signal?: AbortSignal): http.ClientRequest {
+  #request(
+    method: string,
+    url: URL,
+    body: string | undefined,
+    signal?: AbortSignal,
+    agent: http.Agent = this.#agent,
+  ): http.ClientRequest {
     const headers: Record<string, string> = { accept: 'application/json' };
     const token = this.#bearer();
     if (token) headers.authorization = `Bearer ${token}`;
@@ -263,27 +278,41 @@ export class KubeClient {
       headers['content-length'] = String(Buffer.byteLength(body));
     }
     const module = url.protocol === 'https:' ? https : http;
-    return module.request(url, { method, headers, agent: this.#agent, ...(signal ? { signal } : {}) });
+    return module.request(url, { method, headers, agent, ...(signal ? { signal } : {}) });
   }
 
   /** One JSON request; resolves with the parsed body of a 2xx answer, else rejects with a typed error. */
   async call<T>(method: string, path: string, options: { query?: Query; body?: unknown } = {}): Promise<T> {
+    try {
+      return await this.#callOnce<T>(method, path, options);
+    } catch (error) {
+      // A GET is idempotent: one retry when the connection failed before any answer arrived
+      // (a reused keep-alive socket the server had closed, a reset).
+      if (method !== 'GET' || !(error instanceof KubeConnectionError) || !error.beforeAnswer) throw error;
+      return this.#callOnce<T>(method, path, options);
+    }
+  }
+
+  #callOnce<T>(method: string, path: string, options: { query?: Query; body?: unknown }): Promise<T> {
     const url = this.#url(path, options.query);
     const what = `${method} ${url.pathname}`;
     const body = options.body === undefined ? undefined : JSON.stringify(options.body);
     return new Promise<T>((resolve, reject) => {
       const request = this.#request(method, url, body, AbortSignal.timeout(this.#timeoutMs));
+      let answered = false;
       request.on('error', (error) => {
-        reject(
-          new KubeConnectionError(
-            error.name === 'AbortError' || (error as NodeJS.ErrnoException).code === 'ABORT_ERR'
-              ? `${what}: no answer from the apiserver within ${this.#timeoutMs / 1000} s (KubeSpawner.k8s_api_request_timeout)`
-              : `${what}: cannot reach the apiserver at ${this.connection.server.origin}: ${error.message}`,
-            { cause: error },
-          ),
+        const timedOut = error.name === 'AbortError' || (error as NodeJS.ErrnoException).code === 'ABORT_ERR';
+        const failure = new KubeConnectionError(
+          timedOut
+            ? `${what}: no answer from the apiserver within ${this.#timeoutMs / 1000} s (KubeSpawner.k8s_api_request_timeout)`
+            : `${what}: cannot reach the apiserver at ${this.connection.server.origin}: ${error.message}`,
+          { cause: error },
         );
+        failure.beforeAnswer = !answered && !timedOut;
+        reject(failure);
       });
       request.on('response', (response) => {
+        answered = true;
         const chunks: Buffer[] = [];
         let size = 0;
         response.on('data', (chunk: Buffer) => {
@@ -369,7 +398,7 @@ export class KubeClient {
       };
       const onAbort = () => finish();
       signal.addEventListener('abort', onAbort);
-      const request = this.#request('GET', url, undefined);
+      const request = this.#request('GET', url, undefined, undefined, this.#watchAgent);
       let idle = setTimeout(() => onIdle(), idleTimeoutMs);
       const onIdle = () =>
         finish(

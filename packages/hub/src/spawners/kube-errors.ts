@@ -104,6 +104,8 @@ export class KubeServerError extends KubeApiError {
 
 /** The apiserver could not be reached, or its answer was not what the API speaks. */
 export class KubeConnectionError extends SeahorseError {
+  /** The request failed before any of the answer arrived (so an idempotent one may be retried). */
+  beforeAnswer = false;
   constructor(message: string, options?: ErrorOptions) {
     super('HUB_KUBE_CONNECTION', message, options);
   }
