@@ -41,6 +41,18 @@ test('a hub with KubeSpawner spawns a pod, streams its events, re-attaches after
     'KubeSpawner.start_timeout': 20,
     'KubeSpawner.volumes': [{ name: 'home', hostPath: { path: '/data/jupyterhub/{user}' } }],
     'KubeSpawner.volume_mounts': [{ name: 'home', mountPath: '/home/jovyan', readOnly: '{is_not_admin}' }],
+    'JupyterHub.allow_named_servers': true,
+    'KubeSpawner.profile_list': [
+      { display_name: 'Standard Notebook', default: true },
+      {
+        display_name: 'GPU Notebook',
+        kubespawner_override: {
+          extra_pod_config: { runtimeClassName: 'nvidia' },
+          extra_resource_guarantees: { 'nvidia.com/gpu': '1' },
+          extra_resource_limits: { 'nvidia.com/gpu': '1' },
+        },
+      },
+    ],
   };
   const logs = new LogCapture();
   const log = createLogger({ name: 'hub', level: 'debug', destination: logs });
@@ -80,6 +92,29 @@ test('a hub with KubeSpawner spawns a pod, streams its events, re-attaches after
     assert.equal(env.JUPYTERHUB_USER, 'alice');
     const through = await fetch(`${first.proxyUrl}/user/alice/api/status`);
     assert.equal(through.status, 200);
+
+    // A named server with the GPU profile: its own pod, the profile's overrides in it.
+    const named = await first.api('/users/alice/servers/big', {
+      method: 'POST',
+      body: JSON.stringify({ profile: 'gpu-notebook' }),
+    });
+    assert.equal(named.status, 202);
+    await waitFor('the GPU pod', () => fake.get('pods', namespace, 'jupyter-alice--big'));
+    fake.setRunning(namespace, 'jupyter-alice--big');
+    await waitFor(
+      'the named server ready',
+      async () => ((await (await first.api('/users/alice')).json()) as Json).servers.big?.ready === true,
+    );
+    const gpu = fake.get('pods', namespace, 'jupyter-alice--big')!;
+    assert.equal(gpu.spec.runtimeClassName, 'nvidia');
+    assert.equal(gpu.spec.containers[0].resources.limits['nvidia.com/gpu'], '1');
+    assert.equal(gpu.metadata.labels['hub.jupyter.org/servername'], 'big');
+    assert.equal(pod.spec.runtimeClassName, undefined);
+    assert.equal((await first.api('/users/alice/servers/big', { method: 'DELETE' })).status, 202);
+    await waitFor(
+      'the GPU pod deleted',
+      () => fake.get('pods', namespace, 'jupyter-alice--big') === undefined,
+    );
     const watchesBefore = fake.watchRequests('pods').length;
 
     await first.stop('simulated crash');
