@@ -130,10 +130,9 @@ test('a hub with KubeSpawner spawns a pod, streams its events, re-attaches after
     const again = (await (await second.api('/users/alice')).json()) as Json;
     assert.equal(again.servers[''].ready, true);
     assert.ok(logs.has('re-attached to running server'));
-    assert.equal(
-      fake.watchRequests('pods').length,
-      watchesBefore + 1,
-      'the restarted hub watches the pods again',
+    await waitFor(
+      'the restarted hub watching the pods again',
+      () => fake.watchRequests('pods').length === watchesBefore + 1,
     );
     assert.equal((await fetch(`${second.proxyUrl}/user/alice/api/status`)).status, 200);
 

@@ -152,6 +152,7 @@ describe('the Kubernetes spawner', () => {
         assert.equal(await b.spawner.poll(), null);
       }
       assert.equal(fake.requests.length, gets, 'polls read the shared copy, not the API');
+      await waitFor('the shared watch', () => fake.watchRequests('pods').length > watchesBefore);
       assert.equal(fake.watchRequests('pods').length - watchesBefore, 1);
       await Promise.all([a.spawner.stop(true), b.spawner.stop(true)]);
     } finally {
@@ -476,6 +477,23 @@ describe('the pod reflector', () => {
     } finally {
       await reflector.stop();
     }
+  });
+
+  test('start during a stop that is still closing the watch keeps one watch running, with a fresh list', async () => {
+    const reflector = new PodReflector(client, namespace, 'singleuser-server', log);
+    reflector.start();
+    await reflector.waitSynced(5000);
+    const stopping = reflector.stop();
+    reflector.start();
+    await stopping;
+    try {
+      assert.equal(reflector.running, true);
+      await waitFor('a fresh list', () => reflector.lists === 2);
+      await waitFor('one watch open', () => fake.openWatches === 1);
+    } finally {
+      await reflector.stop();
+    }
+    await waitFor('none open', () => fake.openWatches === 0);
   });
 
   test('bookmarks advance the resourceVersion a resumed watch starts from', async () => {

@@ -33,6 +33,7 @@ export class Reflector<T extends KubeObject = KubeObject> extends EventEmitter {
   readonly #log: Logger;
   #abort: AbortController | undefined;
   #loop: Promise<void> | undefined;
+  #stopping: Promise<void> | undefined;
   #resourceVersion: string | undefined;
   #synced = false;
   /** Lists done so far (the first, and one per 410 Gone or failed watch from an unknown version). */
@@ -64,7 +65,13 @@ export class Reflector<T extends KubeObject = KubeObject> extends EventEmitter {
     if (this.#abort) return;
     const abort = new AbortController();
     this.#abort = abort;
-    this.#loop = this.#run(abort.signal).catch((error: unknown) => {
+    // Started again while a stop is still closing the last watch: begin after it, with a list.
+    const previous = this.#stopping;
+    this.#loop = (async () => {
+      await previous;
+      this.#resourceVersion = undefined;
+      await this.#run(abort.signal);
+    })().catch((error: unknown) => {
       this.#log.error({ err: error, path: this.#options.path }, 'reflector stopped by an unexpected error');
     });
   }
@@ -72,14 +79,21 @@ export class Reflector<T extends KubeObject = KubeObject> extends EventEmitter {
   /** Stops watching and forgets the copy; resolves once the watch request is closed. */
   async stop(): Promise<void> {
     const abort = this.#abort;
-    if (!abort) return;
+    if (!abort) {
+      await this.#stopping;
+      return;
+    }
     this.#abort = undefined;
     abort.abort();
-    await this.#loop;
-    this.#loop = undefined;
-    this.#synced = false;
-    this.#resourceVersion = undefined;
-    this.items.clear();
+    const loop = this.#loop;
+    this.#stopping = (async () => {
+      await loop;
+      if (this.#abort) return; // started again meanwhile: the new run owns the copy
+      this.#synced = false;
+      this.#resourceVersion = undefined;
+      this.items.clear();
+    })();
+    await this.#stopping;
   }
 
   /** Resolves when the first list is in (or at once); rejects after timeoutMs. */
