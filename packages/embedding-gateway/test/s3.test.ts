@@ -215,8 +215,9 @@ describe('S3 store against s3rver with injected faults', () => {
     }
   });
 
-  it('S3 that hangs mid-GET is a 503 within --s3-timeout, and serves again once it is back', async () => {
-    const impatient = await startTestGateway(upstream.baseUrl, [
+  /** A gateway on this S3 that gives up after one attempt of 300 ms. */
+  const startImpatientGateway = () =>
+    startTestGateway(upstream.baseUrl, [
       '--store',
       's3',
       '--s3-endpoint-url',
@@ -226,6 +227,9 @@ describe('S3 store against s3rver with injected faults', () => {
       '--s3-timeout',
       '300ms',
     ]);
+
+  it('S3 that hangs mid-GET is a 503 within --s3-timeout, and serves again once it is back', async () => {
+    const impatient = await startImpatientGateway();
     const body = '{"model": "text-embedding-3-small", "input": "s3 pauses on get"}';
     try {
       assert.equal((await embed(impatient.url, body)).status, 200);
@@ -243,16 +247,7 @@ describe('S3 store against s3rver with injected faults', () => {
   });
 
   it('S3 that hangs mid-PUT is a 503; once back, the object is whole or absent, never partial', async () => {
-    const impatient = await startTestGateway(upstream.baseUrl, [
-      '--store',
-      's3',
-      '--s3-endpoint-url',
-      s3.endpoint,
-      '--s3-max-attempts',
-      '1',
-      '--s3-timeout',
-      '300ms',
-    ]);
+    const impatient = await startImpatientGateway();
     const body = '{"model": "text-embedding-3-small", "input": "s3 pauses on put", "dimensions": 512}';
     try {
       upstream.delayMs = 200;

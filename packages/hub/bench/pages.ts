@@ -7,10 +7,10 @@ import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
+import { waitFor } from '@seahorse/runtime/testing';
+import { type BenchHub, startJupyterHub, startSeahorseHub } from './hubs.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..', '..', '..');
 const quick = process.argv.includes('--quick');
 const browser = process.argv.includes('--browser');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7) ?? '';
@@ -18,91 +18,23 @@ const userCount = quick ? 1000 : 10_000;
 const roundMs = quick ? 3000 : 10_000;
 const token = 'bench-admin-token-0123456789abcdef';
 
-interface Hub {
-  name: string;
-  url: string;
-  proxyUrl: string;
-  stop(): Promise<void>;
-}
+type Hub = BenchHub;
 
-async function startSeahorse(dir: string): Promise<Hub> {
-  const [hubPort, proxyPort, apiPort] = [await freePort(), await freePort(), await freePort()];
-  const config = join(dir, 'hub.yaml');
-  writeFileSync(
-    config,
-    JSON.stringify({
-      JupyterHub: {
-        hub_bind_url: `http://127.0.0.1:${hubPort}`,
-        bind_url: `http://127.0.0.1:${proxyPort}`,
-        db_url: `sqlite:///${join(dir, 'hub.sqlite')}`,
-        authenticator_class: 'dummy',
-        services: [{ name: 'bench', api_token: token, admin: true }],
-        log_level: 'warn',
-      },
-      Authenticator: { admin_users: ['admin'], allow_all: true },
-      ConfigurableHTTPProxy: { api_url: `http://127.0.0.1:${apiPort}` },
-      Spawner: { args: ['--allow-root'], notebook_dir: dir, start_timeout: 90 },
-    }),
-  );
-  const proc = new ManagedProcess(
-    'seahorse-hub',
-    process.execPath,
-    [
-      '--max-semi-space-size=4',
-      '--conditions=seahorse-source',
-      join(here, '..', 'src', 'cli.ts'),
-      '--config',
-      config,
-    ],
-    { cwd: dir, env: { ...process.env, PATH: `${join(root, 'node_modules', '.bin')}:${process.env.PATH}` } },
-  );
-  const url = `http://127.0.0.1:${hubPort}`;
-  await proc.untilReady(
-    waitFor('seahorse-hub', async () => (await fetch(`${url}/hub/health`)).ok, { timeoutMs: 60_000 }),
-  );
-  return {
-    name: 'seahorse-hub',
-    url,
-    proxyUrl: `http://127.0.0.1:${proxyPort}`,
-    stop: () => proc.stop('SIGTERM', 30_000),
-  };
-}
+const setup = (dir: string) => ({
+  dir,
+  dbUrl: `sqlite:///${join(dir, 'hub.sqlite')}`,
+  serviceToken: token,
+  singleuserArgs: ['--allow-root'],
+  admin: 'admin',
+  startTimeout: 90,
+});
 
-async function startJupyterHub(dir: string): Promise<Hub> {
-  const [hubPort, proxyPort, apiPort] = [await freePort(), await freePort(), await freePort()];
-  const config = join(dir, 'jupyterhub_config.py');
-  writeFileSync(
-    config,
-    [
-      `c.JupyterHub.hub_bind_url = 'http://127.0.0.1:${hubPort}'`,
-      `c.JupyterHub.bind_url = 'http://127.0.0.1:${proxyPort}'`,
-      `c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:${apiPort}'`,
-      `c.ConfigurableHTTPProxy.command = ['${join(root, 'node_modules', '.bin', 'configurable-http-proxy')}']`,
-      `c.JupyterHub.db_url = 'sqlite:///${join(dir, 'jupyterhub.sqlite')}'`,
-      "c.JupyterHub.authenticator_class = 'dummy'",
-      "c.Authenticator.admin_users = {'admin'}",
-      // Servers as this process's user (the default spawner would switch to a system user 'admin').
-      "c.JupyterHub.spawner_class = 'simple'",
-      "c.Spawner.args = ['--allow-root']",
-      `c.Spawner.notebook_dir = '${dir}'`,
-      'c.Spawner.start_timeout = 90',
-      `c.JupyterHub.services = [{'name': 'bench', 'api_token': '${token}', 'admin': True}]`,
-      `c.JupyterHub.cookie_secret_file = '${join(dir, 'cookie_secret')}'`,
-      "c.JupyterHub.log_level = 'WARN'",
-    ].join('\n'),
-  );
-  const proc = new ManagedProcess('jupyterhub', 'jupyterhub', ['-f', config], { cwd: dir });
-  const url = `http://127.0.0.1:${hubPort}`;
-  await proc.untilReady(
-    waitFor('jupyterhub', async () => (await fetch(`${url}/hub/api/`)).ok, { timeoutMs: 60_000 }),
-  );
-  return {
-    name: 'JupyterHub 3.0',
-    url,
-    proxyUrl: `http://127.0.0.1:${proxyPort}`,
-    stop: () => proc.stop('SIGTERM', 30_000),
-  };
-}
+const startSeahorse = (dir: string) =>
+  startSeahorseHub(setup(dir), {
+    nodeArgs: ['--max-semi-space-size=4', '--conditions=seahorse-source'],
+    entry: join(here, '..', 'src', 'cli.ts'),
+  });
+const startJupyter = (dir: string) => startJupyterHub(setup(dir));
 
 async function createUsers(hub: Hub): Promise<void> {
   for (let i = 0; i < userCount; i += 500) {
@@ -233,8 +165,11 @@ async function main() {
   out('| hub | request | connections | req/s | p50 ms | p99 ms | errors |');
   out('| --- | --- | --- | --- | --- | --- | --- |');
   const timings: string[] = [];
-  for (const start of [startSeahorse, startJupyterHub]) {
-    if (only && !start.name.toLowerCase().includes(only)) continue;
+  for (const [name, start] of [
+    ['seahorse', startSeahorse],
+    ['jupyterhub', startJupyter],
+  ] as const) {
+    if (only && !name.includes(only)) continue;
     const dir = mkdtempSync(join(tmpdir(), 'pages-bench-'));
     const hub = await start(dir);
     try {

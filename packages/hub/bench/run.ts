@@ -3,10 +3,10 @@ import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, ManagedProcess, startPostgres, waitFor } from '@seahorse/runtime/testing';
+import { ManagedProcess, startPostgres } from '@seahorse/runtime/testing';
+import { type BenchHub, startJupyterHub, startSeahorseHub } from './hubs.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..', '..', '..');
 const args = new Set(process.argv.slice(2));
 const option = (name: string, fallback: string) =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
@@ -29,13 +29,7 @@ const spawnCount = Number(option('spawns', quick ? '3' : '5'));
 const routeCount = Number(option('routes', String(userCount)));
 const ticksPerSecond = 100;
 
-interface Hub {
-  name: string;
-  url: string;
-  proxyApi: string;
-  pid: number;
-  stop(): Promise<void>;
-}
+type Hub = BenchHub;
 
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -49,93 +43,27 @@ function rssMiB(pid: number): number {
   return Number(line.split(/\s+/)[1]) / 1024;
 }
 
-async function startSeahorse(dbUrl: string, dir: string): Promise<Hub> {
-  const [hubPort, proxyPort, apiPort] = [await freePort(), await freePort(), await freePort()];
-  const config = join(dir, 'hub.yaml');
-  writeFileSync(
-    config,
-    JSON.stringify({
-      JupyterHub: {
-        hub_bind_url: `http://127.0.0.1:${hubPort}`,
-        bind_url: `http://127.0.0.1:${proxyPort}`,
-        db_url: dbUrl,
-        authenticator_class: 'dummy',
-        services: [{ name: 'bench', api_token: token, admin: true }],
-        log_level: 'warn',
-      },
-      ConfigurableHTTPProxy: {
-        api_url: `http://127.0.0.1:${apiPort}`,
-        auth_token: proxyToken,
-        // JupyterHub checks routes at start and on POST /proxy only; so does the hub here, so
-        // that the route check scenario measures one check.
-        check_running_interval: 3600,
-      },
-      Spawner: { args: singleuserArgs, notebook_dir: dir },
-    }),
-  );
-  const proc = new ManagedProcess(
-    'seahorse-hub',
-    process.execPath,
-    [
+const setup = (dbUrl: string, dir: string) => ({
+  dir,
+  dbUrl,
+  serviceToken: token,
+  proxyToken,
+  singleuserArgs,
+});
+
+const startSeahorse = (dbUrl: string, dir: string) =>
+  startSeahorseHub(setup(dbUrl, dir), {
+    nodeArgs: [
       `--max-semi-space-size=${semiSpace}`,
       ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []),
-      // As users run it: the built hub (npm run build), not the sources through type stripping,
-      // whose loader alone holds about 30 MiB.
-      join(here, '..', 'bin', 'seahorse-hub.js'),
-      '--config',
-      config,
     ],
-    { cwd: dir, env: { ...process.env, PATH: `${join(root, 'node_modules', '.bin')}:${process.env.PATH}` } },
-  );
-  const url = `http://127.0.0.1:${hubPort}`;
-  await proc.untilReady(
-    waitFor('seahorse-hub', async () => (await fetch(`${url}/hub/health`)).ok, { timeoutMs: 60_000 }),
-  );
-  return {
-    name: 'seahorse-hub',
-    url,
-    proxyApi: `http://127.0.0.1:${apiPort}`,
-    pid: proc.pid,
-    stop: () => proc.stop(),
-  };
-}
-
-async function startJupyterHub(dbUrl: string, dir: string): Promise<Hub> {
-  const [hubPort, proxyPort, apiPort] = [await freePort(), await freePort(), await freePort()];
-  const config = join(dir, 'jupyterhub_config.py');
-  writeFileSync(
-    config,
-    [
-      `c.JupyterHub.hub_bind_url = 'http://127.0.0.1:${hubPort}'`,
-      `c.JupyterHub.bind_url = 'http://127.0.0.1:${proxyPort}'`,
-      `c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:${apiPort}'`,
-      // Debian's CHP lacks a dependency on this machine; ours is the same API.
-      `c.ConfigurableHTTPProxy.command = ['${join(root, 'node_modules', '.bin', 'configurable-http-proxy')}']`,
-      `c.JupyterHub.db_url = '${dbUrl.replace('postgres://', 'postgresql://')}'`,
-      "c.JupyterHub.authenticator_class = 'dummy'",
-      `c.JupyterHub.services = [{'name': 'bench', 'api_token': '${token}', 'admin': True}]`,
-      `c.JupyterHub.cookie_secret_file = '${join(dir, 'cookie_secret')}'`,
-      `c.ConfigurableHTTPProxy.auth_token = '${proxyToken}'`,
-      // The local process spawner without a system user per hub user.
-      "c.JupyterHub.spawner_class = 'simple'",
-      `c.Spawner.args = ${JSON.stringify(singleuserArgs)}`,
-      `c.Spawner.notebook_dir = '${dir}'`,
-      "c.JupyterHub.log_level = 'WARN'",
-    ].join('\n'),
-  );
-  const proc = new ManagedProcess('jupyterhub', 'jupyterhub', ['-f', config], { cwd: dir });
-  const url = `http://127.0.0.1:${hubPort}`;
-  await proc.untilReady(
-    waitFor('jupyterhub', async () => (await fetch(`${url}/hub/api/`)).ok, { timeoutMs: 60_000 }),
-  );
-  return {
-    name: 'JupyterHub 3.0',
-    url,
-    proxyApi: `http://127.0.0.1:${apiPort}`,
-    pid: proc.pid,
-    stop: () => proc.stop(),
-  };
-}
+    // As users run it: the built hub (npm run build), not the sources through type stripping,
+    // whose loader alone holds about 30 MiB.
+    entry: join(here, '..', 'bin', 'seahorse-hub.js'),
+    // JupyterHub checks routes at start and on POST /proxy only; so does the hub here, so that
+    // the route check scenario measures one check.
+    extra: { ConfigurableHTTPProxy: { check_running_interval: 3600 } },
+  });
 
 interface RoundResult {
   rps: number;
@@ -359,36 +287,13 @@ async function benchSpawn(hub: Hub, backend: string): Promise<void> {
   }
   const total = median(through);
   const own = median(alone);
-  row([
-    hub.name,
-    backend,
-    `spawn to ready through the API, median of ${spawnCount}`,
-    '-',
-    `${total.toFixed(0)} ms`,
-    '-',
-    '-',
-    '-',
-  ]);
-  row([
-    hub.name,
-    backend,
-    'the same jupyterhub-singleuser alone',
-    '-',
-    `${own.toFixed(0)} ms`,
-    '-',
-    '-',
-    '-',
-  ]);
-  row([
-    hub.name,
-    backend,
-    "hub's own share of a spawn",
-    '-',
-    `${(total - own).toFixed(0)} ms`,
-    '-',
-    '-',
-    '-',
-  ]);
+  for (const [scenario, ms] of [
+    [`spawn to ready through the API, median of ${spawnCount}`, total],
+    ['the same jupyterhub-singleuser alone', own],
+    ["hub's own share of a spawn", total - own],
+  ] as const) {
+    row([hub.name, backend, scenario, '-', `${ms.toFixed(0)} ms`, '-', '-', '-']);
+  }
 }
 
 interface ServerProcess {
@@ -509,7 +414,8 @@ async function main(): Promise<void> {
       const dbUrl = pg ? pg.url : `sqlite:///${join(dir, 'hub.sqlite')}`;
       let hub: Hub | undefined;
       try {
-        hub = which === 'seahorse' ? await startSeahorse(dbUrl, dir) : await startJupyterHub(dbUrl, dir);
+        hub =
+          which === 'seahorse' ? await startSeahorse(dbUrl, dir) : await startJupyterHub(setup(dbUrl, dir));
         await benchHub(hub, backend);
       } catch (error) {
         process.stderr.write(`${(error as Error).stack ?? error}\n`);

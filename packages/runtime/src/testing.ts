@@ -154,6 +154,24 @@ export function findBinary(name: string, extraDirs: string[] = []): string {
   );
 }
 
+/**
+ * The manifests a kustomization builds (`kubectl kustomize <dir>`), as `kubectl apply -k` would
+ * send them: one YAML stream. Needs kubectl with kustomize v5 (the bootstrap installs it).
+ */
+export function kustomizeBuild(dir: string): string {
+  const result = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (result.error) {
+    throw new Error(
+      `kubectl (with kustomize v5) is needed to build ${dir}; run 'npm run bootstrap', which installs it (${result.error.message})`,
+    );
+  }
+  if (result.status !== 0) {
+    const version = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).stdout.trim();
+    throw new Error(`kubectl kustomize ${dir} failed (${version.replace(/\n/g, ', ')}):\n${result.stderr}`);
+  }
+  return result.stdout;
+}
+
 type RespValue = string | number | null | RespValue[];
 
 /** Sends one command in RESP and returns the reply; enough Redis for readiness and setup. */

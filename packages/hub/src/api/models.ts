@@ -110,6 +110,31 @@ function uniformAccess(parsed: ParsedScopes): UniformAccess | undefined {
   return access ?? undefined;
 }
 
+/** Every key of a user's model, before the scopes choose which a caller sees. */
+function fullUserModel(
+  user: UserModelRow,
+  groups: string[],
+  spawners: SpawnerModelRow[],
+  assigned: string[],
+  baseUrl: string,
+): Record<string, unknown> {
+  const defaultServer = spawners.find((s) => s.name === '');
+  const roles = user.admin === 1 ? ['admin', 'user'] : ['user'];
+  for (const role of assigned) if (!roles.includes(role)) roles.push(role);
+  return {
+    kind: 'user',
+    name: user.name,
+    admin: user.admin === 1,
+    roles,
+    groups,
+    server: defaultServer?.url && defaultServer.ready === 1 ? serverPrefix(baseUrl, user.name, '') : null,
+    pending: defaultServer?.pending ?? null,
+    created: user.created,
+    last_activity: user.last_activity,
+    auth_state: null,
+  };
+}
+
 /** A user's model when the scopes see every user alike: no scope check per user. */
 function uniformUserModel(
   access: UniformAccess,
@@ -119,23 +144,7 @@ function uniformUserModel(
   assigned: string[],
   options: UserModelOptions,
 ): Record<string, unknown> {
-  let defaultServer: SpawnerModelRow | undefined;
-  for (const spawner of spawners) if (spawner.name === '') defaultServer = spawner;
-  const roles = user.admin === 1 ? ['admin', 'user'] : ['user'];
-  for (const role of assigned) if (!roles.includes(role)) roles.push(role);
-  const full: Record<string, unknown> = {
-    kind: 'user',
-    name: user.name,
-    admin: user.admin === 1,
-    roles,
-    groups,
-    server:
-      defaultServer?.url && defaultServer.ready === 1 ? serverPrefix(options.baseUrl, user.name, '') : null,
-    pending: defaultServer?.pending ?? null,
-    created: user.created,
-    last_activity: user.last_activity,
-    auth_state: null,
-  };
+  const full = fullUserModel(user, groups, spawners, assigned, options.baseUrl);
   let model = full;
   if (!access.all) {
     model = {};
@@ -236,22 +245,7 @@ export async function userModel(
     if (await allows(options.parsed, scope, target)) for (const key of keys) allowed.add(key);
   }
   if (allowed.size === 0) return undefined;
-  const defaultServer = spawners.find((s) => s.name === '');
-  const roles = user.admin === 1 ? ['admin', 'user'] : ['user'];
-  for (const role of assigned) if (!roles.includes(role)) roles.push(role);
-  const full: Record<string, unknown> = {
-    kind: 'user',
-    name: user.name,
-    admin: user.admin === 1,
-    roles,
-    groups,
-    server:
-      defaultServer?.url && defaultServer.ready === 1 ? serverPrefix(options.baseUrl, user.name, '') : null,
-    pending: defaultServer?.pending ?? null,
-    created: user.created,
-    last_activity: user.last_activity,
-    auth_state: null,
-  };
+  const full = fullUserModel(user, groups, spawners, assigned, options.baseUrl);
   const model: Record<string, unknown> = {};
   for (const key of userKeyOrder) if (allowed.has(key) && key in full) model[key] = full[key];
   const servers: Record<string, unknown> = {};
