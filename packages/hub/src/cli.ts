@@ -109,7 +109,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
     config,
     log,
     proxyClient: proxyClientFactory,
-    spawnerFactory: spawnerFactoryFor(config),
+    spawnerFactory: spawnerFactoryFor(config, log, env),
     signals: true,
   });
 }

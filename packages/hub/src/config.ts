@@ -7,6 +7,13 @@ import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from './errors.ts';
 import { type Profile, parseProfiles } from './profiles.ts';
+import {
+  applyKubeOverride,
+  checkKubeTrait,
+  defaultKubeTraits,
+  type KubeTraits,
+  kubeTraitNames,
+} from './spawners/kube-objects.ts';
 
 type TraitType =
   | 'bool'
@@ -18,7 +25,8 @@ type TraitType =
   | 'dict'
   | 'services'
   | 'roles'
-  | 'profiles';
+  | 'profiles'
+  | 'kube';
 
 interface TraitSpec {
   type: TraitType;
@@ -27,6 +35,37 @@ interface TraitSpec {
 }
 
 const t = (type: TraitType, value: unknown, help: string): TraitSpec => ({ type, default: value, help });
+
+/** Traits KubeSpawner adds to Spawner's (the others, e.g. start_timeout, are Spawner's own). */
+const inheritedBySpawner = new Set([
+  'cmd',
+  'args',
+  'environment',
+  'start_timeout',
+  'http_timeout',
+  'default_url',
+  'notebook_dir',
+  'debug',
+  'cpu_guarantee',
+  'cpu_limit',
+  'mem_guarantee',
+  'mem_limit',
+]);
+
+function kubeSpawnerTraits(): Record<string, TraitSpec> {
+  const out: Record<string, TraitSpec> = {};
+  for (const name of kubeTraitNames) {
+    if (inheritedBySpawner.has(name)) continue;
+    out[`KubeSpawner.${name}`] = t(
+      'kube',
+      name === 'namespace' ? '' : defaultKubeTraits[name],
+      name === 'namespace'
+        ? 'Namespace of the servers’ pods; default POD_NAMESPACE, else the hub’s own.'
+        : `KubeSpawner.${name} (KubeSpawner’s meaning and default).`,
+    );
+  }
+  return out;
+}
 
 /** Every trait the hub accepts, with JupyterHub's name, type and default. */
 export const traits: Record<string, TraitSpec> = {
@@ -80,7 +119,7 @@ export const traits: Record<string, TraitSpec> = {
   'JupyterHub.spawner_class': t(
     'string',
     'localprocess',
-    'localprocess (jupyterhub-singleuser on this machine).',
+    'localprocess (jupyterhub-singleuser on this machine), or KubeSpawner / DynamicKubeSpawner (a pod per server).',
   ),
   'JupyterHub.cookie_secret_file': t(
     'string',
@@ -157,6 +196,20 @@ export const traits: Record<string, TraitSpec> = {
     [],
     'Profiles offered on the spawn page (KubeSpawner’s shape); the choice is user_options.profile.',
   ),
+  'Spawner.debug': t('bool', false, 'JUPYTERHUB_DEBUG=1 in the servers’ environment.'),
+  'Spawner.cpu_guarantee': t(
+    'kube',
+    null,
+    'CPU cores guaranteed to a server (KubeSpawner: resources.requests.cpu).',
+  ),
+  'Spawner.cpu_limit': t('kube', null, 'CPU cores a server may use (KubeSpawner: resources.limits.cpu).'),
+  'Spawner.mem_guarantee': t(
+    'kube',
+    null,
+    'Memory guaranteed to a server, e.g. 256M (K, M, G, T: powers of 1024).',
+  ),
+  'Spawner.mem_limit': t('kube', null, 'Memory a server may use, e.g. 32G (K, M, G, T: powers of 1024).'),
+  ...kubeSpawnerTraits(),
   'IdleCuller.enabled': t(
     'bool',
     false,
@@ -182,13 +235,15 @@ export const traits: Record<string, TraitSpec> = {
   ),
 };
 
+/** Spawner classes whose traits are KubeSpawner's (and, through it, Spawner's). */
+const kubeClasses = new Set(['KubeSpawner', 'DynamicKubeSpawner']);
+
 /** Subclass names a jupyterhub_config.py may use for the same traits. */
 const classAliases: Record<string, string> = {
   LocalProcessSpawner: 'Spawner',
   SimpleLocalProcessSpawner: 'Spawner',
   Proxy: 'ConfigurableHTTPProxy',
   DummyAuthenticator: 'PasswordAuthenticator',
-  KubeSpawner: 'Spawner',
 };
 
 export interface ServiceConfig {
@@ -275,6 +330,8 @@ export interface HubConfig {
     serverTokenScopes: string[];
     profileList: Profile[];
   };
+  /** KubeSpawner's traits when spawner_class is KubeSpawner (namespace '' until the API connection says). */
+  kube: KubeTraits | undefined;
   /** The built-in idle culler (jupyterhub-idle-culler's options, in milliseconds). */
   culler: {
     enabled: boolean;
@@ -486,6 +543,12 @@ function checkValue(path: string, spec: TraitSpec, value: unknown): unknown {
       return parseRoles(path, value);
     case 'profiles':
       return parseProfiles(path, value);
+    case 'kube':
+      try {
+        return checkKubeTrait(path.slice(path.lastIndexOf('.') + 1), value);
+      } catch (error) {
+        throw new ConfigError(`${path}: ${(error as Error).message}`);
+      }
   }
 }
 
@@ -501,8 +564,14 @@ export function flattenConfig(
   const hooks: ConfigHooks = {};
   if (raw === null || raw === undefined) return { values, hooks };
   if (typeof raw !== 'object' || Array.isArray(raw)) fail(source, 'a mapping of Class: {trait: value}', raw);
+  // As traitlets: a value given to the subclass (KubeSpawner.x) wins over one given to Spawner.x.
+  const fromSubclass = new Set<string>();
   const set = (className: string, trait: string, value: unknown) => {
-    const canonical = `${classAliases[className] ?? className}.${trait}`;
+    let canonical = `${classAliases[className] ?? className}.${trait}`;
+    if (kubeClasses.has(className)) {
+      canonical = traits[`KubeSpawner.${trait}`] ? `KubeSpawner.${trait}` : `Spawner.${trait}`;
+      fromSubclass.add(canonical);
+    } else if (fromSubclass.has(canonical)) return;
     const written = `${className}.${trait}`;
     if (canonical === 'Spawner.pre_spawn_hook') {
       if (typeof value !== 'function') fail(written, 'a function (from a JS/TS config module)', value);
@@ -523,7 +592,9 @@ export function flattenConfig(
       set(key.slice(0, dot), key.slice(dot + 1), value);
       continue;
     }
-    const knownClass = Object.keys(traits).some((name) => name.startsWith(`${classAliases[key] ?? key}.`));
+    const knownClass =
+      kubeClasses.has(key) ||
+      Object.keys(traits).some((name) => name.startsWith(`${classAliases[key] ?? key}.`));
     if (value === null && knownClass) continue; // a class whose traits are all commented out
     if (typeof value !== 'object' || value === null || Array.isArray(value) || !knownClass) {
       const nearest = nearestTrait(key);
@@ -666,8 +737,34 @@ export function buildConfig(
       profileList: get('Spawner.profile_list'),
     },
     culler: cullerConfig(get, seconds),
+    kube: spawnerClass === 'kubernetes' ? kubeConfig(get, values, env) : undefined,
     hooks,
   };
+}
+
+/** KubeSpawner's traits from the config (Spawner's where KubeSpawner inherits them); profiles checked. */
+function kubeConfig(
+  get: <T>(name: string) => T,
+  explicit: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+): KubeTraits {
+  const kube: Record<string, unknown> = { ...defaultKubeTraits };
+  for (const name of kubeTraitNames) {
+    if (!inheritedBySpawner.has(name)) kube[name] = get(`KubeSpawner.${name}`);
+    else if (`Spawner.${name}` in explicit) kube[name] = get(`Spawner.${name}`);
+  }
+  if (explicit['Spawner.cmd'] === undefined) kube.cmd = null; // the image's own command, as KubeSpawner
+  kube.namespace = get<string>('KubeSpawner.namespace') || env.POD_NAMESPACE || '';
+  const traits = kube as unknown as KubeTraits;
+  const profiles = get<Profile[]>('Spawner.profile_list');
+  for (const profile of profiles) {
+    try {
+      applyKubeOverride(traits, profile.override);
+    } catch (error) {
+      throw new ConfigError(`Spawner.profile_list '${profile.slug}': ${(error as Error).message}`);
+    }
+  }
+  return traits;
 }
 
 function cullerConfig(get: <T>(name: string) => T, seconds: (name: string) => number): HubConfig['culler'] {
@@ -704,7 +801,8 @@ function normalizeSpawner(value: string): string {
     .toLowerCase()
     .replace(/spawner$/, '');
   if (name === 'localprocess' || name === 'simplelocalprocess' || name === 'local') return 'localprocess';
-  fail('JupyterHub.spawner_class', "'localprocess'", value);
+  if (name === 'kube' || name === 'dynamickube' || name === 'kubernetes') return 'kubernetes';
+  fail('JupyterHub.spawner_class', "'localprocess', 'KubeSpawner' or 'DynamicKubeSpawner'", value);
 }
 
 /** Reads a YAML file, or imports a .js/.mjs/.ts module whose default export is the same object. */

@@ -1,20 +1,42 @@
 // The configured implementations of the hub's pluggable parts: the proxy's REST client and the
 // spawner class with its traits bound.
 
+import type { Logger } from '@seahorse/runtime';
 import type { HubConfig } from './config.ts';
 import { chooseProfile } from './profiles.ts';
 import type { ProxyApi } from './proxy-api.ts';
 import { ProxyClient } from './proxy-client.ts';
 import type { ProxyClientOptions } from './server.ts';
+import { KubeClient, loadConnection } from './spawners/kube-client.ts';
+import { applyKubeOverride, type KubeTraits } from './spawners/kube-objects.ts';
+import { createKubeSpawner } from './spawners/kubernetes.ts';
 import { createLocalProcessSpawner, type LocalProcessOptions } from './spawners/local-process.ts';
+import { PodReflector } from './spawners/pod-reflector.ts';
 import type { BoundSpawnerFactory } from './spawns.ts';
 
 export function proxyClientFactory(options: ProxyClientOptions): ProxyApi {
   return new ProxyClient(options);
 }
 
-/** The configured spawner class with the Spawner traits bound (only localprocess for now). */
-export function spawnerFactoryFor(config: HubConfig): BoundSpawnerFactory {
+/** The configured spawner class with the Spawner traits bound. */
+export function spawnerFactoryFor(
+  config: HubConfig,
+  log?: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+): BoundSpawnerFactory {
+  if (config.kube) {
+    if (!log) throw new Error('the Kubernetes spawner needs the hub’s logger');
+    const kube = config.kube;
+    const client = new KubeClient(loadConnection(env), {
+      requestTimeoutMs: kube.k8s_api_request_timeout * 1000,
+    });
+    return kubeSpawnerFactory(
+      config,
+      { ...kube, namespace: kube.namespace || client.namespace },
+      client,
+      log,
+    );
+  }
   const { spawner } = config;
   const options: LocalProcessOptions = {
     cmd: spawner.cmd,
@@ -27,6 +49,7 @@ export function spawnerFactoryFor(config: HubConfig): BoundSpawnerFactory {
   };
   if (spawner.defaultUrl) options.defaultUrl = spawner.defaultUrl;
   if (spawner.notebookDir) options.notebookDir = spawner.notebookDir;
+  if (config.traits['Spawner.debug'] === true) options.debug = true;
   const profiles = spawner.profileList;
   if (profiles.length === 0) return (context) => createLocalProcessSpawner(context, options);
   return (context) => {
@@ -53,4 +76,29 @@ function withOverride(base: LocalProcessOptions, override: Record<string, unknow
     else if (key === 'http_timeout' && typeof value === 'number') options.httpTimeoutMs = value * 1000;
   }
   return options;
+}
+
+/**
+ * KubeSpawner with its traits bound: one API client and one pod watch for every server; the
+ * user's profile applies its kubespawner_override.
+ */
+export function kubeSpawnerFactory(
+  config: HubConfig,
+  traits: KubeTraits,
+  client: KubeClient,
+  log: Logger,
+): BoundSpawnerFactory {
+  const reflector = new PodReflector(client, traits.namespace, traits.component_label, log);
+  const shared = { client, reflector };
+  const profiles = config.spawner.profileList;
+  const factory: BoundSpawnerFactory = (context) => {
+    const profile = chooseProfile(profiles, context.spec.userOptions.profile);
+    return createKubeSpawner(context, shared, profile ? applyKubeOverride(traits, profile.override) : traits);
+  };
+  factory.background = {
+    start: () => reflector.start(),
+    // Idle keep-alive sockets are unreferenced by the agent: nothing to close for the client.
+    stop: () => reflector.stop(),
+  };
+  return factory;
 }

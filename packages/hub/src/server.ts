@@ -396,6 +396,15 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     await checkRoutes();
   }
 
+  // The spawner's shared watch (Kubernetes' pods) runs on the leader only, term by term;
+  // re-attached servers are then polled from it.
+  const watcher = options.spawnerFactory.background;
+  if (watcher) {
+    leadership.whileLeader((signal) => {
+      watcher.start();
+      signal.addEventListener('abort', () => void watcher.stop(), { once: true });
+    });
+  }
   await leadership.start();
   try {
     // Until then the API answers 503: a lone hub has re-attached to its servers before it serves.
@@ -403,6 +412,7 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   } catch (error) {
     if (config.proxy.shouldStart) {
       server.close();
+      await options.spawnerFactory.background?.stop();
       await proxyProcess?.stop();
       await leadership.stop();
       await db.close();
@@ -477,6 +487,7 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     await Promise.all(managed.map((service) => service.stop()));
     // With other replicas running, the hub goes on: the servers are theirs now.
     let others = 0;
+    const background = options.spawnerFactory.background;
     if (stopServers) {
       others = await leadership.liveReplicas().then(
         (live) => [...live].filter((id) => id !== hub.spawns.owner).length,
@@ -507,6 +518,7 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     } else {
       log.info('leaving servers running (cleanup_servers is false)');
     }
+    await background?.stop();
     if (proxyProcess && stopProxy) await proxyProcess.stop();
     if (adoptedProxyPid && stopProxy) await stopPid(adoptedProxyPid);
     if (stopProxy && config.proxy.pidFile) rmSync(config.proxy.pidFile, { force: true });

@@ -17,8 +17,14 @@ import type { ProxyApi } from './proxy-api.ts';
 import type { JsonObject, ProgressEvent, ServerSpec, Spawner, SpawnerContext } from './spawners/spawner.ts';
 import { quoteAll, urlEscapePath } from './url-names.ts';
 
-/** Builds a spawner from its context; the configured spawner class with its traits bound. */
-export type BoundSpawnerFactory = (context: SpawnerContext) => Spawner;
+/**
+ * Builds a spawner from its context; the configured spawner class with its traits bound. Its
+ * `background` work (the Kubernetes pod watch) is started once the hub runs and stopped on
+ * shutdown; with several replicas, only on the leader.
+ */
+export type BoundSpawnerFactory = ((context: SpawnerContext) => Spawner) & {
+  background?: { start(): void; stop(): Promise<void> };
+};
 
 export interface SpawnEvent extends ProgressEvent {
   ready?: boolean;

@@ -1,0 +1,459 @@
+// The Kubernetes spawner (KubeSpawner, with the seed's DynamicKubeSpawner built in): a pod per
+// server — and its PVC and service when asked — created through the API, watched through the
+// shared pod reflector, its events reported as spawn progress, deleted on stop. Its state (pod
+// name, namespace, DNS name, PVC) is what another hub process needs to re-attach.
+import { request as httpRequest } from 'node:http';
+import type { Logger } from '@seahorse/runtime';
+import { corePath, type KubeClient, type KubeObject } from './kube-client.ts';
+import {
+  KubeConflictError,
+  KubeForbiddenError,
+  KubeNotFoundError,
+  KubeUnauthorizedError,
+} from './kube-errors.ts';
+import {
+  type KubeNames,
+  type KubeTraits,
+  kubeNames,
+  podManifest,
+  pvcManifest,
+  serviceManifest,
+} from './kube-objects.ts';
+import { type PodReflector, Reflector, type ReflectorChange } from './pod-reflector.ts';
+import type { JsonObject, Spawner, SpawnerContext } from './spawner.ts';
+import { SpawnExitedError, SpawnStateError, SpawnTimeoutError } from './spawner-errors.ts';
+
+/** What every server of one hub process shares: the API client and the one pod watch. */
+export interface KubeShared {
+  client: KubeClient;
+  reflector: PodReflector;
+}
+
+interface PodStatus {
+  phase?: string;
+  podIP?: string;
+  reason?: string;
+  message?: string;
+  containerStatuses?: Array<{
+    name?: string;
+    ready?: boolean;
+    state?: {
+      terminated?: { exitCode?: number; reason?: string; message?: string };
+      waiting?: { reason?: string; message?: string };
+    };
+  }>;
+}
+
+export interface Pod extends KubeObject {
+  spec?: { containers?: Array<{ name?: string; ports?: Array<{ name?: string; containerPort?: number }> }> };
+  status?: PodStatus;
+}
+
+interface KubeEvent extends KubeObject {
+  involvedObject?: { uid?: string; name?: string };
+  type?: string;
+  reason?: string;
+  message?: string;
+  lastTimestamp?: string | null;
+  eventTime?: string | null;
+}
+
+/** KubeSpawner's is_pod_running: Running, with an IP, not being deleted, every container ready. */
+export function isPodRunning(pod: Pod | undefined): boolean {
+  return (
+    pod !== undefined &&
+    pod.status?.phase === 'Running' &&
+    Boolean(pod.status.podIP) &&
+    pod.metadata?.deletionTimestamp === undefined &&
+    (pod.status.containerStatuses ?? []).every((status) => status.ready === true)
+  );
+}
+
+function notebookTerminated(pod: Pod): { exitCode?: number; reason?: string; message?: string } | undefined {
+  return pod.status?.containerStatuses?.find((status) => status.name === 'notebook')?.state?.terminated;
+}
+
+export function createKubeSpawner(context: SpawnerContext, shared: KubeShared, traits: KubeTraits): Spawner {
+  return new KubeSpawner(context, shared, traits);
+}
+
+class KubeSpawner implements Spawner {
+  readonly #context: SpawnerContext;
+  readonly #shared: KubeShared;
+  readonly #traits: KubeTraits;
+  readonly #log: Logger;
+  #names: KubeNames | undefined;
+  #pvcExists = false;
+  #starting = false;
+  #lastProgress = 0;
+
+  constructor(context: SpawnerContext, shared: KubeShared, traits: KubeTraits) {
+    this.#context = context;
+    this.#shared = shared;
+    this.#traits = traits;
+    this.#log = context.log.child({ user: context.spec.user.name, server: context.spec.serverName });
+    const state = context.state;
+    if (state && typeof state.pod_name === 'string' && typeof state.namespace === 'string') {
+      this.#names = {
+        podName: state.pod_name,
+        namespace: state.namespace,
+        dnsName: typeof state.dns_name === 'string' ? state.dns_name : '',
+        pvcName: typeof state.pvc_name === 'string' ? state.pvc_name : '',
+      };
+      this.#pvcExists = typeof state.pvc_name === 'string';
+    }
+  }
+
+  state(): JsonObject {
+    const names = this.#names;
+    if (!names) return {};
+    const state: JsonObject = {
+      pod_name: names.podName,
+      namespace: names.namespace,
+      dns_name: names.dnsName,
+    };
+    if (this.#pvcExists) state.pvc_name = names.pvcName;
+    return state;
+  }
+
+  get #client(): KubeClient {
+    return this.#shared.client;
+  }
+
+  /** The pod as the shared watch sees it, or as the API says when that watch is not ours to read. */
+  async #pod(names: KubeNames): Promise<Pod | undefined> {
+    const reflector = this.#shared.reflector;
+    if (reflector.synced && reflector.namespace === names.namespace) {
+      return reflector.items.get(names.podName) as Pod | undefined;
+    }
+    try {
+      return await this.#client.get<Pod>(corePath(names.namespace, 'pods', names.podName));
+    } catch (error) {
+      if (error instanceof KubeNotFoundError) return undefined;
+      throw error;
+    }
+  }
+
+  async poll(): Promise<number | null> {
+    const names = this.#names;
+    if (!names) return 1;
+    const pod = await this.#pod(names);
+    if (!pod) return 1;
+    if (pod.status?.phase === 'Pending') return null;
+    if (!pod.status?.containerStatuses) return 1;
+    const terminated = notebookTerminated(pod);
+    if (terminated) {
+      if (this.#traits.delete_stopped_pods) await this.stop(true);
+      return terminated.exitCode ?? 1;
+    }
+    return null;
+  }
+
+  async start(): Promise<string> {
+    if (this.#starting) throw new SpawnStateError('the server is already starting; wait for it or stop it');
+    this.#starting = true;
+    try {
+      return await this.#start();
+    } finally {
+      this.#starting = false;
+    }
+  }
+
+  async #start(): Promise<string> {
+    const { spec } = this.#context;
+    this.#lastProgress = 0;
+    const progress = (event: { progress: number; message: string }) =>
+      this.#progress(event.progress, event.message);
+    const traits = this.#traits;
+    const deadline = Date.now() + traits.start_timeout * 1000;
+    // A PVC name once established stays (KubeSpawner's remember_pvc_name).
+    const previous = this.#names;
+    const names = kubeNames(spec, traits);
+    if (previous?.pvcName && this.#pvcExists) names.pvcName = previous.pvcName;
+    this.#names = names;
+    const input = { spec, traits, names };
+    const pod = podManifest(input);
+    const ref = `${names.namespace}/${names.podName}`;
+    const watcher = this.#watcher(names);
+    let created: Pod | undefined;
+    try {
+      if (traits.storage_pvc_ensure && !this.#pvcExists) {
+        progress({ progress: 5, message: `Creating PVC ${names.pvcName}` });
+        try {
+          await this.#client.create(corePath(names.namespace, 'persistentvolumeclaims'), pvcManifest(input));
+          this.#log.info({ pvc: names.pvcName }, 'PVC created');
+        } catch (error) {
+          if (!(error instanceof KubeConflictError)) throw error;
+          this.#log.info({ pvc: names.pvcName }, 'PVC exists; using it');
+        }
+        this.#pvcExists = true;
+      }
+      progress({ progress: 10, message: `Creating pod ${ref}` });
+      created = await this.#createPod(names, pod, watcher.reflector, deadline);
+      const uid = created.metadata?.uid ?? '';
+      this.#log.info({ pod: ref, uid }, 'pod created');
+      const events = traits.events_enabled ? this.#followEvents(names, uid) : undefined;
+      try {
+        if (traits.services_enabled) {
+          progress({ progress: 20, message: `Creating service ${names.podName}` });
+          await this.#createService(names, serviceManifest(input, { name: names.podName, uid }));
+        }
+        const running = await this.#waitRunning(watcher.reflector, names, deadline);
+        const host = traits.services_enabled ? names.dnsName : (running.status?.podIP ?? '');
+        const port = podPort(running) ?? traits.port;
+        const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+        progress({ progress: 90, message: `Pod ${ref} is running; waiting for the server at ${url}` });
+        await waitForHttp(
+          `${url}${spec.servicePrefix}`,
+          Math.min(deadline + traits.http_timeout * 1000, Date.now() + traits.http_timeout * 1000),
+          traits,
+        );
+        this.#log.info({ pod: ref, url }, 'server answered HTTP');
+        return url;
+      } finally {
+        await events?.stop();
+      }
+    } catch (error) {
+      // Nothing to delete when the pod was never created (a 403 or 422 on the create).
+      if (created) {
+        await this.stop(true).catch((stopError: unknown) =>
+          this.#log.warn({ err: stopError, pod: ref }, 'deleting the pod after a failed start failed'),
+        );
+      }
+      throw error;
+    } finally {
+      await watcher.stop();
+    }
+  }
+
+  /** Reports progress that never goes back (pod events may arrive after a later step). */
+  #progress(value: number, message: string): void {
+    this.#lastProgress = Math.max(this.#lastProgress, Math.floor(value));
+    this.#context.progress({ progress: this.#lastProgress, message });
+  }
+
+  /**
+   * The shared pod watch when it runs on this replica, else a watch of this one pod for as long
+   * as the start (or stop) lasts.
+   */
+  #watcher(names: KubeNames): { reflector: Reflector; stop(): Promise<void> } {
+    const shared = this.#shared.reflector;
+    if (shared.running && shared.namespace === names.namespace) {
+      return { reflector: shared, stop: async () => undefined };
+    }
+    const own = new Reflector(
+      this.#client,
+      { path: corePath(names.namespace, 'pods'), fieldSelector: `metadata.name=${names.podName}` },
+      this.#log.child({ reflector: 'pod' }),
+    );
+    own.start();
+    return { reflector: own, stop: () => own.stop() };
+  }
+
+  /** Creates the pod; a leftover of the same name (409) is deleted first, as KubeSpawner does. */
+  async #createPod(names: KubeNames, pod: JsonObject, watch: Reflector, deadline: number): Promise<Pod> {
+    const path = corePath(names.namespace, 'pods');
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#client.create<Pod>(path, pod);
+      } catch (error) {
+        if (!(error instanceof KubeConflictError) || attempt >= 4) throw error;
+        this.#log.warn({ pod: names.podName, attempt }, 'a pod of this name exists; deleting it first');
+        this.#progress(10, `Deleting the old pod ${names.podName}`);
+        await this.#deletePod(names, 0);
+        await this.#waitGone(watch, names, deadline);
+      }
+    }
+  }
+
+  async #createService(names: KubeNames, service: JsonObject): Promise<void> {
+    const path = corePath(names.namespace, 'services');
+    try {
+      await this.#client.create(path, service);
+    } catch (error) {
+      if (!(error instanceof KubeConflictError)) throw error;
+      // A service left by an earlier pod of this name (its owner is gone): replace it.
+      await this.#client
+        .delete(corePath(names.namespace, 'services', names.podName))
+        .catch((deleteError: unknown) => {
+          if (!(deleteError instanceof KubeNotFoundError)) throw deleteError;
+        });
+      await this.#client.create(path, service);
+    }
+  }
+
+  /** Pod events (Scheduled, Pulling, Started, ...) of this pod as progress lines, as KubeSpawner's progress(). */
+  #followEvents(names: KubeNames, uid: string): Reflector {
+    const events = new Reflector(
+      this.#client,
+      {
+        path: corePath(names.namespace, 'events'),
+        fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${names.podName}`,
+      },
+      this.#log.child({ reflector: 'events' }),
+    );
+    let progress = 20;
+    const seen = new Set<string>();
+    events.on('change', (change: ReflectorChange<KubeEvent>) => {
+      const event = change.object;
+      if (change.type === 'DELETED' || (uid && event.involvedObject?.uid !== uid)) return;
+      const key = `${event.metadata?.uid ?? ''}/${event.metadata?.resourceVersion ?? ''}`;
+      if (seen.has(key)) return;
+      seen.add(key);
+      progress += (90 - progress) / 3;
+      const when = event.lastTimestamp ?? event.eventTime ?? '';
+      this.#progress(
+        progress,
+        `${when} [${event.type ?? 'Normal'}] ${event.message ?? event.reason ?? ''}`.trim(),
+      );
+    });
+    events.start();
+    return events;
+  }
+
+  async #waitRunning(watch: Reflector, names: KubeNames, deadline: number): Promise<Pod> {
+    const ref = `${names.namespace}/${names.podName}`;
+    const verdict = (pod: Pod | undefined): Pod | Error | undefined => {
+      if (!pod) return undefined;
+      if (isPodRunning(pod)) return pod;
+      const terminated = notebookTerminated(pod);
+      if (terminated || pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') {
+        const why =
+          terminated?.message ??
+          terminated?.reason ??
+          pod.status?.message ??
+          pod.status?.reason ??
+          pod.status?.phase ??
+          '';
+        return new SpawnExitedError(terminated?.exitCode ?? 1, null, why ? [`pod ${ref}: ${why}`] : []);
+      }
+      return undefined;
+    };
+    const result = await waitOn<Pod | Error>(watch, names.podName, deadline, (pod, deleted) =>
+      deleted ? new SpawnStateError(`pod ${ref} was deleted while it was starting`) : verdict(pod),
+    );
+    if (result === undefined) {
+      throw new SpawnTimeoutError('start_timeout', this.#traits.start_timeout, ref, []);
+    }
+    if (result instanceof Error) throw result;
+    return result;
+  }
+
+  async #waitGone(watch: Reflector, names: KubeNames, deadline: number): Promise<boolean> {
+    const gone = await waitOn<true | Error>(
+      watch,
+      names.podName,
+      deadline,
+      (pod, deleted) => (deleted || !pod ? true : undefined),
+      true,
+    );
+    if (gone instanceof Error) throw gone;
+    return gone === true;
+  }
+
+  async #deletePod(names: KubeNames, graceSeconds: number): Promise<void> {
+    try {
+      await this.#client.delete(corePath(names.namespace, 'pods', names.podName), {
+        gracePeriodSeconds: graceSeconds,
+      });
+      this.#log.info({ pod: `${names.namespace}/${names.podName}`, graceSeconds }, 'pod deleted');
+    } catch (error) {
+      if (!(error instanceof KubeNotFoundError)) throw error;
+    }
+  }
+
+  async stop(now = false): Promise<void> {
+    const names = this.#names;
+    if (!names) return;
+    const grace = now ? 0 : this.#traits.delete_grace_period;
+    await this.#deletePod(names, grace);
+    const watcher = this.#watcher(names);
+    try {
+      const deadline = Date.now() + this.#traits.start_timeout * 1000;
+      if (!(await this.#waitGone(watcher.reflector, names, deadline))) {
+        this.#log.warn({ pod: names.podName }, 'the pod is still terminating');
+      }
+    } finally {
+      await watcher.stop();
+    }
+  }
+}
+
+/**
+ * Waits until `decide` returns something for the pod `name` in the reflector's copy (checked
+ * after its first list and on every change), or the deadline passes (undefined). A watch the
+ * apiserver refuses (401, 403) ends the wait with that error at once: retrying will not help.
+ */
+function waitOn<T>(
+  watch: Reflector,
+  name: string,
+  deadline: number,
+  decide: (pod: Pod | undefined, deleted: boolean) => T | undefined,
+  decideOnAbsence = false,
+): Promise<T | Error | undefined> {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (value: T | Error | undefined) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      watch.off('change', onChange);
+      watch.off('synced', check);
+      watch.off('failure', onFailure);
+      resolve(value);
+    };
+    const onFailure = (error: Error) => {
+      if (error instanceof KubeForbiddenError || error instanceof KubeUnauthorizedError) finish(error);
+    };
+    const check = () => {
+      const pod = watch.items.get(name) as Pod | undefined;
+      if (!pod && !decideOnAbsence) return;
+      const value = decide(pod, false);
+      if (value !== undefined) finish(value);
+    };
+    const onChange = (change: ReflectorChange<Pod>) => {
+      if (change.object.metadata?.name !== name) return;
+      const value = decide(change.type === 'DELETED' ? undefined : change.object, change.type === 'DELETED');
+      if (value !== undefined) finish(value);
+    };
+    const timer = setTimeout(() => finish(undefined), Math.max(0, deadline - Date.now()));
+    watch.on('change', onChange);
+    watch.on('synced', check);
+    watch.on('failure', onFailure);
+    if (watch.lastFailure) onFailure(watch.lastFailure);
+    if (watch.synced) check();
+  });
+}
+
+function podPort(pod: Pod): number | undefined {
+  for (const container of pod.spec?.containers ?? []) {
+    for (const port of container.ports ?? []) if (port.name === 'notebook-port') return port.containerPort;
+  }
+  return undefined;
+}
+
+/** JupyterHub's wait_up: any answer below 500 from the server's prefix, within http_timeout. */
+async function waitForHttp(url: string, deadline: number, traits: KubeTraits): Promise<void> {
+  let interval = 20;
+  for (;;) {
+    const status = await httpStatus(url, Math.max(1, Math.min(5000, deadline - Date.now())));
+    if (status !== undefined && status < 500) return;
+    if (Date.now() >= deadline) throw new SpawnTimeoutError('http_timeout', traits.http_timeout, url, []);
+    await new Promise((resolve) =>
+      setTimeout(resolve, Math.min(interval, Math.max(0, deadline - Date.now()))),
+    );
+    interval = Math.min(interval * 1.5, 1000);
+  }
+}
+
+function httpStatus(url: string, timeoutMs: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const request = httpRequest(url, { method: 'GET', timeout: timeoutMs }, (response) => {
+      response.resume();
+      resolve(response.statusCode);
+    });
+    request.on('timeout', () => request.destroy());
+    request.on('error', () => resolve(undefined));
+    request.end();
+  });
+}

@@ -1,0 +1,154 @@
+// The whole hub with spawner_class KubeSpawner, our proxy, and the fake apiserver: a spawn
+// through the REST API streams the pod's events as progress, the proxy reaches the "pod", a
+// restarted hub re-attaches from the database and watches again, and a stop deletes the pod.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { createLogger } from '@seahorse/runtime';
+import { LogCapture, waitFor } from '@seahorse/runtime/testing';
+import { kubeSpawnerFactory } from '../src/parts.ts';
+import { KubeClient } from '../src/spawners/kube-client.ts';
+import { FakeApiServer } from './fake-apiserver.ts';
+import { startTestHub, testConfig } from './helpers.ts';
+
+// biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
+type Json = Record<string, any>;
+
+const namespace = 'jupyterhub';
+const token = 'kubeconfig-user-token-0123456789';
+
+test('a hub with KubeSpawner spawns a pod, streams its events, re-attaches after a restart, and deletes the pod on stop', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hub-kube-'));
+  const notebook = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ path: req.url }));
+  });
+  await new Promise<void>((resolve) => notebook.listen(0, '127.0.0.1', resolve));
+  const notebookPort = (notebook.address() as AddressInfo).port;
+  const fake = new FakeApiServer({ token });
+  const server = new URL(await fake.listen());
+  const traits = {
+    'JupyterHub.spawner_class': 'DynamicKubeSpawner',
+    'JupyterHub.cleanup_servers': false,
+    'JupyterHub.cleanup_proxy': false,
+    'JupyterHub.slow_spawn_timeout': 0,
+    'KubeSpawner.namespace': namespace,
+    'KubeSpawner.port': notebookPort,
+    'KubeSpawner.start_timeout': 20,
+    'KubeSpawner.volumes': [{ name: 'home', hostPath: { path: '/data/jupyterhub/{user}' } }],
+    'KubeSpawner.volume_mounts': [{ name: 'home', mountPath: '/home/jovyan', readOnly: '{is_not_admin}' }],
+    'JupyterHub.allow_named_servers': true,
+    'KubeSpawner.profile_list': [
+      { display_name: 'Standard Notebook', default: true },
+      {
+        display_name: 'GPU Notebook',
+        kubespawner_override: {
+          extra_pod_config: { runtimeClassName: 'nvidia' },
+          extra_resource_guarantees: { 'nvidia.com/gpu': '1' },
+          extra_resource_limits: { 'nvidia.com/gpu': '1' },
+        },
+      },
+    ],
+  };
+  const logs = new LogCapture();
+  const log = createLogger({ name: 'hub', level: 'debug', destination: logs });
+  const factory = async () => {
+    const { config } = await testConfig(traits, dir);
+    const client = new KubeClient({ server, token, namespace });
+    return kubeSpawnerFactory(config, config.kube!, client, log);
+  };
+  const first = await startTestHub(traits, { dir, spawnerFactory: await factory(), log });
+  let second: Awaited<ReturnType<typeof startTestHub>> | undefined;
+  try {
+    await first.api('/users/alice', { method: 'POST' });
+    assert.equal((await first.api('/users/alice/server', { method: 'POST' })).status, 202);
+    const progress = await first.api('/users/alice/server/progress');
+    assert.equal(progress.headers.get('content-type'), 'text/event-stream');
+    const streamed = progress.text();
+    // The scheduler and the kubelet, while the user watches the progress.
+    await waitFor('the pod', () => fake.get('pods', namespace, 'jupyter-alice'));
+    fake.event(namespace, 'jupyter-alice', 'Normal', 'Pulling', 'Pulling image "singleuser:main"');
+    fake.setRunning(namespace, 'jupyter-alice');
+    const stream = await streamed;
+    assert.match(stream, /\[Normal\] Successfully assigned jupyterhub\/jupyter-alice to node-1/);
+    assert.match(stream, /\[Normal\] Pulling image/);
+    assert.match(stream, /"ready":true/);
+    const model = (await (await first.api('/users/alice')).json()) as Json;
+    assert.equal(model.servers[''].ready, true);
+    assert.deepEqual(model.servers[''].state, {
+      pod_name: 'jupyter-alice',
+      namespace,
+      dns_name: 'jupyter-alice.jupyterhub.svc.cluster.local',
+    });
+    const pod = fake.get('pods', namespace, 'jupyter-alice')!;
+    assert.equal(pod.spec.volumes[0].hostPath.path, '/data/jupyterhub/alice');
+    assert.equal(pod.spec.containers[0].volumeMounts[0].readOnly, true);
+    const env = Object.fromEntries(pod.spec.containers[0].env.map((e: Json) => [e.name, e.value]));
+    assert.equal(env.JUPYTERHUB_SERVICE_PREFIX, '/user/alice/');
+    assert.equal(env.JUPYTERHUB_USER, 'alice');
+    const through = await fetch(`${first.proxyUrl}/user/alice/api/status`);
+    assert.equal(through.status, 200);
+
+    // A named server with the GPU profile: its own pod, the profile's overrides in it.
+    const named = await first.api('/users/alice/servers/big', {
+      method: 'POST',
+      body: JSON.stringify({ profile: 'gpu-notebook' }),
+    });
+    assert.equal(named.status, 202);
+    await waitFor('the GPU pod', () => fake.get('pods', namespace, 'jupyter-alice--big'));
+    fake.setRunning(namespace, 'jupyter-alice--big');
+    await waitFor(
+      'the named server ready',
+      async () => ((await (await first.api('/users/alice')).json()) as Json).servers.big?.ready === true,
+    );
+    const gpu = fake.get('pods', namespace, 'jupyter-alice--big')!;
+    assert.equal(gpu.spec.runtimeClassName, 'nvidia');
+    assert.equal(gpu.spec.containers[0].resources.limits['nvidia.com/gpu'], '1');
+    assert.equal(gpu.metadata.labels['hub.jupyter.org/servername'], 'big');
+    assert.equal(pod.spec.runtimeClassName, undefined);
+    assert.equal((await first.api('/users/alice/servers/big', { method: 'DELETE' })).status, 202);
+    await waitFor(
+      'the GPU pod deleted',
+      () => fake.get('pods', namespace, 'jupyter-alice--big') === undefined,
+    );
+    const watchesBefore = fake.watchRequests('pods').length;
+
+    await first.stop('simulated crash');
+    assert.ok(fake.get('pods', namespace, 'jupyter-alice'), 'cleanup_servers false leaves the pod');
+    second = await startTestHub(
+      {
+        ...traits,
+        'JupyterHub.bind_url': first.config.bindUrl.href,
+        'ConfigurableHTTPProxy.api_url': first.config.proxy.apiUrl,
+      },
+      { dir, spawnerFactory: await factory(), log },
+    );
+    const again = (await (await second.api('/users/alice')).json()) as Json;
+    assert.equal(again.servers[''].ready, true);
+    assert.ok(logs.has('re-attached to running server'));
+    await waitFor(
+      'the restarted hub watching the pods again',
+      () => fake.watchRequests('pods').length === watchesBefore + 1,
+    );
+    assert.equal((await fetch(`${second.proxyUrl}/user/alice/api/status`)).status, 200);
+
+    // 202: slow_spawn_timeout 0 answers before the stop is done.
+    assert.equal((await second.api('/users/alice/server', { method: 'DELETE' })).status, 202);
+    await waitFor('the pod deleted', () => fake.get('pods', namespace, 'jupyter-alice') === undefined);
+    await waitFor(
+      'the server stopped',
+      async () => ((await (await second!.api('/users/alice')).json()) as Json).server === null,
+    );
+  } finally {
+    await first.stop('test');
+    await second?.close();
+    await first.proxyProcess?.stop();
+    await fake.close();
+    notebook.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

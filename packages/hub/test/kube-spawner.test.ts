@@ -1,0 +1,564 @@
+// The Kubernetes spawner against the fake apiserver over HTTPS, authenticated as a pod's service
+// account: spawn, progress from pod events, stop, re-attach from saved state, the shared watch
+// surviving drops and 410 Gone, and the apiserver's refusals (403, 409, 422) as typed errors.
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createLogger } from '@seahorse/runtime';
+import { issueCertificate, LogCapture, makeCertificateAuthority, waitFor } from '@seahorse/runtime/testing';
+import { inClusterConnection, KubeClient, kubeconfigConnection } from '../src/spawners/kube-client.ts';
+import { KubeForbiddenError, KubeInvalidError, KubeUnauthorizedError } from '../src/spawners/kube-errors.ts';
+import { defaultKubeTraits, type KubeTraits } from '../src/spawners/kube-objects.ts';
+import { createKubeSpawner, type KubeShared } from '../src/spawners/kubernetes.ts';
+import { PodReflector } from '../src/spawners/pod-reflector.ts';
+import type { JsonObject, ProgressEvent, ServerSpec, Spawner } from '../src/spawners/spawner.ts';
+import { FakeApiServer } from './fake-apiserver.ts';
+import { serverSpec } from './kube-helpers.ts';
+
+const namespace = 'jupyterhub';
+const token = 'service-account-token-0123456789';
+
+let dir: string;
+let fake: FakeApiServer;
+let client: KubeClient;
+let notebook: http.Server;
+let notebookPort: number;
+const logs = new LogCapture();
+const log = createLogger({ name: 'test', level: 'debug', destination: logs });
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'seahorse-kube-'));
+  makeCertificateAuthority(dir);
+  const tls = issueCertificate(dir, 'apiserver');
+  fake = new FakeApiServer({ tls, token });
+  const url = new URL(await fake.listen());
+  // The service account as the kubelet mounts it.
+  const sa = join(dir, 'serviceaccount');
+  mkdirSync(sa);
+  copyFileSync(join(dir, 'ca.crt'), join(sa, 'ca.crt'));
+  writeFileSync(join(sa, 'token'), token);
+  writeFileSync(join(sa, 'namespace'), namespace);
+  client = new KubeClient(
+    inClusterConnection({ KUBERNETES_SERVICE_HOST: url.hostname, KUBERNETES_SERVICE_PORT: url.port }, sa),
+    { requestTimeoutMs: 5000 },
+  );
+  // What the pod's server answers once "running" (the fake gives pods the IP 127.0.0.1).
+  notebook = http.createServer((req, res) => res.end(`notebook at ${req.url}`));
+  await new Promise<void>((resolve) => notebook.listen(0, '127.0.0.1', resolve));
+  notebookPort = (notebook.address() as AddressInfo).port;
+});
+
+after(async () => {
+  client.close();
+  await fake.close();
+  notebook.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function traits(changes: Partial<KubeTraits> = {}): KubeTraits {
+  return {
+    ...defaultKubeTraits,
+    namespace,
+    port: notebookPort,
+    start_timeout: 10,
+    http_timeout: 5,
+    volumes: [{ name: 'home', hostPath: { path: '/data/{user}' } }],
+    volume_mounts: [{ name: 'home', mountPath: '/home/jovyan', readOnly: '{is_not_admin}' }],
+    ...changes,
+  };
+}
+
+function shared(): KubeShared {
+  return { client, reflector: new PodReflector(client, namespace, 'singleuser-server', log) };
+}
+
+function spawnerFor(
+  kube: KubeShared,
+  spec: ServerSpec,
+  t: KubeTraits,
+  state: JsonObject | null = null,
+): { spawner: Spawner; events: ProgressEvent[] } {
+  const events: ProgressEvent[] = [];
+  const spawner = createKubeSpawner({ spec, state, log, progress: (event) => events.push(event) }, kube, t);
+  return { spawner, events };
+}
+
+/** The kubelet's part, after the pod appears: events, then Running. */
+async function runWhenCreated(podName: string): Promise<void> {
+  await waitFor(`pod ${podName}`, () => fake.get('pods', namespace, podName));
+  fake.event(namespace, podName, 'Normal', 'Pulling', 'Pulling image "quay.io/jupyterhub/singleuser:latest"');
+  fake.event(namespace, podName, 'Normal', 'Pulled', 'Successfully pulled image');
+  fake.setRunning(namespace, podName);
+}
+
+describe('the Kubernetes spawner', () => {
+  test('spawn creates a valid pod, reports its events as progress, answers with the pod URL; stop deletes it', async () => {
+    const kube = shared();
+    kube.reflector.start();
+    try {
+      const { spawner, events } = spawnerFor(kube, serverSpec('alice', false, '', ''), traits());
+      const [url] = await Promise.all([spawner.start(), runWhenCreated('jupyter-alice')]);
+      assert.equal(url, `http://127.0.0.1:${notebookPort}`);
+      const pod = fake.received.find((object) => object.metadata.name === 'jupyter-alice')!;
+      assert.equal(pod.spec.volumes[0].hostPath.path, '/data/alice');
+      assert.equal(pod.spec.containers[0].volumeMounts[0].readOnly, true);
+      const messages = events.map((event) => event.message);
+      assert.ok(
+        messages.some((m) => m.includes('[Normal] Successfully assigned jupyterhub/jupyter-alice')),
+        messages.join('\n'),
+      );
+      assert.ok(
+        messages.some((m) => m.includes('[Normal] Pulling image')),
+        messages.join('\n'),
+      );
+      assert.ok(
+        events.every((event, i) => i === 0 || event.progress >= events[i - 1]!.progress),
+        'progress never goes back',
+      );
+      assert.deepEqual(spawner.state(), {
+        pod_name: 'jupyter-alice',
+        namespace,
+        dns_name: 'jupyter-alice.jupyterhub.svc.cluster.local',
+      });
+      assert.equal(await spawner.poll(), null);
+      await spawner.stop();
+      assert.equal(fake.get('pods', namespace, 'jupyter-alice'), undefined);
+      assert.equal(await spawner.poll(), 1);
+    } finally {
+      await kube.reflector.stop();
+    }
+  });
+
+  test('one watch serves every server: two spawns and their polls make a single pod watch', async () => {
+    const kube = shared();
+    const watchesBefore = fake.watchRequests('pods').length;
+    kube.reflector.start();
+    try {
+      const a = spawnerFor(kube, serverSpec('bob', false, '', ''), traits());
+      const b = spawnerFor(kube, serverSpec('bob', false, 'gpu', ''), traits());
+      await Promise.all([
+        a.spawner.start(),
+        b.spawner.start(),
+        runWhenCreated('jupyter-bob'),
+        runWhenCreated('jupyter-bob--gpu'),
+      ]);
+      const gets = fake.requests.length;
+      for (let i = 0; i < 5; i++) {
+        assert.equal(await a.spawner.poll(), null);
+        assert.equal(await b.spawner.poll(), null);
+      }
+      assert.equal(fake.requests.length, gets, 'polls read the shared copy, not the API');
+      await waitFor('the shared watch', () => fake.watchRequests('pods').length > watchesBefore);
+      assert.equal(fake.watchRequests('pods').length - watchesBefore, 1);
+      await Promise.all([a.spawner.stop(true), b.spawner.stop(true)]);
+    } finally {
+      await kube.reflector.stop();
+    }
+  });
+
+  test('services_enabled creates a service owned by the pod, and the URL is its DNS name; it goes with the pod', async () => {
+    const kube = shared();
+    kube.reflector.start();
+    try {
+      const t = traits({ services_enabled: true, dns_name_template: '127.0.0.1' });
+      const { spawner } = spawnerFor(kube, serverSpec('carol', true, '', ''), t);
+      const [url] = await Promise.all([spawner.start(), runWhenCreated('jupyter-carol')]);
+      assert.equal(url, `http://127.0.0.1:${notebookPort}`);
+      const service = fake.get('services', namespace, 'jupyter-carol')!;
+      const pod = fake.get('pods', namespace, 'jupyter-carol')!;
+      assert.equal(service.metadata.ownerReferences[0].uid, pod.metadata.uid);
+      assert.equal(service.spec.selector.component, 'singleuser-server');
+      await spawner.stop();
+      assert.equal(fake.get('services', namespace, 'jupyter-carol'), undefined);
+    } finally {
+      await kube.reflector.stop();
+    }
+  });
+
+  test('storage_pvc_ensure creates the PVC once and remembers it in the state', async () => {
+    const kube = shared();
+    kube.reflector.start();
+    try {
+      const t = traits({ storage_pvc_ensure: true, storage_capacity: '10Gi', storage_class: 'standard' });
+      const first = spawnerFor(kube, serverSpec('dave', false, '', ''), t);
+      await Promise.all([first.spawner.start(), runWhenCreated('jupyter-dave')]);
+      const pvc = fake.get('persistentvolumeclaims', namespace, 'claim-dave')!;
+      assert.equal(pvc.spec.resources.requests.storage, '10Gi');
+      assert.equal(pvc.metadata.labels.component, 'singleuser-storage');
+      assert.equal(first.spawner.state().pvc_name, 'claim-dave');
+      await first.spawner.stop(true);
+      // A later start (from the saved state, so KubeSpawner's remember_pvc_name) does not create it again.
+      const creates = fake.requests.filter(
+        (r) => r.method === 'POST' && r.path.endsWith('/persistentvolumeclaims'),
+      ).length;
+      const second = spawnerFor(kube, serverSpec('dave', false, '', ''), t, first.spawner.state());
+      await Promise.all([second.spawner.start(), runWhenCreated('jupyter-dave')]);
+      assert.equal(
+        fake.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/persistentvolumeclaims')).length,
+        creates,
+      );
+      await second.spawner.stop(true);
+    } finally {
+      await kube.reflector.stop();
+    }
+  });
+
+  test('re-attach: a new spawner from the saved state polls the running pod; an exited pod is reported and deleted', async () => {
+    const kube = shared();
+    kube.reflector.start();
+    const { spawner } = spawnerFor(kube, serverSpec('erin', false, '', ''), traits());
+    await Promise.all([spawner.start(), runWhenCreated('jupyter-erin')]);
+    const state = spawner.state();
+    await kube.reflector.stop();
+    // The "restarted hub": new client objects, the state from the database.
+    const restarted = shared();
+    restarted.reflector.start();
+    try {
+      const again = spawnerFor(
+        restarted,
+        serverSpec('erin', false, '', ''),
+        traits(),
+        structuredClone(state),
+      ).spawner;
+      await restarted.reflector.waitSynced(5000);
+      assert.equal(await again.poll(), null);
+      fake.terminate(namespace, 'jupyter-erin', 3);
+      await waitFor('the exit seen', async () => (await again.poll()) === 3);
+      await waitFor(
+        'the exited pod deleted',
+        () => fake.get('pods', namespace, 'jupyter-erin') === undefined,
+      );
+    } finally {
+      await restarted.reflector.stop();
+    }
+  });
+
+  test('without the shared watch (another replica leads), start watches its own pod and poll reads the API', async () => {
+    const kube = shared();
+    const { spawner } = spawnerFor(kube, serverSpec('fay', false, '', ''), traits());
+    await Promise.all([spawner.start(), runWhenCreated('jupyter-fay')]);
+    const watch = fake.watchRequests('pods').at(-1)!;
+    assert.equal(watch.query.fieldSelector, 'metadata.name=jupyter-fay');
+    await waitFor('the start’s own watch closed', () => fake.openWatches === 0);
+    assert.equal(await spawner.poll(), null);
+    assert.ok(fake.requests.at(-1)!.path.endsWith('/pods/jupyter-fay'));
+    await spawner.stop(true);
+    assert.equal(await spawner.poll(), 1);
+  });
+
+  test('a pod that never runs fails the spawn after start_timeout, and is deleted', async () => {
+    const kube = shared();
+    kube.reflector.start();
+    try {
+      const { spawner } = spawnerFor(kube, serverSpec('gus', false, '', ''), traits({ start_timeout: 0.5 }));
+      await assert.rejects(spawner.start(), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'HUB_SPAWN_TIMEOUT');
+        return true;
+      });
+      assert.equal(fake.get('pods', namespace, 'jupyter-gus'), undefined);
+    } finally {
+      await kube.reflector.stop();
+    }
+  });
+
+  test('a pod whose notebook exits while starting fails the spawn with its exit code', async () => {
+    const kube = shared();
+    kube.reflector.start();
+    try {
+      const { spawner } = spawnerFor(kube, serverSpec('hal', false, '', ''), traits());
+      const crash = (async () => {
+        await waitFor('pod', () => fake.get('pods', namespace, 'jupyter-hal'));
+        fake.terminate(namespace, 'jupyter-hal', 2, 'Error');
+      })();
+      await assert.rejects(spawner.start(), (error: Error & { code?: string; exitCode?: number }) => {
+        assert.equal(error.code, 'HUB_SPAWN_EXITED');
+        assert.equal(error.exitCode, 2);
+        return true;
+      });
+      await crash;
+    } finally {
+      await kube.reflector.stop();
+    }
+  });
+
+  test('409: a leftover pod of the same name is deleted and the pod created again', async () => {
+    const kube = shared();
+    kube.reflector.start();
+    try {
+      const leftover = spawnerFor(kube, serverSpec('ivy', false, '', ''), traits());
+      await Promise.all([leftover.spawner.start(), runWhenCreated('jupyter-ivy')]);
+      const oldUid = fake.get('pods', namespace, 'jupyter-ivy')!.metadata.uid;
+      const fresh = spawnerFor(kube, serverSpec('ivy', false, '', ''), traits());
+      const created = (async () => {
+        await waitFor(
+          'a new pod',
+          () =>
+            fake.get('pods', namespace, 'jupyter-ivy')?.metadata.uid !== oldUid &&
+            fake.get('pods', namespace, 'jupyter-ivy'),
+        );
+        fake.setRunning(namespace, 'jupyter-ivy');
+      })();
+      await Promise.all([fresh.spawner.start(), created]);
+      assert.ok(fresh.events.some((event) => event.message.includes('Deleting the old pod')));
+      await fresh.spawner.stop(true);
+    } finally {
+      await kube.reflector.stop();
+    }
+  });
+
+  test('403 from RBAC fails the spawn with HUB_KUBE_FORBIDDEN naming what to grant', async () => {
+    const kube = shared();
+    fake.forbidden.add('create pods');
+    try {
+      const { spawner } = spawnerFor(kube, serverSpec('jan', false, '', ''), traits());
+      await assert.rejects(spawner.start(), (error: Error) => {
+        assert.ok(error instanceof KubeForbiddenError);
+        assert.equal(error.code, 'HUB_KUBE_FORBIDDEN');
+        assert.equal(error.reason, 'Forbidden');
+        assert.match(error.message, /cannot create resource "pods"/);
+        assert.match(error.message, /Role and RoleBinding/);
+        return true;
+      });
+    } finally {
+      fake.forbidden.delete('create pods');
+    }
+  });
+
+  test('422: an invalid manifest (a mount of a volume that does not exist) fails with the field named', async () => {
+    const kube = shared();
+    const t = traits({ volume_mounts: [{ name: 'nowhere', mountPath: '/x' }] });
+    const { spawner } = spawnerFor(kube, serverSpec('kim', false, '', ''), t);
+    await assert.rejects(spawner.start(), (error: Error) => {
+      assert.ok(error instanceof KubeInvalidError);
+      assert.equal(error.code, 'HUB_KUBE_INVALID');
+      assert.match(error.message, /spec\.containers\[0\]\.volumeMounts\[0\]\.name/);
+      return true;
+    });
+    assert.equal(fake.get('pods', namespace, 'jupyter-kim'), undefined);
+  });
+
+  test('a watch RBAC refuses fails the spawn at once (not after start_timeout) and the pod is deleted', async () => {
+    const kube = shared();
+    fake.forbidden.add('list pods');
+    fake.forbidden.add('watch pods');
+    const began = Date.now();
+    try {
+      const { spawner } = spawnerFor(kube, serverSpec('olga', false, '', ''), traits({ start_timeout: 30 }));
+      await assert.rejects(spawner.start(), (error: Error) => {
+        assert.ok(error instanceof KubeForbiddenError, String(error));
+        assert.match(error.message, /cannot list resource "pods"/);
+        return true;
+      });
+      assert.ok(Date.now() - began < 10_000, `failed after ${Date.now() - began} ms`);
+      assert.equal(fake.get('pods', namespace, 'jupyter-olga'), undefined);
+    } finally {
+      fake.forbidden.delete('list pods');
+      fake.forbidden.delete('watch pods');
+    }
+  });
+
+  test('a rotated service-account token is read again from its file', async () => {
+    const sa = join(dir, 'rotating');
+    mkdirSync(sa);
+    copyFileSync(join(dir, 'ca.crt'), join(sa, 'ca.crt'));
+    writeFileSync(join(sa, 'token'), token);
+    writeFileSync(join(sa, 'namespace'), namespace);
+    const url = new URL(fake.url);
+    const rotating = new KubeClient(
+      inClusterConnection({ KUBERNETES_SERVICE_HOST: url.hostname, KUBERNETES_SERVICE_PORT: url.port }, sa),
+      { tokenRereadMs: 0 },
+    );
+    try {
+      await rotating.get(`/api/v1/namespaces/${namespace}/pods`);
+      writeFileSync(join(sa, 'token'), 'rotated-token-abcdef0123456789');
+      fake.token = 'rotated-token-abcdef0123456789';
+      await rotating.get(`/api/v1/namespaces/${namespace}/pods`);
+      await assert.rejects(client.get(`/api/v1/namespaces/${namespace}/pods`), KubeUnauthorizedError);
+    } finally {
+      fake.token = token;
+      rotating.close();
+    }
+  });
+
+  test('a wrong token is a 401 with HUB_KUBE_UNAUTHORIZED', async () => {
+    const bad = new KubeClient({ ...client.connection, tokenFile: undefined, token: 'wrong' });
+    try {
+      await assert.rejects(bad.get(`/api/v1/namespaces/${namespace}/pods`), KubeUnauthorizedError);
+    } finally {
+      bad.close();
+    }
+  });
+});
+
+describe('the pod reflector', () => {
+  test('a dropped watch resumes from its resourceVersion without listing again, and misses nothing', async () => {
+    const reflector = new PodReflector(client, namespace, 'singleuser-server', log, { backoffMs: 10 });
+    const changes: string[] = [];
+    reflector.on('change', (change: { type: string; object: { metadata: { name: string } } }) =>
+      changes.push(`${change.type} ${change.object.metadata.name}`),
+    );
+    reflector.start();
+    try {
+      await reflector.waitSynced(5000);
+      const kube: KubeShared = { client, reflector };
+      const { spawner } = spawnerFor(kube, serverSpec('lee', false, '', ''), traits());
+      const started = Promise.all([spawner.start(), runWhenCreated('jupyter-lee')]);
+      await waitFor('the pod seen', () => reflector.items.get('jupyter-lee'));
+      const watches = reflector.watches;
+      fake.dropWatches();
+      // Changes while no watch is open are delivered by the next one from the history.
+      await started;
+      await waitFor('a new watch', () => reflector.watches > watches);
+      await waitFor(
+        'the running pod seen',
+        () =>
+          (reflector.items.get('jupyter-lee') as { status?: { phase?: string } })?.status?.phase ===
+          'Running',
+      );
+      assert.equal(reflector.lists, 1, 'no relist after a dropped watch');
+      await spawner.stop(true);
+      await waitFor('the deletion seen', () => changes.includes('DELETED jupyter-lee'));
+    } finally {
+      await reflector.stop();
+    }
+  });
+
+  test('410 Gone (a compacted resourceVersion) lists again, and the copy matches the API', async () => {
+    const reflector = new PodReflector(client, namespace, 'singleuser-server', log, { backoffMs: 10 });
+    reflector.start();
+    try {
+      await reflector.waitSynced(5000);
+      const kube: KubeShared = { client, reflector };
+      const { spawner } = spawnerFor(kube, serverSpec('max', false, '', ''), traits());
+      const started = Promise.all([spawner.start(), runWhenCreated('jupyter-max')]);
+      await waitFor('the pod seen', () => reflector.items.get('jupyter-max'));
+      // The pod runs while the watch is down and the history is compacted past it.
+      fake.dropWatches();
+      fake.compact();
+      await started;
+      await waitFor('a relist', () => reflector.lists >= 2);
+      await waitFor(
+        'the copy current',
+        () =>
+          (reflector.items.get('jupyter-max') as { status?: { phase?: string } })?.status?.phase ===
+          'Running',
+      );
+      assert.ok(logs.has('watch resourceVersion expired (410 Gone); listing again'));
+      await spawner.stop(true);
+    } finally {
+      await reflector.stop();
+    }
+  });
+
+  test('the watch stops and starts again (leadership moving between replicas): stopped, nothing is open; started, it lists afresh', async () => {
+    const reflector = new PodReflector(client, namespace, 'singleuser-server', log);
+    reflector.start();
+    reflector.start();
+    await reflector.waitSynced(5000);
+    await waitFor('watching', () => fake.openWatches === 1);
+    await reflector.stop();
+    assert.equal(reflector.running, false);
+    assert.equal(reflector.synced, false);
+    await waitFor('the watch closed', () => fake.openWatches === 0);
+    const kube: KubeShared = { client, reflector };
+    const { spawner } = spawnerFor(kube, serverSpec('ned', false, '', ''), traits());
+    await Promise.all([spawner.start(), runWhenCreated('jupyter-ned')]);
+    reflector.start();
+    try {
+      await reflector.waitSynced(5000);
+      assert.equal(reflector.lists, 2);
+      assert.ok(reflector.items.has('jupyter-ned'), 'a pod started while stopped is in the new list');
+      assert.equal(await spawner.poll(), null);
+      await spawner.stop(true);
+    } finally {
+      await reflector.stop();
+    }
+  });
+
+  test('start during a stop that is still closing the watch keeps one watch running, with a fresh list', async () => {
+    const reflector = new PodReflector(client, namespace, 'singleuser-server', log);
+    reflector.start();
+    await reflector.waitSynced(5000);
+    const stopping = reflector.stop();
+    reflector.start();
+    await stopping;
+    try {
+      assert.equal(reflector.running, true);
+      await waitFor('a fresh list', () => reflector.lists === 2);
+      await waitFor('one watch open', () => fake.openWatches === 1);
+    } finally {
+      await reflector.stop();
+    }
+    await waitFor('none open', () => fake.openWatches === 0);
+  });
+
+  test('bookmarks advance the resourceVersion a resumed watch starts from', async () => {
+    const reflector = new PodReflector(client, namespace, 'singleuser-server', log, { backoffMs: 10 });
+    reflector.start();
+    try {
+      await reflector.waitSynced(5000);
+      await waitFor('watching', () => fake.openWatches > 0);
+      fake.event(namespace, 'nobody', 'Normal', 'Noise', 'raises the resourceVersion');
+      const version = fake.resourceVersion;
+      fake.bookmark();
+      const before = fake.watchRequests('pods').length;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      fake.dropWatches();
+      await waitFor('resumed', () => fake.watchRequests('pods').length > before);
+      assert.equal(fake.watchRequests('pods').at(-1)!.query.resourceVersion, version);
+    } finally {
+      await reflector.stop();
+    }
+  });
+});
+
+describe('connections', () => {
+  test('a kubeconfig with a CA file and a token user reaches the API', async () => {
+    const file = join(dir, 'kubeconfig');
+    writeFileSync(
+      file,
+      `apiVersion: v1
+kind: Config
+current-context: test
+clusters:
+  - name: fake
+    cluster: { server: "${fake.url}", certificate-authority: ca.crt }
+users:
+  - name: hub
+    user: { token: ${token} }
+contexts:
+  - name: test
+    context: { cluster: fake, user: hub, namespace: ${namespace} }
+`,
+    );
+    const connection = kubeconfigConnection(file);
+    assert.equal(connection.namespace, namespace);
+    const viaKubeconfig = new KubeClient(connection);
+    try {
+      const list = await viaKubeconfig.get<{ kind: string }>(`/api/v1/namespaces/${namespace}/pods`);
+      assert.equal(list.kind, 'PodList');
+    } finally {
+      viaKubeconfig.close();
+    }
+  });
+
+  test('a kubeconfig user with an exec plugin is refused with what to use instead', () => {
+    const file = join(dir, 'kubeconfig-exec');
+    writeFileSync(
+      file,
+      'current-context: c\nclusters: [{name: k, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {exec: {command: aws}}}]\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n',
+    );
+    assert.throws(() => kubeconfigConnection(file), /exec plugin.*use a token/);
+  });
+
+  test('in-cluster without a service account says what to mount', () => {
+    assert.throws(
+      () => inClusterConnection({ KUBERNETES_SERVICE_HOST: '127.0.0.1' }, join(dir, 'no-such-dir')),
+      /automountServiceAccountToken/,
+    );
+  });
+});
