@@ -475,7 +475,8 @@ async function main(): Promise<void> {
       }
     }
   }
-  const header = `Measured ${new Date().toISOString()} on ${process.platform}, ${quick ? 'quick run' : 'full run'} (${userCount} users, ${roundMs / 1000} s rounds).\n\n`;
+  const command = ['npm run bench --', ...process.argv.slice(2)].join(' ');
+  const header = `Measured ${new Date().toISOString()} on ${process.platform}, ${quick ? 'quick run' : 'full run'} (${userCount} users, ${roundMs / 1000} s rounds): \`${command}\`.\n\n`;
   writeFileSync(join(here, 'RESULTS.md'), `${header + rows.join('\n')}\n`);
 }
 
