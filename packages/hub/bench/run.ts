@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -36,10 +36,27 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
 }
 
-function rssMiB(pid: number): number {
+/** CPU seconds of a process and of its children (PostgreSQL's backends, and those that exited). */
+function treeCpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  let ticks = Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const child = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      if (Number(child[1]) === pid) ticks += Number(child[11]) + Number(child[12]);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return ticks / ticksPerSecond;
+}
+
+/** A line of /proc/PID/status in MiB: VmRSS (all resident pages) or RssAnon (the process's own). */
+function statusMiB(pid: number, key: 'VmRSS' | 'RssAnon' | 'RssFile'): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8')
     .split('\n')
-    .find((l) => l.startsWith('VmRSS:'))!;
+    .find((l) => l.startsWith(`${key}:`))!;
   return Number(line.split(/\s+/)[1]) / 1024;
 }
 
@@ -70,12 +87,15 @@ interface RoundResult {
   p50: number;
   p99: number;
   cpuMsPerRequest: number;
+  /** PostgreSQL's CPU (all its processes) per request; undefined on SQLite (inside the hub). */
+  dbCpuMsPerRequest: number | undefined;
   errors: number;
 }
 
 /** `connections` loops, each sending the next request when the last answered, for `ms`. */
 async function round(
   hub: Hub,
+  dbPid: number | undefined,
   connections: number,
   ms: number,
   next: () => { method: string; path: string; body?: string; headers?: Record<string, string> },
@@ -85,6 +105,7 @@ async function round(
   let errors = 0;
   const url = new URL(hub.url);
   const cpuBefore = cpuSeconds(hub.pid);
+  const dbBefore = dbPid === undefined ? 0 : treeCpuSeconds(dbPid);
   const began = performance.now();
   const deadline = began + ms;
   const one = () =>
@@ -122,6 +143,7 @@ async function round(
   );
   const elapsed = (performance.now() - began) / 1000;
   const cpu = cpuSeconds(hub.pid) - cpuBefore;
+  const dbCpu = dbPid === undefined ? undefined : treeCpuSeconds(dbPid) - dbBefore;
   agent.destroy();
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
@@ -130,6 +152,8 @@ async function round(
     p50: at(0.5),
     p99: at(0.99),
     cpuMsPerRequest: latencies.length ? (cpu * 1000) / latencies.length : 0,
+    dbCpuMsPerRequest:
+      dbCpu === undefined ? undefined : latencies.length ? (dbCpu * 1000) / latencies.length : 0,
     errors,
   };
 }
@@ -149,7 +173,7 @@ function row(cells: Array<string | number>) {
   process.stdout.write(`${line}\n`);
 }
 
-async function benchHub(hub: Hub, backend: string): Promise<void> {
+async function benchHub(hub: Hub, backend: string, dbPid: number | undefined): Promise<void> {
   const names = Array.from({ length: userCount }, (_, i) => `user-${i}`);
   const began = performance.now();
   for (let i = 0; i < names.length; i += 1000) {
@@ -165,6 +189,7 @@ async function benchHub(hub: Hub, backend: string): Promise<void> {
     `create ${userCount} users (POST /users, 1,000 a request)`,
     '-',
     `${createSeconds.toFixed(1)} s`,
+    '-',
     '-',
     '-',
     '-',
@@ -201,7 +226,7 @@ async function benchHub(hub: Hub, backend: string): Promise<void> {
   for (const [label, next] of scenarios) {
     if (scenarioFilter && !label.includes(scenarioFilter)) continue;
     for (const connections of [10, 50]) {
-      const result = await round(hub, connections, roundMs, next);
+      const result = await round(hub, dbPid, connections, roundMs, next);
       row([
         hub.name,
         backend,
@@ -210,6 +235,7 @@ async function benchHub(hub: Hub, backend: string): Promise<void> {
         `${result.p50.toFixed(1)} ms`,
         `${result.p99.toFixed(1)} ms`,
         `${result.cpuMsPerRequest.toFixed(2)} ms`,
+        result.dbCpuMsPerRequest === undefined ? '-' : `${result.dbCpuMsPerRequest.toFixed(2)} ms`,
         result.errors,
       ]);
     }
@@ -217,11 +243,12 @@ async function benchHub(hub: Hub, backend: string): Promise<void> {
   row([
     hub.name,
     backend,
-    'hub RSS after the rounds',
+    'hub RSS after the rounds (RssAnon: its own pages, not the mapped binary and libraries)',
     '-',
     '-',
     '-',
-    `${rssMiB(hub.pid).toFixed(0)} MiB`,
+    `${statusMiB(hub.pid, 'VmRSS').toFixed(0)} MiB (RssAnon ${statusMiB(hub.pid, 'RssAnon').toFixed(0)} MiB)`,
+    '-',
     '-',
   ]);
   if (!scenarioFilter || 'spawn'.includes(scenarioFilter)) await benchSpawn(hub, backend);
@@ -292,7 +319,7 @@ async function benchSpawn(hub: Hub, backend: string): Promise<void> {
     ['the same jupyterhub-singleuser alone', own],
     ["hub's own share of a spawn", total - own],
   ] as const) {
-    row([hub.name, backend, scenario, '-', `${ms.toFixed(0)} ms`, '-', '-', '-']);
+    row([hub.name, backend, scenario, '-', `${ms.toFixed(0)} ms`, '-', '-', '-', '-']);
   }
 }
 
@@ -398,13 +425,24 @@ async function benchRouteCheck(hub: Hub, backend: string, names: string[]): Prom
     `${ms.toFixed(0)} ms`,
     '-',
     `${((cpuSeconds(hub.pid) - cpuBefore) * 1000).toFixed(0)} ms in all`,
+    '-',
     response.status >= 400 ? 1 : 0,
   ]);
 }
 
 async function main(): Promise<void> {
-  row(['hub', 'database', 'scenario', 'req/s', 'p50', 'p99', 'hub CPU / request', 'errors']);
-  rows.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  row([
+    'hub',
+    'database',
+    'scenario',
+    'req/s',
+    'p50',
+    'p99',
+    'hub CPU / request',
+    'PostgreSQL CPU / request',
+    'errors',
+  ]);
+  rows.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   process.stdout.write(`${rows.at(-1)}\n`);
   for (const backend of backends) {
     for (const which of ['seahorse', 'jupyterhub']) {
@@ -416,10 +454,20 @@ async function main(): Promise<void> {
       try {
         hub =
           which === 'seahorse' ? await startSeahorse(dbUrl, dir) : await startJupyterHub(setup(dbUrl, dir));
-        await benchHub(hub, backend);
+        await benchHub(hub, backend, pg?.process.pid);
       } catch (error) {
         process.stderr.write(`${(error as Error).stack ?? error}\n`);
-        row([which, backend, `failed: ${(error as Error).message.split('\n')[0]}`, '-', '-', '-', '-', '-']);
+        row([
+          which,
+          backend,
+          `failed: ${(error as Error).message.split('\n')[0]}`,
+          '-',
+          '-',
+          '-',
+          '-',
+          '-',
+          '-',
+        ]);
       } finally {
         await hub?.stop();
         await pg?.stop();
@@ -427,7 +475,8 @@ async function main(): Promise<void> {
       }
     }
   }
-  const header = `Measured ${new Date().toISOString()} on ${process.platform}, ${quick ? 'quick run' : 'full run'} (${userCount} users, ${roundMs / 1000} s rounds).\n\n`;
+  const command = ['npm run bench --', ...process.argv.slice(2)].join(' ');
+  const header = `Measured ${new Date().toISOString()} on ${process.platform}, ${quick ? 'quick run' : 'full run'} (${userCount} users, ${roundMs / 1000} s rounds): \`${command}\`.\n\n`;
   writeFileSync(join(here, 'RESULTS.md'), `${header + rows.join('\n')}\n`);
 }
 

@@ -343,6 +343,15 @@ for (const [backend, startBackend] of backends) {
         body: JSON.stringify({ last_activity: when }),
       });
       assert.equal(response.status, 404);
+      assert.equal((await json(response)).message, "No such user: 'nobody'");
+      // An unknown user is a 404 whatever the body holds, as in JupyterHub (the user is looked up first).
+      for (const body of ['{not json', '[]', JSON.stringify({ last_activity: 'soon' })]) {
+        response = await hub.api('/users/nobody/activity', { method: 'POST', body });
+        assert.equal(response.status, 404, body);
+      }
+      response = await hub.api('/users/carol/activity', { method: 'POST', body: '{not json' });
+      assert.equal(response.status, 400);
+      assert.match((await json(response)).message, /^Invalid JSON in body of request/);
     });
 
     test('servers: start 201, reached through the proxy, listed, start again 400, stop 204', async () => {
@@ -537,6 +546,17 @@ for (const [backend, startBackend] of backends) {
       });
       assert.deepEqual((await json(response)).users, ['alice', 'bob']);
       assert.deepEqual((await json(await hub.api('/users/bob'))).groups, ['team']);
+      // A page of the list shows every user as GET /users/{name} does (groups, roles, servers).
+      for (const headers of [{}, { accept: 'application/jupyterhub-pagination+json' }]) {
+        for (const query of ['', '&include_stopped_servers']) {
+          const body = await json(await hub.api(`/users?limit=200${query}`, { headers }));
+          const items = (Array.isArray(body) ? body : body.items) as Json[];
+          assert.ok(items.some((u) => u.name === 'bob' && u.groups.includes('team')));
+          for (const item of items) {
+            assert.deepEqual(item, await json(await hub.api(`/users/${item.name}?${query.slice(1)}`)));
+          }
+        }
+      }
       const groups = (await (await hub.api('/groups')).json()) as Json[];
       assert.deepEqual(
         groups.map((g) => g.name),

@@ -121,7 +121,13 @@ export async function listUsers(context: ApiContext): Promise<void> {
   }
   const accepts = acceptsPagination(context);
   const { offset, limit } = pagination(context, accepts);
-  const query: users.UserListQuery = { offset, limit, state: state as users.UserStateFilter };
+  // A plain list has no total to show: it is not counted.
+  const query: users.UserListQuery = {
+    offset,
+    limit,
+    state: state as users.UserStateFilter,
+    withTotal: accepts,
+  };
   const nameFilter = context.query.get('name_filter');
   if (nameFilter) query.nameFilter = nameFilter;
   if (access === 'some') {
@@ -274,8 +280,31 @@ export async function postActivity(context: ApiContext): Promise<void> {
   const name = context.params[0]!;
   await needsScope(context, ['users:activity'], { user: name });
   const { db } = context.hub;
+  // The body is read first, its errors kept until the user is known to exist (404 comes first).
+  let body: unknown;
+  let bodyError: unknown;
+  try {
+    body = await readJson(context.req);
+  } catch (error) {
+    bodyError = error;
+  }
+  // The common report, a user's own timestamp: found and moved forward in one statement.
+  if (bodyError === undefined && isObject(body) && !body.servers && body.last_activity) {
+    let when: string | undefined;
+    try {
+      when = parseTimestamp(body.last_activity);
+    } catch {
+      // Reported below, after the user is known to exist.
+    }
+    if (when !== undefined) {
+      if (!(await users.touchUserByName(db, name, when))) throw new HttpError(404, `No such user: '${name}'`);
+      context.res.writeHead(200, { 'content-length': 0 });
+      context.res.end();
+      return;
+    }
+  }
   const user = await requireUser(context, name, `No such user: '${name}'`);
-  const body = await readJson(context.req);
+  if (bodyError !== undefined) throw bodyError;
   if (!isObject(body)) throw new HttpError(400, 'body must be a json dict');
   const { last_activity: lastActivity, servers } = body;
   if (!lastActivity && !servers) {

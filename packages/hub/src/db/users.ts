@@ -21,6 +21,8 @@ export interface UserListQuery {
   /** Only these users (from a filtered list:users scope), or any. */
   onlyUsers?: string[];
   onlyGroups?: string[];
+  /** False when the caller does not need the total (a plain list): it is not counted then. */
+  withTotal?: boolean;
 }
 
 /** The columns of a user that its JSON model shows. */
@@ -129,6 +131,19 @@ export async function touchUser(db: Queryable, id: number, when: string): Promis
   );
 }
 
+/**
+ * Moves a user's last_activity forward by name, in one statement; false when there is no such
+ * user. A later timestamp already there stays (the row is written with its own value then).
+ */
+export async function touchUserByName(db: Queryable, name: string, when: string): Promise<boolean> {
+  const row = await db.get<{ id: number }>(
+    `UPDATE users SET last_activity = CASE WHEN last_activity IS NULL OR last_activity < ? THEN ? ELSE last_activity END
+     WHERE name = ? RETURNING id`,
+    [when, when, name],
+  );
+  return row !== undefined;
+}
+
 function listWhere(db: Queryable, query: UserListQuery): { where: string; params: Array<string> } {
   const clauses: string[] = [];
   const params: string[] = [];
@@ -172,16 +187,18 @@ export async function listUsers(
     `SELECT ${userModelColumns} FROM users ${where} ORDER BY users.id LIMIT ? OFFSET ?`,
     [...params, query.limit, query.offset],
   );
-  // The total is counted only when a page is full or starts past 0: a short first page is all.
+  // The total is counted only when asked and a page is full or starts past 0: a short first page is all.
   let total = rows.length;
-  if (rows.length === query.limit || query.offset > 0) total = await countWhere(db, where, params);
+  if (query.withTotal !== false && (rows.length === query.limit || query.offset > 0))
+    total = await countWhere(db, where, params);
   return { rows, total, withRelations: false };
 }
 
 /**
- * Over the network (PostgreSQL) one round trip: the page, its relations and the total. The page
- * is cut in a subquery first, since PostgreSQL computes a target list's subqueries for every
- * row that OFFSET skips (60 ms instead of 3 for offset 9,000 of 10,000).
+ * Over the network (PostgreSQL) one round trip: the page, its relations and (when asked) the
+ * total. The page is cut first; then each relation is read for the page's users at once and
+ * joined, instead of three subqueries per user (600 for a page of 200: 8 ms of the database's
+ * time against 2 with the joins).
  */
 async function listUsersWithRelations(
   db: Queryable,
@@ -189,11 +206,24 @@ async function listUsersWithRelations(
   where: string,
   params: string[],
 ): Promise<{ rows: UserWithRelations[]; total: number; withRelations: true }> {
+  const spawner = `json_build_object(${spawnerModelColumns.map((c) => `'${c}', s.${c}`).join(', ')})`;
+  const withTotal = query.withTotal !== false;
   const rows = await db.all<UserWithRelations & { total: number }>(
-    `SELECT ${userModelColumns}, ${relationColumns(db)}, (SELECT COUNT(*) FROM users ${where}) AS total
-     FROM (SELECT * FROM users ${where} ORDER BY users.id LIMIT ? OFFSET ?) users ORDER BY users.id`,
-    [...params, ...params, query.limit, query.offset] as never,
+    `WITH page AS (SELECT ${userModelColumns} FROM users ${where} ORDER BY users.id LIMIT ? OFFSET ?)
+     SELECT page.*, g.j AS groups_json, s.j AS spawners_json, r.j AS roles_json${withTotal ? `, (SELECT COUNT(*) FROM users ${where}) AS total` : ''}
+     FROM page
+     LEFT JOIN (SELECT m.user_id, json_agg(g.name ORDER BY g.id)::text AS j FROM user_group_map m JOIN groups g ON g.id = m.group_id
+       WHERE m.user_id IN (SELECT id FROM page) GROUP BY m.user_id) g ON g.user_id = page.id
+     LEFT JOIN (SELECT s.user_id, json_agg(${spawner} ORDER BY s.id)::text AS j FROM spawners s
+       WHERE s.user_id IN (SELECT id FROM page) GROUP BY s.user_id) s ON s.user_id = page.id
+     LEFT JOIN (SELECT a.entity_id, json_agg(r.name ORDER BY r.id)::text AS j FROM role_assignments a JOIN roles r ON r.id = a.role_id
+       WHERE a.kind = 'user' AND a.entity_id IN (SELECT id FROM page) GROUP BY a.entity_id) r ON r.entity_id = page.id
+     ORDER BY page.id`,
+    (withTotal
+      ? [...params, query.limit, query.offset, ...params]
+      : [...params, query.limit, query.offset]) as never,
   );
+  if (!withTotal) return { rows, total: rows.length, withRelations: true };
   // A page past the end has no row to carry the total.
   const total = rows.length > 0 ? rows[0]!.total : query.offset > 0 ? await countWhere(db, where, params) : 0;
   return { rows, total, withRelations: true };
