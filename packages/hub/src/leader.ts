@@ -43,7 +43,8 @@ export interface LeadershipOptions {
 interface Election {
   readonly replicaId: string;
   /** One round: is this replica the leader after it? Throws when the database cannot say. */
-  campaign(): Promise<boolean>;
+  /** One round: keeps the term, or (when `contend`) tries to take it. */
+  campaign(contend: boolean): Promise<boolean>;
   /** The ids of the replicas alive now, this one included. */
   liveReplicas(): Promise<Set<string>>;
   /** Ends the session: the leader lock (if held) and the liveness lock go at once. */
@@ -132,10 +133,10 @@ class PostgresElection implements Election {
     if (wasLeading && !this.#closed) this.#onLost(reason);
   }
 
-  async campaign(): Promise<boolean> {
+  async campaign(contend: boolean): Promise<boolean> {
     const client = await this.#session();
     try {
-      if (this.#leading) {
+      if (this.#leading || !contend) {
         // The session is alive, so its lock is held: a session lock ends only with the session.
         await client.query('SELECT 1');
       } else {
@@ -198,6 +199,8 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
   #ticking: Promise<void> | undefined;
   #failing = false;
   #stopped = false;
+  /** A replica whose term just broke waits two rounds before it contends again: a healthy one takes over. */
+  #standDownUntil = 0;
 
   constructor(db: Database, log: Logger, registry: Registry, options: LeadershipOptions = {}) {
     super();
@@ -320,7 +323,7 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
   #tick(): Promise<void> {
     this.#ticking ??= (async () => {
       try {
-        const leading = await this.#election.campaign();
+        const leading = await this.#election.campaign(performance.now() >= this.#standDownUntil);
         if (this.#failing)
           this.#log.info({ replica: this.replicaId }, 'leadership: the database answers again');
         this.#failing = false;
@@ -348,6 +351,7 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
       this.#log.info({ replica: this.replicaId, leader: true }, 'this replica is now the leader');
     } else {
       this.#term.abort();
+      if (reason !== 'stopping') this.#standDownUntil = performance.now() + 2 * this.#intervalMs;
       const fields = { replica: this.replicaId, leader: false, reason };
       if (reason === 'stopping') this.#log.info(fields, 'this replica is no longer the leader');
       else this.#log.warn(fields, 'this replica is no longer the leader');
