@@ -2,26 +2,18 @@
 // together (names, ports, flags and the VCL agree with the code), and keeps every container
 // non-root and read-only.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseFlags } from '@seahorse/runtime';
+import { kustomizeBuild } from '@seahorse/runtime/testing';
 import { broadcasterFlagSpecs, buildBroadcasterOptions } from '../src/broadcaster/options.ts';
 import { buildHasherOptions } from '../src/hasher/cli.ts';
 import { buildOptions, flagSpecs } from '../src/options.ts';
 
 const root = fileURLToPath(new URL('../../../deploy/kubernetes/embedding-gateway/', import.meta.url));
 
-function kustomize(dir: string): string[] {
-  const result = spawnSync('kubectl', ['kustomize', `${root}${dir}`], { encoding: 'utf8' });
-  assert.ok(
-    !result.error,
-    `kubectl (with kustomize v5) is needed to build deploy/kubernetes/embedding-gateway; install kubectl (${result.error?.message})`,
-  );
-  assert.equal(result.status, 0, result.stderr);
-  return result.stdout.split(/^---$/m);
-}
+const kustomize = (dir: string) => kustomizeBuild(`${root}${dir}`).split(/^---$/m);
 
 function find(documents: string[], kind: string, name: string): string {
   const found = documents.find(

@@ -2,27 +2,19 @@
 // namespaces, ports and paths agree with the code), and keep every container non-root and
 // read-only.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { kustomizeBuild } from '@seahorse/runtime/testing';
 import { annotations, semaphoreLabel, sidecarPort } from '../src/index.ts';
 import { sidecarRedisAclRules } from '../src/redis-nodes.ts';
 import { semaphoreNotEnabledPath } from '../src/webhook.ts';
 
 const root = fileURLToPath(new URL('../../../deploy/kubernetes/metrics-proxy-hook/', import.meta.url));
 
-function kustomize(dir: string): string[] {
-  const result = spawnSync('kubectl', ['kustomize', `${root}${dir}`], { encoding: 'utf8' });
-  assert.ok(
-    !result.error,
-    `kubectl (with kustomize v5) is needed to build deploy/kubernetes/metrics-proxy-hook; install kubectl (${result.error?.message})`,
-  );
-  assert.equal(result.status, 0, result.stderr);
-  return result.stdout.split(/^---$/m);
-}
+const kustomize = (dir: string) => kustomizeBuild(`${root}${dir}`).split(/^---$/m);
 
 function find(documents: string[], kind: string, name?: string): string {
   const found = documents.find(
@@ -141,9 +133,11 @@ test("an overlay's kustomize images: entry moves the webhook and the injected si
       join(dir, 'kustomization.yaml'),
       `resources:\n  - ${relative(dir, `${root}overlays/dev`)}\nimages:\n  - name: ghcr.io/seahorse/metrics-proxy-hook\n    newName: registry.example/hook\n    newTag: "9.9.9"\n`,
     );
-    const result = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
-    assert.equal(result.status, 0, result.stderr);
-    const deployment = find(result.stdout.split(/^---$/m), 'Deployment', 'prometheus-metrics-proxy-hook');
+    const deployment = find(
+      kustomizeBuild(dir).split(/^---$/m),
+      'Deployment',
+      'prometheus-metrics-proxy-hook',
+    );
     assert.match(deployment, /image: registry\.example\/hook:9\.9\.9\n/);
     assert.match(
       deployment,

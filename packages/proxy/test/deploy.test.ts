@@ -1,21 +1,14 @@
 // The Kubernetes manifests build with the real kustomize (kubectl's) and keep the seeds'
 // security posture.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { kustomizeBuild } from '@seahorse/runtime/testing';
 
 const deploy = fileURLToPath(new URL('../../../deploy/', import.meta.url));
 
-function kustomize(dir: string): string {
-  const result = spawnSync('kubectl', ['kustomize', `${deploy}kubernetes/proxy/${dir}`], {
-    encoding: 'utf8',
-  });
-  assert.ok(!result.error, 'kubectl (with kustomize v5) is needed to build the manifests; install kubectl');
-  assert.equal(result.status, 0, result.stderr);
-  return result.stdout;
-}
+const kustomize = (dir: string) => kustomizeBuild(`${deploy}kubernetes/proxy/${dir}`);
 
 for (const dir of ['base', 'overlays/dev']) {
   test(`deploy/kubernetes/proxy/${dir} builds a non-root, read-only proxy probed on /_chp_healthz`, () => {
