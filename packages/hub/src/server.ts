@@ -412,7 +412,7 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   } catch (error) {
     if (config.proxy.shouldStart) {
       server.close();
-      await options.spawnerFactory.background?.stop();
+      await watcher?.stop();
       await proxyProcess?.stop();
       await leadership.stop();
       await db.close();
@@ -487,7 +487,6 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     await Promise.all(managed.map((service) => service.stop()));
     // With other replicas running, the hub goes on: the servers are theirs now.
     let others = 0;
-    const background = options.spawnerFactory.background;
     if (stopServers) {
       others = await leadership.liveReplicas().then(
         (live) => [...live].filter((id) => id !== hub.spawns.owner).length,
@@ -518,7 +517,7 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     } else {
       log.info('leaving servers running (cleanup_servers is false)');
     }
-    await background?.stop();
+    await watcher?.stop();
     if (proxyProcess && stopProxy) await proxyProcess.stop();
     if (adoptedProxyPid && stopProxy) await stopPid(adoptedProxyPid);
     if (stopProxy && config.proxy.pidFile) rmSync(config.proxy.pidFile, { force: true });
