@@ -13,30 +13,11 @@ import { buildHasherOptions } from '../src/hasher/cli.ts';
 import { startHasher } from '../src/hasher/hasher.ts';
 import { startFakeOpenAI } from '../test/fake-openai.ts';
 import { startTestGateway, testLogger } from '../test/helpers.ts';
+import { grpcFrame, len } from '../test/protobuf.ts';
 import { startVarnish } from '../test/varnish.ts';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' } } });
 const seconds = Number(values.seconds);
-
-// --- protobuf by hand, as in test/hasher.test.ts ---
-const varint = (n: number) => {
-  const out: number[] = [];
-  while (n > 127) {
-    out.push((n & 127) | 128);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
-};
-const len = (field: number, payload: Buffer | string) => {
-  const bytes = Buffer.from(payload);
-  return Buffer.concat([varint(field * 8 + 2), varint(bytes.length), bytes]);
-};
-function grpcFrame(message: Buffer): Buffer {
-  const prefix = Buffer.alloc(5);
-  prefix.writeUInt32BE(message.length, 1);
-  return Buffer.concat([prefix, message]);
-}
 
 const body = JSON.stringify({
   model: 'text-embedding-3-small',

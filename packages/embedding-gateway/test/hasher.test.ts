@@ -11,52 +11,8 @@ import { freePort, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
 import { buildHasherOptions } from '../src/hasher/cli.ts';
 import { type Hasher, startHasher } from '../src/hasher/hasher.ts';
 import { testLogger } from './helpers.ts';
+import { type Decoded, decode, grpcFrame, len, num } from './protobuf.ts';
 
-// --- a protobuf encoder/decoder of the test's own ---
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n > 127) {
-    out.push((n & 127) | 128);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
-const len = (field: number, payload: Buffer | string) => {
-  const bytes = Buffer.from(payload);
-  return Buffer.concat([varint(field * 8 + 2), varint(bytes.length), bytes]);
-};
-const num = (field: number, value: number) => Buffer.concat([varint(field * 8), varint(value)]);
-
-type Decoded = Map<number, Array<Buffer | number>>;
-function decode(buffer: Buffer): Decoded {
-  const fields: Decoded = new Map();
-  let at = 0;
-  const read = () => {
-    let value = 0;
-    let shift = 1;
-    for (;;) {
-      const byte = buffer[at++]!;
-      value += (byte & 127) * shift;
-      if (byte < 128) return value;
-      shift *= 128;
-    }
-  };
-  while (at < buffer.length) {
-    const key = read();
-    const field = Math.floor(key / 8);
-    let value: Buffer | number;
-    if (key % 8 === 2) {
-      const length = read();
-      value = buffer.subarray(at, at + length);
-      at += length;
-    } else {
-      value = read();
-    }
-    fields.set(field, [...(fields.get(field) ?? []), value]);
-  }
-  return fields;
-}
 const sub = (m: Decoded, field: number): Decoded => {
   const value = m.get(field)?.[0];
   assert.ok(Buffer.isBuffer(value), `field ${field} is a message`);
@@ -73,12 +29,6 @@ function requestHeaders(headers: Record<string, string>, endOfStream = false, as
 }
 const requestBody = (body: Buffer | string, endOfStream: boolean) =>
   len(4, Buffer.concat([len(1, body), endOfStream ? num(2, 1) : Buffer.alloc(0)]));
-
-const grpcFrame = (message: Buffer) => {
-  const prefix = Buffer.alloc(5);
-  prefix.writeUInt32BE(message.length, 1);
-  return Buffer.concat([prefix, message]);
-};
 
 interface Exchange {
   status: string;

@@ -140,6 +140,26 @@ describe('Varnish with the bundle VCL in front of the gateway', () => {
     await dns.close();
   });
 
+  /** A broadcaster whose headless service resolves to both Varnish purge listeners. */
+  function broadcastToBoth(flags: string[] = []) {
+    const service = 'embedding-gateway-varnish-headless';
+    dns.records.set(service, [perKey.purgeHost, shared.purgeHost]);
+    const options = buildBroadcasterOptions(
+      parseFlags(
+        broadcasterFlagSpecs,
+        [
+          '--address=127.0.0.1:0',
+          `--target-service=${service}`,
+          `--target-port=${perKey.purgePort}`,
+          '--lameduck=0',
+          ...flags,
+        ],
+        {},
+      ),
+    );
+    return startBroadcaster(options, testLogger().log, systemResolver([dns.server], 1000));
+  }
+
   test('a miss goes to the gateway, the same body with the same key is a hit with the same answer', async () => {
     const calls = fake.requests.length;
     const first = await embed(perKey, 'hit and miss');
@@ -422,21 +442,7 @@ describe('Varnish with the bundle VCL in front of the gateway', () => {
   test('the broadcaster fans one PURGE out to both Varnish instances', async () => {
     await embed(perKey, 'broadcast');
     await embed(shared, 'broadcast');
-    const service = 'embedding-gateway-varnish-headless';
-    dns.records.set(service, [perKey.purgeHost, shared.purgeHost]);
-    const options = buildBroadcasterOptions(
-      parseFlags(
-        broadcasterFlagSpecs,
-        [
-          '--address=127.0.0.1:0',
-          `--target-service=${service}`,
-          `--target-port=${perKey.purgePort}`,
-          '--lameduck=0',
-        ],
-        {},
-      ),
-    );
-    const broadcaster = await startBroadcaster(options, testLogger().log, systemResolver([dns.server], 1000));
+    const broadcaster = await broadcastToBoth();
     try {
       const port = 'port' in broadcaster.address ? broadcaster.address.port : 0;
       const answer = await send(port, {
@@ -461,22 +467,7 @@ describe('Varnish with the bundle VCL in front of the gateway', () => {
   });
 
   test('a paused Varnish (SIGSTOP) is a failure after --pod-timeout, the other is purged; after SIGCONT both are', async () => {
-    const service = 'embedding-gateway-varnish-headless';
-    dns.records.set(service, [perKey.purgeHost, shared.purgeHost]);
-    const options = buildBroadcasterOptions(
-      parseFlags(
-        broadcasterFlagSpecs,
-        [
-          '--address=127.0.0.1:0',
-          `--target-service=${service}`,
-          `--target-port=${perKey.purgePort}`,
-          '--pod-timeout=700ms',
-          '--lameduck=0',
-        ],
-        {},
-      ),
-    );
-    const broadcaster = await startBroadcaster(options, testLogger().log, systemResolver([dns.server], 1000));
+    const broadcaster = await broadcastToBoth(['--pod-timeout=700ms']);
     const port = 'port' in broadcaster.address ? broadcaster.address.port : 0;
     const broadcast = async () =>
       JSON.parse(
