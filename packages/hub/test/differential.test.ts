@@ -166,6 +166,39 @@ describe('seahorse-hub and JupyterHub 3.0, side by side', () => {
     });
   });
 
+  test('GET /hub/spawn without an options form starts the server and sends the browser to the pending page', async () => {
+    const cookies = new Map<string, string>();
+    for (const side of sides) cookies.set(side.name, (await login(side, 'direct')).cookie);
+    const get = async (side: Side, path: string) => {
+      const response = await fetch(`${side.url}${path}`, {
+        headers: { cookie: cookies.get(side.name)! },
+        redirect: 'manual',
+      });
+      await response.body?.cancel();
+      return { status: response.status, location: response.headers.get('location') };
+    };
+    await same('the default server', (side) => get(side, '/hub/spawn'));
+    await same('a named server, with a next', (side) =>
+      get(side, '/hub/spawn/direct/nb1?next=%2Fhub%2Ftoken'),
+    );
+    for (const side of sides) {
+      await waitFor(
+        `${side.name}: both servers ready`,
+        async () => {
+          const user = (await (await side.api('/users/direct')).json()) as Json;
+          return user.servers?.['']?.ready === true && user.servers?.nb1?.ready === true;
+        },
+        { timeoutMs: 30_000, intervalMs: 100 },
+      );
+    }
+    await same('the default server, running', (side) => get(side, '/hub/spawn'));
+    await same('the pending page of a ready server', (side) => get(side, '/hub/spawn-pending/direct/nb1'));
+    await same('another user’s server', async (side) => {
+      await side.api('/users/someone-else', { method: 'POST' });
+      return (await get(side, '/hub/spawn/someone-else')).status;
+    });
+  });
+
   test('an API request with only the login cookie counts only with a Referer from the hub’s own pages', async () => {
     const cookies = new Map<string, string>();
     for (const side of sides) cookies.set(side.name, (await login(side, 'cookie-user')).cookie);
