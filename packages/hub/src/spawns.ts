@@ -207,10 +207,12 @@ export class SpawnManager {
           });
         spawner = this.#factory(context);
         entry.spawner = spawner;
+        const limit =
+          spawner.spawnTimeoutMs ?? this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs;
         const url = await withTimeout(
           spawner.start(),
-          this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs,
-          `${name}'s server did not start within ${(this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs) / 1000} s`,
+          limit,
+          `${name}'s server did not start within ${limit / 1000} s`,
         );
         const owner = this.#replica.replicaId;
         await entry.saving;

@@ -104,6 +104,10 @@ class KubeSpawner implements Spawner {
     }
   }
 
+  get spawnTimeoutMs(): number {
+    return (this.#traits.start_timeout + this.#traits.http_timeout) * 1000;
+  }
+
   state(): JsonObject {
     const names = this.#names;
     if (!names) return {};

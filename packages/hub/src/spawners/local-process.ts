@@ -134,6 +134,10 @@ class LocalProcessSpawner implements Spawner {
     }
   }
 
+  get spawnTimeoutMs(): number {
+    return this.#options.startTimeoutMs + this.#options.httpTimeoutMs;
+  }
+
   state(): JsonObject {
     if (!this.#pid) return {};
     const state: JsonObject = { pid: this.#pid, port: this.#port, url: this.#url };

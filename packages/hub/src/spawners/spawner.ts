@@ -69,6 +69,11 @@ export interface Spawner {
   stop(now?: boolean): Promise<void>;
   /** What must be persisted to re-attach (a PID, a container id); JSON. */
   state(): JsonObject;
+  /**
+   * How long the hub waits for start(): this server's start_timeout plus http_timeout, after
+   * its profile's overrides (a GPU profile may allow minutes). The hub's Spawner.* when absent.
+   */
+  readonly spawnTimeoutMs?: number;
 }
 
 /** Builds a spawner for one server; `options` are the spawner's traits from the config. */
