@@ -206,3 +206,67 @@ test("a profile's start_timeout is the hub's spawn timeout too: a pod slower tha
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('delete_pvc: a stop keeps the PVC name in the database; removing a named server or deleting the user deletes its PVC', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hub-kube-'));
+  const notebook = http.createServer((_req, res) => res.end('{}'));
+  await new Promise<void>((resolve) => notebook.listen(0, '127.0.0.1', resolve));
+  const fake = new FakeApiServer({ token });
+  const server = new URL(await fake.listen());
+  const traits = {
+    'JupyterHub.spawner_class': 'KubeSpawner',
+    'JupyterHub.allow_named_servers': true,
+    'KubeSpawner.namespace': namespace,
+    'KubeSpawner.port': (notebook.address() as AddressInfo).port,
+    'KubeSpawner.events_enabled': false,
+    'KubeSpawner.storage_pvc_ensure': true,
+    'KubeSpawner.storage_capacity': '1Gi',
+  };
+  const { config } = await testConfig(traits, dir);
+  const client = new KubeClient({ server, token, namespace });
+  const log = createLogger({ name: 'hub', level: 'warn', destination: new LogCapture() });
+  const hub = await startTestHub(traits, {
+    dir,
+    spawnerFactory: kubeSpawnerFactory(config, config.kube!, client, log),
+    log,
+  });
+  const spawn = async (path: string, pod: string) => {
+    const started = hub.api(path, { method: 'POST' });
+    await waitFor(`pod ${pod}`, () => fake.get('pods', namespace, pod));
+    fake.setRunning(namespace, pod);
+    assert.equal((await started).status, 201);
+  };
+  try {
+    await hub.api('/users/carol', { method: 'POST' });
+    await spawn('/users/carol/server', 'jupyter-carol');
+    await spawn('/users/carol/servers/lab', 'jupyter-carol--lab');
+    assert.ok(fake.get('persistentvolumeclaims', namespace, 'claim-carol--lab'));
+    assert.equal((await hub.api('/users/carol/server', { method: 'DELETE' })).status, 204);
+    const row = await hub.db.get<{ state: string }>("SELECT state FROM spawners WHERE name = ''");
+    assert.deepEqual(JSON.parse(row!.state), { pvc_name: 'claim-carol' });
+    // A stop alone keeps the PVC; removing the named server deletes its own.
+    assert.equal((await hub.api('/users/carol/servers/lab', { method: 'DELETE' })).status, 204);
+    assert.ok(fake.get('persistentvolumeclaims', namespace, 'claim-carol--lab'));
+    const removed = await hub.api('/users/carol/servers/lab', {
+      method: 'DELETE',
+      body: JSON.stringify({ remove: true }),
+    });
+    assert.equal(removed.status, 204);
+    assert.equal(fake.get('persistentvolumeclaims', namespace, 'claim-carol--lab'), undefined);
+    assert.ok(fake.get('persistentvolumeclaims', namespace, 'claim-carol'));
+    // RBAC refusing the PVC delete: the user stays, to be deleted again once it is granted.
+    fake.forbidden.add('delete persistentvolumeclaims');
+    assert.equal((await hub.api('/users/carol', { method: 'DELETE' })).status, 500);
+    assert.equal((await hub.api('/users/carol')).status, 200);
+    fake.forbidden.delete('delete persistentvolumeclaims');
+    assert.equal((await hub.api('/users/carol', { method: 'DELETE' })).status, 204);
+    assert.equal(fake.get('persistentvolumeclaims', namespace, 'claim-carol'), undefined);
+  } finally {
+    await hub.stop('test');
+    await hub.proxyProcess?.stop();
+    client.close();
+    await fake.close();
+    notebook.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

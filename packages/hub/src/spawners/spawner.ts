@@ -74,6 +74,10 @@ export interface Spawner {
    * its profile's overrides (a GPU profile may allow minutes). The hub's Spawner.* when absent.
    */
   readonly spawnTimeoutMs?: number;
+  /** What the database keeps once the server stopped (JupyterHub's clear_state, then get_state); {} when absent. */
+  stoppedState?(): JsonObject;
+  /** Removes what outlives a stop (KubeSpawner's PVC) when the user or named server is deleted. */
+  deleteForever?(): Promise<void>;
 }
 
 /** Builds a spawner for one server; `options` are the spawner's traits from the config. */
