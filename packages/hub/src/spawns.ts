@@ -138,19 +138,39 @@ export class SpawnManager {
         // the server is ready, the leader finds what was started and stops it.
         const progress = JSON.stringify(events);
         const save = running
-          ? () =>
-              spawners.saveSpawnProgress(
+          ? async () => {
+              await spawners.saveSpawnProgress(
                 this.#db,
                 row.id,
                 this.#replica.replicaId,
                 progress,
                 JSON.stringify(running.spawner === placeholder ? {} : safeState(running.spawner)),
-              )
+              );
+            }
           : () => spawners.saveProgress(this.#db, row.id, progress);
         const saved = (running?.saving ?? Promise.resolve()).then(save).catch((error: unknown) => {
           log.warn({ err: error }, 'saving spawn progress failed');
         });
         if (running) running.saving = saved;
+      },
+      persist: async () => {
+        if (!running) return;
+        const save = running.saving.then(() =>
+          spawners.saveSpawnProgress(
+            this.#db,
+            row.id,
+            this.#replica.replicaId,
+            JSON.stringify(events),
+            JSON.stringify(running.spawner === placeholder ? {} : running.spawner.state()),
+          ),
+        );
+        running.saving = save.then(
+          () => undefined,
+          () => undefined,
+        );
+        if (!(await save)) {
+          throw new SpawnError('the spawn was taken over by the leader; nothing was started');
+        }
       },
     };
   }

@@ -99,11 +99,12 @@ export async function saveSpawnProgress(
   owner: string,
   progress: string,
   state: string,
-): Promise<void> {
-  await db.run(
+): Promise<boolean> {
+  const changed = await db.run(
     "UPDATE spawners SET progress = ?, state = ? WHERE id = ? AND pending = 'spawn' AND pending_owner = ?",
     [progress, state, id, owner],
   );
+  return changed === 1;
 }
 
 /** The spawn `owner` ran is ready; false when its claim was taken over meanwhile. */

@@ -217,6 +217,9 @@ class KubeSpawner implements Spawner {
     const input = { spec, traits, names };
     const pod = podManifest(input);
     const ref = `${names.namespace}/${names.podName}`;
+    // The pod's name in the database before the pod exists: should this hub die right after
+    // the create, the replica taking over the spawn knows which pod to delete.
+    await this.#context.persist?.();
     const watcher = this.#watcher(names);
     let created: Pod | undefined;
     try {

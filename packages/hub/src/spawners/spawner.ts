@@ -53,6 +53,12 @@ export interface SpawnerContext {
   /** Reports progress while starting; shown in `/progress` and on the pending page. */
   progress(event: ProgressEvent): void;
   /**
+   * Writes state() to the database now. A spawner awaits it before it creates what its state
+   * names (a pod, a process), so a replica taking over a spawn whose hub died finds it and can
+   * stop it. Rejects when the state could not be saved or the spawn is no longer this replica's.
+   */
+  persist?(): Promise<void>;
+  /**
    * Which hub replica leads (src/leader.ts). Work for all servers at once — one watch over the
    * namespace's pods — belongs to the leader: start it in `leadership.whileLeader(signal => …)`
    * and end it when the signal aborts. Absent outside a running hub (tools, tests).
