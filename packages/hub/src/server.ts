@@ -321,11 +321,24 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     }
   }
   hub.checkRoutes = checkRoutes;
+  // What PATCH /hub/api/proxy set last (a later PATCH of the token alone keeps its URL).
+  let proxyApiUrl = config.proxy.apiUrl;
+  let proxyToken = authToken;
   hub.reconfigureProxy = (apiUrl, token) => {
+    const before = { client: proxy.current, apiUrl: proxyApiUrl, token: proxyToken };
     proxy.current = options.proxyClient({
-      apiUrl: apiUrl ?? config.proxy.apiUrl,
-      authToken: token ?? authToken,
+      apiUrl: apiUrl ?? proxyApiUrl,
+      authToken: token ?? proxyToken,
+      log: proxyLog,
+      retryTimeoutMs: 3000,
     });
+    proxyApiUrl = apiUrl ?? proxyApiUrl;
+    proxyToken = token ?? proxyToken;
+    return () => {
+      proxy.current = before.client;
+      proxyApiUrl = before.apiUrl;
+      proxyToken = before.token;
+    };
   };
 
   /** Reads last activity from the proxy into users and servers, as JupyterHub's update_last_activity. */

@@ -228,11 +228,14 @@ async function route(page: Page, rest: string, isUserPath: boolean): Promise<voi
 }
 
 function decode(segment: string): string {
+  let text: string;
   try {
-    return decodeURIComponent(segment);
+    text = decodeURIComponent(segment);
   } catch {
     throw new HttpError(400, 'Malformed URL');
   }
+  if (text.includes('\0')) throw new HttpError(400, 'Malformed URL');
+  return text;
 }
 
 // --- login and logout ---
