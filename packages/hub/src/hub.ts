@@ -42,7 +42,8 @@ export class Hub {
   /** Set by the server: re-syncs the proxy's routes with the database (POST /proxy). */
   checkRoutes: (() => Promise<void>) | undefined;
   /** Set by the server: points the hub at another proxy (PATCH /proxy). */
-  reconfigureProxy: ((apiUrl?: string, authToken?: string) => void) | undefined;
+  /** Points the hub at another proxy API (PATCH /hub/api/proxy); returns what undoes it. */
+  reconfigureProxy: ((apiUrl?: string, authToken?: string) => () => void) | undefined;
 
   constructor(
     config: HubConfig,

@@ -321,11 +321,24 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     }
   }
   hub.checkRoutes = checkRoutes;
+  // What PATCH /hub/api/proxy set last (a later PATCH of the token alone keeps its URL).
+  let proxyApiUrl = config.proxy.apiUrl;
+  let proxyToken = authToken;
   hub.reconfigureProxy = (apiUrl, token) => {
+    const before = { client: proxy.current, apiUrl: proxyApiUrl, token: proxyToken };
     proxy.current = options.proxyClient({
-      apiUrl: apiUrl ?? config.proxy.apiUrl,
-      authToken: token ?? authToken,
+      apiUrl: apiUrl ?? proxyApiUrl,
+      authToken: token ?? proxyToken,
+      log: proxyLog,
+      retryTimeoutMs: 3000,
     });
+    proxyApiUrl = apiUrl ?? proxyApiUrl;
+    proxyToken = token ?? proxyToken;
+    return () => {
+      proxy.current = before.client;
+      proxyApiUrl = before.apiUrl;
+      proxyToken = before.token;
+    };
   };
 
   /** Reads last activity from the proxy into users and servers, as JupyterHub's update_last_activity. */
@@ -389,6 +402,15 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
     }
   }
 
+  /** This replica's own spawns and stops whose end a database failure kept from being recorded. */
+  async function finishStuck(): Promise<void> {
+    for (const row of await spawnerDb.pendingSpawners(db)) {
+      if (!hub.spawns.isStuck(row)) continue;
+      const user = await findUserById(db, row.user_id);
+      if (user) await hub.spawns.recover(user, row);
+    }
+  }
+
   /** What a replica does when it becomes the leader, before its periodic work. */
   async function takeOver(reattaching: boolean): Promise<void> {
     await finishOrphans();
@@ -427,12 +449,12 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   await refreshGauges();
 
   const timers: NodeJS.Timeout[] = [];
-  /** Periodic singleton work: runs on the leader only, one run at a time. */
-  const every = (ms: number, what: string, task: () => Promise<unknown>) => {
+  /** Periodic singleton work: runs on the leader only (unless `everyReplica`), one run at a time. */
+  const every = (ms: number, what: string, task: () => Promise<unknown>, everyReplica = false) => {
     if (ms <= 0) return;
     let running = false;
     const timer = setInterval(() => {
-      if (running || lifecycle.shuttingDown || !leadership.isLeader) return;
+      if (running || lifecycle.shuttingDown || (!everyReplica && !leadership.isLeader)) return;
       running = true;
       task()
         .catch((error: unknown) => log.warn({ err: error, task: what }, 'periodic task failed'))
@@ -448,6 +470,7 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   every(config.spawner.pollIntervalMs, 'poll servers', () => pollServers());
   every(3_600_000, 'purge expired tokens', () => deleteExpiredTokens(db));
   every(1000, 'finish the pending work of gone replicas', finishOrphans);
+  every(1000, 'finish own pending work a database failure interrupted', finishStuck, true);
   if (config.culler.enabled) {
     const culler = new IdleCuller(hub);
     every(config.culler.cullEveryMs, 'cull idle servers', () => culler.cull(Date.now(), leadership.signal));

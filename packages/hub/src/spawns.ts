@@ -59,6 +59,8 @@ export class SpawnManager {
   readonly #proxy: ProxyApi;
   readonly #factory: BoundSpawnerFactory;
   readonly #running = new Map<number, Running>();
+  /** Stops (and abandoned spawns) in progress in this process. */
+  readonly #stopping = new Set<number>();
   readonly #replica: LeaderView;
   readonly events = new EventEmitter();
 
@@ -349,21 +351,66 @@ export class SpawnManager {
   /** Stops a server whose row was just marked stop-pending (by this replica). */
   async stop(user: UserRow, row: SpawnerRow, now = false): Promise<void> {
     const began = performance.now();
-    let kept: JsonObject = {};
+    this.#stopping.add(row.id);
     try {
-      await this.#deleteRoute(user.name, row.name);
-      const spawner = await this.#attach(user, row);
-      await spawner.stop(now);
-      kept = spawner.stoppedState?.() ?? {};
-      this.#metrics.stopDuration.labels('success').observe((performance.now() - began) / 1000);
-    } catch (error) {
-      this.#metrics.stopDuration.labels('failure').observe((performance.now() - began) / 1000);
-      this.#log.error({ user: user.name, server: row.name, err: error }, 'stopping the server failed');
-    } finally {
-      await tokens.deleteSpawnerTokens(this.#db, row.id);
-      await spawners.markStopped(this.#db, row.id, this.#replica.replicaId, JSON.stringify(kept));
+      let kept: JsonObject = {};
+      try {
+        await this.#deleteRoute(user.name, row.name);
+        const spawner = await this.#attach(user, row);
+        await spawner.stop(now);
+        kept = spawner.stoppedState?.() ?? {};
+        this.#metrics.stopDuration.labels('success').observe((performance.now() - began) / 1000);
+      } catch (error) {
+        this.#metrics.stopDuration.labels('failure').observe((performance.now() - began) / 1000);
+        this.#log.error({ user: user.name, server: row.name, err: error }, 'stopping the server failed');
+      }
+      await this.#recorded(user, row, async () => {
+        await tokens.deleteSpawnerTokens(this.#db, row.id);
+        await spawners.markStopped(this.#db, row.id, this.#replica.replicaId, JSON.stringify(kept));
+      });
       this.#log.info({ user: user.name, server: row.name }, 'server stopped');
+    } finally {
+      this.#stopping.delete(row.id);
     }
+  }
+
+  /** Writes the end of a pending action; when the database fails, says the sweep finishes it. */
+  async #recorded(user: UserRow, row: SpawnerRow, write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      this.#log.warn(
+        { user: user.name, server: row.name, pending: row.pending, err: error },
+        'recording the end of a pending action failed; it is finished once the database answers',
+      );
+      throw error;
+    }
+  }
+
+  /**
+   * Whether a pending action this replica claimed is stuck: nothing in this process runs it (the
+   * database failed while it was being recorded, or the claim's answer was lost), and it was
+   * claimed over `graceMs` ago (a claim is followed by its work within a few milliseconds).
+   */
+  isStuck(row: SpawnerRow, now = Date.now(), graceMs = 5000): boolean {
+    if (row.pending === null || row.pending_owner !== this.#replica.replicaId) return false;
+    if (this.#running.has(row.id) || this.#stopping.has(row.id)) return false;
+    const since = row.pending_since ? Date.parse(row.pending_since) : 0;
+    return now - since >= graceMs;
+  }
+
+  /**
+   * Finishes a stuck pending action of this replica (isStuck): a spawn is stopped and failed (what
+   * it had started found from its saved state), a stop is finished. Returns the row as it is now.
+   */
+  async recover(user: UserRow, row: SpawnerRow): Promise<SpawnerRow | undefined> {
+    if (!this.isStuck(row)) return row;
+    const fields = { user: user.name, server: row.name, pending: row.pending };
+    this.#log.warn(fields, 'finishing a pending action the database failure interrupted');
+    if (row.pending === 'spawn')
+      await this.abandon(user, row, 'the hub’s database failed while the server was starting');
+    else await this.stop(user, row, true);
+    return spawners.findSpawnerById(this.#db, row.id);
   }
 
   /**
@@ -372,14 +419,20 @@ export class SpawnManager {
    * without its failure.
    */
   async abandon(user: UserRow, row: SpawnerRow, failure: string): Promise<void> {
+    this.#stopping.add(row.id);
     try {
-      await this.#deleteRoute(user.name, row.name);
-      await (await this.#attach(user, row)).stop(true);
-    } catch (error) {
-      this.#log.error({ user: user.name, server: row.name, err: error }, 'stopping the server failed');
+      try {
+        await this.#deleteRoute(user.name, row.name);
+        await (await this.#attach(user, row)).stop(true);
+      } catch (error) {
+        this.#log.error({ user: user.name, server: row.name, err: error }, 'stopping the server failed');
+      }
+      await this.#recorded(user, row, async () => {
+        await tokens.deleteSpawnerTokens(this.#db, row.id);
+        await spawners.markFailed(this.#db, row.id, failure, '{}', this.#replica.replicaId);
+      });
     } finally {
-      await tokens.deleteSpawnerTokens(this.#db, row.id);
-      await spawners.markFailed(this.#db, row.id, failure, '{}', this.#replica.replicaId);
+      this.#stopping.delete(row.id);
     }
   }
 

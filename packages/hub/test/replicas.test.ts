@@ -51,3 +51,66 @@ test('a second hub on the same PostgreSQL serves the users, tokens, servers and 
     await pg.stop();
   }
 });
+
+test('the login throttle is shared: 10 failed sign-ins spread over two hubs on one PostgreSQL lock the client out of both', async () => {
+  const pg = await startPostgres();
+  let a: TestHub | undefined;
+  let b: TestHub | undefined;
+  try {
+    const traits = {
+      'JupyterHub.db_url': pg.url,
+      'Authenticator.allow_all': true,
+      'PasswordAuthenticator.password': 'correct-pw',
+    };
+    a = await startTestHub(traits);
+    b = await startTestHub({
+      ...traits,
+      'JupyterHub.bind_url': a.config.bindUrl.href,
+      'ConfigurableHTTPProxy.api_url': a.config.proxy.apiUrl,
+    });
+    /** One sign-in attempt as a browser behind the proxy at `client` (the proxy's X-Forwarded-For). */
+    const attempt = async (hub: TestHub, password: string, client: string) => {
+      const headers = { 'x-forwarded-for': client };
+      const form = await fetch(`${hub.url}/hub/login`, { headers });
+      const cookie = form.headers
+        .getSetCookie()
+        .map((line) => line.split(';')[0]!)
+        .join('; ');
+      const xsrf = /name="_xsrf" value="([^"]+)"/.exec(await form.text())![1]!;
+      const response = await fetch(`${hub.url}/hub/login`, {
+        method: 'POST',
+        headers: { ...headers, cookie, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ username: 'alice', password, _xsrf: xsrf }),
+        redirect: 'manual',
+      });
+      await response.body?.cancel();
+      return response;
+    };
+    // Five through each hub, two of them at the same moment: every one counts.
+    for (let i = 0; i < 4; i++) {
+      assert.equal((await attempt(a, `guess-a${i}`, '198.51.100.7')).status, 403);
+      assert.equal((await attempt(b, `guess-b${i}`, '198.51.100.7')).status, 403);
+    }
+    const both = await Promise.all([attempt(a, 'x', '198.51.100.7'), attempt(b, 'y', '198.51.100.7')]);
+    assert.deepEqual(
+      both.map((r) => r.status),
+      [403, 403],
+    );
+    for (const hub of [a, b]) {
+      const blocked = await attempt(hub, 'correct-pw', '198.51.100.7');
+      assert.equal(blocked.status, 429);
+      assert.ok(Number(blocked.headers.get('retry-after')) > 200);
+    }
+    // Another client is not locked out, and its success through one hub clears only its own count.
+    assert.equal((await attempt(b, 'correct-pw', '198.51.100.8')).status, 302);
+    assert.equal((await attempt(a, 'correct-pw', '198.51.100.7')).status, 429);
+    // With the first hub gone, the other still refuses: the count is in the database, not in a process.
+    await a.close();
+    a = undefined;
+    assert.equal((await attempt(b, 'correct-pw', '198.51.100.7')).status, 429);
+  } finally {
+    await b?.close();
+    await a?.close();
+    await pg.stop();
+  }
+});

@@ -85,10 +85,45 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
     throw new HttpError(400, 'Invalid JSON in body of request: the body is not valid UTF-8');
   }
   if (text.trim() === '') return undefined;
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (error) {
     throw new HttpError(400, `Invalid JSON in body of request: ${(error as Error).message}`);
+  }
+  checkJson(value);
+  return value;
+}
+
+/** How deep a body may nest: JupyterHub's models are 3 levels; user options a few more. */
+export const maxJsonDepth = 32;
+
+/**
+ * Refuses what no model holds and what would break later: nesting deeper than maxJsonDepth
+ * (every later walk of it is bounded) and NUL characters in strings or keys (PostgreSQL's text
+ * cannot store them: a 500 at the database, or a name cut short elsewhere). Iterative, so a
+ * megabyte of brackets cannot exhaust the stack.
+ */
+export function checkJson(value: unknown): void {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (typeof item === 'string') {
+      if (item.includes('\0'))
+        throw new HttpError(400, 'Invalid JSON in body of request: NUL characters (\\u0000) are not allowed');
+      continue;
+    }
+    if (item === null || typeof item !== 'object') continue;
+    if (depth > maxJsonDepth)
+      throw new HttpError(400, `Invalid JSON in body of request: nested deeper than ${maxJsonDepth} levels`);
+    if (Array.isArray(item)) {
+      for (const child of item) stack.push([child, depth + 1]);
+      continue;
+    }
+    for (const [key, child] of Object.entries(item)) {
+      stack.push([key, depth]);
+      stack.push([child, depth + 1]);
+    }
   }
 }
 

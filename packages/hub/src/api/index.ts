@@ -68,6 +68,12 @@ export function createApiHandler(hub: Hub) {
       if (match === undefined) throw new HttpError(404, 'Not Found');
       if (match === 'method') throw new HttpError(405, 'Method Not Allowed');
       handlerLabel = match.handler.name || 'handler';
+      // No name, server name or query value holds a NUL (PostgreSQL's text cannot: a 500 there).
+      if (match.params.some((param) => param.includes('\0')))
+        throw new HttpError(400, 'Invalid name in the URL: NUL characters are not allowed');
+      for (const [key, value] of url.searchParams)
+        if (key.includes('\0') || value.includes('\0'))
+          throw new HttpError(400, 'Invalid query argument: NUL characters are not allowed');
       let identity = await hub.identity.fromRequest(req, url.searchParams, true);
       // A login cookie counts only from the hub's own pages (JupyterHub 3.0's Referer and
       // Content-Type checks), for any method as in 3.0; the OAuth authorize step is a browser
@@ -93,7 +99,10 @@ export function createApiHandler(hub: Hub) {
       if (error instanceof HttpError) {
         if (error.status === 413) {
           // The rest of the body is never read: close the connection once the answer is out.
-          res.once('finish', () => req.socket.destroySoon());
+          // The socket is taken now: by 'finish' the response may have let go of it (null there
+          // was an uncaught TypeError, a crash of the hub, on a chunked body past the limit).
+          const socket = req.socket as typeof req.socket | null;
+          res.once('finish', () => socket?.destroySoon());
           sendError(res, 413, error.message, { connection: 'close' });
           return;
         }

@@ -4,7 +4,7 @@ import { allows } from '../auth/scopes.ts';
 import * as roleDb from '../db/roles.ts';
 import type { ServiceRow } from '../db/rows.ts';
 import * as users from '../db/users.ts';
-import { HttpError } from '../errors.ts';
+import { DatabaseUnavailableError, HttpError } from '../errors.ts';
 import { hubVersion } from '../hub.ts';
 import { type HubRoute, hubRoutes } from '../proxy-api.ts';
 import { type ApiContext, isObject, needsScope } from './context.ts';
@@ -57,13 +57,47 @@ export async function patchProxy(context: ApiContext): Promise<void> {
   const body = await readJson(context.req);
   if (!isObject(body)) throw new HttpError(400, 'Body must be a JSON dict');
   const { hub } = context;
-  if (typeof body.api_url === 'string' || typeof body.auth_token === 'string') {
-    hub.reconfigureProxy?.(
-      typeof body.api_url === 'string' ? body.api_url : undefined,
-      typeof body.auth_token === 'string' ? body.auth_token : undefined,
+  const { api_url: apiUrl, auth_token: token } = body;
+  if (apiUrl !== undefined && typeof apiUrl !== 'string')
+    throw new HttpError(400, 'api_url must be a string');
+  if (token !== undefined && typeof token !== 'string')
+    throw new HttpError(400, 'auth_token must be a string');
+  if (apiUrl !== undefined) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(apiUrl);
+    } catch {
+      parsed = undefined;
+    }
+    if (
+      !parsed ||
+      !/^https?:$/.test(parsed.protocol) ||
+      parsed.username ||
+      parsed.password ||
+      parsed.search ||
+      parsed.hash
+    )
+      throw new HttpError(
+        400,
+        'api_url must be an http:// or https:// URL without credentials, query or fragment',
+      );
+  }
+  // It goes into an Authorization header: a CR, LF or NUL would break every later proxy call.
+  if (token !== undefined && !/^[\x21-\x7e]{1,4096}$/.test(token))
+    throw new HttpError(400, 'auth_token must be 1 to 4096 printable ASCII characters without spaces');
+  const undo =
+    apiUrl !== undefined || token !== undefined ? hub.reconfigureProxy?.(apiUrl, token) : undefined;
+  try {
+    await hub.checkRoutes?.();
+  } catch (error) {
+    if (!undo || error instanceof DatabaseUnavailableError) throw error;
+    // A proxy the hub cannot use must not cut it off from the one it had.
+    undo();
+    throw new HttpError(
+      400,
+      `The proxy at ${apiUrl ?? 'the current api_url'} cannot be used (${(error as Error).message}); the proxy settings are unchanged`,
     );
   }
-  await hub.checkRoutes?.();
   sendEmpty(context.res, 200);
 }
 

@@ -39,6 +39,7 @@ export async function startServer(context: ApiContext): Promise<void> {
   const body = await readJson(context.req);
   if (body !== undefined && !isObject(body)) throw new HttpError(400, 'user options must be a JSON dict');
   let row = await spawnerDb.findSpawner(db, user.id, server);
+  if (row && hub.spawns.isStuck(row)) row = await hub.spawns.recover(user, row);
   if (server && !row && config.namedServerLimitPerUser > 0) {
     if ((await spawnerDb.countNamedSpawners(db, user.id)) >= config.namedServerLimitPerUser) {
       throw new HttpError(
@@ -105,7 +106,8 @@ export async function stopServer(context: ApiContext): Promise<void> {
   const user = await requireUser(context, userName);
   const body = await readJson(context.req);
   const remove = isObject(body) && body.remove === true;
-  const row = await spawnerDb.findSpawner(hub.db, user.id, server);
+  let row = await spawnerDb.findSpawner(hub.db, user.id, server);
+  if (row && hub.spawns.isStuck(row)) row = await hub.spawns.recover(user, row);
   if (server) {
     if (!hub.config.allowNamedServers) throw new HttpError(400, 'Named servers are not enabled.');
     if (!row) throw new HttpError(404, `${userName} has no server named '${server}'`);

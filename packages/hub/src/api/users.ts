@@ -55,6 +55,25 @@ export function acceptsPagination(context: ApiContext): boolean {
   return (context.req.headers.accept ?? '').includes('application/jupyterhub-pagination+json');
 }
 
+const hostPattern =
+  /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/**
+ * The origin the client asked for (JupyterHub's request.full_url(), which jupyterhub-idle-culler
+ * follows to the next page) — but only a Host that is a host name or address with a port; any
+ * other Host (a path, credentials, spaces) gives the hub's own connect URL, never an echo.
+ */
+function requestOrigin(context: ApiContext): string {
+  const host = context.req.headers.host?.trim() ?? '';
+  const forwarded = String(context.req.headers['x-forwarded-proto'] ?? '')
+    .split(',')[0]!
+    .trim()
+    .toLowerCase();
+  const scheme = forwarded === 'https' || forwarded === 'http' ? forwarded : 'http';
+  if (host.length <= 261 && hostPattern.test(host)) return `${scheme}://${host}`;
+  return new URL(context.hub.config.hubConnectUrl).origin;
+}
+
 export function paginated(
   context: ApiContext,
   items: unknown[],
@@ -65,7 +84,7 @@ export function paginated(
   const nextOffset = offset + limit;
   let next: Record<string, unknown> | null = null;
   if (nextOffset < total) {
-    const url = new URL(context.url.href);
+    const url = new URL(`${context.url.pathname}${context.url.search}`, requestOrigin(context));
     url.searchParams.set('offset', String(nextOffset));
     url.searchParams.set('limit', String(limit));
     next = { offset: nextOffset, limit, url: url.href };

@@ -1,15 +1,18 @@
 // Failed password logins counted per client: after `limit` failures within `windowMs`, that
 // client is answered 429 until the window ends, so the shared password cannot be guessed at
-// network speed. Per hub process (a soft limit: N replicas allow N times as many tries); a
-// client is the address the hub's proxy reports (its last X-Forwarded-For hop), not the proxy.
+// network speed. Counted in the database (login_failures), so every hub replica on one
+// PostgreSQL shares the count; a client is the address the hub's proxy reports (its last
+// X-Forwarded-For hop), not the proxy.
 import type { IncomingMessage } from 'node:http';
+import type { Queryable } from '../db/database.ts';
 
 export class LoginThrottle {
+  readonly #db: Queryable;
   readonly #limit: number;
   readonly #windowMs: number;
-  readonly #failures = new Map<string, { count: number; since: number }>();
 
-  constructor(limit = 10, windowMs = 5 * 60_000) {
+  constructor(db: Queryable, limit = 10, windowMs = 5 * 60_000) {
+    this.#db = db;
     this.#limit = limit;
     this.#windowMs = windowMs;
   }
@@ -19,32 +22,38 @@ export class LoginThrottle {
     const forwarded = req.headers['x-forwarded-for'];
     const header = Array.isArray(forwarded) ? forwarded.join(',') : forwarded;
     const loopback = peer === '::1' || peer.startsWith('127.') || peer.startsWith('::ffff:127.');
-    if (loopback && header) return header.split(',').at(-1)!.trim();
+    // At most 255 characters of it: the key of a row, not a place to store a megabyte.
+    if (loopback && header) return header.split(',').at(-1)!.trim().slice(0, 255);
     return peer;
   }
 
   /** Seconds until this client may try again, or 0. */
-  retryAfter(client: string, now = Date.now()): number {
-    const entry = this.#failures.get(client);
-    if (!entry) return 0;
-    if (now - entry.since >= this.#windowMs) {
-      this.#failures.delete(client);
-      return 0;
-    }
-    return entry.count >= this.#limit ? Math.ceil((entry.since + this.#windowMs - now) / 1000) : 0;
+  async retryAfter(client: string, now = Date.now()): Promise<number> {
+    const row = await this.#db.get<{ count: number; since: string }>(
+      'SELECT count, since FROM login_failures WHERE client = ?',
+      [client],
+    );
+    if (!row) return 0;
+    const since = Date.parse(row.since);
+    if (now - since >= this.#windowMs || row.count < this.#limit) return 0;
+    return Math.ceil((since + this.#windowMs - now) / 1000);
   }
 
-  failed(client: string, now = Date.now()): void {
-    const entry = this.#failures.get(client);
-    if (entry && now - entry.since < this.#windowMs) entry.count++;
-    else {
-      // Bounded: under a flood of clients the oldest entries go first.
-      if (this.#failures.size >= 100_000) this.#failures.delete(this.#failures.keys().next().value!);
-      this.#failures.set(client, { count: 1, since: now });
-    }
+  /** Counts a failure in one statement: failures through several replicas at once all count. */
+  async failed(client: string, now = Date.now()): Promise<void> {
+    const cutoff = new Date(now - this.#windowMs).toISOString();
+    await this.#db.run(
+      `INSERT INTO login_failures (client, count, since) VALUES (?, 1, ?)
+       ON CONFLICT (client) DO UPDATE SET
+         count = CASE WHEN login_failures.since <= ? THEN 1 ELSE login_failures.count + 1 END,
+         since = CASE WHEN login_failures.since <= ? THEN excluded.since ELSE login_failures.since END`,
+      [client, new Date(now).toISOString(), cutoff, cutoff],
+    );
+    // Windows that are over are forgotten (indexed by since).
+    await this.#db.run('DELETE FROM login_failures WHERE since <= ?', [cutoff]);
   }
 
-  succeeded(client: string): void {
-    this.#failures.delete(client);
+  async succeeded(client: string): Promise<void> {
+    await this.#db.run('DELETE FROM login_failures WHERE client = ?', [client]);
   }
 }

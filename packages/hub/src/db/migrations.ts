@@ -129,6 +129,17 @@ CREATE TABLE oauth_codes (
     sql: `
 ALTER TABLE spawners ADD COLUMN pending_owner TEXT;`,
   },
+  {
+    version: 5,
+    description: 'failed sign-ins per client, so every hub replica shares the login throttle',
+    sql: `
+CREATE TABLE login_failures (
+  client TEXT PRIMARY KEY,
+  count INTEGER NOT NULL,
+  since TEXT NOT NULL
+);
+CREATE INDEX login_failures_since ON login_failures(since);`,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

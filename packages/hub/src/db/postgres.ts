@@ -66,8 +66,15 @@ export class PostgresDatabase extends PostgresQueryable implements Database {
   readonly #url: string;
 
   constructor(url: string, poolSize = 10) {
-    // A server that does not answer (paused, partitioned) fails the request instead of hanging it.
-    const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
+    // A server that does not answer (paused, partitioned) fails the request instead of hanging it:
+    // connecting within 10 s, every query within 30 s (`?query_timeout=<ms>` in db_url, pg's own
+    // parameter, sets another). A client whose query timed out is dropped, never reused.
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: poolSize,
+      connectionTimeoutMillis: 10_000,
+      query_timeout: 30_000,
+    });
     super(pool);
     this.#pool = pool;
     this.#url = url;
@@ -82,16 +89,20 @@ export class PostgresDatabase extends PostgresQueryable implements Database {
     const client = await this.#pool.connect().catch((error: unknown) => {
       throw unavailable(error);
     });
+    let failed: Error | undefined;
     try {
       await client.query('BEGIN');
       const result = await work(new PostgresQueryable(client));
       await client.query('COMMIT');
       return result;
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      await client.query('ROLLBACK').catch((rollback: Error) => {
+        // A connection that cannot even roll back (lost, or a query timed out on it) is dropped.
+        failed = rollback;
+      });
       throw unavailable(error);
     } finally {
-      client.release();
+      client.release(failed);
     }
   }
 

@@ -139,7 +139,12 @@ export async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
   if (size > 0 && !type.startsWith('application/x-www-form-urlencoded')) {
     throw new HttpError(415, 'Forms must be sent as application/x-www-form-urlencoded');
   }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  // PostgreSQL's text cannot hold a NUL: a token note or a name with one was a 500.
+  for (const [key, value] of form)
+    if (key.includes('\0') || value.includes('\0'))
+      throw new HttpError(400, 'The form holds a NUL character; remove it and try again.');
+  return form;
 }
 
 /** A relative time for people ("3 minutes ago"), with the ISO time kept in a <time> element. */

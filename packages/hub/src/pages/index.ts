@@ -45,7 +45,7 @@ const throttleByHub = new WeakMap<Hub, LoginThrottle>();
 function throttleOf(hub: Hub): LoginThrottle {
   let throttle = throttleByHub.get(hub);
   if (!throttle) {
-    throttle = new LoginThrottle();
+    throttle = new LoginThrottle(hub.db);
     throttleByHub.set(hub, throttle);
   }
   return throttle;
@@ -228,11 +228,14 @@ async function route(page: Page, rest: string, isUserPath: boolean): Promise<voi
 }
 
 function decode(segment: string): string {
+  let text: string;
   try {
-    return decodeURIComponent(segment);
+    text = decodeURIComponent(segment);
   } catch {
     throw new HttpError(400, 'Malformed URL');
   }
+  if (text.includes('\0')) throw new HttpError(400, 'Malformed URL');
+  return text;
 }
 
 // --- login and logout ---
@@ -290,7 +293,7 @@ async function loginPost(page: Page): Promise<void> {
   }
   const client = LoginThrottle.client(page.req);
   const throttle = throttleOf(hub);
-  const wait = throttle.retryAfter(client);
+  const wait = await throttle.retryAfter(client);
   if (wait > 0) {
     hub.log.warn({ client, retry_after_s: wait }, 'login throttled');
     const minutes = Math.ceil(wait / 60);
@@ -309,10 +312,10 @@ async function loginPost(page: Page): Promise<void> {
   }
   const name = normalizeUsername(form.get('username') ?? '');
   if (validUsername(name) && hub.authenticator.checkPassword(form.get('password') ?? '')) {
-    throttle.succeeded(client);
+    await throttle.succeeded(client);
     return signIn(page, name, next);
   }
-  throttle.failed(client);
+  await throttle.failed(client);
   hub.log.warn({ user: validUsername(name) ? name : undefined, client }, 'failed login');
   show(page, 403, 'Sign in', loginForm(page, next, 'Invalid username or password.'));
 }
