@@ -11,7 +11,9 @@ import {
   applyKubeOverride,
   checkKubeTrait,
   defaultKubeTraits,
+  type KubeCallables,
   type KubeTraits,
+  kubeCallableNames,
   kubeTraitNames,
 } from './spawners/kube-objects.ts';
 
@@ -353,6 +355,8 @@ export interface ConfigHooks {
     serverName: string;
     environment: Record<string, string>;
   }) => unknown;
+  /** KubeSpawner's callable traits (modify_pod_hook; uid, gid, fs_gid, profile_list as functions). */
+  kube?: KubeCallables;
 }
 
 /** Levenshtein distance, for "did you mean". */
@@ -573,6 +577,17 @@ export function flattenConfig(
       fromSubclass.add(canonical);
     } else if (fromSubclass.has(canonical)) return;
     const written = `${className}.${trait}`;
+    if (
+      typeof value === 'function' &&
+      kubeCallableNames.has(trait) &&
+      (kubeClasses.has(className) || canonical === 'Spawner.profile_list')
+    ) {
+      hooks.kube = { ...hooks.kube, [trait]: value };
+      return;
+    }
+    if (trait === 'modify_pod_hook' && kubeClasses.has(className)) {
+      fail(written, 'a function (spawner, pod) => pod, from a JS/TS config module', value);
+    }
     if (canonical === 'Spawner.pre_spawn_hook') {
       if (typeof value !== 'function') fail(written, 'a function (from a JS/TS config module)', value);
       hooks.preSpawnHook = value as ConfigHooks['preSpawnHook'];

@@ -93,7 +93,8 @@ export function kubeSpawnerFactory(
   const profiles = config.spawner.profileList;
   const factory: BoundSpawnerFactory = (context) => {
     const profile = chooseProfile(profiles, context.spec.userOptions.profile);
-    return createKubeSpawner(context, shared, profile ? applyKubeOverride(traits, profile.override) : traits);
+    const bound = profile ? applyKubeOverride(traits, profile.override) : traits;
+    return createKubeSpawner(context, shared, bound, config.hooks.kube);
   };
   factory.background = {
     start: () => reflector.start(),
