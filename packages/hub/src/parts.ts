@@ -29,6 +29,7 @@ export function spawnerFactoryFor(
     const kube = config.kube;
     const client = new KubeClient(loadConnection(env), {
       requestTimeoutMs: kube.k8s_api_request_timeout * 1000,
+      retryTimeoutMs: kube.k8s_api_request_retry_timeout * 1000,
     });
     return kubeSpawnerFactory(
       config,

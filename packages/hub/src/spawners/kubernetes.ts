@@ -3,6 +3,7 @@
 // shared pod reflector, its events reported as spawn progress, deleted on stop. Its state (pod
 // name, namespace, DNS name, PVC) is what another hub process needs to re-attach.
 import { request as httpRequest } from 'node:http';
+import { isIP } from 'node:net';
 import type { Logger } from '@seahorse/runtime';
 import { chooseProfile, parseProfiles } from '../profiles.ts';
 import { corePath, type KubeClient, type KubeObject } from './kube-client.ts';
@@ -69,14 +70,30 @@ export function isPodRunning(pod: Pod | undefined): boolean {
   return (
     pod !== undefined &&
     pod.status?.phase === 'Running' &&
-    Boolean(pod.status.podIP) &&
+    typeof pod.status.podIP === 'string' &&
+    isIP(pod.status.podIP) !== 0 &&
     pod.metadata?.deletionTimestamp === undefined &&
-    (pod.status.containerStatuses ?? []).every((status) => status.ready === true)
+    containerStatuses(pod).every((status) => status.ready === true)
   );
 }
 
+/** The pod's container statuses, only the entries that are objects (the watch is not trusted). */
+function containerStatuses(pod: Pod): NonNullable<PodStatus['containerStatuses']> {
+  const statuses: unknown = pod.status?.containerStatuses;
+  if (!Array.isArray(statuses)) return [];
+  return statuses.filter((status) => typeof status === 'object' && status !== null);
+}
+
 function notebookTerminated(pod: Pod): { exitCode?: number; reason?: string; message?: string } | undefined {
-  return pod.status?.containerStatuses?.find((status) => status.name === 'notebook')?.state?.terminated;
+  const terminated: unknown = containerStatuses(pod).find((status) => status.name === 'notebook')?.state
+    ?.terminated;
+  if (typeof terminated !== 'object' || terminated === null) return undefined;
+  const { exitCode, reason, message } = terminated as Record<string, unknown>;
+  return {
+    ...(typeof exitCode === 'number' && Number.isInteger(exitCode) ? { exitCode } : {}),
+    ...(typeof reason === 'string' ? { reason } : {}),
+    ...(typeof message === 'string' ? { message } : {}),
+  };
 }
 
 export function createKubeSpawner(
@@ -199,7 +216,7 @@ class KubeSpawner implements Spawner {
     const pod = await this.#pod(names);
     if (!pod) return 1;
     if (pod.status?.phase === 'Pending') return null;
-    if (!pod.status?.containerStatuses) return 1;
+    if (!Array.isArray(pod.status?.containerStatuses)) return 1;
     const terminated = notebookTerminated(pod);
     if (terminated) {
       if (this.#traits.delete_stopped_pods) await this.stop(true);
@@ -563,8 +580,15 @@ function waitOn<T>(
 }
 
 function podPort(pod: Pod): number | undefined {
-  for (const container of pod.spec?.containers ?? []) {
-    for (const port of container.ports ?? []) if (port.name === 'notebook-port') return port.containerPort;
+  const containers: unknown = pod.spec?.containers;
+  for (const container of Array.isArray(containers) ? containers : []) {
+    const ports: unknown = container?.ports;
+    for (const port of Array.isArray(ports) ? ports : []) {
+      const number: unknown = port?.containerPort;
+      if (port?.name === 'notebook-port' && Number.isInteger(number) && (number as number) > 0) {
+        return number as number;
+      }
+    }
   }
   return undefined;
 }
