@@ -314,6 +314,44 @@ describe('the Kubernetes spawner', () => {
     }
   });
 
+  test('a hostile watch (garbage lines, objects without metadata, wrong shapes, a stall) never crashes or hangs a spawn', async () => {
+    const reflector = new PodReflector(client, namespace, 'singleuser-server', log, {
+      idleTimeoutMs: 400,
+      backoffMs: 20,
+    });
+    const kube = { client, reflector };
+    reflector.start();
+    try {
+      await reflector.waitSynced(5000);
+      const { spawner } = spawnerFor(kube, serverSpec('mallory', false, '', ''), traits());
+      const started = spawner.start();
+      await waitFor('pod jupyter-mallory', () => fake.get('pods', namespace, 'jupyter-mallory'));
+      const watchesBefore = reflector.watches;
+      fake.writeToWatches(
+        'pods',
+        '{"type":"ADDED","object":{}}\n{"type":"MODIFIED","object":{"metadata":{"name":5}}}\n',
+      );
+      // Running by its phase, but with statuses that are not a list and a podIP that is no IP.
+      fake.writeToWatches(
+        'pods',
+        `${JSON.stringify({ type: 'MODIFIED', object: { kind: 'Pod', metadata: { name: 'jupyter-mallory', labels: { component: 'singleuser-server' } }, status: { phase: 'Running', podIP: 'evil.example/x', containerStatuses: { ready: true } } } })}\n`,
+      );
+      fake.writeToWatches('pods', 'this is not json\n');
+      await waitFor('the watch made again after the garbage line', () => reflector.watches > watchesBefore);
+      // A stream that stalls without closing is found out and made again.
+      const beforeStall = reflector.watches;
+      fake.stallWatches();
+      await waitFor('the stalled watch made again', () => reflector.watches > beforeStall, {
+        timeoutMs: 5000,
+      });
+      fake.setRunning(namespace, 'jupyter-mallory');
+      assert.equal(await started, `http://127.0.0.1:${notebookPort}`);
+      await spawner.stop(true);
+    } finally {
+      await reflector.stop();
+    }
+  });
+
   test('re-attach: a new spawner from the saved state polls the running pod; an exited pod is reported and deleted', async () => {
     const kube = shared();
     kube.reflector.start();
