@@ -104,3 +104,16 @@ test('callable traits come only as functions (a JS/TS config module); affinity t
   });
   assert.equal(config.kube?.pod_anti_affinity_preferred.length, 1);
 });
+
+test('Leadership.interval, timeout and gone_after are seconds > 0', () => {
+  assert.deepEqual(load({ Leadership: { interval: 0.5, timeout: 1, gone_after: 4 } }).leadership, {
+    intervalMs: 500,
+    timeoutMs: 1000,
+    goneAfterMs: 4000,
+  });
+  assert.deepEqual(load({}).leadership, { intervalMs: 1000, timeoutMs: 2000, goneAfterMs: 3000 });
+  assert.throws(
+    () => load({ 'Leadership.interval': 0 }),
+    /Leadership.interval: expected a number of seconds > 0/,
+  );
+});
