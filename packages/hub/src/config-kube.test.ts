@@ -82,3 +82,38 @@ test('without Spawner.cmd the pod runs the image’s own command, as KubeSpawner
     ['start.sh'],
   );
 });
+
+test('callable traits come only as functions (a JS/TS config module); affinity traits are lists', () => {
+  const uid = () => 1000;
+  const { hooks, values } = flattenConfig(
+    { KubeSpawner: { uid, modify_pod_hook: (_s: unknown, pod: unknown) => pod, profile_list: () => [] } },
+    'hub.ts',
+  );
+  assert.equal(hooks.kube?.uid, uid);
+  assert.deepEqual(Object.keys(hooks.kube ?? {}).sort(), ['modify_pod_hook', 'profile_list', 'uid']);
+  assert.equal(values['KubeSpawner.uid'], undefined);
+  assert.throws(
+    () => load({ 'KubeSpawner.modify_pod_hook': 'pods.modify' }),
+    /KubeSpawner.modify_pod_hook: expected a function \(spawner, pod\) => pod/,
+  );
+  assert.throws(() => load({ 'KubeSpawner.uid': 'root' }), ConfigError);
+  assert.throws(() => load({ 'KubeSpawner.node_affinity_required': { key: 'x' } }), /node_affinity_required/);
+  const config = load({
+    'JupyterHub.spawner_class': 'KubeSpawner',
+    'KubeSpawner.pod_anti_affinity_preferred': [{ weight: 1, podAffinityTerm: { topologyKey: 'h' } }],
+  });
+  assert.equal(config.kube?.pod_anti_affinity_preferred.length, 1);
+});
+
+test('Leadership.interval, timeout and gone_after are seconds > 0', () => {
+  assert.deepEqual(load({ Leadership: { interval: 0.5, timeout: 1, gone_after: 4 } }).leadership, {
+    intervalMs: 500,
+    timeoutMs: 1000,
+    goneAfterMs: 4000,
+  });
+  assert.deepEqual(load({}).leadership, { intervalMs: 1000, timeoutMs: 2000, goneAfterMs: 3000 });
+  assert.throws(
+    () => load({ 'Leadership.interval': 0 }),
+    /Leadership.interval: expected a number of seconds > 0/,
+  );
+});

@@ -11,7 +11,9 @@ import {
   applyKubeOverride,
   checkKubeTrait,
   defaultKubeTraits,
+  type KubeCallables,
   type KubeTraits,
+  kubeCallableNames,
   kubeTraitNames,
 } from './spawners/kube-objects.ts';
 
@@ -210,6 +212,21 @@ export const traits: Record<string, TraitSpec> = {
   ),
   'Spawner.mem_limit': t('kube', null, 'Memory a server may use, e.g. 32G (K, M, G, T: powers of 1024).'),
   ...kubeSpawnerTraits(),
+  'Leadership.interval': t(
+    'number',
+    1,
+    'Seconds between lease rounds: a follower tries the leader lock, the leader proves its session (replicas on PostgreSQL).',
+  ),
+  'Leadership.timeout': t(
+    'number',
+    2,
+    'Seconds a leadership query may take; a leader whose connection hangs longer ends its term.',
+  ),
+  'Leadership.gone_after': t(
+    'number',
+    3,
+    'Seconds a replica must be missing before the leader takes over its pending spawns and stops.',
+  ),
   'IdleCuller.enabled': t(
     'bool',
     false,
@@ -333,6 +350,8 @@ export interface HubConfig {
   /** KubeSpawner's traits when spawner_class is KubeSpawner (namespace '' until the API connection says). */
   kube: KubeTraits | undefined;
   /** The built-in idle culler (jupyterhub-idle-culler's options, in milliseconds). */
+  /** Hub replicas' leadership (src/leader.ts), in milliseconds. */
+  leadership: { intervalMs: number; timeoutMs: number; goneAfterMs: number };
   culler: {
     enabled: boolean;
     timeoutMs: number;
@@ -353,6 +372,8 @@ export interface ConfigHooks {
     serverName: string;
     environment: Record<string, string>;
   }) => unknown;
+  /** KubeSpawner's callable traits (modify_pod_hook; uid, gid, fs_gid, profile_list as functions). */
+  kube?: KubeCallables;
 }
 
 /** Levenshtein distance, for "did you mean". */
@@ -573,6 +594,17 @@ export function flattenConfig(
       fromSubclass.add(canonical);
     } else if (fromSubclass.has(canonical)) return;
     const written = `${className}.${trait}`;
+    if (
+      typeof value === 'function' &&
+      kubeCallableNames.has(trait) &&
+      (kubeClasses.has(className) || canonical === 'Spawner.profile_list')
+    ) {
+      hooks.kube = { ...hooks.kube, [trait]: value };
+      return;
+    }
+    if (trait === 'modify_pod_hook' && kubeClasses.has(className)) {
+      fail(written, 'a function (spawner, pod) => pod, from a JS/TS config module', value);
+    }
     if (canonical === 'Spawner.pre_spawn_hook') {
       if (typeof value !== 'function') fail(written, 'a function (from a JS/TS config module)', value);
       hooks.preSpawnHook = value as ConfigHooks['preSpawnHook'];
@@ -664,6 +696,11 @@ export function buildConfig(
     if (value < 0) fail(name, 'a number of seconds ≥ 0', value);
     return value * 1000;
   };
+  const positive = (name: string) => {
+    const value = get<number>(name);
+    if (!(value > 0)) fail(name, 'a number of seconds > 0', value);
+    return value * 1000;
+  };
   for (const name of ['JupyterHub.named_server_limit_per_user', 'JupyterHub.concurrent_spawn_limit']) {
     if (get<number>(name) < 0) fail(name, 'an integer ≥ 0', get<number>(name));
   }
@@ -735,6 +772,11 @@ export function buildConfig(
       ip: get('Spawner.ip'),
       serverTokenScopes: get('Spawner.server_token_scopes'),
       profileList: get('Spawner.profile_list'),
+    },
+    leadership: {
+      intervalMs: positive('Leadership.interval'),
+      timeoutMs: positive('Leadership.timeout'),
+      goneAfterMs: positive('Leadership.gone_after'),
     },
     culler: cullerConfig(get, seconds),
     kube: spawnerClass === 'kubernetes' ? kubeConfig(get, values, env) : undefined,

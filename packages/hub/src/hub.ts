@@ -59,7 +59,7 @@ export class Hub {
     this.metrics = metrics;
     this.proxy = proxy;
     this.authenticator = new Authenticator(config.authenticatorClass, config.auth);
-    this.leadership = new Leadership(db, log, metrics.registry);
+    this.leadership = new Leadership(db, log, metrics.registry, config.leadership);
     this.spawns = new SpawnManager(db, config, log, metrics, proxy, spawnerFactory, this.leadership);
   }
 

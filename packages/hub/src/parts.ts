@@ -29,6 +29,7 @@ export function spawnerFactoryFor(
     const kube = config.kube;
     const client = new KubeClient(loadConnection(env), {
       requestTimeoutMs: kube.k8s_api_request_timeout * 1000,
+      retryTimeoutMs: kube.k8s_api_request_retry_timeout * 1000,
     });
     return kubeSpawnerFactory(
       config,
@@ -93,7 +94,8 @@ export function kubeSpawnerFactory(
   const profiles = config.spawner.profileList;
   const factory: BoundSpawnerFactory = (context) => {
     const profile = chooseProfile(profiles, context.spec.userOptions.profile);
-    return createKubeSpawner(context, shared, profile ? applyKubeOverride(traits, profile.override) : traits);
+    const bound = profile ? applyKubeOverride(traits, profile.override) : traits;
+    return createKubeSpawner(context, shared, bound, config.hooks.kube);
   };
   factory.background = {
     start: () => reflector.start(),

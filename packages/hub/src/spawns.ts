@@ -229,12 +229,15 @@ export class SpawnManager {
           });
         spawner = this.#factory(context);
         entry.spawner = spawner;
-        const limit =
-          spawner.spawnTimeoutMs ?? this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs;
+        const bound = spawner;
+        // Read again when it runs out: a profile chosen during start() (a profile_list
+        // function) may allow longer.
+        const limit = () =>
+          bound.spawnTimeoutMs ?? this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs;
         const url = await withTimeout(
           spawner.start(),
           limit,
-          `${name}'s server did not start within ${limit / 1000} s`,
+          () => `${name}'s server did not start within ${limit() / 1000} s`,
         );
         const owner = this.#replica.replicaId;
         await entry.saving;
@@ -477,9 +480,16 @@ function safeState(spawner: Spawner): JsonObject {
   }
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+function withTimeout<T>(promise: Promise<T>, ms: () => number, message: () => string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new SpawnError(message)), ms);
+    const began = performance.now();
+    let timer: NodeJS.Timeout;
+    const expire = () => {
+      const left = ms() - (performance.now() - began);
+      if (left > 0) timer = setTimeout(expire, left);
+      else reject(new SpawnError(message()));
+    };
+    timer = setTimeout(expire, ms());
     promise.then(
       (value) => {
         clearTimeout(timer);

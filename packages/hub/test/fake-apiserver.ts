@@ -257,6 +257,7 @@ export class FakeApiServer {
   readonly #objects = new Map<string, Obj>();
   readonly #history: HistoryEntry[] = [];
   readonly #watchers = new Set<Watcher>();
+  readonly #stalled = new Set<Watcher>();
   readonly #options: FakeApiServerOptions;
   /** The bearer token accepted now. */
   token: string;
@@ -324,6 +325,22 @@ export class FakeApiServer {
   compact(): void {
     this.#compactedTo = this.#rv;
     this.#history.length = 0;
+  }
+
+  /**
+   * A hostile apiserver's answer: called for each authenticated request before the fake handles
+   * it; true when it answered (or chose never to answer) itself.
+   */
+  intercept: ((record: RequestRecord, res: ServerResponse) => boolean) | undefined;
+
+  /** Writes `text` as it is (no newline added) to every open watch of `resource`. */
+  writeToWatches(resource: Resource, text: string): void {
+    for (const watcher of this.#watchers) if (watcher.resource === resource) watcher.res.write(text);
+  }
+
+  /** Open watches stop receiving anything, their sockets left open (a stalled stream); undo with unstall. */
+  stallWatches(): void {
+    for (const watcher of this.#watchers) this.#stalled.add(watcher);
   }
 
   /** Sends a BOOKMARK with the current resourceVersion to every watch that asked for them. */
@@ -432,6 +449,7 @@ export class FakeApiServer {
   }
 
   #deliver(watcher: Watcher, entry: HistoryEntry): void {
+    if (this.#stalled.has(watcher)) return;
     if (entry.resource !== watcher.resource || entry.object.metadata.namespace !== watcher.namespace) return;
     if (
       !matchesLabels(entry.object, watcher.labelSelector) ||
@@ -463,6 +481,7 @@ export class FakeApiServer {
       this.#send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
       return;
     }
+    if (this.intercept?.(record, res)) return;
     const match = /^\/api\/v1\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?$/.exec(url.pathname);
     if (!match || !(match[2]! in resources)) {
       this.#send(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
@@ -686,10 +705,16 @@ export class FakeApiServer {
     }
     this.#watchers.add(watcher);
     const seconds = Number(query.timeoutSeconds ?? 0);
-    const timer = seconds > 0 ? setTimeout(() => res.end(), seconds * 1000) : undefined;
+    const timer =
+      seconds > 0
+        ? setTimeout(() => {
+            if (!this.#stalled.has(watcher)) res.end();
+          }, seconds * 1000)
+        : undefined;
     res.on('close', () => {
       clearTimeout(timer);
       this.#watchers.delete(watcher);
+      this.#stalled.delete(watcher);
     });
   }
 }

@@ -2,7 +2,7 @@
 // account: spawn, progress from pod events, stop, re-attach from saved state, the shared watch
 // surviving drops and 410 Gone, and the apiserver's refusals (403, 409, 422) as typed errors.
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createLogger } from '@seahorse/runtime';
 import { issueCertificate, LogCapture, makeCertificateAuthority, waitFor } from '@seahorse/runtime/testing';
+import { loadConfigFile } from '../src/config.ts';
 import { inClusterConnection, KubeClient, kubeconfigConnection } from '../src/spawners/kube-client.ts';
 import { KubeForbiddenError, KubeInvalidError, KubeUnauthorizedError } from '../src/spawners/kube-errors.ts';
 import { defaultKubeTraits, type KubeTraits } from '../src/spawners/kube-objects.ts';
@@ -243,6 +244,111 @@ describe('the Kubernetes spawner', () => {
       }
     } finally {
       await kube.reflector.stop();
+    }
+  });
+
+  test('callables from a JS/TS config module (profile_list, uid, fs_gid, modify_pod_hook) and the affinity traits give the golden pods', async () => {
+    const config = await loadConfigFile(
+      join(import.meta.dirname, 'fixtures', 'kube', 'callables.config.ts'),
+      {
+        CONFIGPROXY_AUTH_TOKEN: 'proxy-token',
+      },
+    );
+    const callables = config.hooks.kube!;
+    assert.equal(typeof callables.modify_pod_hook, 'function');
+    const kube = shared();
+    kube.reflector.start();
+    try {
+      for (const item of [
+        { file: 'pod-callables-admin.json', user: 'root', admin: true, server: 'big', profile: 'large' },
+        { file: 'pod-callables-user.json', user: 'alice', admin: false, server: '', profile: '' },
+      ]) {
+        const spec = serverSpec(item.user, item.admin, item.server, item.profile);
+        const t = { ...config.kube!, port: notebookPort };
+        const spawner = createKubeSpawner(
+          { spec, state: null, log, progress: () => undefined },
+          kube,
+          t,
+          callables,
+        );
+        const podName = item.server ? `jupyter-${item.user}--${item.server}` : `jupyter-${item.user}`;
+        await Promise.all([spawner.start(), runWhenCreated(podName)]);
+        // The port is the test's notebook server's, not part of the fixture.
+        const pod = JSON.parse(
+          JSON.stringify(fake.received.findLast((object) => object.metadata.name === podName)!)
+            .replaceAll(`:${notebookPort}/`, ':8888/')
+            .replaceAll(`"containerPort":${notebookPort}`, '"containerPort":8888'),
+        );
+        const file = join(import.meta.dirname, 'fixtures', 'kube', item.file);
+        if (process.env.UPDATE_GOLDEN === '1') writeFileSync(file, `${JSON.stringify(pod, null, 2)}\n`);
+        assert.deepEqual(pod, JSON.parse(readFileSync(file, 'utf8')), item.file);
+        await spawner.stop(true);
+      }
+      // A user asking for the profile only admins get is refused, naming the ones there are.
+      const refused = createKubeSpawner(
+        { spec: serverSpec('bob', false, '', 'large'), state: null, log, progress: () => undefined },
+        kube,
+        config.kube!,
+        callables,
+      );
+      await assert.rejects(refused.start(), /unknown profile "large"; choose one of small/);
+      // A hook that returns something other than the pod fails the spawn before any create.
+      const creates = fake.requests.filter((r) => r.method === 'POST').length;
+      const broken = createKubeSpawner(
+        { spec: serverSpec('bob', false, '', ''), state: null, log, progress: () => undefined },
+        kube,
+        config.kube!,
+        { ...callables, modify_pod_hook: () => undefined as never, uid: () => 'x' as never },
+      );
+      await assert.rejects(broken.start(), /KubeSpawner\.uid\(spawner\): expected/);
+      const renamed = createKubeSpawner(
+        { spec: serverSpec('bob', false, '', ''), state: null, log, progress: () => undefined },
+        kube,
+        config.kube!,
+        { modify_pod_hook: (_spawner, pod) => ({ ...pod, kind: 'Service' }) },
+      );
+      await assert.rejects(renamed.start(), /must return the pod/);
+      assert.equal(fake.requests.filter((r) => r.method === 'POST').length, creates);
+    } finally {
+      await kube.reflector.stop();
+    }
+  });
+
+  test('a hostile watch (garbage lines, objects without metadata, wrong shapes, a stall) never crashes or hangs a spawn', async () => {
+    const reflector = new PodReflector(client, namespace, 'singleuser-server', log, {
+      idleTimeoutMs: 400,
+      backoffMs: 20,
+    });
+    const kube = { client, reflector };
+    reflector.start();
+    try {
+      await reflector.waitSynced(5000);
+      const { spawner } = spawnerFor(kube, serverSpec('mallory', false, '', ''), traits());
+      const started = spawner.start();
+      await waitFor('pod jupyter-mallory', () => fake.get('pods', namespace, 'jupyter-mallory'));
+      const watchesBefore = reflector.watches;
+      fake.writeToWatches(
+        'pods',
+        '{"type":"ADDED","object":{}}\n{"type":"MODIFIED","object":{"metadata":{"name":5}}}\n',
+      );
+      // Running by its phase, but with statuses that are not a list and a podIP that is no IP.
+      fake.writeToWatches(
+        'pods',
+        `${JSON.stringify({ type: 'MODIFIED', object: { kind: 'Pod', metadata: { name: 'jupyter-mallory', labels: { component: 'singleuser-server' } }, status: { phase: 'Running', podIP: 'evil.example/x', containerStatuses: { ready: true } } } })}\n`,
+      );
+      fake.writeToWatches('pods', 'this is not json\n');
+      await waitFor('the watch made again after the garbage line', () => reflector.watches > watchesBefore);
+      // A stream that stalls without closing is found out and made again.
+      const beforeStall = reflector.watches;
+      fake.stallWatches();
+      await waitFor('the stalled watch made again', () => reflector.watches > beforeStall, {
+        timeoutMs: 5000,
+      });
+      fake.setRunning(namespace, 'jupyter-mallory');
+      assert.equal(await started, `http://127.0.0.1:${notebookPort}`);
+      await spawner.stop(true);
+    } finally {
+      await reflector.stop();
     }
   });
 

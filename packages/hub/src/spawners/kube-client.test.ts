@@ -24,6 +24,20 @@ before(async () => {
       }
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"kind":"Pod"}');
+    } else if (path.startsWith('/busy/')) {
+      // 429 or 503 for the first `n` requests on this path, then the object.
+      const [, , code, times, after] = path.split('/');
+      const seen = resets.get(`${req.method} ${path}`) ?? 0;
+      resets.set(`${req.method} ${path}`, seen + 1);
+      if (seen < Number(times)) {
+        const headers: Record<string, string> = { 'content-type': 'application/json' };
+        if (after !== undefined && after !== '-') headers['retry-after'] = after;
+        res.writeHead(Number(code), headers);
+        res.end(JSON.stringify({ kind: 'Status', code: Number(code), reason: 'TooManyRequests' }));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"kind":"Pod"}');
     } else if (path === '/html-503') {
       res.writeHead(503, { 'content-type': 'text/html' });
       res.end('<html>upstream connect error</html>');
@@ -58,7 +72,8 @@ after(() => {
   server.close();
 });
 
-const client = () => new KubeClient({ server: url, token: 't', namespace: 'n' }, { requestTimeoutMs: 300 });
+const client = () =>
+  new KubeClient({ server: url, token: 't', namespace: 'n' }, { requestTimeoutMs: 300, retryTimeoutMs: 0 });
 
 test('a non-Status error page (a proxy in front of the apiserver) is HUB_KUBE_SERVER with its first words', async () => {
   await assert.rejects(client().get('/html-503'), (error: Error & { code?: string; status?: number }) => {
@@ -89,7 +104,10 @@ test('no answer within k8s_api_request_timeout is HUB_KUBE_CONNECTION naming the
 
 test('a refused connection is HUB_KUBE_CONNECTION naming the apiserver', async () => {
   const port = await freePort();
-  const refused = new KubeClient({ server: new URL(`http://127.0.0.1:${port}`), namespace: 'n' });
+  const refused = new KubeClient(
+    { server: new URL(`http://127.0.0.1:${port}`), namespace: 'n' },
+    { retryTimeoutMs: 0 },
+  );
   await assert.rejects(refused.get('/api/v1/namespaces/n/pods'), (error: Error & { code?: string }) => {
     assert.equal(error.code, 'HUB_KUBE_CONNECTION');
     assert.match(error.message, new RegExp(`127.0.0.1:${port}`));
@@ -137,4 +155,51 @@ test('aborting a watch resolves it and closes the request', async () => {
   const watching = client().watch('/watch-silent', {}, () => undefined, abort.signal, 5000);
   setTimeout(() => abort.abort(), 50);
   await watching;
+});
+
+const retrying = (retryTimeoutMs: number) =>
+  new KubeClient(
+    { server: url, token: 't', namespace: 'n' },
+    { requestTimeoutMs: 300, retryTimeoutMs, retryBackoffMs: 20 },
+  );
+
+test('429 is retried after its Retry-After, for a POST too (the apiserver did nothing)', async () => {
+  const began = Date.now();
+  assert.deepEqual(await retrying(5000).create('/busy/429/1/1', { kind: 'Pod' }), { kind: 'Pod' });
+  assert.ok(Date.now() - began >= 900, 'waited the second Retry-After asked for');
+  assert.equal(resets.get('POST /busy/429/1/1'), 2);
+});
+
+test('a 5xx is retried with backoff for GET and DELETE within k8s_api_request_retry_timeout, never for a POST', async () => {
+  assert.deepEqual(await retrying(5000).get('/busy/503/3/-'), { kind: 'Pod' });
+  assert.equal(resets.get('GET /busy/503/3/-'), 4);
+  await assert.rejects(retrying(5000).create('/busy/503/1/-', { kind: 'Pod' }), { status: 503 });
+  assert.equal(resets.get('POST /busy/503/1/-'), 1);
+  // Out of budget: the last error, after a bounded number of tries.
+  const began = Date.now();
+  await assert.rejects(retrying(300).get('/busy/500/1000/-'), { code: 'HUB_KUBE_SERVER', status: 500 });
+  assert.ok(Date.now() - began < 2000);
+  assert.ok((resets.get('GET /busy/500/1000/-') ?? 0) > 2);
+});
+
+test('a Retry-After beyond the retry budget gives up at once instead of waiting', async () => {
+  const began = Date.now();
+  await assert.rejects(retrying(1000).get('/busy/429/5/3600'), { status: 429 });
+  assert.ok(Date.now() - began < 500);
+  assert.equal(resets.get('GET /busy/429/5/3600'), 1);
+});
+
+test('a watch listener that throws on a hostile object ends the watch with an error, never throws into the socket', async () => {
+  await assert.rejects(
+    client().watch(
+      '/watch-split',
+      {},
+      () => {
+        throw new TypeError('statuses.every is not a function');
+      },
+      new AbortController().signal,
+      5000,
+    ),
+    /could not be applied: statuses.every/,
+  );
 });

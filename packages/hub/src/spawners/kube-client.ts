@@ -12,6 +12,7 @@ import {
   KubeConfigError,
   KubeConnectionError,
   KubeGoneError,
+  KubeServerError,
   type KubeStatus,
 } from './kube-errors.ts';
 
@@ -188,7 +189,17 @@ export interface KubeClientOptions {
   requestTimeoutMs?: number;
   /** How often a token file is read again (kubelet rotates bound tokens); a minute by default. */
   tokenRereadMs?: number;
+  /**
+   * KubeSpawner.k8s_api_request_retry_timeout: how long a request is retried (429 and 5xx
+   * answers, honouring Retry-After; a request that got no answer, when it is a GET or DELETE).
+   */
+  retryTimeoutMs?: number;
+  /** First wait between retries (doubles up to 5 s); 100 ms by default. */
+  retryBackoffMs?: number;
 }
+
+/** Longest Retry-After honoured; a longer one is cut to this (the retry budget bounds the rest). */
+const maxRetryAfterMs = 10_000;
 
 type Query = Record<string, string | number | boolean | undefined>;
 
@@ -201,6 +212,8 @@ export class KubeClient {
   readonly connection: KubeConnection;
   readonly #timeoutMs: number;
   readonly #tokenRereadMs: number;
+  readonly #retryTimeoutMs: number;
+  readonly #retryBackoffMs: number;
   readonly #agent: http.Agent;
   /** Watches hold their socket for minutes: their own agent, so they never take a request's place. */
   readonly #watchAgent: http.Agent;
@@ -211,6 +224,8 @@ export class KubeClient {
     this.connection = connection;
     this.#timeoutMs = options.requestTimeoutMs ?? 10_000;
     this.#tokenRereadMs = options.tokenRereadMs ?? 60_000;
+    this.#retryTimeoutMs = options.retryTimeoutMs ?? 30_000;
+    this.#retryBackoffMs = options.retryBackoffMs ?? 100;
     const tls = connection.server.protocol === 'https:';
     const agent = (limit: number, keepAlive: boolean) =>
       tls
@@ -283,14 +298,41 @@ export class KubeClient {
 
   /** One JSON request; resolves with the parsed body of a 2xx answer, else rejects with a typed error. */
   async call<T>(method: string, path: string, options: { query?: Query; body?: unknown } = {}): Promise<T> {
-    try {
-      return await this.#callOnce<T>(method, path, options);
-    } catch (error) {
-      // A GET is idempotent: one retry when the connection failed before any answer arrived
-      // (a reused keep-alive socket the server had closed, a reset).
-      if (method !== 'GET' || !(error instanceof KubeConnectionError) || !error.beforeAnswer) throw error;
-      return this.#callOnce<T>(method, path, options);
+    const giveUpAt = Date.now() + this.#retryTimeoutMs;
+    let backoff = this.#retryBackoffMs;
+    let reconnected = false;
+    for (;;) {
+      try {
+        return await this.#callOnce<T>(method, path, options);
+      } catch (error) {
+        // A reused keep-alive socket the server had closed: one immediate retry of a GET.
+        if (method === 'GET' && error instanceof KubeConnectionError && error.beforeAnswer && !reconnected) {
+          reconnected = true;
+          continue;
+        }
+        const wait = this.#retryWait(method, error, backoff);
+        if (wait === undefined || Date.now() + wait > giveUpAt) throw error;
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        backoff = Math.min(backoff * 2, 5000);
+      }
     }
+  }
+
+  /**
+   * How long to wait before trying a failed request again, or undefined when it must not be:
+   * a 429 (the apiserver refused it before doing anything) always; a 5xx or no answer at all
+   * only for GET and DELETE, which do the same twice — a POST that may have been applied is not
+   * sent again.
+   */
+  #retryWait(method: string, error: unknown, backoff: number): number | undefined {
+    const idempotent = method === 'GET' || method === 'DELETE';
+    if (error instanceof KubeServerError) {
+      if (error.status !== 429 && !(idempotent && error.status >= 500)) return undefined;
+      const asked = error.retryAfterSeconds;
+      return asked === undefined ? backoff : Math.min(asked * 1000, maxRetryAfterMs);
+    }
+    if (error instanceof KubeConnectionError && idempotent) return backoff;
+    return undefined;
   }
 
   #callOnce<T>(method: string, path: string, options: { query?: Query; body?: unknown }): Promise<T> {
@@ -346,7 +388,12 @@ export class KubeClient {
             } else resolve(parsed as T);
             return;
           }
-          reject(errorForStatus(what, status, asStatus(parsed, status, text)));
+          const kubeStatus = asStatus(parsed, status, text);
+          const error = errorForStatus(what, status, kubeStatus);
+          if (error instanceof KubeServerError) {
+            error.retryAfterSeconds = retryAfter(response.headers['retry-after'], kubeStatus);
+          }
+          reject(error);
         });
       });
       request.end(body);
@@ -504,9 +551,28 @@ export class KubeClient {
     ) {
       return new KubeConnectionError(`${what}: an event of unknown type ${JSON.stringify(event.type)}`);
     }
-    onEvent({ type: event.type, object: event.object as T });
+    try {
+      onEvent({ type: event.type, object: event.object as T });
+    } catch (error) {
+      // A listener that could not handle this object must not throw into the socket's handler
+      // (that would crash the hub): the watch ends, and its owner lists again.
+      return new KubeConnectionError(`${what}: an event could not be applied: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
     return undefined;
   }
+}
+
+/** Retry-After in seconds (a number; an HTTP date is not used), else the Status's retryAfterSeconds. */
+function retryAfter(header: string | undefined, status: KubeStatus): number | undefined {
+  const fromHeader =
+    header !== undefined && /^\d{1,6}$/.test(header.trim()) ? Number(header.trim()) : undefined;
+  if (fromHeader !== undefined) return fromHeader;
+  const fromStatus = status.details?.retryAfterSeconds;
+  return typeof fromStatus === 'number' && Number.isFinite(fromStatus) && fromStatus >= 0
+    ? fromStatus
+    : undefined;
 }
 
 function asStatus(parsed: unknown, httpStatus: number, text: string): KubeStatus {

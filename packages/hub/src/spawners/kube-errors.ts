@@ -15,6 +15,7 @@ export interface KubeStatus {
     name?: string;
     kind?: string;
     causes?: Array<{ field?: string; message?: string; reason?: string }>;
+    retryAfterSeconds?: number;
   };
 }
 
@@ -97,6 +98,8 @@ export class KubeGoneError extends KubeApiError {
 
 /** Any other status (500, 503, 429, ...). */
 export class KubeServerError extends KubeApiError {
+  /** Seconds the apiserver asked to wait before trying again (Retry-After, or details.retryAfterSeconds). */
+  retryAfterSeconds: number | undefined;
   constructor(what: string, httpStatus: number, status: KubeStatus) {
     super('HUB_KUBE_SERVER', httpStatus, what, status, 'the apiserver may be overloaded or restarting');
   }

@@ -116,6 +116,12 @@ export interface KubeTraits {
   scheduler_name: string | null;
   node_selector: Record<string, JsonValue>;
   tolerations: JsonValue[];
+  node_affinity_required: JsonValue[];
+  node_affinity_preferred: JsonValue[];
+  pod_affinity_required: JsonValue[];
+  pod_affinity_preferred: JsonValue[];
+  pod_anti_affinity_required: JsonValue[];
+  pod_anti_affinity_preferred: JsonValue[];
   init_containers: JsonValue[];
   extra_containers: JsonValue[];
   volumes: JsonValue[];
@@ -185,6 +191,12 @@ export const defaultKubeTraits: KubeTraits = {
   scheduler_name: null,
   node_selector: {},
   tolerations: [],
+  node_affinity_required: [],
+  node_affinity_preferred: [],
+  pod_affinity_required: [],
+  pod_affinity_preferred: [],
+  pod_anti_affinity_required: [],
+  pod_anti_affinity_preferred: [],
   init_containers: [],
   extra_containers: [],
   volumes: [],
@@ -274,6 +286,12 @@ const kinds: Record<keyof KubeTraits, Kind> = {
   scheduler_name: 'string?',
   node_selector: 'dict',
   tolerations: 'list',
+  node_affinity_required: 'list',
+  node_affinity_preferred: 'list',
+  pod_affinity_required: 'list',
+  pod_affinity_preferred: 'list',
+  pod_anti_affinity_required: 'list',
+  pod_anti_affinity_preferred: 'list',
   init_containers: 'list',
   extra_containers: 'list',
   volumes: 'list',
@@ -713,6 +731,8 @@ export function podManifest({ spec, traits, names, userId }: PodInput): JsonObje
     podSpec.initContainers = containers(traits.init_containers, ns, 'KubeSpawner.init_containers');
   }
   if (traits.tolerations.length > 0) podSpec.tolerations = traits.tolerations;
+  const affinity = affinityOf(traits);
+  if (affinity) podSpec.affinity = affinity;
   if (traits.scheduler_name) podSpec.schedulerName = traits.scheduler_name;
   if (traits.priority_class_name) podSpec.priorityClassName = traits.priority_class_name;
   podSpec = updateModel(podSpec, expandAll(traits.extra_pod_config, ns));
@@ -726,6 +746,58 @@ export function podManifest({ spec, traits, names, userId }: PodInput): JsonObje
     },
     spec: podSpec,
   };
+}
+
+/**
+ * What KubeSpawner's callable traits receive as `spawner` (from a JS/TS config module): the
+ * server they are asked about, with KubeSpawner's attribute names.
+ */
+export interface KubeSpawnerView {
+  user: { name: string; admin: boolean; groups: string[] };
+  /** The server's name; '' for the default server. */
+  name: string;
+  user_options: JsonObject;
+  namespace: string;
+  pod_name: string;
+  pvc_name: string;
+}
+
+type Maybe<T> = T | Promise<T>;
+
+/** KubeSpawner's traits that may be functions of the spawner (only from a JS/TS config module). */
+export interface KubeCallables {
+  /** Called with the pod manifest before it is created; returns the pod to create. */
+  modify_pod_hook?: (spawner: KubeSpawnerView, pod: JsonObject) => Maybe<JsonObject>;
+  uid?: (spawner: KubeSpawnerView) => Maybe<number | null>;
+  gid?: (spawner: KubeSpawnerView) => Maybe<number | null>;
+  fs_gid?: (spawner: KubeSpawnerView) => Maybe<number | null>;
+  /** The profiles for this spawner, in profile_list's shape. */
+  profile_list?: (spawner: KubeSpawnerView) => Maybe<unknown>;
+}
+
+export const kubeCallableNames = new Set(['modify_pod_hook', 'uid', 'gid', 'fs_gid', 'profile_list']);
+
+/** KubeSpawner's affinity traits as the pod's `affinity`; only the parts that are set. */
+function affinityOf(traits: KubeTraits): JsonObject | undefined {
+  const required = 'requiredDuringSchedulingIgnoredDuringExecution';
+  const preferred = 'preferredDuringSchedulingIgnoredDuringExecution';
+  const affinity: JsonObject = {};
+  const node: JsonObject = {};
+  if (traits.node_affinity_required.length > 0) {
+    node[required] = { nodeSelectorTerms: traits.node_affinity_required };
+  }
+  if (traits.node_affinity_preferred.length > 0) node[preferred] = traits.node_affinity_preferred;
+  if (Object.keys(node).length > 0) affinity.nodeAffinity = node;
+  for (const [key, req, pref] of [
+    ['podAffinity', traits.pod_affinity_required, traits.pod_affinity_preferred],
+    ['podAntiAffinity', traits.pod_anti_affinity_required, traits.pod_anti_affinity_preferred],
+  ] as const) {
+    const part: JsonObject = {};
+    if (req.length > 0) part[required] = req;
+    if (pref.length > 0) part[preferred] = pref;
+    if (Object.keys(part).length > 0) affinity[key] = part;
+  }
+  return Object.keys(affinity).length > 0 ? affinity : undefined;
 }
 
 /** The service in front of a pod (services_enabled), owned by the pod so it goes with it. */

@@ -3,7 +3,9 @@
 // shared pod reflector, its events reported as spawn progress, deleted on stop. Its state (pod
 // name, namespace, DNS name, PVC) is what another hub process needs to re-attach.
 import { request as httpRequest } from 'node:http';
+import { isIP } from 'node:net';
 import type { Logger } from '@seahorse/runtime';
+import { chooseProfile, parseProfiles } from '../profiles.ts';
 import { corePath, type KubeClient, type KubeObject } from './kube-client.ts';
 import {
   KubeConflictError,
@@ -12,7 +14,12 @@ import {
   KubeUnauthorizedError,
 } from './kube-errors.ts';
 import {
+  applyKubeOverride,
+  checkKubeTrait,
+  type KubeCallables,
   type KubeNames,
+  type KubeSpawnerView,
+  KubeTraitError,
   type KubeTraits,
   kubeNames,
   podManifest,
@@ -63,24 +70,55 @@ export function isPodRunning(pod: Pod | undefined): boolean {
   return (
     pod !== undefined &&
     pod.status?.phase === 'Running' &&
-    Boolean(pod.status.podIP) &&
+    typeof pod.status.podIP === 'string' &&
+    isIP(pod.status.podIP) !== 0 &&
     pod.metadata?.deletionTimestamp === undefined &&
-    (pod.status.containerStatuses ?? []).every((status) => status.ready === true)
+    containerStatuses(pod).every((status) => status.ready === true)
   );
 }
 
-function notebookTerminated(pod: Pod): { exitCode?: number; reason?: string; message?: string } | undefined {
-  return pod.status?.containerStatuses?.find((status) => status.name === 'notebook')?.state?.terminated;
+/** The pod's container statuses, only the entries that are objects (the watch is not trusted). */
+function containerStatuses(pod: Pod): NonNullable<PodStatus['containerStatuses']> {
+  const statuses: unknown = pod.status?.containerStatuses;
+  if (!Array.isArray(statuses)) return [];
+  return statuses.filter((status) => typeof status === 'object' && status !== null);
 }
 
-export function createKubeSpawner(context: SpawnerContext, shared: KubeShared, traits: KubeTraits): Spawner {
-  return new KubeSpawner(context, shared, traits);
+function notebookTerminated(pod: Pod): { exitCode?: number; reason?: string; message?: string } | undefined {
+  const terminated: unknown = containerStatuses(pod).find((status) => status.name === 'notebook')?.state
+    ?.terminated;
+  if (typeof terminated !== 'object' || terminated === null) return undefined;
+  const { exitCode, reason, message } = terminated as Record<string, unknown>;
+  return {
+    ...(typeof exitCode === 'number' && Number.isInteger(exitCode) ? { exitCode } : {}),
+    ...(typeof reason === 'string' ? { reason } : {}),
+    ...(typeof message === 'string' ? { message } : {}),
+  };
+}
+
+export function createKubeSpawner(
+  context: SpawnerContext,
+  shared: KubeShared,
+  traits: KubeTraits,
+  callables: KubeCallables = {},
+): Spawner {
+  return new KubeSpawner(context, shared, traits, callables);
+}
+
+/** A callable trait's answer as the trait's type, or an error naming the callable. */
+function checkedAnswer(name: string, value: unknown): unknown {
+  try {
+    return checkKubeTrait(name, value);
+  } catch (error) {
+    throw new KubeTraitError(`KubeSpawner.${name}(spawner): ${(error as Error).message}`);
+  }
 }
 
 class KubeSpawner implements Spawner {
   readonly #context: SpawnerContext;
   readonly #shared: KubeShared;
-  readonly #traits: KubeTraits;
+  #traits: KubeTraits;
+  readonly #callables: KubeCallables;
   readonly #log: Logger;
   #names: KubeNames | undefined;
   #pvcExists = false;
@@ -89,10 +127,11 @@ class KubeSpawner implements Spawner {
   #starting = false;
   #lastProgress = 0;
 
-  constructor(context: SpawnerContext, shared: KubeShared, traits: KubeTraits) {
+  constructor(context: SpawnerContext, shared: KubeShared, traits: KubeTraits, callables: KubeCallables) {
     this.#context = context;
     this.#shared = shared;
     this.#traits = traits;
+    this.#callables = callables;
     this.#log = context.log.child({ user: context.spec.user.name, server: context.spec.serverName });
     const state = context.state;
     if (state && typeof state.pod_name === 'string' && typeof state.namespace === 'string') {
@@ -177,7 +216,7 @@ class KubeSpawner implements Spawner {
     const pod = await this.#pod(names);
     if (!pod) return 1;
     if (pod.status?.phase === 'Pending') return null;
-    if (!pod.status?.containerStatuses) return 1;
+    if (!Array.isArray(pod.status?.containerStatuses)) return 1;
     const terminated = notebookTerminated(pod);
     if (terminated) {
       if (this.#traits.delete_stopped_pods) await this.stop(true);
@@ -196,12 +235,57 @@ class KubeSpawner implements Spawner {
     }
   }
 
+  /** KubeSpawner's `spawner` for the callables, with the names these traits give. */
+  #view(traits: KubeTraits): KubeSpawnerView {
+    const { spec } = this.#context;
+    const names = kubeNames(spec, traits);
+    return {
+      user: { ...spec.user, groups: [...spec.user.groups] },
+      name: spec.serverName,
+      user_options: structuredClone(spec.userOptions),
+      namespace: names.namespace,
+      pod_name: names.podName,
+      pvc_name: names.pvcName,
+    };
+  }
+
+  /** The callables' answers (profile_list, uid, gid, fs_gid) applied to the traits of this start. */
+  async #resolveTraits(): Promise<KubeTraits> {
+    const callables = this.#callables;
+    let traits = this.#traits;
+    if (callables.profile_list) {
+      const profiles = parseProfiles(
+        'KubeSpawner.profile_list(spawner)',
+        await callables.profile_list(this.#view(traits)),
+      );
+      const profile = chooseProfile(profiles, this.#context.spec.userOptions.profile);
+      if (profile) {
+        try {
+          traits = applyKubeOverride(traits, profile.override);
+        } catch (error) {
+          throw new KubeTraitError(
+            `KubeSpawner.profile_list(spawner) '${profile.slug}': ${(error as Error).message}`,
+          );
+        }
+      }
+    }
+    for (const name of ['uid', 'gid', 'fs_gid'] as const) {
+      const callable = callables[name];
+      if (callable) {
+        const value = checkedAnswer(name, await callable(this.#view(traits))) as number | null;
+        traits = { ...traits, [name]: value };
+      }
+    }
+    this.#traits = traits;
+    return traits;
+  }
+
   async #start(): Promise<string> {
     const { spec } = this.#context;
     this.#lastProgress = 0;
     const progress = (event: { progress: number; message: string }) =>
       this.#progress(event.progress, event.message);
-    const traits = this.#traits;
+    const traits = await this.#resolveTraits();
     const deadline = Date.now() + traits.start_timeout * 1000;
     // A PVC name once established stays (KubeSpawner's remember_pvc_name).
     const previous = this.#names;
@@ -215,7 +299,30 @@ class KubeSpawner implements Spawner {
     }
     this.#names = names;
     const input = { spec, traits, names };
-    const pod = podManifest(input);
+    let pod = podManifest(input);
+    if (this.#callables.modify_pod_hook) {
+      const modified: unknown = await this.#callables.modify_pod_hook(
+        this.#view(traits),
+        structuredClone(pod),
+      );
+      if (
+        typeof modified !== 'object' ||
+        modified === null ||
+        Array.isArray(modified) ||
+        (modified as JsonObject).kind !== 'Pod'
+      ) {
+        throw new KubeTraitError(
+          `KubeSpawner.modify_pod_hook(spawner, pod) must return the pod (an object of kind Pod), got ${JSON.stringify(modified)?.slice(0, 80)}`,
+        );
+      }
+      pod = modified as JsonObject;
+      // The pod's name is the one its state names and the watch looks for.
+      if ((pod.metadata as JsonObject | undefined)?.name !== names.podName) {
+        throw new KubeTraitError(
+          `KubeSpawner.modify_pod_hook(spawner, pod) must keep the pod's name ${names.podName}`,
+        );
+      }
+    }
     const ref = `${names.namespace}/${names.podName}`;
     // The pod's name in the database before the pod exists: should this hub die right after
     // the create, the replica taking over the spawn knows which pod to delete.
@@ -473,8 +580,15 @@ function waitOn<T>(
 }
 
 function podPort(pod: Pod): number | undefined {
-  for (const container of pod.spec?.containers ?? []) {
-    for (const port of container.ports ?? []) if (port.name === 'notebook-port') return port.containerPort;
+  const containers: unknown = pod.spec?.containers;
+  for (const container of Array.isArray(containers) ? containers : []) {
+    const ports: unknown = container?.ports;
+    for (const port of Array.isArray(ports) ? ports : []) {
+      const number: unknown = port?.containerPort;
+      if (port?.name === 'notebook-port' && Number.isInteger(number) && (number as number) > 0) {
+        return number as number;
+      }
+    }
   }
   return undefined;
 }

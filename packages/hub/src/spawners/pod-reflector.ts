@@ -12,8 +12,13 @@ export interface ReflectorOptions {
   path: string;
   labelSelector?: string;
   fieldSelector?: string;
-  /** Asked of the server per watch request; it ends the stream after about this long. */
+  /** Asked of the server per watch request; it ends the stream after about this long (60 s). */
   watchTimeoutSeconds?: number;
+  /**
+   * A watch silent this long is taken for stalled (a peer gone without closing, a proxy holding
+   * the stream) and made again; the server's own timeout plus 30 s by default.
+   */
+  idleTimeoutMs?: number;
   /** First delay after a failed list or watch (doubles up to maxBackoffMs). */
   backoffMs?: number;
   maxBackoffMs?: number;
@@ -115,7 +120,8 @@ export class Reflector<T extends KubeObject = KubeObject> extends EventEmitter {
   async #run(signal: AbortSignal): Promise<void> {
     const initialBackoff = this.#options.backoffMs ?? 100;
     const maxBackoff = this.#options.maxBackoffMs ?? 5000;
-    const timeoutSeconds = this.#options.watchTimeoutSeconds ?? 300;
+    const timeoutSeconds = this.#options.watchTimeoutSeconds ?? 60;
+    const idleTimeoutMs = this.#options.idleTimeoutMs ?? (timeoutSeconds + 30) * 1000;
     let backoff = initialBackoff;
     while (!signal.aborted) {
       try {
@@ -131,8 +137,8 @@ export class Reflector<T extends KubeObject = KubeObject> extends EventEmitter {
           },
           (event) => this.#apply(event),
           signal,
-          // Bookmarks come about every minute; silence past the server's own timeout means a dead peer.
-          (timeoutSeconds + 30) * 1000,
+          // Silence past the server's own timeout means a dead peer or a stalled stream.
+          idleTimeoutMs,
         );
         backoff = initialBackoff;
       } catch (error) {
@@ -165,16 +171,17 @@ export class Reflector<T extends KubeObject = KubeObject> extends EventEmitter {
     if (!Array.isArray(list.items)) throw new Error(`the list of ${this.#options.path} has no items`);
     this.lists++;
     const seen = new Set<string>();
-    for (const item of list.items) {
-      const name = item.metadata?.name;
-      if (!name) continue;
+    for (const item of list.items as unknown[]) {
+      const name = nameOf(item);
+      if (name === undefined) continue;
       seen.add(name);
+      const object = item as T;
       const before = this.items.get(name);
-      this.items.set(name, item);
-      if (before?.metadata?.resourceVersion !== item.metadata?.resourceVersion || !before) {
+      this.items.set(name, object);
+      if (before?.metadata?.resourceVersion !== object.metadata?.resourceVersion || !before) {
         this.emit('change', {
           type: before ? 'MODIFIED' : 'ADDED',
-          object: item,
+          object,
         } satisfies ReflectorChange<T>);
       }
     }
@@ -183,22 +190,42 @@ export class Reflector<T extends KubeObject = KubeObject> extends EventEmitter {
       this.items.delete(name);
       this.emit('change', { type: 'DELETED', object: item } satisfies ReflectorChange<T>);
     }
-    this.#resourceVersion = list.metadata?.resourceVersion ?? '0';
+    const listVersion: unknown = list.metadata?.resourceVersion;
+    this.#resourceVersion = typeof listVersion === 'string' && listVersion ? listVersion : '0';
     this.lastFailure = undefined;
     this.#synced = true;
     this.emit('synced');
   }
 
   #apply(event: WatchEvent<T>): void {
-    const version = event.object.metadata?.resourceVersion;
-    if (version) this.#resourceVersion = version;
+    const metadata: unknown = event.object.metadata;
+    const version = isRecord(metadata) ? metadata.resourceVersion : undefined;
+    if (typeof version === 'string' && version) this.#resourceVersion = version;
     if (event.type === 'BOOKMARK') return;
-    const name = event.object.metadata?.name;
-    if (!name) return;
+    // An object without a name (no metadata at all, a number for a name) names nothing to keep.
+    const name = nameOf(event.object);
+    if (name === undefined) {
+      this.#log.warn(
+        { path: this.#options.path, type: event.type },
+        'watch event without metadata.name; ignored',
+      );
+      return;
+    }
     if (event.type === 'DELETED') this.items.delete(name);
     else this.items.set(name, event.object);
     this.emit('change', { type: event.type, object: event.object } satisfies ReflectorChange<T>);
   }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The object's metadata.name when it is an object with a non-empty string name. */
+function nameOf(item: unknown): string | undefined {
+  if (!isRecord(item) || !isRecord(item.metadata)) return undefined;
+  const name = item.metadata.name;
+  return typeof name === 'string' && name ? name : undefined;
 }
 
 function delay(ms: number, signal: AbortSignal): Promise<void> {
