@@ -191,7 +191,7 @@ test('bad annotation values are denied with what to write instead', async () => 
     [{ 'prometheus.io/port': '70000' }, /must be a port number/],
     [{ 'prometheus.io/port': '65532' }, /the metrics proxy's own port/],
     [{ 'prometheus.io/path': '/has space' }, /must be a URL path such as \/metrics, got "\/has space"/],
-    [{ 'prometheus.io/scheme': 'https' }, /plain http only/],
+    [{ 'prometheus.io/scheme': 'ftp' }, /scheme must be http or https, got "ftp"/],
     [{ 'prometheus-metrics-proxy-hook/max-concurrent': '0' }, /1 or more, got "0"/],
     [{ 'prometheus-metrics-proxy-hook/max-concurrent': 'two' }, /whole number of pods/],
   ];
@@ -212,6 +212,22 @@ test('a path without its leading slash is accepted as Prometheus accepts it, and
   assert.equal(response.allowed, true, response.status?.message);
   const target = sidecarOf(patched(review, response)).args!.find((arg) => arg.startsWith('--target='));
   assert.match(target!, /^--target=http:\/\/127\.0\.0\.1:\d+\/custom\/metrics$/);
+});
+
+test('an https application is scraped over https by the sidecar, and Prometheus is told to scrape the sidecar over http', async () => {
+  const review = fixture('review-deployment-pod.json');
+  (review.request.object as Pod).metadata!.annotations!['prometheus.io/scheme'] = 'HTTPS';
+  const response = await admit(review);
+  assert.equal(response.allowed, true, response.status?.message);
+  const pod = patched(review, response);
+  const target = sidecarOf(pod).args!.find((arg) => arg.startsWith('--target='));
+  assert.match(target!, /^--target=https:\/\/127\.0\.0\.1:\d+\/stats\/prometheus$/);
+  assert.equal(pod.metadata!.annotations!['prometheus.io/scheme'], 'http');
+  assert.equal(pod.metadata!.annotations!['prometheus.io/port'], '65532');
+  // A pod without the scheme annotation gets none added.
+  const plain = fixture('review-deployment-pod.json');
+  const plainPod = patched(plain, await admit(plain));
+  assert.equal(plainPod.metadata!.annotations!['prometheus.io/scheme'], undefined);
 });
 
 test('non-string annotation values are denied with a message naming the annotation, never thrown', async () => {

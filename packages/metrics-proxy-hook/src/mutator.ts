@@ -118,6 +118,7 @@ export class PodMutator {
                 ...pod.metadata?.annotations,
                 [annotations.port]: String(target.port),
                 [annotations.path]: target.path,
+                [annotations.scheme]: target.scheme,
               },
             },
           })
@@ -191,14 +192,18 @@ export class PodMutator {
     }
 
     if (!slot && removeSemaphoreLabel(pod).length > 0) warnings.push(foreignLabelWarning);
-    const patch = buildPodPatch(pod, { port: ask.port, path: ask.path, slot }, this.#options.injection);
+    const patch = buildPodPatch(
+      pod,
+      { port: ask.port, path: ask.path, scheme: ask.scheme, slot },
+      this.#options.injection,
+    );
     if (!dryRun) this.#metrics?.mutated();
     this.#log.info(
       {
         uid,
         namespace,
         pod: name,
-        target: `http://127.0.0.1:${ask.port}${ask.path}`,
+        target: `${ask.scheme}://127.0.0.1:${ask.port}${ask.path}`,
         ...(slot ? { workload: slot.workload, slot: slot.slot } : {}),
         dryRun,
       },
