@@ -348,7 +348,7 @@ test('a granted slot reaches the sidecar as environment variables and the pod as
   const requests: unknown[] = [];
   const semaphore = fakeSemaphore(async (request) => {
     requests.push(request);
-    return { granted: true, held: 1 };
+    return { granted: true, held: 1, version: 'v1' };
   });
   const review = limited('2');
   const pod = patched(review, await admit(review, { semaphore }));
@@ -377,6 +377,7 @@ test('a granted slot reaches the sidecar as environment variables and the pod as
     },
     { name: 'METRICS_PROXY_HOOK_SEMAPHORE_KEY', value: 'shop/Deployment/checkout' },
     { name: 'METRICS_PROXY_HOOK_SEMAPHORE_SLOT', value: request.slot },
+    { name: 'METRICS_PROXY_HOOK_SEMAPHORE_VERSION', value: 'v1' },
     { name: 'METRICS_PROXY_HOOK_SEMAPHORE_LIMIT', value: '2' },
     { name: 'METRICS_PROXY_HOOK_SEMAPHORE_LEASE_TTL', value: '30s' },
   ]);
@@ -387,7 +388,10 @@ test('with Redis behind a password the sidecar reads it from the named Secret; t
   const mutator = new PodMutator(
     {
       injection: { ...injection, sidecarRedisSecret: 'metrics-proxy-redis' },
-      semaphore: { ...fakeSemaphore(async () => ({ granted: true, held: 1 }))!, password: 'secret-value' },
+      semaphore: {
+        ...fakeSemaphore(async () => ({ granted: true, held: 1, version: 'v1' }))!,
+        password: 'secret-value',
+      },
     },
     quiet,
   );
@@ -405,7 +409,7 @@ test('with Redis behind a password the sidecar reads it from the named Secret; t
 
 test('a pod holding a slot is labelled so the Redis NetworkPolicy admits its sidecar; others are not', async () => {
   const mutator = new PodMutator(
-    { injection, semaphore: fakeSemaphore(async () => ({ granted: true, held: 1 })) },
+    { injection, semaphore: fakeSemaphore(async () => ({ granted: true, held: 1, version: 'v1' })) },
     quiet,
   );
   const review = limited('2');
@@ -485,7 +489,7 @@ test('a dry run checks for room without taking a slot', async () => {
   let dryRun: boolean | undefined;
   const semaphore = fakeSemaphore(async (request) => {
     dryRun = request.dryRun;
-    return { granted: true, held: 1 };
+    return { granted: true, held: 1, version: 'v1' };
   });
   const review = limited('1');
   review.request.dryRun = true;
@@ -515,7 +519,7 @@ test('through the entry for namespaces not enabled for the semaphore, a limited 
   let asked = false;
   const semaphore = fakeSemaphore(async () => {
     asked = true;
-    return { granted: true, held: 1 };
+    return { granted: true, held: 1, version: 'v1' };
   });
   const mutator = new PodMutator({ injection, semaphore }, quiet);
   const { response } = await mutator.review(limited('2'), { semaphoreEnabled: false });

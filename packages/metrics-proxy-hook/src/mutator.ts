@@ -188,7 +188,14 @@ export class PodMutator {
           outcome: 'denied',
         };
       }
-      slot = { workload, slot: slotId, limit, redis: semaphore.redis, leaseMs: semaphore.leaseMs };
+      slot = {
+        workload,
+        slot: slotId,
+        limit,
+        redis: semaphore.redis,
+        leaseMs: semaphore.leaseMs,
+        version: result.version,
+      };
     }
 
     if (!slot && removeSemaphoreLabel(pod).length > 0) warnings.push(foreignLabelWarning);

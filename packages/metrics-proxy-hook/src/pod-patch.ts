@@ -15,6 +15,8 @@ export interface SlotAssignment {
   redis: readonly RedisAddress[];
   /** The lease the sidecar keeps renewing. */
   leaseMs: number;
+  /** The grant's fencing version: the sidecar's renewals and release name it. */
+  version: string;
 }
 
 export interface InjectionPlan {
@@ -122,6 +124,7 @@ export function sidecarContainer(
       { name: envName('semaphore-redis'), value: slot.redis.map(formatRedisAddress).join(',') },
       { name: envName('semaphore-key'), value: slot.workload },
       { name: envName('semaphore-slot'), value: slot.slot },
+      { name: envName('semaphore-version'), value: slot.version },
       { name: envName('semaphore-limit'), value: String(slot.limit) },
       { name: envName('semaphore-lease-ttl'), value: formatSeconds(slot.leaseMs) },
     );
