@@ -273,10 +273,81 @@ test('pods without the annotation, non-Pod kinds and updates are allowed without
   }
   const update = fixture('review-deployment-pod.json');
   update.request.operation = 'UPDATE';
+  update.request.oldObject = structuredClone(update.request.object);
+  (update.request.object as Pod).metadata!.annotations!['unrelated'] = 'changed';
   assert.deepEqual(await admit(update), { uid: update.request.uid, allowed: true });
   const notTrue = fixture('review-deployment-pod.json');
   (notTrue.request.object as Pod).metadata!.annotations!['prometheus.io/wait'] = 'false';
   assert.deepEqual(await admit(notTrue), { uid: notTrue.request.uid, allowed: true });
+});
+
+test('a pod UPDATE that adds, changes or removes the slot annotation, the semaphore label or max-concurrent is reverted', async () => {
+  const base = fixture('review-deployment-pod.json');
+  const old = structuredClone(base.request.object as Pod);
+  old.metadata!.annotations!['prometheus-metrics-proxy-hook/slot'] = 'shop/Deployment/checkout#uid-1';
+  old.metadata!.labels = { ...old.metadata!.labels, 'prometheus-metrics-proxy-hook/semaphore': 'true' };
+  const cases: Array<[string, (pod: Pod) => void]> = [
+    [
+      'slot annotation removed',
+      (pod) => delete pod.metadata!.annotations!['prometheus-metrics-proxy-hook/slot'],
+    ],
+    [
+      'slot annotation pointed elsewhere',
+      (pod) => {
+        pod.metadata!.annotations!['prometheus-metrics-proxy-hook/slot'] = 'shop/Deployment/other#uid-9';
+      },
+    ],
+    [
+      'semaphore label removed',
+      (pod) => delete pod.metadata!.labels!['prometheus-metrics-proxy-hook/semaphore'],
+    ],
+    [
+      'max-concurrent added after creation',
+      (pod) => {
+        pod.metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] = '1';
+      },
+    ],
+    ['all annotations dropped', (pod) => delete pod.metadata!.annotations],
+  ];
+  for (const [what, change] of cases) {
+    const review = structuredClone(base);
+    review.request.operation = 'UPDATE';
+    review.request.oldObject = structuredClone(old);
+    const updated = structuredClone(old);
+    change(updated);
+    updated.metadata!.annotations = updated.metadata!.annotations && {
+      ...updated.metadata!.annotations,
+      note: 'kept',
+    };
+    review.request.object = updated;
+    const response = await admit(review);
+    assert.equal(response.allowed, true, what);
+    assert.match(response.warnings?.[0] ?? '', /cannot be changed; the change was reverted/, what);
+    const result = applyPatch(updated, operations(response));
+    for (const name of [
+      'prometheus-metrics-proxy-hook/slot',
+      'prometheus-metrics-proxy-hook/max-concurrent',
+    ]) {
+      assert.equal(
+        result.metadata!.annotations?.[name],
+        old.metadata!.annotations![name],
+        `${what}: ${name}`,
+      );
+    }
+    assert.equal(result.metadata!.labels?.['prometheus-metrics-proxy-hook/semaphore'], 'true', what);
+    if (updated.metadata!.annotations) assert.equal(result.metadata!.annotations!.note, 'kept', what);
+  }
+  // A label given to a pod that never had it (to look like a slot holder) is taken off.
+  const review = structuredClone(base);
+  review.request.operation = 'UPDATE';
+  review.request.oldObject = structuredClone(base.request.object);
+  (review.request.object as Pod).metadata!.labels = { 'prometheus-metrics-proxy-hook/semaphore': 'true' };
+  const result = applyPatch(review.request.object as Pod, operations(await admit(review)));
+  assert.equal(result.metadata!.labels!['prometheus-metrics-proxy-hook/semaphore'], undefined);
+  // An update without its oldObject is a bad request, never a crash.
+  const broken = structuredClone(base);
+  broken.request.operation = 'UPDATE';
+  await assert.rejects(admit(broken), /does not carry both object and oldObject/);
 });
 
 test('a pod that already has the sidecar (webhook reinvocation) is left as it is', async () => {
