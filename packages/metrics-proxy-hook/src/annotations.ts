@@ -35,6 +35,8 @@ export type InjectionRequest =
       /** The application's metrics port, before the webhook points Prometheus at the sidecar. */
       port: number;
       path: string;
+      /** How the sidecar reaches the application: `https` when the pod says prometheus.io/scheme: https. */
+      scheme: 'http' | 'https';
       /** From `max-concurrent`; undefined when the pod sets no limit. */
       maxConcurrent: number | undefined;
     };
@@ -126,13 +128,16 @@ export function readInjectionRequest(pod: Pod): InjectionRequest {
       message: `${annotations.path} must be a URL path such as /metrics, got "${values[annotations.path]}"`,
     };
   }
-  const scheme = values[annotations.scheme]?.trim().toLowerCase();
-  if (scheme && scheme !== 'http') {
+  // Prometheus scrapes the sidecar, which serves plain http; the sidecar scrapes the
+  // application the way the pod asked (an https target is verified, see the README).
+  const givenScheme = values[annotations.scheme]?.trim().toLowerCase() || 'http';
+  if (givenScheme !== 'http' && givenScheme !== 'https') {
     return {
       kind: 'invalid',
-      message: `${annotations.scheme} is "${values[annotations.scheme]}"; the metrics proxy scrapes and serves plain http only`,
+      message: `${annotations.scheme} must be http or https, got "${values[annotations.scheme]}"`,
     };
   }
+  const scheme: 'http' | 'https' = givenScheme;
   let maxConcurrent: number | undefined;
   const rawLimit = values[annotations.maxConcurrent];
   if (rawLimit !== undefined) {
@@ -144,5 +149,5 @@ export function readInjectionRequest(pod: Pod): InjectionRequest {
       };
     }
   }
-  return { kind: 'inject', port, path, maxConcurrent };
+  return { kind: 'inject', port, path, scheme, maxConcurrent };
 }

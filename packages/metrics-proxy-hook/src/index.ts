@@ -41,7 +41,7 @@ export { type ApiServerConnection, ApiServerError, PodEvidence } from './pod-evi
 export { addToPortList, buildPodPatch, type SlotAssignment } from './pod-patch.ts';
 export { RedisNodes } from './redis-nodes.ts';
 export { LockUnavailableError, Redlock } from './redlock.ts';
-export { RedisSemaphore, SemaphoreUnavailableError } from './semaphore.ts';
+export { type AcquireResult, RedisSemaphore, SemaphoreUnavailableError } from './semaphore.ts';
 export { MetricsSidecar } from './sidecar.ts';
 export { SlotLease } from './slot-lease.ts';
 export { type RunningWebhook, startWebhook } from './webhook.ts';

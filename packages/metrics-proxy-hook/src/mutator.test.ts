@@ -191,7 +191,7 @@ test('bad annotation values are denied with what to write instead', async () => 
     [{ 'prometheus.io/port': '70000' }, /must be a port number/],
     [{ 'prometheus.io/port': '65532' }, /the metrics proxy's own port/],
     [{ 'prometheus.io/path': '/has space' }, /must be a URL path such as \/metrics, got "\/has space"/],
-    [{ 'prometheus.io/scheme': 'https' }, /plain http only/],
+    [{ 'prometheus.io/scheme': 'ftp' }, /scheme must be http or https, got "ftp"/],
     [{ 'prometheus-metrics-proxy-hook/max-concurrent': '0' }, /1 or more, got "0"/],
     [{ 'prometheus-metrics-proxy-hook/max-concurrent': 'two' }, /whole number of pods/],
   ];
@@ -212,6 +212,22 @@ test('a path without its leading slash is accepted as Prometheus accepts it, and
   assert.equal(response.allowed, true, response.status?.message);
   const target = sidecarOf(patched(review, response)).args!.find((arg) => arg.startsWith('--target='));
   assert.match(target!, /^--target=http:\/\/127\.0\.0\.1:\d+\/custom\/metrics$/);
+});
+
+test('an https application is scraped over https by the sidecar, and Prometheus is told to scrape the sidecar over http', async () => {
+  const review = fixture('review-deployment-pod.json');
+  (review.request.object as Pod).metadata!.annotations!['prometheus.io/scheme'] = 'HTTPS';
+  const response = await admit(review);
+  assert.equal(response.allowed, true, response.status?.message);
+  const pod = patched(review, response);
+  const target = sidecarOf(pod).args!.find((arg) => arg.startsWith('--target='));
+  assert.match(target!, /^--target=https:\/\/127\.0\.0\.1:\d+\/stats\/prometheus$/);
+  assert.equal(pod.metadata!.annotations!['prometheus.io/scheme'], 'http');
+  assert.equal(pod.metadata!.annotations!['prometheus.io/port'], '65532');
+  // A pod without the scheme annotation gets none added.
+  const plain = fixture('review-deployment-pod.json');
+  const plainPod = patched(plain, await admit(plain));
+  assert.equal(plainPod.metadata!.annotations!['prometheus.io/scheme'], undefined);
 });
 
 test('non-string annotation values are denied with a message naming the annotation, never thrown', async () => {
@@ -257,10 +273,81 @@ test('pods without the annotation, non-Pod kinds and updates are allowed without
   }
   const update = fixture('review-deployment-pod.json');
   update.request.operation = 'UPDATE';
+  update.request.oldObject = structuredClone(update.request.object);
+  (update.request.object as Pod).metadata!.annotations!['unrelated'] = 'changed';
   assert.deepEqual(await admit(update), { uid: update.request.uid, allowed: true });
   const notTrue = fixture('review-deployment-pod.json');
   (notTrue.request.object as Pod).metadata!.annotations!['prometheus.io/wait'] = 'false';
   assert.deepEqual(await admit(notTrue), { uid: notTrue.request.uid, allowed: true });
+});
+
+test('a pod UPDATE that adds, changes or removes the slot annotation, the semaphore label or max-concurrent is reverted', async () => {
+  const base = fixture('review-deployment-pod.json');
+  const old = structuredClone(base.request.object as Pod);
+  old.metadata!.annotations!['prometheus-metrics-proxy-hook/slot'] = 'shop/Deployment/checkout#uid-1';
+  old.metadata!.labels = { ...old.metadata!.labels, 'prometheus-metrics-proxy-hook/semaphore': 'true' };
+  const cases: Array<[string, (pod: Pod) => void]> = [
+    [
+      'slot annotation removed',
+      (pod) => delete pod.metadata!.annotations!['prometheus-metrics-proxy-hook/slot'],
+    ],
+    [
+      'slot annotation pointed elsewhere',
+      (pod) => {
+        pod.metadata!.annotations!['prometheus-metrics-proxy-hook/slot'] = 'shop/Deployment/other#uid-9';
+      },
+    ],
+    [
+      'semaphore label removed',
+      (pod) => delete pod.metadata!.labels!['prometheus-metrics-proxy-hook/semaphore'],
+    ],
+    [
+      'max-concurrent added after creation',
+      (pod) => {
+        pod.metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] = '1';
+      },
+    ],
+    ['all annotations dropped', (pod) => delete pod.metadata!.annotations],
+  ];
+  for (const [what, change] of cases) {
+    const review = structuredClone(base);
+    review.request.operation = 'UPDATE';
+    review.request.oldObject = structuredClone(old);
+    const updated = structuredClone(old);
+    change(updated);
+    updated.metadata!.annotations = updated.metadata!.annotations && {
+      ...updated.metadata!.annotations,
+      note: 'kept',
+    };
+    review.request.object = updated;
+    const response = await admit(review);
+    assert.equal(response.allowed, true, what);
+    assert.match(response.warnings?.[0] ?? '', /cannot be changed; the change was reverted/, what);
+    const result = applyPatch(updated, operations(response));
+    for (const name of [
+      'prometheus-metrics-proxy-hook/slot',
+      'prometheus-metrics-proxy-hook/max-concurrent',
+    ]) {
+      assert.equal(
+        result.metadata!.annotations?.[name],
+        old.metadata!.annotations![name],
+        `${what}: ${name}`,
+      );
+    }
+    assert.equal(result.metadata!.labels?.['prometheus-metrics-proxy-hook/semaphore'], 'true', what);
+    if (updated.metadata!.annotations) assert.equal(result.metadata!.annotations!.note, 'kept', what);
+  }
+  // A label given to a pod that never had it (to look like a slot holder) is taken off.
+  const review = structuredClone(base);
+  review.request.operation = 'UPDATE';
+  review.request.oldObject = structuredClone(base.request.object);
+  (review.request.object as Pod).metadata!.labels = { 'prometheus-metrics-proxy-hook/semaphore': 'true' };
+  const result = applyPatch(review.request.object as Pod, operations(await admit(review)));
+  assert.equal(result.metadata!.labels!['prometheus-metrics-proxy-hook/semaphore'], undefined);
+  // An update without its oldObject is a bad request, never a crash.
+  const broken = structuredClone(base);
+  broken.request.operation = 'UPDATE';
+  await assert.rejects(admit(broken), /does not carry both object and oldObject/);
 });
 
 test('a pod that already has the sidecar (webhook reinvocation) is left as it is', async () => {
@@ -332,7 +419,7 @@ test('a granted slot reaches the sidecar as environment variables and the pod as
   const requests: unknown[] = [];
   const semaphore = fakeSemaphore(async (request) => {
     requests.push(request);
-    return { granted: true, held: 1 };
+    return { granted: true, held: 1, version: 'v1' };
   });
   const review = limited('2');
   const pod = patched(review, await admit(review, { semaphore }));
@@ -361,6 +448,7 @@ test('a granted slot reaches the sidecar as environment variables and the pod as
     },
     { name: 'METRICS_PROXY_HOOK_SEMAPHORE_KEY', value: 'shop/Deployment/checkout' },
     { name: 'METRICS_PROXY_HOOK_SEMAPHORE_SLOT', value: request.slot },
+    { name: 'METRICS_PROXY_HOOK_SEMAPHORE_VERSION', value: 'v1' },
     { name: 'METRICS_PROXY_HOOK_SEMAPHORE_LIMIT', value: '2' },
     { name: 'METRICS_PROXY_HOOK_SEMAPHORE_LEASE_TTL', value: '30s' },
   ]);
@@ -371,7 +459,10 @@ test('with Redis behind a password the sidecar reads it from the named Secret; t
   const mutator = new PodMutator(
     {
       injection: { ...injection, sidecarRedisSecret: 'metrics-proxy-redis' },
-      semaphore: { ...fakeSemaphore(async () => ({ granted: true, held: 1 }))!, password: 'secret-value' },
+      semaphore: {
+        ...fakeSemaphore(async () => ({ granted: true, held: 1, version: 'v1' }))!,
+        password: 'secret-value',
+      },
     },
     quiet,
   );
@@ -389,7 +480,7 @@ test('with Redis behind a password the sidecar reads it from the named Secret; t
 
 test('a pod holding a slot is labelled so the Redis NetworkPolicy admits its sidecar; others are not', async () => {
   const mutator = new PodMutator(
-    { injection, semaphore: fakeSemaphore(async () => ({ granted: true, held: 1 })) },
+    { injection, semaphore: fakeSemaphore(async () => ({ granted: true, held: 1, version: 'v1' })) },
     quiet,
   );
   const review = limited('2');
@@ -469,7 +560,7 @@ test('a dry run checks for room without taking a slot', async () => {
   let dryRun: boolean | undefined;
   const semaphore = fakeSemaphore(async (request) => {
     dryRun = request.dryRun;
-    return { granted: true, held: 1 };
+    return { granted: true, held: 1, version: 'v1' };
   });
   const review = limited('1');
   review.request.dryRun = true;
@@ -499,7 +590,7 @@ test('through the entry for namespaces not enabled for the semaphore, a limited 
   let asked = false;
   const semaphore = fakeSemaphore(async () => {
     asked = true;
-    return { granted: true, held: 1 };
+    return { granted: true, held: 1, version: 'v1' };
   });
   const mutator = new PodMutator({ injection, semaphore }, quiet);
   const { response } = await mutator.review(limited('2'), { semaphoreEnabled: false });

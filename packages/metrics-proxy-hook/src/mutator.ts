@@ -9,6 +9,7 @@ import {
   deny,
 } from './admission.ts';
 import { annotations, readInjectionRequest, semaphoreLabel, sidecarContainerName } from './annotations.ts';
+import { type JsonValue, type PatchOperation, pointer } from './json-patch.ts';
 import type { Pod } from './kubernetes.ts';
 import type { AdmissionOutcome, WebhookMetrics } from './metrics.ts';
 import type { InjectionSettings, WebhookOptions } from './options.ts';
@@ -22,6 +23,42 @@ import {
 } from './pod-patch.ts';
 import { type RedisSemaphore, SemaphoreUnavailableError } from './semaphore.ts';
 import { workloadKey } from './workload.ts';
+
+/** JSONPatch operations that put the webhook-owned labels and annotations back as they were. */
+function revertOwnedFields(old: Pod, updated: Pod): PatchOperation[] {
+  const operations: PatchOperation[] = [];
+  const owned = [
+    ['labels', semaphoreLabel],
+    ['annotations', annotations.slot],
+    ['annotations', annotations.maxConcurrent],
+  ] as const;
+  const restoredMaps = new Map<'labels' | 'annotations', Record<string, unknown>>();
+  for (const [map, name] of owned) {
+    const before: unknown = (old.metadata?.[map] as Record<string, unknown> | undefined)?.[name];
+    const current = updated.metadata?.[map] as Record<string, unknown> | undefined;
+    const after: unknown = current?.[name];
+    if (before === after) continue;
+    if (typeof current !== 'object' || current === null || Array.isArray(current)) {
+      // The whole map was dropped (or is not a map): restore the owned entries in a new map.
+      if (before !== undefined) restoredMaps.set(map, { ...restoredMaps.get(map), [name]: before });
+      continue;
+    }
+    const path = pointer('metadata', map, name);
+    if (before === undefined) operations.push({ op: 'remove', path });
+    else
+      operations.push({
+        op: Object.hasOwn(current, name) ? 'replace' : 'add',
+        path,
+        value: before as JsonValue,
+      });
+  }
+  if (restoredMaps.size > 0 && !updated.metadata)
+    operations.unshift({ op: 'add', path: pointer('metadata'), value: {} });
+  for (const [map, value] of restoredMaps) {
+    operations.push({ op: 'add', path: pointer('metadata', map), value: value as JsonValue });
+  }
+  return operations;
+}
 
 export interface MutatorOptions {
   injection: InjectionSettings;
@@ -63,6 +100,8 @@ export class PodMutator {
     const { request } = review;
     const { uid } = request;
     const isPod = request.kind.group === '' && request.kind.kind === 'Pod' && !request.subResource;
+    if (isPod && request.operation === 'UPDATE')
+      return this.#reviewUpdate(uid, request.object, request.oldObject);
     if (!isPod || request.operation !== 'CREATE') return { response: allow(uid), outcome: 'untouched' };
     const pod = request.object;
     if (typeof pod !== 'object' || pod === null || Array.isArray(pod)) {
@@ -74,6 +113,37 @@ export class PodMutator {
     }
     const namespace = request.namespace || (pod as Pod).metadata?.namespace || 'default';
     return this.#reviewPod(uid, pod as Pod, namespace, request.dryRun === true, semaphoreEnabled);
+  }
+
+  /**
+   * A pod UPDATE may not change what the webhook decided at creation: the slot annotation (the
+   * evidence slot reclaim reads: removing it would free a running pod's slot), the semaphore
+   * label, and max-concurrent (a limit can only be taken at creation, when the sidecar is
+   * injected). Such changes are reverted in the patch, with a warning; the rest of the update
+   * stands.
+   */
+  #reviewUpdate(uid: string, object: unknown, oldObject: unknown): Decision {
+    const isObject = (value: unknown): value is Pod =>
+      typeof value === 'object' && value !== null && !Array.isArray(value);
+    if (!isObject(object) || !isObject(oldObject)) {
+      throw new BadAdmissionRequest(
+        'MISSING_OBJECT',
+        400,
+        'the AdmissionReview updates a Pod but does not carry both object and oldObject',
+      );
+    }
+    const patch = revertOwnedFields(oldObject, object);
+    if (patch.length === 0) return { response: allow(uid), outcome: 'untouched' };
+    this.#log.info(
+      { uid, pod: object.metadata?.name ?? '', fields: patch.map((op) => op.path) },
+      'pod update reverted',
+    );
+    return {
+      response: allow(uid, patch, [
+        `${annotations.slot}, ${annotations.maxConcurrent} and the ${semaphoreLabel} label are set when a pod is created and cannot be changed; the change was reverted`,
+      ]),
+      outcome: 'mutated',
+    };
   }
 
   /** A pod left as it is, but for a semaphore label it gave itself. */
@@ -118,6 +188,7 @@ export class PodMutator {
                 ...pod.metadata?.annotations,
                 [annotations.port]: String(target.port),
                 [annotations.path]: target.path,
+                [annotations.scheme]: target.scheme,
               },
             },
           })
@@ -187,18 +258,29 @@ export class PodMutator {
           outcome: 'denied',
         };
       }
-      slot = { workload, slot: slotId, limit, redis: semaphore.redis, leaseMs: semaphore.leaseMs };
+      slot = {
+        workload,
+        slot: slotId,
+        limit,
+        redis: semaphore.redis,
+        leaseMs: semaphore.leaseMs,
+        version: result.version,
+      };
     }
 
     if (!slot && removeSemaphoreLabel(pod).length > 0) warnings.push(foreignLabelWarning);
-    const patch = buildPodPatch(pod, { port: ask.port, path: ask.path, slot }, this.#options.injection);
+    const patch = buildPodPatch(
+      pod,
+      { port: ask.port, path: ask.path, scheme: ask.scheme, slot },
+      this.#options.injection,
+    );
     if (!dryRun) this.#metrics?.mutated();
     this.#log.info(
       {
         uid,
         namespace,
         pod: name,
-        target: `http://127.0.0.1:${ask.port}${ask.path}`,
+        target: `${ask.scheme}://127.0.0.1:${ask.port}${ask.path}`,
         ...(slot ? { workload: slot.workload, slot: slot.slot } : {}),
         dryRun,
       },

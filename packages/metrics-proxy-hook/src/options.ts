@@ -311,6 +311,13 @@ export const sidecarFlagSpecs: FlagSpec[] = withEnv([
   },
   { name: 'semaphore-slot', kind: 'string', arg: '<id>', help: 'Slot id (set by the webhook)' },
   {
+    name: 'semaphore-version',
+    kind: 'string',
+    arg: '<version>',
+    default: '',
+    help: "The grant's fencing version, named by every renewal and the release (set by the webhook)",
+  },
+  {
     name: 'semaphore-limit',
     kind: 'integer',
     arg: '<n>',
@@ -593,7 +600,13 @@ export interface SidecarOptions {
   /** For an https target: the roots its certificate must chain to (always verified, name included). */
   targetCa: string[] | undefined;
   semaphore:
-    | (SemaphoreConnection & { workload: string; slot: string; limit: number; leaseMs: number })
+    | (SemaphoreConnection & {
+        workload: string;
+        slot: string;
+        limit: number;
+        leaseMs: number;
+        version: string;
+      })
     | undefined;
 }
 
@@ -670,6 +683,7 @@ export function buildSidecarOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
             lock: lockOptions(flags),
             workload: flags.string('semaphore-key')!,
             slot: flags.string('semaphore-slot')!,
+            version: flags.string('semaphore-version') ?? '',
             limit: flags.integer('semaphore-limit')!,
             leaseMs,
           },

@@ -15,11 +15,15 @@ export interface SlotAssignment {
   redis: readonly RedisAddress[];
   /** The lease the sidecar keeps renewing. */
   leaseMs: number;
+  /** The grant's fencing version: the sidecar's renewals and release name it. */
+  version: string;
 }
 
 export interface InjectionPlan {
   port: number;
   path: string;
+  /** The application's scheme; Prometheus always scrapes the sidecar over http. */
+  scheme?: 'http' | 'https';
   slot: SlotAssignment | undefined;
 }
 
@@ -44,18 +48,24 @@ function sidecarLocation(pod: Pod): { list: 'containers' | 'initContainers'; ind
 }
 
 /** The application port and path an existing sidecar container proxies to (`--target=`). */
-export function copiedSidecarTarget(pod: Pod): { port: number; path: string } | undefined {
+export function copiedSidecarTarget(
+  pod: Pod,
+): { port: number; path: string; scheme: 'http' | 'https' } | undefined {
   const location = sidecarLocation(pod);
   if (!location) return undefined;
   const container = pod.spec?.[location.list]?.[location.index];
   const args: unknown = container?.args;
   if (!Array.isArray(args)) return undefined;
   for (const arg of args) {
-    const raw = typeof arg === 'string' ? /^(?:--target=)?(http:\/\/.*)$/.exec(arg)?.[1] : undefined;
+    const raw = typeof arg === 'string' ? /^(?:--target=)?(https?:\/\/.*)$/.exec(arg)?.[1] : undefined;
     if (raw === undefined || !URL.canParse(raw)) continue;
     const url = new URL(raw);
     if (url.hostname !== '127.0.0.1' || url.port === '') continue;
-    return { port: Number(url.port), path: `${url.pathname}${url.search}` };
+    return {
+      port: Number(url.port),
+      path: `${url.pathname}${url.search}`,
+      scheme: url.protocol === 'https:' ? 'https' : 'http',
+    };
   }
   return undefined;
 }
@@ -114,6 +124,7 @@ export function sidecarContainer(
       { name: envName('semaphore-redis'), value: slot.redis.map(formatRedisAddress).join(',') },
       { name: envName('semaphore-key'), value: slot.workload },
       { name: envName('semaphore-slot'), value: slot.slot },
+      { name: envName('semaphore-version'), value: slot.version },
       { name: envName('semaphore-limit'), value: String(slot.limit) },
       { name: envName('semaphore-lease-ttl'), value: formatSeconds(slot.leaseMs) },
     );
@@ -125,7 +136,7 @@ export function sidecarContainer(
     args: [
       'sidecar',
       `--address=0.0.0.0:${sidecarPort}`,
-      `--target=http://127.0.0.1:${plan.port}${plan.path}`,
+      `--target=${plan.scheme ?? 'http'}://127.0.0.1:${plan.port}${plan.path}`,
       `--termination-grace-period=${graceSeconds}s`,
     ],
     env,
@@ -174,6 +185,8 @@ export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: Injection
     ),
   };
   if (plan.slot) changes[annotations.slot] = `${plan.slot.workload}#${plan.slot.slot}`;
+  // Prometheus now scrapes the sidecar, which serves http whatever the application serves.
+  if (current[annotations.scheme] !== undefined) changes[annotations.scheme] = 'http';
   if (!pod.metadata) operations.push({ op: 'add', path: pointer('metadata'), value: {} });
   operations.push(...annotationOperations(pod, changes));
   if (plan.slot) {

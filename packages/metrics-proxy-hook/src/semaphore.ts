@@ -14,44 +14,83 @@ const now = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
-// Keeps the whole table from outliving its last lease.
-const expireWithLastLease = `
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if last[2] then redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(last[2]))) end`;
+// Keeps the whole table, and the slots' versions, from outliving its last lease.
+const expireWithLastLease = (slots: string, versions: string) => `
+local last = redis.call('ZRANGE', ${slots}, -1, -1, 'WITHSCORES')
+if last[2] then
+  local at = string.format('%.0f', tonumber(last[2]))
+  redis.call('PEXPIREAT', ${slots}, at)
+  redis.call('PEXPIREAT', ${versions}, at)
+end`;
 
-/** Drops expired slots; returns member, milliseconds left, member, milliseconds left, ... */
+// Drops expired slots and their versions.
+const dropExpired = `
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, member in ipairs(expired) do redis.call('HDEL', KEYS[2], member) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)`;
+
+/** KEYS: slots, versions. Returns member, milliseconds left, version, member, ... */
 const liveSlotsScript = `${now}
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+${dropExpired}
 local slots = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-for i = 2, #slots, 2 do slots[i] = string.format('%.0f', tonumber(slots[i]) - now) end
-return slots`;
+local out = {}
+for i = 1, #slots, 2 do
+  out[#out + 1] = slots[i]
+  out[#out + 1] = string.format('%.0f', tonumber(slots[i + 1]) - now)
+  out[#out + 1] = redis.call('HGET', KEYS[2], slots[i]) or ''
+end
+return out`;
 
 /**
- * KEYS: slots, lock. ARGV: slot, lease ms, lock token. Fenced: the node writes only while it
- * still holds our lock token, so a writer that paused past its lock's validity (GC, SIGSTOP, a
- * slow network) and lost the lock to another writer cannot add a slot behind its back.
+ * KEYS: slots, lock, versions. ARGV: slot, lease ms, lock token (also the slot's new version).
+ * Fenced: the node writes only while it still holds our lock token, so a writer that paused
+ * past its lock's validity (GC, SIGSTOP, a slow network) and lost the lock to another writer
+ * cannot add a slot behind its back.
  */
 const grantScript = `${now}
 if redis.call('GET', KEYS[2]) ~= ARGV[3] then return -1 end
 redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[1])
-${expireWithLastLease}
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+${expireWithLastLease('KEYS[1]', 'KEYS[3]')}
 return 1`;
 
-/** ARGV: slot, lease ms. Puts a slot that a majority still holds back on a node that lost it. */
+/**
+ * KEYS: slots, versions. ARGV: slot, lease ms, version. Puts a slot that a majority still
+ * holds at this version back on a node that lost it (a restart); never over another version.
+ */
 const restoreScript = `${now}
+${dropExpired}
+local current = redis.call('HGET', KEYS[2], ARGV[1])
+if current and current ~= ARGV[3] then return -2 end
 redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[1])
-${expireWithLastLease}
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+${expireWithLastLease('KEYS[1]', 'KEYS[2]')}
 return 1`;
 
-/** ARGV: slot, lease ms. Extends a live slot only: renewing never creates one. */
+/**
+ * KEYS: slots, versions. ARGV: slot, lease ms, version. Extends a live slot of this version
+ * only (compare-and-set): renewing never creates a slot, and a holder whose slot was granted
+ * again since (another version) cannot extend it. 0: gone here; -2: another version.
+ */
 const renewScript = `${now}
+${dropExpired}
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score or tonumber(score) <= now then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return 0
-end
+if not score then return 0 end
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[3] then return -2 end
 redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[1])
-${expireWithLastLease}
+${expireWithLastLease('KEYS[1]', 'KEYS[2]')}
+return 1`;
+
+/**
+ * KEYS: slots, versions. ARGV: slot, version ('' for any). Compare-and-delete: a stale
+ * release (a retried request, a writer cleaning up after a failed grant) never frees a slot
+ * that was granted again since under another version.
+ */
+const releaseScript = `
+local current = redis.call('HGET', KEYS[2], ARGV[1])
+if ARGV[2] ~= '' and current and current ~= ARGV[2] then return -2 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
 return 1`;
 
 /** The semaphore could not decide: too few Redis nodes answered, or the lock stayed busy. */
@@ -72,7 +111,22 @@ export interface SlotRequest {
   dryRun?: boolean;
 }
 
-export type AcquireResult = { granted: true; held: number } | { granted: false; held: number; limit: number };
+export type AcquireResult =
+  | {
+      granted: true;
+      held: number;
+      /** The grant's fencing version: renew and release must name it ('' for a dry run). */
+      version: string;
+    }
+  | { granted: false; held: number; limit: number };
+
+/** A slot as a majority of the nodes report it. */
+export interface SlotHolders {
+  /** Every live slot any answering node reports, with the longest lease left. */
+  all: Map<string, number>;
+  /** How many answering nodes report each slot, and under which version most of them do. */
+  copies: Map<string, { nodes: number; version: string }>;
+}
 
 export interface SemaphoreOptions {
   lock: RedlockOptions;
@@ -106,21 +160,42 @@ export class RedisSemaphore {
     return `${this.#prefix}:lock:${workload}`;
   }
 
+  versionsKey(workload: string): string {
+    return `${this.#prefix}:versions:${workload}`;
+  }
+
   /** Live slots and the longest lease left on any node that answered. */
   async holders(workload: string): Promise<Map<string, number>> {
+    return (await this.#read(workload)).all;
+  }
+
+  async #read(workload: string): Promise<SlotHolders> {
     const replies = await this.#nodes.each(
-      (client) => client.eval(liveSlotsScript, 1, this.slotsKey(workload)) as Promise<string[]>,
+      (client) =>
+        client.eval(liveSlotsScript, 2, this.slotsKey(workload), this.versionsKey(workload)) as Promise<
+          string[]
+        >,
     );
     this.#requireQuorum(replies, `read the slots of ${workload}`);
-    const slots = new Map<string, number>();
+    const all = new Map<string, number>();
+    const versions = new Map<string, Map<string, number>>();
     for (const reply of replies) {
       if (!reply.ok) continue;
-      for (let i = 0; i + 1 < reply.value.length; i += 2) {
+      for (let i = 0; i + 2 < reply.value.length; i += 3) {
         const slot = reply.value[i]!;
-        slots.set(slot, Math.max(slots.get(slot) ?? 0, Number(reply.value[i + 1])));
+        all.set(slot, Math.max(all.get(slot) ?? 0, Number(reply.value[i + 1])));
+        const counts = versions.get(slot) ?? new Map<string, number>();
+        const version = reply.value[i + 2]!;
+        counts.set(version, (counts.get(version) ?? 0) + 1);
+        versions.set(slot, counts);
       }
     }
-    return slots;
+    const copies = new Map<string, { nodes: number; version: string }>();
+    for (const [slot, counts] of versions) {
+      const [version, nodes] = [...counts].sort((a, b) => b[1] - a[1])[0]!;
+      copies.set(slot, { nodes, version });
+    }
+    return { all, copies };
   }
 
   /** Grants a slot if the workload holds fewer than `limit`; asking again for a held slot succeeds. */
@@ -128,12 +203,18 @@ export class RedisSemaphore {
     const { workload, slot, limit, leaseMs } = request;
     try {
       return await this.#redlock.using(this.lockKey(workload), async (lock) => {
-        const holders = await this.holders(workload);
-        const held = holders.size;
+        const { all, copies } = await this.#read(workload);
         // A retried admission (same uid) finds its own slot: granted again, nothing written.
-        if (holders.has(slot)) return { granted: true, held };
-        if (held >= limit) return { granted: false, held, limit };
-        if (request.dryRun) return { granted: true, held: held + 1 };
+        // Only where a majority holds it under one version: a copy left on a minority (a write
+        // that reached too few nodes, a node that missed a release or lags in time) is no
+        // grant, and is written again below only if there is room without it.
+        const own = copies.get(slot);
+        if (own && own.nodes >= this.#nodes.quorum && own.version !== '') {
+          return { granted: true, held: all.size, version: own.version };
+        }
+        const others = all.size - (all.has(slot) ? 1 : 0);
+        if (others >= limit) return { granted: false, held: others, limit };
+        if (request.dryRun) return { granted: true, held: others + 1, version: '' };
         // The write must land while the lock is surely ours: its slowest node may take the
         // whole command timeout, and clocks may drift.
         const needed = this.#nodes.commandTimeoutMs + this.#redlock.driftMs;
@@ -146,9 +227,10 @@ export class RedisSemaphore {
         const replies = await this.#nodes.each((client) =>
           client.eval(
             grantScript,
-            2,
+            3,
             this.slotsKey(workload),
             this.lockKey(workload),
+            this.versionsKey(workload),
             slot,
             leaseMs,
             lock.token,
@@ -156,7 +238,9 @@ export class RedisSemaphore {
         );
         const written = replies.filter((reply) => reply.ok && reply.value === 1).length;
         if (written < this.#nodes.quorum) {
-          await this.release(workload, slot).catch(() => undefined);
+          // Only our own version: a retry of this admission on another replica may have
+          // granted the same slot id meanwhile, and that grant stands.
+          await this.release(workload, slot, lock.token).catch(() => undefined);
           const fenced = replies.filter((reply) => reply.ok && reply.value === -1).length;
           if (fenced > 0) {
             throw new SemaphoreUnavailableError(
@@ -168,7 +252,7 @@ export class RedisSemaphore {
             `could not write a slot for ${workload} on a majority of the Redis nodes`,
           );
         }
-        return { granted: true, held: held + 1 };
+        return { granted: true, held: others + 1, version: lock.token };
       });
     } catch (error) {
       if (error instanceof LockUnavailableError) {
@@ -179,20 +263,26 @@ export class RedisSemaphore {
   }
 
   /**
-   * Extends a slot's lease. 'lost' when no node that answered still has it (it expired or was
-   * released); nodes that lost it while others kept it get it back.
+   * Extends a slot's lease, if a majority of the nodes still hold it under `version`.
+   * 'lost' otherwise: it expired or was released on a majority, or was granted again under
+   * another version. A renewal that lands on a minority only is no renewal: a reader asking
+   * the other majority has already counted the slot free and may have granted it. Nodes that
+   * lost the slot while a majority kept it get it back.
    */
-  async renew(workload: string, slot: string, leaseMs: number): Promise<'renewed' | 'lost'> {
-    const key = this.slotsKey(workload);
-    const replies = await this.#nodes.each((client) => client.eval(renewScript, 1, key, slot, leaseMs));
+  async renew(workload: string, slot: string, version: string, leaseMs: number): Promise<'renewed' | 'lost'> {
+    const keys = [this.slotsKey(workload), this.versionsKey(workload)];
+    const replies = await this.#nodes.each((client) =>
+      client.eval(renewScript, 2, ...keys, slot, leaseMs, version),
+    );
     this.#requireQuorum(replies, `renew slot ${slot} of ${workload}`);
-    if (!replies.some((reply) => reply.ok && reply.value === 1)) return 'lost';
+    const renewed = replies.filter((reply) => reply.ok && reply.value === 1).length;
+    if (renewed < this.#nodes.quorum) return 'lost';
     const missing = new Set(
       replies.filter((reply) => reply.ok && reply.value === 0).map((reply) => reply.node),
     );
     if (missing.size > 0) {
       await this.#nodes.each(async (client, node) =>
-        missing.has(node) ? client.eval(restoreScript, 1, key, slot, leaseMs) : undefined,
+        missing.has(node) ? client.eval(restoreScript, 2, ...keys, slot, leaseMs, version) : undefined,
       );
     }
     return 'renewed';
@@ -210,9 +300,14 @@ export class RedisSemaphore {
     return Math.max(0, ...replies.map((reply) => (reply.ok ? Number(reply.value ?? 0) : 0)));
   }
 
-  /** Gives a slot back on every node that answers; needs no lock, since it only frees room. */
-  async release(workload: string, slot: string): Promise<void> {
-    const replies = await this.#nodes.each((client) => client.zrem(this.slotsKey(workload), slot));
+  /**
+   * Gives a slot back on every node that answers; needs no lock, since it only frees room.
+   * With `version`, only that grant of the slot (compare-and-delete); without, any (reclaim).
+   */
+  async release(workload: string, slot: string, version = ''): Promise<void> {
+    const replies = await this.#nodes.each((client) =>
+      client.eval(releaseScript, 2, this.slotsKey(workload), this.versionsKey(workload), slot, version),
+    );
     this.#requireQuorum(replies, `release slot ${slot} of ${workload}`);
   }
 

@@ -9,6 +9,8 @@ export interface SlotIdentity {
   slot: string;
   limit: number;
   leaseMs: number;
+  /** The grant's fencing version, from the admission; renewals and the release name it. */
+  version: string;
 }
 
 export class SlotLease {
@@ -24,11 +26,14 @@ export class SlotLease {
   #overruns = 0;
   /** An overrun was reported and the slot is not held again yet: one report per episode. */
   #overrunReported = false;
+  /** The version this process holds the slot under; a new one after taking it again. */
+  #version: string;
 
   constructor(semaphore: RedisSemaphore, identity: SlotIdentity, log: Logger) {
     this.#semaphore = semaphore;
     this.#identity = identity;
     this.#log = log.child({ workload: identity.workload, slot: identity.slot });
+    this.#version = identity.version;
   }
 
   /** Successful renewals so far. */
@@ -58,7 +63,7 @@ export class SlotLease {
     if (holdMs >= 1) {
       try {
         const { workload, slot } = this.#identity;
-        const held = await this.#semaphore.renew(workload, slot, Math.ceil(holdMs));
+        const held = await this.#semaphore.renew(workload, slot, this.#version, Math.ceil(holdMs));
         if (held === 'renewed') {
           this.#log.info(
             { holdMs: Math.ceil(holdMs) },
@@ -74,7 +79,7 @@ export class SlotLease {
       return;
     }
     try {
-      await this.#semaphore.release(this.#identity.workload, this.#identity.slot);
+      await this.#semaphore.release(this.#identity.workload, this.#identity.slot, this.#version);
       this.#log.info('semaphore slot released');
     } catch (error) {
       this.#log.warn(
@@ -106,7 +111,7 @@ export class SlotLease {
       );
     }
     try {
-      const result = await this.#semaphore.renew(workload, slot, leaseMs);
+      const result = await this.#semaphore.renew(workload, slot, this.#version, leaseMs);
       if (result === 'renewed') {
         this.#heldAt = attemptAt;
         this.#renewals++;
@@ -117,6 +122,7 @@ export class SlotLease {
       this.#log.warn('semaphore slot lease lost (expired or released); taking a slot again');
       const again = await this.#semaphore.acquire({ workload, slot, limit, leaseMs });
       if (again.granted) {
+        this.#version = again.version;
         this.#heldAt = attemptAt;
         this.#renewals++;
         this.#overrunReported = false;

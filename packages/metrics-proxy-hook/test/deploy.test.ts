@@ -75,8 +75,15 @@ test('base: two webhook replicas with cert-manager TLS, a PDB, and a webhook con
   );
   // Three entries: limited pods fail closed (in namespaces enabled for the semaphore, or denied
   // through their own path elsewhere), the rest fail open; one expression is the other's negation.
-  const entries = webhook.split(/^- admissionReviewVersions:/m).slice(1);
-  assert.equal(entries.length, 3, webhook);
+  const all = webhook.split(/^- admissionReviewVersions:/m).slice(1);
+  assert.equal(all.length, 4, webhook);
+  // The fourth sees pod UPDATEs touching the webhook's own fields, fail closed, to revert them.
+  const guard = all.find((entry) => entry.includes('name: owned-fields.'));
+  assert.ok(guard, 'no entry for updates of the owned fields');
+  assert.match(guard, /failurePolicy: Fail/);
+  assert.match(guard, /operations:\n\s+- UPDATE\n\s+resources:\n\s+- pods/);
+  assert.match(guard, /'prometheus-metrics-proxy-hook\/slot' in oldObject\.metadata\.annotations/);
+  const entries = all.filter((entry) => entry !== guard);
   const flat = (text: string) => text.replace(/\s+/g, ' ').replaceAll("''", "'");
   const named = (name: string) => {
     const entry = entries.find((candidate) => candidate.includes(`name: ${name}\n`));

@@ -2,12 +2,13 @@
 // down, hung and empty, leases that expire and leases that are kept alive, and two webhook
 // processes admitting the same workload at once.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { type RedisServer, startRedis, waitFor } from '@seahorse/runtime/testing';
 import {
+  type AcquireResult,
   applyPatch,
   LockUnavailableError,
   type PatchOperation,
@@ -46,6 +47,17 @@ function connect(servers: RedisServer[], commandTimeoutMs = 250) {
   return { nodes, semaphore: new RedisSemaphore(nodes, { lock }), logs, log };
 }
 
+function mkdirIn(dir: string, name: string): string {
+  mkdirSync(join(dir, name));
+  return join(dir, name);
+}
+
+/** An acquire's result without its (random) fencing version. */
+function counted(result: AcquireResult): Record<string, unknown> {
+  const { version: _version, ...rest } = result as AcquireResult & { version?: string };
+  return rest;
+}
+
 async function members(server: RedisServer, key: string): Promise<string[]> {
   return ((await server.command('ZRANGE', key, '0', '-1')) as string[]).sort();
 }
@@ -68,15 +80,19 @@ describe('with three healthy nodes', () => {
   test('grants up to the limit, denies the next with the count, and grants again after a release', async () => {
     const workload = 'shop/Deployment/limit';
     const ask = (slot: string) => semaphore.acquire({ workload, slot, limit: 2, leaseMs: 60_000 });
-    assert.deepEqual(await ask('a'), { granted: true, held: 1 });
-    assert.deepEqual(await ask('b'), { granted: true, held: 2 });
-    assert.deepEqual(await ask('c'), { granted: false, held: 2, limit: 2 });
-    assert.deepEqual(await ask('a'), { granted: true, held: 2 }, 'asking again for a held slot succeeds');
+    assert.deepEqual(counted(await ask('a')), { granted: true, held: 1 });
+    assert.deepEqual(counted(await ask('b')), { granted: true, held: 2 });
+    assert.deepEqual(counted(await ask('c')), { granted: false, held: 2, limit: 2 });
+    assert.deepEqual(
+      counted(await ask('a')),
+      { granted: true, held: 2 },
+      'asking again for a held slot succeeds',
+    );
     for (const server of servers)
       assert.deepEqual(await members(server, semaphore.slotsKey(workload)), ['a', 'b']);
     await semaphore.release(workload, 'a');
-    assert.deepEqual(await ask('c'), { granted: true, held: 2 });
-    assert.deepEqual(await ask('d'), { granted: false, held: 2, limit: 2 });
+    assert.deepEqual(counted(await ask('c')), { granted: true, held: 2 });
+    assert.deepEqual(counted(await ask('d')), { granted: false, held: 2, limit: 2 });
     assert.ok(
       ((await servers[0]!.command('PTTL', semaphore.slotsKey(workload))) as number) > 0,
       'the slot table expires with its last lease',
@@ -87,7 +103,7 @@ describe('with three healthy nodes', () => {
     const workload = 'shop/Deployment/dry';
     assert.deepEqual(
       await semaphore.acquire({ workload, slot: 'x', limit: 1, leaseMs: 60_000, dryRun: true }),
-      { granted: true, held: 1 },
+      { granted: true, held: 1, version: '' },
     );
     assert.equal((await semaphore.holders(workload)).size, 0);
   });
@@ -112,8 +128,13 @@ describe('with three healthy nodes', () => {
   test('a renewed lease outlives its TTL, a node that lost it is repaired, and stop() releases it', async () => {
     const workload = 'shop/Deployment/renew';
     const key = semaphore.slotsKey(workload);
-    assert.equal((await semaphore.acquire({ workload, slot: 'kept', limit: 1, leaseMs: 600 })).granted, true);
-    const lease = new SlotLease(semaphore, { workload, slot: 'kept', limit: 1, leaseMs: 600 }, log);
+    const granted = await semaphore.acquire({ workload, slot: 'kept', limit: 1, leaseMs: 600 });
+    assert.ok(granted.granted);
+    const lease = new SlotLease(
+      semaphore,
+      { workload, slot: 'kept', limit: 1, leaseMs: 600, version: granted.version },
+      log,
+    );
     lease.start();
     try {
       const started = Date.now();
@@ -132,7 +153,11 @@ describe('with three healthy nodes', () => {
 
   test('a lease found lost is taken again when there is room', async () => {
     const workload = 'shop/Deployment/lost';
-    const lease = new SlotLease(semaphore, { workload, slot: 'late', limit: 1, leaseMs: 60_000 }, log);
+    const lease = new SlotLease(
+      semaphore,
+      { workload, slot: 'late', limit: 1, leaseMs: 60_000, version: 'never-granted' },
+      log,
+    );
     lease.start();
     try {
       await waitFor('the slot to be taken again', () => lease.renewals >= 1);
@@ -159,6 +184,163 @@ describe('with three healthy nodes', () => {
   });
 });
 
+test('over-grant: a renewal that lands on a minority only is lost and restores nothing; a minority copy is no grant', async () => {
+  const servers = await startTrio();
+  const { nodes, semaphore } = connect(servers, 150);
+  try {
+    assert.equal(await nodes.waitConnected(5000), 3);
+    const workload = 'shop/Deployment/minority';
+    const slots = semaphore.slotsKey(workload);
+    const a = await semaphore.acquire({ workload, slot: 'a', limit: 1, leaseMs: 60_000 });
+    assert.ok(a.granted);
+    // Slot a is gone on two nodes (expired by their clocks, or a release that reached only
+    // them) and survives on the third, which hangs while the next pod is admitted.
+    await servers[0]!.command('ZREM', slots, 'a');
+    await servers[1]!.command('ZREM', slots, 'a');
+    servers[2]!.process.pause();
+    let b: AcquireResult;
+    try {
+      b = await semaphore.acquire({ workload, slot: 'b', limit: 1, leaseMs: 60_000 });
+    } finally {
+      servers[2]!.process.resume();
+    }
+    assert.ok(b.granted, 'the majority that answered had room');
+    await waitFor('node 2 to answer again', async () => (await nodes.waitConnected(100)) === 3);
+    // Before: node 2's copy renewed a, and the "repair" put a back on nodes 0 and 1: two holders.
+    assert.equal(await semaphore.renew(workload, 'a', a.version, 60_000), 'lost');
+    assert.deepEqual(await members(servers[0]!, slots), ['b']);
+    assert.deepEqual(await members(servers[1]!, slots), ['b']);
+    // Before: node 2's copy of a made a's holder "find its own slot" and be granted again.
+    assert.deepEqual(counted(await semaphore.acquire({ workload, slot: 'a', limit: 1, leaseMs: 60_000 })), {
+      granted: false,
+      held: 1,
+      limit: 1,
+    });
+    assert.equal(await semaphore.renew(workload, 'b', b.version, 60_000), 'renewed');
+  } finally {
+    nodes.close();
+    await stopAll(servers);
+  }
+});
+
+test('fencing: renewals and releases name the grant’s version, so a stale one (retried, replayed, a failed writer cleaning up) changes nothing', async () => {
+  const servers = await startTrio();
+  const { nodes, semaphore } = connect(servers);
+  try {
+    assert.equal(await nodes.waitConnected(5000), 3);
+    const workload = 'shop/Deployment/versions';
+    const first = await semaphore.acquire({ workload, slot: 'p', limit: 1, leaseMs: 60_000 });
+    assert.ok(first.granted);
+    // The same admission retried finds its grant under the same version.
+    const retried = await semaphore.acquire({ workload, slot: 'p', limit: 1, leaseMs: 60_000 });
+    assert.ok(retried.granted);
+    assert.equal(retried.version, first.version);
+    // The slot is lost and taken again (a sidecar that found its lease gone): a new version.
+    await semaphore.release(workload, 'p', first.version);
+    const again = await semaphore.acquire({ workload, slot: 'p', limit: 1, leaseMs: 60_000 });
+    assert.ok(again.granted);
+    assert.notEqual(again.version, first.version);
+    // A stale renewal and a replayed release of the first grant touch nothing.
+    assert.equal(await semaphore.renew(workload, 'p', first.version, 60_000), 'lost');
+    await semaphore.release(workload, 'p', first.version);
+    assert.deepEqual([...(await semaphore.holders(workload)).keys()], ['p']);
+    assert.equal(await semaphore.renew(workload, 'p', again.version, 60_000), 'renewed');
+    assert.deepEqual(counted(await semaphore.acquire({ workload, slot: 'q', limit: 1, leaseMs: 60_000 })), {
+      granted: false,
+      held: 1,
+      limit: 1,
+    });
+  } finally {
+    nodes.close();
+    await stopAll(servers);
+  }
+});
+
+test('never more than N: contenders with retried acquires, renewals and releases, while nodes hang and restart', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-overgrant-'));
+  const servers = await Promise.all([0, 1, 2].map((i) => persistentNode(mkdirIn(dir, `n${i}`))));
+  const { nodes, semaphore } = connect(servers, 150);
+  const limit = 2;
+  const workload = 'shop/Deployment/stress';
+  const holding = new Set<string>();
+  let most = 0;
+  let grants = 0;
+  let stop = false;
+  try {
+    assert.equal(await nodes.waitConnected(5000), 3);
+    const contender = async (id: number) => {
+      for (let round = 0; !stop; round++) {
+        const slot = `c${id}-${round}`;
+        // The API server may send the same review twice at once: both must be one grant.
+        const tries = await Promise.allSettled([
+          semaphore.acquire({ workload, slot, limit, leaseMs: 30_000 }),
+          semaphore.acquire({ workload, slot, limit, leaseMs: 30_000 }),
+        ]);
+        const won = tries.find(
+          (t): t is PromiseFulfilledResult<AcquireResult & { granted: true }> =>
+            t.status === 'fulfilled' && t.value.granted,
+        );
+        if (!won) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          continue;
+        }
+        grants++;
+        holding.add(slot);
+        most = Math.max(most, holding.size);
+        assert.ok(holding.size <= limit, `${holding.size} hold slots: ${[...holding].join(', ')}`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        try {
+          if ((await semaphore.renew(workload, slot, won.value.version, 30_000)) === 'lost')
+            holding.delete(slot);
+        } catch {
+          // A renewal that cannot be decided keeps the slot leased, and this holder holds it.
+        }
+        // Released before the holder stops counting itself: a release that fails keeps it held.
+        for (;;) {
+          try {
+            await semaphore.release(workload, slot, won.value.version);
+            break;
+          } catch {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+        }
+        holding.delete(slot);
+      }
+    };
+    const running = [0, 1, 2, 3, 4].map((id) => contender(id));
+    // Disturbances: one node hangs, then another restarts from its AOF, then a third hangs.
+    for (const [i, action] of [
+      [0, 'pause'],
+      [1, 'restart'],
+      [2, 'pause'],
+      [0, 'restart'],
+    ] as const) {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const server = servers[i]!;
+      if (action === 'pause') {
+        server.process.pause();
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        server.process.resume();
+      } else {
+        await server.stop();
+        servers[i] = await persistentNode(join(dir, `n${i}`), server.port);
+      }
+      await nodes.waitConnected(3000);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    stop = true;
+    await Promise.all(running);
+    assert.ok(grants >= 10, `only ${grants} grants: the test exercised too little`);
+    assert.equal(most <= limit, true);
+  } finally {
+    stop = true;
+    for (const server of servers) server.process.resume();
+    nodes.close();
+    await stopAll(servers);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('with one node down, a majority still grants, counts and releases', async () => {
   const servers = await startTrio();
   const { nodes, semaphore } = connect(servers);
@@ -167,14 +349,14 @@ test('with one node down, a majority still grants, counts and releases', async (
     const workload = 'shop/Deployment/minority-down';
     const ask = (slot: string) => semaphore.acquire({ workload, slot, limit: 2, leaseMs: 60_000 });
     await servers[2]!.stop();
-    assert.deepEqual(await ask('a'), { granted: true, held: 1 });
-    assert.deepEqual(await ask('b'), { granted: true, held: 2 });
-    assert.deepEqual(await ask('c'), { granted: false, held: 2, limit: 2 });
+    assert.deepEqual(counted(await ask('a')), { granted: true, held: 1 });
+    assert.deepEqual(counted(await ask('b')), { granted: true, held: 2 });
+    assert.deepEqual(counted(await ask('c')), { granted: false, held: 2, limit: 2 });
     for (const server of servers.slice(0, 2)) {
       assert.deepEqual(await members(server, semaphore.slotsKey(workload)), ['a', 'b']);
     }
     await semaphore.release(workload, 'a');
-    assert.deepEqual(await ask('c'), { granted: true, held: 2 });
+    assert.deepEqual(counted(await ask('c')), { granted: true, held: 2 });
   } finally {
     nodes.close();
     await stopAll(servers);
@@ -189,12 +371,12 @@ test('a hung node (SIGSTOP) counts as down after --redis-timeout, and the majori
     const workload = 'shop/Deployment/hung';
     servers[0]!.process.pause();
     const started = Date.now();
-    assert.deepEqual(await semaphore.acquire({ workload, slot: 'a', limit: 1, leaseMs: 60_000 }), {
+    assert.deepEqual(counted(await semaphore.acquire({ workload, slot: 'a', limit: 1, leaseMs: 60_000 })), {
       granted: true,
       held: 1,
     });
     assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
-    assert.deepEqual(await semaphore.acquire({ workload, slot: 'b', limit: 1, leaseMs: 60_000 }), {
+    assert.deepEqual(counted(await semaphore.acquire({ workload, slot: 'b', limit: 1, leaseMs: 60_000 })), {
       granted: false,
       held: 1,
       limit: 1,
@@ -203,7 +385,7 @@ test('a hung node (SIGSTOP) counts as down after --redis-timeout, and the majori
     // Whatever the woken node made of the commands queued while it hung, the new majority
     // {0, 2} still counts slot a.
     await servers[1]!.stop();
-    assert.deepEqual(await semaphore.acquire({ workload, slot: 'b', limit: 1, leaseMs: 60_000 }), {
+    assert.deepEqual(counted(await semaphore.acquire({ workload, slot: 'b', limit: 1, leaseMs: 60_000 })), {
       granted: false,
       held: 1,
       limit: 1,
@@ -232,7 +414,7 @@ test('with two nodes down the semaphore refuses to decide', async () => {
       },
     );
     await assert.rejects(
-      semaphore.renew('shop/Deployment/majority-down', 'a', 1000),
+      semaphore.renew('shop/Deployment/majority-down', 'a', 'v', 1000),
       SemaphoreUnavailableError,
     );
   } finally {
@@ -511,7 +693,7 @@ test('fencing: a writer paused past its lock after the check cannot add a slot o
     assert.equal(await nodesB.waitConnected(5000), 3);
     const first = a.acquire({ workload, slot: 'a', limit: 1, leaseMs: 60_000 });
     const second = b.acquire({ workload, slot: 'b', limit: 1, leaseMs: 60_000 });
-    assert.deepEqual(await second, { granted: true, held: 1 });
+    assert.deepEqual(counted(await second), { granted: true, held: 1 });
     bGranted!();
     await assert.rejects(first, (error: Error) => {
       assert.ok(error instanceof SemaphoreUnavailableError);

@@ -1,7 +1,8 @@
 // The sidecar as the kubelet runs it, beside a real application process that exits on SIGTERM.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -19,8 +20,11 @@ import {
 } from '@seahorse/runtime/testing';
 import { measureSidecarRss } from '../bench/rss.ts';
 import { buildSidecarOptions, MetricsSidecar, sidecarFlagSpecs } from '../src/index.ts';
+import { applyPatch, type PatchOperation } from '../src/json-patch.ts';
+import type { Pod } from '../src/kubernetes.ts';
+import { PodMutator } from '../src/mutator.ts';
 import { sidecarNodeOptions, sidecarResources } from '../src/pod-patch.ts';
-import { startCli, startMetricsApp, testLogger } from './helpers.ts';
+import { fixture, startCli, startMetricsApp, testLogger } from './helpers.ts';
 
 async function startSidecar(appPort: number, args: string[]) {
   const port = await freePort();
@@ -423,6 +427,81 @@ test('an https target is proxied when its certificate chains to SSL_CERT_FILE (a
     upstream.closeAllConnections();
     await trusted.sidecar.terminate('test');
     await untrusted.sidecar.terminate('test');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a pod annotated prometheus.io/scheme: https is scraped through the injected sidecar with a self-signed certificate', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-sidecar-selfsigned-'));
+  // A self-signed certificate for 127.0.0.1, as an application would make for itself.
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=app',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      join(dir, 'app.key'),
+      '-out',
+      join(dir, 'app.crt'),
+    ],
+    { stdio: 'ignore' },
+  );
+  const upstream = createHttpsServer(
+    { cert: readFileSync(join(dir, 'app.crt')), key: readFileSync(join(dir, 'app.key')) },
+    (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('https_app_metric 7\n');
+    },
+  );
+  upstream.listen(0, '127.0.0.1');
+  await once(upstream, 'listening');
+  const { port } = upstream.address() as AddressInfo;
+  // The webhook's own patch decides the sidecar's target.
+  const review = fixture('review-deployment-pod.json');
+  const pod = review.request.object as Pod;
+  pod.metadata!.annotations!['prometheus.io/port'] = String(port);
+  pod.metadata!.annotations!['prometheus.io/scheme'] = 'https';
+  pod.metadata!.annotations!['prometheus.io/path'] = '/metrics';
+  const mutator = new PodMutator(
+    {
+      injection: { sidecarImage: 'x', imagePullPolicy: 'IfNotPresent', terminationGracePeriodSeconds: 30 },
+      semaphore: undefined,
+    },
+    testLogger().log,
+  );
+  const { response } = await mutator.review(review);
+  const ops = JSON.parse(Buffer.from(response.patch!, 'base64').toString()) as PatchOperation[];
+  const injected = applyPatch(pod, ops);
+  assert.equal(injected.metadata!.annotations!['prometheus.io/scheme'], 'http');
+  const target = injected.spec!.containers.at(-1)!.args!.find((arg) => arg.startsWith('--target='))!;
+  assert.equal(target, `--target=https://127.0.0.1:${port}/metrics`);
+  const flags = parseFlags(sidecarFlagSpecs, ['--address=127.0.0.1:0', target, '--lameduck=0s']);
+  const { log } = testLogger();
+  const sidecar = new MetricsSidecar(
+    buildSidecarOptions(flags, { SSL_CERT_FILE: join(dir, 'app.crt') }),
+    log,
+  );
+  const address = (await sidecar.start()) as { port: number };
+  try {
+    // Prometheus scrapes the sidecar over plain http, as the rewritten annotation says.
+    const res = await fetch(`http://127.0.0.1:${address.port}/metrics`);
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), 'https_app_metric 7\n');
+  } finally {
+    upstream.close();
+    upstream.closeAllConnections();
+    await sidecar?.terminate('test');
     rmSync(dir, { recursive: true, force: true });
   }
 });
