@@ -600,7 +600,11 @@ export function flattenConfig(
       canonical = traits[`KubeSpawner.${trait}`] ? `KubeSpawner.${trait}` : `Spawner.${trait}`;
       fromSubclass.add(canonical);
     } else if (className === 'DockerSpawner') {
-      canonical = traits[`DockerSpawner.${trait}`] ? `DockerSpawner.${trait}` : `Spawner.${trait}`;
+      // An unknown name stays DockerSpawner's, so the hint is the DockerSpawner trait it resembles.
+      canonical =
+        traits[`DockerSpawner.${trait}`] || !traits[`Spawner.${trait}`]
+          ? `DockerSpawner.${trait}`
+          : `Spawner.${trait}`;
       fromSubclass.add(canonical);
     } else if (fromSubclass.has(canonical)) return;
     const written = `${className}.${trait}`;

@@ -289,10 +289,17 @@ export class DockerClient {
 
   /** The last `lines` lines of the container's output (stdout and stderr). */
   async logs(id: string, lines: number): Promise<string[]> {
-    const answer = await this.request(
-      'GET',
-      `/containers/${encodeURIComponent(id)}/logs?stdout=1&stderr=1&tail=${lines}`,
-    );
+    let answer: EngineAnswer;
+    try {
+      answer = await this.request(
+        'GET',
+        `/containers/${encodeURIComponent(id)}/logs?stdout=1&stderr=1&tail=${lines}`,
+      );
+    } catch (error) {
+      // Output that cannot be read (too much of it) is no reason to hide the failure it explains.
+      if (error instanceof DockerApiError) return [];
+      throw error;
+    }
     if (answer.status !== 200) return [];
     return demultiplex(answer.body)
       .toString('utf8')

@@ -17,7 +17,13 @@ import {
 import { hostUrl, serverEnvironment } from './environment.ts';
 import type { JsonObject, JsonValue, Spawner, SpawnerContext } from './spawner.ts';
 import { SpawnExitedError, SpawnStateError, SpawnTimeoutError } from './spawner-errors.ts';
-import { expandTemplates, formatTemplate, type TemplateNamespace, templateNamespace } from './templating.ts';
+import {
+  escapeName,
+  expandTemplates,
+  formatTemplate,
+  type TemplateNamespace,
+  templateNamespace,
+} from './templating.ts';
 
 export interface DockerSpawnerOptions extends DockerTraits {
   /** Spawner.cmd when set; null runs the image's own CMD (DockerSpawner's default). */
@@ -65,6 +71,8 @@ export function dockerTemplateNamespace(
   });
   return {
     ...base,
+    // DockerSpawner lower-cases a server name before escaping it (a user name it escapes as it is).
+    servername: escapeName(spec.serverName.toLowerCase()),
     safe_username: base.username!,
     raw_username: spec.user.name,
     raw_servername: spec.serverName,
