@@ -3,12 +3,18 @@
 // user's named volume kept across stop and start, re-attached after a hub restart; and the
 // failures a person must be able to read (engine down, image missing, port clash).
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { type Dockerd, freePort, singleuserImage, startDockerd, waitFor } from '@seahorse/runtime/testing';
+import { findSpawner } from '../src/db/spawners.ts';
+import { findUser } from '../src/db/users.ts';
 import { signIn, startTestHub, type TestHub } from './helpers.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
@@ -277,5 +283,138 @@ test('a missing image and a taken port are named', async () => {
   } finally {
     await clash.close();
     holder.close();
+  }
+});
+
+/**
+ * A registry (the v2 API's three reads) serving one image on loopback, which dockerd treats as
+ * an insecure registry: the image is a 2 MB layer imported into the engine and saved back out.
+ */
+async function startRegistry(dir: string): Promise<{ port: number; close(): Promise<void> }> {
+  const rootfs = join(dir, 'rootfs');
+  mkdirSync(rootfs, { recursive: true });
+  writeFileSync(join(rootfs, 'payload'), randomBytes(2 * 1024 * 1024));
+  const tar = spawnSync('tar', ['-C', rootfs, '-cf', '-', '.'], { maxBuffer: 16 * 1024 * 1024 }).stdout;
+  const source = `${run}-pull-source:1`;
+  const imported = await engine.request(
+    'POST',
+    `/images/create?fromSrc=-&repo=${run}-pull-source&tag=1`,
+    tar,
+  );
+  assert.equal(imported.status, 200, imported.body.toString());
+  const saved = await engine.request('GET', `/images/${source}/get`);
+  await engine.request('DELETE', `/images/${source}?force=1`);
+  const out = join(dir, 'saved');
+  mkdirSync(out);
+  writeFileSync(join(dir, 'saved.tar'), saved.body);
+  assert.equal(spawnSync('tar', ['-C', out, '-xf', join(dir, 'saved.tar')]).status, 0);
+  const [entry] = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Array<{
+    Config: string;
+    Layers: string[];
+  }>;
+  const digest = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  const config = readFileSync(join(out, entry!.Config));
+  const layer = gzipSync(readFileSync(join(out, entry!.Layers[0]!)));
+  const blobs = new Map([
+    [digest(config), config],
+    [digest(layer), layer],
+  ]);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+      config: {
+        mediaType: 'application/vnd.docker.container.image.v1+json',
+        size: config.length,
+        digest: digest(config),
+      },
+      layers: [
+        {
+          mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+          size: layer.length,
+          digest: digest(layer),
+        },
+      ],
+    }),
+  );
+  const server = createHttpServer((req, res) => {
+    const url = req.url ?? '';
+    const send = (
+      status: number,
+      body: Buffer,
+      type = 'application/octet-stream',
+      extra: Record<string, string> = {},
+    ) => {
+      res.writeHead(status, { 'content-type': type, 'content-length': body.length, ...extra });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
+    if (url === '/v2/') return send(200, Buffer.from('{}'), 'application/json');
+    if (/^\/v2\/seahorse\/pulltest\/manifests\//.test(url)) {
+      return send(200, manifest, 'application/vnd.docker.distribution.manifest.v2+json', {
+        'docker-content-digest': digest(manifest),
+      });
+    }
+    const blob = /^\/v2\/seahorse\/pulltest\/blobs\/(sha256:[0-9a-f]{64})$/.exec(url);
+    const data = blob ? blobs.get(blob[1]!) : undefined;
+    if (data) return send(200, data, 'application/octet-stream', { 'docker-content-digest': blob![1]! });
+    send(404, Buffer.from('{"errors":[{"code":"NAME_UNKNOWN"}]}'), 'application/json');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () =>
+      new Promise((resolve) => {
+        // dockerd keeps its connections alive: close them, or the test process never ends.
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+test('a pull’s progress is in the spawn’s progress stream; an image that cannot be pulled is named', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hub-docker-pull-'));
+  const registry = await startRegistry(dir);
+  try {
+    const pulled = `127.0.0.1:${registry.port}/seahorse/pulltest:1`;
+    const hub = await startHub({
+      ...answerFailures,
+      'DockerSpawner.image': pulled,
+      'DockerSpawner.pull_policy': 'always',
+    });
+    try {
+      // The image has no program to run: the spawn fails after the pull, which is what is checked.
+      const seen = await failure(hub, 'grace');
+      assert.match(seen.api, /No command specified/);
+      // The progress the stream sent while the spawn ran, as the database kept it.
+      const owner = (await findUser(hub.db, 'grace'))!;
+      const row = (await findSpawner(hub.db, owner.id, ''))!;
+      const messages = (JSON.parse(row.progress) as Array<{ message: string }>).map((event) => event.message);
+      const all = messages.join('\n');
+      assert.ok(messages.includes(`Pulling image ${pulled}`), all);
+      assert.ok(
+        messages.some(
+          (message) => message.startsWith(`Pulling image ${pulled}: `) && /complete/i.test(message),
+        ),
+        all,
+      );
+      assert.ok(messages.includes(`Pulled image ${pulled}`), all);
+      assert.equal((await engine.request('GET', `/images/${pulled}/json`)).status, 200);
+    } finally {
+      await hub.close();
+      await engine.request('DELETE', `/images/${pulled}?force=1`);
+    }
+    const unreachable = await startHub({
+      ...answerFailures,
+      'DockerSpawner.image': `127.0.0.1:${registry.port}/seahorse/absent:1`,
+    });
+    try {
+      const seen = await failure(unreachable, 'heidi');
+      assert.match(seen.api, /image missing: .*absent:1.* is not on the Docker Engine and pulling it failed/);
+    } finally {
+      await unreachable.close();
+    }
+  } finally {
+    await registry.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
