@@ -256,6 +256,23 @@ test('an engine that does not answer is named in the API, the progress stream an
   }
 });
 
+test('a server that exits while starting fails the spawn with its last output; its container is stopped', async () => {
+  const hub = await startHub({
+    ...answerFailures,
+    'DockerSpawner.remove': false,
+    'Spawner.cmd': ['sh', '-c', 'echo "cannot start: no notebook here"; exit 3'],
+  });
+  try {
+    const seen = await failure(hub, 'ivan');
+    assert.match(seen.api, /exited with code 3 before it answered HTTP.*\\ncannot start: no notebook here/);
+    assert.match(seen.page, /cannot start: no notebook here/);
+    const left = await container(`${run}-ivan`);
+    assert.equal(left?.State.Running, false, 'remove=false keeps the stopped container until the next start');
+  } finally {
+    await hub.close();
+  }
+});
+
 test('a missing image and a taken port are named', async () => {
   const missing = await startHub({
     ...answerFailures,
