@@ -10,6 +10,7 @@ import { migrate } from './db/migrations.ts';
 import { openDatabase } from './db/open.ts';
 import { hubVersion } from './hub.ts';
 import { proxyClientFactory, spawnerFactoryFor } from './parts.ts';
+import { refusePlaceholderSecrets } from './placeholder-secrets.ts';
 import { startHub } from './server.ts';
 
 const program = 'seahorse-hub';
@@ -84,6 +85,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
     return;
   }
   const config = await loadConfig(flags.string('config') ?? '', env, flags.string('db') ?? '');
+  refusePlaceholderSecrets(config, env);
   const log = createLogger({ name: 'hub', level: config.logLevel });
   if (subcommand === 'upgrade-db') {
     const db = await openDatabase(config.dbUrl);

@@ -144,15 +144,24 @@ class DockerSpawner implements Spawner {
     const state = context.state;
     // DockerSpawner's names; `container_id` is what dockerspawner < 0.10 wrote.
     const id = state?.object_id ?? state?.container_id;
-    if (typeof id === 'string' && /^[0-9a-f]{12,64}$/.test(id)) {
-      this.#containerId = id;
-      if (typeof state?.object_name === 'string') this.#containerName = state.object_name;
+    if (typeof id === 'string' && /^[0-9a-f]{12,64}$/.test(id)) this.#containerId = id;
+    // The name alone when a hub died between saving it and creating the container.
+    if (
+      typeof state?.object_name === 'string' &&
+      /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/.test(state.object_name)
+    ) {
+      this.#containerName = state.object_name;
     }
   }
 
   state(): JsonObject {
-    if (!this.#containerId) return {};
+    if (!this.#containerId) return this.#containerName ? { object_name: this.#containerName } : {};
     return { object_id: this.#containerId, object_name: this.#containerName };
+  }
+
+  /** The container by id, or by name when only the name was saved. */
+  get #ref(): string {
+    return this.#containerId || this.#containerName;
   }
 
   #progress(value: number, message: string): void {
@@ -170,16 +179,18 @@ class DockerSpawner implements Spawner {
   }
 
   async poll(): Promise<number | null> {
-    if (!this.#containerId) return 0;
-    const container = await this.#client.inspectContainer(this.#containerId);
+    if (!this.#ref) return 0;
+    const container = await this.#client.inspectContainer(this.#ref);
     if (!container) {
       this.#log.warn(
         { container: this.#containerName || this.#containerId.slice(0, 12) },
         'container not found',
       );
       this.#containerId = '';
+      this.#containerName = '';
       return 0;
     }
+    this.#containerId = container.Id;
     if (container.State?.Running) return null;
     const exitCode = container.State?.ExitCode ?? 0;
     if (this.#options.remove) await this.#remove();
@@ -190,7 +201,7 @@ class DockerSpawner implements Spawner {
     if (this.#starting) throw new SpawnStateError('the server is already starting; wait for it or stop it');
     this.#starting = true;
     try {
-      if (this.#containerId && (await this.poll()) === null) {
+      if (this.#ref && (await this.poll()) === null) {
         throw new SpawnStateError(
           `the server's container ${this.#containerName} is already running; stop it before starting it`,
         );
@@ -210,6 +221,10 @@ class DockerSpawner implements Spawner {
     const namespace = dockerTemplateNamespace(spec, options);
     const name = containerName(spec, options);
     this.#containerName = name;
+    this.#containerId = '';
+    // The container's name in the database before it exists: should this hub die right after
+    // the create, the replica taking over the spawn finds it by name and removes it.
+    await this.#context.persist?.();
     const image = options.image;
 
     const imageInfo = await this.#ensureImage(image);
@@ -244,6 +259,7 @@ class DockerSpawner implements Spawner {
     });
     this.#containerId = id;
     this.#log.info({ container: name, id: id.slice(0, 12), image }, 'container created');
+    await this.#context.persist?.();
     // Saved with the progress: a hub that dies from here on leaves a container the next one finds.
     this.#progress(50, `Starting container ${name} (${id.slice(0, 12)})`);
     await this.#client.startContainer(id).catch((error: unknown) => {
@@ -472,6 +488,12 @@ class DockerSpawner implements Spawner {
   }
 
   async stop(now = false): Promise<void> {
+    if (!this.#containerId && this.#containerName) {
+      // Only the name was saved: the container may have been created after it.
+      const found = await this.#client.inspectContainer(this.#containerName);
+      if (found) this.#containerId = found.Id;
+      else this.#containerName = '';
+    }
     if (!this.#containerId) return;
     const seconds = now ? 0 : (this.#options.stopTimeoutSeconds ?? 10);
     this.#log.info(
@@ -482,6 +504,7 @@ class DockerSpawner implements Spawner {
     if (this.#options.remove) await this.#remove();
     // As DockerSpawner's clear_state: a stopped server has no state; its next start replaces the container by name.
     this.#containerId = '';
+    this.#containerName = '';
   }
 }
 
