@@ -6,16 +6,24 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { type Dockerd, freePort, singleuserImage, startDockerd, waitFor } from '@seahorse/runtime/testing';
+import {
+  type Dockerd,
+  freePort,
+  ManagedProcess,
+  singleuserImage,
+  startDockerd,
+  waitFor,
+} from '@seahorse/runtime/testing';
 import { findSpawner } from '../src/db/spawners.ts';
 import { findUser } from '../src/db/users.ts';
-import { signIn, startTestHub, type TestHub } from './helpers.ts';
+import { repoRoot, signIn, startTestHub, type TestHub } from './helpers.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
 type Json = Record<string, any>;
@@ -432,6 +440,104 @@ test('a pull’s progress is in the spawn’s progress stream; an image that can
     }
   } finally {
     await registry.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a hub killed the moment the engine created its container: the restarted hub finds the container by the name saved before and removes it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hub-docker-orphan-'));
+  const [hubPort, proxyPort, apiPort] = [await freePort(), await freePort(), await freePort()];
+  const token = 'orphan-docker-admin-token-0123456789';
+  writeFileSync(
+    join(dir, 'hub.yaml'),
+    [
+      'JupyterHub:',
+      '  spawner_class: DockerSpawner',
+      `  hub_bind_url: http://127.0.0.1:${hubPort}`,
+      `  bind_url: http://127.0.0.1:${proxyPort}`,
+      '  db_url: sqlite:///hub.sqlite',
+      '  authenticator_class: dummy',
+      '  cleanup_servers: false',
+      `  services: [{name: admin, api_token: ${token}, admin: true}]`,
+      'ConfigurableHTTPProxy:',
+      `  api_url: http://127.0.0.1:${apiPort}`,
+      'DockerSpawner:',
+      `  image: ${image}`,
+      '  network_name: host',
+      `  prefix: ${run}o`,
+      '  remove: true',
+      '',
+    ].join('\n'),
+  );
+  const api = (path: string, init: RequestInit = {}) =>
+    fetch(`http://127.0.0.1:${hubPort}/hub/api${path}`, {
+      ...init,
+      headers: { authorization: `token ${token}` },
+    });
+  let proc: ManagedProcess | undefined;
+  let stateAtCreate = '';
+  // In front of the engine: the hub dies once the create is done, before it reads the answer.
+  const front = createHttpServer((req, res) => {
+    const upstream = httpRequest(
+      { socketPath: engine.socket, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        if (req.method === 'POST' && req.url?.includes('/containers/create') && !stateAtCreate && proc) {
+          proc.signal('SIGKILL');
+          const db = new DatabaseSync(join(dir, 'hub.sqlite'), { readOnly: true });
+          try {
+            stateAtCreate = (
+              db.prepare("SELECT state FROM spawners WHERE name = ''").get() as { state: string }
+            ).state;
+          } finally {
+            db.close();
+          }
+        }
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  const socket = join(dir, 'engine.sock');
+  await new Promise<void>((resolve) => front.listen(socket, resolve));
+  const start = () =>
+    new ManagedProcess(
+      'seahorse-hub',
+      process.execPath,
+      ['--conditions=seahorse-source', join(repoRoot, 'packages/hub/src/cli.ts'), '--config', 'hub.yaml'],
+      {
+        cwd: dir,
+        env: { ...process.env, DOCKER_HOST: `unix://${socket}` },
+      },
+    );
+  const name = `${run}o-zoe`;
+  try {
+    proc = start();
+    await proc.untilReady(waitFor('hub', async () => (await api('/')).ok, { timeoutMs: 60_000 }));
+    await api('/users/zoe', { method: 'POST' });
+    await api('/users/zoe/server', { method: 'POST' }).catch(() => undefined);
+    await proc.exited;
+    assert.deepEqual(JSON.parse(stateAtCreate), { object_name: name }, 'the name saved before the create');
+    assert.ok(await container(name), 'the container outlived its hub');
+    proc = start();
+    await proc.untilReady(waitFor('hub', async () => (await api('/')).ok, { timeoutMs: 60_000 }));
+    await waitFor('the orphaned container removed', async () => (await container(name)) === undefined, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
+    const model = (await (await api('/users/zoe')).json()) as Json;
+    assert.equal(model.server, null);
+    assert.equal(model.pending, null);
+  } finally {
+    await proc?.stop();
+    try {
+      process.kill(Number(readFileSync(join(dir, 'jupyterhub-proxy.pid'), 'utf8')), 'SIGKILL');
+    } catch {
+      // stopped with the hub
+    }
+    front.closeAllConnections();
+    await new Promise((resolve) => front.close(resolve));
     rmSync(dir, { recursive: true, force: true });
   }
 });
