@@ -359,7 +359,19 @@ process.once('exit', () => {
   // A test process that ends without stop(): leave the daemon, and stop it if nobody else uses it.
   for (const state of states.values()) {
     rmSync(join(usersDir(state.dir), String(process.pid)), { force: true });
-    if (liveUsers(state.dir).length === 0 && isDockerd(state.pid)) process.kill(state.pid, 'SIGTERM');
+    // Only under the lock (taken without waiting: exit handlers cannot), so a process joining
+    // right now never gets a daemon that is being stopped; if it is busy, the next last user stops it.
+    const lock = join(state.dir, 'daemon.lock');
+    try {
+      mkdirSync(lock);
+    } catch {
+      continue;
+    }
+    try {
+      if (liveUsers(state.dir).length === 0 && isDockerd(state.pid)) process.kill(state.pid, 'SIGTERM');
+    } finally {
+      rmSync(lock, { recursive: true, force: true });
+    }
   }
 });
 
