@@ -33,6 +33,16 @@ const systemNeeds = [
     why: "embedding gateway's VCL tests",
     extraDirs: () => ['/usr/sbin'],
   },
+  // The Docker spawner and the images are tested on a real engine: Debian's dockerd (20.10) on
+  // its own socket, a base image made with mmdebstrap, the compose stack run by docker-compose.
+  {
+    binary: 'dockerd',
+    pkg: 'docker.io',
+    why: "the Docker spawner's and the images' tests (a real Docker Engine)",
+    extraDirs: () => ['/usr/sbin'],
+  },
+  { binary: 'mmdebstrap', pkg: 'mmdebstrap', why: "the test images' local Debian base" },
+  { binary: 'docker-compose', pkg: 'docker-compose', why: 'the compose stack test' },
 ];
 
 // Python modules outside the standard library that the tests import. apt installs them for

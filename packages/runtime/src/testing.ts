@@ -497,3 +497,5 @@ export function issueCertificate(
   );
   return { cert: readFileSync(join(dir, `${name}.crt`)), key: readFileSync(join(dir, `${name}.key`)) };
 }
+
+export * from './testing-docker.ts';
