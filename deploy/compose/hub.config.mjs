@@ -7,11 +7,12 @@ const required = (name) => {
   return env[name];
 };
 const postgresHost = env.POSTGRES_HOST || 'postgres:5432';
+const networkName = env.DOCKER_NETWORK_NAME || 'jupyterhub-net';
 
 export default {
   JupyterHub: {
     // The hub's own listener: the proxy forwards /hub/ here and the hub programs the proxy.
-    hub_bind_url: 'http://0.0.0.0:8081',
+    hub_bind_url: env.HUB_BIND_URL || 'http://0.0.0.0:8081',
     hub_connect_url: env.HUB_CONNECT_URL || 'http://jupyterhub:8081',
     bind_url: env.PUBLIC_URL || 'http://:8000',
     db_url: `postgresql://jupyterhub:${encodeURIComponent(required('POSTGRES_PASSWORD'))}@${postgresHost}/jupyterhub`,
@@ -34,8 +35,9 @@ export default {
   },
   DockerSpawner: {
     image: env.DOCKER_NOTEBOOK_IMAGE || 'personal-jupyter-singleuser:latest',
-    network_name: env.DOCKER_NETWORK_NAME || 'jupyterhub-net',
-    use_internal_ip: true,
+    network_name: networkName,
+    // Servers are reached at their address on the stack's network (on the host network: loopback).
+    use_internal_ip: networkName !== 'host',
     // One volume per user, kept when the container goes: the user's files survive restarts.
     volumes: { 'jupyterhub-user-{username}': '/home/jovyan' },
     remove: true,
