@@ -8,6 +8,12 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError } from './errors.ts';
 import { type Profile, parseProfiles } from './profiles.ts';
 import {
+  checkDockerTrait,
+  type DockerTraits,
+  defaultDockerTraits,
+  dockerTraitNames,
+} from './spawners/docker-options.ts';
+import {
   applyKubeOverride,
   checkKubeTrait,
   defaultKubeTraits,
@@ -26,7 +32,8 @@ type TraitType =
   | 'services'
   | 'roles'
   | 'profiles'
-  | 'kube';
+  | 'kube'
+  | 'docker';
 
 interface TraitSpec {
   type: TraitType;
@@ -62,6 +69,18 @@ function kubeSpawnerTraits(): Record<string, TraitSpec> {
       name === 'namespace'
         ? 'Namespace of the servers’ pods; default POD_NAMESPACE, else the hub’s own.'
         : `KubeSpawner.${name} (KubeSpawner’s meaning and default).`,
+    );
+  }
+  return out;
+}
+
+function dockerSpawnerTraits(): Record<string, TraitSpec> {
+  const out: Record<string, TraitSpec> = {};
+  for (const name of dockerTraitNames) {
+    out[`DockerSpawner.${name}`] = t(
+      'docker',
+      defaultDockerTraits[name],
+      `DockerSpawner.${name} (DockerSpawner’s meaning and default).`,
     );
   }
   return out;
@@ -119,7 +138,7 @@ export const traits: Record<string, TraitSpec> = {
   'JupyterHub.spawner_class': t(
     'string',
     'localprocess',
-    'localprocess (jupyterhub-singleuser on this machine), or KubeSpawner / DynamicKubeSpawner (a pod per server).',
+    'localprocess (jupyterhub-singleuser on this machine), KubeSpawner / DynamicKubeSpawner (a pod per server), or DockerSpawner (a container per server).',
   ),
   'JupyterHub.cookie_secret_file': t(
     'string',
@@ -210,6 +229,7 @@ export const traits: Record<string, TraitSpec> = {
   ),
   'Spawner.mem_limit': t('kube', null, 'Memory a server may use, e.g. 32G (K, M, G, T: powers of 1024).'),
   ...kubeSpawnerTraits(),
+  ...dockerSpawnerTraits(),
   'IdleCuller.enabled': t(
     'bool',
     false,
@@ -332,6 +352,8 @@ export interface HubConfig {
   };
   /** KubeSpawner's traits when spawner_class is KubeSpawner (namespace '' until the API connection says). */
   kube: KubeTraits | undefined;
+  /** DockerSpawner's traits when spawner_class is DockerSpawner; cmd and ip null unless Spawner.cmd / Spawner.ip are set. */
+  docker: (DockerTraits & { cmd: string[] | null; ip: string | null }) | undefined;
   /** The built-in idle culler (jupyterhub-idle-culler's options, in milliseconds). */
   culler: {
     enabled: boolean;
@@ -549,6 +571,12 @@ function checkValue(path: string, spec: TraitSpec, value: unknown): unknown {
       } catch (error) {
         throw new ConfigError(`${path}: ${(error as Error).message}`);
       }
+    case 'docker':
+      try {
+        return checkDockerTrait(path.slice(path.lastIndexOf('.') + 1), value);
+      } catch (error) {
+        throw new ConfigError(`${path}: ${(error as Error).message}`);
+      }
   }
 }
 
@@ -570,6 +598,13 @@ export function flattenConfig(
     let canonical = `${classAliases[className] ?? className}.${trait}`;
     if (kubeClasses.has(className)) {
       canonical = traits[`KubeSpawner.${trait}`] ? `KubeSpawner.${trait}` : `Spawner.${trait}`;
+      fromSubclass.add(canonical);
+    } else if (className === 'DockerSpawner') {
+      // An unknown name stays DockerSpawner's, so the hint is the DockerSpawner trait it resembles.
+      canonical =
+        traits[`DockerSpawner.${trait}`] || !traits[`Spawner.${trait}`]
+          ? `DockerSpawner.${trait}`
+          : `Spawner.${trait}`;
       fromSubclass.add(canonical);
     } else if (fromSubclass.has(canonical)) return;
     const written = `${className}.${trait}`;
@@ -738,6 +773,7 @@ export function buildConfig(
     },
     culler: cullerConfig(get, seconds),
     kube: spawnerClass === 'kubernetes' ? kubeConfig(get, values, env) : undefined,
+    docker: spawnerClass === 'docker' ? dockerConfig(get, values) : undefined,
     hooks,
   };
 }
@@ -765,6 +801,15 @@ function kubeConfig(
     }
   }
   return traits;
+}
+
+/** DockerSpawner's traits; the image's own command unless Spawner.cmd is set, as DockerSpawner. */
+function dockerConfig(get: <T>(name: string) => T, explicit: Record<string, unknown>): HubConfig['docker'] {
+  const docker: Record<string, unknown> = {};
+  for (const name of dockerTraitNames) docker[name] = get(`DockerSpawner.${name}`);
+  docker.cmd = explicit['Spawner.cmd'] === undefined ? null : get('Spawner.cmd');
+  docker.ip = explicit['Spawner.ip'] === undefined ? null : get('Spawner.ip');
+  return docker as unknown as HubConfig['docker'];
 }
 
 function cullerConfig(get: <T>(name: string) => T, seconds: (name: string) => number): HubConfig['culler'] {
@@ -802,7 +847,12 @@ function normalizeSpawner(value: string): string {
     .replace(/spawner$/, '');
   if (name === 'localprocess' || name === 'simplelocalprocess' || name === 'local') return 'localprocess';
   if (name === 'kube' || name === 'dynamickube' || name === 'kubernetes') return 'kubernetes';
-  fail('JupyterHub.spawner_class', "'localprocess', 'KubeSpawner' or 'DynamicKubeSpawner'", value);
+  if (name === 'docker') return 'docker';
+  fail(
+    'JupyterHub.spawner_class',
+    "'localprocess', 'KubeSpawner', 'DynamicKubeSpawner' or 'DockerSpawner'",
+    value,
+  );
 }
 
 /** Reads a YAML file, or imports a .js/.mjs/.ts module whose default export is the same object. */

@@ -7,6 +7,8 @@ import { chooseProfile } from './profiles.ts';
 import type { ProxyApi } from './proxy-api.ts';
 import { ProxyClient } from './proxy-client.ts';
 import type { ProxyClientOptions } from './server.ts';
+import { createDockerSpawner, type DockerSpawnerOptions } from './spawners/docker.ts';
+import { DockerClient, dockerSocketFromEnv } from './spawners/docker-client.ts';
 import { KubeClient, loadConnection } from './spawners/kube-client.ts';
 import { applyKubeOverride, type KubeTraits } from './spawners/kube-objects.ts';
 import { createKubeSpawner } from './spawners/kubernetes.ts';
@@ -37,6 +39,7 @@ export function spawnerFactoryFor(
       log,
     );
   }
+  if (config.docker) return dockerSpawnerFactory(config, env);
   const { spawner } = config;
   const options: LocalProcessOptions = {
     cmd: spawner.cmd,
@@ -101,4 +104,30 @@ export function kubeSpawnerFactory(
     stop: () => reflector.stop(),
   };
   return factory;
+}
+
+/** DockerSpawner with its traits bound: one Engine client (DOCKER_HOST's socket) for every server. */
+export function dockerSpawnerFactory(
+  config: HubConfig,
+  env: NodeJS.ProcessEnv = process.env,
+): BoundSpawnerFactory {
+  const docker = config.docker;
+  if (!docker) throw new Error('dockerSpawnerFactory needs DockerSpawner settings');
+  const client = new DockerClient({ socketPath: dockerSocketFromEnv(env) });
+  const { spawner } = config;
+  const mem = config.traits['Spawner.mem_limit'];
+  const cpu = config.traits['Spawner.cpu_limit'];
+  const options: DockerSpawnerOptions = {
+    ...docker,
+    args: spawner.args,
+    environment: spawner.environment,
+    startTimeoutMs: spawner.startTimeoutMs,
+    httpTimeoutMs: spawner.httpTimeoutMs,
+    memLimit: typeof mem === 'number' ? mem : null,
+    cpuLimit: typeof cpu === 'number' ? cpu : null,
+  };
+  if (spawner.defaultUrl) options.defaultUrl = spawner.defaultUrl;
+  if (spawner.notebookDir) options.notebookDir = spawner.notebookDir;
+  if (config.traits['Spawner.debug'] === true) options.debug = true;
+  return (context) => createDockerSpawner(context, client, options);
 }
