@@ -6,11 +6,11 @@ import { spawnSync } from 'node:child_process';
 import {
   cpSync,
   existsSync,
+  linkSync,
   mkdirSync,
   readFileSync,
   realpathSync,
   rmSync,
-  statSync,
   writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
@@ -54,7 +54,9 @@ function keep(source: string): boolean {
  * one image moves only when its own inputs do (a hub change leaves the proxy image cached).
  */
 function stagePackageContext(engine: Dockerd, name: (typeof packageImages)[number]): string {
-  const context = join(engine.dir, 'contexts', `image-${name}`);
+  // One directory per process: test files build concurrently, and a context must not change
+  // while another process hashes or sends it. The content hash, not the path, names the image.
+  const context = join(engine.dir, 'contexts', `image-${name}-${process.pid}`);
   rmSync(context, { recursive: true, force: true });
   mkdirSync(context, { recursive: true });
   for (const file of ['package.json', 'package-lock.json', 'tsconfig.base.json', '.dockerignore']) {
@@ -80,21 +82,21 @@ function npmDirectory(): string {
   throw new Error('no npm on PATH: the local node image copies the host npm');
 }
 
-function copyIfChanged(source: string, target: string): void {
-  if (existsSync(target)) {
-    const [a, b] = [statSync(source), statSync(target)];
-    if (a.size === b.size && a.mtimeMs === b.mtimeMs) return;
-  }
+/** A hard link when the filesystems allow it (the Node binary is 120 MB), else a copy. */
+function linkOrCopy(source: string, target: string): void {
   mkdirSync(dirname(target), { recursive: true });
-  cpSync(source, target, { preserveTimestamps: true });
+  try {
+    linkSync(source, target);
+  } catch {
+    cpSync(source, target);
+  }
 }
 
 /** The stand-in for node:24-bookworm-slim: the local base plus this Node binary and npm. */
 function stageNodeContext(engine: Dockerd): string {
-  const context = join(engine.dir, 'contexts', 'image-node');
-  mkdirSync(context, { recursive: true });
-  copyIfChanged(realpathSync(process.execPath), join(context, 'bin/node'));
-  rmSync(join(context, 'lib'), { recursive: true, force: true });
+  const context = join(engine.dir, 'contexts', `image-node-${process.pid}`);
+  rmSync(context, { recursive: true, force: true });
+  linkOrCopy(realpathSync(process.execPath), join(context, 'bin/node'));
   cpSync(npmDirectory(), join(context, 'lib/npm'), { recursive: true });
   cpSync(join(workspaceRoot, 'deploy/images/node-base/Dockerfile'), join(context, 'Dockerfile'));
   return context;
@@ -126,21 +128,23 @@ export async function buildImages(
   const wantsNode = names.some(
     (name) => name === 'node' || (packageImages as readonly string[]).includes(name),
   );
+  const fromStaged = async (context: string, tag: string, args: Record<string, string>) => {
+    try {
+      return await buildImage(engine, context, 'Dockerfile', tag, args);
+    } finally {
+      rmSync(context, { recursive: true, force: true });
+    }
+  };
   if (wantsNode) {
     await record(
       'node',
-      await buildImage(engine, stageNodeContext(engine), 'Dockerfile', imageTags.node, {
-        BASE_IMAGE: base.tag,
-      }),
+      await fromStaged(stageNodeContext(engine), imageTags.node, { BASE_IMAGE: base.tag }),
     );
   }
   for (const name of packageImages) {
     if (!names.includes(name)) continue;
     const context = stagePackageContext(engine, name);
-    await record(
-      name,
-      await buildImage(engine, context, 'Dockerfile', imageTags[name], { BASE_IMAGE: imageTags.node }),
-    );
+    await record(name, await fromStaged(context, imageTags[name], { BASE_IMAGE: imageTags.node }));
   }
   if (names.includes('singleuser')) {
     const context = join(workspaceRoot, 'deploy/compose/singleuser');
