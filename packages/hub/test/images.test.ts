@@ -234,3 +234,19 @@ test('every image reports its size', () => {
   for (const image of images.values())
     assert.ok(image.size > 50e6 && image.size < 3e9, `${image.tag}: ${image.size}`);
 });
+
+test("no runtime image carries the build stage's CA bundle, npm's cache or a stack.env", () => {
+  for (const name of ['proxy', 'hub', 'metrics-proxy-hook', 'embedding-gateway'] as const) {
+    const found = engine.docker([
+      'run',
+      '--rm',
+      '--read-only',
+      '--entrypoint',
+      'sh',
+      imageTags[name],
+      '-c',
+      'command -v find >/dev/null || echo no find; find / -xdev \\( -name seahorse-npm-ca.crt -o -name stack.env -o -path /root/.npm -o -path /tmp/ca \\) 2>/dev/null; true',
+    ]);
+    assert.equal(found.trim(), '', `${name}: ${found}`);
+  }
+});
