@@ -374,7 +374,7 @@ async function signInAndSpawn(): Promise<string> {
   return token;
 }
 
-test('the stack comes up on PostgreSQL; a user signs in, spawns, writes a file; after a restart of the stack the file is in their volume', async (t) => {
+test('the stack comes up on PostgreSQL; a user signs in, spawns, writes a file; a killed hub re-attaches to the server; after a restart of the stack the file is in their volume', async (t) => {
   t.after(tearDown);
   await setUp();
   await stackUp();
@@ -392,6 +392,26 @@ test('the stack comes up on PostgreSQL; a user signs in, spawns, writes a file; 
   assert.ok(
     container.Mounts.some((m) => m.Name === `jupyterhub-user-${user}` && m.Destination === '/home/jovyan'),
   );
+  // The hub alone restarts (killed, as by an OOM): it re-attaches to the running container.
+  stackCompose(['kill', 'jupyterhub']);
+  stackCompose(['up', '-d', '--no-build', 'jupyterhub']);
+  const model = await waitFor(
+    'the restarted hub to list the running server',
+    async () => {
+      const res = await fetch(`${hubUrl()}/hub/api/users/${user}`, {
+        headers: { authorization: `token ${token}` },
+      });
+      if (res.status !== 200) return undefined;
+      const body = (await res.json()) as { servers?: Record<string, { ready: boolean }> };
+      return body.servers?.['']?.ready ? body : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 250 },
+  );
+  assert.ok(model);
+  const again = await fetch(`${hubUrl()}/user/${user}/api/contents/notes.txt`, {
+    headers: { authorization: `token ${token}` },
+  });
+  assert.equal(again.status, 200);
   // Stop the server (the container goes: remove is on), then the whole stack; volumes stay.
   const stop = await fetch(`${hubUrl()}/hub/api/users/${user}/server`, {
     method: 'DELETE',
