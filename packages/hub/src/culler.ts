@@ -4,7 +4,7 @@
 // reports (POST /users/<name>/activity, already in the database).
 import { Counter } from '@seahorse/runtime/metrics';
 import type { HubConfig } from './config.ts';
-import type { UserRow } from './db/rows.ts';
+import type { SpawnerRow, UserRow } from './db/rows.ts';
 import * as spawnerDb from './db/spawners.ts';
 import { deleteUser, findUserById, touchUser } from './db/users.ts';
 import type { Hub } from './hub.ts';
@@ -91,6 +91,17 @@ export class IdleCuller {
           [user.id],
         );
         if (active) return;
+        // As the culler service's DELETE /users/<name>: storage that outlives a stop goes too.
+        try {
+          const rows = await db.all<SpawnerRow>('SELECT * FROM spawners WHERE user_id = ?', [user.id]);
+          for (const row of rows) await this.#hub.spawns.deleteForever(user, row);
+        } catch (error) {
+          log.warn(
+            { user: user.name, err: error },
+            'idle culler: deleting the user’s storage failed; next round',
+          );
+          return;
+        }
         await deleteUser(db, user.id);
         users++;
         this.#culls.labels('user', 'inactive').inc();
@@ -118,6 +129,8 @@ export class IdleCuller {
     await spawns.stop(user, row);
     this.#culls.labels('server', reason).inc();
     if (row.name && this.#options.removeNamedServers) {
+      const stopped = await spawnerDb.findSpawnerById(db, row.id);
+      if (stopped) await spawns.deleteForever(user, stopped);
       await spawnerDb.deleteSpawner(db, row.id);
       log.info({ user: row.user_name, server: row.name }, 'idle culler: named server removed');
     }

@@ -147,11 +147,19 @@ export class IdentityResolver {
     return { kind: 'user', id: user.id, name: user.name, admin, token: undefined, expanded, parsed };
   }
 
-  /** Token first; the login cookie only for safe methods, so a cross-site form cannot act. */
-  async fromRequest(req: IncomingMessage, query: URLSearchParams | undefined): Promise<Identity | undefined> {
+  /**
+   * Token first; the login cookie only for safe methods, so a cross-site form cannot act —
+   * unless `cookieAnyMethod` (the API, whose caller checks the Referer as JupyterHub 3.0 does).
+   */
+  async fromRequest(
+    req: IncomingMessage,
+    query: URLSearchParams | undefined,
+    cookieAnyMethod = false,
+  ): Promise<Identity | undefined> {
     const token = tokenFromRequest(req.headers.authorization, query);
     if (token) return this.fromToken(token);
-    if (req.method === 'GET' || req.method === 'HEAD') return this.fromCookie(req.headers.cookie);
+    if (cookieAnyMethod || req.method === 'GET' || req.method === 'HEAD')
+      return this.fromCookie(req.headers.cookie);
     return undefined;
   }
 

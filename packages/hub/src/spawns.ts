@@ -138,19 +138,39 @@ export class SpawnManager {
         // the server is ready, the leader finds what was started and stops it.
         const progress = JSON.stringify(events);
         const save = running
-          ? () =>
-              spawners.saveSpawnProgress(
+          ? async () => {
+              await spawners.saveSpawnProgress(
                 this.#db,
                 row.id,
                 this.#replica.replicaId,
                 progress,
                 JSON.stringify(running.spawner === placeholder ? {} : safeState(running.spawner)),
-              )
+              );
+            }
           : () => spawners.saveProgress(this.#db, row.id, progress);
         const saved = (running?.saving ?? Promise.resolve()).then(save).catch((error: unknown) => {
           log.warn({ err: error }, 'saving spawn progress failed');
         });
         if (running) running.saving = saved;
+      },
+      persist: async () => {
+        if (!running) return;
+        const save = running.saving.then(() =>
+          spawners.saveSpawnProgress(
+            this.#db,
+            row.id,
+            this.#replica.replicaId,
+            JSON.stringify(events),
+            JSON.stringify(running.spawner === placeholder ? {} : running.spawner.state()),
+          ),
+        );
+        running.saving = save.then(
+          () => undefined,
+          () => undefined,
+        );
+        if (!(await save)) {
+          throw new SpawnError('the spawn was taken over by the leader; nothing was started');
+        }
       },
     };
   }
@@ -207,10 +227,12 @@ export class SpawnManager {
           });
         spawner = this.#factory(context);
         entry.spawner = spawner;
+        const limit =
+          spawner.spawnTimeoutMs ?? this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs;
         const url = await withTimeout(
           spawner.start(),
-          this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs,
-          `${name}'s server did not start within ${(this.#config.spawner.startTimeoutMs + this.#config.spawner.httpTimeoutMs) / 1000} s`,
+          limit,
+          `${name}'s server did not start within ${limit / 1000} s`,
         );
         const owner = this.#replica.replicaId;
         await entry.saving;
@@ -327,17 +349,19 @@ export class SpawnManager {
   /** Stops a server whose row was just marked stop-pending (by this replica). */
   async stop(user: UserRow, row: SpawnerRow, now = false): Promise<void> {
     const began = performance.now();
+    let kept: JsonObject = {};
     try {
       await this.#deleteRoute(user.name, row.name);
       const spawner = await this.#attach(user, row);
       await spawner.stop(now);
+      kept = spawner.stoppedState?.() ?? {};
       this.#metrics.stopDuration.labels('success').observe((performance.now() - began) / 1000);
     } catch (error) {
       this.#metrics.stopDuration.labels('failure').observe((performance.now() - began) / 1000);
       this.#log.error({ user: user.name, server: row.name, err: error }, 'stopping the server failed');
     } finally {
       await tokens.deleteSpawnerTokens(this.#db, row.id);
-      await spawners.markStopped(this.#db, row.id, this.#replica.replicaId);
+      await spawners.markStopped(this.#db, row.id, this.#replica.replicaId, JSON.stringify(kept));
       this.#log.info({ user: user.name, server: row.name }, 'server stopped');
     }
   }
@@ -362,10 +386,21 @@ export class SpawnManager {
   /** A server found dead by a poll: clear it as JupyterHub's user_stopped does. */
   async stopped(user: UserRow, row: SpawnerRow): Promise<void> {
     // A spawn or stop claimed since the poll is left to whoever claimed it.
-    if (!(await spawners.markStopped(this.#db, row.id, null))) return;
+    const kept = (await this.#attach(user, row).catch(() => undefined))?.stoppedState?.() ?? {};
+    if (!(await spawners.markStopped(this.#db, row.id, null, JSON.stringify(kept)))) return;
     await this.#deleteRoute(user.name, row.name);
     await tokens.deleteSpawnerTokens(this.#db, row.id);
     this.#log.info({ user: user.name, server: row.name }, 'server found stopped');
+  }
+
+  /**
+   * JupyterHub's delete_forever, for a stopped server whose row is about to be deleted (the
+   * user's, or a named server removed): what outlived the stop goes (KubeSpawner's PVC). Errors
+   * propagate: the row must stay while its storage does.
+   */
+  async deleteForever(user: UserRow, row: SpawnerRow): Promise<void> {
+    const spawner = await this.#attach(user, row);
+    await spawner.deleteForever?.();
   }
 
   /** Spawns still running in this process, for shutdown. */

@@ -30,7 +30,7 @@ test('header authenticator: a trusted source logs the user in; the cookie identi
     });
     assert.equal(response.status, 200);
     assert.equal(((await response.json()) as { name: string }).name, 'alice');
-    // A cookie never authorizes a state-changing API call (no cross-site forms).
+    // A cookie without a Referer from the hub's pages never authorizes an API call (no cross-site forms).
     response = await fetch(`${hub.url}/hub/api/users/alice/server`, { method: 'POST', headers: { cookie } });
     assert.equal(response.status, 403);
     // A user not allowed is refused; a missing header is 401.

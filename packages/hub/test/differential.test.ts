@@ -166,6 +166,39 @@ describe('seahorse-hub and JupyterHub 3.0, side by side', () => {
     });
   });
 
+  test('GET /hub/spawn without an options form starts the server and sends the browser to the pending page', async () => {
+    const cookies = new Map<string, string>();
+    for (const side of sides) cookies.set(side.name, (await login(side, 'direct')).cookie);
+    const get = async (side: Side, path: string) => {
+      const response = await fetch(`${side.url}${path}`, {
+        headers: { cookie: cookies.get(side.name)! },
+        redirect: 'manual',
+      });
+      await response.body?.cancel();
+      return { status: response.status, location: response.headers.get('location') };
+    };
+    await same('the default server', (side) => get(side, '/hub/spawn'));
+    await same('a named server, with a next', (side) =>
+      get(side, '/hub/spawn/direct/nb1?next=%2Fhub%2Ftoken'),
+    );
+    for (const side of sides) {
+      await waitFor(
+        `${side.name}: both servers ready`,
+        async () => {
+          const user = (await (await side.api('/users/direct')).json()) as Json;
+          return user.servers?.['']?.ready === true && user.servers?.nb1?.ready === true;
+        },
+        { timeoutMs: 30_000, intervalMs: 100 },
+      );
+    }
+    await same('the default server, running', (side) => get(side, '/hub/spawn'));
+    await same('the pending page of a ready server', (side) => get(side, '/hub/spawn-pending/direct/nb1'));
+    await same('another user’s server', async (side) => {
+      await side.api('/users/someone-else', { method: 'POST' });
+      return (await get(side, '/hub/spawn/someone-else')).status;
+    });
+  });
+
   test('an API request with only the login cookie counts only with a Referer from the hub’s own pages', async () => {
     const cookies = new Map<string, string>();
     for (const side of sides) cookies.set(side.name, (await login(side, 'cookie-user')).cookie);
@@ -185,18 +218,91 @@ describe('seahorse-hub and JupyterHub 3.0, side by side', () => {
       const response = await withCookie(side, { referer: `${side.url}/hub/home` });
       return { status: response.status, name: ((await response.json()) as Json).name };
     });
-    // A cross-site POST with the cookie is refused by both (ours refuses any cookie-only POST).
-    await same('a cross-site POST', async (side) => {
-      const response = await fetch(`${side.url}/hub/api/users/cookie-user/tokens`, {
-        method: 'POST',
-        headers: {
-          cookie: cookies.get(side.name)!,
-          referer: 'http://evil.example/',
-          'content-type': 'application/json',
+    // Any method, as in 3.0: a Referer under <base_url>hub/ and, for a POST, a JSON (or no)
+    // Content-Type — which a cross-site form cannot send.
+    const send = (side: Side, method: string, path: string, headers: Record<string, string>, body?: string) =>
+      fetch(`${side.url}/hub/api${path}`, {
+        method,
+        headers: { cookie: cookies.get(side.name)!, ...headers },
+        ...(body === undefined ? {} : { body }),
+      }).then((response) => response.status);
+    const json = { 'content-type': 'application/json' };
+    await same('a cross-site POST', (side) =>
+      send(
+        side,
+        'POST',
+        '/users/cookie-user/tokens',
+        { referer: 'http://evil.example/hub/home', ...json },
+        '{}',
+      ),
+    );
+    await same('a POST from a hub page, JSON', (side) =>
+      send(side, 'POST', '/users/cookie-user/tokens', { referer: `${side.url}/hub/token`, ...json }, '{}'),
+    );
+    await same('a POST from a hub page, no body and no Content-Type', (side) =>
+      send(side, 'POST', '/users/cookie-user/tokens', { referer: `${side.url}/hub/token` }),
+    );
+    await same('a POST from a hub page, a form’s Content-Type', (side) =>
+      send(
+        side,
+        'POST',
+        '/users/cookie-user/tokens',
+        { referer: `${side.url}/hub/token`, 'content-type': 'application/x-www-form-urlencoded' },
+        'a=1',
+      ),
+    );
+    await same('a POST from a hub page, text/plain', (side) =>
+      send(
+        side,
+        'POST',
+        '/users/cookie-user/tokens',
+        { referer: `${side.url}/hub/token`, 'content-type': 'text/plain' },
+        '{}',
+      ),
+    );
+    await same('a POST with the Referer of a user server (outside /hub/)', (side) =>
+      send(
+        side,
+        'POST',
+        '/users/cookie-user/tokens',
+        { referer: `${side.url}/user/cookie-user/lab`, ...json },
+        '{}',
+      ),
+    );
+    await same('a POST with an https Referer to an http hub', (side) =>
+      send(
+        side,
+        'POST',
+        '/users/cookie-user/tokens',
+        { referer: `${side.url.replace('http:', 'https:')}/hub/token`, ...json },
+        '{}',
+      ),
+    );
+    await same('a POST behind a proxy saying https (X-Forwarded-Proto), https Referer', (side) =>
+      send(
+        side,
+        'POST',
+        '/users/cookie-user/tokens',
+        {
+          referer: `${side.url.replace('http:', 'https:')}/hub/token`,
+          'x-forwarded-proto': 'https',
+          ...json,
         },
-        body: '{}',
-      });
-      return response.status;
+        '{}',
+      ),
+    );
+    await same('a POST with a Referer /hubx (not under /hub/)', (side) =>
+      send(side, 'POST', '/users/cookie-user/tokens', { referer: `${side.url}/hubx`, ...json }, '{}'),
+    );
+    await same('a DELETE of the (stopped) server from a hub page', (side) =>
+      send(side, 'DELETE', '/users/cookie-user/server', { referer: `${side.url}/hub/home` }),
+    );
+    await same('a DELETE with no Referer', (side) => send(side, 'DELETE', '/users/cookie-user/server', {}));
+    const created = await same('the tokens the cookie created', async (side) => {
+      const response = await side.api('/users/cookie-user/tokens');
+      return ((await response.json()) as Json).api_tokens.length;
     });
+    // The JSON POST, the bodiless POST and the one behind a proxy saying https: three tokens.
+    assert.equal(created, 3);
   });
 });

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { createLogger } from '@seahorse/runtime';
 import { LogCapture, waitFor } from '@seahorse/runtime/testing';
 import { kubeSpawnerFactory } from '../src/parts.ts';
@@ -147,6 +148,123 @@ test('a hub with KubeSpawner spawns a pod, streams its events, re-attaches after
     await first.stop('test');
     await second?.close();
     await first.proxyProcess?.stop();
+    await fake.close();
+    notebook.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a profile's start_timeout is the hub's spawn timeout too: a pod slower than Spawner.start_timeout but within its profile's starts", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hub-kube-'));
+  const notebook = http.createServer((_req, res) => res.end('{}'));
+  await new Promise<void>((resolve) => notebook.listen(0, '127.0.0.1', resolve));
+  const fake = new FakeApiServer({ token });
+  const server = new URL(await fake.listen());
+  const traits = {
+    'JupyterHub.spawner_class': 'KubeSpawner',
+    'JupyterHub.slow_spawn_timeout': 0,
+    'KubeSpawner.namespace': namespace,
+    'KubeSpawner.port': (notebook.address() as AddressInfo).port,
+    'KubeSpawner.events_enabled': false,
+    // The hub alone would give up after 1 + 1 s.
+    'Spawner.start_timeout': 1,
+    'Spawner.http_timeout': 1,
+    'KubeSpawner.profile_list': [
+      { display_name: 'Quick', default: true },
+      { display_name: 'GPU', slug: 'gpu', kubespawner_override: { start_timeout: 30 } },
+    ],
+  };
+  const { config } = await testConfig(traits, dir);
+  const client = new KubeClient({ server, token, namespace });
+  const log = createLogger({ name: 'hub', level: 'warn', destination: new LogCapture() });
+  const hub = await startTestHub(traits, {
+    dir,
+    spawnerFactory: kubeSpawnerFactory(config, config.kube!, client, log),
+    log,
+  });
+  try {
+    await hub.api('/users/bob', { method: 'POST' });
+    const started = await hub.api('/users/bob/server', {
+      method: 'POST',
+      body: JSON.stringify({ profile: 'gpu' }),
+    });
+    assert.equal(started.status, 202);
+    await waitFor('the pod', () => fake.get('pods', namespace, 'jupyter-bob'));
+    // Longer than the hub's own 2 s: only the profile's 30 s lets this spawn live.
+    await delay(2500);
+    fake.setRunning(namespace, 'jupyter-bob');
+    await waitFor(
+      'the server ready',
+      async () => ((await (await hub.api('/users/bob')).json()) as Json).servers['']?.ready === true,
+    );
+  } finally {
+    await hub.stop('test');
+    await hub.proxyProcess?.stop();
+    client.close();
+    await fake.close();
+    notebook.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('delete_pvc: a stop keeps the PVC name in the database; removing a named server or deleting the user deletes its PVC', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hub-kube-'));
+  const notebook = http.createServer((_req, res) => res.end('{}'));
+  await new Promise<void>((resolve) => notebook.listen(0, '127.0.0.1', resolve));
+  const fake = new FakeApiServer({ token });
+  const server = new URL(await fake.listen());
+  const traits = {
+    'JupyterHub.spawner_class': 'KubeSpawner',
+    'JupyterHub.allow_named_servers': true,
+    'KubeSpawner.namespace': namespace,
+    'KubeSpawner.port': (notebook.address() as AddressInfo).port,
+    'KubeSpawner.events_enabled': false,
+    'KubeSpawner.storage_pvc_ensure': true,
+    'KubeSpawner.storage_capacity': '1Gi',
+  };
+  const { config } = await testConfig(traits, dir);
+  const client = new KubeClient({ server, token, namespace });
+  const log = createLogger({ name: 'hub', level: 'warn', destination: new LogCapture() });
+  const hub = await startTestHub(traits, {
+    dir,
+    spawnerFactory: kubeSpawnerFactory(config, config.kube!, client, log),
+    log,
+  });
+  const spawn = async (path: string, pod: string) => {
+    const started = hub.api(path, { method: 'POST' });
+    await waitFor(`pod ${pod}`, () => fake.get('pods', namespace, pod));
+    fake.setRunning(namespace, pod);
+    assert.equal((await started).status, 201);
+  };
+  try {
+    await hub.api('/users/carol', { method: 'POST' });
+    await spawn('/users/carol/server', 'jupyter-carol');
+    await spawn('/users/carol/servers/lab', 'jupyter-carol--lab');
+    assert.ok(fake.get('persistentvolumeclaims', namespace, 'claim-carol--lab'));
+    assert.equal((await hub.api('/users/carol/server', { method: 'DELETE' })).status, 204);
+    const row = await hub.db.get<{ state: string }>("SELECT state FROM spawners WHERE name = ''");
+    assert.deepEqual(JSON.parse(row!.state), { pvc_name: 'claim-carol' });
+    // A stop alone keeps the PVC; removing the named server deletes its own.
+    assert.equal((await hub.api('/users/carol/servers/lab', { method: 'DELETE' })).status, 204);
+    assert.ok(fake.get('persistentvolumeclaims', namespace, 'claim-carol--lab'));
+    const removed = await hub.api('/users/carol/servers/lab', {
+      method: 'DELETE',
+      body: JSON.stringify({ remove: true }),
+    });
+    assert.equal(removed.status, 204);
+    assert.equal(fake.get('persistentvolumeclaims', namespace, 'claim-carol--lab'), undefined);
+    assert.ok(fake.get('persistentvolumeclaims', namespace, 'claim-carol'));
+    // RBAC refusing the PVC delete: the user stays, to be deleted again once it is granted.
+    fake.forbidden.add('delete persistentvolumeclaims');
+    assert.equal((await hub.api('/users/carol', { method: 'DELETE' })).status, 500);
+    assert.equal((await hub.api('/users/carol')).status, 200);
+    fake.forbidden.delete('delete persistentvolumeclaims');
+    assert.equal((await hub.api('/users/carol', { method: 'DELETE' })).status, 204);
+    assert.equal(fake.get('persistentvolumeclaims', namespace, 'claim-carol'), undefined);
+  } finally {
+    await hub.stop('test');
+    await hub.proxyProcess?.stop();
+    client.close();
     await fake.close();
     notebook.close();
     rmSync(dir, { recursive: true, force: true });

@@ -207,6 +207,45 @@ describe('the Kubernetes spawner', () => {
     }
   });
 
+  test('delete_pvc: deleteForever deletes the remembered PVC; delete_pvc false, or a named server sharing the PVC, keeps it', async () => {
+    const kube = shared();
+    kube.reflector.start();
+    try {
+      const t = traits({
+        storage_pvc_ensure: true,
+        storage_capacity: '1Gi',
+        pvc_name_template: 'home-{username}',
+      });
+      const first = spawnerFor(kube, serverSpec('erin', false, '', ''), t);
+      await Promise.all([first.spawner.start(), runWhenCreated('jupyter-erin')]);
+      await first.spawner.stop(true);
+      // What the database keeps after the stop: the PVC's name, so the next start uses it.
+      const kept = first.spawner.stoppedState!();
+      assert.deepEqual(kept, { pvc_name: 'home-erin' });
+      // A named server whose PVC template has no server field shares the default's: kept.
+      await spawnerFor(kube, serverSpec('erin', false, 'side', ''), t).spawner.deleteForever!();
+      assert.ok(fake.get('persistentvolumeclaims', namespace, 'home-erin'));
+      await spawnerFor(kube, serverSpec('erin', false, '', ''), { ...t, delete_pvc: false }, kept).spawner
+        .deleteForever!();
+      assert.ok(fake.get('persistentvolumeclaims', namespace, 'home-erin'));
+      await spawnerFor(kube, serverSpec('erin', false, '', ''), t, kept).spawner.deleteForever!();
+      assert.equal(fake.get('persistentvolumeclaims', namespace, 'home-erin'), undefined);
+      // Already gone (404) is not an error; RBAC refusing the delete is.
+      await spawnerFor(kube, serverSpec('erin', false, '', ''), t, kept).spawner.deleteForever!();
+      fake.forbidden.add('delete persistentvolumeclaims');
+      try {
+        await assert.rejects(
+          spawnerFor(kube, serverSpec('erin', false, '', ''), t, kept).spawner.deleteForever!(),
+          KubeForbiddenError,
+        );
+      } finally {
+        fake.forbidden.delete('delete persistentvolumeclaims');
+      }
+    } finally {
+      await kube.reflector.stop();
+    }
+  });
+
   test('re-attach: a new spawner from the saved state polls the running pod; an exited pod is reported and deleted', async () => {
     const kube = shared();
     kube.reflector.start();

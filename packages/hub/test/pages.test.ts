@@ -56,8 +56,11 @@ class Browser {
     await this.get('/hub/login');
     const response = await this.post('/hub/login', { username: name, password });
     assert.equal(response.status, 302, response.body_text);
-    // Where the browser lands; its forms carry the signed-in session's token.
-    await this.get(response.headers.get('location')!);
+    // Where the browser lands; its forms carry the signed-in session's token. With no server
+    // running that is /hub/spawn, which starts one (no options form, as in 3.0): these tests
+    // start servers themselves, so they go home instead.
+    const location = response.headers.get('location')!;
+    await this.get(location.endsWith('/hub/spawn') ? '/hub/home' : location);
   }
 }
 
@@ -176,11 +179,20 @@ test('home: start, stop, named servers with the limit shown, delete; every actio
     });
     assert.equal(forged.status, 403);
     assert.equal(((await (await hub.api('/users/alice')).json()) as Json).server, null);
-    // A GET never starts anything: it shows the form.
-    const spawnForm = await browser.get('/hub/spawn');
-    assert.equal(spawnForm.status, 200);
-    assert.match(spawnForm.body_text, /<form method="post" action="\/hub\/spawn\/alice">/);
-    assert.equal(((await (await hub.api('/users/alice')).json()) as Json).server, null);
+    // Without an options form (no profile_list) a GET starts the server, as in JupyterHub 3.0,
+    // and sends the browser to the pending page, which sends it on once the server is ready.
+    const direct = await browser.get('/hub/spawn');
+    assert.equal(direct.status, 302, direct.body_text);
+    assert.equal(direct.headers.get('location'), '/hub/spawn-pending/alice');
+    await waitFor('the server started by the GET is ready', async () => {
+      const model = (await (await hub.api('/users/alice')).json()) as Json;
+      return model.servers['']?.ready === true ? true : undefined;
+    });
+    const pendingDone = await browser.get('/hub/spawn-pending/alice');
+    assert.equal(pendingDone.headers.get('location'), '/user/alice/');
+    // Once running, the GET opens it (and a safe next wins), starting nothing more.
+    assert.equal((await browser.get('/hub/spawn')).headers.get('location'), '/user/alice/');
+    assert.equal((await browser.get('/hub/spawn?next=/hub/token')).headers.get('location'), '/hub/token');
 
     const started = await browser.post('/hub/spawn/alice', { next: '/hub/home' });
     assert.equal(started.status, 302, started.body_text);

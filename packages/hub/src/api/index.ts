@@ -1,6 +1,6 @@
 // The REST API under /hub/api: routes, who is asking, JSON errors, request metrics.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { refererIsOurs } from '../auth/referer.ts';
+import { cookieAllowedForApi } from '../auth/referer.ts';
 import { DatabaseUnavailableError, HttpError } from '../errors.ts';
 import type { Hub } from '../hub.ts';
 import * as oauth from '../oauth.ts';
@@ -58,7 +58,7 @@ function routes(): Router {
 export function createApiHandler(hub: Hub) {
   const router = routes();
   const prefix = `${hub.config.baseUrl}hub/api`;
-  const prefixBase = hub.config.baseUrl;
+  const hubBase = `${hub.config.baseUrl}hub/`;
   return async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const began = performance.now();
     const path = url.pathname.slice(prefix.length) || '/';
@@ -68,10 +68,16 @@ export function createApiHandler(hub: Hub) {
       if (match === undefined) throw new HttpError(404, 'Not Found');
       if (match === 'method') throw new HttpError(405, 'Method Not Allowed');
       handlerLabel = match.handler.name || 'handler';
-      let identity = await hub.identity.fromRequest(req, url.searchParams);
-      // A login cookie counts only from the hub's own pages (JupyterHub 3.0's Referer check);
-      // the OAuth authorize step is a browser navigation, a page in JupyterHub.
-      if (identity && !identity.token && match.handler !== oauth.authorize && !refererIsOurs(req, prefixBase))
+      let identity = await hub.identity.fromRequest(req, url.searchParams, true);
+      // A login cookie counts only from the hub's own pages (JupyterHub 3.0's Referer and
+      // Content-Type checks), for any method as in 3.0; the OAuth authorize step is a browser
+      // navigation, a page in JupyterHub.
+      if (
+        identity &&
+        !identity.token &&
+        match.handler !== oauth.authorize &&
+        !cookieAllowedForApi(req, hubBase)
+      )
         identity = undefined;
       const context = {
         req,

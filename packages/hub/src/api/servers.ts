@@ -1,5 +1,7 @@
 // /users/{name}/server and /users/{name}/servers/{server_name}: start (with user options),
 // stop, remove, and the progress event stream.
+
+import type { UserRow } from '../db/rows.ts';
 import * as spawnerDb from '../db/spawners.ts';
 import { groupsOfUser } from '../db/users.ts';
 import { HttpError, SpawnError } from '../errors.ts';
@@ -123,7 +125,7 @@ export async function stopServer(context: ApiContext): Promise<void> {
   let stopping: Promise<void> | undefined;
   if (row.url !== null && (await spawnerDb.markStopPending(hub.db, row.id, hub.spawns.owner))) {
     stopping = hub.spawns.stop(user, row).then(async () => {
-      if (remove) await spawnerDb.deleteSpawner(hub.db, row.id);
+      if (remove) await removeServer(hub, user, row.id);
     });
   } else if (row.url !== null) {
     // Another request (or hub process, or the culler) claimed the stop between our read and our
@@ -135,9 +137,9 @@ export async function stopServer(context: ApiContext): Promise<void> {
       return;
     }
     if (now?.pending) throw new HttpError(400, `${name} is pending ${now.pending}, please wait`);
-    if (remove && now) await spawnerDb.deleteSpawner(hub.db, row.id);
+    if (remove && now) await removeServer(hub, user, row.id);
   } else if (remove) {
-    await spawnerDb.deleteSpawner(hub.db, row.id);
+    await removeServer(hub, user, row.id);
   }
   if (stopping) {
     let timer: NodeJS.Timeout | undefined;
@@ -247,4 +249,12 @@ function parseProgress(text: string): SpawnEvent[] {
   } catch {
     return [];
   }
+}
+
+/** A named server removed for good: JupyterHub's _delete_spawner (delete_forever, then the row). */
+async function removeServer(hub: ApiContext['hub'], user: UserRow, id: number): Promise<void> {
+  const row = await spawnerDb.findSpawnerById(hub.db, id);
+  if (!row) return;
+  await hub.spawns.deleteForever(user, row);
+  await spawnerDb.deleteSpawner(hub.db, id);
 }

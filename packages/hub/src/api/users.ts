@@ -260,6 +260,10 @@ export async function deleteUser(context: ApiContext): Promise<void> {
     }
     await hub.spawns.stop(user, server);
   }
+  // JupyterHub's delete_spawners: storage that outlives a stop (KubeSpawner's delete_pvc).
+  for (const server of (await users.spawnersOfUsers(hub.db, [user.id])).get(user.id) ?? []) {
+    await hub.spawns.deleteForever(user, server);
+  }
   await users.deleteUser(hub.db, user.id);
   hub.log.info({ user: name }, 'user deleted');
   sendEmpty(context.res, 204);

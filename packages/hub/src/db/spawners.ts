@@ -99,11 +99,12 @@ export async function saveSpawnProgress(
   owner: string,
   progress: string,
   state: string,
-): Promise<void> {
-  await db.run(
+): Promise<boolean> {
+  const changed = await db.run(
     "UPDATE spawners SET progress = ?, state = ? WHERE id = ? AND pending = 'spawn' AND pending_owner = ?",
     [progress, state, id, owner],
   );
+  return changed === 1;
 }
 
 /** The spawn `owner` ran is ready; false when its claim was taken over meanwhile. */
@@ -141,10 +142,16 @@ export async function markFailed(
  * action; with null, only when nothing is pending (a poll found it dead: a spawn claimed since
  * must not be wiped).
  */
-export async function markStopped(db: Queryable, id: number, owner: string | null): Promise<boolean> {
+/** `state` is what the spawner keeps once stopped (KubeSpawner's PVC name); '{}' by default. */
+export async function markStopped(
+  db: Queryable,
+  id: number,
+  owner: string | null,
+  state = '{}',
+): Promise<boolean> {
   const changed = await db.run(
-    "UPDATE spawners SET url = NULL, ready = 0, pending = NULL, pending_since = NULL, pending_owner = NULL, started = NULL, state = '{}' WHERE id = ? AND (pending IS NULL OR pending_owner = ?)",
-    [id, owner],
+    'UPDATE spawners SET url = NULL, ready = 0, pending = NULL, pending_since = NULL, pending_owner = NULL, started = NULL, state = ? WHERE id = ? AND (pending IS NULL OR pending_owner = ?)',
+    [state, id, owner],
   );
   return changed === 1;
 }

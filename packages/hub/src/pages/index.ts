@@ -499,6 +499,7 @@ function serverActions(
 async function spawnGet(page: Page, user: string, server: string): Promise<void> {
   const { hub, base } = page;
   const profiles = hub.config.spawner.profileList;
+  if (profiles.length === 0) return spawnWithoutForm(page, user, server);
   const path = `${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
   const target = server ? `${user}/${server}` : user;
   const next = page.url.searchParams.get('next');
@@ -521,6 +522,37 @@ ${profiles.map((p, i) => {
     server ? `Start ${target}` : user === page.identity?.name ? 'Start my server' : `Start ${user}’s server`,
     form,
   );
+}
+
+/** A server's URL as JupyterHub 3.0's User.server_url: a named server's without the final slash. */
+function serverUrl(base: string, user: string, server: string): string {
+  const prefix = serverPrefix(base, user, server);
+  return server ? prefix.slice(0, -1) : prefix;
+}
+
+/**
+ * JupyterHub 3.0's GET /hub/spawn when the spawner has no options form: a running server is
+ * opened, a pending one followed, and otherwise the server is started at once and the browser
+ * sent to the spawn-pending page (with its `next`).
+ */
+async function spawnWithoutForm(page: Page, user: string, server: string): Promise<void> {
+  const { hub, base } = page;
+  const path = `${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
+  const next = page.url.searchParams.get('next');
+  const pendingUrl = `${base}hub/spawn-pending/${path}${next ? `?next=${encodeURIComponent(next)}` : ''}`;
+  const opened = () => go(page, next ? safeNext(base, next) : serverUrl(base, user, server));
+  if (await allows(page.identity!.parsed, 'servers', { user, server: `${user}/${server}` })) {
+    const owner = await userDb.findUser(hub.db, user);
+    const row = owner ? await spawnerDb.findSpawner(hub.db, owner.id, server) : undefined;
+    if (row?.pending === 'spawn') return go(page, pendingUrl);
+    if (row?.ready === 1 && row.pending === null && row.url !== null) return opened();
+  }
+  const answer = await callApi(hub, page.identity!, servers.startServer, [user, server]);
+  if (answer.status === 201 || answer.status === 202) return go(page, pendingUrl);
+  const message = String(answer.body?.message ?? 'The server could not be started');
+  if (answer.status === 400 && message.endsWith('is already running')) return opened();
+  hub.log.warn({ user, server, status: answer.status, reason: message }, 'start from the spawn page failed');
+  errorPage(page, answer.status, message);
 }
 
 async function spawnPost(
@@ -576,7 +608,8 @@ async function pending(page: Page, user: string, server: string): Promise<void> 
   const row = owner ? await spawnerDb.findSpawner(hub.db, owner.id, server) : undefined;
   if (!row) throw new HttpError(404, `There is no server ${target} you may see.`);
   const prefix = serverPrefix(base, user, server);
-  if (row.ready === 1 && row.pending === null && row.url !== null) return go(page, prefix);
+  if (row.ready === 1 && row.pending === null && row.url !== null)
+    return go(page, serverUrl(base, user, server));
   const path = `${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
   if (row.pending !== 'spawn') {
     if (row.failure) {

@@ -148,6 +148,8 @@ export interface KubeTraits {
   storage_selector: Record<string, JsonValue>;
   storage_extra_labels: Record<string, JsonValue>;
   storage_extra_annotations: Record<string, JsonValue>;
+  remember_pvc_name: boolean;
+  delete_pvc: boolean;
   delete_grace_period: number;
   delete_stopped_pods: boolean;
   events_enabled: boolean;
@@ -220,6 +222,8 @@ export const defaultKubeTraits: KubeTraits = {
   storage_selector: {},
   storage_extra_labels: {},
   storage_extra_annotations: {},
+  remember_pvc_name: true,
+  delete_pvc: true,
   delete_grace_period: 1,
   delete_stopped_pods: true,
   events_enabled: true,
@@ -302,6 +306,8 @@ const kinds: Record<keyof KubeTraits, Kind> = {
   storage_selector: 'dict',
   storage_extra_labels: 'dict',
   storage_extra_annotations: 'dict',
+  remember_pvc_name: 'bool',
+  delete_pvc: 'bool',
   delete_grace_period: 'int',
   delete_stopped_pods: 'bool',
   events_enabled: 'bool',

@@ -84,6 +84,8 @@ class KubeSpawner implements Spawner {
   readonly #log: Logger;
   #names: KubeNames | undefined;
   #pvcExists = false;
+  /** The PVC an earlier start created or found (KubeSpawner's remember_pvc_name); kept across stops. */
+  #rememberedPvc: string | undefined;
   #starting = false;
   #lastProgress = 0;
 
@@ -102,6 +104,41 @@ class KubeSpawner implements Spawner {
       };
       this.#pvcExists = typeof state.pvc_name === 'string';
     }
+    if (state && typeof state.pvc_name === 'string' && state.pvc_name) this.#rememberedPvc = state.pvc_name;
+  }
+
+  /** What survives a stop (KubeSpawner's clear_state, then get_state): the PVC's name. */
+  stoppedState(): JsonObject {
+    return this.#rememberedPvc && this.#traits.remember_pvc_name ? { pvc_name: this.#rememberedPvc } : {};
+  }
+
+  /**
+   * KubeSpawner's delete_forever, called when the user (or this named server) is deleted: the
+   * PVC goes too (delete_pvc), unless a named server shares the default server's PVC.
+   */
+  async deleteForever(): Promise<void> {
+    const { spec } = this.#context;
+    const traits = this.#traits;
+    const names = kubeNames(spec, traits);
+    const pvc = (traits.remember_pvc_name && this.#rememberedPvc) || names.pvcName;
+    if (!traits.delete_pvc) {
+      this.#log.info({ pvc }, 'delete_pvc is false: the PVC stays');
+      return;
+    }
+    if (spec.serverName && !/\{[a-z_]*server[a-z_]*\}/.test(traits.pvc_name_template)) {
+      this.#log.info({ pvc }, "a named server shares the default server's PVC: it stays");
+      return;
+    }
+    try {
+      await this.#client.delete(corePath(names.namespace, 'persistentvolumeclaims', pvc));
+      this.#log.info({ pvc }, 'PVC deleted');
+    } catch (error) {
+      if (!(error instanceof KubeNotFoundError)) throw error;
+    }
+  }
+
+  get spawnTimeoutMs(): number {
+    return (this.#traits.start_timeout + this.#traits.http_timeout) * 1000;
   }
 
   state(): JsonObject {
@@ -169,11 +206,20 @@ class KubeSpawner implements Spawner {
     // A PVC name once established stays (KubeSpawner's remember_pvc_name).
     const previous = this.#names;
     const names = kubeNames(spec, traits);
-    if (previous?.pvcName && this.#pvcExists) names.pvcName = previous.pvcName;
+    if (traits.remember_pvc_name) {
+      if (previous?.pvcName && this.#pvcExists) names.pvcName = previous.pvcName;
+      else if (this.#rememberedPvc) {
+        names.pvcName = this.#rememberedPvc;
+        this.#pvcExists = true;
+      }
+    }
     this.#names = names;
     const input = { spec, traits, names };
     const pod = podManifest(input);
     const ref = `${names.namespace}/${names.podName}`;
+    // The pod's name in the database before the pod exists: should this hub die right after
+    // the create, the replica taking over the spawn knows which pod to delete.
+    await this.#context.persist?.();
     const watcher = this.#watcher(names);
     let created: Pod | undefined;
     try {
@@ -187,6 +233,7 @@ class KubeSpawner implements Spawner {
           this.#log.info({ pvc: names.pvcName }, 'PVC exists; using it');
         }
         this.#pvcExists = true;
+        this.#rememberedPvc = names.pvcName;
       }
       progress({ progress: 10, message: `Creating pod ${ref}` });
       created = await this.#createPod(names, pod, watcher.reflector, deadline);

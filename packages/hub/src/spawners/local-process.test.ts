@@ -15,7 +15,7 @@ import {
   defaultLocalProcessOptions,
   type LocalProcessOptions,
 } from './local-process.ts';
-import { descendants, groupMembers, processAlive } from './processes.ts';
+import { descendants, groupLeaderWritingTo, groupMembers, processAlive } from './processes.ts';
 import type { JsonObject, ProgressEvent, ServerSpec, Spawner } from './spawner.ts';
 import { SpawnCommandError, SpawnExitedError, SpawnStateError, SpawnTimeoutError } from './spawner-errors.ts';
 
@@ -309,6 +309,63 @@ test('state whose PID is gone or now names another process polls as not running'
     await makeSpawner({}, spec(), { pid: 1, port: 1, url: 'http://127.0.0.1:1' }).spawner.poll(),
     0,
   );
+});
+
+test('the state is saved before the process exists, and names the output file the process then writes to', async () => {
+  const saved: JsonObject[] = [];
+  const outputDir = join(workDir, 'output');
+  const spawner = createLocalProcessSpawner(
+    {
+      spec: spec(),
+      state: null,
+      log: createLogger({ name: 'hub', level: 'debug', destination: new LogCapture() }),
+      progress: () => undefined,
+      persist: async () => {
+        const state = spawner.state();
+        // Nothing runs yet that writes to the file the state names.
+        assert.equal(groupLeaderWritingTo(String(state.output)), undefined);
+        saved.push(state);
+      },
+    },
+    { ...defaultLocalProcessOptions, ...tiny('serve'), termTimeoutMs: 3000, outputDir },
+  );
+  spawners.push(spawner);
+  await spawner.start();
+  assert.equal(saved.length, 1);
+  assert.equal(saved[0]!.pid, undefined);
+  assert.match(String(saved[0]!.output), /alice\.[0-9a-f]+\.log$/);
+  // A spawner from that early state (its hub died before saving the PID) finds the server.
+  const found = makeSpawner({}, spec(), saved[0]!);
+  assert.equal(await found.spawner.poll(), null);
+  assert.equal(found.spawner.state().pid, (spawner.state() as { pid: number }).pid);
+  const pid = (spawner.state() as { pid: number }).pid;
+  await found.spawner.stop(true);
+  assert.equal(processAlive(pid), false);
+  await waitFor('the starting spawner sees its server gone', async () => (await spawner.poll()) !== null);
+  // Once gone, the same early state finds nothing: not running, and stop signals no one.
+  const none = makeSpawner({}, spec(), saved[0]!);
+  assert.equal(await none.spawner.poll(), 0);
+  await none.spawner.stop(true);
+  assert.equal(processAlive(process.pid), true);
+});
+
+test('a save refused before the spawn (the spawn taken over) starts no process', async () => {
+  const outputDir = join(workDir, 'refused');
+  const spawner = createLocalProcessSpawner(
+    {
+      spec: spec(),
+      state: null,
+      log: createLogger({ name: 'hub', level: 'debug', destination: new LogCapture() }),
+      progress: () => undefined,
+      persist: async () => {
+        throw new Error('taken over');
+      },
+    },
+    { ...defaultLocalProcessOptions, ...tiny('serve'), outputDir },
+  );
+  await assert.rejects(spawner.start(), /taken over/);
+  assert.equal(await spawner.poll(), 0);
+  assert.deepEqual(readdirSync(outputDir), [], 'no output file left');
 });
 
 test('starting a server that is already starting is refused', async () => {

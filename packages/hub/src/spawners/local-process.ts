@@ -9,13 +9,14 @@ import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from '@seahorse/runtime';
 import { hostUrl, serverEnvironment } from './environment.ts';
 import { OutputTail } from './output-tail.ts';
 import {
   descendants,
   exitStatus,
+  groupLeaderWritingTo,
   groupMembers,
   killProcess,
   leadsGroup,
@@ -117,6 +118,8 @@ class LocalProcessSpawner implements Spawner {
   #output: string | undefined;
   #starting = false;
   #stopping = false;
+  /** The output file of a start saved before its process was spawned (no PID yet). */
+  #launching: string | undefined;
   #lastLines: string[] = [];
 
   constructor(context: SpawnerContext, options: LocalProcessOptions) {
@@ -131,10 +134,40 @@ class LocalProcessSpawner implements Spawner {
       this.#started = typeof state.started === 'number' ? state.started : undefined;
       // Followed from the first poll that finds the server alive: a constructor owns no timer.
       if (typeof state.output === 'string') this.#output = state.output;
+    } else if (state && typeof state.output === 'string' && state.output.endsWith('.log')) {
+      // Saved before the process started (its hub may have died right after): the process, if
+      // it ever started, is the group leader writing to this file.
+      this.#launching = state.output;
+      this.#port = typeof state.port === 'number' ? state.port : 0;
+      this.#url = typeof state.url === 'string' ? state.url : '';
     }
   }
 
+  get #outputDir(): string {
+    return this.#options.outputDir ?? join(tmpdir(), 'seahorse-hub-servers');
+  }
+
+  /** A process from a start whose PID was never saved, found by its output file; true when found. */
+  #adoptLaunched(): boolean {
+    const output = this.#launching;
+    if (!output || this.#pid) return this.#pid > 0;
+    const found = groupLeaderWritingTo(output);
+    if (!found) return false;
+    this.#pid = found.pid;
+    this.#started = found.startTime;
+    this.#output = output;
+    this.#launching = undefined;
+    this.#log.info({ pid: found.pid, output }, 'found the server a start left unrecorded');
+    return true;
+  }
+
+  get spawnTimeoutMs(): number {
+    return this.#options.startTimeoutMs + this.#options.httpTimeoutMs;
+  }
+
   state(): JsonObject {
+    const launching = this.#launching;
+    if (!this.#pid && launching) return { port: this.#port, url: this.#url, output: launching };
     if (!this.#pid) return {};
     const state: JsonObject = { pid: this.#pid, port: this.#port, url: this.#url };
     if (this.#started !== undefined) state.started = this.#started;
@@ -149,7 +182,7 @@ class LocalProcessSpawner implements Spawner {
       this.#clear();
       return exitStatus(child.exitCode, child.signalCode);
     }
-    if (!this.#pid) return 0;
+    if (!this.#pid && !this.#adoptLaunched()) return 0;
     if (processAlive(this.#pid, this.#started)) {
       if (this.#output) this.#follow(this.#output, this.#pid, true);
       return null;
@@ -202,7 +235,13 @@ class LocalProcessSpawner implements Spawner {
   }
 
   async stop(now = false): Promise<void> {
-    if (!this.#pid) return;
+    if (!this.#pid && !this.#adoptLaunched()) {
+      // Only a file of this spawner's own directory: a state naming another path deletes nothing.
+      if (this.#launching && dirname(this.#launching) === this.#outputDir)
+        rmSync(this.#launching, { force: true });
+      this.#launching = undefined;
+      return;
+    }
     this.#stopping = true;
     await this.#terminate(now);
   }
@@ -229,7 +268,7 @@ class LocalProcessSpawner implements Spawner {
     const [command, ...cmdArgs] = options.cmd;
     if (!command) throw new SpawnCommandError('', 'Spawner.cmd is empty');
     const args = [...cmdArgs, ...options.args];
-    const outputDir = options.outputDir ?? join(tmpdir(), 'seahorse-hub-servers');
+    const outputDir = this.#outputDir;
     mkdirSync(outputDir, { recursive: true, mode: 0o700 });
     // Escaped names hold no '--' and never end in '-', so '<user>--<server>' names one server;
     // the random part keeps two hubs sharing the directory apart.
@@ -237,9 +276,18 @@ class LocalProcessSpawner implements Spawner {
     const unique = randomBytes(6).toString('hex');
     const output = join(outputDir, `${escapeName(spec.user.name)}${server}.${unique}.log`);
     this.#context.progress({ progress: 20, message: `Starting ${command} on port ${port}` });
-    this.#log.info({ command, args, port, cwd, output }, 'starting server');
     const outputFd = openSync(output, 'w', 0o600);
     this.#output = output;
+    // Saved before the process exists: should this hub die right after the spawn, the replica
+    // taking over finds the process by its output file (its PID would be lost).
+    this.#launching = output;
+    try {
+      await this.#context.persist?.();
+    } catch (error) {
+      closeSync(outputFd);
+      throw error;
+    }
+    this.#log.info({ command, args, port, cwd, output }, 'starting server');
     const child = spawn(command, args, { env, cwd, detached: true, stdio: ['ignore', outputFd, outputFd] });
     try {
       await new Promise<void>((resolve, reject) => {
@@ -262,6 +310,7 @@ class LocalProcessSpawner implements Spawner {
     child.on('error', (error) => this.#log.warn({ err: error, pid: child.pid }, 'server process error'));
     this.#child = child;
     this.#pid = child.pid!;
+    this.#launching = undefined;
     this.#started = processStartTime(this.#pid);
     this.#follow(output, this.#pid, false);
     this.#childExit = new Promise((resolve) => {
@@ -415,6 +464,7 @@ class LocalProcessSpawner implements Spawner {
       rmSync(this.#output, { force: true });
     }
     this.#output = undefined;
+    this.#launching = undefined;
     this.#pid = 0;
     this.#port = 0;
     this.#url = '';

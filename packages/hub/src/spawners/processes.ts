@@ -1,7 +1,7 @@
 // Processes by PID and process group, for servers that may not be our children (a restarted hub
 // re-attaches to them by the PID in their state). Linux's /proc tells zombies and reused PIDs
 // apart; elsewhere signal 0 is the whole answer.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 
 interface ProcStat {
@@ -151,4 +151,26 @@ export function exitStatus(code: number | null, signal: NodeJS.Signals | null): 
   if (code !== null) return code;
   if (signal) return -(constants.signals[signal] ?? 1);
   return 0;
+}
+
+/**
+ * The process-group leader whose stdout is `path` (a server's output file, unique per start):
+ * how a replica finds a server whose hub died before its PID was saved. Linux only.
+ */
+export function groupLeaderWritingTo(path: string): ProcessId | undefined {
+  if (!hasProc) return undefined;
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/1`);
+    } catch {
+      continue;
+    }
+    if (target !== path || !leadsGroup(pid)) continue;
+    const startTime = processStartTime(pid);
+    if (processAlive(pid, startTime)) return { pid, startTime };
+  }
+  return undefined;
 }

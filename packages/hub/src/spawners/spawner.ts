@@ -53,6 +53,12 @@ export interface SpawnerContext {
   /** Reports progress while starting; shown in `/progress` and on the pending page. */
   progress(event: ProgressEvent): void;
   /**
+   * Writes state() to the database now. A spawner awaits it before it creates what its state
+   * names (a pod, a process), so a replica taking over a spawn whose hub died finds it and can
+   * stop it. Rejects when the state could not be saved or the spawn is no longer this replica's.
+   */
+  persist?(): Promise<void>;
+  /**
    * Which hub replica leads (src/leader.ts). Work for all servers at once — one watch over the
    * namespace's pods — belongs to the leader: start it in `leadership.whileLeader(signal => …)`
    * and end it when the signal aborts. Absent outside a running hub (tools, tests).
@@ -69,6 +75,15 @@ export interface Spawner {
   stop(now?: boolean): Promise<void>;
   /** What must be persisted to re-attach (a PID, a container id); JSON. */
   state(): JsonObject;
+  /**
+   * How long the hub waits for start(): this server's start_timeout plus http_timeout, after
+   * its profile's overrides (a GPU profile may allow minutes). The hub's Spawner.* when absent.
+   */
+  readonly spawnTimeoutMs?: number;
+  /** What the database keeps once the server stopped (JupyterHub's clear_state, then get_state); {} when absent. */
+  stoppedState?(): JsonObject;
+  /** Removes what outlives a stop (KubeSpawner's PVC) when the user or named server is deleted. */
+  deleteForever?(): Promise<void>;
 }
 
 /** Builds a spawner for one server; `options` are the spawner's traits from the config. */
