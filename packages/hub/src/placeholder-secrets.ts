@@ -20,6 +20,17 @@ function passwordOf(dbUrl: string): string {
 }
 
 /**
+ * The value as written in an env file: docker-compose 1.29 keeps quotes and trailing blanks of
+ * `NAME="value" ` in the value, so a quoted placeholder would otherwise slip through.
+ */
+function unquoted(value: string): string {
+  return value
+    .trim()
+    .replace(/^(["'])(.*)\1$/, '$2')
+    .trim();
+}
+
+/**
  * Throws a ConfigError naming the variable when a secret the hub uses (from its config or the
  * environment) is still the example's placeholder.
  */
@@ -30,7 +41,7 @@ export function refusePlaceholderSecrets(config: HubConfig, env: NodeJS.ProcessE
     POSTGRES_PASSWORD: [passwordOf(config.dbUrl), env.POSTGRES_PASSWORD ?? ''],
   };
   const offending = Object.entries(placeholderSecrets)
-    .filter(([name, placeholder]) => inUse[name]?.includes(placeholder))
+    .filter(([name, placeholder]) => inUse[name]?.some((value) => unquoted(value) === placeholder))
     .map(([name]) => name);
   if (offending.length) {
     throw new ConfigError(

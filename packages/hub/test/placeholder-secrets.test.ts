@@ -90,3 +90,24 @@ test('seahorse-hub started with example-stack.env exits 1 naming every placehold
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a placeholder in quotes or with blanks around it, as docker-compose 1.29 passes it from an env file, is refused too', () => {
+  const real = {
+    CONFIGPROXY_AUTH_TOKEN: 'b'.repeat(64),
+    JUPYTER_PASSWORD: 'pw-2',
+    POSTGRES_PASSWORD: 'pg-2',
+  };
+  for (const written of [
+    '"replace-with-a-strong-password"',
+    "'replace-with-a-strong-password' ",
+    ' replace-with-a-strong-password\t',
+  ]) {
+    const env = { ...real, JUPYTER_PASSWORD: written };
+    assert.throws(() => refusePlaceholderSecrets(buildConfig({}, env), env), {
+      message: /^JUPYTER_PASSWORD still has/,
+    });
+  }
+  // A real password that merely contains the placeholder text is the user's business.
+  const env = { ...real, JUPYTER_PASSWORD: 'replace-with-a-strong-password-NOT' };
+  assert.doesNotThrow(() => refusePlaceholderSecrets(buildConfig({}, env), env));
+});
