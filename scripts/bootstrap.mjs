@@ -54,6 +54,16 @@ const pythonNeeds = [
     why: "embedding gateway's S3 tests write and read objects with boto3 as the original does",
   },
   {
+    module: 'grpc',
+    pkg: 'python3-grpcio',
+    why: "embedding gateway's trace test: a grpcio collector decodes the OTLP spans it sends",
+  },
+  {
+    module: 'grpc_tools',
+    pkg: 'python3-grpc-tools',
+    why: "embedding gateway's trace test compiles its OTLP messages with grpc_tools.protoc",
+  },
+  {
     module: 'psycopg2',
     pkg: 'python3-psycopg2',
     why: 'the hub bench runs JupyterHub on PostgreSQL',

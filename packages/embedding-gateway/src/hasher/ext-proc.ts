@@ -1,7 +1,7 @@
 // The few messages of Envoy's external processing protocol (envoy.service.ext_proc.v3) the
 // hasher reads and writes, by their documented field numbers:
 // https://www.envoyproxy.io/docs/envoy/latest/api-v3/service/ext_proc/v3/external_processor.proto
-import { MessageWriter, readFields, wireType } from './protobuf.ts';
+import { MessageWriter, readFields, wireType } from '../protobuf.ts';
 
 export const processMethodPath = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
 

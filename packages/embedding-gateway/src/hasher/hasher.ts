@@ -12,6 +12,7 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import { formatAddress, Lifecycle, type ListenAddress, type Logger, listen } from '@seahorse/runtime';
+import { ProtobufError } from '../protobuf.ts';
 import {
   bufferedBodyMode,
   decodeProcessingRequest,
@@ -20,7 +21,6 @@ import {
   type ProcessingResponse,
   processMethodPath,
 } from './ext-proc.ts';
-import { ProtobufError } from './protobuf.ts';
 
 export interface HasherOptions {
   host: string;

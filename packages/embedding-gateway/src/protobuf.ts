@@ -1,5 +1,6 @@
-// The protocol-buffers wire format (varints, length-delimited fields), as much as the ext_proc
-// messages need: a reader that skips what it does not know, and a writer.
+// The protocol-buffers wire format (varints, length-delimited and fixed fields), as much as the
+// hasher's ext_proc messages and the OTLP trace export need: a reader that skips what it does not
+// know, and a writer.
 // https://protobuf.dev/programming-guides/encoding/
 
 export class ProtobufError extends Error {}
@@ -74,6 +75,34 @@ export class MessageWriter {
 
   varint(number: number, value: number): this {
     this.#parts.push(Buffer.from([...varint(number * 8 + wireType.varint), ...varint(value)]));
+    return this;
+  }
+
+  /** A signed 64-bit integer (int64): negatives as their two's complement, in 10 bytes. */
+  int64(number: number, value: number): this {
+    let rest = BigInt.asUintN(64, BigInt(value));
+    const bytes = varint(number * 8 + wireType.varint);
+    while (rest >= 0x80n) {
+      bytes.push(Number(rest & 0x7fn) | 0x80);
+      rest >>= 7n;
+    }
+    bytes.push(Number(rest));
+    this.#parts.push(Buffer.from(bytes));
+    return this;
+  }
+
+  /** A fixed64 (e.g. a time in nanoseconds since the epoch). */
+  fixed64(number: number, value: bigint): this {
+    const payload = Buffer.alloc(8);
+    payload.writeBigUInt64LE(BigInt.asUintN(64, value));
+    this.#parts.push(Buffer.from(varint(number * 8 + wireType.fixed64)), payload);
+    return this;
+  }
+
+  double(number: number, value: number): this {
+    const payload = Buffer.alloc(8);
+    payload.writeDoubleLE(value);
+    this.#parts.push(Buffer.from(varint(number * 8 + wireType.fixed64)), payload);
     return this;
   }
 
