@@ -11,7 +11,7 @@ import { createLogger } from '@seahorse/runtime';
 import { createDockerSpawner, type DockerSpawnerOptions } from './docker.ts';
 import { DockerClient } from './docker-client.ts';
 import { defaultDockerTraits } from './docker-options.ts';
-import type { ServerSpec } from './spawner.ts';
+import type { JsonObject, ServerSpec } from './spawner.ts';
 import { SpawnStateError } from './spawner-errors.ts';
 
 const id = 'a'.repeat(64);
@@ -104,16 +104,20 @@ const options: DockerSpawnerOptions = {
   ip: null,
 };
 
-function spawnerOn(engine: Engine) {
+function spawnerOn(
+  engine: Engine,
+  extra: Partial<DockerSpawnerOptions> = {},
+  state: JsonObject | null = null,
+) {
   return createDockerSpawner(
     {
       spec: spec(),
-      state: null,
+      state,
       log: createLogger({ name: 'hub', level: 'error' }),
       progress: () => undefined,
     },
     engine.client,
-    options,
+    { ...options, ...extra },
   );
 }
 
@@ -179,6 +183,38 @@ test('stop() while the engine creates the container: the start removes what it c
     await assert.rejects(starting, SpawnStateError);
     assert.equal(engine.containers.size, 0, `a container was left: ${engine.calls.join('\n')}`);
     assert.ok(!engine.calls.includes(`POST /containers/${id}/start`), 'the container was never started');
+  } finally {
+    await engine.close();
+  }
+});
+
+test('a name that names no container is not taken as another container’s id prefix', async () => {
+  // The engine resolves GET /containers/aaaa/json to a container whose id starts with aaaa.
+  const engine = await fakeEngine((req, res) => {
+    if (req.method === 'GET' && req.url?.includes('/images/')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ Id: 'sha256:1', Config: { Cmd: ['x'] } }));
+      return true;
+    }
+    if (req.method === 'GET' && req.url?.includes('/containers/aaaa/json')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ Id: id, Name: '/jupyter-bob', State: { Running: true } }));
+      return true;
+    }
+    return false;
+  });
+  try {
+    engine.containers.set(id, { running: true });
+    const spawner = spawnerOn(engine, { name_template: 'aaaa' });
+    await assert.rejects(spawner.start(), /unexpected POST \/containers\/create/);
+    const restored = spawnerOn(engine, {}, { object_name: 'aaaa' });
+    assert.equal(await restored.poll(), 0);
+    await spawnerOn(engine, {}, { object_name: 'aaaa' }).stop(true);
+    assert.ok(
+      !engine.calls.some((call) => call.startsWith('DELETE') || call.endsWith('/stop')),
+      `bob's container was touched: ${engine.calls.join('\n')}`,
+    );
+    assert.equal(engine.containers.get(id)?.running, true);
   } finally {
     await engine.close();
   }

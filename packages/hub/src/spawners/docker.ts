@@ -191,7 +191,9 @@ class DockerSpawner implements Spawner {
 
   async poll(): Promise<number | null> {
     if (!this.#ref) return 0;
-    const container = await this.#client.inspectContainer(this.#ref);
+    const container = this.#containerId
+      ? await this.#client.inspectContainer(this.#containerId)
+      : await this.#byName(this.#containerName);
     if (!container) {
       this.#log.warn(
         { container: this.#containerName || this.#containerId.slice(0, 12) },
@@ -247,7 +249,7 @@ class DockerSpawner implements Spawner {
 
     const imageInfo = await this.#ensureImage(image, stillWanted);
     stillWanted();
-    const existing = await this.#client.inspectContainer(name);
+    const existing = await this.#byName(name);
     if (existing) {
       // A container left by an earlier start (remove=false, or a hub that died): its environment
       // holds an API token that is no longer valid, so it is replaced, not restarted.
@@ -508,6 +510,16 @@ class DockerSpawner implements Spawner {
     return error;
   }
 
+  /**
+   * The container named `name`, if any. The engine resolves a reference that names no container
+   * as an id prefix: a name_template of '{username}' and a user called 'a1b2' would otherwise
+   * find (and a start force-remove) another server's container whose id starts with a1b2.
+   */
+  async #byName(name: string): Promise<ContainerInspect | undefined> {
+    const found = await this.#client.inspectContainer(name);
+    return found && found.Name === `/${name}` ? found : undefined;
+  }
+
   async #remove(): Promise<void> {
     if (!this.#containerId) return;
     await this.#client.removeContainer(this.#containerId, { force: true });
@@ -524,7 +536,7 @@ class DockerSpawner implements Spawner {
     this.#pullAbort = new AbortController();
     if (!this.#containerId && this.#containerName) {
       // Only the name was saved: the container may have been created after it.
-      const found = await this.#client.inspectContainer(this.#containerName);
+      const found = await this.#byName(this.#containerName);
       if (found) this.#containerId = found.Id;
       else this.#containerName = '';
     }
