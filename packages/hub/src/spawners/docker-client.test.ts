@@ -148,3 +148,25 @@ test('demultiplex reads the engine’s framed output and survives truncated or u
   lying.writeUInt32BE(0xffffffff, 4);
   assert.equal(demultiplex(lying).toString(), 'x');
 });
+
+test('a 200 answer of garbage, null, a list or an id-less object is a DockerApiError, never a TypeError', async () => {
+  const bodies = ['not json', 'null', '[1]', '{"State":{"Running":true}}', '{"Id":"../x"}', '{'];
+  let next = 0;
+  const engine = await fakeEngine((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(bodies[next++ % bodies.length]);
+  });
+  try {
+    for (let i = 0; i < bodies.length; i++) {
+      await assert.rejects(engine.client.inspectContainer('c'), DockerApiError, bodies[i]);
+    }
+    next = 0;
+    await assert.rejects(engine.client.inspectImage('i'), /other than JSON/);
+    await assert.rejects(engine.client.inspectImage('i'), /not an object/);
+    await assert.rejects(engine.client.inspectImage('i'), /not an object/);
+    next = 0;
+    await assert.rejects(engine.client.createContainer('n', {}), DockerApiError);
+  } finally {
+    await engine.close();
+  }
+});

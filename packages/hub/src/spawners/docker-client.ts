@@ -75,6 +75,22 @@ function engineMessage(body: Buffer): string {
   return body.toString('utf8').slice(0, 2000).trim();
 }
 
+/** A 2xx answer's JSON object; anything else (garbage, null, a list) is the engine's failure, named. */
+function jsonObject(answer: EngineAnswer, what: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(answer.body.toString('utf8'));
+  } catch {
+    throw new DockerApiError(answer.status, what, 'the engine answered something other than JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new DockerApiError(answer.status, what, 'the engine answered JSON that is not an object');
+  }
+  return parsed as Record<string, unknown>;
+}
+
+const engineId = /^[0-9a-f]{12,64}$/;
+
 export class DockerClient {
   readonly socketPath: string;
   readonly #timeoutMs: number;
@@ -91,7 +107,12 @@ export class DockerClient {
   request(
     method: string,
     path: string,
-    { body, timeoutMs, onLine }: { body?: unknown; timeoutMs?: number; onLine?: (line: string) => void } = {},
+    {
+      body,
+      timeoutMs,
+      onLine,
+      signal,
+    }: { body?: unknown; timeoutMs?: number; onLine?: (line: string) => void; signal?: AbortSignal } = {},
   ): Promise<EngineAnswer> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const deadline = timeoutMs ?? this.#timeoutMs;
@@ -147,6 +168,15 @@ export class DockerClient {
         deadline,
       );
       req.on('error', fail);
+      if (signal) {
+        const cancel = () =>
+          req.destroy(new DockerApiError(0, `${method} ${path}`, 'cancelled: the spawner stopped waiting'));
+        if (signal.aborted) cancel();
+        else {
+          signal.addEventListener('abort', cancel, { once: true });
+          req.once('close', () => signal.removeEventListener('abort', cancel));
+        }
+      }
       req.end(payload);
     });
   }
@@ -175,14 +205,18 @@ export class DockerClient {
     if (answer.status !== 200) {
       throw new DockerApiError(answer.status, `inspecting image ${name}`, engineMessage(answer.body));
     }
-    return JSON.parse(answer.body.toString('utf8')) as ImageInspect;
+    return jsonObject(answer, `inspecting image ${name}`) as unknown as ImageInspect;
   }
 
   /**
    * Pulls `image`, calling `onProgress` with each progress line. The engine reports a failed pull
    * inside a 200 stream ({"error": …}); that becomes a DockerApiError with the engine's words.
    */
-  async pullImage(image: string, onProgress: (line: PullProgress) => void): Promise<void> {
+  async pullImage(
+    image: string,
+    onProgress: (line: PullProgress) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const { repo, tag } = splitImage(image);
     let failure: string | undefined;
     const answer = await this.request(
@@ -191,6 +225,7 @@ export class DockerClient {
       {
         // The deadline is between lines: a pull may take long while it progresses.
         timeoutMs: 120_000,
+        signal,
         onLine: (line) => {
           let parsed: PullProgress & { error?: unknown };
           try {
@@ -214,7 +249,15 @@ export class DockerClient {
     if (answer.status !== 200) {
       throw new DockerApiError(answer.status, `inspecting container ${idOrName}`, engineMessage(answer.body));
     }
-    return JSON.parse(answer.body.toString('utf8')) as ContainerInspect;
+    const container = jsonObject(answer, `inspecting container ${idOrName}`);
+    if (typeof container.Id !== 'string' || !engineId.test(container.Id)) {
+      throw new DockerApiError(
+        answer.status,
+        `inspecting container ${idOrName}`,
+        'the answer holds no container id',
+      );
+    }
+    return container as unknown as ContainerInspect;
   }
 
   async createContainer(name: string, body: Record<string, unknown>): Promise<string> {
@@ -229,8 +272,8 @@ export class DockerClient {
         answer.status === 409 ? 'HUB_DOCKER_CONFLICT' : 'HUB_DOCKER_API',
       );
     }
-    const created = JSON.parse(answer.body.toString('utf8')) as { Id?: unknown };
-    if (typeof created.Id !== 'string' || !/^[0-9a-f]{12,64}$/.test(created.Id)) {
+    const created = jsonObject(answer, `creating container ${name}`);
+    if (typeof created.Id !== 'string' || !engineId.test(created.Id)) {
       throw new DockerApiError(
         answer.status,
         `creating container ${name}`,

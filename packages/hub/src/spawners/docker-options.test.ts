@@ -140,4 +140,23 @@ test('container and volume names: DockerSpawner’s defaults, escaped users cann
     () => volumeBinds({ volumes: { '{unescaped_username}': '/home/jovyan' }, read_only_volumes: {} }, raw),
     /not a volume name or absolute host path/,
   );
+  // A raw name of '..' in a host path would bind the parent directory (or /) into the container.
+  const climber = templateNamespace({ user: { name: '..', admin: false }, serverName: '' });
+  const climbing: Array<Record<string, string>> = [
+    { '/home/{unescaped_username}': '/home/jovyan' },
+    { '/srv/users/{raw_username}/..': '/data' },
+    { '/srv/data': '/home/{unescaped_username}' },
+    { '/srv/./data': '/x' },
+  ];
+  for (const volumes of climbing) {
+    assert.throws(
+      () => volumeBinds({ volumes, read_only_volumes: {} }, { ...climber, raw_username: '..' }),
+      /not a volume name or absolute host path/,
+      JSON.stringify(volumes),
+    );
+  }
+  assert.throws(
+    () => volumeBinds({ volumes: {}, read_only_volumes: { '/srv/{unescaped_username}': '/ro' } }, climber),
+    /not a volume name or absolute host path/,
+  );
 });

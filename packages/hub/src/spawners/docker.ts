@@ -107,7 +107,14 @@ export function volumeBinds(
     const from = formatTemplate(source, namespace);
     const to = formatTemplate(target, namespace);
     // A named volume's name, or an absolute host path; never something Docker would read as options.
-    if (!/^(\/[^:]*|[a-zA-Z0-9][a-zA-Z0-9_.-]*)$/.test(from) || !/^\/[^:]*$/.test(to)) {
+    // A '.' or '..' segment (a raw {unescaped_username} of '..') would climb out of the directory.
+    const climbs = (path: string) => path.split('/').some((part) => part === '..' || part === '.');
+    if (
+      !/^(\/[^:]*|[a-zA-Z0-9][a-zA-Z0-9_.-]*)$/.test(from) ||
+      !/^\/[^:]*$/.test(to) ||
+      climbs(from) ||
+      climbs(to)
+    ) {
       throw new DockerConfigError(
         `DockerSpawner.volumes ${JSON.stringify(source)}: ${JSON.stringify(from)} → ${JSON.stringify(to)} is not a volume name or absolute host path mounted at an absolute path`,
       );
@@ -135,6 +142,10 @@ class DockerSpawner implements Spawner {
   #containerName = '';
   #starting = false;
   #lastProgress = 0;
+  /** Bumped by stop(): a start still running (the hub gave up on it) sees it and undoes its container. */
+  #generation = 0;
+  /** Aborted by stop(): ends a pull that would otherwise stream on after the hub gave up. */
+  #pullAbort = new AbortController();
 
   constructor(context: SpawnerContext, client: DockerClient, options: DockerSpawnerOptions) {
     this.#context = context;
@@ -180,7 +191,9 @@ class DockerSpawner implements Spawner {
 
   async poll(): Promise<number | null> {
     if (!this.#ref) return 0;
-    const container = await this.#client.inspectContainer(this.#ref);
+    const container = this.#containerId
+      ? await this.#client.inspectContainer(this.#containerId)
+      : await this.#byName(this.#containerName);
     if (!container) {
       this.#log.warn(
         { container: this.#containerName || this.#containerId.slice(0, 12) },
@@ -217,6 +230,13 @@ class DockerSpawner implements Spawner {
     const options = this.#options;
     const startedAt = Date.now();
     const deadline = startedAt + options.startTimeoutMs;
+    const generation = this.#generation;
+    // stop() during this start (the hub's spawn timeout, a user's stop): go no further.
+    const stillWanted = () => {
+      if (this.#generation !== generation) {
+        throw new SpawnStateError(`the server's start was cancelled: it was stopped while starting`);
+      }
+    };
     this.#lastProgress = 0;
     const namespace = dockerTemplateNamespace(spec, options);
     const name = containerName(spec, options);
@@ -227,8 +247,9 @@ class DockerSpawner implements Spawner {
     await this.#context.persist?.();
     const image = options.image;
 
-    const imageInfo = await this.#ensureImage(image);
-    const existing = await this.#client.inspectContainer(name);
+    const imageInfo = await this.#ensureImage(image, stillWanted);
+    stillWanted();
+    const existing = await this.#byName(name);
     if (existing) {
       // A container left by an earlier start (remove=false, or a hub that died): its environment
       // holds an API token that is no longer valid, so it is replaced, not restarted.
@@ -254,9 +275,15 @@ class DockerSpawner implements Spawner {
     const body = this.#createBody(env, cmd, port, namespace);
 
     this.#progress(40, `Creating container ${name} from ${image}`);
+    stillWanted();
     const id = await this.#client.createContainer(name, body).catch((error: unknown) => {
       throw this.#explain(error, port);
     });
+    if (this.#generation !== generation) {
+      // Created after stop() looked for it: nobody would stop it, and its token is revoked.
+      await this.#client.removeContainer(id, { force: true });
+      stillWanted();
+    }
     this.#containerId = id;
     this.#log.info({ container: name, id: id.slice(0, 12), image }, 'container created');
     await this.#context.persist?.();
@@ -265,6 +292,11 @@ class DockerSpawner implements Spawner {
     await this.#client.startContainer(id).catch((error: unknown) => {
       throw this.#explain(error, port);
     });
+    if (this.#generation !== generation) {
+      // stop() ran between the create and the start: it stopped a container this start revives.
+      await this.#client.removeContainer(id, { force: true });
+      stillWanted();
+    }
 
     if (options.post_start_cmd) await this.#postStart(id, options.post_start_cmd);
     const url = await this.#url(id, port);
@@ -281,7 +313,7 @@ class DockerSpawner implements Spawner {
   }
 
   /** The image per pull_policy: pulled with its progress in the spawn's progress stream. */
-  async #ensureImage(image: string) {
+  async #ensureImage(image: string, stillWanted: () => void) {
     const policy = this.#options.pull_policy;
     if (policy === 'skip') return this.#client.inspectImage(image).catch(() => undefined);
     this.#progress(5, `Checking image ${image}`);
@@ -319,8 +351,9 @@ class DockerSpawner implements Spawner {
       this.#progress(10 + 20 * fraction, `Pulling image ${image}: ${status}${bytes}`);
     };
     try {
-      await this.#client.pullImage(image, report);
+      await this.#client.pullImage(image, report, this.#pullAbort.signal);
     } catch (error) {
+      stillWanted();
       if (error instanceof DockerApiError) {
         throw new DockerImageError(
           image,
@@ -477,6 +510,16 @@ class DockerSpawner implements Spawner {
     return error;
   }
 
+  /**
+   * The container named `name`, if any. The engine resolves a reference that names no container
+   * as an id prefix: a name_template of '{username}' and a user called 'a1b2' would otherwise
+   * find (and a start force-remove) another server's container whose id starts with a1b2.
+   */
+  async #byName(name: string): Promise<ContainerInspect | undefined> {
+    const found = await this.#client.inspectContainer(name);
+    return found && found.Name === `/${name}` ? found : undefined;
+  }
+
   async #remove(): Promise<void> {
     if (!this.#containerId) return;
     await this.#client.removeContainer(this.#containerId, { force: true });
@@ -488,9 +531,12 @@ class DockerSpawner implements Spawner {
   }
 
   async stop(now = false): Promise<void> {
+    this.#generation++;
+    this.#pullAbort.abort();
+    this.#pullAbort = new AbortController();
     if (!this.#containerId && this.#containerName) {
       // Only the name was saved: the container may have been created after it.
-      const found = await this.#client.inspectContainer(this.#containerName);
+      const found = await this.#byName(this.#containerName);
       if (found) this.#containerId = found.Id;
       else this.#containerName = '';
     }
