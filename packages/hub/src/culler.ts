@@ -94,7 +94,10 @@ export class IdleCuller {
         // As the culler service's DELETE /users/<name>: storage that outlives a stop goes too.
         try {
           const rows = await db.all<SpawnerRow>('SELECT * FROM spawners WHERE user_id = ?', [user.id]);
-          for (const row of rows) await this.#hub.spawns.deleteForever(user, row);
+          for (const row of rows) {
+            // Started since the check above: the user stays, for a later round.
+            if (!(await this.#hub.spawns.deleteForever(user, row))) return;
+          }
         } catch (error) {
           log.warn(
             { user: user.name, err: error },
@@ -130,7 +133,8 @@ export class IdleCuller {
     this.#culls.labels('server', reason).inc();
     if (row.name && this.#options.removeNamedServers) {
       const stopped = await spawnerDb.findSpawnerById(db, row.id);
-      if (stopped) await spawns.deleteForever(user, stopped);
+      // Started again since the stop: the server stays.
+      if (stopped && !(await spawns.deleteForever(user, stopped))) return true;
       await spawnerDb.deleteSpawner(db, row.id);
       log.info({ user: row.user_name, server: row.name }, 'idle culler: named server removed');
     }

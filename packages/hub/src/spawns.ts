@@ -454,9 +454,22 @@ export class SpawnManager {
    * user's, or a named server removed): what outlived the stop goes (KubeSpawner's PVC). Errors
    * propagate: the row must stay while its storage does.
    */
-  async deleteForever(user: UserRow, row: SpawnerRow): Promise<void> {
-    const spawner = await this.#attach(user, row);
-    await spawner.deleteForever?.();
+  async deleteForever(user: UserRow, row: SpawnerRow): Promise<boolean> {
+    // Claimed for as long as the storage is deleted, and kept until the caller deletes the row:
+    // a start through another request or replica would mount a PVC being deleted, then run
+    // with its row gone. False (nothing deleted) when the server runs or is starting.
+    if (!(await spawners.claimStoppedForDelete(this.#db, row.id, this.owner))) return false;
+    this.#stopping.add(row.id);
+    try {
+      const spawner = await this.#attach(user, row);
+      await spawner.deleteForever?.();
+    } catch (error) {
+      await spawners.releaseDeleteClaim(this.#db, row.id, this.owner).catch(() => undefined);
+      throw error;
+    } finally {
+      this.#stopping.delete(row.id);
+    }
+    return true;
   }
 
   /** Spawns still running in this process, for shutdown. */

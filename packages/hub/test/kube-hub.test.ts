@@ -259,7 +259,23 @@ test('delete_pvc: a stop keeps the PVC name in the database; removing a named se
     assert.equal((await hub.api('/users/carol', { method: 'DELETE' })).status, 500);
     assert.equal((await hub.api('/users/carol')).status, 200);
     fake.forbidden.delete('delete persistentvolumeclaims');
-    assert.equal((await hub.api('/users/carol', { method: 'DELETE' })).status, 204);
+    // A start while the user's PVC is being deleted is refused: it would mount the PVC going
+    // away, and run on after the user's row is gone.
+    let held: http.ServerResponse | undefined;
+    fake.intercept = (record, res) => {
+      if (record.method !== 'DELETE' || !record.path.endsWith('/claim-carol')) return false;
+      held = res;
+      return true;
+    };
+    const deleting = hub.api('/users/carol', { method: 'DELETE' });
+    await waitFor('the PVC delete in flight', () => held !== undefined);
+    const pods = fake.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/pods')).length;
+    assert.equal((await hub.api('/users/carol/server', { method: 'POST' })).status, 400);
+    assert.equal(fake.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/pods')).length, pods);
+    fake.intercept = undefined;
+    held!.writeHead(503, { 'content-type': 'application/json' });
+    held!.end(JSON.stringify({ kind: 'Status', code: 503, message: 'unavailable' }));
+    assert.equal((await deleting).status, 204);
     assert.equal(fake.get('persistentvolumeclaims', namespace, 'claim-carol'), undefined);
   } finally {
     await hub.stop('test');

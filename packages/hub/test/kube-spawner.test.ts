@@ -314,6 +314,44 @@ describe('the Kubernetes spawner', () => {
     }
   });
 
+  test('a stop while a callable still runs (a hanging profile_list or hook) ends the start: no pod is created after it', async () => {
+    const kube = shared();
+    kube.reflector.start();
+    try {
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let hooked = false;
+      const spawner = createKubeSpawner(
+        { spec: serverSpec('carol', false, '', ''), state: null, log, progress: () => undefined },
+        kube,
+        traits(),
+        {
+          modify_pod_hook: async (_spawner, pod) => {
+            hooked = true;
+            await gate;
+            return pod;
+          },
+        },
+      );
+      const creates = fake.requests.filter((r) => r.method === 'POST').length;
+      const starting = spawner.start();
+      starting.catch(() => undefined);
+      await waitFor('the hook runs', () => hooked);
+      // What the hub does when its spawn timeout fires, or the user stops the pending server.
+      await spawner.stop(true);
+      release();
+      await assert.rejects(starting, { code: 'HUB_SPAWN_STATE' });
+      assert.equal(fake.requests.filter((r) => r.method === 'POST').length, creates, 'nothing created');
+      assert.equal(fake.get('pods', namespace, 'jupyter-carol'), undefined);
+      // The next start is not refused for that stop.
+      const [url] = await Promise.all([spawner.start(), runWhenCreated('jupyter-carol')]);
+      assert.equal(url, `http://127.0.0.1:${notebookPort}`);
+      await spawner.stop(true);
+    } finally {
+      await kube.reflector.stop();
+    }
+  });
+
   test('a hostile watch (garbage lines, objects without metadata, wrong shapes, a stall) never crashes or hangs a spawn', async () => {
     const reflector = new PodReflector(client, namespace, 'singleuser-server', log, {
       idleTimeoutMs: 400,

@@ -257,6 +257,7 @@ function parseProgress(text: string): SpawnEvent[] {
 async function removeServer(hub: ApiContext['hub'], user: UserRow, id: number): Promise<void> {
   const row = await spawnerDb.findSpawnerById(hub.db, id);
   if (!row) return;
-  await hub.spawns.deleteForever(user, row);
+  if (!(await hub.spawns.deleteForever(user, row)))
+    throw new HttpError(400, `${user.name}'s server ${row.name} is in the process of starting, please wait.`);
   await spawnerDb.deleteSpawner(hub.db, id);
 }

@@ -281,7 +281,8 @@ export async function deleteUser(context: ApiContext): Promise<void> {
   }
   // JupyterHub's delete_spawners: storage that outlives a stop (KubeSpawner's delete_pvc).
   for (const server of (await users.spawnersOfUsers(hub.db, [user.id])).get(user.id) ?? []) {
-    await hub.spawns.deleteForever(user, server);
+    if (!(await hub.spawns.deleteForever(user, server)))
+      throw new HttpError(400, `${name}'s server is in the process of starting, please wait.`);
   }
   await users.deleteUser(hub.db, user.id);
   hub.log.info({ user: name }, 'user deleted');

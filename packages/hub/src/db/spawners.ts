@@ -68,6 +68,27 @@ export async function markStopPending(db: Queryable, id: number, owner: string):
 }
 
 /**
+ * Claims a stopped server (no URL, nothing pending) as stop-pending by `owner` while what
+ * outlives it is deleted (delete_forever) before its row: a spawn claimed through another request
+ * or replica (markSpawnPending) is refused meanwhile. False when it runs or something is pending.
+ */
+export async function claimStoppedForDelete(db: Queryable, id: number, owner: string): Promise<boolean> {
+  const changed = await db.run(
+    "UPDATE spawners SET pending = 'stop', pending_since = ?, pending_owner = ? WHERE id = ? AND pending IS NULL AND url IS NULL",
+    [nowIso(), owner, id],
+  );
+  return changed === 1;
+}
+
+/** Gives back a claim of claimStoppedForDelete whose delete failed (the row stays, startable). */
+export async function releaseDeleteClaim(db: Queryable, id: number, owner: string): Promise<void> {
+  await db.run(
+    "UPDATE spawners SET pending = NULL, pending_since = NULL, pending_owner = NULL WHERE id = ? AND pending = 'stop' AND pending_owner = ? AND url IS NULL",
+    [id, owner],
+  );
+}
+
+/**
  * Moves the pending action of a replica that is gone (`from`, '' for none recorded) to `to`;
  * false when the row changed meanwhile (finished, or claimed by another leader).
  */

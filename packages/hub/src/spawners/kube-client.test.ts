@@ -189,6 +189,13 @@ test('a Retry-After beyond the retry budget gives up at once instead of waiting'
   assert.equal(resets.get('GET /busy/429/5/3600'), 1);
 });
 
+test('a Retry-After of 0 is not a tight loop: the backoff still grows between tries', async () => {
+  await assert.rejects(retrying(400).get('/busy/429/100000/0'), { status: 429 });
+  // 20, 40, 80, 160 ms of backoff fit in 400 ms: a handful of tries, not hundreds.
+  const tries = resets.get('GET /busy/429/100000/0') ?? 0;
+  assert.ok(tries >= 2 && tries <= 8, `${tries} tries`);
+});
+
 test('a watch listener that throws on a hostile object ends the watch with an error, never throws into the socket', async () => {
   await assert.rejects(
     client().watch(

@@ -329,7 +329,9 @@ export class KubeClient {
     if (error instanceof KubeServerError) {
       if (error.status !== 429 && !(idempotent && error.status >= 500)) return undefined;
       const asked = error.retryAfterSeconds;
-      return asked === undefined ? backoff : Math.min(asked * 1000, maxRetryAfterMs);
+      // Never sooner than the backoff: a Retry-After of 0 (or a fraction) must not become a
+      // tight loop hammering an apiserver that is already refusing requests.
+      return asked === undefined ? backoff : Math.max(backoff, Math.min(asked * 1000, maxRetryAfterMs));
     }
     if (error instanceof KubeConnectionError && idempotent) return backoff;
     return undefined;

@@ -125,6 +125,8 @@ class KubeSpawner implements Spawner {
   /** The PVC an earlier start created or found (KubeSpawner's remember_pvc_name); kept across stops. */
   #rememberedPvc: string | undefined;
   #starting = false;
+  /** Set by stop(): a start still running (a slow callable, a retried create) must not go on to create the pod. */
+  #stopRequested = false;
   #lastProgress = 0;
 
   constructor(context: SpawnerContext, shared: KubeShared, traits: KubeTraits, callables: KubeCallables) {
@@ -228,6 +230,7 @@ class KubeSpawner implements Spawner {
   async start(): Promise<string> {
     if (this.#starting) throw new SpawnStateError('the server is already starting; wait for it or stop it');
     this.#starting = true;
+    this.#stopRequested = false;
     try {
       return await this.#start();
     } finally {
@@ -285,7 +288,13 @@ class KubeSpawner implements Spawner {
     this.#lastProgress = 0;
     const progress = (event: { progress: number; message: string }) =>
       this.#progress(event.progress, event.message);
+    // A stop while this start awaited (the hub's spawn timeout, a user's stop) ends it: the pod
+    // it would create next would run with nobody to delete it.
+    const stillWanted = () => {
+      if (this.#stopRequested) throw new SpawnStateError('the server was stopped while it was starting');
+    };
     const traits = await this.#resolveTraits();
+    stillWanted();
     const deadline = Date.now() + traits.start_timeout * 1000;
     // A PVC name once established stays (KubeSpawner's remember_pvc_name).
     const previous = this.#names;
@@ -327,6 +336,7 @@ class KubeSpawner implements Spawner {
     // The pod's name in the database before the pod exists: should this hub die right after
     // the create, the replica taking over the spawn knows which pod to delete.
     await this.#context.persist?.();
+    stillWanted();
     const watcher = this.#watcher(names);
     let created: Pod | undefined;
     try {
@@ -342,8 +352,10 @@ class KubeSpawner implements Spawner {
         this.#pvcExists = true;
         this.#rememberedPvc = names.pvcName;
       }
+      stillWanted();
       progress({ progress: 10, message: `Creating pod ${ref}` });
       created = await this.#createPod(names, pod, watcher.reflector, deadline);
+      stillWanted();
       const uid = created.metadata?.uid ?? '';
       this.#log.info({ pod: ref, uid }, 'pod created');
       const events = traits.events_enabled ? this.#followEvents(names, uid) : undefined;
@@ -517,6 +529,7 @@ class KubeSpawner implements Spawner {
   }
 
   async stop(now = false): Promise<void> {
+    this.#stopRequested = true;
     const names = this.#names;
     if (!names) return;
     const grace = now ? 0 : this.#traits.delete_grace_period;

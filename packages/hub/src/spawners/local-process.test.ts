@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -347,6 +356,46 @@ test('the state is saved before the process exists, and names the output file th
   assert.equal(await none.spawner.poll(), 0);
   await none.spawner.stop(true);
   assert.equal(processAlive(process.pid), true);
+});
+
+test('a state naming an output file outside the output directory adopts, kills and deletes nothing', async () => {
+  // An unrelated process group writing to a .log file of its own (a database's log, say).
+  const victimLog = join(workDir, 'victim.log');
+  const fd = openSync(victimLog, 'w');
+  const victim = spawn('/bin/sleep', ['60'], { detached: true, stdio: ['ignore', fd, 'ignore'] });
+  closeSync(fd);
+  try {
+    await waitFor('the victim writes to its log', async () => groupLeaderWritingTo(victimLog) !== undefined);
+    const forged = makeSpawner({}, spec(), { output: victimLog, port: 1, url: 'http://127.0.0.1:1' });
+    assert.equal(await forged.spawner.poll(), 0);
+    await forged.spawner.stop(true);
+    assert.equal(processAlive(victim.pid!), true, 'the unrelated process lives');
+    // A recorded server long gone whose state names another file: that file stays.
+    const other = join(workDir, 'precious');
+    writeFileSync(other, 'keep');
+    const gone = makeSpawner({}, spec(), {
+      pid: 2 ** 22 + 12346,
+      port: 1,
+      url: 'http://127.0.0.1:1',
+      output: other,
+    });
+    assert.equal(await gone.spawner.poll(), 0);
+    await gone.spawner.stop(true);
+    const climbing = join(workDir, 'output', '..', 'precious.log');
+    writeFileSync(join(workDir, 'precious.log'), 'keep');
+    const up = makeSpawner({}, spec(), {
+      pid: 2 ** 22 + 12347,
+      port: 1,
+      url: 'http://127.0.0.1:1',
+      output: climbing,
+    });
+    assert.equal(await up.spawner.poll(), 0);
+    assert.equal(existsSync(other), true);
+    assert.equal(existsSync(victimLog), true);
+    assert.equal(existsSync(join(workDir, 'precious.log')), true);
+  } finally {
+    victim.kill('SIGKILL');
+  }
 });
 
 test('a save refused before the spawn (the spawn taken over) starts no process', async () => {

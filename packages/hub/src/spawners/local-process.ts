@@ -9,7 +9,7 @@ import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Logger } from '@seahorse/runtime';
 import { hostUrl, serverEnvironment } from './environment.ts';
 import { OutputTail } from './output-tail.ts';
@@ -133,14 +133,31 @@ class LocalProcessSpawner implements Spawner {
       this.#url = typeof state.url === 'string' ? state.url : '';
       this.#started = typeof state.started === 'number' ? state.started : undefined;
       // Followed from the first poll that finds the server alive: a constructor owns no timer.
-      if (typeof state.output === 'string') this.#output = state.output;
-    } else if (state && typeof state.output === 'string' && state.output.endsWith('.log')) {
+      // Only a file of this spawner's own directory: the file is removed once the server is
+      // gone, and a state naming another path (forged or from another config) must not make
+      // the hub delete it.
+      if (this.#ownOutput(state.output)) this.#output = state.output;
+    } else if (state && this.#ownOutput(state.output)) {
       // Saved before the process started (its hub may have died right after): the process, if
       // it ever started, is the group leader writing to this file.
       this.#launching = state.output;
       this.#port = typeof state.port === 'number' ? state.port : 0;
       this.#url = typeof state.url === 'string' ? state.url : '';
     }
+  }
+
+  /**
+   * True for a path this spawner itself gives an output file: a `.log` directly in its output
+   * directory. Anything else from a state is not trusted: the group leader writing to another
+   * file (a database's log, say) is not a server of ours to adopt and kill.
+   */
+  #ownOutput(path: unknown): path is string {
+    return (
+      typeof path === 'string' &&
+      path.endsWith('.log') &&
+      resolve(path) === path &&
+      dirname(path) === resolve(this.#outputDir)
+    );
   }
 
   get #outputDir(): string {
