@@ -1,57 +1,26 @@
 // The bin as users run it: killed (SIGKILL) in the middle of a run and started again, the
 // server it spawned (Debian's jupyterhub-singleuser) is still listed and reachable.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { freePort, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
-import { repoRoot } from './helpers.ts';
+import { waitFor } from '@seahorse/runtime/testing';
+import { startHubBin, writeHubYaml } from './hub-bin.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
 type Json = Record<string, any>;
 
-const cli = new URL('../src/cli.ts', import.meta.url).pathname;
 const token = 'kill-test-admin-token-0123456789';
-
-function startBin(dir: string): ManagedProcess {
-  return new ManagedProcess(
-    'seahorse-hub',
-    process.execPath,
-    ['--conditions=seahorse-source', cli, '--config', 'hub.yaml'],
-    {
-      cwd: dir,
-      env: { ...process.env, PATH: `${join(repoRoot, 'node_modules', '.bin')}:${process.env.PATH}` },
-    },
-  );
-}
 
 test('seahorse-hub killed mid-run and started again still lists and reaches the running server', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'hub-kill-'));
-  const [hubPort, proxyPort, apiPort] = [await freePort(), await freePort(), await freePort()];
-  writeFileSync(
-    join(dir, 'hub.yaml'),
-    [
-      'JupyterHub:',
-      `  hub_bind_url: http://127.0.0.1:${hubPort}`,
-      `  bind_url: http://127.0.0.1:${proxyPort}`,
-      '  db_url: sqlite:///hub.sqlite',
-      '  authenticator_class: dummy',
-      '  cleanup_servers: false',
-      '  services:',
-      `    - {name: admin, api_token: ${token}, admin: true}`,
-      'ConfigurableHTTPProxy:',
-      `  api_url: http://127.0.0.1:${apiPort}`,
-      'Spawner:',
-      '  args: [--allow-root]',
-      `  notebook_dir: ${dir}`,
-      '',
-    ].join('\n'),
-  );
-  const hub = `http://127.0.0.1:${hubPort}/hub/api`;
-  const api = (path: string, init: RequestInit = {}) =>
-    fetch(`${hub}${path}`, { ...init, headers: { authorization: `token ${token}` } });
-  let proc = startBin(dir);
+  const { api, hub, proxyPort } = await writeHubYaml(dir, token, [
+    'Spawner:',
+    '  args: [--allow-root]',
+    `  notebook_dir: ${dir}`,
+  ]);
+  let proc = startHubBin(dir);
   let serverPid = 0;
   try {
     await proc.untilReady(waitFor('hub', async () => (await fetch(`${hub}/`)).ok, { timeoutMs: 60_000 }));
@@ -70,7 +39,7 @@ test('seahorse-hub killed mid-run and started again still lists and reaches the 
     serverPid = ((await (await api('/users/alice')).json()) as Json).servers[''].state.pid;
     proc.signal('SIGKILL');
     await proc.exited;
-    proc = startBin(dir);
+    proc = startHubBin(dir);
     await proc.untilReady(
       waitFor('hub again', async () => (await fetch(`${hub}/`)).ok, { timeoutMs: 60_000 }),
     );

@@ -7,58 +7,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { test } from 'node:test';
-import { freePort, ManagedProcess, waitFor } from '@seahorse/runtime/testing';
+import { type ManagedProcess, waitFor } from '@seahorse/runtime/testing';
 import { processAlive } from '../src/spawners/processes.ts';
 import { FakeApiServer } from './fake-apiserver.ts';
-import { repoRoot } from './helpers.ts';
+import { startHubBin, writeHubYaml } from './hub-bin.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
 type Json = Record<string, any>;
 
-const cli = new URL('../src/cli.ts', import.meta.url).pathname;
 const token = 'orphan-test-admin-token-0123456789';
-
-function startBin(dir: string, env: NodeJS.ProcessEnv = {}): ManagedProcess {
-  return new ManagedProcess(
-    'seahorse-hub',
-    process.execPath,
-    ['--conditions=seahorse-source', cli, '--config', 'hub.yaml'],
-    {
-      cwd: dir,
-      env: { ...process.env, ...env, PATH: `${join(repoRoot, 'node_modules', '.bin')}:${process.env.PATH}` },
-    },
-  );
-}
-
-async function hubConfig(
-  dir: string,
-  lines: string[],
-): Promise<{ api: (path: string, init?: RequestInit) => Promise<Response>; apiPort: number }> {
-  const [hubPort, proxyPort, apiPort] = [await freePort(), await freePort(), await freePort()];
-  writeFileSync(
-    join(dir, 'hub.yaml'),
-    [
-      'JupyterHub:',
-      `  hub_bind_url: http://127.0.0.1:${hubPort}`,
-      `  bind_url: http://127.0.0.1:${proxyPort}`,
-      '  db_url: sqlite:///hub.sqlite',
-      '  authenticator_class: dummy',
-      '  cleanup_servers: false',
-      '  services:',
-      `    - {name: admin, api_token: ${token}, admin: true}`,
-      'ConfigurableHTTPProxy:',
-      `  api_url: http://127.0.0.1:${apiPort}`,
-      ...lines,
-      '',
-    ].join('\n'),
-  );
-  const hub = `http://127.0.0.1:${hubPort}/hub/api`;
-  return {
-    apiPort,
-    api: (path, init = {}) =>
-      fetch(`${hub}${path}`, { ...init, headers: { authorization: `token ${token}` } }),
-  };
-}
 
 async function untilUp(proc: ManagedProcess, api: (path: string) => Promise<Response>): Promise<void> {
   await proc.untilReady(waitFor('hub', async () => (await api('/')).ok, { timeoutMs: 60_000 }));
@@ -87,8 +44,12 @@ test('a hub killed right after it spawned a local server, before recording its P
     ].join('\n'),
   );
   chmodSync(script, 0o755);
-  const { api } = await hubConfig(dir, ['Spawner:', `  cmd: [${script}]`, `  notebook_dir: ${dir}`]);
-  let proc = startBin(dir);
+  const { api } = await writeHubYaml(dir, token, [
+    'Spawner:',
+    `  cmd: [${script}]`,
+    `  notebook_dir: ${dir}`,
+  ]);
+  let proc = startHubBin(dir);
   let serverPid = 0;
   try {
     await untilUp(proc, api);
@@ -97,7 +58,7 @@ test('a hub killed right after it spawned a local server, before recording its P
     await proc.exited;
     serverPid = Number(readFileSync(join(dir, 'server.pid'), 'utf8'));
     assert.ok(processAlive(serverPid), 'the server outlived its hub');
-    proc = startBin(dir);
+    proc = startHubBin(dir);
     await untilUp(proc, api);
     await waitFor('the orphaned server stopped', () => !processAlive(serverPid), { timeoutMs: 30_000 });
     const model = (await (await api('/users/alice')).json()) as Json;
@@ -146,7 +107,7 @@ test('a hub killed the moment its pod create reached the apiserver: the restarte
       'current-context': 'fake',
     }),
   );
-  const { api } = await hubConfig(dir, [
+  const { api } = await writeHubYaml(dir, token, [
     'KubeSpawner:',
     '  namespace: jupyterhub',
     '  events_enabled: false',
@@ -157,7 +118,7 @@ test('a hub killed the moment its pod create reached the apiserver: the restarte
   );
   writeFileSync(join(dir, 'hub.yaml'), yaml);
   const env = { KUBECONFIG: join(dir, 'kubeconfig') };
-  proc = startBin(dir, env);
+  proc = startHubBin(dir, env);
   try {
     await untilUp(proc, api);
     await api('/users/bob', { method: 'POST' });
@@ -170,7 +131,7 @@ test('a hub killed the moment its pod create reached the apiserver: the restarte
       'the pod named in the database before its create',
     );
     assert.ok(fake.get('pods', 'jupyterhub', 'jupyter-bob'), 'the pod outlived its hub');
-    proc = startBin(dir, env);
+    proc = startHubBin(dir, env);
     await untilUp(proc, api);
     await waitFor('the orphaned pod deleted', () => !fake.get('pods', 'jupyterhub', 'jupyter-bob'), {
       timeoutMs: 30_000,
