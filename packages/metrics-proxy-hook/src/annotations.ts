@@ -18,8 +18,8 @@ export const annotations = {
 } as const;
 
 /**
- * Label the webhook puts on a pod holding a semaphore slot, so a NetworkPolicy can let exactly
- * those pods (their sidecars) reach Redis.
+ * Label the webhook puts on a pod holding a semaphore slot: slot reclaim lists exactly these
+ * pods (a label selector) to learn which slots still have a pod.
  */
 export const semaphoreLabel = 'prometheus-metrics-proxy-hook/semaphore';
 

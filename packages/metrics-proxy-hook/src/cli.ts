@@ -99,26 +99,20 @@ async function sidecar(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   const options = buildSidecarOptions(flags, env);
   const log = logger(flags, 'metrics-proxy');
   let lease: import('./slot-lease.ts').SlotLease | undefined;
-  let nodes: import('./redis-nodes.ts').RedisNodes | undefined;
+  let client: import('./lease-client.ts').WebhookLeaseClient | undefined;
   if (options.semaphore) {
-    // Loaded only for a pod with a slot: the Redis client is a third of an idle sidecar's memory.
-    const [{ RedisNodes }, { RedisSemaphore }, { SlotLease }] = await Promise.all([
-      import('./redis-nodes.ts'),
-      import('./semaphore.ts'),
+    // Loaded only for a pod with a slot. The slot is renewed through the webhook, never Redis.
+    const [{ WebhookLeaseClient }, { SlotLease }] = await Promise.all([
+      import('./lease-client.ts'),
       import('./slot-lease.ts'),
     ]);
     const { semaphore } = options;
-    nodes = new RedisNodes(semaphore.redis, {
-      commandTimeoutMs: semaphore.commandTimeoutMs,
-      username: semaphore.username,
-      password: semaphore.password,
-      log,
-    });
-    lease = new SlotLease(new RedisSemaphore(nodes, { lock: semaphore.lock }), semaphore, log);
+    client = new WebhookLeaseClient({ ...semaphore.lease, slot: semaphore.slot });
+    lease = new SlotLease(client, semaphore, log);
   }
   const proxy = new MetricsSidecar(options, log, lease);
   // Runs after the lease has given the slot back.
-  if (nodes) proxy.lifecycle.onClose(() => nodes.close());
+  if (client) proxy.lifecycle.onClose(() => client.close());
   // Handlers go in before the listener announces itself: a SIGTERM that arrives in between
   // would otherwise kill the process without the final scrape.
   const started = proxy.start();

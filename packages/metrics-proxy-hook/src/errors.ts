@@ -10,3 +10,19 @@ export class TargetTimeoutError extends SeahorseError {
     this.timeoutMs = timeoutMs;
   }
 }
+
+/** The webhook's lease endpoint cannot be reached or cannot decide now (503): retried. */
+export class LeaseUnavailableError extends SeahorseError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('METRICS_PROXY_LEASE_UNAVAILABLE', message, options);
+  }
+}
+
+/** The webhook refused a lease request (bad token, another slot, a malformed request). */
+export class LeaseRefusedError extends SeahorseError {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super('METRICS_PROXY_LEASE_REFUSED', message);
+    this.status = status;
+  }
+}

@@ -15,7 +15,7 @@ export {
 } from './annotations.ts';
 export { CertificateReloader } from './certificate.ts';
 export { normalizeArgv, sidecarCommandLine, webhookCommandLine } from './command-line.ts';
-export { TargetTimeoutError } from './errors.ts';
+export { LeaseRefusedError, LeaseUnavailableError, TargetTimeoutError } from './errors.ts';
 export {
   applyPatch,
   escapePointerToken,
@@ -24,6 +24,10 @@ export {
   pointer,
 } from './json-patch.ts';
 export type { Container, Pod } from './kubernetes.ts';
+export { WebhookLeaseClient } from './lease-client.ts';
+export { leasePath, parseLeaseRequest } from './lease-endpoint.ts';
+export { SlotLeaseService } from './lease-service.ts';
+export { LeaseTokenError, LeaseTokens, parseLeaseTokenKeys, type SlotGrant } from './lease-token.ts';
 export { PodMutator } from './mutator.ts';
 export {
   buildSidecarOptions,
@@ -41,8 +45,13 @@ export { type ApiServerConnection, ApiServerError, PodEvidence } from './pod-evi
 export { addToPortList, buildPodPatch, type SlotAssignment } from './pod-patch.ts';
 export { RedisNodes } from './redis-nodes.ts';
 export { LockUnavailableError, Redlock } from './redlock.ts';
-export { type AcquireResult, RedisSemaphore, SemaphoreUnavailableError } from './semaphore.ts';
+export {
+  type AcquireResult,
+  RedisSemaphore,
+  SemaphoreUnavailableError,
+  SlotRetiredError,
+} from './semaphore.ts';
 export { MetricsSidecar } from './sidecar.ts';
-export { SlotLease } from './slot-lease.ts';
+export { type LeaseBackend, type RenewOutcome, SlotLease } from './slot-lease.ts';
 export { type RunningWebhook, startWebhook } from './webhook.ts';
 export { workloadKey } from './workload.ts';

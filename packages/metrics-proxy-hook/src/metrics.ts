@@ -16,6 +16,7 @@ export class WebhookMetrics {
   readonly #duration: Histogram;
   readonly #certificateReloads: Counter;
   readonly #reclaimed: Counter;
+  readonly #leaseRequests: Counter;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -52,6 +53,12 @@ export class WebhookMetrics {
     this.#reclaimed = new Counter({
       name: 'seahorse_metrics_proxy_hook_slots_reclaimed_total',
       help: 'Semaphore slots given back because the API server showed no running pod holds them',
+      registers,
+    });
+    this.#leaseRequests = new Counter({
+      name: 'seahorse_metrics_proxy_hook_lease_requests_total',
+      help: 'Slot lease requests from sidecars (POST /semaphore/lease), by action and HTTP status code',
+      labelNames: ['action', 'code'],
       registers,
     });
     for (const reason of [
@@ -93,6 +100,11 @@ export class WebhookMetrics {
         }
       },
     });
+  }
+
+  /** `action`: renew, hold, release, or `invalid` when the body did not name one. */
+  leaseAnswered(action: string, code: number): void {
+    this.#leaseRequests.labels(action, String(code)).inc();
   }
 
   slotsReclaimed(count: number): void {

@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { createLogger } from '@seahorse/runtime';
 import { type AdmissionResponse, type AdmissionReview, parseAdmissionReview } from './admission.ts';
 import { applyPatch, type PatchOperation } from './json-patch.ts';
 import type { Container, Pod } from './kubernetes.ts';
+import { LeaseTokens } from './lease-token.ts';
 import { type MutatorOptions, PodMutator } from './mutator.ts';
 import { buildPodPatch } from './pod-patch.ts';
 import { type RedisSemaphore, SemaphoreUnavailableError } from './semaphore.ts';
@@ -393,6 +396,13 @@ test('the workload key is the owner (a Deployment across ReplicaSet revisions) o
   assert.equal(workloadKey({ metadata: { generateName: 'runner-' } }, 'ci'), 'ci/Pod/runner-');
 });
 
+const leaseCaPem = '-----BEGIN CERTIFICATE-----\nMIIBtestca\n-----END CERTIFICATE-----\n';
+const leaseCaFile = join(mkdtempSync(join(tmpdir(), 'seahorse-mutator-')), 'ca.crt');
+writeFileSync(leaseCaFile, leaseCaPem);
+const tokens = new LeaseTokens([Buffer.from('k'.repeat(32))]);
+const leaseUrl =
+  'https://prometheus-metrics-proxy-hook.prometheus-metrics-proxy-hook.svc:443/semaphore/lease';
+
 function fakeSemaphore(acquire: RedisSemaphore['acquire']): MutatorOptions['semaphore'] {
   return {
     client: { acquire } as RedisSemaphore,
@@ -405,6 +415,7 @@ function fakeSemaphore(acquire: RedisSemaphore['acquire']): MutatorOptions['sema
     lock: { ttlMs: 3000, retryCount: 1, retryDelayMs: 10, retryJitterMs: 10 },
     admissionLeaseMs: 300_000,
     leaseMs: 30_000,
+    lease: { tokens, url: leaseUrl, caFile: leaseCaFile },
   };
 }
 
@@ -440,25 +451,34 @@ test('a granted slot reaches the sidecar as environment variables and the pod as
     pod.metadata!.annotations!['prometheus-metrics-proxy-hook/slot'],
     `shop/Deployment/checkout#${request.slot}`,
   );
-  assert.deepEqual(sidecarOf(pod).env, [
+  const env = sidecarOf(pod).env!;
+  const token = env.find((variable) => variable.name === 'METRICS_PROXY_HOOK_LEASE_TOKEN')?.value;
+  assert.deepEqual(env, [
     { name: 'NODE_OPTIONS', value: '--max-semi-space-size=1 --max-old-space-size=32' },
-    {
-      name: 'METRICS_PROXY_HOOK_SEMAPHORE_REDIS',
-      value: 'redis-0.redis:6379,redis-1.redis:6379,redis-2.redis:6379',
-    },
     { name: 'METRICS_PROXY_HOOK_SEMAPHORE_KEY', value: 'shop/Deployment/checkout' },
     { name: 'METRICS_PROXY_HOOK_SEMAPHORE_SLOT', value: request.slot },
     { name: 'METRICS_PROXY_HOOK_SEMAPHORE_VERSION', value: 'v1' },
-    { name: 'METRICS_PROXY_HOOK_SEMAPHORE_LIMIT', value: '2' },
     { name: 'METRICS_PROXY_HOOK_SEMAPHORE_LEASE_TTL', value: '30s' },
+    { name: 'METRICS_PROXY_HOOK_LEASE_URL', value: leaseUrl },
+    { name: 'METRICS_PROXY_HOOK_LEASE_CA', value: leaseCaPem },
+    { name: 'METRICS_PROXY_HOOK_LEASE_TOKEN', value: token },
   ]);
+  // The token names this slot, its workload, namespace, pod, limit and grace period, signed.
+  assert.deepEqual(tokens.verify(token!), {
+    workload: 'shop/Deployment/checkout',
+    slot: request.slot,
+    namespace: 'shop',
+    pod: (review.request.object as Pod).metadata!.generateName,
+    limit: 2,
+    graceMs: 30_000,
+  });
 });
 
-test('with Redis behind a password the sidecar reads it from the named Secret; the pod spec never holds it', async () => {
+test('a limited pod carries no Redis address or credential: no secretKeyRef, no password, no Redis host in its spec', async () => {
   const review = limited('2');
   const mutator = new PodMutator(
     {
-      injection: { ...injection, sidecarRedisSecret: 'metrics-proxy-redis' },
+      injection,
       semaphore: {
         ...fakeSemaphore(async () => ({ granted: true, held: 1, version: 'v1' }))!,
         password: 'secret-value',
@@ -468,17 +488,16 @@ test('with Redis behind a password the sidecar reads it from the named Secret; t
   );
   const { response } = await mutator.review(review);
   const env = sidecarOf(patched(review, response)).env!;
-  assert.deepEqual(
-    env.find((variable) => variable.name === 'METRICS_PROXY_HOOK_REDIS_PASSWORD'),
-    {
-      name: 'METRICS_PROXY_HOOK_REDIS_PASSWORD',
-      valueFrom: { secretKeyRef: { name: 'metrics-proxy-redis', key: 'password' } },
-    },
+  assert.ok(env.every((variable) => variable.valueFrom === undefined && variable.value !== undefined));
+  assert.ok(
+    env.every((variable) => !/REDIS/.test(variable.name)),
+    JSON.stringify(env),
   );
-  assert.ok(!JSON.stringify(operations(response)).includes('secret-value'));
+  const text = JSON.stringify(operations(response));
+  for (const leak of ['secret-value', 'redis-0.redis', '6379']) assert.ok(!text.includes(leak), leak);
 });
 
-test('a pod holding a slot is labelled so the Redis NetworkPolicy admits its sidecar; others are not', async () => {
+test('a pod holding a slot is labelled (slot reclaim lists exactly these pods); others are not', async () => {
   const mutator = new PodMutator(
     { injection, semaphore: fakeSemaphore(async () => ({ granted: true, held: 1, version: 'v1' })) },
     quiet,

@@ -11,12 +11,14 @@ import {
 import { annotations, readInjectionRequest, semaphoreLabel, sidecarContainerName } from './annotations.ts';
 import { type JsonValue, type PatchOperation, pointer } from './json-patch.ts';
 import type { Pod } from './kubernetes.ts';
+import type { LeaseTokens } from './lease-token.ts';
 import type { AdmissionOutcome, WebhookMetrics } from './metrics.ts';
-import type { InjectionSettings, WebhookOptions } from './options.ts';
+import { type InjectionSettings, readLeaseCa, type WebhookOptions } from './options.ts';
 import type { PodEvidence } from './pod-evidence.ts';
 import {
   buildPodPatch,
   copiedSidecarTarget,
+  graceSecondsFor,
   hasSidecar,
   removeSemaphoreLabel,
   type SlotAssignment,
@@ -63,11 +65,13 @@ function revertOwnedFields(old: Pod, updated: Pod): PatchOperation[] {
 export interface MutatorOptions {
   injection: InjectionSettings;
   semaphore:
-    | (Omit<NonNullable<WebhookOptions['semaphore']>, 'apiServer' | 'reclaimGraceMs'> & {
+    | (Omit<NonNullable<WebhookOptions['semaphore']>, 'apiServer' | 'reclaimGraceMs' | 'lease'> & {
         client: RedisSemaphore;
         /** Which slots still have a pod; without it, leaked slots wait for their lease. */
         evidence?: PodEvidence | undefined;
         reclaimGraceMs?: number;
+        /** Mints each slot's token; the URL and CA file sidecars renew with. */
+        lease: { tokens: LeaseTokens; url: string; caFile: string };
       })
     | undefined;
 }
@@ -92,9 +96,8 @@ export class PodMutator {
 
   /**
    * `semaphoreEnabled: false` when the API server called through the entry for namespaces not
-   * labelled `prometheus-metrics-proxy-hook/semaphore: enabled`: their sidecars cannot reach
-   * Redis (NetworkPolicy), so a limited pod there is denied rather than admitted on a slot it
-   * could never keep.
+   * labelled `prometheus-metrics-proxy-hook/semaphore: enabled`: the semaphore is a cluster
+   * admin's opt-in per namespace, so a limited pod there is denied, saying how to enable it.
    */
   async review(review: AdmissionReview, { semaphoreEnabled = true } = {}): Promise<Decision> {
     const { request } = review;
@@ -214,7 +217,7 @@ export class PodMutator {
       );
     } else if (ask.maxConcurrent !== undefined && semaphore && !semaphoreEnabled) {
       this.#metrics?.denied('semaphore_not_enabled');
-      const message = `namespace ${namespace} is not enabled for ${annotations.maxConcurrent}: its sidecars could not reach the semaphore. A cluster admin enables it with 'kubectl label namespace ${namespace} ${semaphoreLabel}=enabled' (and gives it the sidecar's Redis Secret), or remove the annotation`;
+      const message = `namespace ${namespace} is not enabled for ${annotations.maxConcurrent}: the semaphore serves only namespaces a cluster admin enabled. A cluster admin enables it with 'kubectl label namespace ${namespace} ${semaphoreLabel}=enabled', or remove the annotation`;
       this.#log.info({ uid, namespace, pod: name }, 'pod denied: namespace not enabled for the semaphore');
       return { response: deny(uid, 403, 'Forbidden', message), outcome: 'denied' };
     } else if (ask.maxConcurrent !== undefined && semaphore) {
@@ -224,6 +227,23 @@ export class PodMutator {
       // retry finds its own slot and is granted again instead of taking a second one.
       const slotId = uid;
       let result: Awaited<ReturnType<RedisSemaphore['acquire']>>;
+      // Read before a slot is taken: a CA that cannot be read denies the pod with nothing held.
+      let leaseCa: string;
+      try {
+        leaseCa = readLeaseCa(semaphore.lease.caFile);
+      } catch (error) {
+        this.#metrics?.denied('semaphore_unavailable');
+        this.#log.error({ uid, workload, err: (error as Error).message }, 'pod denied: lease CA unreadable');
+        return {
+          response: deny(
+            uid,
+            503,
+            'ServiceUnavailable',
+            `${workload} allows at most ${limit} pods at once (${annotations.maxConcurrent}), but the webhook cannot give this pod's sidecar what it needs to keep a slot: ${(error as Error).message}. Its controller will retry`,
+          ),
+          outcome: 'denied',
+        };
+      }
       const request = { workload, slot: slotId, limit, leaseMs: semaphore.admissionLeaseMs, dryRun };
       try {
         result = await semaphore.client.acquire(request);
@@ -262,9 +282,20 @@ export class PodMutator {
         workload,
         slot: slotId,
         limit,
-        redis: semaphore.redis,
         leaseMs: semaphore.leaseMs,
         version: result.version,
+        lease: {
+          url: semaphore.lease.url,
+          ca: leaseCa,
+          token: semaphore.lease.tokens.mint({
+            workload,
+            slot: slotId,
+            namespace,
+            pod: name,
+            limit,
+            graceMs: graceSecondsFor(pod, this.#options.injection) * 1000,
+          }),
+        },
       };
     }
 
@@ -318,7 +349,8 @@ export class PodMutator {
     let reclaimed = 0;
     for (const [slot] of leaked) {
       try {
-        await semaphore.client.release(workload, slot);
+        // Retired: the slot's token (in the gone pod's spec) can never renew or take it again.
+        await semaphore.client.release(workload, slot, '', { retire: true });
         reclaimed++;
         this.#log.warn({ uid, workload, slot }, 'reclaimed a slot no running pod holds');
       } catch (error) {

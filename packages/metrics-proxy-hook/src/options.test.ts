@@ -20,8 +20,18 @@ import {
   webhookFlagSpecs,
 } from './options.ts';
 
-const webhook = (argv: string[], env: NodeJS.ProcessEnv = {}) =>
-  buildWebhookOptions(parseFlags(webhookFlagSpecs, argv, env), env);
+const caPem = '-----BEGIN CERTIFICATE-----\nMIIBtestca\n-----END CERTIFICATE-----\n';
+const fixtures = mkdtempSync(join(tmpdir(), 'seahorse-hook-options-'));
+writeFileSync(join(fixtures, 'ca.crt'), caPem);
+/** What the semaphore needs besides --redis: a lease token key and the CA sidecars verify with. */
+const leaseEnv = {
+  METRICS_PROXY_HOOK_LEASE_TOKEN_KEY: 'a-lease-token-key-of-at-least-32-bytes',
+  METRICS_PROXY_HOOK_LEASE_CA_FILE: join(fixtures, 'ca.crt'),
+};
+const webhook = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
+  const all = { ...leaseEnv, ...env };
+  return buildWebhookOptions(parseFlags(webhookFlagSpecs, argv, all), all);
+};
 const sidecar = (argv: string[], env: NodeJS.ProcessEnv = {}) =>
   buildSidecarOptions(parseFlags(sidecarFlagSpecs, argv, env), env);
 
@@ -115,24 +125,47 @@ test('the sidecar needs --target; its semaphore flags come all together or not a
     () => sidecar(['--target=http://a/', '--max-cached-body=lots']),
     /--max-cached-body expects a size such as 32Mi/,
   );
+  // A pod admitted by an older webhook: Redis variables, no lease URL or token.
   assert.throws(
     () =>
       sidecar(['--target', 'http://127.0.0.1:1/m'], {
+        METRICS_PROXY_HOOK_SEMAPHORE_REDIS: 'a:1,b:2,c:3',
         METRICS_PROXY_HOOK_SEMAPHORE_KEY: 'ns/Deployment/app',
+        METRICS_PROXY_HOOK_SEMAPHORE_SLOT: 'slot-1',
       }),
-    /missing --semaphore-redis, --semaphore-slot, --semaphore-limit/,
+    /missing --lease-url, --lease-token, --lease-ca \(a pod admitted by an older webhook, whose sidecar reached Redis itself, must be created again\)/,
   );
-  const limited = sidecar(['--target', 'http://127.0.0.1:1/m'], {
-    METRICS_PROXY_HOOK_SEMAPHORE_REDIS: 'a:1,b:2,c:3',
+  const slotEnv = {
     METRICS_PROXY_HOOK_SEMAPHORE_KEY: 'ns/Deployment/app',
     METRICS_PROXY_HOOK_SEMAPHORE_SLOT: 'slot-1',
-    METRICS_PROXY_HOOK_SEMAPHORE_LIMIT: '2',
     METRICS_PROXY_HOOK_SEMAPHORE_LEASE_TTL: '30s',
-  });
-  assert.equal(limited.semaphore?.redis.length, 3);
+    METRICS_PROXY_HOOK_LEASE_URL: 'https://hook.hook-ns.svc:443/semaphore/lease',
+    METRICS_PROXY_HOOK_LEASE_TOKEN: 'mphl1.x.y',
+    METRICS_PROXY_HOOK_LEASE_CA: caPem,
+  };
+  const limited = sidecar(['--target', 'http://127.0.0.1:1/m'], slotEnv);
   assert.equal(limited.semaphore?.workload, 'ns/Deployment/app');
-  assert.equal(limited.semaphore?.limit, 2);
   assert.equal(limited.semaphore?.leaseMs, 30_000);
+  assert.equal(limited.semaphore?.lease.url.href, 'https://hook.hook-ns.svc/semaphore/lease');
+  assert.equal(limited.semaphore?.lease.token, 'mphl1.x.y');
+  assert.equal(limited.semaphore?.lease.ca, caPem);
+  assert.equal(limited.semaphore?.lease.timeoutMs, 5000);
+  assert.throws(
+    () =>
+      sidecar(['--target=http://a/'], {
+        ...slotEnv,
+        METRICS_PROXY_HOOK_LEASE_URL: 'http://hook/semaphore/lease',
+      }),
+    /--lease-url expects the webhook's https lease URL/,
+  );
+  assert.throws(
+    () => sidecar(['--target=http://a/'], { ...slotEnv, METRICS_PROXY_HOOK_LEASE_CA: 'not a pem' }),
+    /--lease-ca expects the PEM/,
+  );
+  // The sidecar has no Redis flags at all any more.
+  for (const gone of ['semaphore-redis', 'semaphore-limit', 'redis-password-file', 'redis-username']) {
+    assert.ok(!sidecarFlagSpecs.some((spec) => spec.name === gone), gone);
+  }
 });
 
 test('addresses parse in their usual forms', () => {
@@ -242,7 +275,7 @@ test("the original sidecar's positional TARGET_URL is --target; given both ways 
   );
 });
 
-test('the Redis password comes from METRICS_PROXY_HOOK_REDIS_PASSWORD or a file, and the sidecars need a Secret to read it', () => {
+test('the Redis password comes from METRICS_PROXY_HOOK_REDIS_PASSWORD or a file; --sidecar-redis-secret is refused as removed', () => {
   const dir = mkdtempSync(join(tmpdir(), 'seahorse-hook-password-'));
   try {
     writeFileSync(join(dir, 'password'), 'from-the-file\n');
@@ -251,31 +284,69 @@ test('the Redis password comes from METRICS_PROXY_HOOK_REDIS_PASSWORD or a file,
       '--redis=b:2',
       '--redis=c:3',
       `--redis-password-file=${join(dir, 'password')}`,
-      '--sidecar-redis-secret=metrics-proxy-redis',
     ]);
     assert.equal(fromFile.semaphore?.password, 'from-the-file');
-    assert.equal(fromFile.injection.sidecarRedisSecret, 'metrics-proxy-redis');
-    const fromEnv = webhook(['--redis=a:1', '--sidecar-redis-secret=s'], {
-      METRICS_PROXY_HOOK_REDIS_PASSWORD: 'from-env',
-    });
+    const fromEnv = webhook(['--redis=a:1'], { METRICS_PROXY_HOOK_REDIS_PASSWORD: 'from-env' });
     assert.equal(fromEnv.semaphore?.password, 'from-env');
     assert.throws(
-      () => webhook(['--redis=a:1'], { METRICS_PROXY_HOOK_REDIS_PASSWORD: 'x' }),
-      /--sidecar-redis-secret is not set: sidecars could not renew their slots/,
-    );
-    assert.throws(
-      () =>
-        webhook(['--redis=a:1', `--redis-password-file=${join(dir, 'missing')}`, '--sidecar-redis-secret=s']),
+      () => webhook(['--redis=a:1', `--redis-password-file=${join(dir, 'missing')}`]),
       /cannot read .*missing \(ENOENT\)/,
     );
-    const side = sidecar(['--target=http://a/'], {
-      METRICS_PROXY_HOOK_SEMAPHORE_REDIS: 'a:1',
-      METRICS_PROXY_HOOK_SEMAPHORE_KEY: 'k',
-      METRICS_PROXY_HOOK_SEMAPHORE_SLOT: 's',
-      METRICS_PROXY_HOOK_SEMAPHORE_LIMIT: '1',
-      METRICS_PROXY_HOOK_REDIS_PASSWORD: 'from-the-secret',
-    });
-    assert.equal(side.semaphore?.password, 'from-the-secret');
+    assert.throws(
+      () => webhook(['--redis=a:1', '--sidecar-redis-secret=prometheus-metrics-proxy-hook-redis']),
+      /--sidecar-redis-secret was removed: sidecars no longer reach Redis, they renew their slots through the webhook \(POST \/semaphore\/lease\).*--lease-token-key-file/,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the semaphore refuses to start without a lease token key, with a short key, or without the CA sidecars verify the webhook with', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-hook-lease-'));
+  try {
+    const none = { METRICS_PROXY_HOOK_LEASE_TOKEN_KEY: '' };
+    assert.throws(
+      () => webhook(['--redis=a:1'], none),
+      /the semaphore \(--redis\) needs a lease token key: .*'openssl rand -hex 32'.*--lease-token-key-file/,
+    );
+    assert.equal(webhook([], none).semaphore, undefined, 'no key needed without the semaphore');
+    writeFileSync(join(dir, 'keys'), `${'n'.repeat(64)}\n\n${'o'.repeat(40)}\n`);
+    const fromFile = webhook(['--redis=a:1', `--lease-token-key-file=${join(dir, 'keys')}`], none);
+    assert.deepEqual(
+      fromFile.semaphore?.lease.tokenKeys.map((key) => key.toString()),
+      ['n'.repeat(64), 'o'.repeat(40)],
+      'one key per line, the first signs',
+    );
+    assert.throws(
+      () => webhook(['--redis=a:1', `--lease-token-key-file=${join(dir, 'missing')}`], none),
+      /--lease-token-key-file: cannot read .*missing \(ENOENT\)/,
+    );
+    assert.throws(
+      () => webhook(['--redis=a:1'], { METRICS_PROXY_HOOK_LEASE_TOKEN_KEY: 'short' }),
+      /key 1 has 5 bytes, at least 32 are needed/,
+    );
+    assert.throws(
+      () => webhook(['--redis=a:1'], { METRICS_PROXY_HOOK_LEASE_CA_FILE: join(dir, 'missing.crt') }),
+      /--lease-ca-file: cannot read .*missing\.crt \(ENOENT\); sidecars need the CA/,
+    );
+    writeFileSync(join(dir, 'empty.crt'), 'nothing\n');
+    assert.throws(
+      () => webhook(['--redis=a:1'], { METRICS_PROXY_HOOK_LEASE_CA_FILE: join(dir, 'empty.crt') }),
+      /holds no PEM certificate/,
+    );
+    assert.throws(
+      () => webhook(['--redis=a:1', '--lease-url=http://hook.ns.svc/semaphore/lease']),
+      /--lease-url expects .*https with the path \/semaphore\/lease/,
+    );
+    const defaults = webhook(['--redis=a:1']);
+    assert.equal(
+      defaults.semaphore?.lease.url,
+      'https://prometheus-metrics-proxy-hook.prometheus-metrics-proxy-hook.svc/semaphore/lease',
+    );
+    // Without --lease-ca-file: ca.crt in --cert-dir, where cert-manager writes it.
+    writeFileSync(join(dir, 'ca.crt'), caPem);
+    const inCertDir = webhook(['--redis=a:1', `--cert-dir=${dir}`], { METRICS_PROXY_HOOK_LEASE_CA_FILE: '' });
+    assert.equal(inCertDir.semaphore?.lease.caFile, join(dir, 'ca.crt'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,9 +1,11 @@
 // The two subcommands' command lines (each flag also read from METRICS_PROXY_HOOK_<FLAG>),
 // turned into one typed options object each, with every mistake reported as a UsageError.
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { getCACertificates } from 'node:tls';
 import { type FlagSpec, type ListenAddress, type ParsedFlags, UsageError } from '@seahorse/runtime';
 import { sidecarPort } from './annotations.ts';
+import { parseLeaseTokenKeys } from './lease-token.ts';
 import { parseByteSize } from './metrics-cache.ts';
 import type { ApiServerConnection } from './pod-evidence.ts';
 import type { RedisAddress } from './redis-nodes.ts';
@@ -29,6 +31,13 @@ export function version(): string {
 }
 
 export const defaultSidecarImage = `ghcr.io/seahorse/metrics-proxy-hook:${version()}`;
+
+/** The webhook's Service in the manifests (base/service.yaml: 443 → 9443). */
+export const defaultLeaseUrl =
+  'https://prometheus-metrics-proxy-hook.prometheus-metrics-proxy-hook.svc:443/semaphore/lease';
+
+/** The environment variable holding the lease token key(s) themselves (a Secret's key). */
+export const leaseTokenKeyEnv = 'METRICS_PROXY_HOOK_LEASE_TOKEN_KEY';
 
 const common = {
   logLevel: {
@@ -77,7 +86,7 @@ const common = {
     name: 'redis-username',
     kind: 'string',
     arg: '<user>',
-    help: "Redis ACL user to log in as (default: Redis's default user); a sidecar's Secret names a user that may touch only the semaphore's keys",
+    help: "Redis ACL user to log in as (default: Redis's default user)",
   },
   redisPasswordFile: {
     name: 'redis-password-file',
@@ -90,7 +99,7 @@ const common = {
     kind: 'duration',
     arg: '<duration>',
     default: '30s',
-    help: "A running pod's slot lease; its sidecar renews it every third of this",
+    help: "A running pod's slot lease; its sidecar renews it (through the webhook) every third of this",
   },
 } as const satisfies Record<string, Omit<FlagSpec, 'env'>>;
 
@@ -195,10 +204,29 @@ export const webhookFlagSpecs: FlagSpec[] = withEnv([
   common.redisUsername,
   common.redisPasswordFile,
   {
+    name: 'lease-token-key-file',
+    kind: 'string',
+    arg: '<path>',
+    help: "File (a mounted Secret) holding the key that signs each limited pod's lease token, one key per line, at least 32 bytes each (openssl rand -hex 32); the first signs, all verify. Required with --redis; METRICS_PROXY_HOOK_LEASE_TOKEN_KEY works too",
+  },
+  {
+    name: 'lease-url',
+    kind: 'string',
+    arg: '<url>',
+    default: defaultLeaseUrl,
+    help: "Where sidecars renew and release their slots: this webhook's Service, https, path /semaphore/lease",
+  },
+  {
+    name: 'lease-ca-file',
+    kind: 'string',
+    arg: '<path>',
+    help: "CA bundle (PEM) that signed this webhook's serving certificate, handed to each limited pod's sidecar to verify --lease-url (default: ca.crt in --cert-dir, as cert-manager writes it); read at each admission",
+  },
+  {
     name: 'sidecar-redis-secret',
     kind: 'string',
     arg: '<name>',
-    help: "Secret (key 'password') in each limited pod's namespace that gives its sidecar the Redis password; needed when Redis has one",
+    help: 'Removed: sidecars no longer reach Redis (they renew through the webhook); giving it is an error saying what to do instead',
   },
   common.lockTtl,
   common.lockRetries,
@@ -298,10 +326,29 @@ export const sidecarFlagSpecs: FlagSpec[] = withEnv([
     help: "Set by the webhook when injected as a native sidecar (stopped after the application): the slot is released at exit instead of held to the grace period's end",
   },
   {
-    name: 'semaphore-redis',
-    kind: 'list',
-    arg: '<host:port>',
-    help: 'Redis nodes of the semaphore slot this pod holds (set by the webhook)',
+    name: 'lease-url',
+    kind: 'string',
+    arg: '<url>',
+    help: "The webhook's lease endpoint the slot is renewed and released at (set by the webhook)",
+  },
+  {
+    name: 'lease-token',
+    kind: 'string',
+    arg: '<token>',
+    help: 'The token that lets this pod renew and release its own slot, and nothing else (set by the webhook)',
+  },
+  {
+    name: 'lease-ca',
+    kind: 'string',
+    arg: '<pem>',
+    help: "The CA (PEM text) the webhook's certificate is verified against (set by the webhook)",
+  },
+  {
+    name: 'lease-timeout',
+    kind: 'duration',
+    arg: '<duration>',
+    default: '5s',
+    help: 'A lease request to the webhook that takes longer fails and is retried at the next renewal',
   },
   {
     name: 'semaphore-key',
@@ -317,20 +364,7 @@ export const sidecarFlagSpecs: FlagSpec[] = withEnv([
     default: '',
     help: "The grant's fencing version, named by every renewal and the release (set by the webhook)",
   },
-  {
-    name: 'semaphore-limit',
-    kind: 'integer',
-    arg: '<n>',
-    min: 1,
-    help: 'The workload limit, used to take a slot again if the lease was lost (set by the webhook)',
-  },
   common.leaseTtl,
-  common.redisTimeout,
-  common.redisUsername,
-  common.redisPasswordFile,
-  common.lockTtl,
-  common.lockRetries,
-  common.lockRetryDelay,
   common.logLevel,
   common.help,
 ]);
@@ -442,8 +476,16 @@ export interface InjectionSettings {
   terminationGracePeriodSeconds: number;
   /** Inject as an init container with restartPolicy Always (Kubernetes 1.29+). */
   nativeSidecar?: boolean;
-  /** Secret in the pod's namespace whose `password` key the sidecar reads for Redis. */
-  sidecarRedisSecret?: string | undefined;
+}
+
+/** How sidecars reach the webhook to renew their slots. */
+export interface LeaseSettings {
+  /** Keys that sign (the first) and verify (all) lease tokens. */
+  tokenKeys: Buffer[];
+  /** https URL of the webhook's lease endpoint, as sidecars reach it (its Service). */
+  url: string;
+  /** PEM bundle sidecars verify the webhook's certificate against; read at each admission. */
+  caFile: string;
 }
 
 /** mTLS on /mutate: who may call the webhook (the API server, by its client certificate). */
@@ -481,6 +523,7 @@ export interface WebhookOptions {
         /** Where to read which slots still have a pod; undefined: no reclaim. */
         apiServer: ApiServerConnection | undefined;
         reclaimGraceMs: number;
+        lease: LeaseSettings;
       })
     | undefined;
 }
@@ -495,16 +538,17 @@ export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
   const leaseMs = positive(flags, 'semaphore-lease-ttl');
   if (leaseMs < 1000)
     throw new UsageError('--semaphore-lease-ttl must be at least 1s (it is renewed every third)');
-  const password = redis.length > 0 ? redisPassword(flags, env) : undefined;
-  const sidecarRedisSecret = flags.string('sidecar-redis-secret');
-  if (password !== undefined && sidecarRedisSecret === undefined) {
+  if (flags.has('sidecar-redis-secret')) {
     throw new UsageError(
-      "Redis has a password but --sidecar-redis-secret is not set: sidecars could not renew their slots; name the Secret (key 'password') they read it from",
+      `--sidecar-redis-secret was removed: sidecars no longer reach Redis, they renew their slots through the webhook (${leasePathName}) with a token it signs. Drop the flag (and the Secret's copies in enabled namespaces) and give the webhook --lease-token-key-file`,
     );
   }
+  const password = redis.length > 0 ? redisPassword(flags, env) : undefined;
+  const certDir = flags.string('cert-dir')!;
+  const lease = redis.length > 0 ? leaseSettings(flags, env, certDir) : undefined;
   return {
     listen: { host: host === '*' ? '' : host, port: flags.integer('port')! },
-    certDir: flags.string('cert-dir')!,
+    certDir,
     clientAuth: clientAuthentication(flags),
     certPollIntervalMs: positive(flags, 'cert-poll-interval'),
     metricsListen: parseListenAddress(flags.string('metrics-address')!, '--metrics-address', true),
@@ -519,7 +563,6 @@ export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
       sidecarImage: image,
       imagePullPolicy: flags.string('sidecar-image-pull-policy')!,
       terminationGracePeriodSeconds: Math.ceil(graceMs / 1000),
-      sidecarRedisSecret: redis.length > 0 ? sidecarRedisSecret : undefined,
       nativeSidecar: flags.boolean('native-sidecar'),
     },
     semaphore:
@@ -535,8 +578,64 @@ export function buildWebhookOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
             leaseMs,
             apiServer: apiServerConnection(flags, env),
             reclaimGraceMs: flags.duration('semaphore-reclaim-grace')!,
+            lease: lease!,
           },
   };
+}
+
+const leasePathName = 'POST /semaphore/lease';
+
+/** The lease token keys, URL and CA the semaphore needs; every gap is a UsageError saying what to do. */
+function leaseSettings(flags: ParsedFlags, env: NodeJS.ProcessEnv, certDir: string): LeaseSettings {
+  const file = flags.string('lease-token-key-file');
+  let text = env[leaseTokenKeyEnv];
+  let source = leaseTokenKeyEnv;
+  if (!text && file !== undefined) {
+    source = `--lease-token-key-file ${file}`;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new UsageError(
+        `--lease-token-key-file: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}); mount the lease token key Secret there`,
+      );
+    }
+  }
+  if (!text) {
+    throw new UsageError(
+      `the semaphore (--redis) needs a lease token key: sidecars renew their slots through the webhook with a token it signs. Create a Secret with a key from 'openssl rand -hex 32' and give its file as --lease-token-key-file (or its value as ${leaseTokenKeyEnv}); every replica needs the same key`,
+    );
+  }
+  let tokenKeys: Buffer[];
+  try {
+    tokenKeys = parseLeaseTokenKeys(text, source);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const raw = flags.string('lease-url')!;
+  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  if (url?.protocol !== 'https:' || url.pathname !== '/semaphore/lease' || url.search || url.username) {
+    throw new UsageError(
+      `--lease-url expects the webhook's Service as sidecars reach it, https with the path /semaphore/lease, such as ${defaultLeaseUrl}; got '${raw}'`,
+    );
+  }
+  const caFile = flags.string('lease-ca-file') ?? join(certDir, 'ca.crt');
+  readLeaseCa(caFile);
+  return { tokenKeys, url: url.href, caFile };
+}
+
+/** The PEM certificates in the lease CA file; a UsageError when there are none. */
+export function readLeaseCa(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(
+      `--lease-ca-file: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}); sidecars need the CA of the webhook's certificate to verify --lease-url (cert-manager writes it as ca.crt beside tls.crt)`,
+    );
+  }
+  const certificates = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (certificates.length === 0) throw new UsageError(`--lease-ca-file: ${file} holds no PEM certificate`);
+  return `${certificates.join('\n')}\n`;
 }
 
 function clientAuthentication(flags: ParsedFlags): ClientAuthentication | undefined {
@@ -600,13 +699,14 @@ export interface SidecarOptions {
   /** For an https target: the roots its certificate must chain to (always verified, name included). */
   targetCa: string[] | undefined;
   semaphore:
-    | (SemaphoreConnection & {
+    | {
         workload: string;
         slot: string;
-        limit: number;
         leaseMs: number;
         version: string;
-      })
+        /** The webhook's lease endpoint, its CA (PEM), this slot's token, and a request deadline. */
+        lease: { url: URL; ca: string; token: string; timeoutMs: number };
+      }
     | undefined;
 }
 
@@ -633,7 +733,7 @@ function targetTrust(env: NodeJS.ProcessEnv): string[] {
   return [...new Set([...getCACertificates('default'), ...getCACertificates('system')])];
 }
 
-const semaphoreSidecarFlags = ['semaphore-redis', 'semaphore-key', 'semaphore-slot', 'semaphore-limit'];
+const semaphoreSidecarFlags = ['semaphore-key', 'semaphore-slot', 'lease-url', 'lease-token', 'lease-ca'];
 
 export function buildSidecarOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv = {}): SidecarOptions {
   const rawTarget = flags.string('target');
@@ -652,8 +752,17 @@ export function buildSidecarOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
   if (given.length > 0 && given.length < semaphoreSidecarFlags.length) {
     const missing = semaphoreSidecarFlags.filter((name) => !flags.has(name));
     throw new UsageError(
-      `the semaphore needs --${semaphoreSidecarFlags.join(', --')} together; missing --${missing.join(', --')}`,
+      `the semaphore needs --${semaphoreSidecarFlags.join(', --')} together; missing --${missing.join(', --')}${missing.includes('lease-url') ? ' (a pod admitted by an older webhook, whose sidecar reached Redis itself, must be created again)' : ''}`,
     );
+  }
+  const leaseUrl = flags.has('lease-url') ? flags.string('lease-url')! : '';
+  const parsedLeaseUrl = URL.canParse(leaseUrl) ? new URL(leaseUrl) : undefined;
+  if (given.length > 0 && parsedLeaseUrl?.protocol !== 'https:') {
+    throw new UsageError(`--lease-url expects the webhook's https lease URL, got '${leaseUrl}'`);
+  }
+  const leaseCa = flags.string('lease-ca') ?? '';
+  if (given.length > 0 && !leaseCa.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new UsageError("--lease-ca expects the PEM of the webhook's CA (-----BEGIN CERTIFICATE-----…)");
   }
   const leaseMs = positive(flags, 'semaphore-lease-ttl');
   const maxCachedBytes = parseByteSize(flags.string('max-cached-body')!);
@@ -676,16 +785,16 @@ export function buildSidecarOptions(flags: ParsedFlags, env: NodeJS.ProcessEnv =
       given.length === 0
         ? undefined
         : {
-            redis: redisAddresses(flags, 'semaphore-redis'),
-            username: flags.string('redis-username'),
-            password: redisPassword(flags, env),
-            commandTimeoutMs: positive(flags, 'redis-timeout'),
-            lock: lockOptions(flags),
             workload: flags.string('semaphore-key')!,
             slot: flags.string('semaphore-slot')!,
             version: flags.string('semaphore-version') ?? '',
-            limit: flags.integer('semaphore-limit')!,
             leaseMs,
+            lease: {
+              url: parsedLeaseUrl!,
+              ca: leaseCa,
+              token: flags.string('lease-token')!,
+              timeoutMs: positive(flags, 'lease-timeout'),
+            },
           },
   };
 }

@@ -4,19 +4,22 @@
 import { annotations, semaphoreLabel, sidecarContainerName, sidecarPort } from './annotations.ts';
 import { type JsonValue, type PatchOperation, pointer } from './json-patch.ts';
 import { type Container, defaultTerminationGracePeriodSeconds, type EnvVar, type Pod } from './kubernetes.ts';
-import { envName, type InjectionSettings, passwordEnv } from './options.ts';
-import { formatRedisAddress, type RedisAddress } from './redis-nodes.ts';
+import { envName, type InjectionSettings } from './options.ts';
 
 /** A semaphore slot granted at admission; its identity reaches the sidecar through env. */
 export interface SlotAssignment {
   workload: string;
   slot: string;
   limit: number;
-  redis: readonly RedisAddress[];
   /** The lease the sidecar keeps renewing. */
   leaseMs: number;
   /** The grant's fencing version: the sidecar's renewals and release name it. */
   version: string;
+  /**
+   * Where and how the sidecar renews: the webhook's lease URL, the CA (PEM) its certificate is
+   * verified against, and this slot's token (good for this slot only).
+   */
+  lease: { url: string; ca: string; token: string };
 }
 
 export interface InjectionPlan {
@@ -106,27 +109,16 @@ export function sidecarContainer(
   const env: EnvVar[] = [{ name: 'NODE_OPTIONS', value: sidecarNodeOptions }];
   if (plan.slot) {
     const { slot } = plan;
-    // The password stays in a Secret of the pod's namespace; the pod spec only names it.
-    if (settings.sidecarRedisSecret) {
-      env.push(
-        {
-          name: passwordEnv,
-          valueFrom: { secretKeyRef: { name: settings.sidecarRedisSecret, key: 'password' } },
-        },
-        // The Secret's `username` (the restricted sidecar user), when it has one.
-        {
-          name: envName('redis-username'),
-          valueFrom: { secretKeyRef: { name: settings.sidecarRedisSecret, key: 'username', optional: true } },
-        },
-      );
-    }
+    // No Redis address or credential: the sidecar renews through the webhook, and its token is
+    // good for this one slot only (renew, hold, release), so it may sit in the pod spec.
     env.push(
-      { name: envName('semaphore-redis'), value: slot.redis.map(formatRedisAddress).join(',') },
       { name: envName('semaphore-key'), value: slot.workload },
       { name: envName('semaphore-slot'), value: slot.slot },
       { name: envName('semaphore-version'), value: slot.version },
-      { name: envName('semaphore-limit'), value: String(slot.limit) },
       { name: envName('semaphore-lease-ttl'), value: formatSeconds(slot.leaseMs) },
+      { name: envName('lease-url'), value: slot.lease.url },
+      { name: envName('lease-ca'), value: slot.lease.ca },
+      { name: envName('lease-token'), value: slot.lease.token },
     );
   }
   return {
@@ -173,6 +165,14 @@ function annotationOperations(pod: Pod, changes: Record<string, string>): PatchO
     }));
 }
 
+/** The pod's grace period once patched: its own, raised to --termination-grace-period. */
+export function graceSecondsFor(pod: Pod, settings: InjectionSettings): number {
+  return Math.max(
+    pod.spec?.terminationGracePeriodSeconds ?? defaultTerminationGracePeriodSeconds,
+    settings.terminationGracePeriodSeconds,
+  );
+}
+
 /** The operations, in order, that turn the pod into one with the metrics proxy. */
 export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: InjectionSettings): PatchOperation[] {
   const operations: PatchOperation[] = [];
@@ -209,10 +209,7 @@ export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: Injection
   }
 
   const podGrace = pod.spec?.terminationGracePeriodSeconds;
-  const graceSeconds = Math.max(
-    podGrace ?? defaultTerminationGracePeriodSeconds,
-    settings.terminationGracePeriodSeconds,
-  );
+  const graceSeconds = graceSecondsFor(pod, settings);
   if (podGrace === undefined || podGrace < graceSeconds) {
     operations.push({
       op: podGrace === undefined ? 'add' : 'replace',
@@ -250,8 +247,8 @@ export function buildPodPatch(pod: Pod, plan: InjectionPlan, settings: Injection
 }
 
 /**
- * The semaphore label lets a pod's sidecar through the Redis NetworkPolicy; only the webhook
- * gives it, with a slot. A pod created with it and no slot set it itself: it is taken off.
+ * The semaphore label marks the pods slot reclaim lists as evidence; only the webhook gives it,
+ * with a slot. A pod created with it and no slot set it itself: it is taken off.
  */
 export function removeSemaphoreLabel(pod: Pod): PatchOperation[] {
   const labels = pod.metadata?.labels;

@@ -21,42 +21,6 @@ export interface RedisNodesOptions {
   password?: string | undefined;
 }
 
-/**
- * The ACL rules of the Redis user sidecars log in as (deploy/…/overlays/dev/redis.yaml writes
- * them): the semaphore's keys only, and only the commands its scripts and renewals run. A
- * sidecar's Secret, copied into every enabled namespace, then cannot read or flush other keys,
- * change the configuration, or stop a node.
- */
-export const sidecarRedisAclRules = [
-  'resetkeys',
-  '~seahorse:metrics-proxy-hook:*',
-  'resetchannels',
-  '-@all',
-  '+eval',
-  '+evalsha',
-  '+set',
-  '+get',
-  '+del',
-  '+incr',
-  '+time',
-  '+zadd',
-  '+zrem',
-  '+zrange',
-  '+zscore',
-  '+zremrangebyscore',
-  '+zrangebyscore',
-  '+hget',
-  '+hset',
-  '+hdel',
-  '+pexpireat',
-  '+ping',
-  '+info',
-  '+hello',
-  '+auth',
-  '+client|setname',
-  '+select',
-] as const;
-
 export function formatRedisAddress(address: RedisAddress): string {
   return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }

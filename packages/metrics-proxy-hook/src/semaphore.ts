@@ -42,23 +42,27 @@ end
 return out`;
 
 /**
- * KEYS: slots, lock, versions. ARGV: slot, lease ms, lock token (also the slot's new version).
- * Fenced: the node writes only while it still holds our lock token, so a writer that paused
- * past its lock's validity (GC, SIGSTOP, a slow network) and lost the lock to another writer
- * cannot add a slot behind its back.
+ * KEYS: slots, lock, versions, retired. ARGV: slot, lease ms, lock token (also the slot's new
+ * version). Fenced: the node writes only while it still holds our lock token, so a writer that
+ * paused past its lock's validity (GC, SIGSTOP, a slow network) and lost the lock to another
+ * writer cannot add a slot behind its back. A retired slot id (released for good) is never
+ * granted again: -3.
  */
 const grantScript = `${now}
 if redis.call('GET', KEYS[2]) ~= ARGV[3] then return -1 end
+if redis.call('EXISTS', KEYS[4]) == 1 then return -3 end
 redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 ${expireWithLastLease('KEYS[1]', 'KEYS[3]')}
 return 1`;
 
 /**
- * KEYS: slots, versions. ARGV: slot, lease ms, version. Puts a slot that a majority still
- * holds at this version back on a node that lost it (a restart); never over another version.
+ * KEYS: slots, versions, retired. ARGV: slot, lease ms, version. Puts a slot that a majority
+ * still holds at this version back on a node that lost it (a restart); never over another
+ * version, never a retired one.
  */
 const restoreScript = `${now}
+if redis.call('EXISTS', KEYS[3]) == 1 then return -3 end
 ${dropExpired}
 local current = redis.call('HGET', KEYS[2], ARGV[1])
 if current and current ~= ARGV[3] then return -2 end
@@ -68,11 +72,13 @@ ${expireWithLastLease('KEYS[1]', 'KEYS[2]')}
 return 1`;
 
 /**
- * KEYS: slots, versions. ARGV: slot, lease ms, version. Extends a live slot of this version
- * only (compare-and-set): renewing never creates a slot, and a holder whose slot was granted
- * again since (another version) cannot extend it. 0: gone here; -2: another version.
+ * KEYS: slots, versions, retired. ARGV: slot, lease ms, version. Extends a live slot of this
+ * version only (compare-and-set): renewing never creates a slot, and a holder whose slot was
+ * granted again since (another version) cannot extend it. 0: gone here; -2: another version;
+ * -3: retired (released for good).
  */
 const renewScript = `${now}
+if redis.call('EXISTS', KEYS[3]) == 1 then return -3 end
 ${dropExpired}
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then return 0 end
@@ -82,11 +88,17 @@ ${expireWithLastLease('KEYS[1]', 'KEYS[2]')}
 return 1`;
 
 /**
- * KEYS: slots, versions. ARGV: slot, version ('' for any). Compare-and-delete: a stale
- * release (a retried request, a writer cleaning up after a failed grant) never frees a slot
- * that was granted again since under another version.
+ * KEYS: slots, versions, retired. ARGV: slot, version ('' for any), retire ms ('0': no).
+ * Compare-and-delete: a stale release (a retried request, a writer cleaning up after a failed
+ * grant) never frees a slot that was granted again since under another version. Retiring
+ * marks the slot id as released for good first, whatever the version: its token can then
+ * neither renew it nor take it again. Retiring a retired id changes nothing: -3.
  */
 const releaseScript = `
+if ARGV[3] ~= '0' then
+  if redis.call('EXISTS', KEYS[3]) == 1 then return -3 end
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
+end
 local current = redis.call('HGET', KEYS[2], ARGV[1])
 if ARGV[2] ~= '' and current and current ~= ARGV[2] then return -2 end
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -99,6 +111,25 @@ export class SemaphoreUnavailableError extends SeahorseError {
     super('SEMAPHORE_UNAVAILABLE', message, options);
   }
 }
+
+/**
+ * The slot id was released for good (by its pod, or reclaimed once its pod was gone): it is
+ * never renewed or granted again. A 503 at admission (never expected: slot ids are new uids).
+ */
+export class SlotRetiredError extends SemaphoreUnavailableError {
+  readonly workload: string;
+  readonly slot: string;
+  constructor(workload: string, slot: string) {
+    super(
+      `slot ${slot} of ${workload} was released for good (by its pod, or reclaimed once its pod was gone); it cannot be renewed or taken again`,
+    );
+    this.workload = workload;
+    this.slot = slot;
+  }
+}
+
+/** How long a released slot id stays retired: its token is refused at least this long. */
+export const defaultRetiredRetentionMs = 7 * 24 * 3600 * 1000;
 
 export interface SlotRequest {
   /** The workload key (see workload.ts). */
@@ -137,6 +168,8 @@ export interface SemaphoreOptions {
    * a frozen process does) to prove the write is fenced.
    */
   beforeWrite?: (workload: string) => Promise<void>;
+  /** How long a retired slot id is remembered (default 7 days). */
+  retiredRetentionMs?: number;
 }
 
 export class RedisSemaphore {
@@ -144,10 +177,12 @@ export class RedisSemaphore {
   readonly #redlock: Redlock;
   readonly #prefix: string;
   readonly #beforeWrite: SemaphoreOptions['beforeWrite'];
+  readonly #retiredRetentionMs: number;
 
   constructor(nodes: RedisNodes, options: SemaphoreOptions) {
     this.#nodes = nodes;
     this.#beforeWrite = options.beforeWrite;
+    this.#retiredRetentionMs = options.retiredRetentionMs ?? defaultRetiredRetentionMs;
     this.#redlock = new Redlock(nodes, options.lock);
     this.#prefix = options.keyPrefix ?? 'seahorse:metrics-proxy-hook';
   }
@@ -162,6 +197,11 @@ export class RedisSemaphore {
 
   versionsKey(workload: string): string {
     return `${this.#prefix}:versions:${workload}`;
+  }
+
+  /** Present while a slot id is retired (released for good). */
+  retiredKey(workload: string, slot: string): string {
+    return `${this.#prefix}:retired:${workload}#${slot}`;
   }
 
   /** Live slots and the longest lease left on any node that answered. */
@@ -227,10 +267,11 @@ export class RedisSemaphore {
         const replies = await this.#nodes.each((client) =>
           client.eval(
             grantScript,
-            3,
+            4,
             this.slotsKey(workload),
             this.lockKey(workload),
             this.versionsKey(workload),
+            this.retiredKey(workload, slot),
             slot,
             leaseMs,
             lock.token,
@@ -238,6 +279,10 @@ export class RedisSemaphore {
         );
         const written = replies.filter((reply) => reply.ok && reply.value === 1).length;
         if (written < this.#nodes.quorum) {
+          if (replies.some((reply) => reply.ok && reply.value === -3)) {
+            await this.release(workload, slot, lock.token).catch(() => undefined);
+            throw new SlotRetiredError(workload, slot);
+          }
           // Only our own version: a retry of this admission on another replica may have
           // granted the same slot id meanwhile, and that grant stands.
           await this.release(workload, slot, lock.token).catch(() => undefined);
@@ -267,14 +312,21 @@ export class RedisSemaphore {
    * 'lost' otherwise: it expired or was released on a majority, or was granted again under
    * another version. A renewal that lands on a minority only is no renewal: a reader asking
    * the other majority has already counted the slot free and may have granted it. Nodes that
-   * lost the slot while a majority kept it get it back.
+   * lost the slot while a majority kept it get it back. 'retired' when any node that answered
+   * has the slot id retired (released for good): it is never renewed again.
    */
-  async renew(workload: string, slot: string, version: string, leaseMs: number): Promise<'renewed' | 'lost'> {
-    const keys = [this.slotsKey(workload), this.versionsKey(workload)];
+  async renew(
+    workload: string,
+    slot: string,
+    version: string,
+    leaseMs: number,
+  ): Promise<'renewed' | 'lost' | 'retired'> {
+    const keys = [this.slotsKey(workload), this.versionsKey(workload), this.retiredKey(workload, slot)];
     const replies = await this.#nodes.each((client) =>
-      client.eval(renewScript, 2, ...keys, slot, leaseMs, version),
+      client.eval(renewScript, 3, ...keys, slot, leaseMs, version),
     );
     this.#requireQuorum(replies, `renew slot ${slot} of ${workload}`);
+    if (replies.some((reply) => reply.ok && reply.value === -3)) return 'retired';
     const renewed = replies.filter((reply) => reply.ok && reply.value === 1).length;
     if (renewed < this.#nodes.quorum) return 'lost';
     const missing = new Set(
@@ -282,7 +334,7 @@ export class RedisSemaphore {
     );
     if (missing.size > 0) {
       await this.#nodes.each(async (client, node) =>
-        missing.has(node) ? client.eval(restoreScript, 2, ...keys, slot, leaseMs, version) : undefined,
+        missing.has(node) ? client.eval(restoreScript, 3, ...keys, slot, leaseMs, version) : undefined,
       );
     }
     return 'renewed';
@@ -303,12 +355,32 @@ export class RedisSemaphore {
   /**
    * Gives a slot back on every node that answers; needs no lock, since it only frees room.
    * With `version`, only that grant of the slot (compare-and-delete); without, any (reclaim).
+   * With `retire`, the slot id is also marked released for good (a pod's own release, a
+   * reclaim): renewals and grants of it are refused from then on, so a token replayed after
+   * its pod is gone changes nothing.
    */
-  async release(workload: string, slot: string, version = ''): Promise<void> {
+  async release(
+    workload: string,
+    slot: string,
+    version = '',
+    { retire = false } = {},
+  ): Promise<'released' | 'retired'> {
     const replies = await this.#nodes.each((client) =>
-      client.eval(releaseScript, 2, this.slotsKey(workload), this.versionsKey(workload), slot, version),
+      client.eval(
+        releaseScript,
+        3,
+        this.slotsKey(workload),
+        this.versionsKey(workload),
+        this.retiredKey(workload, slot),
+        slot,
+        version,
+        retire ? this.#retiredRetentionMs : 0,
+      ),
     );
     this.#requireQuorum(replies, `release slot ${slot} of ${workload}`);
+    // Retired before on a majority: released already (a replay), nothing was written there.
+    const retired = replies.filter((reply) => reply.ok && reply.value === -3).length;
+    return retired >= this.#nodes.quorum ? 'retired' : 'released';
   }
 
   #requireQuorum(replies: Array<NodeReply<unknown>>, what: string): void {

@@ -1,36 +1,72 @@
 // The sidecar's side of the semaphore: keep the pod's slot alive while the pod runs, give it
-// back when the pod terminates. A pod that crashes stops renewing and its slot expires.
+// back when the pod terminates. A pod that crashes stops renewing and its slot expires. The
+// renewals go through a LeaseBackend: the webhook's lease endpoint (lease-client.ts) in a pod,
+// or the semaphore itself in-process (lease-service.ts).
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '@seahorse/runtime';
-import { type RedisSemaphore, SemaphoreUnavailableError } from './semaphore.ts';
+import { SemaphoreUnavailableError } from './semaphore.ts';
 
 export interface SlotIdentity {
   workload: string;
   slot: string;
-  limit: number;
   leaseMs: number;
   /** The grant's fencing version, from the admission; renewals and the release name it. */
   version: string;
 }
 
+/** What a renewal found. */
+export type RenewOutcome =
+  | { state: 'renewed'; version: string }
+  /** The lease had lapsed and the slot was taken again (room under the limit). */
+  | { state: 'retaken'; version: string; held: number; limit: number }
+  /** The lease had lapsed and the workload is at its limit: the pod runs without a slot. */
+  | { state: 'full'; held: number; limit: number }
+  /** The slot id was released for good (reclaimed): it is never renewed or taken again. */
+  | { state: 'retired' };
+
+export interface LeaseBackend {
+  /**
+   * Renews the lease (taking the slot again when it lapsed and there is room). `overrun` reports
+   * a lease overrun this process saw; `overrunRecorded` says it was counted.
+   */
+  renew(version: string, overrun: boolean): Promise<RenewOutcome & { overrunRecorded: boolean }>;
+  /** Leases the slot for `holdMs` from now, without taking it again if it is gone. */
+  hold(version: string, holdMs: number): Promise<'held' | 'gone' | 'retired'>;
+  /** Gives the slot back for good. */
+  release(version: string): Promise<void>;
+}
+
+/** Errors that mean "the semaphore cannot be reached now" (retried quietly, at warn level). */
+export function isTransient(error: unknown): boolean {
+  return (
+    error instanceof SemaphoreUnavailableError ||
+    (error as { code?: unknown } | null)?.code === 'METRICS_PROXY_LEASE_UNAVAILABLE'
+  );
+}
+
 export class SlotLease {
-  readonly #semaphore: RedisSemaphore;
+  readonly #backend: LeaseBackend;
   readonly #identity: SlotIdentity;
   readonly #log: Logger;
   #timer: NodeJS.Timeout | undefined;
   #inFlight: Promise<void> = Promise.resolve();
   #stopped = false;
   #renewals = 0;
+  /** Attempts that failed since the last success (logged again when one succeeds). */
+  #failures = 0;
   /** performance.now() when the slot was last known held (start, or a successful renewal). */
   #heldAt = performance.now();
   #overruns = 0;
   /** An overrun was reported and the slot is not held again yet: one report per episode. */
   #overrunReported = false;
+  /** An overrun seen here and not yet counted by the semaphore (sent with the next renewal). */
+  #overrunPending = false;
+  #retiredLogged = false;
   /** The version this process holds the slot under; a new one after taking it again. */
   #version: string;
 
-  constructor(semaphore: RedisSemaphore, identity: SlotIdentity, log: Logger) {
-    this.#semaphore = semaphore;
+  constructor(backend: LeaseBackend, identity: SlotIdentity, log: Logger) {
+    this.#backend = backend;
     this.#identity = identity;
     this.#log = log.child({ workload: identity.workload, slot: identity.slot });
     this.#version = identity.version;
@@ -62,9 +98,8 @@ export class SlotLease {
     await this.#inFlight;
     if (holdMs >= 1) {
       try {
-        const { workload, slot } = this.#identity;
-        const held = await this.#semaphore.renew(workload, slot, this.#version, Math.ceil(holdMs));
-        if (held === 'renewed') {
+        const held = await this.#backend.hold(this.#version, Math.ceil(holdMs));
+        if (held === 'held') {
           this.#log.info(
             { holdMs: Math.ceil(holdMs) },
             "semaphore slot held until the pod's grace period ends",
@@ -79,7 +114,7 @@ export class SlotLease {
       return;
     }
     try {
-      await this.#semaphore.release(this.#identity.workload, this.#identity.slot, this.#version);
+      await this.#backend.release(this.#version);
       this.#log.info('semaphore slot released');
     } catch (error) {
       this.#log.warn(
@@ -98,7 +133,7 @@ export class SlotLease {
   }
 
   async #renew(): Promise<void> {
-    const { workload, slot, limit, leaseMs } = this.#identity;
+    const { leaseMs } = this.#identity;
     const attemptAt = performance.now();
     // Renewals come every third of the lease; a gap longer than the lease means this process
     // was frozen (SIGSTOP, a stalled node) or cut off, and its slot may have gone to another
@@ -107,45 +142,67 @@ export class SlotLease {
     if (this.#renewals > 0 && gapMs > leaseMs) {
       this.#reportOverrun(
         gapMs,
-        'slot lease overran: this process went longer than its lease without renewing (frozen or cut off from Redis); another pod may have taken the slot, so the workload may have run more pods than its limit',
+        'slot lease overran: this process went longer than its lease without renewing (frozen, or cut off from the webhook or Redis); another pod may have taken the slot, so the workload may have run more pods than its limit',
       );
     }
     try {
-      const result = await this.#semaphore.renew(workload, slot, this.#version, leaseMs);
-      if (result === 'renewed') {
-        this.#heldAt = attemptAt;
-        this.#renewals++;
-        this.#overrunReported = false;
+      const result = await this.#backend.renew(this.#version, this.#overrunPending);
+      if (result.overrunRecorded) this.#overrunPending = false;
+      if (this.#failures > 0 && result.state !== 'retired') {
+        this.#log.info({ failedAttempts: this.#failures }, 'semaphore slot lease renewed again');
+      }
+      this.#failures = 0;
+      if (result.state === 'renewed') {
+        this.#held(attemptAt, result.version);
         if (this.#renewals === 1) this.#log.info({ leaseMs }, 'semaphore slot lease renewed');
         return;
       }
-      this.#log.warn('semaphore slot lease lost (expired or released); taking a slot again');
-      const again = await this.#semaphore.acquire({ workload, slot, limit, leaseMs });
-      if (again.granted) {
-        this.#version = again.version;
-        this.#heldAt = attemptAt;
-        this.#renewals++;
-        this.#overrunReported = false;
-        this.#log.info({ held: again.held, limit }, 'semaphore slot taken again');
-      } else {
+      if (result.state === 'retaken') {
+        this.#log.warn('semaphore slot lease lost (expired or released); taking a slot again');
+        this.#held(attemptAt, result.version);
+        this.#log.info({ held: result.held, limit: result.limit }, 'semaphore slot taken again');
+        return;
+      }
+      if (result.state === 'full') {
+        this.#log.warn('semaphore slot lease lost (expired or released); taking a slot again');
         this.#log.error(
-          { held: again.held, limit },
+          { held: result.held, limit: result.limit },
           'the workload is at its limit and this pod lost its slot; it runs on without one and retries',
         );
         // This pod runs while `held` others hold every slot: the limit is exceeded now, whatever
         // the cause (a lease that ran out before the sidecar first ran, a crash-looping sidecar,
-        // a freeze). Counted like a freeze, once until the slot is held again.
+        // a freeze, an outage). Counted like a freeze, once until the slot is held again.
         this.#reportOverrun(
           attemptAt - this.#heldAt,
-          'slot lease overran: this pod lost its slot and the workload is at its limit, so it runs beyond the limit (its lease ran out before the sidecar ran or while it was down or frozen)',
+          'slot lease overran: this pod lost its slot and the workload is at its limit, so it runs beyond the limit (its lease ran out before the sidecar ran or while it was down, frozen or cut off)',
+        );
+        return;
+      }
+      // Retired: the slot was reclaimed for good (the API server did not show this pod). It
+      // cannot be had again; the pod runs on uncounted, which is an overrun too.
+      if (!this.#retiredLogged) {
+        this.#retiredLogged = true;
+        this.#log.error(
+          'the semaphore slot was released for good (reclaimed while this pod still runs); it runs on without one',
         );
       }
+      this.#reportOverrun(
+        attemptAt - this.#heldAt,
+        'slot lease overran: this pod runs without a slot (its slot was reclaimed), so the workload may run more pods than its limit',
+      );
     } catch (error) {
+      this.#failures++;
       const entry = { err: (error as Error).message };
-      if (error instanceof SemaphoreUnavailableError)
-        this.#log.warn(entry, 'renewing the semaphore slot failed; retrying');
+      if (isTransient(error)) this.#log.warn(entry, 'renewing the semaphore slot failed; retrying');
       else this.#log.error(entry, 'renewing the semaphore slot failed unexpectedly; retrying');
     }
+  }
+
+  #held(at: number, version: string): void {
+    this.#version = version;
+    this.#heldAt = at;
+    this.#renewals++;
+    this.#overrunReported = false;
   }
 
   #reportOverrun(gapMs: number, message: string): void {
@@ -153,9 +210,8 @@ export class SlotLease {
     this.#overrunReported = true;
     this.#overruns++;
     this.#log.error({ sinceRenewedMs: Math.round(gapMs), leaseMs: this.#identity.leaseMs }, message);
-    // Counted in Redis so the webhook's seahorse_metrics_proxy_hook_lease_overruns shows it.
-    this.#semaphore.recordOverrun().catch((error: unknown) => {
-      this.#log.warn({ err: (error as Error).message }, 'could not record the lease overrun in Redis');
-    });
+    // Counted by the semaphore (the webhook's seahorse_metrics_proxy_hook_lease_overruns): sent
+    // with the next renewal, and again with each one until the count is confirmed.
+    this.#overrunPending = true;
   }
 }

@@ -16,6 +16,17 @@ import { formatAddress, Lifecycle, type ListenAddress, type Logger, listen } fro
 import { createRegistry, metricsListener, type Registry } from '@seahorse/runtime/metrics';
 import { BadAdmissionRequest, parseAdmissionReview, reviewResponse } from './admission.ts';
 import { CertificateReloader } from './certificate.ts';
+import {
+  answerLease,
+  authenticate,
+  type LeaseAnswer,
+  LeaseRequestError,
+  leasePath,
+  maxLeaseBodyBytes,
+  parseLeaseRequest,
+} from './lease-endpoint.ts';
+import { SlotLeaseService } from './lease-service.ts';
+import { LeaseTokens } from './lease-token.ts';
 import { type AdmissionOutcome, WebhookMetrics } from './metrics.ts';
 import { PodMutator } from './mutator.ts';
 import type { ClientAuthentication, WebhookOptions } from './options.ts';
@@ -102,14 +113,18 @@ export class BodyBudget {
 
 function readBody(
   req: WebhookRequest,
-  limits: { maxBytes: number; budget: BodyBudget; timeoutMs: number },
+  limits: { maxBytes: number; budget: BodyBudget; timeoutMs: number; what?: 'review' | 'lease' },
 ): Promise<string> {
   const { maxBytes, budget, timeoutMs } = limits;
+  const lease = limits.what === 'lease';
+  const what = lease ? 'the lease request' : 'the AdmissionReview';
   const tooLarge = () =>
     new HttpFailure(
       413,
       'BODY_TOO_LARGE',
-      `the AdmissionReview is larger than ${maxBytes} bytes; no Pod is that large, so this is not an admission request`,
+      lease
+        ? `the lease request is larger than ${maxBytes} bytes; a lease request is a small JSON object (slot, version, action)`
+        : `the AdmissionReview is larger than ${maxBytes} bytes; no Pod is that large, so this is not an admission request`,
       {},
       true,
     );
@@ -117,7 +132,7 @@ function readBody(
     new HttpFailure(
       503,
       'TOO_MANY_BODIES',
-      `more than ${budget.maxBytes} bytes of AdmissionReviews are being received at once; retry`,
+      `more than ${budget.maxBytes} bytes of request bodies are being received at once; retry`,
       { 'retry-after': '1' },
       true,
     );
@@ -151,7 +166,7 @@ function readBody(
           new HttpFailure(
             408,
             'BODY_TIMEOUT',
-            `the AdmissionReview body did not arrive within ${timeoutMs} ms`,
+            `${what} body did not arrive within ${timeoutMs} ms`,
             {},
             true,
           ),
@@ -167,8 +182,8 @@ function readBody(
 
 /**
  * The webhook entry for namespaces not labelled for the semaphore calls this path: pods there
- * get the sidecar as anywhere, but a max-concurrent pod is denied (its sidecar could not reach
- * Redis through the NetworkPolicy).
+ * get the sidecar as anywhere, but a max-concurrent pod is denied (the semaphore is a cluster
+ * admin's opt-in per namespace).
  */
 export const semaphoreNotEnabledPath = '/mutate/semaphore-not-enabled';
 
@@ -226,6 +241,7 @@ export async function startWebhook(
   const keyPair = certificates.load();
 
   let semaphore: RedisSemaphore | undefined;
+  let leases: { service: SlotLeaseService; tokens: LeaseTokens } | undefined;
   let closeSemaphore: (() => void) | undefined;
   if (options.semaphore) {
     const nodes = new RedisNodes(options.semaphore.redis, {
@@ -244,6 +260,10 @@ export async function startWebhook(
     semaphore = new RedisSemaphore(nodes, { lock: options.semaphore.lock });
     const counted = semaphore;
     metrics.leaseOverruns(() => counted.overruns(), registry);
+    leases = {
+      service: new SlotLeaseService(semaphore, { leaseMs: options.semaphore.leaseMs }),
+      tokens: new LeaseTokens(options.semaphore.lease.tokenKeys),
+    };
   }
   const mutator = new PodMutator(
     {
@@ -254,6 +274,11 @@ export async function startWebhook(
               ...options.semaphore,
               client: semaphore,
               evidence: options.semaphore.apiServer && new PodEvidence(options.semaphore.apiServer),
+              lease: {
+                tokens: leases!.tokens,
+                url: options.semaphore.lease.url,
+                caFile: options.semaphore.lease.caFile,
+              },
             }
           : undefined,
     },
@@ -280,6 +305,95 @@ export async function startWebhook(
       ...headers,
     });
     res.end(text);
+  };
+
+  /** POST /semaphore/lease: a sidecar renews, holds or releases its own slot with its token. */
+  const handleLease = async (req: WebhookRequest, res: WebhookResponse) => {
+    let answer: LeaseAnswer | undefined;
+    let action = 'invalid';
+    let bodyRead = false;
+    try {
+      if (!leases) {
+        throw new LeaseRequestError(
+          404,
+          'SEMAPHORE_OFF',
+          `this webhook runs without --redis: there is no semaphore, so no slot leases at ${leasePath}`,
+        );
+      }
+      if (req.method !== 'POST') {
+        throw new LeaseRequestError(405, 'METHOD_NOT_ALLOWED', `${leasePath} takes POST, not ${req.method}`, {
+          allow: 'POST',
+        });
+      }
+      const type = req.headers['content-type'] ?? '';
+      if (!/^application\/json\b/i.test(type)) {
+        throw new LeaseRequestError(
+          415,
+          'UNSUPPORTED_MEDIA_TYPE',
+          `${leasePath} takes application/json, got ${type ? `'${type}'` : 'no content-type'}`,
+        );
+      }
+      if (Number(req.headers['content-length']) > maxLeaseBodyBytes) {
+        throw new LeaseRequestError(
+          413,
+          'BODY_TOO_LARGE',
+          `the lease request is larger than ${maxLeaseBodyBytes} bytes; a lease request is a small JSON object (slot, version, action)`,
+        );
+      }
+      const grant = authenticate(req.headers, leases.tokens);
+      const text = await readBody(req, {
+        maxBytes: maxLeaseBodyBytes,
+        budget,
+        timeoutMs: options.bodyTimeoutMs,
+        what: 'lease',
+      });
+      bodyRead = true;
+      const request = parseLeaseRequest(text);
+      action = request.action;
+      answer = await answerLease(grant, request, leases.service);
+      if (answer.status === 200 && request.action !== 'renew') {
+        log.info(
+          { workload: grant.workload, slot: grant.slot, action, state: answer.body.state },
+          'slot lease',
+        );
+      } else if (answer.status !== 200) {
+        log.info(
+          { workload: grant.workload, slot: grant.slot, action, state: answer.body.state },
+          'slot lease refused',
+        );
+      }
+      send(req, res, answer.status, answer.body, answer.headers);
+    } catch (error) {
+      const failure =
+        error instanceof LeaseRequestError
+          ? new HttpFailure(error.status, error.code, error.message, error.headers, !bodyRead)
+          : error instanceof HttpFailure
+            ? error
+            : new HttpFailure(
+                500,
+                'INTERNAL',
+                `the webhook failed: ${(error as Error).message}`,
+                {},
+                !bodyRead,
+              );
+      answer = { status: failure.status, action, body: {} };
+      if (failure.status >= 500 && failure.status !== 503) log.error({ err: error }, 'lease request failed');
+      else
+        log.info(
+          { status: failure.status, code: failure.code, err: failure.message },
+          'lease request refused',
+        );
+      send(
+        req,
+        res,
+        failure.status,
+        { code: failure.code, message: failure.message },
+        failure.headers,
+        failure.unreadBody,
+      );
+    } finally {
+      metrics.leaseAnswered(action, answer?.status ?? 500);
+    }
   };
 
   const handle = async (req: WebhookRequest, res: WebhookResponse) => {
@@ -342,7 +456,9 @@ export async function startWebhook(
     }
   };
   const onRequest = (req: WebhookRequest, res: WebhookResponse) => {
-    void handle(req, res);
+    // Sidecars call the lease path with their token, not the API server's client certificate.
+    if ((req.url ?? '/').split('?', 1)[0] === leasePath) void handleLease(req, res);
+    else void handle(req, res);
   };
 
   const tlsOptions = { ...keyPair, minVersion: 'TLSv1.2' as const };

@@ -23,9 +23,10 @@ import {
   webhookFlagSpecs,
 } from '../src/index.ts';
 import { sidecarNodeOptions } from '../src/pod-patch.ts';
-import { sidecarRedisAclRules } from '../src/redis-nodes.ts';
 import {
+  containerEnv,
   fixture,
+  httpsCall,
   installKubeletStyle,
   issueServingCertificate,
   makeCertificateAuthority,
@@ -229,14 +230,24 @@ test('wrongly typed fields of an AdmissionReview or its Pod are a 400 naming the
 });
 
 test('a sidecar that finds its slot gone and the workload full (admission lease ran out during a slow image pull) reports the overrun: a log line and the webhook metric', async () => {
-  const env = await webhookWithRedis();
+  // A one-second admission lease stands for one that ran out during a slow image pull.
+  const env = await webhookWithRedis(['--semaphore-admission-ttl=1s', '--semaphore-lease-ttl=1s']);
   const workload = 'shop/Deployment/checkout';
   const { log } = testLogger();
   const nodes = new RedisNodes(env.servers, { commandTimeoutMs: 250, log });
   const semaphore = new RedisSemaphore(nodes, {
     lock: { ttlMs: 2000, retryCount: 20, retryDelayMs: 10, retryJitterMs: 20 },
   });
-  // The pod's admission lease expired before its sidecar ran; another pod took the only slot.
+  const review = fixture('review-deployment-pod.json');
+  (review.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] = '1';
+  const answer = JSON.parse((await postReview(env.webhook.url, env.ca, review)).body).response;
+  assert.equal(answer.allowed, true);
+  const pod = applyPatch(
+    structuredClone(review.request.object as Pod),
+    JSON.parse(Buffer.from(answer.patch, 'base64').toString()),
+  );
+  await waitFor('the admission lease to run out', async () => (await semaphore.holders(workload)).size === 0);
+  // Another pod took the only slot meanwhile.
   assert.equal(
     (await semaphore.acquire({ workload, slot: 'the-other-pod', limit: 1, leaseMs: 60_000 })).granted,
     true,
@@ -244,15 +255,7 @@ test('a sidecar that finds its slot gone and the workload full (admission lease 
   const sidecar = startCli(
     'late sidecar',
     ['sidecar', '--target=http://127.0.0.1:9/metrics', '--address=127.0.0.1:0'],
-    {
-      METRICS_PROXY_HOOK_SEMAPHORE_REDIS: env.servers
-        .map((server) => `${server.host}:${server.port}`)
-        .join(','),
-      METRICS_PROXY_HOOK_SEMAPHORE_KEY: workload,
-      METRICS_PROXY_HOOK_SEMAPHORE_SLOT: 'the-late-pod',
-      METRICS_PROXY_HOOK_SEMAPHORE_LIMIT: '1',
-      METRICS_PROXY_HOOK_SEMAPHORE_LEASE_TTL: '1s',
-    },
+    containerEnv(pod.spec!.containers.at(-1)!),
   );
   try {
     await waitFor('the sidecar to find the workload full', () =>
@@ -272,6 +275,8 @@ test('a sidecar that finds its slot gone and the workload full (admission lease 
       await (await fetch(env.webhook.metricsUrl)).text(),
       /seahorse_metrics_proxy_hook_lease_overruns 1\b/,
     );
+    // The pod's token never took the other pod's slot or a second one.
+    assert.deepEqual([...(await semaphore.holders(workload)).keys()], ['the-other-pod']);
   } finally {
     await sidecar.stop('SIGKILL');
     nodes.close();
@@ -864,15 +869,9 @@ test('with one of three Redis nodes hung (SIGSTOP), ten concurrent limited admis
   }
 });
 
-test("a sidecar logs in to Redis as the restricted user its namespace's Secret names: it renews and releases its slot, and that user cannot flush, reconfigure or read other keys", async () => {
+test("a limited pod's spec carries no Redis address or credential, and its lease token cannot touch another pod's slot", async () => {
   const adminPassword = 'admin-password-in-the-hook-namespace-only';
-  const sidecarPassword = 'sidecar-password-copied-to-enabled-namespaces';
-  // The user exactly as the dev overlay's redis.yaml passes it on redis-server's command line.
-  const servers = await Promise.all(
-    [0, 1, 2].map(() =>
-      startRedis({ args: ['--user', 'sidecar', 'on', `>${sidecarPassword}`, ...sidecarRedisAclRules] }),
-    ),
-  );
+  const servers = await Promise.all([0, 1, 2].map(() => startRedis()));
   for (const server of servers) await server.command('CONFIG', 'SET', 'requirepass', adminPassword);
   const dir = mkdtempSync(join(tmpdir(), 'seahorse-attack-'));
   makeCertificateAuthority(dir);
@@ -881,44 +880,55 @@ test("a sidecar logs in to Redis as the restricted user its namespace's Secret n
   const webhook = await startTestWebhook(join(dir, 'certs'), [
     ...servers.map((server) => `--redis=${server.host}:${server.port}`),
     `--redis-password-file=${join(dir, 'redis-password')}`,
-    '--sidecar-redis-secret=prometheus-metrics-proxy-hook-redis',
-    // Renewed every second: the first renewal comes soon after the connections are up.
+    // Renewed every second: the first renewal comes soon after the sidecar starts.
     '--semaphore-lease-ttl=3s',
   ]);
-  const as = (username: string | undefined, password: string, server = servers[0]!) =>
-    new Redis({
-      host: server.host,
-      port: server.port,
-      username,
-      password,
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-    });
-  const admin = servers.map((server) => as(undefined, adminPassword, server));
-  const restricted = as('sidecar', sidecarPassword);
+  const ca = readFileSync(join(dir, 'ca.crt'));
+  const admin = servers.map(
+    (server) =>
+      new Redis({ host: server.host, port: server.port, password: adminPassword, maxRetriesPerRequest: 0 }),
+  );
   const app = await startMetricsApp();
   let sidecar: ManagedProcess | undefined;
   try {
-    const review = fixture('review-deployment-pod.json');
-    (review.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] =
-      '1';
-    const { response } = JSON.parse(
-      (await postReview(webhook.url, readFileSync(join(dir, 'ca.crt')), review)).body,
-    );
-    assert.equal(response.allowed, true, response.status?.message);
-    const pod = applyPatch(
-      structuredClone(review.request.object as Pod),
-      JSON.parse(Buffer.from(response.patch, 'base64').toString()),
-    );
-    // What the kubelet does with the env: values as they are, secretKeyRefs from the namespace's Secret.
-    const secret: Record<string, string> = { username: 'sidecar', password: sidecarPassword };
-    const env = Object.fromEntries(
-      pod.spec!.containers.at(-1)!.env!.map(({ name, value, valueFrom }) => {
-        if (valueFrom) assert.equal(valueFrom.secretKeyRef.name, 'prometheus-metrics-proxy-hook-redis');
-        return [name, valueFrom ? secret[valueFrom.secretKeyRef.key]! : (value ?? '')];
-      }),
-    );
-    assert.equal(env.METRICS_PROXY_HOOK_REDIS_USERNAME, 'sidecar');
+    const admit = async (uid: string) => {
+      const review = fixture('review-deployment-pod.json');
+      review.request.uid = uid;
+      (review.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] =
+        '2';
+      const { response } = JSON.parse((await postReview(webhook.url, ca, review)).body);
+      assert.equal(response.allowed, true, response.status?.message);
+      return applyPatch(
+        structuredClone(review.request.object as Pod),
+        JSON.parse(Buffer.from(response.patch, 'base64').toString()),
+      );
+    };
+    const mine = await admit('00000000-0000-4000-8000-0000000000e1');
+    const theirs = await admit('00000000-0000-4000-8000-0000000000e2');
+    // Everything a reader of the pod spec (or code in the pod) sees: no Redis at all.
+    const spec = JSON.stringify(mine);
+    for (const leak of [
+      adminPassword,
+      ...servers.map((server) => String(server.port)),
+      'secretKeyRef',
+      'REDIS',
+    ]) {
+      assert.ok(!spec.includes(leak), `the pod spec holds ${leak}`);
+    }
+    const env = containerEnv(mine.spec!.containers.at(-1)!);
+    const other = containerEnv(theirs.spec!.containers.at(-1)!);
+    assert.equal(env.METRICS_PROXY_HOOK_LEASE_URL, webhook.leaseUrl);
+    const workload = env.METRICS_PROXY_HOOK_SEMAPHORE_KEY!;
+    const slotsKey = `seahorse:metrics-proxy-hook:slots:${workload}`;
+    const versionsKey = `seahorse:metrics-proxy-hook:versions:${workload}`;
+    const snapshot = async () =>
+      Promise.all(
+        admin.map(async (client) => ({
+          slots: await client.zrange(slotsKey, '0', '-1', 'WITHSCORES'),
+          versions: await client.hgetall(versionsKey),
+          keys: (await client.keys('seahorse:*')).sort(),
+        })),
+      );
     sidecar = startCli(
       'sidecar',
       [
@@ -926,42 +936,56 @@ test("a sidecar logs in to Redis as the restricted user its namespace's Secret n
         `--target=http://127.0.0.1:${app.port}/metrics`,
         '--address=127.0.0.1:0',
         '--lameduck=0s',
-        // Released at exit (as a native sidecar is), so the release runs as that user too.
+        // Released at exit (as a native sidecar is), so the release goes through the webhook too.
         '--native-sidecar',
       ],
       env,
     );
     await waitFor('the first renewal', () => sidecar!.output.includes('semaphore slot lease renewed'));
-    const slotsKey = `seahorse:metrics-proxy-hook:slots:${env.METRICS_PROXY_HOOK_SEMAPHORE_KEY}`;
-    for (const client of admin) assert.equal((await client.zrange(slotsKey, '0', '-1')).length, 1);
 
-    // The sidecar's credentials reach the semaphore's keys and nothing else.
-    await restricted.connect();
-    assert.deepEqual(await restricted.zrange(slotsKey, '0', '-1'), [env.METRICS_PROXY_HOOK_SEMAPHORE_SLOT]);
-    for (const [what, attempt] of [
-      ['FLUSHALL', () => restricted.flushall()],
-      ['CONFIG SET', () => restricted.config('SET', 'requirepass', '')],
-      ['SHUTDOWN', () => restricted.call('SHUTDOWN', 'NOSAVE')],
-      ['GET of another key', () => restricted.get('someone-elses-key')],
-      ['a script that flushes', () => restricted.eval("return redis.call('FLUSHALL')", 0)],
-      [
-        'a script on another key',
-        () => restricted.eval("return redis.call('SET', KEYS[1], 'x')", 1, 'other'),
-      ],
-    ] as const) {
-      await assert.rejects(attempt, /NOPERM|no permissions|can't run this command/i, what);
+    // My token against the other pod's slot: refused, whatever the action, and nothing moves.
+    const before = await snapshot();
+    const theirSlot = other.METRICS_PROXY_HOOK_SEMAPHORE_SLOT!;
+    for (const body of [
+      { action: 'renew', slot: theirSlot, version: other.METRICS_PROXY_HOOK_SEMAPHORE_VERSION },
+      {
+        action: 'hold',
+        slot: theirSlot,
+        version: other.METRICS_PROXY_HOOK_SEMAPHORE_VERSION,
+        holdMs: 600_000,
+      },
+      { action: 'release', slot: theirSlot, version: other.METRICS_PROXY_HOOK_SEMAPHORE_VERSION },
+    ]) {
+      const res = await httpsCall(webhook.leaseUrl, {
+        ca,
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${env.METRICS_PROXY_HOOK_LEASE_TOKEN}`,
+        },
+        body: JSON.stringify(body),
+      });
+      assert.equal(res.status, 403, `${body.action}: ${res.body}`);
+      assert.match(JSON.parse(res.body).message, /a token renews or releases only its own slot/);
     }
-    assert.ok(servers.every((server) => server.process.alive));
+    const after = await snapshot();
+    assert.deepEqual(
+      after.map((node) => node.versions),
+      before.map((node) => node.versions),
+    );
+    assert.deepEqual(
+      after.map((node) => node.keys),
+      before.map((node) => node.keys),
+    );
+    for (const client of admin) assert.ok((await client.zscore(slotsKey, theirSlot)) !== null);
 
     sidecar.signal('SIGTERM');
     app.process.signal('SIGTERM');
     assert.equal(await sidecar.exited, 0, sidecar.output);
     assert.ok(sidecar.output.includes('semaphore slot released'), sidecar.output);
-    for (const client of admin) assert.deepEqual(await client.zrange(slotsKey, '0', '-1'), []);
+    for (const client of admin) assert.deepEqual(await client.zrange(slotsKey, '0', '-1'), [theirSlot]);
   } finally {
     await sidecar?.stop();
     await app.process.stop();
-    restricted.disconnect();
     for (const client of admin) client.disconnect();
     await webhook.close();
     await Promise.all(servers.map((server) => server.stop()));

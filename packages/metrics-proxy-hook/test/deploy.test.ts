@@ -9,7 +9,6 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { kustomizeBuild } from '@seahorse/runtime/testing';
 import { annotations, semaphoreLabel, sidecarPort } from '../src/index.ts';
-import { sidecarRedisAclRules } from '../src/redis-nodes.ts';
 import { semaphoreNotEnabledPath } from '../src/webhook.ts';
 
 const root = fileURLToPath(new URL('../../../deploy/kubernetes/metrics-proxy-hook/', import.meta.url));
@@ -23,6 +22,17 @@ function find(documents: string[], kind: string, name?: string): string {
       (name === undefined || doc.includes(`  name: ${name}\n`)),
   );
   assert.ok(found, `no ${kind}${name ? ` ${name}` : ''} in the build`);
+  return found;
+}
+
+/** The document of `kind` whose own metadata.name is `name` (not a reference to it). */
+function byName(documents: string[], kind: string, name: string): string {
+  const found = documents.find(
+    (doc) =>
+      new RegExp(`^kind: ${kind}$`, 'm').test(doc) &&
+      new RegExp(`^metadata:\n(?:  .*\n)*?  name: ${name}$`, 'm').test(doc),
+  );
+  assert.ok(found, `no ${kind} ${name} in the build`);
   return found;
 }
 
@@ -63,10 +73,25 @@ test('base: two webhook replicas with cert-manager TLS, a PDB, and a webhook con
   const service = find(documents, 'Service', 'prometheus-metrics-proxy-hook');
   assert.match(service, /port: 443\n\s+targetPort: webhook/);
   assert.match(find(documents, 'PodDisruptionBudget'), /minAvailable: 1/);
-  assert.match(find(documents, 'Issuer'), /selfSigned: \{\}/);
-  const certificate = find(documents, 'Certificate');
+  assert.match(byName(documents, 'Issuer', 'prometheus-metrics-proxy-hook-selfsigned'), /selfSigned: \{\}/);
+  // A CA of its own signs the serving certificate: its ca.crt is what sidecars verify the
+  // webhook with, and it outlives the serving certificate's rotations (same key when renewed).
+  const caCertificate = byName(documents, 'Certificate', 'prometheus-metrics-proxy-hook-ca');
+  assert.match(caCertificate, /isCA: true/);
+  assert.match(caCertificate, /rotationPolicy: Never/);
+  assert.match(caCertificate, /name: prometheus-metrics-proxy-hook-selfsigned/);
+  assert.match(
+    byName(documents, 'Issuer', 'prometheus-metrics-proxy-hook-ca'),
+    /ca:\n\s+secretName: prometheus-metrics-proxy-hook-ca\n/,
+  );
+  const certificate = byName(documents, 'Certificate', 'prometheus-metrics-proxy-hook');
   assert.match(certificate, /secretName: prometheus-metrics-proxy-hook-tls/);
   assert.match(certificate, /- prometheus-metrics-proxy-hook\.prometheus-metrics-proxy-hook\.svc\n/);
+  assert.match(certificate, /issuerRef:\n\s+kind: Issuer\n\s+name: prometheus-metrics-proxy-hook-ca\n/);
+  // Sidecars reach 9443 (the lease endpoint) through the webhook's NetworkPolicy: no peer limit.
+  const webhookPolicy = byName(documents, 'NetworkPolicy', 'prometheus-metrics-proxy-hook');
+  assert.match(webhookPolicy, /ingress:\n\s+- ports:\n\s+- port: webhook\n/);
+  assert.doesNotMatch(webhookPolicy, /from:/);
 
   const webhook = find(documents, 'MutatingWebhookConfiguration');
   assert.match(
@@ -163,64 +188,51 @@ test('overlays/dev: three independent Redis nodes, each handed to the webhook wi
   assert.match(redis, /namespace: prometheus-metrics-proxy-hook/);
   assert.doesNotMatch(redis, /replicaof/, 'Redlock nodes are independent, not replicas');
   assert.match(find(documents, 'Service', 'redis'), /clusterIP: None/);
-  // A password from a Secret, for Redis and for the webhook; the sidecars read their namespace's copy.
+  // A password from a Secret, for Redis and for the webhook only.
   assert.match(
     redis,
     /- name: REDIS_PASSWORD\n\s+valueFrom:\n\s+secretKeyRef:\n\s+key: password\n\s+name: prometheus-metrics-proxy-hook-redis/,
   );
-  assert.match(redis, /- --requirepass\n\s+- \$\(REDIS_PASSWORD\)\n/);
-  // The sidecars' restricted user, exactly the rules the code names (and attack.test.ts runs).
-  const args = redis.slice(redis.lastIndexOf('\n', redis.indexOf('- --user\n')));
-  const userArgs = [...args.matchAll(/^\s+- (.*)$/gm)].map((match) =>
-    match[1]!.replace(/^(['"])(.*)\1$/, '$2'),
-  );
-  assert.deepEqual(userArgs.slice(0, 5 + sidecarRedisAclRules.length), [
-    '--user',
-    'sidecar',
-    'on',
-    '>$(REDIS_SIDECAR_PASSWORD)',
-    ...sidecarRedisAclRules,
-    // and nothing more for that user: the next flag follows.
-    '--save',
-  ]);
-  assert.match(
-    redis,
-    /- name: REDIS_SIDECAR_PASSWORD\n\s+valueFrom:\n\s+secretKeyRef:\n\s+key: sidecar-password\n\s+name: prometheus-metrics-proxy-hook-redis/,
-  );
+  assert.match(redis, /- --requirepass\n\s+- \$\(REDIS_PASSWORD\)\n\s+- --save\n/);
+  // No other Redis user: sidecars never log in (they renew through the webhook).
+  assert.doesNotMatch(redis, /--user|sidecar/i);
   assert.doesNotMatch(redis, /protected-mode/);
   // Every acknowledged write is on disk, on a volume that outlives the pod.
   assert.match(redis, /- --appendonly\n\s+- "yes"\n\s+- --appendfsync\n\s+- always\n/);
   assert.match(redis, /volumeClaimTemplates:/);
   const redisPolicy = find(documents, 'NetworkPolicy', 'redis');
   assert.match(redisPolicy, /podSelector:\n\s+matchLabels:\n\s+app\.kubernetes\.io\/component: redis/);
-  // Exactly two peers, each pinned to namespaces by a label pod authors cannot set: the webhook
-  // in its own namespace, and slot-holding pods in namespaces a cluster admin enabled.
+  // Exactly one peer: the webhook, in its own namespace (a label pod authors cannot set).
   const peers = redisPolicy
     .slice(redisPolicy.indexOf('- from:'))
     .split(/\n\s+- namespaceSelector:/)
     .slice(1);
-  assert.equal(peers.length, 2, redisPolicy);
+  assert.equal(peers.length, 1, redisPolicy);
   assert.match(
     peers[0]!,
-    /^\n\s+matchLabels:\n\s+kubernetes\.io\/metadata\.name: prometheus-metrics-proxy-hook\n\s+podSelector:\n\s+matchLabels:\n\s+app\.kubernetes\.io\/component: webhook\n\s+app\.kubernetes\.io\/name: prometheus-metrics-proxy-hook$/,
+    /^\n\s+matchLabels:\n\s+kubernetes\.io\/metadata\.name: prometheus-metrics-proxy-hook\n\s+podSelector:\n\s+matchLabels:\n\s+app\.kubernetes\.io\/component: webhook\n\s+app\.kubernetes\.io\/name: prometheus-metrics-proxy-hook\n\s+ports:/,
   );
-  assert.match(
-    peers[1]!,
-    new RegExp(
-      `^\\n\\s+matchLabels:\\n\\s+${semaphoreLabel}: enabled\\n\\s+podSelector:\\n\\s+matchLabels:\\n\\s+${semaphoreLabel}: "true"\\n`,
-    ),
-  );
+  assert.doesNotMatch(redisPolicy, new RegExp(semaphoreLabel), 'limited pods do not reach Redis');
   assert.doesNotMatch(redisPolicy, /namespaceSelector: \{\}/, 'no peer from every namespace');
   assert.doesNotMatch(redisPolicy, /\n\s+- podSelector:/, 'no peer without a namespace pin');
-  // The bundle creates no Secret (the password is created by hand, in the hook's namespace), and
-  // no role grants Secrets: the webhook gets the password from its own pod's secretKeyRef.
+  // The bundle creates no Secret (the Redis password and the lease token key are created by
+  // hand, in the hook's namespace), and no role grants Secrets: the webhook gets both from its
+  // own pod's secretKeyRefs.
   assert.ok(!documents.some((doc) => /^kind: Secret$/m.test(doc)));
   for (const doc of documents.filter((d) => /^kind: (Cluster)?Role$/m.test(d))) {
     assert.doesNotMatch(doc, /secrets|"\*"|- '\*'/, doc);
   }
   assert.match(find(documents, 'PodDisruptionBudget', 'redis'), /maxUnavailable: 1/);
   const deployment = find(documents, 'Deployment', 'prometheus-metrics-proxy-hook');
-  assert.match(deployment, /- --sidecar-redis-secret=prometheus-metrics-proxy-hook-redis\n/);
+  assert.doesNotMatch(deployment, /--sidecar-redis-secret/);
+  assert.match(
+    deployment,
+    /- --lease-url=https:\/\/prometheus-metrics-proxy-hook\.prometheus-metrics-proxy-hook\.svc:443\/semaphore\/lease\n/,
+  );
+  assert.match(
+    deployment,
+    /- name: METRICS_PROXY_HOOK_LEASE_TOKEN_KEY\n\s+valueFrom:\n\s+secretKeyRef:\n\s+key: key\n\s+name: prometheus-metrics-proxy-hook-lease-token/,
+  );
   assert.match(
     deployment,
     /- name: METRICS_PROXY_HOOK_REDIS_PASSWORD\n\s+valueFrom:\n\s+secretKeyRef:\n\s+key: password\n\s+name: prometheus-metrics-proxy-hook-redis/,

@@ -39,10 +39,20 @@ export function testLogger(): { log: Logger; logs: LogCapture } {
   return { log: createLogger({ name: 'test', level: 'debug', destination: logs }), logs };
 }
 
-/** A serving certificate for 127.0.0.1 and localhost signed by the CA in `dir`. */
-export function issueServingCertificate(dir: string, name: string): { cert: Buffer; key: Buffer } {
-  return issueCertificate(dir, name);
+/**
+ * A serving certificate for 127.0.0.1 and localhost signed by the CA in `dir`, with that CA as
+ * `ca`, as cert-manager's Secret holds it (ca.crt beside tls.crt and tls.key).
+ */
+export function issueServingCertificate(
+  dir: string,
+  name: string,
+): { cert: Buffer; key: Buffer; ca: Buffer } {
+  return { ...issueCertificate(dir, name), ca: readFileSync(join(dir, 'ca.crt')) };
 }
+
+/** The lease token key every test webhook signs with (a Secret's value in a cluster). */
+export const testLeaseKey = 'test-lease-token-key-0123456789abcdef0123456789abcdef';
+export const leaseKeyEnv = { METRICS_PROXY_HOOK_LEASE_TOKEN_KEY: testLeaseKey };
 
 let generation = 0;
 
@@ -51,12 +61,13 @@ let generation = 0;
  * timestamped directory, `..data` switched to it with one rename, and tls.* linking through
  * `..data`, so a reader never sees a half-written file.
  */
-export function installKubeletStyle(certDir: string, pair: { cert: Buffer; key: Buffer }): void {
+export function installKubeletStyle(certDir: string, pair: { cert: Buffer; key: Buffer; ca?: Buffer }): void {
   mkdirSync(certDir, { recursive: true });
   const version = `..2025_11_22_06_00_00.${process.pid}_${++generation}`;
   mkdirSync(join(certDir, version));
   writeFileSync(join(certDir, version, 'tls.crt'), pair.cert);
   writeFileSync(join(certDir, version, 'tls.key'), pair.key);
+  if (pair.ca) writeFileSync(join(certDir, version, 'ca.crt'), pair.ca);
   let previous: string | undefined;
   try {
     previous = execFileSync('readlink', [join(certDir, '..data')], { encoding: 'utf8' }).trim();
@@ -68,6 +79,7 @@ export function installKubeletStyle(certDir: string, pair: { cert: Buffer; key: 
   if (!previous) {
     symlinkSync('..data/tls.crt', join(certDir, 'tls.crt'));
     symlinkSync('..data/tls.key', join(certDir, 'tls.key'));
+    if (pair.ca) symlinkSync('..data/ca.crt', join(certDir, 'ca.crt'));
   } else {
     rmSync(join(certDir, previous), { recursive: true, force: true });
   }
@@ -132,18 +144,29 @@ export function postReview(url: string, ca: Buffer, review: unknown): Promise<Ht
 
 export interface TestWebhook extends RunningWebhook {
   url: string;
+  /** The lease endpoint, https://127.0.0.1:<port>/semaphore/lease (what sidecars are given). */
+  leaseUrl: string;
   probeUrl: string;
   metricsUrl: string;
   logs: LogCapture;
 }
 
-/** An in-process webhook on free loopback ports; `args` are extra flags. */
-export async function startTestWebhook(certDir: string, args: string[] = []): Promise<TestWebhook> {
+/**
+ * An in-process webhook on free loopback ports; `args` are extra flags. It signs lease tokens
+ * with testLeaseKey and tells sidecars to renew at its own port.
+ */
+export async function startTestWebhook(
+  certDir: string,
+  args: string[] = [],
+  env: NodeJS.ProcessEnv = leaseKeyEnv,
+): Promise<TestWebhook> {
+  const webhookPort = await freePort();
   const flags = parseFlags(webhookFlagSpecs, [
     '--host',
     '127.0.0.1',
     '--port',
-    '0',
+    String(webhookPort),
+    `--lease-url=https://127.0.0.1:${webhookPort}/semaphore/lease`,
     '--metrics-address',
     '127.0.0.1:0',
     '--probe-address',
@@ -155,10 +178,11 @@ export async function startTestWebhook(certDir: string, args: string[] = []): Pr
     ...args,
   ]);
   const { log, logs } = testLogger();
-  const running = await startWebhook(buildWebhookOptions(flags), log);
+  const running = await startWebhook(buildWebhookOptions(flags, env), log);
   const port = (address: { port: number } | object | undefined) => (address as { port: number }).port;
   return Object.assign(running, {
     url: `https://127.0.0.1:${port(running.addresses.webhook)}/mutate`,
+    leaseUrl: `https://127.0.0.1:${port(running.addresses.webhook)}/semaphore/lease`,
     probeUrl: `http://127.0.0.1:${port(running.addresses.probe)}`,
     metricsUrl: `http://127.0.0.1:${port(running.addresses.metrics)}/metrics`,
     logs,
@@ -172,24 +196,50 @@ export function startCli(name: string, args: string[], env: NodeJS.ProcessEnv = 
   });
 }
 
-/** A webhook process on free ports; resolves once /readyz answers 200. */
+/**
+ * A webhook process on free ports (or `port`, to start one again where it was); resolves once
+ * /readyz answers 200. It signs lease tokens with testLeaseKey.
+ */
 export async function startWebhookProcess(
   certDir: string,
   args: string[],
-): Promise<{ process: ManagedProcess; url: string; probeUrl: string }> {
-  const [port, probePort] = [await freePort(), await freePort()];
-  const child = startCli(`webhook :${port}`, [
-    'webhook',
-    '--host=127.0.0.1',
-    `--port=${port}`,
-    `--probe-address=127.0.0.1:${probePort}`,
-    '--metrics-address=0',
-    `--cert-dir=${certDir}`,
-    ...args,
-  ]);
+  { port: givenPort }: { port?: number } = {},
+): Promise<{ process: ManagedProcess; url: string; probeUrl: string; leaseUrl: string; port: number }> {
+  const [port, probePort] = [givenPort ?? (await freePort()), await freePort()];
+  const leaseUrl = `https://127.0.0.1:${port}/semaphore/lease`;
+  const child = startCli(
+    `webhook :${port}`,
+    [
+      'webhook',
+      '--host=127.0.0.1',
+      `--port=${port}`,
+      `--probe-address=127.0.0.1:${probePort}`,
+      '--metrics-address=0',
+      `--cert-dir=${certDir}`,
+      `--lease-url=${leaseUrl}`,
+      ...args,
+    ],
+    leaseKeyEnv,
+  );
   const probeUrl = `http://127.0.0.1:${probePort}`;
   await child.untilReady(waitFor(`webhook on ${port}`, async () => (await fetch(`${probeUrl}/readyz`)).ok));
-  return { process: child, url: `https://127.0.0.1:${port}/mutate`, probeUrl };
+  return { process: child, url: `https://127.0.0.1:${port}/mutate`, probeUrl, leaseUrl, port };
+}
+
+/**
+ * The injected sidecar container's environment as the kubelet gives it to the process: each
+ * `value` as it is (a pod admitted with a slot carries no secretKeyRef any more).
+ */
+export function containerEnv(container: {
+  env?: Array<{ name: string; value?: string; valueFrom?: unknown }>;
+}) {
+  return Object.fromEntries(
+    (container.env ?? []).map(({ name, value, valueFrom }) => {
+      if (valueFrom !== undefined)
+        throw new Error(`${name} is read from ${JSON.stringify(valueFrom)}, not a value`);
+      return [name, value ?? ''];
+    }),
+  );
 }
 
 export interface MetricsApp {

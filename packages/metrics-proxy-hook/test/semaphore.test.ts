@@ -18,6 +18,7 @@ import {
   Redlock,
   SemaphoreUnavailableError,
   SlotLease,
+  SlotLeaseService,
 } from '../src/index.ts';
 import {
   fixture,
@@ -130,9 +131,10 @@ describe('with three healthy nodes', () => {
     const key = semaphore.slotsKey(workload);
     const granted = await semaphore.acquire({ workload, slot: 'kept', limit: 1, leaseMs: 600 });
     assert.ok(granted.granted);
+    const grant = { workload, slot: 'kept', namespace: 'shop', pod: 'renew-', limit: 1, graceMs: 30_000 };
     const lease = new SlotLease(
-      semaphore,
-      { workload, slot: 'kept', limit: 1, leaseMs: 600, version: granted.version },
+      new SlotLeaseService(semaphore, { leaseMs: 600 }).backendFor(grant),
+      { workload, slot: 'kept', leaseMs: 600, version: granted.version },
       log,
     );
     lease.start();
@@ -153,9 +155,10 @@ describe('with three healthy nodes', () => {
 
   test('a lease found lost is taken again when there is room', async () => {
     const workload = 'shop/Deployment/lost';
+    const grant = { workload, slot: 'late', namespace: 'shop', pod: 'lost-', limit: 1, graceMs: 30_000 };
     const lease = new SlotLease(
-      semaphore,
-      { workload, slot: 'late', limit: 1, leaseMs: 60_000, version: 'never-granted' },
+      new SlotLeaseService(semaphore, { leaseMs: 60_000 }).backendFor(grant),
+      { workload, slot: 'late', leaseMs: 60_000, version: 'never-granted' },
       log,
     );
     lease.start();
