@@ -11,9 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { type RedisServer, startRedis } from '@seahorse/runtime/testing';
-import type { Pod } from '../src/index.ts';
+import { applyPatch, type Pod } from '../src/index.ts';
 import {
+  containerEnv,
   fixture,
+  httpsCall,
   installKubeletStyle,
   issueServingCertificate,
   makeCertificateAuthority,
@@ -164,10 +166,34 @@ test('slots no running pod holds are reclaimed on the API server’s word at the
   const admit = async (n: number) =>
     JSON.parse((await postReview(webhook.url, ca, review(uid(n)))).body).response;
   try {
-    assert.equal((await admit(1)).allowed, true);
+    const first = await admit(1);
+    assert.equal(first.allowed, true);
     // Pod 1 was never created (a later admission plugin refused it): the API server has no pod.
     const second = await admit(2);
     assert.equal(second.allowed, true, second.status?.message);
+    for (const server of servers)
+      assert.deepEqual(await server.command('ZRANGE', slotsKey, '0', '-1'), [uid(2)]);
+    // The reclaimed slot is retired: pod 1's token (in a spec someone kept) cannot take it back.
+    const env = containerEnv(
+      applyPatch(
+        structuredClone(review(uid(1)).request.object as Pod),
+        JSON.parse(Buffer.from(first.patch, 'base64').toString()),
+      ).spec!.containers.at(-1)!,
+    );
+    const replay = await httpsCall(webhook.leaseUrl, {
+      ca,
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${env.METRICS_PROXY_HOOK_LEASE_TOKEN}`,
+      },
+      body: JSON.stringify({
+        action: 'renew',
+        slot: uid(1),
+        version: env.METRICS_PROXY_HOOK_SEMAPHORE_VERSION,
+      }),
+    });
+    assert.equal(replay.status, 404, replay.body);
+    assert.equal(JSON.parse(replay.body).code, 'SLOT_RELEASED');
     for (const server of servers)
       assert.deepEqual(await server.command('ZRANGE', slotsKey, '0', '-1'), [uid(2)]);
     assert.match(await (await fetch(webhook.metricsUrl)).text(), /slots_reclaimed_total 1/);
