@@ -76,6 +76,17 @@ test('user mistakes exit 2 with one line naming what to fix, never a stack trace
       {},
       /the semaphore needs/,
     ],
+    // The semaphore refuses to start without the key that signs lease tokens.
+    [
+      ['webhook', '--redis=127.0.0.1:1', '--metrics-address=0', '--probe-address=0'],
+      { METRICS_PROXY_HOOK_LEASE_TOKEN_KEY: '' },
+      /the semaphore \(--redis\) needs a lease token key: .*--lease-token-key-file/,
+    ],
+    [
+      ['webhook', '--redis=127.0.0.1:1', '--sidecar-redis-secret=prometheus-metrics-proxy-hook-redis'],
+      {},
+      /--sidecar-redis-secret was removed: sidecars no longer reach Redis/,
+    ],
   ];
   for (const [args, env, message] of cases) {
     const result = run(args, env);
