@@ -392,7 +392,7 @@ export function parseRedisAddress(text: string, flag: string): RedisAddress {
   }
   if (rest.includes('@')) {
     throw new UsageError(
-      `${flag}: '${text}' carries credentials, which the webhook would copy into every pod spec; use Redis reachable only from the cluster network (NetworkPolicy) instead`,
+      `${flag}: '${text}' carries credentials, which would sit in the webhook's command line and pod spec; give the password with --redis-password-file (a mounted Secret) or METRICS_PROXY_HOOK_REDIS_PASSWORD instead`,
     );
   }
   const match = /^(?:\[([^\]]+)\]|([^:/[\]]+))(?::(\d{1,5}))?$/.exec(rest);
