@@ -1,6 +1,7 @@
-// Wires the webhook: the HTTPS listener for POST /mutate (HTTP/1.1, or HTTP/2 as well with
-// --enable-http2), the certificate reloader, the optional Redis semaphore, and the probe and
-// metrics listeners, all under one lifecycle.
+// Wires the webhook: the HTTPS listener for POST /mutate and, with the semaphore, the sidecars'
+// POST /semaphore/lease (HTTP/1.1, or HTTP/2 as well with --enable-http2), the certificate
+// reloader, the optional Redis semaphore, and the probe and metrics listeners, all under one
+// lifecycle.
 import {
   createServer as createHttpServer,
   type IncomingHttpHeaders,
