@@ -9,6 +9,7 @@ import { ProxyClient } from './proxy-client.ts';
 import type { ProxyClientOptions } from './server.ts';
 import { createDockerSpawner, type DockerSpawnerOptions } from './spawners/docker.ts';
 import { DockerClient, dockerSocketFromEnv } from './spawners/docker-client.ts';
+import { imageForSpawn } from './spawners/docker-options.ts';
 import { KubeClient, loadConnection } from './spawners/kube-client.ts';
 import { applyKubeOverride, type KubeTraits } from './spawners/kube-objects.ts';
 import { createKubeSpawner } from './spawners/kubernetes.ts';
@@ -131,5 +132,10 @@ export function dockerSpawnerFactory(
   if (spawner.defaultUrl) options.defaultUrl = spawner.defaultUrl;
   if (spawner.notebookDir) options.notebookDir = spawner.notebookDir;
   if (config.traits['Spawner.debug'] === true) options.debug = true;
-  return (context) => createDockerSpawner(context, client, options);
+  const factory: BoundSpawnerFactory = (context) => createDockerSpawner(context, client, options);
+  factory.refusesUserOptions = (userOptions) => {
+    const chosen = imageForSpawn(docker, userOptions);
+    return 'refused' in chosen ? chosen.refused : undefined;
+  };
+  return factory;
 }

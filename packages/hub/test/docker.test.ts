@@ -192,6 +192,106 @@ test('servers run stock jupyterhub-singleuser in containers reached through the 
   }
 });
 
+/** The sign-in cookie and the `_xsrf` field of `path`'s form. */
+async function formOf(
+  hub: TestHub,
+  user: string,
+  path: string,
+): Promise<{ cookie: string; xsrf: string; page: string }> {
+  const cookie = await signIn(hub.url, user, 'any');
+  const page = await (await fetch(`${hub.url}${path}`, { headers: { cookie } })).text();
+  const xsrf = /name="_xsrf" value="([^"]+)"/.exec(page)?.[1];
+  assert.ok(xsrf, page);
+  return { cookie, xsrf, page };
+}
+
+test('allowed_images: the spawn form offers its names and the choice runs its image; an image outside it is refused with 400 naming the allowed ones', async () => {
+  // A second name for the same image: the choice shows in the container without a second build.
+  const other = `${run}-other:1`;
+  const tagged = await engine.request(
+    'POST',
+    `/images/${encodeURIComponent(image)}/tag?repo=${run}-other&tag=1`,
+  );
+  assert.equal(tagged.status, 201);
+  const hub = await startHub({ 'DockerSpawner.allowed_images': { Standard: image, 'Other <build>': other } });
+  try {
+    await hub.api('/users/judy', { method: 'POST' });
+    // The API: a name outside the list, or an image behind a name, is refused before anything starts.
+    for (const asked of ['evil/miner:latest', other]) {
+      const refused = await hub.api('/users/judy/server', {
+        method: 'POST',
+        body: JSON.stringify({ image: asked }),
+      });
+      assert.equal(refused.status, 400);
+      assert.equal(
+        ((await refused.json()) as Json).message,
+        `Image ${asked} not in allowed list: Standard, Other <build>`,
+      );
+    }
+    assert.equal((await userModel(hub, 'judy')).servers[''], undefined, 'nothing started');
+    assert.equal(await container(`${run}-judy`), undefined);
+
+    // The pages: Start leads to the form, which offers the names (escaped) in an `image` field.
+    const { cookie, xsrf, page } = await formOf(hub, 'judy', '/hub/spawn/judy');
+    const home = await (await fetch(`${hub.url}/hub/home`, { headers: { cookie } })).text();
+    assert.match(home, /<a class="button" href="\/hub\/spawn\/judy">Start my server<\/a>/);
+    assert.match(page, /<label for="image">Select an image:<\/label>/);
+    assert.match(page, /<select name="image" id="image" required>/);
+    assert.match(page, /<option value="Standard">Standard<\/option>/);
+    assert.match(page, /<option value="Other &lt;build&gt;">Other &lt;build&gt;<\/option>/);
+    const post = (fields: Record<string, string>) =>
+      fetch(`${hub.url}/hub/spawn/judy`, {
+        method: 'POST',
+        headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ _xsrf: xsrf, ...fields }),
+        redirect: 'manual',
+      });
+    const forged = await post({ image: 'evil/miner:latest' });
+    assert.equal(forged.status, 400);
+    assert.match(
+      await forged.text(),
+      /Image evil\/miner:latest not in allowed list: Standard, Other &lt;build&gt;/,
+    );
+    const chosen = await post({ image: 'Other <build>' });
+    assert.equal(chosen.status, 302, await chosen.text());
+    const model = await waitFor(
+      "judy's spawn to finish",
+      async () => {
+        const now = await userModel(hub, 'judy');
+        return now.servers['']?.pending === 'spawn' ? undefined : now;
+      },
+      { timeoutMs: 150_000, intervalMs: 100 },
+    );
+    assert.equal(model.server, '/user/judy/', hub.logs.text.slice(-3000));
+    assert.deepEqual(model.servers[''].user_options, { image: 'Other <build>' });
+    const inspected = (await container(`${run}-judy`))!;
+    assert.equal(inspected.Config.Image, other);
+    assert.ok(inspected.Config.Env.includes(`JUPYTER_IMAGE_SPEC=${other}`));
+    await stop(hub, 'judy');
+  } finally {
+    await hub.close();
+    await engine.request('DELETE', `/images/${encodeURIComponent(other)}`);
+  }
+  // One allowed image: no form (Start starts at once); asking for another is still refused.
+  const one = await startHub({ 'DockerSpawner.allowed_images': [image] });
+  try {
+    await one.api('/users/judy', { method: 'POST' });
+    const { page } = await formOf(one, 'judy', '/hub/home');
+    assert.match(page, /<form method="post" action="\/hub\/spawn\/judy" class="inline">/);
+    const refused = await one.api('/users/judy/server', {
+      method: 'POST',
+      body: JSON.stringify({ image: 'evil/miner:latest' }),
+    });
+    assert.equal(refused.status, 400);
+    assert.equal(
+      ((await refused.json()) as Json).message,
+      `Image evil/miner:latest not in allowed list: ${image}`,
+    );
+  } finally {
+    await one.close();
+  }
+});
+
 test('a restarted hub re-attaches to the running container and stops it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'hub-docker-restart-'));
   // The server asks the hub about tokens at the URL it was given: the new hub listens there too.

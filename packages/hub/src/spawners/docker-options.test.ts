@@ -6,6 +6,8 @@ import {
   checkDockerTrait,
   createBodyFromKwargs,
   hostConfigFromKwargs,
+  imageChoices,
+  imageForSpawn,
   shellSplit,
 } from './docker-options.ts';
 import { templateNamespace } from './templating.ts';
@@ -159,4 +161,74 @@ test('container and volume names: DockerSpawner’s defaults, escaped users cann
     () => volumeBinds({ volumes: {}, read_only_volumes: { '/srv/{unescaped_username}': '/ro' } }, climber),
     /not a volume name or absolute host path/,
   );
+});
+
+test('allowed_images as DockerSpawner 13 checks it: a list or a name → image mapping, or *; user_options.image only from it', () => {
+  const listed = config({
+    'JupyterHub.spawner_class': 'DockerSpawner',
+    'DockerSpawner.allowed_images': ['img/a:1', 'img/b:2'],
+  }).docker!;
+  // A list is a mapping of each image to itself (DockerSpawner's _validate_allowed_images).
+  assert.deepEqual(listed.allowed_images, { 'img/a:1': 'img/a:1', 'img/b:2': 'img/b:2' });
+  assert.deepEqual(imageForSpawn(listed, { image: 'img/b:2' }), { image: 'img/b:2' });
+  assert.deepEqual(imageForSpawn(listed, {}), { image: listed.image }, 'no choice: DockerSpawner.image');
+  assert.deepEqual(imageForSpawn(listed, { image: '' }), { image: listed.image }, "Python's falsy choice");
+  assert.deepEqual(imageForSpawn(listed, { image: 'evil/miner' }), {
+    refused: 'Image evil/miner not in allowed list: img/a:1, img/b:2',
+  });
+  assert.deepEqual(imageChoices(listed), ['img/a:1', 'img/b:2']);
+
+  const named = { image: 'base:1', allowed_images: { 'Data science': 'ds:3', Minimal: 'base:1' } };
+  assert.deepEqual(imageForSpawn(named, { image: 'Data science' }), { image: 'ds:3' });
+  // A mapping is chosen by its names, never by the image behind a name.
+  assert.deepEqual(imageForSpawn(named, { image: 'ds:3' }), {
+    refused: 'Image ds:3 not in allowed list: Data science, Minimal',
+  });
+  for (const hostile of ['__proto__', 'constructor', 'toString']) {
+    assert.ok('refused' in imageForSpawn(named, { image: hostile }), hostile);
+  }
+  assert.match(
+    (imageForSpawn(named, { image: { $ne: 1 } }) as { refused: string }).refused,
+    /user_options.image must be a string/,
+  );
+  assert.equal(
+    (imageForSpawn(named, { image: 'x'.repeat(5000) }) as { refused: string }).refused.length < 300,
+    true,
+  );
+
+  // Empty (the default): `image` only, and a choice is refused (DockerSpawner 13).
+  const none = { image: 'base:1', allowed_images: {} };
+  assert.deepEqual(imageForSpawn(none, {}), { image: 'base:1' });
+  assert.deepEqual(imageForSpawn(none, { image: 'base:1' }), {
+    refused: 'Specifying image to launch is not allowed',
+  });
+  assert.deepEqual(imageChoices(none), []);
+  // One allowed image: no form; asking for it is allowed, asking for nothing runs `image`.
+  const one = { image: 'base:1', allowed_images: { only: 'only:1' } };
+  assert.deepEqual(imageChoices(one), []);
+  assert.deepEqual(imageForSpawn(one, { image: 'only' }), { image: 'only:1' });
+  assert.deepEqual(imageForSpawn(one, {}), { image: 'base:1' });
+  // '*': any image reference, and no form.
+  const any = { image: 'base:1', allowed_images: '*' as const };
+  assert.deepEqual(imageForSpawn(any, { image: 'registry:5000/x/y:z' }), { image: 'registry:5000/x/y:z' });
+  assert.match(
+    (imageForSpawn(any, { image: '-v /:/host' }) as { refused: string }).refused,
+    /not an image reference/,
+  );
+  assert.deepEqual(imageChoices(any), []);
+
+  const bad: Array<[unknown, RegExp]> = [
+    ['img/a:1', /'\*' \(all images\) is the only accepted string value .* Use a list: \["img\/a:1"\]/],
+    [['ok:1', 'bad image'], /expected an image reference/],
+    [{ Name: 42 }, /"Name": expected an image reference/],
+    [{ ' ': 'x:1' }, /an empty display name/],
+    [42, /a list of images, a mapping of display name → image, or '\*'/],
+  ];
+  for (const [value, message] of bad) {
+    assert.throws(
+      () => config({ 'JupyterHub.spawner_class': 'DockerSpawner', 'DockerSpawner.allowed_images': value }),
+      message,
+      JSON.stringify(value),
+    );
+  }
 });

@@ -12,6 +12,7 @@ import {
   createBodyFromKwargs,
   type DockerTraits,
   hostConfigFromKwargs,
+  imageForSpawn,
   shellSplit,
 } from './docker-options.ts';
 import { hostUrl, serverEnvironment } from './environment.ts';
@@ -140,6 +141,8 @@ class DockerSpawner implements Spawner {
   readonly #log: Logger;
   #containerId = '';
   #containerName = '';
+  /** The image of the current start: `image`, or the user's choice among allowed_images. */
+  #image = '';
   #starting = false;
   #lastProgress = 0;
   /** Bumped by stop(): a start still running (the hub gave up on it) sees it and undoes its container. */
@@ -151,6 +154,7 @@ class DockerSpawner implements Spawner {
     this.#context = context;
     this.#client = client;
     this.#options = options;
+    this.#image = options.image;
     this.#log = context.log.child({ user: context.spec.user.name, server: context.spec.serverName });
     const state = context.state;
     // DockerSpawner's names; `container_id` is what dockerspawner < 0.10 wrote.
@@ -238,14 +242,19 @@ class DockerSpawner implements Spawner {
       }
     };
     this.#lastProgress = 0;
-    const namespace = dockerTemplateNamespace(spec, options);
-    const name = containerName(spec, options);
+    // user_options.image, as DockerSpawner's start(): the API refused a choice outside
+    // allowed_images already; checked again for a spawn whose options were saved before a change.
+    const chosen = imageForSpawn(options, spec.userOptions);
+    if ('refused' in chosen) throw new DockerConfigError(chosen.refused);
+    const image = chosen.image;
+    this.#image = image;
+    const namespace = dockerTemplateNamespace(spec, { ...options, image });
+    const name = containerName(spec, { ...options, image });
     this.#containerName = name;
     this.#containerId = '';
     // The container's name in the database before it exists: should this hub die right after
     // the create, the replica taking over the spawn finds it by name and removes it.
     await this.#context.persist?.();
-    const image = options.image;
 
     const imageInfo = await this.#ensureImage(image, stillWanted);
     stillWanted();
@@ -272,7 +281,7 @@ class DockerSpawner implements Spawner {
     });
     env.JUPYTER_IMAGE_SPEC = image;
     const cmd = [...(options.cmd ?? imageInfo?.Config?.Cmd ?? []), ...options.args];
-    const body = this.#createBody(env, cmd, port, namespace);
+    const body = this.#createBody(image, env, cmd, port, namespace);
 
     this.#progress(40, `Creating container ${name} from ${image}`);
     stillWanted();
@@ -381,7 +390,13 @@ class DockerSpawner implements Spawner {
     return port;
   }
 
-  #createBody(env: Record<string, string>, cmd: string[], port: number, namespace: TemplateNamespace) {
+  #createBody(
+    image: string,
+    env: Record<string, string>,
+    cmd: string[],
+    port: number,
+    namespace: TemplateNamespace,
+  ) {
     const { spec } = this.#context;
     const options = this.#options;
     const hostConfig: JsonObject = {
@@ -400,7 +415,7 @@ class DockerSpawner implements Spawner {
       hostConfig.PortBindings = { [portKey]: [{ HostIp: options.host_ip, HostPort: '' }] };
     }
     const body: JsonObject = {
-      Image: options.image,
+      Image: image,
       Env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
       Labels: { [containerLabels.user]: spec.user.name, [containerLabels.server]: spec.serverName },
     };
@@ -505,7 +520,7 @@ class DockerSpawner implements Spawner {
       );
     }
     if (error.status === 404 && /no such image/i.test(said)) {
-      return new DockerImageError(this.#options.image, `is not on the Docker Engine (${said})`);
+      return new DockerImageError(this.#image, `is not on the Docker Engine (${said})`);
     }
     return error;
   }
