@@ -8,7 +8,8 @@ import type { ProxyApi } from './proxy-api.ts';
 import { ProxyClient } from './proxy-client.ts';
 import type { ProxyClientOptions } from './server.ts';
 import { createDockerSpawner, type DockerSpawnerOptions } from './spawners/docker.ts';
-import { DockerClient, dockerSocketFromEnv } from './spawners/docker-client.ts';
+import { DockerClient } from './spawners/docker-client.ts';
+import { dockerConnection } from './spawners/docker-connection.ts';
 import { imageForSpawn } from './spawners/docker-options.ts';
 import { KubeClient, loadConnection } from './spawners/kube-client.ts';
 import { applyKubeOverride, type KubeTraits } from './spawners/kube-objects.ts';
@@ -41,7 +42,7 @@ export function spawnerFactoryFor(
       log,
     );
   }
-  if (config.docker) return dockerSpawnerFactory(config, env);
+  if (config.docker) return dockerSpawnerFactory(config, env, log);
   const { spawner } = config;
   const options: LocalProcessOptions = {
     cmd: spawner.cmd,
@@ -109,14 +110,28 @@ export function kubeSpawnerFactory(
   return factory;
 }
 
-/** DockerSpawner with its traits bound: one Engine client (DOCKER_HOST's socket) for every server. */
+/** DockerSpawner with its traits bound: one Engine client (DOCKER_HOST, with its TLS) for every server. */
 export function dockerSpawnerFactory(
   config: HubConfig,
   env: NodeJS.ProcessEnv = process.env,
+  log?: Logger,
 ): BoundSpawnerFactory {
   const docker = config.docker;
   if (!docker) throw new Error('dockerSpawnerFactory needs DockerSpawner settings');
-  const client = new DockerClient({ socketPath: dockerSocketFromEnv(env) });
+  const connection = dockerConnection(env, docker);
+  const client = new DockerClient(connection);
+  if (connection.tcp && !connection.tcp.tls) {
+    // As the docker CLI allows it; whoever reaches the port controls the engine.
+    log?.warn(
+      { engine: client.address },
+      'the Docker Engine is reached over TCP without TLS: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH',
+    );
+  } else if (connection.tcp?.tls && !connection.tcp.tls.verify) {
+    log?.warn(
+      { engine: client.address },
+      "the Docker Engine's TLS certificate is not verified: set DOCKER_TLS_VERIFY=1",
+    );
+  }
   const { spawner } = config;
   const mem = config.traits['Spawner.mem_limit'];
   const cpu = config.traits['Spawner.cpu_limit'];
