@@ -411,6 +411,34 @@ test('a missing image and a taken port are named', async () => {
   }
 });
 
+test('extra_host_config binds rendered from a raw name that would add a field refuse the start; nothing is created', async () => {
+  const hub = await startHub({
+    ...answerFailures,
+    'DockerSpawner.extra_host_config': {
+      binds: [`/tmp/${run}-{raw_username}:/data`],
+      mounts: [{ type: 'bind', source: `/tmp/${run}-{raw_username}`, target: '/srv' }],
+    },
+  });
+  try {
+    // 'eve:ro' renders /tmp/…-eve:ro:/data: its ':' would make 'ro' the target.
+    const seen = await failure(hub, 'eve:ro');
+    for (const text of [seen.api, seen.progress]) {
+      assert.match(
+        text,
+        /DockerSpawner.extra_host_config rendered for this server: binds: \\?"\/tmp\/sh\d+-eve:ro:\/data\\?" is not source:target\[:mode\]/,
+      );
+    }
+    const listed = (await engine.request('GET', '/containers/json?all=1')).json<Json[]>();
+    assert.deepEqual(
+      listed.filter((c) => c.Labels?.['org.jupyter.hub.user'] === 'eve:ro'),
+      [],
+      'no container was created',
+    );
+  } finally {
+    await hub.close();
+  }
+});
+
 /**
  * A registry (the v2 API's three reads) serving one image on loopback, which dockerd treats as
  * an insecure registry: the image is a 2 MB layer imported into the engine and saved back out.

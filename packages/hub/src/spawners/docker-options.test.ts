@@ -4,12 +4,14 @@ import { buildConfig, flattenConfig } from '../config.ts';
 import { containerName, volumeBinds } from './docker.ts';
 import {
   checkDockerTrait,
+  checkHostPaths,
   createBodyFromKwargs,
   hostConfigFromKwargs,
   imageChoices,
   imageForSpawn,
   shellSplit,
 } from './docker-options.ts';
+import type { JsonObject } from './spawner.ts';
 import { templateNamespace } from './templating.ts';
 
 function config(values: Record<string, unknown>) {
@@ -230,5 +232,62 @@ test('allowed_images as DockerSpawner 13 checks it: a list or a name → image m
       message,
       JSON.stringify(value),
     );
+  }
+});
+
+test('binds and mounts of extra_host_config hold to what volumes holds to: no climbing out with . or .., no extra : field', () => {
+  checkHostPaths({
+    Binds: ['vol:/data', '/srv/shared:/shared:ro', 'a.b:/x:z', '/srv/{raw_username}:/home/jovyan'],
+    Mounts: [
+      { Type: 'bind', Source: '/srv/x', Target: '/x', ReadOnly: true },
+      { Type: 'volume', Source: 'v', Target: '/v' },
+      { Type: 'volume', Target: '/anonymous' },
+      { Type: 'tmpfs', Target: '/t' },
+      // An object has no fields to shift: a raw name with ':' is only a character there.
+      { Type: 'bind', Source: '/srv/eve:ro', Target: '/home/eve:ro' },
+    ],
+  });
+  const refused: Array<[JsonObject, RegExp]> = [
+    [{ Binds: ['/srv/alice/..:/data'] }, /binds: "\/srv\/alice\/..:\/data" is not source:target\[:mode\]/],
+    [{ Binds: ['/srv/x:/data/../etc'] }, /binds:/],
+    [{ Binds: ['/srv/./x:/data'] }, /binds:/],
+    // A raw name holding ':' ('eve:ro') would move the target and mode along.
+    [{ Binds: ['/srv/eve:ro:/data'] }, /binds:/],
+    [{ Binds: ['/srv/a:b:/data:rw'] }, /binds:/],
+    [{ Binds: ['relative/path:/x'] }, /binds:/],
+    [{ Binds: ['/srv/x'] }, /binds:/],
+    [{ Binds: [42] }, /binds:/],
+    [{ Binds: 'x:/y' }, /binds: expected a list/],
+    [{ Mounts: [{ Type: 'bind', Source: '/srv/../etc', Target: '/x' }] }, /mounts: .* is not a mount/],
+    [{ Mounts: [{ Type: 'bind', Source: 'vol', Target: '/x' }] }, /mounts:/],
+    [{ Mounts: [{ Type: 'bind', Source: '/srv/x', Target: '../x' }] }, /mounts:/],
+    [{ Mounts: [{ Type: 'volume', Source: '../x', Target: '/x' }] }, /mounts:/],
+    [{ Mounts: ['/srv:/x'] }, /mounts:/],
+  ];
+  for (const [hostConfig, message] of refused) {
+    assert.throws(() => checkHostPaths(hostConfig), message, JSON.stringify(hostConfig));
+  }
+  // In the config as written: a literal '..' stops the hub at start, docker-py's spelling or the Engine's.
+  const bad: Array<[string, unknown, RegExp]> = [
+    ['DockerSpawner.extra_host_config', { binds: ['/srv/..:/data'] }, /extra_host_config: binds:/],
+    [
+      'DockerSpawner.extra_host_config',
+      { binds: { '/srv/{raw_username}/..': { bind: '/x', mode: 'ro' } } },
+      /binds:/,
+    ],
+    ['DockerSpawner.extra_host_config', { Binds: ['/:/host:rw:extra'] }, /binds:/],
+    [
+      'DockerSpawner.extra_host_config',
+      { mounts: [{ type: 'bind', source: '/srv/{raw_username}/../..', target: '/x' }] },
+      /extra_host_config: mounts:/,
+    ],
+    [
+      'DockerSpawner.extra_create_kwargs',
+      { host_config: { binds: ['/srv/..:/x'] } },
+      /extra_create_kwargs: host_config.binds:/,
+    ],
+  ];
+  for (const [key, value, message] of bad) {
+    assert.throws(() => config({ 'JupyterHub.spawner_class': 'DockerSpawner', [key]: value }), message, key);
   }
 });

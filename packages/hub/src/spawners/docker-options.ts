@@ -239,12 +239,14 @@ export function checkDockerTrait(name: string, value: unknown): unknown {
       return value;
     case 'extra_host_config':
       if (!isRecord(value)) return fail('a mapping (docker-py create_host_config keywords)');
-      hostConfigFromKwargs(value as JsonObject);
+      checkHostPaths(hostConfigFromKwargs(value as JsonObject));
       return value;
-    case 'extra_create_kwargs':
+    case 'extra_create_kwargs': {
       if (!isRecord(value)) return fail('a mapping (docker-py create_container keywords)');
-      createBodyFromKwargs(value as JsonObject);
+      const hostConfig = createBodyFromKwargs(value as JsonObject).HostConfig;
+      if (isRecord(hostConfig)) checkHostPaths(hostConfig as JsonObject, 'host_config.');
       return value;
+    }
     default:
       throw new DockerTraitError(`unknown DockerSpawner trait '${name}'`);
   }
@@ -288,6 +290,76 @@ export function imageChoices(traits: Pick<DockerTraits, 'allowed_images'>): stri
   if (allowed === '*') return [];
   const names = Object.keys(allowed);
   return names.length > 1 ? names : [];
+}
+
+/** A path with a '.' or '..' segment: rendered from a raw name ('..'), it would climb out of its directory. */
+function climbs(path: string): boolean {
+  return path.split('/').some((part) => part === '..' || part === '.');
+}
+
+/** A bind's or mount's source: a volume name, or an absolute host path that does not climb. */
+function isHostSource(source: string): boolean {
+  return /^(\/[^:]*|[a-zA-Z0-9][a-zA-Z0-9_.-]*)$/.test(source) && !climbs(source);
+}
+
+/** A mount's source (an object, so ':' is only a character): a volume name, or an absolute host path. */
+function isMountSource(source: string): boolean {
+  return /^(\/.*|[a-zA-Z0-9][a-zA-Z0-9_.-]*)$/.test(source) && !climbs(source);
+}
+
+/** An absolute path in the container; in a 'src:dst:mode' bind also free of ':'. */
+function isMountPoint(target: unknown, inBind = false): boolean {
+  return typeof target === 'string' && (inBind ? /^\/[^:]*$/ : /^\//).test(target) && !climbs(target);
+}
+
+/**
+ * The host paths of a HostConfig's Binds and Mounts (extra_host_config's `binds`, `mounts`), as
+ * `volumes` is held: 'source:target[:mode]' with a volume name or absolute host path mounted at
+ * an absolute path, no '.' or '..' segment, no extra ':' field (a raw name holding ':' would
+ * otherwise add one). Checked on the config as written and again once its templates are rendered.
+ */
+export function checkHostPaths(hostConfig: JsonObject, prefix = ''): void {
+  const binds = hostConfig.Binds;
+  if (binds !== undefined && binds !== null) {
+    if (!Array.isArray(binds)) throw new DockerTraitError(`${prefix}binds: expected a list`);
+    for (const bind of binds) {
+      const parts = typeof bind === 'string' ? bind.split(':') : [];
+      const [source = '', target, mode] = parts;
+      if (
+        parts.length < 2 ||
+        parts.length > 3 ||
+        !isHostSource(source) ||
+        !isMountPoint(target, true) ||
+        (mode !== undefined && !volumeMode.test(mode))
+      ) {
+        throw new DockerTraitError(
+          `${prefix}binds: ${JSON.stringify(bind)} is not source:target[:mode] with a volume name or absolute host path mounted at an absolute path (no '.' or '..' segments)`,
+        );
+      }
+    }
+  }
+  const mounts = hostConfig.Mounts;
+  if (mounts !== undefined && mounts !== null) {
+    if (!Array.isArray(mounts)) throw new DockerTraitError(`${prefix}mounts: expected a list`);
+    for (const mount of mounts) {
+      const fail = (): never => {
+        throw new DockerTraitError(
+          `${prefix}mounts: ${JSON.stringify(mount)} is not a mount of a volume name or absolute host path at an absolute target (no '.' or '..' segments)`,
+        );
+      };
+      if (!isRecord(mount)) fail();
+      const { Type: type, Source: source, Target: target } = mount as JsonObject;
+      if (!isMountPoint(target)) fail();
+      if (
+        type === 'bind' &&
+        (typeof source !== 'string' || !source.startsWith('/') || !isMountSource(source))
+      )
+        fail();
+      if (type !== 'bind' && source !== undefined && source !== null && source !== '') {
+        if (typeof source !== 'string' || !isMountSource(source)) fail();
+      }
+    }
+  }
 }
 
 const byteUnits: Record<string, number> = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };

@@ -9,7 +9,9 @@ import type { Logger } from '@seahorse/runtime';
 import type { ContainerInspect, DockerClient, PullProgress } from './docker-client.ts';
 import { DockerApiError, DockerConfigError, DockerImageError, DockerPortError } from './docker-errors.ts';
 import {
+  checkHostPaths,
   createBodyFromKwargs,
+  DockerTraitError,
   type DockerTraits,
   hostConfigFromKwargs,
   imageForSpawn,
@@ -128,6 +130,16 @@ export function volumeBinds(
   }
   for (const [source, target] of Object.entries(options.read_only_volumes)) add(source, target, 'ro');
   return binds;
+}
+
+/** A HostConfig's binds and mounts once templates are rendered: a raw name must not climb out or add a field. */
+function renderedPaths(setting: string, hostConfig: JsonObject, prefix = ''): void {
+  try {
+    checkHostPaths(hostConfig, prefix);
+  } catch (error) {
+    if (!(error instanceof DockerTraitError)) throw error;
+    throw new DockerConfigError(`DockerSpawner.${setting} rendered for this server: ${error.message}`);
+  }
 }
 
 function sleep(ms: number): Promise<void> {
@@ -405,6 +417,7 @@ class DockerSpawner implements Spawner {
     };
     if (options.memLimit !== null) hostConfig.Memory = options.memLimit;
     const extraHost = hostConfigFromKwargs(expandTemplates(options.extra_host_config, namespace));
+    renderedPaths('extra_host_config', extraHost);
     if (options.cpuLimit !== null) {
       const period = typeof extraHost.CpuPeriod === 'number' ? extraHost.CpuPeriod : 100_000;
       hostConfig.CpuPeriod = period;
@@ -422,6 +435,12 @@ class DockerSpawner implements Spawner {
     if (cmd.length > 0) body.Cmd = cmd;
     if (!this.#networkIsHost) body.ExposedPorts = { [portKey]: {} };
     const extraCreate = createBodyFromKwargs(expandTemplates(options.extra_create_kwargs, namespace));
+    if (
+      extraCreate.HostConfig &&
+      typeof extraCreate.HostConfig === 'object' &&
+      !Array.isArray(extraCreate.HostConfig)
+    )
+      renderedPaths('extra_create_kwargs', extraCreate.HostConfig, 'host_config.');
     // extra_create_kwargs and extra_host_config win, merged into what the spawner computed.
     const merged = deepMerge(body, extraCreate) as JsonObject;
     if (Array.isArray(extraCreate.Env))
