@@ -9,7 +9,7 @@ import { ProxyClient } from './proxy-client.ts';
 import type { ProxyClientOptions } from './server.ts';
 import { createDockerSpawner, type DockerSpawnerOptions } from './spawners/docker.ts';
 import { DockerClient } from './spawners/docker-client.ts';
-import { dockerConnection } from './spawners/docker-connection.ts';
+import { dockerConnection, engineHostIp } from './spawners/docker-connection.ts';
 import { imageForSpawn } from './spawners/docker-options.ts';
 import { KubeClient, loadConnection } from './spawners/kube-client.ts';
 import { applyKubeOverride, type KubeTraits } from './spawners/kube-objects.ts';
@@ -126,7 +126,14 @@ export function dockerSpawnerFactory(
       { engine: client.address },
       'the Docker Engine is reached over TCP without TLS: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH',
     );
-  } else if (connection.tcp?.tls && !connection.tcp.tls.verify) {
+  }
+  if (connection.tcp && !docker.hostIpSet && !engineHostIp(connection)) {
+    log?.warn(
+      { engine: client.address },
+      'DOCKER_HOST names the engine by a host name: servers are published on 127.0.0.1 of its host unless DockerSpawner.host_ip is set',
+    );
+  }
+  if (connection.tcp?.tls && !connection.tcp.tls.verify) {
     log?.warn(
       { engine: client.address },
       "the Docker Engine's TLS certificate is not verified: set DOCKER_TLS_VERIFY=1",
@@ -137,6 +144,7 @@ export function dockerSpawnerFactory(
   const cpu = config.traits['Spawner.cpu_limit'];
   const options: DockerSpawnerOptions = {
     ...docker,
+    host_ip: docker.hostIpSet ? docker.host_ip : (engineHostIp(connection) ?? docker.host_ip),
     args: spawner.args,
     environment: spawner.environment,
     startTimeoutMs: spawner.startTimeoutMs,

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { DockerClient, demultiplex, splitImage } from './docker-client.ts';
-import { dockerConnection } from './docker-connection.ts';
+import { dockerConnection, engineHostIp } from './docker-connection.ts';
 import { DockerApiError, DockerConfigError, DockerEngineUnavailableError } from './docker-errors.ts';
 import { checkDockerTrait } from './docker-options.ts';
 
@@ -141,6 +141,10 @@ test('DOCKER_HOST as the docker CLI reads it: unix sockets, tcp:// plain or with
   assert.deepEqual(dockerConnection({ DOCKER_HOST: 'tcp://[::1]:2375' }), {
     tcp: { host: '::1', port: 2375 },
   });
+  // DockerSpawner's host_ip default: the engine's host, where it publishes the servers' ports.
+  assert.equal(engineHostIp(dockerConnection({ DOCKER_HOST: 'tcp://10.0.0.5:2375' })), '10.0.0.5');
+  assert.equal(engineHostIp(dockerConnection({ DOCKER_HOST: 'tcp://engine.internal:2375' })), undefined);
+  assert.equal(engineHostIp(dockerConnection({ DOCKER_HOST: 'unix:///run/d.sock' })), undefined);
 
   const dir = mkdtempSync(join(tmpdir(), 'seahorse-certs-'));
   try {

@@ -3,6 +3,7 @@
 // DOCKER_TLS_VERIFY, DOCKER_CERT_PATH — docker-py's kwargs_from_env), then client_kwargs.
 // Certificates are read here, once, when the hub starts: a missing file stops the hub, named.
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { DockerClientOptions, DockerTlsOptions } from './docker-client.ts';
@@ -102,6 +103,16 @@ function hostUrl(value: string, source: string): URL {
       `${source}=${JSON.stringify(value)} is not unix:///path/to/docker.sock or tcp://host:port`,
     );
   }
+}
+
+/**
+ * DockerSpawner's host_ip default: the host of a tcp:// DOCKER_HOST (where the engine publishes
+ * the servers' ports), when it is an IP address (the Engine's port bindings take nothing else);
+ * undefined keeps 127.0.0.1.
+ */
+export function engineHostIp(connection: DockerClientOptions): string | undefined {
+  const host = connection.tcp?.host;
+  return host && isIP(host) ? host : undefined;
 }
 
 /**

@@ -36,6 +36,12 @@ test('DockerSpawner is a spawner_class; its traits and the Spawner traits it inh
   assert.equal(built.docker?.pull_policy, 'never');
   assert.deepEqual(built.docker?.cmd, ['start-singleuser.sh']);
   assert.equal(built.docker?.ip, null);
+  assert.equal(built.docker?.hostIpSet, false, 'host_ip may follow a tcp:// DOCKER_HOST');
+  assert.equal(
+    config({ 'JupyterHub.spawner_class': 'DockerSpawner', 'DockerSpawner.host_ip': '127.0.0.1' }).docker
+      ?.hostIpSet,
+    true,
+  );
   assert.equal(built.traits['Spawner.mem_limit'], 2 * 1024 ** 3);
   assert.equal(config({ 'JupyterHub.spawner_class': 'DockerSpawner' }).docker?.cmd, null, "the image's CMD");
   assert.equal(config({}).docker, undefined);
