@@ -1,7 +1,8 @@
 // The Engine client against hostile or broken engines: a real HTTP server on a unix socket that
 // answers garbage, too much, nothing at all, or closes mid-answer; plus the pure parts.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -148,7 +149,31 @@ test('DOCKER_HOST as the docker CLI reads it: unix sockets, tcp:// plain or with
 
   const dir = mkdtempSync(join(tmpdir(), 'seahorse-certs-'));
   try {
-    for (const name of ['ca.pem', 'cert.pem', 'key.pem']) writeFileSync(join(dir, name), name);
+    // A self-signed certificate serves as CA and client certificate: here only its reading is tested.
+    const made = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        'key.pem',
+        '-out',
+        'cert.pem',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=test',
+      ],
+      { cwd: dir, encoding: 'utf8' },
+    );
+    assert.equal(made.status, 0, made.stderr);
+    writeFileSync(join(dir, 'ca.pem'), readFileSync(join(dir, 'cert.pem')));
+    const pem = (name: string) => readFileSync(join(dir, name));
     // DOCKER_TLS_VERIFY (any value, "0" too, as docker-py and the CLI): TLS, the engine checked against ca.pem; port 2376.
     for (const verify of ['1', '0', 'yes']) {
       const verified = dockerConnection({
@@ -158,9 +183,9 @@ test('DOCKER_HOST as the docker CLI reads it: unix sockets, tcp:// plain or with
       });
       assert.equal(verified.tcp?.port, 2376);
       assert.equal(verified.tcp?.tls?.verify, true);
-      assert.equal(verified.tcp?.tls?.ca?.toString(), 'ca.pem');
-      assert.equal(verified.tcp?.tls?.cert?.toString(), 'cert.pem');
-      assert.equal(verified.tcp?.tls?.key?.toString(), 'key.pem');
+      assert.deepEqual(verified.tcp?.tls?.ca, pem('ca.pem'));
+      assert.deepEqual(verified.tcp?.tls?.cert, pem('cert.pem'));
+      assert.deepEqual(verified.tcp?.tls?.key, pem('key.pem'));
       assert.equal(verified.tcp?.tls?.source, `DOCKER_CERT_PATH (${dir})`);
     }
     // DOCKER_CERT_PATH alone: TLS with the client certificate, the engine not checked (docker-py's verify=False).
@@ -168,7 +193,7 @@ test('DOCKER_HOST as the docker CLI reads it: unix sockets, tcp:// plain or with
     assert.equal(encrypted.tcp?.port, 1234);
     assert.equal(encrypted.tcp?.tls?.verify, false);
     assert.equal(encrypted.tcp?.tls?.ca, undefined);
-    assert.equal(encrypted.tcp?.tls?.cert?.toString(), 'cert.pem');
+    assert.deepEqual(encrypted.tcp?.tls?.cert, pem('cert.pem'));
     // tls_config first, the environment over it, client_kwargs over both (DockerSpawner's order).
     const fromConfig = dockerConnection(
       { DOCKER_HOST: 'tcp://engine:2376' },
@@ -209,10 +234,23 @@ test('DOCKER_HOST as the docker CLI reads it: unix sockets, tcp:// plain or with
         `cannot read the CA certificate ${empty}/ca.pem from DOCKER_CERT_PATH \\(${empty}\\) \\(ENOENT\\)`,
       ),
     );
-    writeFileSync(join(empty, 'cert.pem'), 'x');
+    writeFileSync(join(empty, 'cert.pem'), pem('cert.pem'));
     assert.throws(
       () => dockerConnection({ DOCKER_HOST: 'tcp://engine', DOCKER_CERT_PATH: empty }),
       /has cert.pem but no key.pem/,
+    );
+    // Files that are not what their names say stop the hub at start, not at the first spawn.
+    writeFileSync(join(empty, 'key.pem'), 'not a key');
+    assert.throws(
+      () => dockerConnection({ DOCKER_HOST: 'tcp://engine', DOCKER_CERT_PATH: empty }),
+      new RegExp(`the PEM files from DOCKER_CERT_PATH \\(${empty}\\) are not usable`),
+    );
+    writeFileSync(join(empty, 'key.pem'), pem('key.pem'));
+    writeFileSync(join(empty, 'ca.pem'), 'garbage');
+    assert.throws(
+      () =>
+        dockerConnection({ DOCKER_HOST: 'tcp://engine', DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: empty }),
+      /are not usable/,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });

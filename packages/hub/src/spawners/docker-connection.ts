@@ -2,10 +2,12 @@
 // DockerSpawner.tls_config first, then the docker CLI's environment (DOCKER_HOST,
 // DOCKER_TLS_VERIFY, DOCKER_CERT_PATH — docker-py's kwargs_from_env), then client_kwargs.
 // Certificates are read here, once, when the hub starts: a missing file stops the hub, named.
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import type { DockerClientOptions, DockerTlsOptions } from './docker-client.ts';
 import { DockerConfigError } from './docker-errors.ts';
 import type { JsonObject } from './spawner.ts';
@@ -92,6 +94,19 @@ function readTls(wish: TlsWish, fromEnv: boolean): DockerTlsOptions {
     tls.caPath = wish.caPath;
   }
   if (wish.hostname !== undefined) tls.hostname = wish.hostname;
+  try {
+    // Parsed now, as the first connection would: a garbled file or a key of another certificate.
+    // (A secure context skips a CA file without a certificate in it; X509Certificate does not.)
+    if (tls.ca) new X509Certificate(tls.ca);
+    createSecureContext({
+      ...(tls.ca ? { ca: tls.ca } : {}),
+      ...(tls.cert && tls.key ? { cert: tls.cert, key: tls.key } : {}),
+    });
+  } catch (error) {
+    throw new DockerConfigError(
+      `TLS to the Docker Engine: the PEM files from ${wish.source} are not usable (${(error as Error).message}): ca.pem must hold the engine's CA certificate, cert.pem and key.pem the client certificate and its key`,
+    );
+  }
   return tls;
 }
 
