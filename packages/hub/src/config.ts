@@ -370,7 +370,13 @@ export interface HubConfig {
   /** KubeSpawner's traits when spawner_class is KubeSpawner (namespace '' until the API connection says). */
   kube: KubeTraits | undefined;
   /** DockerSpawner's traits when spawner_class is DockerSpawner; cmd and ip null unless Spawner.cmd / Spawner.ip are set. */
-  docker: (DockerTraits & { cmd: string[] | null; ip: string | null }) | undefined;
+  docker:
+    | (DockerTraits & {
+        cmd: string[] | null;
+        ip: string | null /** DockerSpawner.host_ip was set. */;
+        hostIpSet: boolean;
+      })
+    | undefined;
   /** Hub replicas' leadership (src/leader.ts), in milliseconds. */
   leadership: { intervalMs: number; timeoutMs: number; goneAfterMs: number };
   /** The built-in idle culler (jupyterhub-idle-culler's options, in milliseconds). */
@@ -851,6 +857,8 @@ function dockerConfig(get: <T>(name: string) => T, explicit: Record<string, unkn
   for (const name of dockerTraitNames) docker[name] = get(`DockerSpawner.${name}`);
   docker.cmd = explicit['Spawner.cmd'] === undefined ? null : get('Spawner.cmd');
   docker.ip = explicit['Spawner.ip'] === undefined ? null : get('Spawner.ip');
+  // DockerSpawner's host_ip default follows a tcp:// DOCKER_HOST; the spawner factory applies it.
+  docker.hostIpSet = explicit['DockerSpawner.host_ip'] !== undefined;
   return docker as unknown as HubConfig['docker'];
 }
 

@@ -8,7 +8,9 @@ import type { ProxyApi } from './proxy-api.ts';
 import { ProxyClient } from './proxy-client.ts';
 import type { ProxyClientOptions } from './server.ts';
 import { createDockerSpawner, type DockerSpawnerOptions } from './spawners/docker.ts';
-import { DockerClient, dockerSocketFromEnv } from './spawners/docker-client.ts';
+import { DockerClient } from './spawners/docker-client.ts';
+import { dockerConnection, engineHostIp } from './spawners/docker-connection.ts';
+import { imageForSpawn } from './spawners/docker-options.ts';
 import { KubeClient, loadConnection } from './spawners/kube-client.ts';
 import { applyKubeOverride, type KubeTraits } from './spawners/kube-objects.ts';
 import { createKubeSpawner } from './spawners/kubernetes.ts';
@@ -40,7 +42,7 @@ export function spawnerFactoryFor(
       log,
     );
   }
-  if (config.docker) return dockerSpawnerFactory(config, env);
+  if (config.docker) return dockerSpawnerFactory(config, env, log);
   const { spawner } = config;
   const options: LocalProcessOptions = {
     cmd: spawner.cmd,
@@ -108,19 +110,41 @@ export function kubeSpawnerFactory(
   return factory;
 }
 
-/** DockerSpawner with its traits bound: one Engine client (DOCKER_HOST's socket) for every server. */
+/** DockerSpawner with its traits bound: one Engine client (DOCKER_HOST, with its TLS) for every server. */
 export function dockerSpawnerFactory(
   config: HubConfig,
   env: NodeJS.ProcessEnv = process.env,
+  log?: Logger,
 ): BoundSpawnerFactory {
   const docker = config.docker;
   if (!docker) throw new Error('dockerSpawnerFactory needs DockerSpawner settings');
-  const client = new DockerClient({ socketPath: dockerSocketFromEnv(env) });
+  const connection = dockerConnection(env, docker);
+  const client = new DockerClient(connection);
+  if (connection.tcp && !connection.tcp.tls) {
+    // As the docker CLI allows it; whoever reaches the port controls the engine.
+    log?.warn(
+      { engine: client.address },
+      'the Docker Engine is reached over TCP without TLS: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH',
+    );
+  }
+  if (connection.tcp && !docker.hostIpSet && !engineHostIp(connection)) {
+    log?.warn(
+      { engine: client.address },
+      'DOCKER_HOST names the engine by a host name: servers are published on 127.0.0.1 of its host unless DockerSpawner.host_ip is set',
+    );
+  }
+  if (connection.tcp?.tls && !connection.tcp.tls.verify) {
+    log?.warn(
+      { engine: client.address },
+      "the Docker Engine's TLS certificate is not verified: set DOCKER_TLS_VERIFY=1",
+    );
+  }
   const { spawner } = config;
   const mem = config.traits['Spawner.mem_limit'];
   const cpu = config.traits['Spawner.cpu_limit'];
   const options: DockerSpawnerOptions = {
     ...docker,
+    host_ip: docker.hostIpSet ? docker.host_ip : (engineHostIp(connection) ?? docker.host_ip),
     args: spawner.args,
     environment: spawner.environment,
     startTimeoutMs: spawner.startTimeoutMs,
@@ -131,5 +155,10 @@ export function dockerSpawnerFactory(
   if (spawner.defaultUrl) options.defaultUrl = spawner.defaultUrl;
   if (spawner.notebookDir) options.notebookDir = spawner.notebookDir;
   if (config.traits['Spawner.debug'] === true) options.debug = true;
-  return (context) => createDockerSpawner(context, client, options);
+  const factory: BoundSpawnerFactory = (context) => createDockerSpawner(context, client, options);
+  factory.refusesUserOptions = (userOptions) => {
+    const chosen = imageForSpawn(docker, userOptions);
+    return 'refused' in chosen ? chosen.refused : undefined;
+  };
+  return factory;
 }

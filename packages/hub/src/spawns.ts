@@ -24,6 +24,8 @@ import { quoteAll, urlEscapePath } from './url-names.ts';
  */
 export type BoundSpawnerFactory = ((context: SpawnerContext) => Spawner) & {
   background?: { start(): void; stop(): Promise<void> };
+  /** Why the spawner refuses these user options (an image outside allowed_images): the API's 400. */
+  refusesUserOptions?(userOptions: JsonObject): string | undefined;
 };
 
 export interface SpawnEvent extends ProgressEvent {
@@ -81,6 +83,11 @@ export class SpawnManager {
     this.#factory = factory;
     this.#replica = replica;
     this.events.setMaxListeners(0);
+  }
+
+  /** Why the configured spawner refuses these user options, checked before a spawn is claimed. */
+  refusesUserOptions(userOptions: JsonObject): string | undefined {
+    return this.#factory.refusesUserOptions?.(userOptions);
   }
 
   /** Progress events of a spawn in this process so far (the database has them too). */

@@ -192,6 +192,106 @@ test('servers run stock jupyterhub-singleuser in containers reached through the 
   }
 });
 
+/** The sign-in cookie and the `_xsrf` field of `path`'s form. */
+async function formOf(
+  hub: TestHub,
+  user: string,
+  path: string,
+): Promise<{ cookie: string; xsrf: string; page: string }> {
+  const cookie = await signIn(hub.url, user, 'any');
+  const page = await (await fetch(`${hub.url}${path}`, { headers: { cookie } })).text();
+  const xsrf = /name="_xsrf" value="([^"]+)"/.exec(page)?.[1];
+  assert.ok(xsrf, page);
+  return { cookie, xsrf, page };
+}
+
+test('allowed_images: the spawn form offers its names and the choice runs its image; an image outside it is refused with 400 naming the allowed ones', async () => {
+  // A second name for the same image: the choice shows in the container without a second build.
+  const other = `${run}-other:1`;
+  const tagged = await engine.request(
+    'POST',
+    `/images/${encodeURIComponent(image)}/tag?repo=${run}-other&tag=1`,
+  );
+  assert.equal(tagged.status, 201);
+  const hub = await startHub({ 'DockerSpawner.allowed_images': { Standard: image, 'Other <build>': other } });
+  try {
+    await hub.api('/users/judy', { method: 'POST' });
+    // The API: a name outside the list, or an image behind a name, is refused before anything starts.
+    for (const asked of ['evil/miner:latest', other]) {
+      const refused = await hub.api('/users/judy/server', {
+        method: 'POST',
+        body: JSON.stringify({ image: asked }),
+      });
+      assert.equal(refused.status, 400);
+      assert.equal(
+        ((await refused.json()) as Json).message,
+        `Image ${asked} not in allowed list: Standard, Other <build>`,
+      );
+    }
+    assert.equal((await userModel(hub, 'judy')).servers[''], undefined, 'nothing started');
+    assert.equal(await container(`${run}-judy`), undefined);
+
+    // The pages: Start leads to the form, which offers the names (escaped) in an `image` field.
+    const { cookie, xsrf, page } = await formOf(hub, 'judy', '/hub/spawn/judy');
+    const home = await (await fetch(`${hub.url}/hub/home`, { headers: { cookie } })).text();
+    assert.match(home, /<a class="button" href="\/hub\/spawn\/judy">Start my server<\/a>/);
+    assert.match(page, /<label for="image">Select an image:<\/label>/);
+    assert.match(page, /<select name="image" id="image" required>/);
+    assert.match(page, /<option value="Standard">Standard<\/option>/);
+    assert.match(page, /<option value="Other &lt;build&gt;">Other &lt;build&gt;<\/option>/);
+    const post = (fields: Record<string, string>) =>
+      fetch(`${hub.url}/hub/spawn/judy`, {
+        method: 'POST',
+        headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ _xsrf: xsrf, ...fields }),
+        redirect: 'manual',
+      });
+    const forged = await post({ image: 'evil/miner:latest' });
+    assert.equal(forged.status, 400);
+    assert.match(
+      await forged.text(),
+      /Image evil\/miner:latest not in allowed list: Standard, Other &lt;build&gt;/,
+    );
+    const chosen = await post({ image: 'Other <build>' });
+    assert.equal(chosen.status, 302, await chosen.text());
+    const model = await waitFor(
+      "judy's spawn to finish",
+      async () => {
+        const now = await userModel(hub, 'judy');
+        return now.servers['']?.pending === 'spawn' ? undefined : now;
+      },
+      { timeoutMs: 150_000, intervalMs: 100 },
+    );
+    assert.equal(model.server, '/user/judy/', hub.logs.text.slice(-3000));
+    assert.deepEqual(model.servers[''].user_options, { image: 'Other <build>' });
+    const inspected = (await container(`${run}-judy`))!;
+    assert.equal(inspected.Config.Image, other);
+    assert.ok(inspected.Config.Env.includes(`JUPYTER_IMAGE_SPEC=${other}`));
+    await stop(hub, 'judy');
+  } finally {
+    await hub.close();
+    await engine.request('DELETE', `/images/${encodeURIComponent(other)}`);
+  }
+  // One allowed image: no form (Start starts at once); asking for another is still refused.
+  const one = await startHub({ 'DockerSpawner.allowed_images': [image] });
+  try {
+    await one.api('/users/judy', { method: 'POST' });
+    const { page } = await formOf(one, 'judy', '/hub/home');
+    assert.match(page, /<form method="post" action="\/hub\/spawn\/judy" class="inline">/);
+    const refused = await one.api('/users/judy/server', {
+      method: 'POST',
+      body: JSON.stringify({ image: 'evil/miner:latest' }),
+    });
+    assert.equal(refused.status, 400);
+    assert.equal(
+      ((await refused.json()) as Json).message,
+      `Image evil/miner:latest not in allowed list: ${image}`,
+    );
+  } finally {
+    await one.close();
+  }
+});
+
 test('a restarted hub re-attaches to the running container and stops it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'hub-docker-restart-'));
   // The server asks the hub about tokens at the URL it was given: the new hub listens there too.
@@ -308,6 +408,34 @@ test('a missing image and a taken port are named', async () => {
   } finally {
     await clash.close();
     holder.close();
+  }
+});
+
+test('extra_host_config binds rendered from a raw name that would add a field refuse the start; nothing is created', async () => {
+  const hub = await startHub({
+    ...answerFailures,
+    'DockerSpawner.extra_host_config': {
+      binds: [`/tmp/${run}-{raw_username}:/data`],
+      mounts: [{ type: 'bind', source: `/tmp/${run}-{raw_username}`, target: '/srv' }],
+    },
+  });
+  try {
+    // 'eve:ro' renders /tmp/…-eve:ro:/data: its ':' would make 'ro' the target.
+    const seen = await failure(hub, 'eve:ro');
+    for (const text of [seen.api, seen.progress]) {
+      assert.match(
+        text,
+        /DockerSpawner.extra_host_config rendered for this server: binds: \\?"\/tmp\/sh\d+-eve:ro:\/data\\?" is not source:target\[:mode\]/,
+      );
+    }
+    const listed = (await engine.request('GET', '/containers/json?all=1')).json<Json[]>();
+    assert.deepEqual(
+      listed.filter((c) => c.Labels?.['org.jupyter.hub.user'] === 'eve:ro'),
+      [],
+      'no container was created',
+    );
+  } finally {
+    await hub.close();
   }
 });
 
@@ -440,6 +568,239 @@ test('a pull’s progress is in the spawn’s progress stream; an image that can
     }
   } finally {
     await registry.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A CA, and certificates it signs: the engine's (IP 127.0.0.1, serverAuth) and a client's (clientAuth). */
+function makeCertificates(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  const openssl = (...args: string[]) => {
+    const result = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+    assert.equal(result.status, 0, `openssl ${args.join(' ')}: ${result.stderr}`);
+  };
+  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl(
+    'req',
+    '-x509',
+    ...key,
+    '-keyout',
+    'ca-key.pem',
+    '-out',
+    'ca.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=seahorse test CA',
+  );
+  for (const [name, extensions] of [
+    ['server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n'],
+    ['client', 'extendedKeyUsage=clientAuth\n'],
+  ] as const) {
+    writeFileSync(join(dir, `${name}.ext`), extensions);
+    openssl('req', ...key, '-keyout', `${name}-key.pem`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca-key.pem',
+      '-CAcreateserial',
+      '-out',
+      `${name}-cert.pem`,
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+    );
+  }
+}
+
+/** One request over a unix socket (the TLS engine's own, for the test's setup and checks). */
+function unixRequest(
+  socket: string,
+  method: string,
+  path: string,
+  body?: Buffer,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ socketPath: socket, method, path, headers: { host: 'docker' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('DOCKER_HOST=tcp:// with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH: a server spawned on an engine that demands TLS client certificates; a wrong CA and a missing client certificate are named', async () => {
+  // A second dockerd of its own (the shared one has no TCP listener): dockerd -H tcp://127.0.0.1:PORT --tlsverify.
+  const dir = mkdtempSync(join(tmpdir(), 'hub-docker-tls-'));
+  const certs = join(dir, 'certs');
+  makeCertificates(certs);
+  // What a user's DOCKER_CERT_PATH holds: ca.pem, cert.pem, key.pem.
+  const userCerts = join(dir, 'user');
+  mkdirSync(userCerts);
+  writeFileSync(join(userCerts, 'ca.pem'), readFileSync(join(certs, 'ca.pem')));
+  writeFileSync(join(userCerts, 'cert.pem'), readFileSync(join(certs, 'client-cert.pem')));
+  writeFileSync(join(userCerts, 'key.pem'), readFileSync(join(certs, 'client-key.pem')));
+  const port = await freePort();
+  const socket = join(dir, 'd.sock');
+  const dockerd = new ManagedProcess('dockerd (TLS)', '/usr/sbin/dockerd', [
+    '--bridge=none',
+    '--iptables=false',
+    '--ip6tables=false',
+    '--storage-driver=vfs',
+    `--data-root=${join(dir, 'data')}`,
+    `--exec-root=${join(dir, 'exec')}`,
+    `--pidfile=${join(dir, 'dockerd.pid')}`,
+    `--host=unix://${socket}`,
+    `--host=tcp://127.0.0.1:${port}`,
+    '--tlsverify',
+    `--tlscacert=${join(certs, 'ca.pem')}`,
+    `--tlscert=${join(certs, 'server-cert.pem')}`,
+    `--tlskey=${join(certs, 'server-key.pem')}`,
+    '--shutdown-timeout=2',
+  ]);
+  const saved = { ...process.env };
+  const hubOn = async (env: Record<string, string>, extra: Record<string, unknown> = {}) => {
+    Object.assign(process.env, { DOCKER_HOST: `tcp://127.0.0.1:${port}` }, env);
+    try {
+      return await startTestHub(dockerTraits({ ...answerFailures, ...extra }), {
+        spawnerFactory: 'configured',
+      });
+    } finally {
+      for (const key of ['DOCKER_HOST', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH']) {
+        if (saved[key] === undefined) delete process.env[key];
+        else process.env[key] = saved[key];
+      }
+    }
+  };
+  try {
+    await dockerd.untilReady(
+      waitFor(
+        'the TLS dockerd',
+        async () =>
+          (await unixRequest(socket, 'GET', '/_ping').catch(() => undefined))?.status === 200
+            ? true
+            : undefined,
+        {
+          timeoutMs: 60_000,
+          intervalMs: 100,
+        },
+      ),
+    );
+    // The server image: this node binary and its libraries, nothing else (a few seconds to import).
+    const rootfs = join(dir, 'rootfs');
+    const files = [
+      process.execPath,
+      ...[...spawnSync('ldd', [process.execPath], { encoding: 'utf8' }).stdout.matchAll(/(\/\S+) \(0x/g)].map(
+        (m) => m[1]!,
+      ),
+    ];
+    for (const file of files) {
+      const target = join(rootfs, file === process.execPath ? '/node' : file);
+      mkdirSync(join(target, '..'), { recursive: true });
+      writeFileSync(target, readFileSync(file), { mode: 0o755 });
+    }
+    mkdirSync(join(rootfs, 'tmp'));
+    const tar = spawnSync('tar', ['-C', rootfs, '-cf', '-', '.'], { maxBuffer: 512 * 1024 * 1024 }).stdout;
+    const imported = await unixRequest(
+      socket,
+      'POST',
+      `/v1.41/images/create?fromSrc=-&repo=${run}-node&tag=1`,
+      tar,
+    );
+    assert.equal(imported.status, 200, imported.text);
+    const serverCmd = [
+      '/node',
+      '-e',
+      "require('http').createServer((q, s) => s.end('served from the TLS engine')).listen(new URL(process.env.JUPYTERHUB_SERVICE_URL).port, '127.0.0.1')",
+    ];
+    const traits = {
+      'DockerSpawner.image': `${run}-node:1`,
+      'DockerSpawner.volumes': {},
+      'Spawner.cmd': serverCmd,
+    };
+
+    const hub = await hubOn({ DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: userCerts }, traits);
+    try {
+      await hub.api('/users/kim', { method: 'POST' });
+      const model = await spawn(hub, 'kim');
+      assert.equal(model.server, '/user/kim/', hub.logs.text.slice(-3000));
+      const id = model.servers[''].state.object_id as string;
+      const inspected = await unixRequest(socket, 'GET', `/v1.41/containers/${id}/json`);
+      assert.equal(inspected.status, 200, 'the container is on the TLS engine');
+      assert.equal((JSON.parse(inspected.text) as Json).State.Running, true);
+      assert.equal(await container(id), undefined, 'not on the shared engine');
+      const kimToken = await token(hub, 'kim');
+      const served = await fetch(`${hub.proxyUrl}/user/kim/`, {
+        headers: { authorization: `token ${kimToken}` },
+      });
+      assert.equal(await served.text(), 'served from the TLS engine');
+      await stop(hub, 'kim');
+      assert.equal((await unixRequest(socket, 'GET', `/v1.41/containers/${id}/json`)).status, 404, 'removed');
+    } finally {
+      await hub.close();
+    }
+
+    // A CA that did not sign the engine's certificate: refused by the hub, naming DOCKER_CERT_PATH.
+    const wrong = join(dir, 'wrong');
+    makeCertificates(wrong);
+    const wrongCa = join(dir, 'wrong-ca');
+    mkdirSync(wrongCa);
+    writeFileSync(join(wrongCa, 'ca.pem'), readFileSync(join(wrong, 'ca.pem')));
+    writeFileSync(join(wrongCa, 'cert.pem'), readFileSync(join(certs, 'client-cert.pem')));
+    writeFileSync(join(wrongCa, 'key.pem'), readFileSync(join(certs, 'client-key.pem')));
+    const distrusting = await hubOn({ DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: wrongCa }, traits);
+    try {
+      const seen = await failure(distrusting, 'lee');
+      for (const text of [seen.api, seen.progress, seen.page]) {
+        assert.match(
+          text,
+          new RegExp(
+            `Docker Engine at tcp://127\\.0\\.0\\.1:${port} refused over TLS: the engine(?:'|&#39;)s certificate is not signed by the CA in DOCKER_CERT_PATH \\(${wrongCa}\\): ${wrongCa}/ca\\.pem \\((UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN)\\)`,
+          ),
+        );
+      }
+    } finally {
+      await distrusting.close();
+    }
+    // The engine's CA but no client certificate: the engine refuses, and the message says so.
+    const caOnly = join(dir, 'ca-only');
+    mkdirSync(caOnly);
+    writeFileSync(join(caOnly, 'ca.pem'), readFileSync(join(certs, 'ca.pem')));
+    const anonymous = await hubOn({ DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: caOnly }, traits);
+    try {
+      const seen = await failure(anonymous, 'max');
+      assert.match(
+        seen.api,
+        /refused over TLS: the engine .*without a client certificate.*DOCKER_CERT_PATH \(.*\) has no cert\.pem and key\.pem/,
+      );
+    } finally {
+      await anonymous.close();
+    }
+    // Plain HTTP to the TLS port (DOCKER_HOST alone, as the docker CLI would send it): the engine's own words.
+    const plain = await hubOn({}, traits);
+    try {
+      const seen = await failure(plain, 'ned');
+      assert.match(seen.api, /Client sent an HTTP request to an HTTPS server/);
+    } finally {
+      await plain.close();
+    }
+  } finally {
+    await dockerd.stop('SIGTERM', 20_000);
+    // dockerd leaves its network namespace mounted in the exec root (exec/netns/default).
+    const mounts = readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .map((line) => line.split(' ')[1] ?? '')
+      .filter((path) => path.startsWith(`${dir}/`))
+      .sort((a, b) => b.length - a.length);
+    for (const path of mounts) spawnSync('umount', [path]);
     rmSync(dir, { recursive: true, force: true });
   }
 });

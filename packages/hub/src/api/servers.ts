@@ -5,6 +5,7 @@ import type { UserRow } from '../db/rows.ts';
 import * as spawnerDb from '../db/spawners.ts';
 import { groupsOfUser } from '../db/users.ts';
 import { HttpError, SpawnError } from '../errors.ts';
+import type { JsonObject } from '../spawners/spawner.ts';
 import { logName, type SpawnEvent } from '../spawns.ts';
 import { type ApiContext, isObject, needsScope } from './context.ts';
 import { readJson, sendEmpty } from './http.ts';
@@ -38,6 +39,9 @@ export async function startServer(context: ApiContext): Promise<void> {
   }
   const body = await readJson(context.req);
   if (body !== undefined && !isObject(body)) throw new HttpError(400, 'user options must be a JSON dict');
+  // DockerSpawner's check_allowed answers 400 (an image outside allowed_images) before anything starts.
+  const refused = hub.spawns.refusesUserOptions((body ?? {}) as JsonObject);
+  if (refused) throw new HttpError(400, refused);
   let row = await spawnerDb.findSpawner(db, user.id, server);
   if (row && hub.spawns.isStuck(row)) row = await hub.spawns.recover(user, row);
   if (server && !row && config.namedServerLimitPerUser > 0) {

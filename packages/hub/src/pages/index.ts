@@ -17,6 +17,7 @@ import * as userDb from '../db/users.ts';
 import { HttpError } from '../errors.ts';
 import type { Hub } from '../hub.ts';
 import type { Identity } from '../identity.ts';
+import { imageChoices } from '../spawners/docker-options.ts';
 import { serverPrefix } from '../spawns.ts';
 import { urlEscapePath } from '../url-names.ts';
 import { callApi } from './api-call.ts';
@@ -411,7 +412,7 @@ async function home(page: Page, root: boolean): Promise<void> {
   const main = all[''];
   const named = Object.values(all).filter((s) => s.name !== '');
   const { allowNamedServers, namedServerLimitPerUser: limit } = hub.config;
-  const profiles = hub.config.spawner.profileList.length > 0;
+  const profiles = hasSpawnForm(hub);
   const body = html`
 <section aria-labelledby="default-server"><h2 id="default-server">Your server</h2>
 ${serverActions(page, me, '', main, profiles, `${base}hub/home`)}
@@ -499,10 +500,21 @@ function serverActions(
 
 // --- spawn ---
 
+/** DockerSpawner's options_form: a choice of allowed_images' names when there are two or more. */
+function imageOptions(hub: Hub): string[] {
+  return hub.config.docker ? imageChoices(hub.config.docker) : [];
+}
+
+/** Whether starting a server goes through the spawn form (JupyterHub: the spawner has an options_form). */
+function hasSpawnForm(hub: Hub): boolean {
+  return hub.config.spawner.profileList.length > 0 || imageOptions(hub).length > 0;
+}
+
 async function spawnGet(page: Page, user: string, server: string): Promise<void> {
   const { hub, base } = page;
   const profiles = hub.config.spawner.profileList;
-  if (profiles.length === 0) return spawnWithoutForm(page, user, server);
+  const images = imageOptions(hub);
+  if (profiles.length === 0 && images.length === 0) return spawnWithoutForm(page, user, server);
   const path = `${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
   const target = server ? `${user}/${server}` : user;
   const next = page.url.searchParams.get('next');
@@ -517,6 +529,14 @@ ${profiles.map((p, i) => {
 })}
 </fieldset>`
     : html`<p>Start ${server ? html`the server <strong>${server}</strong>` : 'your server'}?</p>`
+}
+${
+  images.length
+    ? html`<label for="image">Select an image:</label>
+<select name="image" id="image" required>
+${images.map((name) => html`<option value="${name}"${name === hub.config.docker?.image ? html` selected` : ''}>${name}</option>`)}
+</select>`
+    : ''
 }
 <div class="actions"><button type="submit">Start</button> <a href="${base}hub/home">Cancel</a></div></form>`;
   show(
@@ -578,6 +598,9 @@ async function spawnPost(
       throw new HttpError(400, `Unknown profile: ${chosen}. Go back and choose one of the listed options.`);
     body = { profile: profile.slug };
   }
+  // DockerSpawner's options_from_form: the form's image, which the API checks against allowed_images.
+  const image = form.get('image');
+  if (image !== null) body = { ...body, image };
   const answer = await callApi(hub, page.identity!, servers.startServer, [user, server], { body });
   const prefix = serverPrefix(base, user, server);
   const pendingUrl = `${base}hub/spawn-pending/${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
@@ -889,7 +912,7 @@ async function notRunning(page: Page, target: string, status = 503): Promise<voi
     back.searchParams.set('redirects', String(redirects + 1));
     return go(page, back.pathname + back.search);
   }
-  const profiles = hub.config.spawner.profileList.length > 0;
+  const profiles = hasSpawnForm(hub);
   const start = mayStart
     ? profiles
       ? html`<a class="button" href="${base}hub/spawn/${path}?next=${encodeURIComponent(safeNext(base, target))}">Launch server</a>`

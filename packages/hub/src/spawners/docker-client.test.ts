@@ -1,13 +1,16 @@
 // The Engine client against hostile or broken engines: a real HTTP server on a unix socket that
 // answers garbage, too much, nothing at all, or closes mid-answer; plus the pure parts.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { DockerClient, demultiplex, dockerSocketFromEnv, splitImage } from './docker-client.ts';
+import { DockerClient, demultiplex, splitImage } from './docker-client.ts';
+import { dockerConnection, engineHostIp } from './docker-connection.ts';
 import { DockerApiError, DockerConfigError, DockerEngineUnavailableError } from './docker-errors.ts';
+import { checkDockerTrait } from './docker-options.ts';
 
 async function fakeEngine(handler: (req: IncomingMessage, res: ServerResponse) => void) {
   const dir = mkdtempSync(join(tmpdir(), 'seahorse-engine-'));
@@ -116,11 +119,163 @@ test('a pull’s progress lines are passed on one by one; an error line in the 2
   }
 });
 
-test('DOCKER_HOST: unix sockets only, the CLI’s default when unset', () => {
-  assert.equal(dockerSocketFromEnv({}), '/var/run/docker.sock');
-  assert.equal(dockerSocketFromEnv({ DOCKER_HOST: 'unix:///run/d.sock' }), '/run/d.sock');
-  assert.throws(() => dockerSocketFromEnv({ DOCKER_HOST: 'tcp://10.0.0.1:2375' }), DockerConfigError);
-  assert.throws(() => dockerSocketFromEnv({ DOCKER_HOST: 'unix://relative.sock' }), DockerConfigError);
+test('DOCKER_HOST as the docker CLI reads it: unix sockets, tcp:// plain or with TLS from DOCKER_TLS_VERIFY and DOCKER_CERT_PATH', () => {
+  assert.deepEqual(dockerConnection({}), { socketPath: '/var/run/docker.sock' });
+  assert.deepEqual(dockerConnection({ DOCKER_HOST: 'unix:///run/d.sock' }), { socketPath: '/run/d.sock' });
+  assert.throws(() => dockerConnection({ DOCKER_HOST: 'unix://relative.sock' }), /absolute path/);
+  assert.throws(
+    () => dockerConnection({ DOCKER_HOST: 'ssh://me@host' }),
+    /ssh:\/\/ and npipe:\/\/ are not supported/,
+  );
+  assert.throws(() => dockerConnection({ DOCKER_HOST: 'tcp://h:2376/path?x' }), /nothing after the port/);
+  assert.throws(() => dockerConnection({ DOCKER_HOST: 'not a url' }), DockerConfigError);
+  // Plain TCP: neither DOCKER_TLS_VERIFY nor DOCKER_CERT_PATH (an empty value is unset), port 2375 by default.
+  assert.deepEqual(dockerConnection({ DOCKER_HOST: 'tcp://10.0.0.1:2375' }), {
+    tcp: { host: '10.0.0.1', port: 2375 },
+  });
+  assert.deepEqual(
+    dockerConnection({ DOCKER_HOST: 'tcp://engine', DOCKER_TLS_VERIFY: '', DOCKER_CERT_PATH: '' }),
+    {
+      tcp: { host: 'engine', port: 2375 },
+    },
+  );
+  assert.deepEqual(dockerConnection({ DOCKER_HOST: 'tcp://[::1]:2375' }), {
+    tcp: { host: '::1', port: 2375 },
+  });
+  // DockerSpawner's host_ip default: the engine's host, where it publishes the servers' ports.
+  assert.equal(engineHostIp(dockerConnection({ DOCKER_HOST: 'tcp://10.0.0.5:2375' })), '10.0.0.5');
+  assert.equal(engineHostIp(dockerConnection({ DOCKER_HOST: 'tcp://engine.internal:2375' })), undefined);
+  assert.equal(engineHostIp(dockerConnection({ DOCKER_HOST: 'unix:///run/d.sock' })), undefined);
+
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-certs-'));
+  try {
+    // A self-signed certificate serves as CA and client certificate: here only its reading is tested.
+    const made = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        'key.pem',
+        '-out',
+        'cert.pem',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=test',
+      ],
+      { cwd: dir, encoding: 'utf8' },
+    );
+    assert.equal(made.status, 0, made.stderr);
+    writeFileSync(join(dir, 'ca.pem'), readFileSync(join(dir, 'cert.pem')));
+    const pem = (name: string) => readFileSync(join(dir, name));
+    // DOCKER_TLS_VERIFY (any value, "0" too, as docker-py and the CLI): TLS, the engine checked against ca.pem; port 2376.
+    for (const verify of ['1', '0', 'yes']) {
+      const verified = dockerConnection({
+        DOCKER_HOST: 'tcp://engine',
+        DOCKER_TLS_VERIFY: verify,
+        DOCKER_CERT_PATH: dir,
+      });
+      assert.equal(verified.tcp?.port, 2376);
+      assert.equal(verified.tcp?.tls?.verify, true);
+      assert.deepEqual(verified.tcp?.tls?.ca, pem('ca.pem'));
+      assert.deepEqual(verified.tcp?.tls?.cert, pem('cert.pem'));
+      assert.deepEqual(verified.tcp?.tls?.key, pem('key.pem'));
+      assert.equal(verified.tcp?.tls?.source, `DOCKER_CERT_PATH (${dir})`);
+    }
+    // DOCKER_CERT_PATH alone: TLS with the client certificate, the engine not checked (docker-py's verify=False).
+    const encrypted = dockerConnection({ DOCKER_HOST: 'tcp://engine:1234', DOCKER_CERT_PATH: dir });
+    assert.equal(encrypted.tcp?.port, 1234);
+    assert.equal(encrypted.tcp?.tls?.verify, false);
+    assert.equal(encrypted.tcp?.tls?.ca, undefined);
+    assert.deepEqual(encrypted.tcp?.tls?.cert, pem('cert.pem'));
+    // tls_config first, the environment over it, client_kwargs over both (DockerSpawner's order).
+    const fromConfig = dockerConnection(
+      { DOCKER_HOST: 'tcp://engine:2376' },
+      {
+        tls_config: {
+          ca_cert: join(dir, 'ca.pem'),
+          client_cert: [join(dir, 'cert.pem'), join(dir, 'key.pem')],
+          verify: true,
+          assert_hostname: 'docker.internal',
+        },
+        client_kwargs: {},
+      },
+    );
+    assert.equal(fromConfig.tcp?.tls?.verify, true);
+    assert.equal(fromConfig.tcp?.tls?.hostname, 'docker.internal');
+    assert.equal(fromConfig.tcp?.tls?.source, 'DockerSpawner.tls_config');
+    const kwargs = dockerConnection(
+      { DOCKER_HOST: 'unix:///run/d.sock', DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: dir },
+      { tls_config: {}, client_kwargs: { base_url: 'tcp://other:2376', timeout: 5 } },
+    );
+    assert.equal(kwargs.tcp?.host, 'other');
+    assert.equal(kwargs.tcp?.tls?.verify, true);
+    assert.equal(kwargs.requestTimeoutMs, 5000);
+    assert.deepEqual(
+      dockerConnection(
+        { DOCKER_HOST: 'tcp://e:2376', DOCKER_CERT_PATH: dir },
+        { tls_config: {}, client_kwargs: { tls: false } },
+      ),
+      { tcp: { host: 'e', port: 2376 } },
+    );
+    // A missing CA while verifying stops the hub, naming the file and DOCKER_CERT_PATH.
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+    assert.throws(
+      () =>
+        dockerConnection({ DOCKER_HOST: 'tcp://engine', DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: empty }),
+      new RegExp(
+        `cannot read the CA certificate ${empty}/ca.pem from DOCKER_CERT_PATH \\(${empty}\\) \\(ENOENT\\)`,
+      ),
+    );
+    writeFileSync(join(empty, 'cert.pem'), pem('cert.pem'));
+    assert.throws(
+      () => dockerConnection({ DOCKER_HOST: 'tcp://engine', DOCKER_CERT_PATH: empty }),
+      /has cert.pem but no key.pem/,
+    );
+    // Files that are not what their names say stop the hub at start, not at the first spawn.
+    writeFileSync(join(empty, 'key.pem'), 'not a key');
+    assert.throws(
+      () => dockerConnection({ DOCKER_HOST: 'tcp://engine', DOCKER_CERT_PATH: empty }),
+      new RegExp(`the PEM files from DOCKER_CERT_PATH \\(${empty}\\) are not usable`),
+    );
+    writeFileSync(join(empty, 'key.pem'), pem('key.pem'));
+    writeFileSync(join(empty, 'ca.pem'), 'garbage');
+    assert.throws(
+      () =>
+        dockerConnection({ DOCKER_HOST: 'tcp://engine', DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: empty }),
+      /are not usable/,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('malformed tls_config and client_kwargs stop the hub at start; unsupported keywords are named', () => {
+  assert.throws(() => checkDockerTrait('tls_config', { client_cert: 'cert.pem' }), /\[cert.pem, key.pem\]/);
+  assert.throws(
+    () => checkDockerTrait('tls_config', { ssl_version: 2 }),
+    /"ssl_version" is not supported; the Docker spawner maps client_cert, ca_cert, verify, assert_hostname/,
+  );
+  assert.throws(
+    () => checkDockerTrait('client_kwargs', { use_ssh_client: true }),
+    /"use_ssh_client" is not supported/,
+  );
+  assert.throws(() => checkDockerTrait('client_kwargs', { version: '1.24' }), /'auto' or '1.41'/);
+  assert.throws(
+    () => checkDockerTrait('client_kwargs', { base_url: 'ftp://x' }),
+    /unix:\/\/\/path or tcp:\/\/host:port/,
+  );
+  assert.deepEqual(checkDockerTrait('client_kwargs', { timeout: 60, version: 'auto' }), {
+    timeout: 60,
+    version: 'auto',
+  });
 });
 
 test('image references split as docker-py splits them', () => {

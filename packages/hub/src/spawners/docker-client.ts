@@ -1,32 +1,108 @@
-// A Docker Engine API client over the engine's unix socket with node:http: only the calls the
-// spawner makes, each with a deadline, a bounded response body, and the engine's failures turned
-// into the errors of docker-errors.ts. API version 1.41 (Engine 20.10), which newer engines serve.
-import { request } from 'node:http';
-import { DockerApiError, DockerConfigError, DockerEngineUnavailableError } from './docker-errors.ts';
+// A Docker Engine API client over the engine's unix socket (node:http) or TCP, with TLS as the
+// docker CLI uses it (node:https, a client certificate, the engine checked against a CA): only
+// the calls the spawner makes, each with a deadline, a bounded response body, and the engine's
+// failures turned into the errors of docker-errors.ts. API version 1.41 (Engine 20.10), which
+// newer engines serve.
+import { type ClientRequest, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { DockerApiError, DockerEngineUnavailableError, DockerTlsError } from './docker-errors.ts';
 
 export const dockerApiVersion = 'v1.41';
 
 /** Engine bodies larger than this are refused: the answers the spawner reads are a few KiB. */
 const maxBodyBytes = 8 * 1024 * 1024;
 
+/** TLS to an engine on TCP (dockerd --tlsverify): what the docker CLI reads from DOCKER_CERT_PATH. */
+export interface DockerTlsOptions {
+  /** PEM of the CA the engine's certificate must chain to; absent: the system's CAs. */
+  ca?: Buffer;
+  /** The CA's file, for messages. */
+  caPath?: string;
+  /** The client certificate and key (PEM) the engine asks for with --tlsverify. */
+  cert?: Buffer;
+  key?: Buffer;
+  /** Whether the engine's certificate is checked (DOCKER_TLS_VERIFY); false encrypts only. */
+  verify: boolean;
+  /** tls_config's assert_hostname: the name the certificate must carry instead of the host, or false. */
+  hostname?: string | false;
+  /** Where the settings came from ("DOCKER_CERT_PATH (/etc/docker/certs)"), for messages. */
+  source: string;
+}
+
 export interface DockerClientOptions {
-  /** Path of the engine's unix socket. */
-  socketPath: string;
+  /** Path of the engine's unix socket (/var/run/docker.sock unless `tcp` is set). */
+  socketPath?: string;
+  /** The engine on TCP (DOCKER_HOST=tcp://host:port), with TLS when set. */
+  tcp?: { host: string; port: number; tls?: DockerTlsOptions };
   /** Deadline of one request (not of a pull, which streams for as long as it progresses). */
   requestTimeoutMs?: number;
 }
 
-/** DOCKER_HOST (unix:///path) → the socket path; /var/run/docker.sock when unset, as the docker CLI. */
-export function dockerSocketFromEnv(env: NodeJS.ProcessEnv): string {
-  const host = env.DOCKER_HOST?.trim();
-  if (!host) return '/var/run/docker.sock';
-  if (host.startsWith('unix://')) {
-    const path = host.slice('unix://'.length);
-    if (path.startsWith('/')) return path;
+/** Node's codes for an engine certificate that does not chain to the CA it was checked against. */
+const untrustedCodes = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+]);
+
+/** The engine's TLS alerts when it refuses our certificate, or we sent none (dockerd --tlsverify). */
+const refusedClientCert =
+  /^ERR_SSL_.*ALERT_(BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_REQUIRED|CERTIFICATE_UNKNOWN|HANDSHAKE_FAILURE|ACCESS_DENIED|DECRYPT_ERROR)/;
+
+/** A failed TLS connection in words: whose certificate was refused, and which setting to fix. */
+function tlsFailure(
+  address: string,
+  tls: DockerTlsOptions,
+  error: NodeJS.ErrnoException,
+): DockerTlsError | undefined {
+  const code = error.code ?? '';
+  const ca = tls.caPath ? `the CA in ${tls.source}: ${tls.caPath}` : "the system's CAs";
+  if (untrustedCodes.has(code)) {
+    return new DockerTlsError(
+      address,
+      `the engine's certificate is not signed by ${ca} (${code}); point DOCKER_CERT_PATH at the ca.pem that signed dockerd's --tlscert`,
+    );
   }
-  throw new DockerConfigError(
-    `DOCKER_HOST=${JSON.stringify(host)}: the Docker spawner talks to the engine over its unix socket; set DOCKER_HOST=unix:///path/to/docker.sock`,
-  );
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
+    return new DockerTlsError(
+      address,
+      `the engine's certificate is not valid now (${code}); renew dockerd's --tlscert`,
+    );
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return new DockerTlsError(
+      address,
+      `the engine's certificate does not name the host it was reached at (${code}: ${error.message.slice(0, 300)}); connect by a name it carries, or reissue it`,
+    );
+  }
+  if (refusedClientCert.test(code)) {
+    const cert = tls.cert
+      ? `the client certificate (cert.pem) from ${tls.source}`
+      : `the connection without a client certificate (${tls.source} has no cert.pem and key.pem)`;
+    return new DockerTlsError(
+      address,
+      `the engine refused ${cert} (${code}); use a cert.pem and key.pem signed by the CA of dockerd's --tlscacert`,
+    );
+  }
+  if (code === 'ECONNRESET' && !tls.cert) {
+    // The alert may be lost when the engine closes first; no certificate is the likely reason.
+    return new DockerTlsError(
+      address,
+      `the engine closed the connection (ECONNRESET), as dockerd --tlsverify does to one without a client certificate: ${tls.source} has no cert.pem and key.pem`,
+    );
+  }
+  if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || code === 'EPROTO') {
+    return new DockerTlsError(
+      address,
+      `the TLS handshake failed (${code}: ${error.message.slice(0, 300)}); does the engine at this address serve TLS (dockerd --tlsverify) for ${tls.source}?`,
+    );
+  }
+  return undefined;
 }
 
 export interface EngineAnswer {
@@ -92,12 +168,54 @@ function jsonObject(answer: EngineAnswer, what: string): Record<string, unknown>
 const engineId = /^[0-9a-f]{12,64}$/;
 
 export class DockerClient {
-  readonly socketPath: string;
+  /** Where the engine is, as DOCKER_HOST names it: unix:///path or tcp://host:port. */
+  readonly address: string;
   readonly #timeoutMs: number;
+  readonly #socketPath: string | undefined;
+  readonly #tcp: DockerClientOptions['tcp'];
+  /** Keeps TLS connections (and so their handshakes) for the many short requests of a start. */
+  readonly #agent: HttpsAgent | undefined;
 
   constructor(options: DockerClientOptions) {
-    this.socketPath = options.socketPath;
     this.#timeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.#tcp = options.tcp;
+    if (options.tcp) {
+      const { host, port, tls } = options.tcp;
+      this.address = `tcp://${host.includes(':') ? `[${host}]` : host}:${port}`;
+      if (tls) {
+        const asserted = tls.hostname;
+        this.#agent = new HttpsAgent({
+          keepAlive: true,
+          ...(tls.ca ? { ca: tls.ca } : {}),
+          ...(tls.cert && tls.key ? { cert: tls.cert, key: tls.key } : {}),
+          rejectUnauthorized: tls.verify,
+          ...(asserted === false
+            ? { checkServerIdentity: () => undefined }
+            : typeof asserted === 'string'
+              ? {
+                  checkServerIdentity: (_host: string, cert: PeerCertificate) =>
+                    checkServerIdentity(asserted, cert),
+                }
+              : {}),
+        });
+      }
+    } else {
+      this.#socketPath = options.socketPath ?? '/var/run/docker.sock';
+      this.address = `unix://${this.#socketPath}`;
+    }
+  }
+
+  #send(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    onResponse: (res: IncomingMessage) => void,
+  ): ClientRequest {
+    const target = { method, path: `/${dockerApiVersion}${path}`, headers };
+    const tcp = this.#tcp;
+    if (!tcp) return httpRequest({ ...target, socketPath: this.#socketPath }, onResponse);
+    if (!tcp.tls) return httpRequest({ ...target, host: tcp.host, port: tcp.port }, onResponse);
+    return httpsRequest({ ...target, host: tcp.host, port: tcp.port, agent: this.#agent }, onResponse);
   }
 
   /**
@@ -117,54 +235,62 @@ export class DockerClient {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const deadline = timeoutMs ?? this.#timeoutMs;
     return new Promise((resolve, reject) => {
-      const headers: Record<string, string> = { host: 'docker' };
+      const headers: Record<string, string> = this.#tcp ? {} : { host: 'docker' };
       if (payload) {
         headers['content-type'] = 'application/json';
         headers['content-length'] = String(payload.length);
       }
-      const req = request(
-        { socketPath: this.socketPath, method, path: `/${dockerApiVersion}${path}`, headers },
-        (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          let partial = '';
-          res.on('data', (chunk: Buffer) => {
-            // A streamed answer (a pull) is read line by line and not kept; the rest is bounded.
-            if (onLine && res.statusCode === 200) {
-              timer.refresh();
-              const text = partial + chunk.toString('utf8');
-              const lines = text.split('\n');
-              partial = lines.pop() ?? '';
-              if (partial.length > 65_536) partial = '';
-              for (const line of lines) if (line.trim()) onLine(line);
-              return;
-            }
-            size += chunk.length;
-            if (size > maxBodyBytes) {
-              req.destroy(new DockerApiError(res.statusCode ?? 0, `${method} ${path}`, 'answer too large'));
-              return;
-            }
-            chunks.push(chunk);
-          });
-          res.on('error', (error) => fail(error));
-          res.on('end', () => {
-            clearTimeout(timer);
-            if (onLine && partial.trim()) onLine(partial);
-            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) });
-          });
-        },
-      );
+      const req = this.#send(method, path, headers, (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        let partial = '';
+        res.on('data', (chunk: Buffer) => {
+          // A streamed answer (a pull) is read line by line and not kept; the rest is bounded.
+          if (onLine && res.statusCode === 200) {
+            timer.refresh();
+            const text = partial + chunk.toString('utf8');
+            const lines = text.split('\n');
+            partial = lines.pop() ?? '';
+            if (partial.length > 65_536) partial = '';
+            for (const line of lines) if (line.trim()) onLine(line);
+            return;
+          }
+          size += chunk.length;
+          if (size > maxBodyBytes) {
+            req.destroy(new DockerApiError(res.statusCode ?? 0, `${method} ${path}`, 'answer too large'));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('error', (error) => fail(error));
+        res.on('end', () => {
+          clearTimeout(timer);
+          if (onLine && partial.trim()) onLine(partial);
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) });
+        });
+      });
       const fail = (error: Error) => {
         clearTimeout(timer);
-        if (error instanceof DockerApiError || error instanceof DockerEngineUnavailableError) reject(error);
+        if (
+          error instanceof DockerApiError ||
+          error instanceof DockerEngineUnavailableError ||
+          error instanceof DockerTlsError
+        )
+          reject(error);
         else {
+          const tls = this.#tcp?.tls;
+          const refused = tls ? tlsFailure(this.address, tls, error as NodeJS.ErrnoException) : undefined;
+          if (refused) {
+            refused.cause = error;
+            reject(refused);
+            return;
+          }
           const code = (error as NodeJS.ErrnoException).code;
-          reject(new DockerEngineUnavailableError(this.socketPath, code ?? error.message, { cause: error }));
+          reject(new DockerEngineUnavailableError(this.address, code ?? error.message, { cause: error }));
         }
       };
       const timer = setTimeout(
-        () =>
-          req.destroy(new DockerEngineUnavailableError(this.socketPath, `no answer within ${deadline} ms`)),
+        () => req.destroy(new DockerEngineUnavailableError(this.address, `no answer within ${deadline} ms`)),
         deadline,
       );
       req.on('error', fail);

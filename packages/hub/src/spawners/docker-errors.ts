@@ -3,16 +3,30 @@
 // because the message is what the API's `failure` field and the spawn page show.
 import { SeahorseError } from '@seahorse/runtime';
 
-/** The engine's socket does not answer (not running, wrong DOCKER_HOST, no permission). */
+/** The engine does not answer (not running, wrong DOCKER_HOST, no permission). */
 export class DockerEngineUnavailableError extends SeahorseError {
-  readonly socket: string;
-  constructor(socket: string, reason: string, options?: ErrorOptions) {
+  /** unix:///path or tcp://host:port. */
+  readonly address: string;
+  constructor(address: string, reason: string, options?: ErrorOptions) {
     super(
       'HUB_DOCKER_ENGINE_DOWN',
-      `Docker Engine unavailable at unix://${socket} (${reason}): start dockerd, or point DOCKER_HOST at its socket`,
+      `Docker Engine unavailable at ${address} (${reason}): ${
+        address.startsWith('unix://')
+          ? 'start dockerd, or point DOCKER_HOST at its socket'
+          : 'start dockerd listening there (-H tcp://…), or fix DOCKER_HOST'
+      }`,
       options,
     );
-    this.socket = socket;
+    this.address = address;
+  }
+}
+
+/** The TLS connection to an engine on TCP failed: a certificate refused, by us or by the engine. */
+export class DockerTlsError extends SeahorseError {
+  readonly address: string;
+  constructor(address: string, reason: string) {
+    super('HUB_DOCKER_TLS', `Docker Engine at ${address} refused over TLS: ${reason}`);
+    this.address = address;
   }
 }
 

@@ -4,10 +4,14 @@ import { buildConfig, flattenConfig } from '../config.ts';
 import { containerName, volumeBinds } from './docker.ts';
 import {
   checkDockerTrait,
+  checkHostPaths,
   createBodyFromKwargs,
   hostConfigFromKwargs,
+  imageChoices,
+  imageForSpawn,
   shellSplit,
 } from './docker-options.ts';
+import type { JsonObject } from './spawner.ts';
 import { templateNamespace } from './templating.ts';
 
 function config(values: Record<string, unknown>) {
@@ -32,6 +36,12 @@ test('DockerSpawner is a spawner_class; its traits and the Spawner traits it inh
   assert.equal(built.docker?.pull_policy, 'never');
   assert.deepEqual(built.docker?.cmd, ['start-singleuser.sh']);
   assert.equal(built.docker?.ip, null);
+  assert.equal(built.docker?.hostIpSet, false, 'host_ip may follow a tcp:// DOCKER_HOST');
+  assert.equal(
+    config({ 'JupyterHub.spawner_class': 'DockerSpawner', 'DockerSpawner.host_ip': '127.0.0.1' }).docker
+      ?.hostIpSet,
+    true,
+  );
   assert.equal(built.traits['Spawner.mem_limit'], 2 * 1024 ** 3);
   assert.equal(config({ 'JupyterHub.spawner_class': 'DockerSpawner' }).docker?.cmd, null, "the image's CMD");
   assert.equal(config({}).docker, undefined);
@@ -159,4 +169,131 @@ test('container and volume names: DockerSpawner’s defaults, escaped users cann
     () => volumeBinds({ volumes: {}, read_only_volumes: { '/srv/{unescaped_username}': '/ro' } }, climber),
     /not a volume name or absolute host path/,
   );
+});
+
+test('allowed_images as DockerSpawner 13 checks it: a list or a name → image mapping, or *; user_options.image only from it', () => {
+  const listed = config({
+    'JupyterHub.spawner_class': 'DockerSpawner',
+    'DockerSpawner.allowed_images': ['img/a:1', 'img/b:2'],
+  }).docker!;
+  // A list is a mapping of each image to itself (DockerSpawner's _validate_allowed_images).
+  assert.deepEqual(listed.allowed_images, { 'img/a:1': 'img/a:1', 'img/b:2': 'img/b:2' });
+  assert.deepEqual(imageForSpawn(listed, { image: 'img/b:2' }), { image: 'img/b:2' });
+  assert.deepEqual(imageForSpawn(listed, {}), { image: listed.image }, 'no choice: DockerSpawner.image');
+  assert.deepEqual(imageForSpawn(listed, { image: '' }), { image: listed.image }, "Python's falsy choice");
+  assert.deepEqual(imageForSpawn(listed, { image: 'evil/miner' }), {
+    refused: 'Image evil/miner not in allowed list: img/a:1, img/b:2',
+  });
+  assert.deepEqual(imageChoices(listed), ['img/a:1', 'img/b:2']);
+
+  const named = { image: 'base:1', allowed_images: { 'Data science': 'ds:3', Minimal: 'base:1' } };
+  assert.deepEqual(imageForSpawn(named, { image: 'Data science' }), { image: 'ds:3' });
+  // A mapping is chosen by its names, never by the image behind a name.
+  assert.deepEqual(imageForSpawn(named, { image: 'ds:3' }), {
+    refused: 'Image ds:3 not in allowed list: Data science, Minimal',
+  });
+  for (const hostile of ['__proto__', 'constructor', 'toString']) {
+    assert.ok('refused' in imageForSpawn(named, { image: hostile }), hostile);
+  }
+  assert.match(
+    (imageForSpawn(named, { image: { $ne: 1 } }) as { refused: string }).refused,
+    /user_options.image must be a string/,
+  );
+  assert.equal(
+    (imageForSpawn(named, { image: 'x'.repeat(5000) }) as { refused: string }).refused.length < 300,
+    true,
+  );
+
+  // Empty (the default): `image` only, and a choice is refused (DockerSpawner 13).
+  const none = { image: 'base:1', allowed_images: {} };
+  assert.deepEqual(imageForSpawn(none, {}), { image: 'base:1' });
+  assert.deepEqual(imageForSpawn(none, { image: 'base:1' }), {
+    refused: 'Specifying image to launch is not allowed',
+  });
+  assert.deepEqual(imageChoices(none), []);
+  // One allowed image: no form; asking for it is allowed, asking for nothing runs `image`.
+  const one = { image: 'base:1', allowed_images: { only: 'only:1' } };
+  assert.deepEqual(imageChoices(one), []);
+  assert.deepEqual(imageForSpawn(one, { image: 'only' }), { image: 'only:1' });
+  assert.deepEqual(imageForSpawn(one, {}), { image: 'base:1' });
+  // '*': any image reference, and no form.
+  const any = { image: 'base:1', allowed_images: '*' as const };
+  assert.deepEqual(imageForSpawn(any, { image: 'registry:5000/x/y:z' }), { image: 'registry:5000/x/y:z' });
+  assert.match(
+    (imageForSpawn(any, { image: '-v /:/host' }) as { refused: string }).refused,
+    /not an image reference/,
+  );
+  assert.deepEqual(imageChoices(any), []);
+
+  const bad: Array<[unknown, RegExp]> = [
+    ['img/a:1', /'\*' \(all images\) is the only accepted string value .* Use a list: \["img\/a:1"\]/],
+    [['ok:1', 'bad image'], /expected an image reference/],
+    [{ Name: 42 }, /"Name": expected an image reference/],
+    [{ ' ': 'x:1' }, /an empty display name/],
+    [42, /a list of images, a mapping of display name → image, or '\*'/],
+  ];
+  for (const [value, message] of bad) {
+    assert.throws(
+      () => config({ 'JupyterHub.spawner_class': 'DockerSpawner', 'DockerSpawner.allowed_images': value }),
+      message,
+      JSON.stringify(value),
+    );
+  }
+});
+
+test('binds and mounts of extra_host_config hold to what volumes holds to: no climbing out with . or .., no extra : field', () => {
+  checkHostPaths({
+    Binds: ['vol:/data', '/srv/shared:/shared:ro', 'a.b:/x:z', '/srv/{raw_username}:/home/jovyan'],
+    Mounts: [
+      { Type: 'bind', Source: '/srv/x', Target: '/x', ReadOnly: true },
+      { Type: 'volume', Source: 'v', Target: '/v' },
+      { Type: 'volume', Target: '/anonymous' },
+      { Type: 'tmpfs', Target: '/t' },
+      // An object has no fields to shift: a raw name with ':' is only a character there.
+      { Type: 'bind', Source: '/srv/eve:ro', Target: '/home/eve:ro' },
+    ],
+  });
+  const refused: Array<[JsonObject, RegExp]> = [
+    [{ Binds: ['/srv/alice/..:/data'] }, /binds: "\/srv\/alice\/..:\/data" is not source:target\[:mode\]/],
+    [{ Binds: ['/srv/x:/data/../etc'] }, /binds:/],
+    [{ Binds: ['/srv/./x:/data'] }, /binds:/],
+    // A raw name holding ':' ('eve:ro') would move the target and mode along.
+    [{ Binds: ['/srv/eve:ro:/data'] }, /binds:/],
+    [{ Binds: ['/srv/a:b:/data:rw'] }, /binds:/],
+    [{ Binds: ['relative/path:/x'] }, /binds:/],
+    [{ Binds: ['/srv/x'] }, /binds:/],
+    [{ Binds: [42] }, /binds:/],
+    [{ Binds: 'x:/y' }, /binds: expected a list/],
+    [{ Mounts: [{ Type: 'bind', Source: '/srv/../etc', Target: '/x' }] }, /mounts: .* is not a mount/],
+    [{ Mounts: [{ Type: 'bind', Source: 'vol', Target: '/x' }] }, /mounts:/],
+    [{ Mounts: [{ Type: 'bind', Source: '/srv/x', Target: '../x' }] }, /mounts:/],
+    [{ Mounts: [{ Type: 'volume', Source: '../x', Target: '/x' }] }, /mounts:/],
+    [{ Mounts: ['/srv:/x'] }, /mounts:/],
+  ];
+  for (const [hostConfig, message] of refused) {
+    assert.throws(() => checkHostPaths(hostConfig), message, JSON.stringify(hostConfig));
+  }
+  // In the config as written: a literal '..' stops the hub at start, docker-py's spelling or the Engine's.
+  const bad: Array<[string, unknown, RegExp]> = [
+    ['DockerSpawner.extra_host_config', { binds: ['/srv/..:/data'] }, /extra_host_config: binds:/],
+    [
+      'DockerSpawner.extra_host_config',
+      { binds: { '/srv/{raw_username}/..': { bind: '/x', mode: 'ro' } } },
+      /binds:/,
+    ],
+    ['DockerSpawner.extra_host_config', { Binds: ['/:/host:rw:extra'] }, /binds:/],
+    [
+      'DockerSpawner.extra_host_config',
+      { mounts: [{ type: 'bind', source: '/srv/{raw_username}/../..', target: '/x' }] },
+      /extra_host_config: mounts:/,
+    ],
+    [
+      'DockerSpawner.extra_create_kwargs',
+      { host_config: { binds: ['/srv/..:/x'] } },
+      /extra_create_kwargs: host_config.binds:/,
+    ],
+  ];
+  for (const [key, value, message] of bad) {
+    assert.throws(() => config({ 'JupyterHub.spawner_class': 'DockerSpawner', [key]: value }), message, key);
+  }
 });

@@ -8,8 +8,16 @@ export type PullPolicy = 'ifnotpresent' | 'always' | 'never' | 'skip';
 /** A `volumes` value: the mount point, or {bind, mode} as DockerSpawner takes it. */
 export type VolumeTarget = string | { bind: string; mode?: string };
 
+/**
+ * allowed_images after DockerSpawner's validator: display name → image (a list becomes a
+ * mapping of each image to itself), or '*' for any image.
+ */
+export type AllowedImages = Record<string, string> | '*';
+
 export interface DockerTraits {
   image: string;
+  /** Images a user may choose with user_options.image; {} (the default) allows none but `image`. */
+  allowed_images: AllowedImages;
   network_name: string;
   host_ip: string;
   /** null: DockerSpawner's default — true unless network_name is bridge or host. */
@@ -27,10 +35,15 @@ export interface DockerTraits {
   post_start_cmd: string | string[] | null;
   /** The server's port in its container; null: 8888, or a free host port on the host network. */
   port: number | null;
+  /** docker-py TLSConfig keywords (client_cert, ca_cert, verify, assert_hostname); DOCKER_* env wins. */
+  tls_config: JsonObject;
+  /** docker-py APIClient keywords (base_url, tls, timeout, version); they win over tls_config and env. */
+  client_kwargs: JsonObject;
 }
 
 export const defaultDockerTraits: DockerTraits = {
   image: 'quay.io/jupyterhub/singleuser:latest',
+  allowed_images: {},
   network_name: 'bridge',
   host_ip: '127.0.0.1',
   use_internal_ip: null,
@@ -44,6 +57,8 @@ export const defaultDockerTraits: DockerTraits = {
   name_template: '',
   post_start_cmd: null,
   port: null,
+  tls_config: {},
+  client_kwargs: {},
 };
 
 export const dockerTraitNames = Object.keys(defaultDockerTraits) as Array<keyof DockerTraits>;
@@ -55,6 +70,107 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 const volumeMode = /^[a-zA-Z,]{0,40}$/;
+
+/** What the engine takes as an image reference: name[:tag][@digest], a registry host and port allowed. */
+export const imageReference = /^[\w][\w.\-/:@]{0,255}$/;
+
+/** DockerSpawner's _validate_allowed_images: a list becomes {image: image}; '*' is the only string. */
+function checkAllowedImages(value: unknown): AllowedImages {
+  if (typeof value === 'string') {
+    if (value === '*') return '*';
+    throw new DockerTraitError(
+      `'*' (all images) is the only accepted string value for allowed_images, got ${JSON.stringify(value)}. Use a list: [${JSON.stringify(value)}] if you want to allow just one image.`,
+    );
+  }
+  if (!Array.isArray(value) && !isRecord(value)) {
+    throw new DockerTraitError(
+      `expected a list of images, a mapping of display name → image, or '*', got ${JSON.stringify(value)}`,
+    );
+  }
+  const entries: Array<[string, unknown]> = Array.isArray(value)
+    ? value.map((item) => [String(item), item])
+    : Object.entries(value);
+  const out: Record<string, string> = {};
+  for (const [name, image] of entries) {
+    if (typeof image !== 'string' || !imageReference.test(image)) {
+      throw new DockerTraitError(
+        `${JSON.stringify(name)}: expected an image reference, got ${JSON.stringify(image)}`,
+      );
+    }
+    if (!name.trim()) throw new DockerTraitError(`an empty display name for ${JSON.stringify(image)}`);
+    out[name] = image;
+  }
+  return out;
+}
+
+/** The TLSConfig keywords the Docker spawner maps (docker.tls.TLSConfig's, as DockerSpawner passes tls_config). */
+const tlsConfigKeys = new Set(['client_cert', 'ca_cert', 'verify', 'assert_hostname']);
+/** The docker.APIClient keywords the Docker spawner maps from client_kwargs. */
+const clientKwargKeys = new Set(['base_url', 'tls', 'timeout', 'version']);
+
+function checkTlsConfig(value: unknown): JsonObject {
+  if (!isRecord(value)) throw new DockerTraitError('expected a mapping (docker.tls.TLSConfig keywords)');
+  for (const [key, item] of Object.entries(value)) {
+    const fail = (expected: string): never => {
+      throw new DockerTraitError(`${key}: expected ${expected}, got ${JSON.stringify(item)}`);
+    };
+    switch (key) {
+      case 'client_cert':
+        if (
+          !Array.isArray(item) ||
+          item.length !== 2 ||
+          !item.every((path) => typeof path === 'string' && path.startsWith('/'))
+        )
+          fail('[cert.pem, key.pem] (two absolute paths)');
+        break;
+      case 'ca_cert':
+        if (typeof item !== 'string' || !item.startsWith('/')) fail('an absolute path of a CA file');
+        break;
+      case 'verify':
+        if (typeof item !== 'boolean' && !(typeof item === 'string' && item.startsWith('/')))
+          fail('true, false, or an absolute path of a CA file');
+        break;
+      case 'assert_hostname':
+        if (item !== false && item !== null && typeof item !== 'string') fail('a host name or false');
+        break;
+      default:
+        throw new DockerTraitError(
+          `${JSON.stringify(key)} is not supported; the Docker spawner maps ${[...tlsConfigKeys].join(', ')}`,
+        );
+    }
+  }
+  return value as JsonObject;
+}
+
+function checkClientKwargs(value: unknown): JsonObject {
+  if (!isRecord(value)) throw new DockerTraitError('expected a mapping (docker.APIClient keywords)');
+  for (const [key, item] of Object.entries(value)) {
+    const fail = (expected: string): never => {
+      throw new DockerTraitError(`${key}: expected ${expected}, got ${JSON.stringify(item)}`);
+    };
+    switch (key) {
+      case 'base_url':
+        if (typeof item !== 'string' || !/^(unix|tcp|https?):\/\//.test(item))
+          fail('unix:///path or tcp://host:port');
+        break;
+      case 'tls':
+        if (typeof item !== 'boolean') fail('true or false (a TLSConfig is tls_config)');
+        break;
+      case 'timeout':
+        if (typeof item !== 'number' || !(item > 0) || item > 3600) fail('seconds (0–3600)');
+        break;
+      case 'version':
+        // The spawner speaks v1.41, which engines 20.10 and later serve; "auto" negotiates the same.
+        if (item !== 'auto' && item !== '1.41' && item !== null) fail("'auto' or '1.41'");
+        break;
+      default:
+        throw new DockerTraitError(
+          `${JSON.stringify(key)} is not supported; the Docker spawner maps ${[...clientKwargKeys].join(', ')}`,
+        );
+    }
+  }
+  return value as JsonObject;
+}
 
 /** Checks one DockerSpawner trait; returns it in the typed shape or throws naming what was expected. */
 export function checkDockerTrait(name: string, value: unknown): unknown {
@@ -68,9 +184,15 @@ export function checkDockerTrait(name: string, value: unknown): unknown {
     case 'host_ip':
     case 'name_template':
       if (typeof value !== 'string') return fail('a string');
-      if (name === 'image' && !/^[\w][\w.\-/:@]{0,255}$/.test(value)) return fail('an image reference');
+      if (name === 'image' && !imageReference.test(value)) return fail('an image reference');
       if (name === 'network_name' && !/^[\w][\w.-]{0,127}$/.test(value)) return fail('a network name');
       return value;
+    case 'allowed_images':
+      return checkAllowedImages(value);
+    case 'tls_config':
+      return checkTlsConfig(value);
+    case 'client_kwargs':
+      return checkClientKwargs(value);
     case 'use_internal_ip':
       if (value === null) return null;
       return typeof value === 'boolean' ? value : fail('true or false');
@@ -117,14 +239,126 @@ export function checkDockerTrait(name: string, value: unknown): unknown {
       return value;
     case 'extra_host_config':
       if (!isRecord(value)) return fail('a mapping (docker-py create_host_config keywords)');
-      hostConfigFromKwargs(value as JsonObject);
+      checkHostPaths(hostConfigFromKwargs(value as JsonObject));
       return value;
-    case 'extra_create_kwargs':
+    case 'extra_create_kwargs': {
       if (!isRecord(value)) return fail('a mapping (docker-py create_container keywords)');
-      createBodyFromKwargs(value as JsonObject);
+      const hostConfig = createBodyFromKwargs(value as JsonObject).HostConfig;
+      if (isRecord(hostConfig)) checkHostPaths(hostConfig as JsonObject, 'host_config.');
       return value;
+    }
     default:
       throw new DockerTraitError(`unknown DockerSpawner trait '${name}'`);
+  }
+}
+
+/**
+ * The image of a start, as DockerSpawner's start() and check_allowed: user_options.image when
+ * given (a key of allowed_images, resolved to its image), else `image`. A refusal is the
+ * message DockerSpawner's HTTP 400 carries.
+ */
+export function imageForSpawn(
+  traits: Pick<DockerTraits, 'image' | 'allowed_images'>,
+  userOptions: JsonObject,
+): { image: string } | { refused: string } {
+  const asked = userOptions.image;
+  // Python's `if image_option:` — an empty or absent choice is no choice.
+  if (asked === undefined || asked === null || asked === '' || asked === false)
+    return { image: traits.image };
+  if (typeof asked !== 'string') {
+    return {
+      refused: `user_options.image must be a string (an image's name), got ${JSON.stringify(asked).slice(0, 100)}`,
+    };
+  }
+  const shown = asked.length > 200 ? `${asked.slice(0, 200)}…` : asked;
+  const allowed = traits.allowed_images;
+  if (allowed === '*') {
+    return imageReference.test(asked)
+      ? { image: asked }
+      : { refused: `Image ${JSON.stringify(shown)} is not an image reference` };
+  }
+  const names = Object.keys(allowed);
+  if (names.length === 0) return { refused: 'Specifying image to launch is not allowed' };
+  if (!Object.hasOwn(allowed, asked))
+    return { refused: `Image ${shown} not in allowed list: ${names.join(', ')}` };
+  return { image: allowed[asked]! };
+}
+
+/** The choices of DockerSpawner's options form: allowed_images' names, when there are two or more. */
+export function imageChoices(traits: Pick<DockerTraits, 'allowed_images'>): string[] {
+  const allowed = traits.allowed_images;
+  if (allowed === '*') return [];
+  const names = Object.keys(allowed);
+  return names.length > 1 ? names : [];
+}
+
+/** A path with a '.' or '..' segment: rendered from a raw name ('..'), it would climb out of its directory. */
+function climbs(path: string): boolean {
+  return path.split('/').some((part) => part === '..' || part === '.');
+}
+
+/** A bind's or mount's source: a volume name, or an absolute host path that does not climb. */
+function isHostSource(source: string): boolean {
+  return /^(\/[^:]*|[a-zA-Z0-9][a-zA-Z0-9_.-]*)$/.test(source) && !climbs(source);
+}
+
+/** A mount's source (an object, so ':' is only a character): a volume name, or an absolute host path. */
+function isMountSource(source: string): boolean {
+  return /^(\/.*|[a-zA-Z0-9][a-zA-Z0-9_.-]*)$/.test(source) && !climbs(source);
+}
+
+/** An absolute path in the container; in a 'src:dst:mode' bind also free of ':'. */
+function isMountPoint(target: unknown, inBind = false): boolean {
+  return typeof target === 'string' && (inBind ? /^\/[^:]*$/ : /^\//).test(target) && !climbs(target);
+}
+
+/**
+ * The host paths of a HostConfig's Binds and Mounts (extra_host_config's `binds`, `mounts`), as
+ * `volumes` is held: 'source:target[:mode]' with a volume name or absolute host path mounted at
+ * an absolute path, no '.' or '..' segment, no extra ':' field (a raw name holding ':' would
+ * otherwise add one). Checked on the config as written and again once its templates are rendered.
+ */
+export function checkHostPaths(hostConfig: JsonObject, prefix = ''): void {
+  const binds = hostConfig.Binds;
+  if (binds !== undefined && binds !== null) {
+    if (!Array.isArray(binds)) throw new DockerTraitError(`${prefix}binds: expected a list`);
+    for (const bind of binds) {
+      const parts = typeof bind === 'string' ? bind.split(':') : [];
+      const [source = '', target, mode] = parts;
+      if (
+        parts.length < 2 ||
+        parts.length > 3 ||
+        !isHostSource(source) ||
+        !isMountPoint(target, true) ||
+        (mode !== undefined && !volumeMode.test(mode))
+      ) {
+        throw new DockerTraitError(
+          `${prefix}binds: ${JSON.stringify(bind)} is not source:target[:mode] with a volume name or absolute host path mounted at an absolute path (no '.' or '..' segments)`,
+        );
+      }
+    }
+  }
+  const mounts = hostConfig.Mounts;
+  if (mounts !== undefined && mounts !== null) {
+    if (!Array.isArray(mounts)) throw new DockerTraitError(`${prefix}mounts: expected a list`);
+    for (const mount of mounts) {
+      const fail = (): never => {
+        throw new DockerTraitError(
+          `${prefix}mounts: ${JSON.stringify(mount)} is not a mount of a volume name or absolute host path at an absolute target (no '.' or '..' segments)`,
+        );
+      };
+      if (!isRecord(mount)) fail();
+      const { Type: type, Source: source, Target: target } = mount as JsonObject;
+      if (!isMountPoint(target)) fail();
+      if (
+        type === 'bind' &&
+        (typeof source !== 'string' || !source.startsWith('/') || !isMountSource(source))
+      )
+        fail();
+      if (type !== 'bind' && source !== undefined && source !== null && source !== '') {
+        if (typeof source !== 'string' || !isMountSource(source)) fail();
+      }
+    }
   }
 }
 

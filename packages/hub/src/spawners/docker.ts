@@ -9,9 +9,12 @@ import type { Logger } from '@seahorse/runtime';
 import type { ContainerInspect, DockerClient, PullProgress } from './docker-client.ts';
 import { DockerApiError, DockerConfigError, DockerImageError, DockerPortError } from './docker-errors.ts';
 import {
+  checkHostPaths,
   createBodyFromKwargs,
+  DockerTraitError,
   type DockerTraits,
   hostConfigFromKwargs,
+  imageForSpawn,
   shellSplit,
 } from './docker-options.ts';
 import { hostUrl, serverEnvironment } from './environment.ts';
@@ -129,6 +132,16 @@ export function volumeBinds(
   return binds;
 }
 
+/** A HostConfig's binds and mounts once templates are rendered: a raw name must not climb out or add a field. */
+function renderedPaths(setting: string, hostConfig: JsonObject, prefix = ''): void {
+  try {
+    checkHostPaths(hostConfig, prefix);
+  } catch (error) {
+    if (!(error instanceof DockerTraitError)) throw error;
+    throw new DockerConfigError(`DockerSpawner.${setting} rendered for this server: ${error.message}`);
+  }
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -140,6 +153,8 @@ class DockerSpawner implements Spawner {
   readonly #log: Logger;
   #containerId = '';
   #containerName = '';
+  /** The image of the current start: `image`, or the user's choice among allowed_images. */
+  #image = '';
   #starting = false;
   #lastProgress = 0;
   /** Bumped by stop(): a start still running (the hub gave up on it) sees it and undoes its container. */
@@ -151,6 +166,7 @@ class DockerSpawner implements Spawner {
     this.#context = context;
     this.#client = client;
     this.#options = options;
+    this.#image = options.image;
     this.#log = context.log.child({ user: context.spec.user.name, server: context.spec.serverName });
     const state = context.state;
     // DockerSpawner's names; `container_id` is what dockerspawner < 0.10 wrote.
@@ -238,14 +254,19 @@ class DockerSpawner implements Spawner {
       }
     };
     this.#lastProgress = 0;
-    const namespace = dockerTemplateNamespace(spec, options);
-    const name = containerName(spec, options);
+    // user_options.image, as DockerSpawner's start(): the API refused a choice outside
+    // allowed_images already; checked again for a spawn whose options were saved before a change.
+    const chosen = imageForSpawn(options, spec.userOptions);
+    if ('refused' in chosen) throw new DockerConfigError(chosen.refused);
+    const image = chosen.image;
+    this.#image = image;
+    const namespace = dockerTemplateNamespace(spec, { ...options, image });
+    const name = containerName(spec, { ...options, image });
     this.#containerName = name;
     this.#containerId = '';
     // The container's name in the database before it exists: should this hub die right after
     // the create, the replica taking over the spawn finds it by name and removes it.
     await this.#context.persist?.();
-    const image = options.image;
 
     const imageInfo = await this.#ensureImage(image, stillWanted);
     stillWanted();
@@ -272,7 +293,7 @@ class DockerSpawner implements Spawner {
     });
     env.JUPYTER_IMAGE_SPEC = image;
     const cmd = [...(options.cmd ?? imageInfo?.Config?.Cmd ?? []), ...options.args];
-    const body = this.#createBody(env, cmd, port, namespace);
+    const body = this.#createBody(image, env, cmd, port, namespace);
 
     this.#progress(40, `Creating container ${name} from ${image}`);
     stillWanted();
@@ -381,7 +402,13 @@ class DockerSpawner implements Spawner {
     return port;
   }
 
-  #createBody(env: Record<string, string>, cmd: string[], port: number, namespace: TemplateNamespace) {
+  #createBody(
+    image: string,
+    env: Record<string, string>,
+    cmd: string[],
+    port: number,
+    namespace: TemplateNamespace,
+  ) {
     const { spec } = this.#context;
     const options = this.#options;
     const hostConfig: JsonObject = {
@@ -390,6 +417,7 @@ class DockerSpawner implements Spawner {
     };
     if (options.memLimit !== null) hostConfig.Memory = options.memLimit;
     const extraHost = hostConfigFromKwargs(expandTemplates(options.extra_host_config, namespace));
+    renderedPaths('extra_host_config', extraHost);
     if (options.cpuLimit !== null) {
       const period = typeof extraHost.CpuPeriod === 'number' ? extraHost.CpuPeriod : 100_000;
       hostConfig.CpuPeriod = period;
@@ -400,13 +428,19 @@ class DockerSpawner implements Spawner {
       hostConfig.PortBindings = { [portKey]: [{ HostIp: options.host_ip, HostPort: '' }] };
     }
     const body: JsonObject = {
-      Image: options.image,
+      Image: image,
       Env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
       Labels: { [containerLabels.user]: spec.user.name, [containerLabels.server]: spec.serverName },
     };
     if (cmd.length > 0) body.Cmd = cmd;
     if (!this.#networkIsHost) body.ExposedPorts = { [portKey]: {} };
     const extraCreate = createBodyFromKwargs(expandTemplates(options.extra_create_kwargs, namespace));
+    if (
+      extraCreate.HostConfig &&
+      typeof extraCreate.HostConfig === 'object' &&
+      !Array.isArray(extraCreate.HostConfig)
+    )
+      renderedPaths('extra_create_kwargs', extraCreate.HostConfig, 'host_config.');
     // extra_create_kwargs and extra_host_config win, merged into what the spawner computed.
     const merged = deepMerge(body, extraCreate) as JsonObject;
     if (Array.isArray(extraCreate.Env))
@@ -505,7 +539,7 @@ class DockerSpawner implements Spawner {
       );
     }
     if (error.status === 404 && /no such image/i.test(said)) {
-      return new DockerImageError(this.#options.image, `is not on the Docker Engine (${said})`);
+      return new DockerImageError(this.#image, `is not on the Docker Engine (${said})`);
     }
     return error;
   }
