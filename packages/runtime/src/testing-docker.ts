@@ -481,8 +481,11 @@ export async function baseImage(engine: Dockerd): Promise<ImageInfo> {
     if (again)
       return { tag: baseImageTag, id: again.Id, built: false, seconds: (Date.now() - started) / 1000 };
     const tarball = join(engine.dir, 'debian-bookworm-minbase.tar');
+    // An earlier version renamed a directory into place under this name.
+    if (existsSync(tarball) && statSync(tarball).isDirectory()) rmSync(tarball, { recursive: true });
     if (!existsSync(tarball)) {
-      const partial = `${tarball}.${process.pid}.partial`;
+      // mmdebstrap picks its output format from the name: it must end in .tar (else a directory).
+      const partial = join(engine.dir, `debian-bookworm-minbase.${process.pid}.partial.tar`);
       const result = spawnSync(
         'mmdebstrap',
         ['--variant=minbase', '--quiet', 'bookworm', partial, 'http://deb.debian.org/debian'],
@@ -494,7 +497,7 @@ export async function baseImage(engine: Dockerd): Promise<ImageInfo> {
         );
       }
       if (result.status !== 0) {
-        rmSync(partial, { force: true });
+        rmSync(partial, { force: true, recursive: true });
         throw new Error(`mmdebstrap failed:\n${result.stderr.slice(-4000)}`);
       }
       // Renamed into place only when complete, so an interrupted run never leaves half a rootfs.
