@@ -439,6 +439,31 @@ test('extra_host_config binds rendered from a raw name that would add a field re
   }
 });
 
+test('extra_host_config binds given as a mapping render their keys, as DockerSpawner does: each user mounts a host path of their own', async () => {
+  // The host path is the mapping's key: left as written, every user would mount the literal /tmp/…-{username}.
+  const hub = await startHub({
+    'DockerSpawner.extra_host_config': {
+      binds: { [`/tmp/${run}-binds-{username}`]: { bind: '/data', mode: 'ro' } },
+    },
+  });
+  try {
+    await hub.api('/users/kim', { method: 'POST' });
+    await hub.api('/users/lee', { method: 'POST' });
+    const [kim, lee] = await Promise.all([spawn(hub, 'kim'), spawn(hub, 'lee')]);
+    assert.equal(kim.server, '/user/kim/', hub.logs.text.slice(-3000));
+    assert.equal(lee.server, '/user/lee/', hub.logs.text.slice(-3000));
+    for (const user of ['kim', 'lee']) {
+      const inspected = (await container(`${run}-${user}`))!;
+      assert.deepEqual(inspected.HostConfig.Binds, [`/tmp/${run}-binds-${user}:/data:ro`]);
+    }
+    await Promise.all([stop(hub, 'kim'), stop(hub, 'lee')]);
+  } finally {
+    await hub.close();
+    for (const user of ['kim', 'lee', '{username}'])
+      rmSync(`/tmp/${run}-binds-${user}`, { recursive: true, force: true });
+  }
+});
+
 /**
  * A registry (the v2 API's three reads) serving one image on loopback, which dockerd treats as
  * an insecure registry: the image is a 2 MB layer imported into the engine and saved back out.

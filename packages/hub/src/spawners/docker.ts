@@ -20,13 +20,7 @@ import {
 import { hostUrl, serverEnvironment } from './environment.ts';
 import type { JsonObject, JsonValue, Spawner, SpawnerContext } from './spawner.ts';
 import { SpawnExitedError, SpawnStateError, SpawnTimeoutError } from './spawner-errors.ts';
-import {
-  escapeName,
-  expandTemplates,
-  formatTemplate,
-  type TemplateNamespace,
-  templateNamespace,
-} from './templating.ts';
+import { escapeName, formatTemplate, type TemplateNamespace, templateNamespace } from './templating.ts';
 
 export interface DockerSpawnerOptions extends DockerTraits {
   /** Spawner.cmd when set; null runs the image's own CMD (DockerSpawner's default). */
@@ -140,6 +134,24 @@ function renderedPaths(setting: string, hostConfig: JsonObject, prefix = ''): vo
     if (!(error instanceof DockerTraitError)) throw error;
     throw new DockerConfigError(`DockerSpawner.${setting} rendered for this server: ${error.message}`);
   }
+}
+
+/**
+ * DockerSpawner's _render_templates: every string rendered, a mapping's keys as well as its
+ * values — extra_host_config's `binds: {'/srv/{username}': {bind: …}}` names the host path in a
+ * key, and left as written every user would mount the same literal `/srv/{username}`.
+ */
+export function renderTemplates<T extends JsonValue>(value: T, namespace: TemplateNamespace): T {
+  if (typeof value === 'string') return formatTemplate(value, namespace) as T;
+  if (Array.isArray(value)) return value.map((item) => renderTemplates(item, namespace)) as T;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value).map(
+      ([key, item]) => [formatTemplate(key, namespace), renderTemplates(item, namespace)] as const,
+    );
+    // fromEntries keeps a key such as '__proto__' as the key it is.
+    return Object.fromEntries(entries) as T;
+  }
+  return value;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -416,7 +428,7 @@ class DockerSpawner implements Spawner {
       NetworkMode: options.network_name,
     };
     if (options.memLimit !== null) hostConfig.Memory = options.memLimit;
-    const extraHost = hostConfigFromKwargs(expandTemplates(options.extra_host_config, namespace));
+    const extraHost = hostConfigFromKwargs(renderTemplates(options.extra_host_config, namespace));
     renderedPaths('extra_host_config', extraHost);
     if (options.cpuLimit !== null) {
       const period = typeof extraHost.CpuPeriod === 'number' ? extraHost.CpuPeriod : 100_000;
@@ -434,7 +446,7 @@ class DockerSpawner implements Spawner {
     };
     if (cmd.length > 0) body.Cmd = cmd;
     if (!this.#networkIsHost) body.ExposedPorts = { [portKey]: {} };
-    const extraCreate = createBodyFromKwargs(expandTemplates(options.extra_create_kwargs, namespace));
+    const extraCreate = createBodyFromKwargs(renderTemplates(options.extra_create_kwargs, namespace));
     if (
       extraCreate.HostConfig &&
       typeof extraCreate.HostConfig === 'object' &&
