@@ -464,6 +464,35 @@ test('extra_host_config binds given as a mapping render their keys, as DockerSpa
   }
 });
 
+test('a named server whose container name another running server holds (names differing only in case) is refused; the other keeps running', async () => {
+  // DockerSpawner lower-cases {servername}: 'Lab' and 'lab' both render …-mia--lab.
+  const hub = await startHub(answerFailures);
+  try {
+    await hub.api('/users/mia', { method: 'POST' });
+    const first = await spawn(hub, 'mia', 'Lab');
+    assert.equal(first.servers.Lab.url, '/user/mia/Lab/', hub.logs.text.slice(-3000));
+    const held = first.servers.Lab.state as Json;
+    assert.equal(held.object_name, `${run}-mia--lab`);
+    const started = await hub.api('/users/mia/servers/lab', { method: 'POST' });
+    const said = await started.text();
+    assert.equal(started.status, 500, said);
+    assert.match(
+      said,
+      new RegExp(
+        `the container name ${run}-mia--lab is taken by \\\\"mia\\\\"'s server \\\\"Lab\\\\", which is running: .*make name_template tell them apart`,
+      ),
+    );
+    const kept = (await container(held.object_id))!;
+    assert.equal(kept.State.Running, true, "Lab's container was not touched");
+    const model = await userModel(hub, 'mia');
+    assert.equal(model.servers.Lab.ready, true);
+    assert.equal(model.servers.lab, undefined);
+    await stop(hub, 'mia', 'Lab');
+  } finally {
+    await hub.close();
+  }
+});
+
 /**
  * A registry (the v2 API's three reads) serving one image on loopback, which dockerd treats as
  * an insecure registry: the image is a 2 MB layer imported into the engine and saved back out.

@@ -219,3 +219,35 @@ test('a name that names no container is not taken as another container’s id pr
     await engine.close();
   }
 });
+
+test('a saved name that now names another server’s container (labelled for it) is neither polled nor stopped', async () => {
+  // alice's default server saved jupyter-alice and its hub died before the create; her server
+  // 'Other' (a name_template without {servername}) holds that name now.
+  const engine = await fakeEngine((req, res) => {
+    if (req.method === 'GET' && req.url?.includes('/containers/jupyter-alice/json')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          Id: id,
+          Name: '/jupyter-alice',
+          Config: { Labels: { 'org.jupyter.hub.user': 'alice', 'org.jupyter.hub.server': 'Other' } },
+          State: { Running: true, Status: 'running' },
+        }),
+      );
+      return true;
+    }
+    return false;
+  });
+  try {
+    engine.containers.set(id, { running: true });
+    assert.equal(await spawnerOn(engine, {}, { object_name: 'jupyter-alice' }).poll(), 0);
+    await spawnerOn(engine, {}, { object_name: 'jupyter-alice' }).stop(true);
+    assert.ok(
+      !engine.calls.some((call) => call.startsWith('DELETE') || call.endsWith('/stop')),
+      `the other server's container was touched: ${engine.calls.join('\n')}`,
+    );
+    assert.equal(engine.containers.get(id)?.running, true);
+  } finally {
+    await engine.close();
+  }
+});

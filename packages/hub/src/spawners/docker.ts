@@ -282,7 +282,20 @@ class DockerSpawner implements Spawner {
 
     const imageInfo = await this.#ensureImage(image, stillWanted);
     stillWanted();
-    const existing = await this.#byName(name);
+    const existing = await this.#byName(name, true);
+    if (
+      existing &&
+      this.#othersServer(existing) &&
+      !['exited', 'dead'].includes(existing.State?.Status ?? '')
+    ) {
+      // Another server's container under the same name (server names that differ only in case
+      // share {servername}; a name_template without it): removing it would end that server.
+      const labels = existing.Config?.Labels ?? {};
+      this.#containerName = '';
+      throw new DockerConfigError(
+        `the container name ${name} is taken by ${JSON.stringify(labels[containerLabels.user] ?? '')}'s server ${JSON.stringify(labels[containerLabels.server] ?? '')}, which is ${existing.State?.Status ?? 'not stopped'}: DockerSpawner.name_template ${JSON.stringify(options.name_template || (spec.serverName ? '{prefix}-{username}--{servername}' : '{prefix}-{username}'))} gives both servers one name (server names that differ only in case share {servername}); stop that server first, or make name_template tell them apart`,
+      );
+    }
     if (existing) {
       // A container left by an earlier start (remove=false, or a hub that died): its environment
       // holds an API token that is no longer valid, so it is replaced, not restarted.
@@ -559,11 +572,25 @@ class DockerSpawner implements Spawner {
   /**
    * The container named `name`, if any. The engine resolves a reference that names no container
    * as an id prefix: a name_template of '{username}' and a user called 'a1b2' would otherwise
-   * find (and a start force-remove) another server's container whose id starts with a1b2.
+   * find (and a start force-remove) another server's container whose id starts with a1b2. A
+   * container labelled for another server is not this server's either (unless `anyServer`).
    */
-  async #byName(name: string): Promise<ContainerInspect | undefined> {
+  async #byName(name: string, anyServer = false): Promise<ContainerInspect | undefined> {
     const found = await this.#client.inspectContainer(name);
-    return found && found.Name === `/${name}` ? found : undefined;
+    if (!found || found.Name !== `/${name}`) return undefined;
+    // A name saved before its container was created may since name another server's container.
+    return anyServer || !this.#othersServer(found) ? found : undefined;
+  }
+
+  /** Whether the container carries another server's labels (containers without them are not judged). */
+  #othersServer(container: ContainerInspect): boolean {
+    const labels = container.Config?.Labels ?? {};
+    const user = labels[containerLabels.user];
+    const server = labels[containerLabels.server];
+    const { spec } = this.#context;
+    return (
+      (user !== undefined && user !== spec.user.name) || (server !== undefined && server !== spec.serverName)
+    );
   }
 
   async #remove(): Promise<void> {
