@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -323,5 +324,70 @@ test('a 200 answer of garbage, null, a list or an id-less object is a DockerApiE
     await assert.rejects(engine.client.createContainer('n', {}), DockerApiError);
   } finally {
     await engine.close();
+  }
+});
+
+test('over TLS, an engine that ends a connection it already answered on is an unavailable engine, not a refused certificate', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-tls-engine-'));
+  const made = spawnSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'key.pem',
+      '-out',
+      'cert.pem',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=engine',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { cwd: dir, encoding: 'utf8' },
+  );
+  assert.equal(made.status, 0, made.stderr);
+  const cert = readFileSync(join(dir, 'cert.pem'));
+  // The engine answers the first request on a connection, and dies (the connection reset) during
+  // the next one, or after the head of its answer.
+  let requests = 0;
+  const server = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert }, (req, res) => {
+    requests++;
+    if (req.url?.includes('/_ping')) {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('OK');
+    } else if (req.url?.includes('/logs')) {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.write('partial');
+      setTimeout(() => req.socket.destroy(), 20);
+    } else req.socket.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const client = new DockerClient({
+    tcp: { host: '127.0.0.1', port, tls: { verify: true, ca: cert, source: 'DOCKER_CERT_PATH (/certs)' } },
+    requestTimeoutMs: 2000,
+  });
+  try {
+    await client.ping();
+    // The same (kept-alive) connection: it got past TLS before, so its reset is the engine's.
+    await assert.rejects(client.inspectContainer('c'), (error: unknown) => {
+      assert.ok(error instanceof DockerEngineUnavailableError, String(error));
+      assert.match(error.message, /tcp:\/\/127\.0\.0\.1:\d+ \(ECONNRESET\)/);
+      return true;
+    });
+    // A new connection whose answer had begun.
+    await assert.rejects(client.request('GET', '/containers/c/logs'), DockerEngineUnavailableError);
+    assert.equal(requests, 3);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
   }
 });

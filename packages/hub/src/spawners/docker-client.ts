@@ -59,8 +59,12 @@ function tlsFailure(
   address: string,
   tls: DockerTlsOptions,
   error: NodeJS.ErrnoException,
+  connection: { reused: boolean; answered: boolean },
 ): DockerTlsError | undefined {
   const code = error.code ?? '';
+  // A connection that already carried an answer got past TLS: its end is the engine's (stopped,
+  // restarted, killed mid-request), not a refused certificate.
+  if (connection.reused || connection.answered) return undefined;
   const ca = tls.caPath ? `the CA in ${tls.source}: ${tls.caPath}` : "the system's CAs";
   if (untrustedCodes.has(code)) {
     return new DockerTlsError(
@@ -90,10 +94,11 @@ function tlsFailure(
     );
   }
   if (code === 'ECONNRESET' && !tls.cert) {
-    // The alert may be lost when the engine closes first; no certificate is the likely reason.
+    // The alert may be lost when the engine closes first (TLS 1.3 checks the client's certificate
+    // after our handshake is done); an engine that stopped mid-request looks the same.
     return new DockerTlsError(
       address,
-      `the engine closed the connection (ECONNRESET), as dockerd --tlsverify does to one without a client certificate: ${tls.source} has no cert.pem and key.pem`,
+      `the engine closed a new connection before answering (ECONNRESET), as dockerd --tlsverify does to one without a client certificate: ${tls.source} has no cert.pem and key.pem (or the engine stopped)`,
     );
   }
   if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || code === 'EPROTO') {
@@ -240,7 +245,9 @@ export class DockerClient {
         headers['content-type'] = 'application/json';
         headers['content-length'] = String(payload.length);
       }
+      let answered = false;
       const req = this.#send(method, path, headers, (res) => {
+        answered = true;
         const chunks: Buffer[] = [];
         let size = 0;
         let partial = '';
@@ -279,7 +286,12 @@ export class DockerClient {
           reject(error);
         else {
           const tls = this.#tcp?.tls;
-          const refused = tls ? tlsFailure(this.address, tls, error as NodeJS.ErrnoException) : undefined;
+          const refused = tls
+            ? tlsFailure(this.address, tls, error as NodeJS.ErrnoException, {
+                reused: req.reusedSocket,
+                answered,
+              })
+            : undefined;
           if (refused) {
             refused.cause = error;
             reject(refused);
