@@ -297,3 +297,42 @@ test('binds and mounts of extra_host_config hold to what volumes holds to: no cl
     assert.throws(() => config({ 'JupyterHub.spawner_class': 'DockerSpawner', [key]: value }), message, key);
   }
 });
+
+test("allowed_images '*' takes a user's image only as Docker's reference grammar has it: no '..', '.' or empty path parts, lower-case paths", () => {
+  const any = { image: 'base:1', allowed_images: '*' as const };
+  const digest = `sha256:${'ab'.repeat(32)}`;
+  for (const image of [
+    'img',
+    'img:1.0-rc_2',
+    'team/img',
+    'a_b/c__d/e-f/g--h/i.j',
+    'localhost:5000/team/img:1',
+    'quay.io/jupyterhub/singleuser:latest',
+    `quay.io/jupyterhub/singleuser@${digest}`,
+    `registry.example:443/x/y:z@${digest}`,
+    'Registry.Example/x',
+  ]) {
+    assert.deepEqual(imageForSpawn(any, { image }), { image }, image);
+  }
+  // The engine answers these with a redirect (its router cleans '..', '.' and '//' out of the
+  // path) or an invalid-reference error — after the spawn was claimed; refused with 400 instead.
+  for (const image of [
+    'x/../y',
+    'x/./y',
+    'a//b',
+    'a/',
+    'Upper/case',
+    'a:b:c',
+    'a@b',
+    'a@sha256:12',
+    'x/.hidden',
+    'a..b',
+    'a.-b',
+    `a:${'t'.repeat(129)}`,
+    `${'x'.repeat(250)}/${'y'.repeat(10)}`,
+  ]) {
+    const answer = imageForSpawn(any, { image });
+    assert.ok('refused' in answer, image);
+    assert.match(answer.refused, /is not an image reference/, image);
+  }
+});

@@ -74,6 +74,26 @@ const volumeMode = /^[a-zA-Z,]{0,40}$/;
 /** What the engine takes as an image reference: name[:tag][@digest], a registry host and port allowed. */
 export const imageReference = /^[\w][\w.\-/:@]{0,255}$/;
 
+// Docker's reference grammar (distribution/reference): [domain[:port]/]path[:tag][@digest].
+const domainPart = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const pathPart = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+// A first part is a registry only with a '.' or a port, or as 'localhost' (else it is a path part).
+const domain = `(?:localhost(?::[0-9]+)?|${domainPart}(?:\\.${domainPart})+(?::[0-9]+)?|${domainPart}:[0-9]+)`;
+const referenceGrammar = new RegExp(
+  `^((?:${domain}/)?${pathPart}(?:/${pathPart})*)` +
+    '(?::[\\w][\\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$',
+);
+
+/**
+ * An image a user names under allowed_images '*', held to Docker's reference grammar (a name of
+ * at most 255 characters): what the engine would refuse ('a/../b', 'Upper', 'a:b:c') is refused
+ * before a spawn is claimed, and nothing reaches the engine's paths that its router would rewrite.
+ */
+export function isDockerReference(image: string): boolean {
+  const match = referenceGrammar.exec(image);
+  return match !== null && match[1]!.length <= 255;
+}
+
 /** DockerSpawner's _validate_allowed_images: a list becomes {image: image}; '*' is the only string. */
 function checkAllowedImages(value: unknown): AllowedImages {
   if (typeof value === 'string') {
@@ -273,7 +293,7 @@ export function imageForSpawn(
   const shown = asked.length > 200 ? `${asked.slice(0, 200)}…` : asked;
   const allowed = traits.allowed_images;
   if (allowed === '*') {
-    return imageReference.test(asked)
+    return isDockerReference(asked)
       ? { image: asked }
       : { refused: `Image ${JSON.stringify(shown)} is not an image reference` };
   }
