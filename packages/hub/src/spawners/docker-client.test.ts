@@ -225,6 +225,20 @@ test('DOCKER_HOST as the docker CLI reads it: unix sockets, tcp:// plain or with
       ),
       { tcp: { host: 'e', port: 2376 } },
     );
+    // https:// is TLS even with client_kwargs.tls false (docker-py's parse_host): never plain HTTP.
+    assert.deepEqual(
+      dockerConnection(
+        {},
+        { tls_config: {}, client_kwargs: { base_url: 'https://engine.internal', tls: false } },
+      ),
+      {
+        tcp: {
+          host: 'engine.internal',
+          port: 2376,
+          tls: { verify: true, source: 'DockerSpawner.client_kwargs.base_url' },
+        },
+      },
+    );
     // A missing CA while verifying stops the hub, naming the file and DOCKER_CERT_PATH.
     const empty = join(dir, 'empty');
     mkdirSync(empty);

@@ -166,7 +166,9 @@ export function dockerConnection(
     }
     return { socketPath: path, ...timeout };
   }
-  if (url.protocol === 'https:' && tls === undefined) {
+  if (url.protocol === 'https:' && !tls) {
+    // docker-py's parse_host: https:// is TLS whatever `tls` says (requests then verifies against
+    // the system's CAs); client_kwargs.tls: false must not send plain HTTP to an https:// engine.
     tls = { wish: { verify: true, source }, fromEnv: false };
   }
   if (url.protocol !== 'tcp:' && url.protocol !== 'http:' && url.protocol !== 'https:') {
