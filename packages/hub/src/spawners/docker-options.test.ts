@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { buildConfig, flattenConfig } from '../config.ts';
 import { containerName, volumeBinds } from './docker.ts';
 import {
+  type AllowedImages,
   checkDockerTrait,
   checkHostPaths,
   createBodyFromKwargs,
@@ -335,4 +336,23 @@ test("allowed_images '*' takes a user's image only as Docker's reference grammar
     assert.ok('refused' in answer, image);
     assert.match(answer.refused, /is not an image reference/, image);
   }
+});
+
+test("allowed_images names that are Object.prototype's own ('__proto__', 'constructor') are kept as names, not dropped or inherited", () => {
+  const traits = {
+    image: 'base:1',
+    allowed_images: checkDockerTrait(
+      'allowed_images',
+      JSON.parse('{"__proto__": "proto:1", "constructor": "ctor:1", "B": "b:1"}'),
+    ) as AllowedImages,
+  };
+  assert.deepEqual(imageChoices(traits), ['__proto__', 'constructor', 'B']);
+  assert.deepEqual(imageForSpawn(traits, JSON.parse('{"image": "__proto__"}')), { image: 'proto:1' });
+  assert.deepEqual(imageForSpawn(traits, { image: 'constructor' }), { image: 'ctor:1' });
+  assert.match(
+    (imageForSpawn(traits, { image: 'toString' }) as { refused: string }).refused,
+    /not in allowed list: __proto__, constructor, B/,
+  );
+  const listed = checkDockerTrait('allowed_images', ['__proto__', 'x:1']) as AllowedImages;
+  assert.deepEqual(Object.keys(listed), ['__proto__', 'x:1']);
 });

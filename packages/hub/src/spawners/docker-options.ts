@@ -110,7 +110,7 @@ function checkAllowedImages(value: unknown): AllowedImages {
   const entries: Array<[string, unknown]> = Array.isArray(value)
     ? value.map((item) => [String(item), item])
     : Object.entries(value);
-  const out: Record<string, string> = {};
+  const out: Array<[string, string]> = [];
   for (const [name, image] of entries) {
     if (typeof image !== 'string' || !imageReference.test(image)) {
       throw new DockerTraitError(
@@ -118,9 +118,10 @@ function checkAllowedImages(value: unknown): AllowedImages {
       );
     }
     if (!name.trim()) throw new DockerTraitError(`an empty display name for ${JSON.stringify(image)}`);
-    out[name] = image;
+    out.push([name, image]);
   }
-  return out;
+  // fromEntries: a name such as '__proto__' stays a name (an assignment would drop it silently).
+  return Object.fromEntries(out);
 }
 
 /** The TLSConfig keywords the Docker spawner maps (docker.tls.TLSConfig's, as DockerSpawner passes tls_config). */
