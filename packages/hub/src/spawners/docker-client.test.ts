@@ -225,6 +225,23 @@ test('DOCKER_HOST as the docker CLI reads it: unix sockets, tcp:// plain or with
       ),
       { tcp: { host: 'e', port: 2376 } },
     );
+    // tls_config's verify as a CA path, and ca_cert too: ca_cert is the CA (docker-py's configure_client).
+    const bothCas = dockerConnection(
+      { DOCKER_HOST: 'tcp://engine:2376' },
+      {
+        tls_config: { verify: join(dir, 'no-such-ca.pem'), ca_cert: join(dir, 'ca.pem') },
+        client_kwargs: {},
+      },
+    );
+    assert.equal(bothCas.tcp?.tls?.caPath, join(dir, 'ca.pem'));
+    assert.deepEqual(bothCas.tcp?.tls?.ca, pem('ca.pem'));
+    assert.equal(
+      dockerConnection(
+        { DOCKER_HOST: 'tcp://engine:2376' },
+        { tls_config: { verify: join(dir, 'ca.pem') }, client_kwargs: {} },
+      ).tcp?.tls?.caPath,
+      join(dir, 'ca.pem'),
+    );
     // https:// is TLS even with client_kwargs.tls false (docker-py's parse_host): never plain HTTP.
     assert.deepEqual(
       dockerConnection(

@@ -36,8 +36,9 @@ function tlsFromConfig(config: JsonObject): TlsWish {
   }
   if (typeof config.ca_cert === 'string') wish.caPath = config.ca_cert;
   if (typeof config.verify === 'string') {
-    // docker-py: verify may be the CA file itself.
-    wish.caPath = config.verify;
+    // docker-py: verify may be the CA file itself; ca_cert, when given too, is the one used
+    // (TLSConfig.configure_client: `if self.verify and self.ca_cert: client.verify = self.ca_cert`).
+    wish.caPath ??= config.verify;
     wish.verify = true;
   } else wish.verify = config.verify === true;
   if (config.assert_hostname === false) wish.hostname = false;
