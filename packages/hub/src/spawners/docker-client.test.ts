@@ -358,7 +358,7 @@ test('a 200 answer of garbage, null, a list or an id-less object is a DockerApiE
   }
 });
 
-test('over TLS, an engine that ends a connection it already answered on is an unavailable engine, not a refused certificate', async () => {
+test('over TLS, an engine that ends a connection it already answered on is an unavailable engine, not a refused certificate; garbage is named as not HTTP', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'seahorse-tls-engine-'));
   const made = spawnSync(
     'openssl',
@@ -386,7 +386,7 @@ test('over TLS, an engine that ends a connection it already answered on is an un
   assert.equal(made.status, 0, made.stderr);
   const cert = readFileSync(join(dir, 'cert.pem'));
   // The engine answers the first request on a connection, and dies (the connection reset) during
-  // the next one, or after the head of its answer.
+  // the next one, or after the head of its answer; or answers with something that is not HTTP.
   let requests = 0;
   const server = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert }, (req, res) => {
     requests++;
@@ -397,7 +397,8 @@ test('over TLS, an engine that ends a connection it already answered on is an un
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
       res.write('partial');
       setTimeout(() => req.socket.destroy(), 20);
-    } else req.socket.destroy();
+    } else if (req.url?.includes('/garbage')) req.socket.end('garbage, not HTTP\r\n\r\n');
+    else req.socket.destroy();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
@@ -415,7 +416,9 @@ test('over TLS, an engine that ends a connection it already answered on is an un
     });
     // A new connection whose answer had begun.
     await assert.rejects(client.request('GET', '/containers/c/logs'), DockerEngineUnavailableError);
-    assert.equal(requests, 3);
+    // Not HTTP at all, inside TLS: named as such.
+    await assert.rejects(client.request('GET', '/garbage'), /\(it answered something other than HTTP: HPE_/);
+    assert.equal(requests, 4);
   } finally {
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));

@@ -298,7 +298,11 @@ export class DockerClient {
             return;
           }
           const code = (error as NodeJS.ErrnoException).code;
-          reject(new DockerEngineUnavailableError(this.address, code ?? error.message, { cause: error }));
+          // Node's HTTP parser (HPE_*): what answers there does not speak HTTP.
+          const reason = code?.startsWith('HPE_')
+            ? `it answered something other than HTTP: ${code}`
+            : (code ?? error.message);
+          reject(new DockerEngineUnavailableError(this.address, reason, { cause: error }));
         }
       };
       const timer = setTimeout(
