@@ -288,6 +288,33 @@ describe('POST /semaphore/lease on a webhook with three Redis nodes', () => {
     assert.equal(res.status, 200, res.body);
   });
 
+  test('a dry run (kubectl --dry-run=server -o yaml) shows no usable lease token: renewing with what its spec carries takes no slot', async () => {
+    const review = fixture('review-deployment-pod.json');
+    review.request.uid = uid();
+    review.request.dryRun = true;
+    (review.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] =
+      '5';
+    const { response } = JSON.parse((await postReview(webhook.url, ca, review)).body);
+    assert.equal(response.allowed, true, response.status?.message);
+    const pod = applyPatch(
+      structuredClone(review.request.object as Pod),
+      JSON.parse(Buffer.from(response.patch, 'base64').toString()),
+    );
+    const env = containerEnv(pod.spec!.containers.at(-1)!);
+    const slot = env.METRICS_PROXY_HOOK_SEMAPHORE_SLOT!;
+    assert.equal(slot, review.request.uid);
+    const before = await snapshot(servers);
+    for (const body of [
+      { action: 'renew', slot, version: env.METRICS_PROXY_HOOK_SEMAPHORE_VERSION },
+      { action: 'renew', slot, version: '' },
+    ]) {
+      const res = await lease(webhook.leaseUrl, ca, env.METRICS_PROXY_HOOK_LEASE_TOKEN, body);
+      assert.equal(res.status, 401, `the dry run's token took a slot: ${res.body}`);
+    }
+    assert.deepEqual(await snapshot(servers), before);
+    assert.equal(await leaseLeft(servers, slot), -1);
+  });
+
   test("a hold is capped at the pod's grace period and never takes a lapsed slot again", async () => {
     const pod = await admit(webhook.url, ca, uid());
     const held = await lease(webhook.leaseUrl, ca, pod.token, {
