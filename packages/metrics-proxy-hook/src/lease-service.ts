@@ -1,7 +1,7 @@
 // The webhook's side of a slot lease: what a verified lease token may do to its own slot, run
 // through the semaphore's fenced renew, acquire and release. The HTTP layer (lease-endpoint.ts)
 // parses and authenticates; this decides.
-import type { SlotGrant } from './lease-token.ts';
+import { maxGraceMs, type SlotGrant } from './lease-token.ts';
 import { type RedisSemaphore, SlotRetiredError } from './semaphore.ts';
 import type { LeaseBackend, RenewOutcome } from './slot-lease.ts';
 
@@ -17,7 +17,7 @@ export class SlotLeaseService {
 
   /** The longest hold a grant may ask for: its pod's grace period, or one lease if that is longer. */
   maxHoldMs(grant: SlotGrant): number {
-    return Math.max(this.leaseMs, grant.graceMs);
+    return Math.max(this.leaseMs, Math.min(grant.graceMs, maxGraceMs));
   }
 
   /**

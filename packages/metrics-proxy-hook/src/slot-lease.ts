@@ -4,6 +4,7 @@
 // or the semaphore itself in-process (lease-service.ts).
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '@seahorse/runtime';
+import { maxGraceMs } from './lease-token.ts';
 import { SemaphoreUnavailableError } from './semaphore.ts';
 
 export interface SlotIdentity {
@@ -97,13 +98,12 @@ export class SlotLease {
     clearTimeout(this.#timer);
     await this.#inFlight;
     if (holdMs >= 1) {
+      // The webhook holds at most a year (maxGraceMs), and larger numbers would not be whole.
+      const ms = Math.min(Math.ceil(holdMs), maxGraceMs);
       try {
-        const held = await this.#backend.hold(this.#version, Math.ceil(holdMs));
+        const held = await this.#backend.hold(this.#version, ms);
         if (held === 'held') {
-          this.#log.info(
-            { holdMs: Math.ceil(holdMs) },
-            "semaphore slot held until the pod's grace period ends",
-          );
+          this.#log.info({ holdMs: ms }, "semaphore slot held until the pod's grace period ends");
         } else this.#log.warn('the semaphore slot was already gone when this sidecar stopped');
       } catch (error) {
         this.#log.warn(

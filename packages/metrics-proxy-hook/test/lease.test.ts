@@ -315,6 +315,43 @@ describe('POST /semaphore/lease on a webhook with three Redis nodes', () => {
     assert.equal(await leaseLeft(servers, slot), -1);
   });
 
+  test('a pod asking for an enormous grace period gets a token that verifies, and its hold is answered 200 with a lease of at most a year, not a 500 after the write', async () => {
+    for (const seconds of [9_000_000_000_000, 10_000_000_000_000]) {
+      const review = fixture('review-deployment-pod.json');
+      const id = uid();
+      review.request.uid = id;
+      const object = review.request.object as Pod;
+      object.metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] = '5';
+      object.spec!.terminationGracePeriodSeconds = seconds;
+      const { response } = JSON.parse((await postReview(webhook.url, ca, review)).body);
+      assert.equal(response.allowed, true, response.status?.message);
+      const env = containerEnv(
+        applyPatch(
+          structuredClone(object),
+          JSON.parse(Buffer.from(response.patch, 'base64').toString()),
+        ).spec!.containers.at(-1)!,
+      );
+      const version = env.METRICS_PROXY_HOOK_SEMAPHORE_VERSION;
+      const token = env.METRICS_PROXY_HOOK_LEASE_TOKEN;
+      const renewed = await lease(webhook.leaseUrl, ca, token, { action: 'renew', slot: id, version });
+      assert.equal(renewed.status, 200, `${seconds} s: ${renewed.body}`);
+      const held = await lease(webhook.leaseUrl, ca, token, {
+        action: 'hold',
+        slot: id,
+        version,
+        holdMs: Number.MAX_SAFE_INTEGER,
+      });
+      assert.equal(held.status, 200, `${seconds} s: ${held.body}`);
+      const year = 365 * 24 * 3600 * 1000;
+      assert.equal(JSON.parse(held.body).leaseMs, year);
+      const left = await leaseLeft(servers, id);
+      assert.ok(left > year - 60_000 && left <= year, `${left} ms left`);
+      // Room again for the suite's other pods (one workload, at most 5).
+      const released = await lease(webhook.leaseUrl, ca, token, { action: 'release', slot: id, version });
+      assert.equal(released.status, 200, released.body);
+    }
+  });
+
   test("a hold is capped at the pod's grace period and never takes a lapsed slot again", async () => {
     const pod = await admit(webhook.url, ca, uid());
     const held = await lease(webhook.leaseUrl, ca, pod.token, {
