@@ -98,19 +98,7 @@ export class SlotLease {
     clearTimeout(this.#timer);
     await this.#inFlight;
     if (holdMs >= 1) {
-      // The webhook holds at most a year (maxGraceMs), and larger numbers would not be whole.
-      const ms = Math.min(Math.ceil(holdMs), maxGraceMs);
-      try {
-        const held = await this.#backend.hold(this.#version, ms);
-        if (held === 'held') {
-          this.#log.info({ holdMs: ms }, "semaphore slot held until the pod's grace period ends");
-        } else this.#log.warn('the semaphore slot was already gone when this sidecar stopped');
-      } catch (error) {
-        this.#log.warn(
-          { err: (error as Error).message },
-          'holding the slot to the end of the grace period failed; it expires with its lease',
-        );
-      }
+      await this.#hold(performance.now() + holdMs);
       return;
     }
     try {
@@ -122,6 +110,52 @@ export class SlotLease {
         'releasing the slot failed; it expires with its lease',
       );
     }
+  }
+
+  /**
+   * Leases the slot until `until` (performance.now() time). A webhook that does not answer now
+   * (a replica restarting in the same node drain, Redis without a majority) is asked again until
+   * one does or the time is up: given up, the slot would lapse with its running lease while the
+   * application may still drain, and another pod could be admitted beside it, uncounted.
+   */
+  async #hold(until: number): Promise<void> {
+    const retryMs = Math.max(100, Math.min(1000, Math.floor(this.#identity.leaseMs / 10)));
+    let failures = 0;
+    for (;;) {
+      // The webhook holds at most a year (maxGraceMs), and larger numbers would not be whole.
+      const ms = Math.min(Math.ceil(until - performance.now()), maxGraceMs);
+      if (ms < 1) break;
+      try {
+        const held = await this.#backend.hold(this.#version, ms);
+        if (held === 'held') {
+          this.#log.info(
+            { holdMs: ms, ...(failures > 0 ? { failedAttempts: failures } : {}) },
+            "semaphore slot held until the pod's grace period ends",
+          );
+        } else this.#log.warn('the semaphore slot was already gone when this sidecar stopped');
+        return;
+      } catch (error) {
+        failures++;
+        const entry = { err: (error as Error).message };
+        if (!isTransient(error)) {
+          this.#log.warn(
+            entry,
+            'holding the slot to the end of the grace period failed; it expires with its lease',
+          );
+          return;
+        }
+        if (failures === 1) {
+          this.#log.warn(entry, 'holding the slot to the end of the grace period failed; retrying');
+        }
+      }
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.min(retryMs, Math.max(0, until - performance.now()))),
+      );
+    }
+    this.#log.warn(
+      { failedAttempts: failures },
+      'holding the slot failed until the grace period ended; it expires with its lease',
+    );
   }
 
   #run(): void {

@@ -482,6 +482,51 @@ test('the webhook killed and started again: the sidecar logs each failed renewal
   }
 });
 
+test('the webhook down when a stopping sidecar holds its slot (a replica restarting in a node drain): the hold is retried until one answers, so the slot stays leased to the end of the grace period', async () => {
+  const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-lease-'));
+  const { certDir, ca } = certs(dir);
+  const args = [
+    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
+    '--semaphore-lease-ttl=5s',
+  ];
+  let webhook = await startWebhookProcess(certDir, args);
+  const pod = await admit(webhook.url, ca, '00000000-0000-4000-8000-0000000000d1');
+  const sidecar = startCli(
+    'sidecar',
+    [
+      'sidecar',
+      '--target=http://127.0.0.1:9/metrics',
+      '--address=127.0.0.1:0',
+      '--lease-timeout=300ms',
+      '--termination-grace-period=12s',
+      '--lameduck=0s',
+    ],
+    pod.env,
+  );
+  try {
+    await waitFor('the first renewal', () => sidecar.output.includes('semaphore slot lease renewed'));
+    await webhook.process.stop('SIGKILL');
+    // The kubelet stops the pod while no webhook answers: an ordinary sidecar holds its slot
+    // to the end of the grace period, since its application may still be draining.
+    sidecar.signal('SIGTERM');
+    await waitFor('a failed hold', () => sidecar.output.includes('holding the slot'));
+    webhook = await startWebhookProcess(certDir, args, { port: webhook.port });
+    assert.equal(await sidecar.exited, 0, sidecar.output);
+    assert.ok(
+      sidecar.output.includes("semaphore slot held until the pod's grace period ends"),
+      sidecar.output,
+    );
+    const left = await leaseLeft(servers, pod.slot);
+    assert.ok(left > 5000, `${left} ms left: the slot was not held past its running lease`);
+  } finally {
+    await sidecar.stop('SIGKILL');
+    await webhook.process.stop();
+    await Promise.all(servers.map((server) => server.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('with --client-ca-file the lease endpoint still serves sidecars, which present no client certificate; without --redis it is 404', async () => {
   const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
   const dir = mkdtempSync(join(tmpdir(), 'seahorse-lease-'));
