@@ -63,6 +63,9 @@ export class SlotLease {
   /** An overrun seen here and not yet counted by the semaphore (sent with the next renewal). */
   #overrunPending = false;
   #retiredLogged = false;
+  /** performance.now() at start(); until the first renewal, the slot rides on its admission lease. */
+  #startedAt = performance.now();
+  #neverRenewedLogged = false;
   /** The version this process holds the slot under; a new one after taking it again. */
   #version: string;
 
@@ -86,6 +89,7 @@ export class SlotLease {
   /** Renews now (shortening the long admission lease to the running lease), then every third of it. */
   start(): void {
     this.#heldAt = performance.now();
+    this.#startedAt = this.#heldAt;
     this.#run();
   }
 
@@ -179,6 +183,18 @@ export class SlotLease {
         'slot lease overran: this process went longer than its lease without renewing (frozen, or cut off from the webhook or Redis); another pod may have taken the slot, so the workload may have run more pods than its limit',
       );
     }
+    // Never renewed, and failing for longer than a lease: the slot lives on its admission lease
+    // (--semaphore-admission-ttl, which this process does not know) and then lapses while the
+    // pod runs. A pod that cannot reach the webhook at all (an egress NetworkPolicy in its
+    // namespace) would otherwise only ever log retries.
+    const sinceStartMs = attemptAt - this.#startedAt;
+    if (this.#renewals === 0 && this.#failures > 0 && sinceStartMs > leaseMs && !this.#neverRenewedLogged) {
+      this.#neverRenewedLogged = true;
+      this.#log.error(
+        { sinceStartedMs: Math.round(sinceStartMs), failedAttempts: this.#failures },
+        'no renewal of the semaphore slot has succeeded since this sidecar started: the slot lapses when its admission lease runs out, and the workload may then run more pods than its limit; check that this pod can reach the webhook',
+      );
+    }
     try {
       const result = await this.#backend.renew(this.#version, this.#overrunPending);
       if (result.overrunRecorded) this.#overrunPending = false;
@@ -193,6 +209,14 @@ export class SlotLease {
       }
       if (result.state === 'retaken') {
         this.#log.warn('semaphore slot lease lost (expired or released); taking a slot again');
+        // Its admission lease ran out while this process could not renew (the gap check above
+        // covers every later renewal): the pod ran without a slot meanwhile.
+        if (this.#renewals === 0 && this.#neverRenewedLogged) {
+          this.#reportOverrun(
+            sinceStartMs,
+            'slot lease overran: this pod ran without its slot (its admission lease ran out before this sidecar could renew it), so the workload may have run more pods than its limit',
+          );
+        }
         this.#held(attemptAt, result.version);
         this.#log.info({ held: result.held, limit: result.limit }, 'semaphore slot taken again');
         return;

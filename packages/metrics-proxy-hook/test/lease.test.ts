@@ -527,6 +527,54 @@ test('the webhook down when a stopping sidecar holds its slot (a replica restart
   }
 });
 
+test('a sidecar that never reaches the webhook (an egress NetworkPolicy in its namespace) says so at error level once its lease has passed, and reports the overrun when it finally takes its lapsed slot again', async () => {
+  const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-lease-'));
+  const { certDir, ca } = certs(dir);
+  const args = [
+    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
+    '--semaphore-lease-ttl=1s',
+    '--semaphore-admission-ttl=2s',
+  ];
+  let webhook = await startWebhookProcess(certDir, args);
+  const pod = await admit(webhook.url, ca, '00000000-0000-4000-8000-0000000000e1');
+  await webhook.process.stop();
+  const sidecar = startCli(
+    'sidecar',
+    ['sidecar', '--target=http://127.0.0.1:9/metrics', '--address=127.0.0.1:0', '--lease-timeout=300ms'],
+    pod.env,
+  );
+  try {
+    await waitFor(
+      'the error',
+      () => sidecar.output.includes('no renewal of the semaphore slot has succeeded'),
+      {
+        timeoutMs: 10_000,
+      },
+    );
+    assert.match(sidecar.output, /"level":"error".*"msg":"no renewal of the semaphore slot has succeeded/);
+    // The admission lease (2s) runs out while the pod runs: the slot lapses.
+    await waitFor('the admission lease to run out', async () => (await leaseLeft(servers, pod.slot)) === -1, {
+      timeoutMs: 10_000,
+    });
+    webhook = await startWebhookProcess(certDir, args, { port: webhook.port });
+    await waitFor('the slot taken again', () => sidecar.output.includes('semaphore slot taken again'), {
+      timeoutMs: 10_000,
+    });
+    assert.match(sidecar.output, /"level":"error".*"msg":"slot lease overran: this pod ran without its slot/);
+    await waitFor('the overrun counted', async () =>
+      (await Promise.all(servers.map((server) => server.command('GET', `${prefix}:lease-overruns`)))).every(
+        (count) => count === '1',
+      ),
+    );
+  } finally {
+    await sidecar.stop('SIGKILL');
+    await webhook.process.stop();
+    await Promise.all(servers.map((server) => server.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('with --client-ca-file the lease endpoint still serves sidecars, which present no client certificate; without --redis it is 404', async () => {
   const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
   const dir = mkdtempSync(join(tmpdir(), 'seahorse-lease-'));
