@@ -184,6 +184,17 @@ export async function answerLease(
           body: { state: 'held', version: request.version, leaseMs, expiresAt: expiry(leaseMs) },
         };
       }
+      if (held === 'spent') {
+        return {
+          status: 409,
+          action,
+          body: {
+            state: 'gone',
+            code: 'HOLD_SPENT',
+            message: `slot ${grant.slot} of ${grant.workload} was held once already and that hold has ended; a slot is held once, to its pod's grace period's end, and never again`,
+          },
+        };
+      }
       if (held === 'gone') {
         return {
           status: 409,

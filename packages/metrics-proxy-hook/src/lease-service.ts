@@ -1,7 +1,7 @@
 // The webhook's side of a slot lease: what a verified lease token may do to its own slot, run
 // through the semaphore's fenced renew, acquire and release. The HTTP layer (lease-endpoint.ts)
 // parses and authenticates; this decides.
-import type { SlotGrant } from './lease-token.ts';
+import { maxGraceMs, type SlotGrant } from './lease-token.ts';
 import { type RedisSemaphore, SlotRetiredError } from './semaphore.ts';
 import type { LeaseBackend, RenewOutcome } from './slot-lease.ts';
 
@@ -17,7 +17,7 @@ export class SlotLeaseService {
 
   /** The longest hold a grant may ask for: its pod's grace period, or one lease if that is longer. */
   maxHoldMs(grant: SlotGrant): number {
-    return Math.max(this.leaseMs, grant.graceMs);
+    return Math.max(this.leaseMs, Math.min(grant.graceMs, maxGraceMs));
   }
 
   /**
@@ -59,12 +59,19 @@ export class SlotLeaseService {
     }
   }
 
-  /** Leases the slot for `holdMs` (at most maxHoldMs), never taking it again if it is gone. */
-  async hold(grant: SlotGrant, version: string, holdMs: number): Promise<'held' | 'gone' | 'retired'> {
+  /**
+   * Leases the slot for `holdMs` (at most maxHoldMs), never taking it again if it is gone, and
+   * never past the end of the slot's first hold ('spent' after it): holding again and again
+   * cannot keep a slot past its pod's grace period.
+   */
+  async hold(
+    grant: SlotGrant,
+    version: string,
+    holdMs: number,
+  ): Promise<'held' | 'gone' | 'retired' | 'spent'> {
     const ms = Math.min(holdMs, this.maxHoldMs(grant));
-    const result = await this.#semaphore.renew(grant.workload, grant.slot, version, ms);
-    if (result === 'renewed') return 'held';
-    return result === 'retired' ? 'retired' : 'gone';
+    const result = await this.#semaphore.hold(grant.workload, grant.slot, version, ms);
+    return result === 'lost' ? 'gone' : result;
   }
 
   /**
@@ -79,7 +86,10 @@ export class SlotLeaseService {
   backendFor(grant: SlotGrant): LeaseBackend {
     return {
       renew: (version, overrun) => this.renew(grant, version, overrun),
-      hold: (version, holdMs) => this.hold(grant, version, holdMs),
+      hold: async (version, holdMs) => {
+        const held = await this.hold(grant, version, holdMs);
+        return held === 'spent' ? 'gone' : held;
+      },
       release: async (version) => {
         await this.release(grant, version);
       },

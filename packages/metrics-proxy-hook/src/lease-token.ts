@@ -32,6 +32,11 @@ const prefix = 'mphl1';
 const context = 'seahorse-metrics-proxy-hook lease token v1\n';
 /** Keys shorter than this are refused: the MAC is only as strong as its key. */
 export const minimumKeyBytes = 32;
+/**
+ * The longest grace period a token carries (a year). A pod may ask for any number of seconds;
+ * past 2^53 ms the token would not verify, and past ~273,000 years no expiry can be written.
+ */
+export const maxGraceMs = 365 * 24 * 3600 * 1000;
 /** Longer tokens are refused before any work (the header is read whole). */
 const maxTokenLength = 4096;
 
@@ -64,7 +69,7 @@ export class LeaseTokens {
         namespace: grant.namespace,
         pod: grant.pod,
         limit: grant.limit,
-        graceMs: grant.graceMs,
+        graceMs: Math.min(grant.graceMs, maxGraceMs),
       }),
     ).toString('base64url');
     return `${prefix}.${payload}.${mac(this.#keys[0]!, payload).toString('base64url')}`;

@@ -81,6 +81,9 @@ export interface Decision {
   outcome: AdmissionOutcome;
 }
 
+/** The lease token a dry run's spec shows: not a token, so it can renew or take nothing. */
+export const dryRunLeaseToken = 'dry-run-no-lease-token';
+
 const foreignLabelWarning = `${semaphoreLabel} is set by the metrics-proxy webhook on pods it gives a semaphore slot; removed from this pod`;
 
 export class PodMutator {
@@ -287,14 +290,19 @@ export class PodMutator {
         lease: {
           url: semaphore.lease.url,
           ca: leaseCa,
-          token: semaphore.lease.tokens.mint({
-            workload,
-            slot: slotId,
-            namespace,
-            pod: name,
-            limit,
-            graceMs: graceSecondsFor(pod, this.#options.injection) * 1000,
-          }),
+          // A dry run's pod is never created, but its patched spec goes back to whoever asked
+          // (kubectl --dry-run=server -o yaml): a real token there would let them take a slot
+          // no pod holds. It gets a placeholder that no webhook verifies.
+          token: dryRun
+            ? dryRunLeaseToken
+            : semaphore.lease.tokens.mint({
+                workload,
+                slot: slotId,
+                namespace,
+                pod: name,
+                limit,
+                graceMs: graceSecondsFor(pod, this.#options.injection) * 1000,
+              }),
         },
       };
     }

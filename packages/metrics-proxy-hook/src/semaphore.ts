@@ -88,6 +88,32 @@ ${expireWithLastLease('KEYS[1]', 'KEYS[2]')}
 return 1`;
 
 /**
+ * KEYS: slots, versions, retired, held. ARGV: slot, hold ms, version, held-marker ms. A hold: the
+ * renewal's compare-and-set, but the first hold of a slot id fixes its deadline (kept in `held`,
+ * by the node's clock) and later holds never go past it. Otherwise a token holder repeating holds
+ * would keep a gone pod's slot leased far past its grace period, each time longer than slot
+ * reclaim's age threshold, so reclaim would never take it. -4: the first hold's deadline has
+ * passed (nothing written).
+ */
+const holdScript = `${now}
+if redis.call('EXISTS', KEYS[3]) == 1 then return -3 end
+${dropExpired}
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then return 0 end
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[3] then return -2 end
+local deadline = now + tonumber(ARGV[2])
+local first = redis.call('GET', KEYS[4])
+if first then
+  if tonumber(first) <= now then return -4 end
+  deadline = math.min(deadline, tonumber(first))
+else
+  redis.call('SET', KEYS[4], string.format('%.0f', deadline), 'PX', ARGV[4])
+end
+redis.call('ZADD', KEYS[1], string.format('%.0f', deadline), ARGV[1])
+${expireWithLastLease('KEYS[1]', 'KEYS[2]')}
+return 1`;
+
+/**
  * KEYS: slots, versions, retired. ARGV: slot, version ('' for any), retire ms ('0': no).
  * Compare-and-delete: a stale release (a retried request, a writer cleaning up after a failed
  * grant) never frees a slot that was granted again since under another version. Retiring
@@ -197,6 +223,11 @@ export class RedisSemaphore {
 
   versionsKey(workload: string): string {
     return `${this.#prefix}:versions:${workload}`;
+  }
+
+  /** The deadline of a slot id's first hold: later holds never extend past it. */
+  heldKey(workload: string, slot: string): string {
+    return `${this.#prefix}:held:${workload}#${slot}`;
   }
 
   /** Present while a slot id is retired (released for good). */
@@ -338,6 +369,35 @@ export class RedisSemaphore {
       );
     }
     return 'renewed';
+  }
+
+  /**
+   * Leases a slot for `holdMs` from now, like renew (a majority under `version`, never taking
+   * it again), but never past the deadline of the slot id's first hold: a stopping sidecar holds
+   * once, to its pod's grace period's end, and repeating the hold (a replayed token) cannot
+   * stretch that. 'spent' once that deadline has passed.
+   */
+  async hold(
+    workload: string,
+    slot: string,
+    version: string,
+    holdMs: number,
+  ): Promise<'held' | 'lost' | 'retired' | 'spent'> {
+    const keys = [
+      this.slotsKey(workload),
+      this.versionsKey(workload),
+      this.retiredKey(workload, slot),
+      this.heldKey(workload, slot),
+    ];
+    const replies = await this.#nodes.each((client) =>
+      client.eval(holdScript, 4, ...keys, slot, holdMs, version, this.#retiredRetentionMs),
+    );
+    this.#requireQuorum(replies, `hold slot ${slot} of ${workload}`);
+    if (replies.some((reply) => reply.ok && reply.value === -3)) return 'retired';
+    const held = replies.filter((reply) => reply.ok && reply.value === 1).length;
+    if (held >= this.#nodes.quorum) return 'held';
+    const spent = replies.filter((reply) => reply.ok && reply.value === -4).length;
+    return spent > 0 ? 'spent' : 'lost';
   }
 
   /** Counts a sidecar's lease overrun on every node that answers (see SlotLease). */

@@ -4,6 +4,7 @@
 // or the semaphore itself in-process (lease-service.ts).
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '@seahorse/runtime';
+import { maxGraceMs } from './lease-token.ts';
 import { SemaphoreUnavailableError } from './semaphore.ts';
 
 export interface SlotIdentity {
@@ -62,6 +63,9 @@ export class SlotLease {
   /** An overrun seen here and not yet counted by the semaphore (sent with the next renewal). */
   #overrunPending = false;
   #retiredLogged = false;
+  /** performance.now() at start(); until the first renewal, the slot rides on its admission lease. */
+  #startedAt = performance.now();
+  #neverRenewedLogged = false;
   /** The version this process holds the slot under; a new one after taking it again. */
   #version: string;
 
@@ -85,6 +89,7 @@ export class SlotLease {
   /** Renews now (shortening the long admission lease to the running lease), then every third of it. */
   start(): void {
     this.#heldAt = performance.now();
+    this.#startedAt = this.#heldAt;
     this.#run();
   }
 
@@ -97,20 +102,7 @@ export class SlotLease {
     clearTimeout(this.#timer);
     await this.#inFlight;
     if (holdMs >= 1) {
-      try {
-        const held = await this.#backend.hold(this.#version, Math.ceil(holdMs));
-        if (held === 'held') {
-          this.#log.info(
-            { holdMs: Math.ceil(holdMs) },
-            "semaphore slot held until the pod's grace period ends",
-          );
-        } else this.#log.warn('the semaphore slot was already gone when this sidecar stopped');
-      } catch (error) {
-        this.#log.warn(
-          { err: (error as Error).message },
-          'holding the slot to the end of the grace period failed; it expires with its lease',
-        );
-      }
+      await this.#hold(performance.now() + holdMs);
       return;
     }
     try {
@@ -122,6 +114,52 @@ export class SlotLease {
         'releasing the slot failed; it expires with its lease',
       );
     }
+  }
+
+  /**
+   * Leases the slot until `until` (performance.now() time). A webhook that does not answer now
+   * (a replica restarting in the same node drain, Redis without a majority) is asked again until
+   * one does or the time is up: given up, the slot would lapse with its running lease while the
+   * application may still drain, and another pod could be admitted beside it, uncounted.
+   */
+  async #hold(until: number): Promise<void> {
+    const retryMs = Math.max(100, Math.min(1000, Math.floor(this.#identity.leaseMs / 10)));
+    let failures = 0;
+    for (;;) {
+      // The webhook holds at most a year (maxGraceMs), and larger numbers would not be whole.
+      const ms = Math.min(Math.ceil(until - performance.now()), maxGraceMs);
+      if (ms < 1) break;
+      try {
+        const held = await this.#backend.hold(this.#version, ms);
+        if (held === 'held') {
+          this.#log.info(
+            { holdMs: ms, ...(failures > 0 ? { failedAttempts: failures } : {}) },
+            "semaphore slot held until the pod's grace period ends",
+          );
+        } else this.#log.warn('the semaphore slot was already gone when this sidecar stopped');
+        return;
+      } catch (error) {
+        failures++;
+        const entry = { err: (error as Error).message };
+        if (!isTransient(error)) {
+          this.#log.warn(
+            entry,
+            'holding the slot to the end of the grace period failed; it expires with its lease',
+          );
+          return;
+        }
+        if (failures === 1) {
+          this.#log.warn(entry, 'holding the slot to the end of the grace period failed; retrying');
+        }
+      }
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.min(retryMs, Math.max(0, until - performance.now()))),
+      );
+    }
+    this.#log.warn(
+      { failedAttempts: failures },
+      'holding the slot failed until the grace period ended; it expires with its lease',
+    );
   }
 
   #run(): void {
@@ -145,6 +183,18 @@ export class SlotLease {
         'slot lease overran: this process went longer than its lease without renewing (frozen, or cut off from the webhook or Redis); another pod may have taken the slot, so the workload may have run more pods than its limit',
       );
     }
+    // Never renewed, and failing for longer than a lease: the slot lives on its admission lease
+    // (--semaphore-admission-ttl, which this process does not know) and then lapses while the
+    // pod runs. A pod that cannot reach the webhook at all (an egress NetworkPolicy in its
+    // namespace) would otherwise only ever log retries.
+    const sinceStartMs = attemptAt - this.#startedAt;
+    if (this.#renewals === 0 && this.#failures > 0 && sinceStartMs > leaseMs && !this.#neverRenewedLogged) {
+      this.#neverRenewedLogged = true;
+      this.#log.error(
+        { sinceStartedMs: Math.round(sinceStartMs), failedAttempts: this.#failures },
+        'no renewal of the semaphore slot has succeeded since this sidecar started: the slot lapses when its admission lease runs out, and the workload may then run more pods than its limit; check that this pod can reach the webhook',
+      );
+    }
     try {
       const result = await this.#backend.renew(this.#version, this.#overrunPending);
       if (result.overrunRecorded) this.#overrunPending = false;
@@ -159,6 +209,14 @@ export class SlotLease {
       }
       if (result.state === 'retaken') {
         this.#log.warn('semaphore slot lease lost (expired or released); taking a slot again');
+        // Its admission lease ran out while this process could not renew (the gap check above
+        // covers every later renewal): the pod ran without a slot meanwhile.
+        if (this.#renewals === 0 && this.#neverRenewedLogged) {
+          this.#reportOverrun(
+            sinceStartMs,
+            'slot lease overran: this pod ran without its slot (its admission lease ran out before this sidecar could renew it), so the workload may have run more pods than its limit',
+          );
+        }
         this.#held(attemptAt, result.version);
         this.#log.info({ held: result.held, limit: result.limit }, 'semaphore slot taken again');
         return;

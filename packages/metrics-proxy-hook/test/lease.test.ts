@@ -288,6 +288,70 @@ describe('POST /semaphore/lease on a webhook with three Redis nodes', () => {
     assert.equal(res.status, 200, res.body);
   });
 
+  test('a dry run (kubectl --dry-run=server -o yaml) shows no usable lease token: renewing with what its spec carries takes no slot', async () => {
+    const review = fixture('review-deployment-pod.json');
+    review.request.uid = uid();
+    review.request.dryRun = true;
+    (review.request.object as Pod).metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] =
+      '5';
+    const { response } = JSON.parse((await postReview(webhook.url, ca, review)).body);
+    assert.equal(response.allowed, true, response.status?.message);
+    const pod = applyPatch(
+      structuredClone(review.request.object as Pod),
+      JSON.parse(Buffer.from(response.patch, 'base64').toString()),
+    );
+    const env = containerEnv(pod.spec!.containers.at(-1)!);
+    const slot = env.METRICS_PROXY_HOOK_SEMAPHORE_SLOT!;
+    assert.equal(slot, review.request.uid);
+    const before = await snapshot(servers);
+    for (const body of [
+      { action: 'renew', slot, version: env.METRICS_PROXY_HOOK_SEMAPHORE_VERSION },
+      { action: 'renew', slot, version: '' },
+    ]) {
+      const res = await lease(webhook.leaseUrl, ca, env.METRICS_PROXY_HOOK_LEASE_TOKEN, body);
+      assert.equal(res.status, 401, `the dry run's token took a slot: ${res.body}`);
+    }
+    assert.deepEqual(await snapshot(servers), before);
+    assert.equal(await leaseLeft(servers, slot), -1);
+  });
+
+  test('a pod asking for an enormous grace period gets a token that verifies, and its hold is answered 200 with a lease of at most a year, not a 500 after the write', async () => {
+    for (const seconds of [9_000_000_000_000, 10_000_000_000_000]) {
+      const review = fixture('review-deployment-pod.json');
+      const id = uid();
+      review.request.uid = id;
+      const object = review.request.object as Pod;
+      object.metadata!.annotations!['prometheus-metrics-proxy-hook/max-concurrent'] = '5';
+      object.spec!.terminationGracePeriodSeconds = seconds;
+      const { response } = JSON.parse((await postReview(webhook.url, ca, review)).body);
+      assert.equal(response.allowed, true, response.status?.message);
+      const env = containerEnv(
+        applyPatch(
+          structuredClone(object),
+          JSON.parse(Buffer.from(response.patch, 'base64').toString()),
+        ).spec!.containers.at(-1)!,
+      );
+      const version = env.METRICS_PROXY_HOOK_SEMAPHORE_VERSION;
+      const token = env.METRICS_PROXY_HOOK_LEASE_TOKEN;
+      const renewed = await lease(webhook.leaseUrl, ca, token, { action: 'renew', slot: id, version });
+      assert.equal(renewed.status, 200, `${seconds} s: ${renewed.body}`);
+      const held = await lease(webhook.leaseUrl, ca, token, {
+        action: 'hold',
+        slot: id,
+        version,
+        holdMs: Number.MAX_SAFE_INTEGER,
+      });
+      assert.equal(held.status, 200, `${seconds} s: ${held.body}`);
+      const year = 365 * 24 * 3600 * 1000;
+      assert.equal(JSON.parse(held.body).leaseMs, year);
+      const left = await leaseLeft(servers, id);
+      assert.ok(left > year - 60_000 && left <= year, `${left} ms left`);
+      // Room again for the suite's other pods (one workload, at most 5).
+      const released = await lease(webhook.leaseUrl, ca, token, { action: 'release', slot: id, version });
+      assert.equal(released.status, 200, released.body);
+    }
+  });
+
   test("a hold is capped at the pod's grace period and never takes a lapsed slot again", async () => {
     const pod = await admit(webhook.url, ca, uid());
     const held = await lease(webhook.leaseUrl, ca, pod.token, {
@@ -410,6 +474,99 @@ test('the webhook killed and started again: the sidecar logs each failed renewal
     });
     const left = await leaseLeft(servers, pod.slot);
     assert.ok(left > 0 && left <= 3000, `${left} ms left: renewed with the running lease`);
+  } finally {
+    await sidecar.stop('SIGKILL');
+    await webhook.process.stop();
+    await Promise.all(servers.map((server) => server.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the webhook down when a stopping sidecar holds its slot (a replica restarting in a node drain): the hold is retried until one answers, so the slot stays leased to the end of the grace period', async () => {
+  const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-lease-'));
+  const { certDir, ca } = certs(dir);
+  const args = [
+    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
+    '--semaphore-lease-ttl=5s',
+  ];
+  let webhook = await startWebhookProcess(certDir, args);
+  const pod = await admit(webhook.url, ca, '00000000-0000-4000-8000-0000000000d1');
+  const sidecar = startCli(
+    'sidecar',
+    [
+      'sidecar',
+      '--target=http://127.0.0.1:9/metrics',
+      '--address=127.0.0.1:0',
+      '--lease-timeout=300ms',
+      '--termination-grace-period=12s',
+      '--lameduck=0s',
+    ],
+    pod.env,
+  );
+  try {
+    await waitFor('the first renewal', () => sidecar.output.includes('semaphore slot lease renewed'));
+    await webhook.process.stop('SIGKILL');
+    // The kubelet stops the pod while no webhook answers: an ordinary sidecar holds its slot
+    // to the end of the grace period, since its application may still be draining.
+    sidecar.signal('SIGTERM');
+    await waitFor('a failed hold', () => sidecar.output.includes('holding the slot'));
+    webhook = await startWebhookProcess(certDir, args, { port: webhook.port });
+    assert.equal(await sidecar.exited, 0, sidecar.output);
+    assert.ok(
+      sidecar.output.includes("semaphore slot held until the pod's grace period ends"),
+      sidecar.output,
+    );
+    const left = await leaseLeft(servers, pod.slot);
+    assert.ok(left > 5000, `${left} ms left: the slot was not held past its running lease`);
+  } finally {
+    await sidecar.stop('SIGKILL');
+    await webhook.process.stop();
+    await Promise.all(servers.map((server) => server.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a sidecar that never reaches the webhook (an egress NetworkPolicy in its namespace) says so at error level once its lease has passed, and reports the overrun when it finally takes its lapsed slot again', async () => {
+  const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-lease-'));
+  const { certDir, ca } = certs(dir);
+  const args = [
+    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
+    '--semaphore-lease-ttl=1s',
+    '--semaphore-admission-ttl=2s',
+  ];
+  let webhook = await startWebhookProcess(certDir, args);
+  const pod = await admit(webhook.url, ca, '00000000-0000-4000-8000-0000000000e1');
+  await webhook.process.stop();
+  const sidecar = startCli(
+    'sidecar',
+    ['sidecar', '--target=http://127.0.0.1:9/metrics', '--address=127.0.0.1:0', '--lease-timeout=300ms'],
+    pod.env,
+  );
+  try {
+    await waitFor(
+      'the error',
+      () => sidecar.output.includes('no renewal of the semaphore slot has succeeded'),
+      {
+        timeoutMs: 10_000,
+      },
+    );
+    assert.match(sidecar.output, /"level":"error".*"msg":"no renewal of the semaphore slot has succeeded/);
+    // The admission lease (2s) runs out while the pod runs: the slot lapses.
+    await waitFor('the admission lease to run out', async () => (await leaseLeft(servers, pod.slot)) === -1, {
+      timeoutMs: 10_000,
+    });
+    webhook = await startWebhookProcess(certDir, args, { port: webhook.port });
+    await waitFor('the slot taken again', () => sidecar.output.includes('semaphore slot taken again'), {
+      timeoutMs: 10_000,
+    });
+    assert.match(sidecar.output, /"level":"error".*"msg":"slot lease overran: this pod ran without its slot/);
+    await waitFor('the overrun counted', async () =>
+      (await Promise.all(servers.map((server) => server.command('GET', `${prefix}:lease-overruns`)))).every(
+        (count) => count === '1',
+      ),
+    );
   } finally {
     await sidecar.stop('SIGKILL');
     await webhook.process.stop();

@@ -309,3 +309,63 @@ test('the entry for namespaces not enabled for the semaphore (/mutate/semaphore-
     await webhook.close();
   }
 });
+
+test('holding a gone pod’s slot again and again (its token replayed) cannot keep it past the grace period of the first hold, so reclaim and new admissions get it', async () => {
+  for (const server of servers) await server.command('DEL', slotsKey);
+  apiServer.pods = [];
+  // Reclaim spares slots with more than admission-ttl − reclaim-grace (2s) left; a hold of the
+  // pod's 3s grace period is longer than that, so a held slot looks like a young one.
+  const webhook = await startTestWebhook(join(dir, 'certs'), [
+    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
+    `--kube-api-server=${apiServer.url}`,
+    `--kube-token-file=${join(dir, 'token')}`,
+    '--semaphore-reclaim-grace=0s',
+    '--semaphore-admission-ttl=2s',
+    '--semaphore-lease-ttl=1s',
+    '--termination-grace-period=3s',
+  ]);
+  try {
+    const first = review(uid(20));
+    (first.request.object as Pod).spec!.terminationGracePeriodSeconds = 3;
+    const { response } = JSON.parse((await postReview(webhook.url, ca, first)).body);
+    assert.equal(response.allowed, true, response.status?.message);
+    const env = containerEnv(
+      applyPatch(
+        structuredClone(first.request.object as Pod),
+        JSON.parse(Buffer.from(response.patch, 'base64').toString()),
+      ).spec!.containers.at(-1)!,
+    );
+    const hold = () =>
+      httpsCall(webhook.leaseUrl, {
+        ca,
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${env.METRICS_PROXY_HOOK_LEASE_TOKEN}`,
+        },
+        body: JSON.stringify({
+          action: 'hold',
+          slot: uid(20),
+          version: env.METRICS_PROXY_HOOK_SEMAPHORE_VERSION,
+          holdMs: 3000,
+        }),
+      });
+    // The pod is gone (the API server lists none); its token keeps holding for 4.5 s.
+    const started = performance.now();
+    const firstHold = await hold();
+    assert.equal(firstHold.status, 200, firstHold.body);
+    let last = firstHold;
+    while (performance.now() - started < 4500) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      last = await hold();
+      if (performance.now() - started < 2500) assert.equal(last.status, 200, last.body);
+    }
+    assert.equal(last.status, 409, `a hold 4.5 s after a 3 s hold still held the slot: ${last.body}`);
+    assert.equal(JSON.parse(last.body).state, 'gone');
+    const next = JSON.parse((await postReview(webhook.url, ca, review(uid(21)))).body).response;
+    assert.equal(next.allowed, true, next.status?.message);
+    for (const server of servers)
+      assert.deepEqual(await server.command('ZRANGE', slotsKey, '0', '-1'), [uid(21)]);
+  } finally {
+    await webhook.close();
+  }
+});
