@@ -12,6 +12,13 @@
 // leader proves its session every tick with a query on that connection; an error, a timeout or
 // the connection closing ends its term at once — locally, before PostgreSQL lets anyone else in.
 //
+// A connection that hangs without closing (a frozen proxy or NAT between the leader and
+// PostgreSQL, a leader process stopped and resumed) must not hold the leader lock forever: the
+// session is opened with `idle_session_timeout` = the lease (2 × (interval + timeout)), so
+// PostgreSQL itself ends a session that stops asking — its locks go with it — and the leader
+// counts its term valid only for interval + timeout after the last proof it sent, so it has
+// stopped leading before the lease can run out and a follower take the lock.
+//
 // On SQLite the hub is one process, so it is always the leader.
 //
 // Use: `leadership.isLeader` for a check, `ifLeader(fn)` to run periodic work only on the
@@ -66,6 +73,7 @@ class SingleProcessElection implements Election {
 class PostgresElection implements Election {
   readonly #db: PostgresDatabase;
   readonly #timeoutMs: number;
+  readonly #leaseMs: number;
   readonly #onLost: (reason: string) => void;
   #key = randomInt(1, 2 ** 31 - 1);
   #client: pg.Client | undefined;
@@ -74,9 +82,10 @@ class PostgresElection implements Election {
   #everConnected = false;
   #closed = false;
 
-  constructor(db: PostgresDatabase, timeoutMs: number, onLost: (reason: string) => void) {
+  constructor(db: PostgresDatabase, timeoutMs: number, leaseMs: number, onLost: (reason: string) => void) {
     this.#db = db;
     this.#timeoutMs = timeoutMs;
+    this.#leaseMs = leaseMs;
     this.#onLost = onLost;
   }
 
@@ -96,6 +105,12 @@ class PostgresElection implements Election {
     if (this.#closed) throw new Error('leadership stopped');
     const client = await this.#db.openSession('seahorse-hub leadership', this.#timeoutMs);
     try {
+      // PostgreSQL ends this session (and frees its locks) once it has been idle for the lease:
+      // a leader behind a connection that hangs without closing loses the lock. PostgreSQL
+      // before 14 has no such setting; there only the TCP keepalives end a session.
+      await client.query(`SET idle_session_timeout = ${Math.ceil(this.#leaseMs)}`).catch((error: unknown) => {
+        if ((error as { code?: string }).code !== '42704') throw error;
+      });
       for (let attempt = 0; ; attempt++) {
         const { rows } = await client.query<{ ok: boolean }>(
           'SELECT pg_try_advisory_lock($1::int, $2::int) AS ok',
@@ -199,6 +214,11 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
   #ticking: Promise<void> | undefined;
   #failing = false;
   #stopped = false;
+  /** PostgreSQL: how long after the last proof was sent the term still counts (interval + timeout). */
+  readonly #validityMs: number;
+  /** When the last successful round began (performance.now()). */
+  #provenAt = 0;
+  #expiry: NodeJS.Timeout | undefined;
   /** A replica whose term just broke waits two rounds before it contends again: a healthy one takes over. */
   #standDownUntil = 0;
 
@@ -209,8 +229,9 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
     const timeoutMs = options.timeoutMs ?? 2000;
     const shared = db.dialect === 'postgres' && 'openSession' in db;
     this.#goneAfterMs = shared ? (options.goneAfterMs ?? 3000) : 0;
+    this.#validityMs = shared ? this.#intervalMs + timeoutMs : Number.POSITIVE_INFINITY;
     this.#election = shared
-      ? new PostgresElection(db as unknown as PostgresDatabase, timeoutMs, (reason) =>
+      ? new PostgresElection(db as unknown as PostgresDatabase, timeoutMs, 2 * this.#validityMs, (reason) =>
           this.#set(false, reason),
         )
       : new SingleProcessElection();
@@ -234,7 +255,19 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
   }
 
   get isLeader(): boolean {
+    this.#expire();
     return this.#leader;
+  }
+
+  /**
+   * Ends a term whose last proof is older than the validity: the database could not be asked
+   * in time (a hung connection, this process stopped and resumed), so another replica may be
+   * about to lead. Checked by a timer and, since timers may run late, wherever the term is read.
+   */
+  #expire(): void {
+    if (this.#leader && performance.now() - this.#provenAt >= this.#validityMs) {
+      this.#set(false, `the leadership could not be proven for ${this.#validityMs / 1000} s`);
+    }
   }
 
   /** Aborted when the current term ends; already aborted while this replica is not the leader. */
@@ -256,6 +289,7 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#expiry);
     await this.#ticking;
     this.#set(false, 'stopping');
     await this.#election.close();
@@ -263,7 +297,7 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
 
   /** Runs `work` if this replica is the leader now; its signal aborts when the term ends. */
   async ifLeader<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T | undefined> {
-    if (!this.#leader) return undefined;
+    if (!this.isLeader) return undefined;
     return work(this.#term.signal);
   }
 
@@ -323,7 +357,19 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
   #tick(): Promise<void> {
     this.#ticking ??= (async () => {
       try {
-        const leading = await this.#election.campaign(performance.now() >= this.#standDownUntil);
+        const began = performance.now();
+        const leading = await this.#election.campaign(began >= this.#standDownUntil);
+        if (leading) {
+          this.#provenAt = began;
+          if (Number.isFinite(this.#validityMs)) {
+            clearTimeout(this.#expiry);
+            this.#expiry = setTimeout(
+              () => this.#expire(),
+              Math.max(0, began + this.#validityMs - performance.now()),
+            );
+            this.#expiry.unref();
+          }
+        }
         if (this.#failing)
           this.#log.info({ replica: this.replicaId }, 'leadership: the database answers again');
         this.#failing = false;
