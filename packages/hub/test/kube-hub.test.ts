@@ -7,6 +7,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createLogger } from '@seahorse/runtime';
@@ -406,6 +407,111 @@ test('a profile_list function (JS/TS config module) fills the spawn form, as Kub
     }
     assert.equal((await fetch(`${hub.url}/hub/health`)).status, 200);
   } finally {
+    await hub.stop('test');
+    await hub.proxyProcess?.stop();
+    client.close();
+    await fake.close();
+    notebook.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a server whose stored state was rewritten to name another user’s pod, or a pod in another namespace, stops its own pod and leaves those alone', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hub-kube-'));
+  const notebook = http.createServer((_req, res) => res.end('{}'));
+  await new Promise<void>((resolve) => notebook.listen(0, '127.0.0.1', resolve));
+  const fake = new FakeApiServer({ token });
+  const server = new URL(await fake.listen());
+  const traits = {
+    'JupyterHub.spawner_class': 'KubeSpawner',
+    'KubeSpawner.namespace': namespace,
+    'KubeSpawner.port': (notebook.address() as AddressInfo).port,
+    'KubeSpawner.events_enabled': false,
+  };
+  const { config } = await testConfig(traits, dir);
+  const client = new KubeClient({ server, token, namespace });
+  const logs = new LogCapture();
+  const log = createLogger({ name: 'hub', level: 'info', destination: logs });
+  const hub = await startTestHub(traits, {
+    dir,
+    spawnerFactory: kubeSpawnerFactory(config, config.kube!, client, log),
+    log,
+  });
+  const sqlite = new DatabaseSync(join(dir, 'hub.sqlite'));
+  sqlite.exec('PRAGMA busy_timeout = 5000');
+  const forge = (user: string, state: Json) =>
+    sqlite
+      .prepare(
+        "UPDATE spawners SET state = ? WHERE name = '' AND user_id = (SELECT id FROM users WHERE name = ?)",
+      )
+      .run(JSON.stringify(state), user);
+  const spawn = async (user: string) => {
+    await hub.api(`/users/${user}`, { method: 'POST' });
+    const started = hub.api(`/users/${user}/server`, { method: 'POST' });
+    await waitFor(`pod of ${user}`, () => fake.get('pods', namespace, `jupyter-${user}`));
+    fake.setRunning(namespace, `jupyter-${user}`);
+    assert.equal((await started).status, 201);
+  };
+  const stop = async (user: string) => {
+    assert.ok([202, 204].includes((await hub.api(`/users/${user}/server`, { method: 'DELETE' })).status));
+    await waitFor(
+      `${user} stopped`,
+      async () => ((await (await hub.api(`/users/${user}`)).json()) as Json).server === null,
+    );
+  };
+  try {
+    await spawn('victor');
+    const victor = fake.get('pods', namespace, 'jupyter-victor')!.metadata.uid;
+    // Another hub's pod for a user of the same name, in another namespace.
+    await client.create('/api/v1/namespaces/elsewhere/pods', {
+      ...structuredClone(fake.received.find((pod) => pod.metadata.name === 'jupyter-victor')!),
+      metadata: {
+        name: 'jupyter-mallory',
+        labels: {
+          component: 'singleuser-server',
+          'hub.jupyter.org/username': 'mallory',
+          'hub.jupyter.org/servername': '',
+        },
+      },
+    });
+    const elsewhere = fake.get('pods', 'elsewhere', 'jupyter-mallory')!.metadata.uid;
+
+    for (const state of [
+      { pod_name: 'jupyter-victor', namespace, dns_name: '' },
+      { pod_name: 'jupyter-mallory', namespace: 'elsewhere', dns_name: '' },
+    ]) {
+      await spawn('mallory');
+      forge('mallory', state);
+      await stop('mallory');
+      assert.equal(fake.get('pods', namespace, 'jupyter-mallory'), undefined, 'her own pod is stopped');
+      assert.equal(fake.get('pods', namespace, 'jupyter-victor')?.metadata.uid, victor, 'victor’s pod stays');
+      assert.equal(
+        fake.get('pods', 'elsewhere', 'jupyter-mallory')?.metadata.uid,
+        elsewhere,
+        'the other namespace’s pod stays',
+      );
+    }
+    assert.ok(
+      logs.has(
+        "refusing the pod the saved state names: its labels are not this server's; it is neither polled, adopted nor deleted",
+      ),
+    );
+    assert.ok(
+      logs.has(
+        "refusing the pod the saved state names: it is in another namespace than this hub's; it is neither polled, adopted nor deleted",
+      ),
+    );
+    assert.equal(
+      fake.requests.filter(
+        (r) =>
+          r.method === 'DELETE' &&
+          (r.path.endsWith('/jupyter-victor') || r.path.startsWith('/api/v1/namespaces/elsewhere/')),
+      ).length,
+      0,
+    );
+    assert.equal(((await (await hub.api('/users/victor')).json()) as Json).servers[''].ready, true);
+  } finally {
+    sqlite.close();
     await hub.stop('test');
     await hub.proxyProcess?.stop();
     client.close();

@@ -184,16 +184,22 @@ class KubeSpawner implements Spawner {
   async #checkedNames(): Promise<KubeNames | undefined> {
     const names = this.#names;
     if (!names || !this.#namesUnchecked) return names;
-    const pod = await this.#pod(names);
+    const expected = this.#expectedNames();
+    // Another namespace is another hub's (or nobody's) business: not even read.
+    const pod = names.namespace === expected?.namespace ? await this.#pod(names) : undefined;
     const { spec } = this.#context;
     if (pod && isServersObject(pod, spec, this.#traits, 'pod')) {
       this.#namesUnchecked = false;
       this.#checkedUid = typeof pod.metadata?.uid === 'string' ? pod.metadata.uid : undefined;
       return names;
     }
-    const expected = this.#expectedNames();
     const fields = { pod: `${names.namespace}/${names.podName}`, expected: expected?.podName };
-    if (pod) {
+    if (names.namespace !== expected?.namespace) {
+      this.#log.warn(
+        { ...fields, namespace: expected?.namespace },
+        "refusing the pod the saved state names: it is in another namespace than this hub's; it is neither polled, adopted nor deleted",
+      );
+    } else if (pod) {
       this.#log.warn(
         { ...fields, labels: pod.metadata?.labels },
         "refusing the pod the saved state names: its labels are not this server's; it is neither polled, adopted nor deleted",
