@@ -5,6 +5,7 @@ import { createLogger } from '@seahorse/runtime';
 import { createRegistry } from '@seahorse/runtime/metrics';
 import { freePort, LogCapture, type PostgresServer, startPostgres, waitFor } from '@seahorse/runtime/testing';
 import type { Database } from './db/database.ts';
+import { migrate } from './db/migrations.ts';
 import { openDatabase } from './db/open.ts';
 import { Leadership, replicaLockClass } from './leader.ts';
 
@@ -113,6 +114,7 @@ describe('on PostgreSQL', () => {
   const open = async () => {
     const db = await openDatabase(pg.url);
     dbs.push(db);
+    await migrate(db); // the lease's table, as a hub migrates before it takes part
     return db;
   };
   before(async () => {
@@ -214,6 +216,54 @@ describe('on PostgreSQL', () => {
     } finally {
       clearInterval(watch);
       await relay.close();
+      await a.leadership.stop();
+      await b.leadership.stop();
+    }
+  });
+
+  test('a leader whose PostgreSQL backend is stopped (SIGSTOP) stops leading within interval + timeout, and another leads within the lease', async (t) => {
+    const a = replica(await open());
+    const b = replica(await open());
+    await a.leadership.start();
+    await b.leadership.start();
+    const admin = await open();
+    // The backend serving a's leadership session: the one holding a's liveness lock.
+    const backend = await admin.get<{ pid: number }>(
+      `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = ?::bigint::oid
+         AND objid = ?::bigint::oid AND objsubid = 2 AND granted`,
+      [replicaLockClass, a.leadership.replicaId],
+    );
+    assert.ok(backend?.pid);
+    let both = false;
+    const watch = setInterval(() => {
+      if (a.leadership.isLeader && b.leadership.isLeader) both = true;
+    }, 10);
+    try {
+      assert.equal(a.leadership.isLeader, true);
+      const stoppedAt = performance.now();
+      process.kill(backend.pid, 'SIGSTOP');
+      await waitFor('a to stop leading', () => !a.leadership.isLeader, { timeoutMs: 5000 });
+      const stepped = performance.now() - stoppedAt;
+      assert.ok(stepped < 1500, `a stepped down after ${Math.round(stepped)} ms`);
+      await waitFor('b to lead', () => b.leadership.isLeader, { timeoutMs: 10_000 });
+      const tookOver = performance.now() - stoppedAt;
+      t.diagnostic(
+        `a stopped leading ${Math.round(stepped)} ms and b led ${Math.round(tookOver)} ms after the SIGSTOP`,
+      );
+      assert.ok(tookOver < 5000, `b leads ${Math.round(tookOver)} ms after the SIGSTOP`);
+      // The backend runs again (and ends: its client left): a follows, b keeps leading.
+      process.kill(backend.pid, 'SIGCONT');
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.equal(a.leadership.isLeader, false);
+      assert.equal(b.leadership.isLeader, true);
+      assert.equal(both, false, 'two leaders at once');
+    } finally {
+      clearInterval(watch);
+      try {
+        process.kill(backend.pid, 'SIGCONT');
+      } catch {
+        // gone
+      }
       await a.leadership.stop();
       await b.leadership.stop();
     }

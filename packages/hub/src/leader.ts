@@ -4,20 +4,21 @@
 //
 // On PostgreSQL each replica keeps one connection of its own, outside the pool. On it the
 // replica holds, for as long as it lives, a session-level advisory lock naming itself (class
-// `replicaLockClass`, its key), so the others can see in pg_locks that it is alive; and every
-// interval it tries the leader lock (`pg_try_advisory_lock(leaderLockKey)`). Session locks end
-// with their session: when a replica is killed (SIGKILL, OOM, a lost node) PostgreSQL drops both
-// as soon as it sees the connection close (at once for a dead process; within ~11 s of TCP
-// keepalives for a vanished host), and a follower takes the leader lock at its next try. The
-// leader proves its session every tick with a query on that connection; an error, a timeout or
-// the connection closing ends its term at once — locally, before PostgreSQL lets anyone else in.
+// `replicaLockClass`, its key), so the others can see in pg_locks that it is alive. The leader
+// is the holder of the lease — one row of `leadership_lease`, with an expiry in the database's
+// clock — which it renews every interval. Every interval a follower tries the leader lock
+// (`pg_try_advisory_lock(leaderLockKey)`, taken once and kept) and then the lease: it takes the
+// lease when the lease has run out, or, holding the leader lock, when the lease is free or its
+// holder is gone from pg_locks. Session locks end with their session: when a replica is killed
+// (SIGKILL, OOM, a lost node) PostgreSQL drops both as soon as it sees the connection close, and
+// a follower takes the leader lock and the lease at its next try. A leader whose session hangs
+// without closing — a frozen proxy or NAT, the process stopped, its PostgreSQL backend stopped
+// (whose locks then stay) — cannot renew, and a follower takes the lease once it has run out.
 //
-// A connection that hangs without closing (a frozen proxy or NAT between the leader and
-// PostgreSQL, a leader process stopped and resumed) must not hold the leader lock forever: the
-// session is opened with `idle_session_timeout` = the lease (2 × (interval + timeout)), so
-// PostgreSQL itself ends a session that stops asking — its locks go with it — and the leader
-// counts its term valid only for interval + timeout after the last proof it sent, so it has
-// stopped leading before the lease can run out and a follower take the lock.
+// The leader counts its term valid only for interval + timeout after the last renewal it sent,
+// half the lease, and any error, timeout or closing of its connection ends the term at once:
+// it has stopped before anyone else can lead. The session is also opened with
+// `idle_session_timeout` = the lease, so PostgreSQL ends a session that stops asking.
 //
 // On SQLite the hub is one process, so it is always the leader.
 //
@@ -79,6 +80,8 @@ class PostgresElection implements Election {
   #client: pg.Client | undefined;
   #connecting: Promise<pg.Client> | undefined;
   #leading = false;
+  /** Whether this session holds the leader lock (`leaderLockKey`); taken once, not stacked. */
+  #holdsLock = false;
   #everConnected = false;
   #closed = false;
 
@@ -126,6 +129,9 @@ class PostgresElection implements Election {
         if (attempt >= 3) throw new Error('no free replica key after 4 draws');
         this.#key = randomInt(1, 2 ** 31 - 1);
       }
+      // A new session of a replica whose term ended with its last one: a lease it still holds
+      // is given back, so a replica holding the leader lock takes it at once.
+      if (this.#everConnected) await client.query(releaseLease, [this.#key]);
     } catch (error) {
       void client.end().catch(() => undefined);
       throw error;
@@ -138,10 +144,17 @@ class PostgresElection implements Election {
     return client;
   }
 
+  async #unlock(client: pg.Client): Promise<void> {
+    if (!this.#holdsLock) return;
+    await client.query('SELECT pg_advisory_unlock($1::bigint)', [leaderLockKey]);
+    this.#holdsLock = false;
+  }
+
   /** Forgets the session (ending it, so the server frees its locks) and, if it led, the term. */
   #drop(client: pg.Client, reason: string): void {
     if (this.#client !== client) return;
     this.#client = undefined;
+    this.#holdsLock = false;
     const wasLeading = this.#leading;
     this.#leading = false;
     void client.end().catch(() => undefined);
@@ -151,16 +164,36 @@ class PostgresElection implements Election {
   async campaign(contend: boolean): Promise<boolean> {
     const client = await this.#session();
     try {
-      if (this.#leading || !contend) {
-        // The session is alive, so its lock is held: a session lock ends only with the session.
+      const leaseSeconds = this.#leaseMs / 1000;
+      if (this.#leading) {
+        const { rows } = await client.query(renewLease, [this.#key, leaseSeconds]);
+        if (rows.length === 0) {
+          // Another replica holds the lease: it found ours run out (this replica's database
+          // session hung for longer than the lease). Let go of the lock as well.
+          this.#leading = false;
+          await this.#unlock(client);
+          this.#onLost('another replica took over the lease');
+        }
+        return this.#leading;
+      }
+      if (!contend) {
         await client.query('SELECT 1');
-      } else {
+        return false;
+      }
+      if (!this.#holdsLock) {
         const { rows } = await client.query<{ ok: boolean }>(
           'SELECT pg_try_advisory_lock($1::bigint) AS ok',
           [leaderLockKey],
         );
-        this.#leading = rows[0]?.ok === true;
+        this.#holdsLock = rows[0]?.ok === true;
       }
+      const { rows } = await client.query(takeLease, [
+        this.#key,
+        leaseSeconds,
+        replicaLockClass,
+        this.#holdsLock,
+      ]);
+      this.#leading = rows.length > 0;
       return this.#leading;
     } catch (error) {
       // A query that timed out may have left the lock ours on the server: ending the session frees it.
@@ -182,13 +215,17 @@ class PostgresElection implements Election {
 
   async close(): Promise<void> {
     this.#closed = true;
+    const leading = this.#leading;
     this.#leading = false;
     const client = this.#client ?? (await this.#connecting?.catch(() => undefined));
     this.#client = undefined;
     if (!client) return;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      client.end().catch(() => undefined),
+      // The lease given back: another replica leads at its next try, not when it runs out.
+      (leading ? client.query(releaseLease, [this.#key]).catch(() => undefined) : Promise.resolve())
+        .then(() => client.end())
+        .catch(() => undefined),
       new Promise((resolve) => {
         timer = setTimeout(resolve, this.#timeoutMs);
       }),
@@ -196,6 +233,40 @@ class PostgresElection implements Election {
     clearTimeout(timer);
   }
 }
+
+// The lease: one row, its holder (a replica's key), a term counter and when it runs out, in the
+// database's clock. The leader renews it every interval; a contender takes it when it has run
+// out — the holder's session hung, or its PostgreSQL backend is stopped, so no lock of it will
+// ever be released — or, holding the leader lock, when it is free or its holder is gone from
+// pg_locks (a dead replica: taken at once, without waiting for the lease). Holding the leader
+// lock is also what keeps a hub of an earlier version, which knows only the lock, following.
+
+/** The leader's renewal: still its own, for another lease from now. */
+const renewLease = `UPDATE leadership_lease SET expires = clock_timestamp() + $2::float8 * interval '1 second'
+  WHERE id = 1 AND holder = $1::bigint RETURNING term`;
+
+/**
+ * A contender's take: its own already; run out; or — with the leader lock ($4) — free or held
+ * by a replica no longer alive. A row another session is changing is skipped, not waited for
+ * (it may be a stopped backend's).
+ */
+const takeLease = `UPDATE leadership_lease SET holder = $1::bigint, term = term + 1,
+    expires = clock_timestamp() + $2::float8 * interval '1 second'
+  WHERE id = (
+    SELECT l.id FROM leadership_lease l
+    WHERE l.id = 1 AND (
+      l.holder = $1::bigint
+      OR (l.holder IS NOT NULL AND l.expires < clock_timestamp())
+      OR ($4::boolean AND (l.holder IS NULL OR NOT EXISTS (
+        SELECT 1 FROM pg_locks k
+        WHERE k.locktype = 'advisory' AND k.classid = $3::bigint::oid AND k.objid::bigint = l.holder
+          AND k.objsubid = 2 AND k.granted
+          AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())))))
+    FOR UPDATE SKIP LOCKED)
+  RETURNING term`;
+
+const releaseLease =
+  'UPDATE leadership_lease SET holder = NULL, expires = NULL WHERE id = 1 AND holder = $1::bigint';
 
 /** What other parts (spawners, watches) see of the leadership. */
 export type LeaderView = Pick<Leadership, 'replicaId' | 'isLeader' | 'signal' | 'ifLeader' | 'whileLeader'>;
