@@ -165,6 +165,13 @@ class PostgresElection implements Election {
     const client = await this.#session();
     try {
       const leaseSeconds = this.#leaseMs / 1000;
+      if (!this.#holdsLock && (this.#leading || contend)) {
+        const { rows } = await client.query<{ ok: boolean }>(
+          'SELECT pg_try_advisory_lock($1::bigint) AS ok',
+          [leaderLockKey],
+        );
+        this.#holdsLock = rows[0]?.ok === true;
+      }
       if (this.#leading) {
         const { rows } = await client.query(renewLease, [this.#key, leaseSeconds]);
         if (rows.length === 0) {
@@ -179,13 +186,6 @@ class PostgresElection implements Election {
       if (!contend) {
         await client.query('SELECT 1');
         return false;
-      }
-      if (!this.#holdsLock) {
-        const { rows } = await client.query<{ ok: boolean }>(
-          'SELECT pg_try_advisory_lock($1::bigint) AS ok',
-          [leaderLockKey],
-        );
-        this.#holdsLock = rows[0]?.ok === true;
       }
       const { rows } = await client.query(takeLease, [
         this.#key,
