@@ -239,7 +239,7 @@ export const traits: Record<string, TraitSpec> = {
   'Leadership.timeout': t(
     'number',
     2,
-    'Seconds a leadership query may take; a leader whose connection hangs longer ends its term.',
+    'Seconds a leadership query may take; a leader whose connection hangs longer ends its term. A term counts interval + timeout after its last proof; PostgreSQL ends a leadership session idle for twice that.',
   ),
   'Leadership.gone_after': t(
     'number',

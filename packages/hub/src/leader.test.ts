@@ -1,11 +1,73 @@
 import assert from 'node:assert/strict';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createLogger } from '@seahorse/runtime';
 import { createRegistry } from '@seahorse/runtime/metrics';
-import { LogCapture, type PostgresServer, startPostgres, waitFor } from '@seahorse/runtime/testing';
+import { freePort, LogCapture, type PostgresServer, startPostgres, waitFor } from '@seahorse/runtime/testing';
 import type { Database } from './db/database.ts';
+import { migrate } from './db/migrations.ts';
 import { openDatabase } from './db/open.ts';
 import { Leadership, replicaLockClass } from './leader.ts';
+
+/**
+ * A TCP relay to PostgreSQL that can freeze: nothing more passes either way and nothing is
+ * closed — not even when one side closes — as a hung proxy, NAT or network path behaves. Both
+ * sockets stay open, so the kernel still answers PostgreSQL's keepalives.
+ */
+class FreezingRelay {
+  readonly port: number;
+  frozen = false;
+  readonly #server: Server;
+  readonly #pairs = new Set<[Socket, Socket]>();
+  private constructor(port: number, target: number) {
+    this.port = port;
+    this.#server = createServer((client) => {
+      client.on('error', () => undefined);
+      if (this.frozen) {
+        client.pause();
+        this.#pairs.add([client, client]);
+        return;
+      }
+      const upstream = createConnection(target, '127.0.0.1');
+      upstream.on('error', () => undefined);
+      const pair: [Socket, Socket] = [client, upstream];
+      this.#pairs.add(pair);
+      const end = () => {
+        if (this.frozen) return;
+        this.#pairs.delete(pair);
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('close', end);
+      upstream.on('close', end);
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+  }
+  static async start(target: number): Promise<FreezingRelay> {
+    const relay = new FreezingRelay(await freePort(), target);
+    await new Promise<void>((resolve) => relay.#server.listen(relay.port, '127.0.0.1', resolve));
+    return relay;
+  }
+  freeze(): void {
+    this.frozen = true;
+    for (const [a, b] of this.#pairs) {
+      a.unpipe();
+      b.unpipe();
+      a.pause();
+      b.pause();
+    }
+  }
+  /** Ends the freeze: every connection it held is dropped (the path "recovers" with a reset). */
+  async close(): Promise<void> {
+    this.frozen = false;
+    for (const [a, b] of this.#pairs) {
+      a.destroy();
+      b.destroy();
+    }
+    await new Promise((resolve) => this.#server.close(resolve));
+  }
+}
 
 function replica(db: Database, options = {}) {
   const logs = new LogCapture();
@@ -52,6 +114,7 @@ describe('on PostgreSQL', () => {
   const open = async () => {
     const db = await openDatabase(pg.url);
     dbs.push(db);
+    await migrate(db); // the lease's table, as a hub migrates before it takes part
     return db;
   };
   before(async () => {
@@ -107,6 +170,100 @@ describe('on PostgreSQL', () => {
       assert.equal(a.leadership.replicaId, id);
       assert.equal(terms.length, 1);
     } finally {
+      await a.leadership.stop();
+      await b.leadership.stop();
+    }
+  });
+
+  test('a leader whose connection hangs without closing stops leading within interval + timeout, and another leads within the lease', async (t) => {
+    const relay = await FreezingRelay.start(Number(new URL(pg.url).port));
+    const viaRelay = new URL(pg.url);
+    viaRelay.hostname = '127.0.0.1';
+    viaRelay.port = String(relay.port);
+    // interval 100 ms, timeout 1 s: the term counts for 1.1 s after a proof; the lease is 2.2 s.
+    const a = replica(await openDatabase(viaRelay.href));
+    const b = replica(await open());
+    await a.leadership.start();
+    await b.leadership.start();
+    let both = false;
+    const watch = setInterval(() => {
+      if (a.leadership.isLeader && b.leadership.isLeader) both = true;
+    }, 10);
+    try {
+      assert.equal(a.leadership.isLeader, true);
+      const terms: AbortSignal[] = [];
+      a.leadership.whileLeader((signal) => terms.push(signal));
+      const frozenAt = performance.now();
+      relay.freeze();
+      await waitFor('a to stop leading', () => !a.leadership.isLeader, { timeoutMs: 5000 });
+      const stepped = performance.now() - frozenAt;
+      assert.ok(stepped < 1500, `a stepped down after ${Math.round(stepped)} ms`);
+      assert.equal(terms[0]?.aborted, true);
+      assert.equal(await a.leadership.ifLeader(async () => 'ran'), undefined);
+      await waitFor('b to lead', () => b.leadership.isLeader, { timeoutMs: 10_000 });
+      const tookOver = performance.now() - frozenAt;
+      assert.ok(tookOver < 5000, `b leads ${Math.round(tookOver)} ms after the freeze`);
+      assert.ok(tookOver >= 1100, 'not before the lease could have run out');
+      t.diagnostic(
+        `a stopped leading ${Math.round(stepped)} ms and b led ${Math.round(tookOver)} ms after the freeze`,
+      );
+      assert.equal(await b.gauge(), 1);
+      assert.ok(a.logs.has('this replica is no longer the leader'));
+      // The frozen path stays frozen: a keeps trying, never leads again.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(a.leadership.isLeader, false);
+      assert.equal(both, false, 'two leaders at once');
+    } finally {
+      clearInterval(watch);
+      await relay.close();
+      await a.leadership.stop();
+      await b.leadership.stop();
+    }
+  });
+
+  test('a leader whose PostgreSQL backend is stopped (SIGSTOP) stops leading within interval + timeout, and another leads within the lease', async (t) => {
+    const a = replica(await open());
+    const b = replica(await open());
+    await a.leadership.start();
+    await b.leadership.start();
+    const admin = await open();
+    // The backend serving a's leadership session: the one holding a's liveness lock.
+    const backend = await admin.get<{ pid: number }>(
+      `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = ?::bigint::oid
+         AND objid = ?::bigint::oid AND objsubid = 2 AND granted`,
+      [replicaLockClass, a.leadership.replicaId],
+    );
+    assert.ok(backend?.pid);
+    let both = false;
+    const watch = setInterval(() => {
+      if (a.leadership.isLeader && b.leadership.isLeader) both = true;
+    }, 10);
+    try {
+      assert.equal(a.leadership.isLeader, true);
+      const stoppedAt = performance.now();
+      process.kill(backend.pid, 'SIGSTOP');
+      await waitFor('a to stop leading', () => !a.leadership.isLeader, { timeoutMs: 5000 });
+      const stepped = performance.now() - stoppedAt;
+      assert.ok(stepped < 1500, `a stepped down after ${Math.round(stepped)} ms`);
+      await waitFor('b to lead', () => b.leadership.isLeader, { timeoutMs: 10_000 });
+      const tookOver = performance.now() - stoppedAt;
+      t.diagnostic(
+        `a stopped leading ${Math.round(stepped)} ms and b led ${Math.round(tookOver)} ms after the SIGSTOP`,
+      );
+      assert.ok(tookOver < 5000, `b leads ${Math.round(tookOver)} ms after the SIGSTOP`);
+      // The backend runs again (and ends: its client left): a follows, b keeps leading.
+      process.kill(backend.pid, 'SIGCONT');
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.equal(a.leadership.isLeader, false);
+      assert.equal(b.leadership.isLeader, true);
+      assert.equal(both, false, 'two leaders at once');
+    } finally {
+      clearInterval(watch);
+      try {
+        process.kill(backend.pid, 'SIGCONT');
+      } catch {
+        // gone
+      }
       await a.leadership.stop();
       await b.leadership.stop();
     }

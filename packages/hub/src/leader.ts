@@ -4,13 +4,21 @@
 //
 // On PostgreSQL each replica keeps one connection of its own, outside the pool. On it the
 // replica holds, for as long as it lives, a session-level advisory lock naming itself (class
-// `replicaLockClass`, its key), so the others can see in pg_locks that it is alive; and every
-// interval it tries the leader lock (`pg_try_advisory_lock(leaderLockKey)`). Session locks end
-// with their session: when a replica is killed (SIGKILL, OOM, a lost node) PostgreSQL drops both
-// as soon as it sees the connection close (at once for a dead process; within ~11 s of TCP
-// keepalives for a vanished host), and a follower takes the leader lock at its next try. The
-// leader proves its session every tick with a query on that connection; an error, a timeout or
-// the connection closing ends its term at once — locally, before PostgreSQL lets anyone else in.
+// `replicaLockClass`, its key), so the others can see in pg_locks that it is alive. The leader
+// is the holder of the lease — one row of `leadership_lease`, with an expiry in the database's
+// clock — which it renews every interval. Every interval a follower tries the leader lock
+// (`pg_try_advisory_lock(leaderLockKey)`, taken once and kept) and then the lease: it takes the
+// lease when the lease has run out, or, holding the leader lock, when the lease is free or its
+// holder is gone from pg_locks. Session locks end with their session: when a replica is killed
+// (SIGKILL, OOM, a lost node) PostgreSQL drops both as soon as it sees the connection close, and
+// a follower takes the leader lock and the lease at its next try. A leader whose session hangs
+// without closing — a frozen proxy or NAT, the process stopped, its PostgreSQL backend stopped
+// (whose locks then stay) — cannot renew, and a follower takes the lease once it has run out.
+//
+// The leader counts its term valid only for interval + timeout after the last renewal it sent,
+// half the lease, and any error, timeout or closing of its connection ends the term at once:
+// it has stopped before anyone else can lead. The session is also opened with
+// `idle_session_timeout` = the lease, so PostgreSQL ends a session that stops asking.
 //
 // On SQLite the hub is one process, so it is always the leader.
 //
@@ -66,17 +74,21 @@ class SingleProcessElection implements Election {
 class PostgresElection implements Election {
   readonly #db: PostgresDatabase;
   readonly #timeoutMs: number;
+  readonly #leaseMs: number;
   readonly #onLost: (reason: string) => void;
   #key = randomInt(1, 2 ** 31 - 1);
   #client: pg.Client | undefined;
   #connecting: Promise<pg.Client> | undefined;
   #leading = false;
+  /** Whether this session holds the leader lock (`leaderLockKey`); taken once, not stacked. */
+  #holdsLock = false;
   #everConnected = false;
   #closed = false;
 
-  constructor(db: PostgresDatabase, timeoutMs: number, onLost: (reason: string) => void) {
+  constructor(db: PostgresDatabase, timeoutMs: number, leaseMs: number, onLost: (reason: string) => void) {
     this.#db = db;
     this.#timeoutMs = timeoutMs;
+    this.#leaseMs = leaseMs;
     this.#onLost = onLost;
   }
 
@@ -96,6 +108,12 @@ class PostgresElection implements Election {
     if (this.#closed) throw new Error('leadership stopped');
     const client = await this.#db.openSession('seahorse-hub leadership', this.#timeoutMs);
     try {
+      // PostgreSQL ends this session (and frees its locks) once it has been idle for the lease:
+      // a leader behind a connection that hangs without closing loses the lock. PostgreSQL
+      // before 14 has no such setting; there only the TCP keepalives end a session.
+      await client.query(`SET idle_session_timeout = ${Math.ceil(this.#leaseMs)}`).catch((error: unknown) => {
+        if ((error as { code?: string }).code !== '42704') throw error;
+      });
       for (let attempt = 0; ; attempt++) {
         const { rows } = await client.query<{ ok: boolean }>(
           'SELECT pg_try_advisory_lock($1::int, $2::int) AS ok',
@@ -111,6 +129,9 @@ class PostgresElection implements Election {
         if (attempt >= 3) throw new Error('no free replica key after 4 draws');
         this.#key = randomInt(1, 2 ** 31 - 1);
       }
+      // A new session of a replica whose term ended with its last one: a lease it still holds
+      // is given back, so a replica holding the leader lock takes it at once.
+      if (this.#everConnected) await client.query(releaseLease, [this.#key]);
     } catch (error) {
       void client.end().catch(() => undefined);
       throw error;
@@ -123,10 +144,17 @@ class PostgresElection implements Election {
     return client;
   }
 
+  async #unlock(client: pg.Client): Promise<void> {
+    if (!this.#holdsLock) return;
+    await client.query('SELECT pg_advisory_unlock($1::bigint)', [leaderLockKey]);
+    this.#holdsLock = false;
+  }
+
   /** Forgets the session (ending it, so the server frees its locks) and, if it led, the term. */
   #drop(client: pg.Client, reason: string): void {
     if (this.#client !== client) return;
     this.#client = undefined;
+    this.#holdsLock = false;
     const wasLeading = this.#leading;
     this.#leading = false;
     void client.end().catch(() => undefined);
@@ -136,16 +164,36 @@ class PostgresElection implements Election {
   async campaign(contend: boolean): Promise<boolean> {
     const client = await this.#session();
     try {
-      if (this.#leading || !contend) {
-        // The session is alive, so its lock is held: a session lock ends only with the session.
-        await client.query('SELECT 1');
-      } else {
+      const leaseSeconds = this.#leaseMs / 1000;
+      if (!this.#holdsLock && (this.#leading || contend)) {
         const { rows } = await client.query<{ ok: boolean }>(
           'SELECT pg_try_advisory_lock($1::bigint) AS ok',
           [leaderLockKey],
         );
-        this.#leading = rows[0]?.ok === true;
+        this.#holdsLock = rows[0]?.ok === true;
       }
+      if (this.#leading) {
+        const { rows } = await client.query(renewLease, [this.#key, leaseSeconds]);
+        if (rows.length === 0) {
+          // Another replica holds the lease: it found ours run out (this replica's database
+          // session hung for longer than the lease). Let go of the lock as well.
+          this.#leading = false;
+          await this.#unlock(client);
+          this.#onLost('another replica took over the lease');
+        }
+        return this.#leading;
+      }
+      if (!contend) {
+        await client.query('SELECT 1');
+        return false;
+      }
+      const { rows } = await client.query(takeLease, [
+        this.#key,
+        leaseSeconds,
+        replicaLockClass,
+        this.#holdsLock,
+      ]);
+      this.#leading = rows.length > 0;
       return this.#leading;
     } catch (error) {
       // A query that timed out may have left the lock ours on the server: ending the session frees it.
@@ -167,13 +215,17 @@ class PostgresElection implements Election {
 
   async close(): Promise<void> {
     this.#closed = true;
+    const leading = this.#leading;
     this.#leading = false;
     const client = this.#client ?? (await this.#connecting?.catch(() => undefined));
     this.#client = undefined;
     if (!client) return;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      client.end().catch(() => undefined),
+      // The lease given back: another replica leads at its next try, not when it runs out.
+      (leading ? client.query(releaseLease, [this.#key]).catch(() => undefined) : Promise.resolve())
+        .then(() => client.end())
+        .catch(() => undefined),
       new Promise((resolve) => {
         timer = setTimeout(resolve, this.#timeoutMs);
       }),
@@ -181,6 +233,40 @@ class PostgresElection implements Election {
     clearTimeout(timer);
   }
 }
+
+// The lease: one row, its holder (a replica's key), a term counter and when it runs out, in the
+// database's clock. The leader renews it every interval; a contender takes it when it has run
+// out — the holder's session hung, or its PostgreSQL backend is stopped, so no lock of it will
+// ever be released — or, holding the leader lock, when it is free or its holder is gone from
+// pg_locks (a dead replica: taken at once, without waiting for the lease). Holding the leader
+// lock is also what keeps a hub of an earlier version, which knows only the lock, following.
+
+/** The leader's renewal: still its own, for another lease from now. */
+const renewLease = `UPDATE leadership_lease SET expires = clock_timestamp() + $2::float8 * interval '1 second'
+  WHERE id = 1 AND holder = $1::bigint RETURNING term`;
+
+/**
+ * A contender's take: its own already; run out; or — with the leader lock ($4) — free or held
+ * by a replica no longer alive. A row another session is changing is skipped, not waited for
+ * (it may be a stopped backend's).
+ */
+const takeLease = `UPDATE leadership_lease SET holder = $1::bigint, term = term + 1,
+    expires = clock_timestamp() + $2::float8 * interval '1 second'
+  WHERE id = (
+    SELECT l.id FROM leadership_lease l
+    WHERE l.id = 1 AND (
+      l.holder = $1::bigint
+      OR (l.holder IS NOT NULL AND l.expires < clock_timestamp())
+      OR ($4::boolean AND (l.holder IS NULL OR NOT EXISTS (
+        SELECT 1 FROM pg_locks k
+        WHERE k.locktype = 'advisory' AND k.classid = $3::bigint::oid AND k.objid::bigint = l.holder
+          AND k.objsubid = 2 AND k.granted
+          AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())))))
+    FOR UPDATE SKIP LOCKED)
+  RETURNING term`;
+
+const releaseLease =
+  'UPDATE leadership_lease SET holder = NULL, expires = NULL WHERE id = 1 AND holder = $1::bigint';
 
 /** What other parts (spawners, watches) see of the leadership. */
 export type LeaderView = Pick<Leadership, 'replicaId' | 'isLeader' | 'signal' | 'ifLeader' | 'whileLeader'>;
@@ -199,6 +285,11 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
   #ticking: Promise<void> | undefined;
   #failing = false;
   #stopped = false;
+  /** PostgreSQL: how long after the last proof was sent the term still counts (interval + timeout). */
+  readonly #validityMs: number;
+  /** When the last successful round began (performance.now()). */
+  #provenAt = 0;
+  #expiry: NodeJS.Timeout | undefined;
   /** A replica whose term just broke waits two rounds before it contends again: a healthy one takes over. */
   #standDownUntil = 0;
 
@@ -209,8 +300,9 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
     const timeoutMs = options.timeoutMs ?? 2000;
     const shared = db.dialect === 'postgres' && 'openSession' in db;
     this.#goneAfterMs = shared ? (options.goneAfterMs ?? 3000) : 0;
+    this.#validityMs = shared ? this.#intervalMs + timeoutMs : Number.POSITIVE_INFINITY;
     this.#election = shared
-      ? new PostgresElection(db as unknown as PostgresDatabase, timeoutMs, (reason) =>
+      ? new PostgresElection(db as unknown as PostgresDatabase, timeoutMs, 2 * this.#validityMs, (reason) =>
           this.#set(false, reason),
         )
       : new SingleProcessElection();
@@ -234,7 +326,19 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
   }
 
   get isLeader(): boolean {
+    this.#expire();
     return this.#leader;
+  }
+
+  /**
+   * Ends a term whose last proof is older than the validity: the database could not be asked
+   * in time (a hung connection, this process stopped and resumed), so another replica may be
+   * about to lead. Checked by a timer and, since timers may run late, wherever the term is read.
+   */
+  #expire(): void {
+    if (this.#leader && performance.now() - this.#provenAt >= this.#validityMs) {
+      this.#set(false, `the leadership could not be proven for ${this.#validityMs / 1000} s`);
+    }
   }
 
   /** Aborted when the current term ends; already aborted while this replica is not the leader. */
@@ -256,6 +360,7 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#expiry);
     await this.#ticking;
     this.#set(false, 'stopping');
     await this.#election.close();
@@ -263,7 +368,7 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
 
   /** Runs `work` if this replica is the leader now; its signal aborts when the term ends. */
   async ifLeader<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T | undefined> {
-    if (!this.#leader) return undefined;
+    if (!this.isLeader) return undefined;
     return work(this.#term.signal);
   }
 
@@ -323,7 +428,19 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
   #tick(): Promise<void> {
     this.#ticking ??= (async () => {
       try {
-        const leading = await this.#election.campaign(performance.now() >= this.#standDownUntil);
+        const began = performance.now();
+        const leading = await this.#election.campaign(began >= this.#standDownUntil);
+        if (leading) {
+          this.#provenAt = began;
+          if (Number.isFinite(this.#validityMs)) {
+            clearTimeout(this.#expiry);
+            this.#expiry = setTimeout(
+              () => this.#expire(),
+              Math.max(0, began + this.#validityMs - performance.now()),
+            );
+            this.#expiry.unref();
+          }
+        }
         if (this.#failing)
           this.#log.info({ replica: this.replicaId }, 'leadership: the database answers again');
         this.#failing = false;

@@ -130,7 +130,11 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
   let hub: Hub;
   try {
     hub = new Hub(config, db, log, metrics, proxy, options.spawnerFactory);
-    await hub.init();
+    // The configuration's rows (admin and allowed users, services and their tokens, roles) are
+    // written under the migration lock too: replicas starting at once on one PostgreSQL write
+    // them one after another, where two would both find a user missing and both insert it.
+    const created = hub;
+    await db.withMigrationLock(() => created.init());
   } catch (error) {
     await db.close();
     throw error;

@@ -395,3 +395,101 @@ test('three hub replicas on one PostgreSQL: the leader SIGKILLed mid-run, anothe
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a leader process frozen (SIGSTOP) with its PostgreSQL session open loses the lead to another replica within the lease; resumed, it follows', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hub-frozen-'));
+  const postgres = await startPostgres();
+  const [proxyPort, apiPort] = [await freePort(), await freePort()];
+  const env = { ...process.env, CONFIGPROXY_AUTH_TOKEN: proxyToken };
+  const proxy = new ManagedProcess(
+    'proxy',
+    process.execPath,
+    [
+      '--conditions=seahorse-source',
+      proxySource,
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(proxyPort),
+      '--api-ip',
+      '127.0.0.1',
+      '--api-port',
+      String(apiPort),
+    ],
+    { env },
+  );
+  const replicas: Replica[] = [];
+  try {
+    for (const index of [0, 1]) {
+      const port = await freePort();
+      writeFileSync(
+        join(dir, `hub-${index}.yaml`),
+        JSON.stringify({
+          JupyterHub: {
+            hub_bind_url: `http://127.0.0.1:${port}`,
+            bind_url: `http://127.0.0.1:${proxyPort}`,
+            db_url: postgres.url,
+            authenticator_class: 'dummy',
+            cleanup_servers: false,
+            authenticate_prometheus: false,
+          },
+          ConfigurableHTTPProxy: { should_start: false, api_url: `http://127.0.0.1:${apiPort}` },
+          // A term counts 1.25 s after its last proof; PostgreSQL ends a session idle for 2.5 s.
+          Leadership: { interval: 0.25, timeout: 1 },
+        }),
+      );
+      const proc = new ManagedProcess(
+        `hub-${index}`,
+        process.execPath,
+        ['--conditions=seahorse-source', cli, '--config', `hub-${index}.yaml`],
+        { cwd: dir, env },
+      );
+      replicas.push({ index, url: `http://127.0.0.1:${port}`, proc });
+    }
+    await Promise.all(
+      replicas.map((r) =>
+        r.proc.untilReady(
+          waitFor(`hub ${r.index}`, async () => (await fetch(`${r.url}/hub/health`)).ok, {
+            timeoutMs: 60_000,
+          }),
+        ),
+      ),
+    );
+    const leads = async (r: Replica) => {
+      const text = await (await fetch(`${r.url}/hub/metrics`, { signal: AbortSignal.timeout(2000) })).text();
+      return /^seahorse_hub_leader 1$/m.test(text);
+    };
+    const [leader] = await waitFor('one leader', async () => {
+      const flags = await Promise.all(replicas.map((r) => leads(r).catch(() => false)));
+      const found = replicas.filter((_, i) => flags[i]);
+      return found.length === 1 ? found : undefined;
+    });
+    const other = replicas.find((r) => r !== leader)!;
+    const frozenAt = performance.now();
+    leader!.proc.pause();
+    await waitFor('the other replica to lead', () => leads(other), { timeoutMs: 20_000, intervalMs: 50 });
+    const tookOver = performance.now() - frozenAt;
+    t.diagnostic(`frozen leader: another replica leads ${Math.round(tookOver)} ms after the SIGSTOP`);
+    assert.ok(tookOver < 10_000, `${Math.round(tookOver)} ms`);
+    leader!.proc.resume();
+    // Resumed, it finds its term over (no proof for longer than it may count) and follows.
+    await waitFor('the resumed replica to say its term ended', () =>
+      /this replica is no longer the leader/.test(leader!.proc.output),
+    );
+    for (let i = 0; i < 10; i++) {
+      assert.deepEqual(await Promise.all([leads(leader!), leads(other)]), [false, true]);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } catch (error) {
+    const said = replicas
+      .map((r) => `--- hub ${r.index} (alive: ${r.proc.alive})\n${r.proc.output}`)
+      .join('\n');
+    throw new Error(`${(error as Error).message}\n${said}`, { cause: error });
+  } finally {
+    for (const r of replicas) r.proc.resume();
+    await Promise.all(replicas.map((r) => r.proc.stop()));
+    await proxy.stop();
+    await postgres.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -333,6 +333,12 @@ export class FakeApiServer {
    */
   intercept: ((record: RequestRecord, res: ServerResponse) => boolean) | undefined;
 
+  /**
+   * A hostile apiserver's answer to a create it carried out: the text sent (201) instead of the
+   * object, or undefined for the object itself.
+   */
+  answerCreate: ((resource: Resource, object: Obj) => string | undefined) | undefined;
+
   /** Writes `text` as it is (no newline added) to every open watch of `resource`. */
   writeToWatches(resource: Resource, text: string): void {
     for (const watcher of this.#watchers) if (watcher.resource === resource) watcher.res.write(text);
@@ -621,7 +627,12 @@ export class FakeApiServer {
     if (resource === 'persistentvolumeclaims') object.status = { phase: 'Pending' };
     if (resource === 'services') object.spec.clusterIP = '10.96.0.10';
     this.#put(resource, namespace, object, 'ADDED');
-    this.#send(res, 201, object);
+    const raw = this.answerCreate?.(resource, structuredClone(object));
+    if (raw === undefined) this.#send(res, 201, object);
+    else {
+      res.writeHead(201, { 'content-type': 'application/json', 'audit-id': randomUUID() });
+      res.end(raw);
+    }
     if (resource === 'pods') {
       this.event(
         namespace,
@@ -648,6 +659,20 @@ export class FakeApiServer {
         res,
         404,
         status(404, 'NotFound', `${resource} "${name}" not found`, { name, kind: resource }),
+      );
+      return;
+    }
+    const uid = body?.preconditions?.uid;
+    if (typeof uid === 'string' && uid !== object.metadata.uid) {
+      this.#send(
+        res,
+        409,
+        status(
+          409,
+          'Conflict',
+          `Operation cannot be fulfilled on ${resource} "${name}": Precondition failed: UID in precondition: ${uid}, UID in object meta: ${object.metadata.uid}`,
+          { name, kind: resource },
+        ),
       );
       return;
     }

@@ -120,7 +120,7 @@ export async function testConfig(
 ): Promise<{ config: HubConfig; dir: string }> {
   const proxyPort = await freePort();
   const apiPort = await freePort();
-  const { values } = flattenConfig(
+  const { values, hooks } = flattenConfig(
     {
       'JupyterHub.db_url': `sqlite:///${join(dir, 'hub.sqlite')}`,
       'JupyterHub.hub_bind_url': 'http://127.0.0.1:0',
@@ -137,7 +137,7 @@ export async function testConfig(
     },
     'test',
   );
-  return { config: buildConfig(values, {}), dir };
+  return { config: buildConfig(values, {}, hooks), dir };
 }
 
 export async function startTestHub(

@@ -7,14 +7,16 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createLogger } from '@seahorse/runtime';
 import { LogCapture, waitFor } from '@seahorse/runtime/testing';
 import { kubeSpawnerFactory } from '../src/parts.ts';
 import { KubeClient } from '../src/spawners/kube-client.ts';
+import type { KubeSpawnerView } from '../src/spawners/kube-objects.ts';
 import { FakeApiServer } from './fake-apiserver.ts';
-import { startTestHub, testConfig } from './helpers.ts';
+import { signIn, startTestHub, testConfig } from './helpers.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
 type Json = Record<string, any>;
@@ -278,6 +280,238 @@ test('delete_pvc: a stop keeps the PVC name in the database; removing a named se
     assert.equal((await deleting).status, 204);
     assert.equal(fake.get('persistentvolumeclaims', namespace, 'claim-carol'), undefined);
   } finally {
+    await hub.stop('test');
+    await hub.proxyProcess?.stop();
+    client.close();
+    await fake.close();
+    notebook.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a profile_list function (JS/TS config module) fills the spawn form, as KubeSpawner renders it; one that throws, answers garbage or hangs is a message on the page, never a crash', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hub-kube-'));
+  const notebook = http.createServer((_req, res) => res.end('{}'));
+  await new Promise<void>((resolve) => notebook.listen(0, '127.0.0.1', resolve));
+  const fake = new FakeApiServer({ token });
+  const server = new URL(await fake.listen());
+  const asked: KubeSpawnerView[] = [];
+  const traits = {
+    'JupyterHub.spawner_class': 'KubeSpawner',
+    'JupyterHub.slow_spawn_timeout': 0,
+    'Authenticator.allow_all': true,
+    'PasswordAuthenticator.password': 'pw',
+    'KubeSpawner.namespace': namespace,
+    'KubeSpawner.port': (notebook.address() as AddressInfo).port,
+    'KubeSpawner.events_enabled': false,
+    'KubeSpawner.start_timeout': 20,
+    'KubeSpawner.profile_list': async (spawner: KubeSpawnerView) => {
+      asked.push(structuredClone(spawner));
+      if (spawner.user.name === 'broken') throw new Error('the profile service is down');
+      if (spawner.user.name === 'garbage') return 'not a list';
+      if (spawner.user.name === 'hangs') return new Promise(() => undefined);
+      return [
+        { display_name: 'Small', default: true },
+        {
+          display_name: `Large <for> ${spawner.user.name}`,
+          slug: 'large',
+          kubespawner_override: { cpu_limit: 4 },
+        },
+      ];
+    },
+  };
+  const { config } = await testConfig(traits, dir);
+  const client = new KubeClient({ server, token, namespace });
+  const log = createLogger({ name: 'hub', level: 'warn', destination: new LogCapture() });
+  const hub = await startTestHub(traits, {
+    dir,
+    spawnerFactory: kubeSpawnerFactory(config, config.kube!, client, log),
+    log,
+  });
+  const page = async (cookie: string, path: string, form?: Record<string, string>) => {
+    const response = await fetch(`${hub.url}${path}`, {
+      redirect: 'manual',
+      headers: {
+        cookie,
+        ...(form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
+      },
+      ...(form ? { method: 'POST', body: new URLSearchParams(form) } : {}),
+    });
+    return {
+      status: response.status,
+      location: response.headers.get('location'),
+      text: await response.text(),
+    };
+  };
+  const xsrfOf = (text: string) => /name="_xsrf" value="([^"]+)"/.exec(text)?.[1] ?? '';
+  try {
+    const alice = await signIn(hub.url, 'alice', 'pw');
+    const home = await page(alice, '/hub/home');
+    assert.match(home.text, /<a class="button" href="\/hub\/spawn\/alice">Start my server<\/a>/);
+    const form = await page(alice, '/hub/spawn/alice');
+    assert.equal(form.status, 200, form.text);
+    assert.match(form.text, /<legend>Server options<\/legend>/);
+    assert.match(form.text, /id="profile-small" value="small" checked/);
+    assert.match(form.text, /id="profile-large" value="large"/);
+    assert.match(form.text, /<strong>Large &lt;for&gt; alice<\/strong>/);
+    assert.deepEqual(asked.at(-1), {
+      user: { name: 'alice', admin: false, groups: [] },
+      name: '',
+      user_options: {},
+      namespace,
+      pod_name: 'jupyter-alice',
+      pvc_name: 'claim-alice',
+    });
+    const unknown = await page(alice, '/hub/spawn/alice', { _xsrf: xsrfOf(form.text), profile: 'huge' });
+    assert.equal(unknown.status, 400);
+    assert.match(unknown.text, /Unknown profile: huge/);
+    const started = await page(alice, '/hub/spawn/alice', { _xsrf: xsrfOf(form.text), profile: 'large' });
+    assert.equal(started.status, 302, started.text);
+    assert.equal(started.location, '/hub/spawn-pending/alice');
+    await waitFor('the pod', () => fake.get('pods', namespace, 'jupyter-alice'));
+    assert.equal(fake.get('pods', namespace, 'jupyter-alice')!.spec.containers[0].resources.limits.cpu, '4');
+    fake.setRunning(namespace, 'jupyter-alice');
+    await waitFor(
+      'the server ready',
+      async () => ((await (await hub.api('/users/alice')).json()) as Json).servers['']?.ready === true,
+    );
+    assert.deepEqual(((await (await hub.api('/users/alice')).json()) as Json).servers[''].user_options, {
+      profile: 'large',
+    });
+
+    for (const [name, message] of [
+      [
+        'broken',
+        /The server options could not be loaded: KubeSpawner.profile_list\(spawner\): the profile service is down/,
+      ],
+      [
+        'garbage',
+        /The server options could not be loaded: KubeSpawner.profile_list\(spawner\): expected a list of profiles/,
+      ],
+      [
+        'hangs',
+        /The server options could not be loaded: KubeSpawner.profile_list\(spawner\): no answer within 10 s/,
+      ],
+    ] as const) {
+      const cookie = await signIn(hub.url, name, 'pw');
+      const began = Date.now();
+      const failed = await page(cookie, `/hub/spawn/${name}`);
+      assert.equal(failed.status, 500, failed.text);
+      assert.match(failed.text, /<p class="alert" role="alert">/);
+      assert.match(failed.text, message);
+      if (name === 'hangs') assert.ok(Date.now() - began >= 9_000, 'the timeout is 10 s');
+      // Another user's form: refused before the function is asked about alice.
+      const count = asked.length;
+      assert.equal((await page(cookie, '/hub/spawn/alice')).status, 403);
+      assert.equal(asked.length, count);
+    }
+    assert.equal((await fetch(`${hub.url}/hub/health`)).status, 200);
+  } finally {
+    await hub.stop('test');
+    await hub.proxyProcess?.stop();
+    client.close();
+    await fake.close();
+    notebook.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a server whose stored state was rewritten to name another user’s pod, or a pod in another namespace, stops its own pod and leaves those alone', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hub-kube-'));
+  const notebook = http.createServer((_req, res) => res.end('{}'));
+  await new Promise<void>((resolve) => notebook.listen(0, '127.0.0.1', resolve));
+  const fake = new FakeApiServer({ token });
+  const server = new URL(await fake.listen());
+  const traits = {
+    'JupyterHub.spawner_class': 'KubeSpawner',
+    'KubeSpawner.namespace': namespace,
+    'KubeSpawner.port': (notebook.address() as AddressInfo).port,
+    'KubeSpawner.events_enabled': false,
+  };
+  const { config } = await testConfig(traits, dir);
+  const client = new KubeClient({ server, token, namespace });
+  const logs = new LogCapture();
+  const log = createLogger({ name: 'hub', level: 'info', destination: logs });
+  const hub = await startTestHub(traits, {
+    dir,
+    spawnerFactory: kubeSpawnerFactory(config, config.kube!, client, log),
+    log,
+  });
+  const sqlite = new DatabaseSync(join(dir, 'hub.sqlite'));
+  sqlite.exec('PRAGMA busy_timeout = 5000');
+  const forge = (user: string, state: Json) =>
+    sqlite
+      .prepare(
+        "UPDATE spawners SET state = ? WHERE name = '' AND user_id = (SELECT id FROM users WHERE name = ?)",
+      )
+      .run(JSON.stringify(state), user);
+  const spawn = async (user: string) => {
+    await hub.api(`/users/${user}`, { method: 'POST' });
+    const started = hub.api(`/users/${user}/server`, { method: 'POST' });
+    await waitFor(`pod of ${user}`, () => fake.get('pods', namespace, `jupyter-${user}`));
+    fake.setRunning(namespace, `jupyter-${user}`);
+    assert.equal((await started).status, 201);
+  };
+  const stop = async (user: string) => {
+    assert.ok([202, 204].includes((await hub.api(`/users/${user}/server`, { method: 'DELETE' })).status));
+    await waitFor(
+      `${user} stopped`,
+      async () => ((await (await hub.api(`/users/${user}`)).json()) as Json).server === null,
+    );
+  };
+  try {
+    await spawn('victor');
+    const victor = fake.get('pods', namespace, 'jupyter-victor')!.metadata.uid;
+    // Another hub's pod for a user of the same name, in another namespace.
+    await client.create('/api/v1/namespaces/elsewhere/pods', {
+      ...structuredClone(fake.received.find((pod) => pod.metadata.name === 'jupyter-victor')!),
+      metadata: {
+        name: 'jupyter-mallory',
+        labels: {
+          component: 'singleuser-server',
+          'hub.jupyter.org/username': 'mallory',
+          'hub.jupyter.org/servername': '',
+        },
+      },
+    });
+    const elsewhere = fake.get('pods', 'elsewhere', 'jupyter-mallory')!.metadata.uid;
+
+    for (const state of [
+      { pod_name: 'jupyter-victor', namespace, dns_name: '' },
+      { pod_name: 'jupyter-mallory', namespace: 'elsewhere', dns_name: '' },
+    ]) {
+      await spawn('mallory');
+      forge('mallory', state);
+      await stop('mallory');
+      assert.equal(fake.get('pods', namespace, 'jupyter-mallory'), undefined, 'her own pod is stopped');
+      assert.equal(fake.get('pods', namespace, 'jupyter-victor')?.metadata.uid, victor, 'victor’s pod stays');
+      assert.equal(
+        fake.get('pods', 'elsewhere', 'jupyter-mallory')?.metadata.uid,
+        elsewhere,
+        'the other namespace’s pod stays',
+      );
+    }
+    assert.ok(
+      logs.has(
+        "refusing the pod the saved state names: its labels are not this server's; it is neither polled, adopted nor deleted",
+      ),
+    );
+    assert.ok(
+      logs.has(
+        "refusing the pod the saved state names: it is in another namespace than this hub's; it is neither polled, adopted nor deleted",
+      ),
+    );
+    assert.equal(
+      fake.requests.filter(
+        (r) =>
+          r.method === 'DELETE' &&
+          (r.path.endsWith('/jupyter-victor') || r.path.startsWith('/api/v1/namespaces/elsewhere/')),
+      ).length,
+      0,
+    );
+    assert.equal(((await (await hub.api('/users/victor')).json()) as Json).servers[''].ready, true);
+  } finally {
+    sqlite.close();
     await hub.stop('test');
     await hub.proxyProcess?.stop();
     client.close();

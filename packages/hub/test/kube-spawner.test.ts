@@ -420,6 +420,103 @@ describe('the Kubernetes spawner', () => {
     }
   });
 
+  test('a forged state naming another user’s pod and PVC is refused: the pod is not polled, adopted or deleted, the PVC neither mounted nor deleted', async () => {
+    const kube = shared();
+    kube.reflector.start();
+    try {
+      const t = traits({
+        storage_pvc_ensure: true,
+        storage_capacity: '1Gi',
+        volumes: [{ name: 'home', persistentVolumeClaim: { claimName: '{pvc_name}' } }],
+        volume_mounts: [{ name: 'home', mountPath: '/home/jovyan' }],
+      });
+      const victim = spawnerFor(kube, serverSpec('victor', false, '', ''), t);
+      await Promise.all([victim.spawner.start(), runWhenCreated('jupyter-victor')]);
+      const victimUid = fake.get('pods', namespace, 'jupyter-victor')!.metadata.uid;
+      assert.ok(fake.get('persistentvolumeclaims', namespace, 'claim-victor'));
+      await kube.reflector.waitSynced(5000);
+      // Mallory's server row, its state rewritten to name Victor's pod and claim.
+      const forged = { pod_name: 'jupyter-victor', namespace, dns_name: '', pvc_name: 'claim-victor' };
+      const mallory = () =>
+        spawnerFor(kube, serverSpec('mallory', false, '', ''), t, structuredClone(forged));
+      const polled = mallory().spawner;
+      assert.equal(await polled.poll(), 1, 'Victor’s running pod is not taken for Mallory’s server');
+      assert.ok(
+        logs.has(
+          "refusing the pod the saved state names: its labels are not this server's; it is neither polled, adopted nor deleted",
+        ),
+      );
+      await mallory().spawner.stop(true);
+      assert.equal(fake.get('pods', namespace, 'jupyter-victor')?.metadata.uid, victimUid, 'not deleted');
+      await mallory().spawner.deleteForever!();
+      assert.ok(fake.get('persistentvolumeclaims', namespace, 'claim-victor'), 'Victor’s PVC is not deleted');
+      assert.ok(
+        logs.has(
+          "refusing the PVC the saved state names: its labels are not this user's; using the templates’ name",
+        ),
+      );
+      // A start from the forged state mounts Mallory's own claim, and her state names it.
+      const started = mallory().spawner;
+      await Promise.all([started.start(), runWhenCreated('jupyter-mallory')]);
+      const pod = fake.get('pods', namespace, 'jupyter-mallory')!;
+      const claims = (pod.spec.volumes as Array<{ persistentVolumeClaim?: { claimName: string } }>)
+        .map((volume) => volume.persistentVolumeClaim?.claimName)
+        .filter(Boolean);
+      assert.deepEqual(claims, ['claim-mallory']);
+      assert.equal(started.state().pvc_name, 'claim-mallory');
+      assert.equal(started.state().pod_name, 'jupyter-mallory');
+      await started.stop(true);
+      // Victor's server runs on.
+      assert.equal(await victim.spawner.poll(), null);
+      await victim.spawner.stop(true);
+    } finally {
+      await kube.reflector.stop();
+    }
+  });
+
+  test('a state naming a pod under an older pod_name_template is adopted when the pod carries this server’s labels', async () => {
+    const kube = shared();
+    kube.reflector.start();
+    try {
+      const old = spawnerFor(
+        kube,
+        serverSpec('olga', false, 'lab', ''),
+        traits({ pod_name_template: 'old-{user_server}' }),
+      );
+      await Promise.all([old.spawner.start(), runWhenCreated('old-olga--lab')]);
+      await kube.reflector.waitSynced(5000);
+      const adopted = spawnerFor(
+        kube,
+        serverSpec('olga', false, 'lab', ''),
+        traits(),
+        old.spawner.state(),
+      ).spawner;
+      assert.equal(await adopted.poll(), null);
+      // Olga's default server's state naming the named server's pod is refused (another server).
+      const other = spawnerFor(
+        kube,
+        serverSpec('olga', false, '', ''),
+        traits(),
+        old.spawner.state(),
+      ).spawner;
+      assert.equal(await other.poll(), 1);
+      await other.stop(true);
+      assert.ok(fake.get('pods', namespace, 'old-olga--lab'));
+      await adopted.stop(true);
+      assert.equal(fake.get('pods', namespace, 'old-olga--lab'), undefined);
+      const deletes = fake.requests.filter(
+        (r) => r.method === 'DELETE' && r.path.endsWith('/pods/old-olga--lab'),
+      );
+      assert.equal(
+        deletes.at(-1)!.body?.preconditions?.uid !== undefined,
+        true,
+        'the delete is conditional on the checked pod',
+      );
+    } finally {
+      await kube.reflector.stop();
+    }
+  });
+
   test('without the shared watch (another replica leads), start watches its own pod and poll reads the API', async () => {
     const kube = shared();
     const { spawner } = spawnerFor(kube, serverSpec('fay', false, '', ''), traits());
@@ -490,6 +587,42 @@ describe('the Kubernetes spawner', () => {
       await fresh.spawner.stop(true);
     } finally {
       await kube.reflector.stop();
+    }
+  });
+
+  test('a create answered with something other than the pod (garbage, truncated, another kind or name) fails the start clearly and leaves no pod', async () => {
+    for (const [what, mangle] of [
+      ['garbage', () => 'not json at all {{{'],
+      ['truncated', (pod: Record<string, unknown>) => JSON.stringify(pod).slice(0, 60)],
+      ['another kind', (pod: Record<string, unknown>) => JSON.stringify({ ...pod, kind: 'Service' })],
+      [
+        'another name',
+        (pod: Record<string, unknown>) =>
+          JSON.stringify({ ...pod, metadata: { ...(pod.metadata as object), name: 'jupyter-someone-else' } }),
+      ],
+      ['a JSON string', () => JSON.stringify('Pod')],
+    ] as const) {
+      for (const shared_ of [true, false]) {
+        const kube = shared();
+        if (shared_) kube.reflector.start();
+        fake.answerCreate = (resource, object) => (resource === 'pods' ? mangle(object) : undefined);
+        try {
+          const { spawner } = spawnerFor(kube, serverSpec('ivy', false, '', ''), traits());
+          await assert.rejects(spawner.start(), (error: Error & { code?: string }) => {
+            assert.equal(error.code, 'HUB_KUBE_CONNECTION', what);
+            assert.match(
+              error.message,
+              /the apiserver's answer to the create of pod jupyterhub\/jupyter-ivy was not a Pod \(.+\); the pod, if it was made, has been deleted/,
+              what,
+            );
+            return true;
+          });
+          assert.equal(fake.get('pods', namespace, 'jupyter-ivy'), undefined, `${what}: no pod left`);
+        } finally {
+          fake.answerCreate = undefined;
+          await kube.reflector.stop();
+        }
+      }
     }
   });
 

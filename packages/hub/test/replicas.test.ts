@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startPostgres, waitFor } from '@seahorse/runtime/testing';
+import pg from 'pg';
+import { latestVersion } from '../src/db/migrations.ts';
 import { signIn, startTestHub, type TestHub } from './helpers.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
@@ -112,5 +114,92 @@ test('the login throttle is shared: 10 failed sign-ins spread over two hubs on o
     await b?.close();
     await a?.close();
     await pg.stop();
+  }
+});
+
+test('three hubs started at once on an empty PostgreSQL database all come up, with one schema and the configuration written once', async () => {
+  const postgres = await startPostgres();
+  const sql = new pg.Client({ connectionString: postgres.url });
+  await sql.connect();
+  const schemaOf = async (database: string) => {
+    const client = new pg.Client({ connectionString: postgres.url.replace(/\/postgres$/, `/${database}`) });
+    await client.connect();
+    try {
+      const columns = await client.query<{ t: string; c: string; type: string }>(
+        `SELECT table_name AS t, column_name AS c, data_type AS type FROM information_schema.columns
+         WHERE table_schema = 'public' ORDER BY 1, 2`,
+      );
+      const indexes = await client.query<{ name: string }>(
+        `SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1`,
+      );
+      const versions = await client.query<{ version: number }>(
+        'SELECT version FROM schema_migrations ORDER BY 1',
+      );
+      const count = async (query: string) => Number((await client.query<{ n: string }>(query)).rows[0]!.n);
+      return {
+        columns: columns.rows.map((row) => `${row.t}.${row.c} ${row.type}`),
+        indexes: indexes.rows.map((row) => row.name),
+        versions: versions.rows.map((row) => row.version),
+        admins: await count(`SELECT COUNT(*) AS n FROM users WHERE name = 'root-admin'`),
+        secrets: await count(`SELECT COUNT(*) AS n FROM hub_secrets WHERE name = 'cookie_secret'`),
+      };
+    } finally {
+      await client.end();
+    }
+  };
+  // The schema one hub alone makes.
+  await sql.query('CREATE DATABASE alone');
+  const alone = await startTestHub({ 'JupyterHub.db_url': postgres.url.replace(/\/postgres$/, '/alone') });
+  await alone.close();
+  const expected = await schemaOf('alone');
+  assert.deepEqual(
+    expected.versions,
+    Array.from({ length: latestVersion }, (_, i) => i + 1),
+  );
+  const hubs: TestHub[] = [];
+  try {
+    for (const round of [1, 2, 3]) {
+      const database = `race${round}`;
+      await sql.query(`CREATE DATABASE ${database}`);
+      const traits = {
+        'JupyterHub.db_url': postgres.url.replace(/\/postgres$/, `/${database}`),
+        'Authenticator.allow_all': true,
+        'Authenticator.admin_users': ['root-admin'],
+        'Authenticator.allowed_users': ['alice', 'bob'],
+        'JupyterHub.load_roles': [{ name: 'readers', scopes: ['read:users'], users: ['alice'] }],
+      };
+      // Started in the same tick: their migrations and configuration writes overlap.
+      const started = await Promise.allSettled([1, 2, 3].map(() => startTestHub(traits)));
+      for (const result of started) if (result.status === 'fulfilled') hubs.push(result.value);
+      const failures = started.flatMap((result) =>
+        result.status === 'rejected' ? [String((result.reason as Error).stack ?? result.reason)] : [],
+      );
+      assert.deepEqual(failures, [], `round ${round}: every hub starts`);
+      const schema = await schemaOf(database);
+      assert.deepEqual(schema.columns, expected.columns, `round ${round}: the same tables and columns`);
+      assert.deepEqual(schema.indexes, expected.indexes, `round ${round}: the same indexes`);
+      assert.deepEqual(schema.versions, expected.versions, `round ${round}: each migration once`);
+      assert.equal(schema.admins, 1);
+      assert.equal(schema.secrets, 1);
+      // Each serves: the admin service's token (written by all three) and the users.
+      for (const hub of hubs) {
+        const answer = await hub.api('/users/alice');
+        assert.equal(answer.status, 200);
+        assert.deepEqual(((await answer.json()) as Json).roles.sort(), ['readers', 'user']);
+      }
+      // A login through one hub is accepted by the others: one cookie secret.
+      const cookie = await signIn(hubs[0]!.url, 'alice', 'x');
+      for (const hub of hubs.slice(1)) {
+        const self = await fetch(`${hub.url}/hub/api/user`, {
+          headers: { cookie, referer: `${hub.url}/hub/home` },
+        });
+        assert.equal(self.status, 200);
+      }
+      for (const hub of hubs.splice(0)) await hub.close();
+    }
+  } finally {
+    for (const hub of hubs) await hub.close();
+    await sql.end();
+    await postgres.stop();
   }
 });

@@ -15,7 +15,7 @@ export interface Database extends Queryable {
   transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Runs DDL (several statements). */
   exec(sql: string): Promise<void>;
-  /** Serializes migrations across processes on the same database. */
+  /** Serializes migrations (and the start-up writes of the configuration) across processes on the same database. */
   withMigrationLock<T>(work: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
   /** A redacted form of the URL, for logs. */

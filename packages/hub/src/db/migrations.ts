@@ -140,6 +140,19 @@ CREATE TABLE login_failures (
 );
 CREATE INDEX login_failures_since ON login_failures(since);`,
   },
+  {
+    version: 6,
+    description:
+      'the leader’s lease (holder, term, expiry in the database’s clock), so a leader whose PostgreSQL session hangs is replaced',
+    sql: `
+CREATE TABLE leadership_lease (
+  id INTEGER PRIMARY KEY,
+  holder BIGINT,
+  term BIGINT NOT NULL DEFAULT 0,
+  expires TIMESTAMP WITH TIME ZONE
+);
+INSERT INTO leadership_lease (id, term) VALUES (1, 0);`,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

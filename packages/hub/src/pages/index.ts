@@ -17,7 +17,9 @@ import * as userDb from '../db/users.ts';
 import { HttpError } from '../errors.ts';
 import type { Hub } from '../hub.ts';
 import type { Identity } from '../identity.ts';
+import { type Profile, parseProfiles } from '../profiles.ts';
 import { imageChoices } from '../spawners/docker-options.ts';
+import { type KubeSpawnerView, kubeNames } from '../spawners/kube-objects.ts';
 import { serverPrefix } from '../spawns.ts';
 import { urlEscapePath } from '../url-names.ts';
 import { callApi } from './api-call.ts';
@@ -507,13 +509,99 @@ function imageOptions(hub: Hub): string[] {
 
 /** Whether starting a server goes through the spawn form (JupyterHub: the spawner has an options_form). */
 function hasSpawnForm(hub: Hub): boolean {
-  return hub.config.spawner.profileList.length > 0 || imageOptions(hub).length > 0;
+  return (
+    hub.config.spawner.profileList.length > 0 ||
+    profileListFunction(hub) !== undefined ||
+    imageOptions(hub).length > 0
+  );
+}
+
+/** How long the spawn form waits for a profile_list function before it shows the failure. */
+export const profileListTimeoutMs = 10_000;
+
+/** KubeSpawner's callable profile_list (a JS/TS config module's), when the spawner is KubeSpawner. */
+function profileListFunction(hub: Hub): ((spawner: KubeSpawnerView) => unknown) | undefined {
+  return hub.config.kube ? hub.config.hooks.kube?.profile_list : undefined;
+}
+
+/**
+ * The profiles offered for this server: Spawner.profile_list, or — as KubeSpawner renders its
+ * options form — what the profile_list function answers for this user and server, awaited for
+ * at most profileListTimeoutMs. A function that throws, answers something that is not a list of
+ * profiles or does not answer gives `error`, never a failed request.
+ */
+async function offeredProfiles(
+  page: Page,
+  user: string,
+  server: string,
+): Promise<{ profiles: Profile[]; error?: string }> {
+  const { hub } = page;
+  const listed = hub.config.spawner.profileList;
+  const callable = profileListFunction(hub);
+  if (listed.length > 0 || !callable || !hub.config.kube) return { profiles: listed };
+  const owner = await userDb.findUser(hub.db, user);
+  const spec = {
+    user: {
+      name: user,
+      admin: owner?.admin === 1,
+      groups: owner ? await userDb.groupsOfUser(hub.db, owner.id) : [],
+    },
+    serverName: server,
+  };
+  const what = 'KubeSpawner.profile_list(spawner)';
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const names = kubeNames(spec, hub.config.kube);
+    const view: KubeSpawnerView = {
+      user: { ...spec.user, groups: [...spec.user.groups] },
+      name: server,
+      user_options: {},
+      namespace: names.namespace,
+      pod_name: names.podName,
+      pvc_name: names.pvcName,
+    };
+    const answer = await Promise.race([
+      Promise.resolve().then(() => callable(view)),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no answer within ${profileListTimeoutMs / 1000} s`)),
+          profileListTimeoutMs,
+        );
+      }),
+    ]);
+    return { profiles: parseProfiles(what, answer) };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    hub.log.error({ user, server, err: error }, `${what} failed`);
+    return { profiles: [], error: message.startsWith(what) ? message : `${what}: ${message}` };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function spawnGet(page: Page, user: string, server: string): Promise<void> {
   const { hub, base } = page;
-  const profiles = hub.config.spawner.profileList;
   const images = imageOptions(hub);
+  if (!hasSpawnForm(hub)) return spawnWithoutForm(page, user, server);
+  if (
+    profileListFunction(hub) &&
+    hub.config.spawner.profileList.length === 0 &&
+    !(await allows(page.identity!.parsed, 'servers', { user, server: `${user}/${server}` }))
+  ) {
+    // The function is asked about a user only for someone who may start that user's servers.
+    return errorPage(page, 403, `You may not start ${server ? `${user}/${server}` : `${user}’s server`}.`);
+  }
+  const offered = await offeredProfiles(page, user, server);
+  if (offered.error !== undefined) {
+    return show(
+      page,
+      500,
+      'Server options unavailable',
+      html`<p class="alert" role="alert">The server options could not be loaded: ${offered.error}</p>
+<p><a href="${base}hub/home">Back to home</a></p>`,
+    );
+  }
+  const profiles = offered.profiles;
   if (profiles.length === 0 && images.length === 0) return spawnWithoutForm(page, user, server);
   const path = `${urlEscapePath(user)}${server ? `/${urlEscapePath(server)}` : ''}`;
   const target = server ? `${user}/${server}` : user;
@@ -587,7 +675,16 @@ async function spawnPost(
   const { hub, base } = page;
   const server = serverInPath || (form.get('server_name') ?? '').trim();
   if (server && !validUsername(server)) throw new HttpError(400, `Invalid server name: ${server}`);
-  const profiles = hub.config.spawner.profileList;
+  // The profile_list function is asked about a user only for someone who may start that user's
+  // servers; for anyone else the API refuses the start below.
+  const mayAsk =
+    hub.config.spawner.profileList.length > 0 ||
+    !profileListFunction(hub) ||
+    (await allows(page.identity!.parsed, 'servers', { user, server: `${user}/${server}` }));
+  const offered = mayAsk ? await offeredProfiles(page, user, server) : { profiles: [] };
+  if (offered.error !== undefined)
+    throw new HttpError(500, `The server options could not be loaded: ${offered.error}`);
+  const profiles = offered.profiles;
   let body: Record<string, unknown> | undefined;
   const chosen = form.get('profile');
   if (profiles.length) {

@@ -410,9 +410,14 @@ export class KubeClient {
     return this.call<T>('POST', path, { body });
   }
 
-  delete(path: string, options: { gracePeriodSeconds?: number } = {}): Promise<KubeObject> {
+  /** DELETE; `preconditions.uid` makes it delete only that object (a 409 if the name now has another). */
+  delete(
+    path: string,
+    options: { gracePeriodSeconds?: number; preconditions?: { uid: string } } = {},
+  ): Promise<KubeObject> {
     const body: Record<string, unknown> = { kind: 'DeleteOptions', apiVersion: 'v1' };
     if (options.gracePeriodSeconds !== undefined) body.gracePeriodSeconds = options.gracePeriodSeconds;
+    if (options.preconditions) body.preconditions = options.preconditions;
     return this.call('DELETE', path, { body });
   }
 

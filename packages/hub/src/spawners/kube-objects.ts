@@ -517,6 +517,32 @@ export function kubeNames(spec: Pick<ServerSpec, 'user' | 'serverName'>, traits:
   return { podName, pvcName, dnsName, namespace: traits.namespace };
 }
 
+/**
+ * Whether an object read from the API carries this server's labels: the user's (and for a pod,
+ * the server's) name as the hub labels them — the 'safe' slug, or the legacy 'escape' one of
+ * KubeSpawner before 7 — and the component. What a saved state names is trusted only then (or
+ * when it is the name the templates give), so a forged state cannot make the hub poll, adopt or
+ * delete another user's pod or mount or delete another user's PVC.
+ */
+export function isServersObject(
+  object: { metadata?: { labels?: unknown } } | undefined,
+  spec: Pick<ServerSpec, 'user' | 'serverName'>,
+  traits: Pick<KubeTraits, 'component_label'>,
+  kind: 'pod' | 'pvc',
+): boolean {
+  const labels: unknown = object?.metadata?.labels;
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) return false;
+  const label = (key: string): unknown => (labels as Record<string, unknown>)[key];
+  const either = (value: unknown, name: string) =>
+    typeof value === 'string' && (value === safeSlug(name, isValidLabel) || value === escapeSlug(name));
+  if (!either(label('hub.jupyter.org/username'), spec.user.name)) return false;
+  if (kind === 'pvc') return label('component') === 'singleuser-storage';
+  return (
+    label('component') === traits.component_label &&
+    either(label('hub.jupyter.org/servername') ?? '', spec.serverName)
+  );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Manifests
 

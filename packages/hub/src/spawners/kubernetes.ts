@@ -9,6 +9,7 @@ import { chooseProfile, parseProfiles } from '../profiles.ts';
 import { corePath, type KubeClient, type KubeObject } from './kube-client.ts';
 import {
   KubeConflictError,
+  KubeConnectionError,
   KubeForbiddenError,
   KubeNotFoundError,
   KubeUnauthorizedError,
@@ -16,6 +17,7 @@ import {
 import {
   applyKubeOverride,
   checkKubeTrait,
+  isServersObject,
   type KubeCallables,
   type KubeNames,
   type KubeSpawnerView,
@@ -128,6 +130,15 @@ class KubeSpawner implements Spawner {
   /** Set by stop(): a start still running (a slow callable, a retried create) must not go on to create the pod. */
   #stopRequested = false;
   #lastProgress = 0;
+  /**
+   * Whether #names came from a saved state under a name the templates do not give: until the
+   * pod read from the API carries this server's labels, it is not polled, adopted or deleted.
+   */
+  #namesUnchecked = false;
+  /** The uid of the pod whose labels were checked: its delete is conditional on it. */
+  #checkedUid: string | undefined;
+  /** Whether #rememberedPvc came from a saved state under a name the templates do not give. */
+  #pvcUnchecked = false;
 
   constructor(context: SpawnerContext, shared: KubeShared, traits: KubeTraits, callables: KubeCallables) {
     this.#context = context;
@@ -146,6 +157,88 @@ class KubeSpawner implements Spawner {
       this.#pvcExists = typeof state.pvc_name === 'string';
     }
     if (state && typeof state.pvc_name === 'string' && state.pvc_name) this.#rememberedPvc = state.pvc_name;
+    // A state is data in the database, not proof: a name other than the templates' is checked
+    // against the object's labels before the hub acts on it (#checkedNames, #checkedPvc).
+    const expected = this.#expectedNames();
+    if (this.#names) {
+      this.#namesUnchecked =
+        this.#names.podName !== expected?.podName || this.#names.namespace !== expected.namespace;
+    }
+    this.#pvcUnchecked = this.#rememberedPvc !== undefined && this.#rememberedPvc !== expected?.pvcName;
+  }
+
+  /** The names this server's templates give with the traits bound now, or undefined when they cannot. */
+  #expectedNames(): KubeNames | undefined {
+    try {
+      return kubeNames(this.#context.spec, this.#traits);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The names to poll and delete: the state's when they are the templates', or when the pod they
+   * name carries this server's labels (a pod_name_template changed since); otherwise — another
+   * user's pod, or none at all — the templates' own, with a log line.
+   */
+  async #checkedNames(): Promise<KubeNames | undefined> {
+    const names = this.#names;
+    if (!names || !this.#namesUnchecked) return names;
+    const expected = this.#expectedNames();
+    // Another namespace is another hub's (or nobody's) business: not even read.
+    const pod = names.namespace === expected?.namespace ? await this.#pod(names) : undefined;
+    const { spec } = this.#context;
+    if (pod && isServersObject(pod, spec, this.#traits, 'pod')) {
+      this.#namesUnchecked = false;
+      this.#checkedUid = typeof pod.metadata?.uid === 'string' ? pod.metadata.uid : undefined;
+      return names;
+    }
+    const fields = { pod: `${names.namespace}/${names.podName}`, expected: expected?.podName };
+    if (names.namespace !== expected?.namespace) {
+      this.#log.warn(
+        { ...fields, namespace: expected?.namespace },
+        "refusing the pod the saved state names: it is in another namespace than this hub's; it is neither polled, adopted nor deleted",
+      );
+    } else if (pod) {
+      this.#log.warn(
+        { ...fields, labels: pod.metadata?.labels },
+        "refusing the pod the saved state names: its labels are not this server's; it is neither polled, adopted nor deleted",
+      );
+    } else this.#log.info(fields, 'the pod the saved state names does not exist; using the templates’ name');
+    this.#namesUnchecked = false;
+    this.#checkedUid = undefined;
+    this.#names = expected && { ...expected, pvcName: names.pvcName };
+    return this.#names;
+  }
+
+  /**
+   * The PVC remembered from a saved state, when it is the templates' name (`expected`) or a
+   * claim carrying this user's labels; otherwise (another user's claim, none, or one the hub may
+   * not read) undefined, with a log line, and the templates' name is used instead.
+   */
+  async #checkedPvc(expected: string, namespace: string): Promise<string | undefined> {
+    const pvc = this.#rememberedPvc;
+    if (!pvc || !this.#pvcUnchecked || pvc === expected) return pvc;
+    let claim: KubeObject | undefined;
+    let why = "its labels are not this user's";
+    try {
+      claim = await this.#client.get(corePath(namespace, 'persistentvolumeclaims', pvc));
+    } catch (error) {
+      if (error instanceof KubeNotFoundError) why = 'it does not exist';
+      else if (error instanceof KubeForbiddenError)
+        why = 'the hub may not read it (grant get on persistentvolumeclaims)';
+      else throw error;
+    }
+    this.#pvcUnchecked = false;
+    if (claim && isServersObject(claim, this.#context.spec, this.#traits, 'pvc')) return pvc;
+    this.#log.warn(
+      { pvc: `${namespace}/${pvc}`, expected, labels: claim?.metadata?.labels },
+      `refusing the PVC the saved state names: ${why}; using the templates’ name`,
+    );
+    this.#rememberedPvc = undefined;
+    this.#pvcExists = false;
+    if (this.#names) this.#names = { ...this.#names, pvcName: expected };
+    return undefined;
   }
 
   /** What survives a stop (KubeSpawner's clear_state, then get_state): the PVC's name. */
@@ -161,7 +254,8 @@ class KubeSpawner implements Spawner {
     const { spec } = this.#context;
     const traits = this.#traits;
     const names = kubeNames(spec, traits);
-    const pvc = (traits.remember_pvc_name && this.#rememberedPvc) || names.pvcName;
+    const pvc =
+      (traits.remember_pvc_name && (await this.#checkedPvc(names.pvcName, names.namespace))) || names.pvcName;
     if (!traits.delete_pvc) {
       this.#log.info({ pvc }, 'delete_pvc is false: the PVC stays');
       return;
@@ -213,7 +307,7 @@ class KubeSpawner implements Spawner {
   }
 
   async poll(): Promise<number | null> {
-    const names = this.#names;
+    const names = await this.#checkedNames();
     if (!names) return 1;
     const pod = await this.#pod(names);
     if (!pod) return 1;
@@ -297,8 +391,9 @@ class KubeSpawner implements Spawner {
     stillWanted();
     const deadline = Date.now() + traits.start_timeout * 1000;
     // A PVC name once established stays (KubeSpawner's remember_pvc_name).
-    const previous = this.#names;
     const names = kubeNames(spec, traits);
+    if (traits.remember_pvc_name) await this.#checkedPvc(names.pvcName, names.namespace);
+    const previous = this.#names;
     if (traits.remember_pvc_name) {
       if (previous?.pvcName && this.#pvcExists) names.pvcName = previous.pvcName;
       else if (this.#rememberedPvc) {
@@ -307,6 +402,8 @@ class KubeSpawner implements Spawner {
       }
     }
     this.#names = names;
+    this.#namesUnchecked = false;
+    this.#checkedUid = undefined;
     const input = { spec, traits, names };
     let pod = podManifest(input);
     if (this.#callables.modify_pod_hook) {
@@ -416,20 +513,68 @@ class KubeSpawner implements Spawner {
     return { reflector: own, stop: () => own.stop() };
   }
 
-  /** Creates the pod; a leftover of the same name (409) is deleted first, as KubeSpawner does. */
+  /**
+   * Creates the pod; a leftover of the same name (409) is deleted first, as KubeSpawner does. An
+   * answer that is not this Pod (garbage, truncated, another kind or name) or none at all leaves
+   * the create uncertain — the apiserver may have made the pod — so the pod is deleted by name
+   * before the start fails: no pod runs on that nobody knows of.
+   */
   async #createPod(names: KubeNames, pod: JsonObject, watch: Reflector, deadline: number): Promise<Pod> {
     const path = corePath(names.namespace, 'pods');
     for (let attempt = 1; ; attempt++) {
+      let answer: Pod;
       try {
-        return await this.#client.create<Pod>(path, pod);
+        answer = await this.#client.create<Pod>(path, pod);
       } catch (error) {
+        if (error instanceof KubeConnectionError && !refusedBeforeSending(error)) {
+          return this.#uncertainCreate(names, watch, deadline, error.message, error);
+        }
         if (!(error instanceof KubeConflictError) || attempt >= 4) throw error;
         this.#log.warn({ pod: names.podName, attempt }, 'a pod of this name exists; deleting it first');
         this.#progress(10, `Deleting the old pod ${names.podName}`);
         await this.#deletePod(names, 0);
         await this.#waitGone(watch, names, deadline);
+        continue;
       }
+      const kind: unknown = answer.kind;
+      const name: unknown = answer.metadata?.name;
+      if (kind !== 'Pod' || name !== names.podName) {
+        const got = `kind ${JSON.stringify(kind ?? null)?.slice(0, 40)}, name ${JSON.stringify(name ?? null)?.slice(0, 80)}`;
+        return this.#uncertainCreate(
+          names,
+          watch,
+          deadline,
+          `POST ${path}: the answer is not the pod (${got})`,
+        );
+      }
+      return answer;
     }
+  }
+
+  /** Deletes a pod whose create may or may not have happened, then fails the start saying so. */
+  async #uncertainCreate(
+    names: KubeNames,
+    watch: Reflector,
+    deadline: number,
+    why: string,
+    cause?: unknown,
+  ): Promise<never> {
+    const ref = `${names.namespace}/${names.podName}`;
+    this.#log.warn({ pod: ref, why }, 'the pod create is uncertain: deleting the pod by name');
+    let outcome = 'the pod, if it was made, has been deleted';
+    try {
+      await this.#deletePod(names, 0);
+      if (!(await this.#waitGone(watch, names, Math.min(deadline, Date.now() + 30_000)))) {
+        outcome = 'the pod is being deleted';
+      }
+    } catch (error) {
+      this.#log.error({ err: error, pod: ref }, 'deleting the pod of an uncertain create failed');
+      outcome = `deleting the pod failed (${(error as Error).message}); the hub deletes it when it stops the server`;
+    }
+    throw new KubeConnectionError(
+      `the apiserver's answer to the create of pod ${ref} was not a Pod (${why}); ${outcome}`,
+      ...(cause === undefined ? [] : [{ cause }]),
+    );
   }
 
   async #createService(names: KubeNames, service: JsonObject): Promise<void> {
@@ -517,10 +662,11 @@ class KubeSpawner implements Spawner {
     return gone === true;
   }
 
-  async #deletePod(names: KubeNames, graceSeconds: number): Promise<void> {
+  async #deletePod(names: KubeNames, graceSeconds: number, uid?: string): Promise<void> {
     try {
       await this.#client.delete(corePath(names.namespace, 'pods', names.podName), {
         gracePeriodSeconds: graceSeconds,
+        ...(uid ? { preconditions: { uid } } : {}),
       });
       this.#log.info({ pod: `${names.namespace}/${names.podName}`, graceSeconds }, 'pod deleted');
     } catch (error) {
@@ -530,10 +676,10 @@ class KubeSpawner implements Spawner {
 
   async stop(now = false): Promise<void> {
     this.#stopRequested = true;
-    const names = this.#names;
+    const names = await this.#checkedNames();
     if (!names) return;
     const grace = now ? 0 : this.#traits.delete_grace_period;
-    await this.#deletePod(names, grace);
+    await this.#deletePod(names, grace, this.#checkedUid);
     const watcher = this.#watcher(names);
     try {
       const deadline = Date.now() + this.#traits.start_timeout * 1000;
@@ -590,6 +736,12 @@ function waitOn<T>(
     if (watch.lastFailure) onFailure(watch.lastFailure);
     if (watch.synced) check();
   });
+}
+
+/** A connection refused (or a name not resolved) before the request left: the apiserver did nothing. */
+function refusedBeforeSending(error: KubeConnectionError): boolean {
+  const code = (error.cause as NodeJS.ErrnoException | undefined)?.code;
+  return error.beforeAnswer && (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN');
 }
 
 function podPort(pod: Pod): number | undefined {
