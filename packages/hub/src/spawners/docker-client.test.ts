@@ -1,13 +1,13 @@
 // The Engine client against hostile or broken engines: a real HTTP server on a unix socket that
 // answers garbage, too much, nothing at all, or closes mid-answer; plus the pure parts.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { issueCertificate, makeCertificateAuthority } from '@seahorse/runtime/testing';
 import { DockerClient, demultiplex, splitImage } from './docker-client.ts';
 import { dockerConnection, engineHostIp } from './docker-connection.ts';
 import { DockerApiError, DockerConfigError, DockerEngineUnavailableError } from './docker-errors.ts';
@@ -150,30 +150,11 @@ test('DOCKER_HOST as the docker CLI reads it: unix sockets, tcp:// plain or with
 
   const dir = mkdtempSync(join(tmpdir(), 'seahorse-certs-'));
   try {
-    // A self-signed certificate serves as CA and client certificate: here only its reading is tested.
-    const made = spawnSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        'key.pem',
-        '-out',
-        'cert.pem',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=test',
-      ],
-      { cwd: dir, encoding: 'utf8' },
-    );
-    assert.equal(made.status, 0, made.stderr);
-    writeFileSync(join(dir, 'ca.pem'), readFileSync(join(dir, 'cert.pem')));
+    // A CA's own certificate serves as CA and client certificate: here only its reading is tested.
+    const ca = makeCertificateAuthority(dir);
+    writeFileSync(join(dir, 'ca.pem'), ca.cert);
+    writeFileSync(join(dir, 'cert.pem'), ca.cert);
+    writeFileSync(join(dir, 'key.pem'), ca.key);
     const pem = (name: string) => readFileSync(join(dir, name));
     // DOCKER_TLS_VERIFY (any value, "0" too, as docker-py and the CLI): TLS, the engine checked against ca.pem; port 2376.
     for (const verify of ['1', '0', 'yes']) {
@@ -360,35 +341,12 @@ test('a 200 answer of garbage, null, a list or an id-less object is a DockerApiE
 
 test('over TLS, an engine that ends a connection it already answered on is an unavailable engine, not a refused certificate; garbage is named as not HTTP', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'seahorse-tls-engine-'));
-  const made = spawnSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      'key.pem',
-      '-out',
-      'cert.pem',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=engine',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { cwd: dir, encoding: 'utf8' },
-  );
-  assert.equal(made.status, 0, made.stderr);
-  const cert = readFileSync(join(dir, 'cert.pem'));
+  const cert = makeCertificateAuthority(dir).cert;
+  const engine = issueCertificate(dir, 'engine');
   // The engine answers the first request on a connection, and dies (the connection reset) during
   // the next one, or after the head of its answer; or answers with something that is not HTTP.
   let requests = 0;
-  const server = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert }, (req, res) => {
+  const server = createHttpsServer(engine, (req, res) => {
     requests++;
     if (req.url?.includes('/_ping')) {
       res.writeHead(200, { 'content-type': 'text/plain' });
