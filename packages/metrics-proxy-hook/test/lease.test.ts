@@ -105,6 +105,19 @@ function certs(dir: string) {
   return { certDir: join(dir, 'certs'), ca: readFileSync(join(dir, 'ca.crt')) };
 }
 
+/** Three Redis nodes and the webhook's certificates; `args` name the nodes, then `flags`. */
+async function leaseRig(flags: string[] = []) {
+  const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
+  const dir = mkdtempSync(join(tmpdir(), 'seahorse-lease-'));
+  const { certDir, ca } = certs(dir);
+  const args = [...servers.map((server) => `--redis=${server.host}:${server.port}`), ...flags];
+  const close = async () => {
+    await Promise.all(servers.map((server) => server.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { servers, certDir, ca, args, close };
+}
+
 describe('POST /semaphore/lease on a webhook with three Redis nodes', () => {
   let servers: RedisServer[];
   let dir: string;
@@ -392,13 +405,8 @@ describe('POST /semaphore/lease on a webhook with three Redis nodes', () => {
 });
 
 test('with a majority of Redis nodes down the endpoint answers 503 and the sidecar says so, then reports its lease overrun; renewals resume when Redis is back', async () => {
-  const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
-  const dir = mkdtempSync(join(tmpdir(), 'seahorse-lease-'));
-  const { certDir, ca } = certs(dir);
-  const webhook = await startTestWebhook(certDir, [
-    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
-    '--semaphore-lease-ttl=1s',
-  ]);
+  const { servers, certDir, ca, args, close } = await leaseRig(['--semaphore-lease-ttl=1s']);
+  const webhook = await startTestWebhook(certDir, args);
   const pod = await admit(webhook.url, ca, '00000000-0000-4000-8000-0000000000b1');
   const sidecar = startCli(
     'sidecar',
@@ -440,19 +448,12 @@ test('with a majority of Redis nodes down the endpoint answers 503 and the sidec
     servers[1]!.process.resume();
     await sidecar.stop('SIGKILL');
     await webhook.close();
-    await Promise.all(servers.map((server) => server.stop()));
-    rmSync(dir, { recursive: true, force: true });
+    await close();
   }
 });
 
 test('the webhook killed and started again: the sidecar logs each failed renewal and renews again once it is back', async () => {
-  const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
-  const dir = mkdtempSync(join(tmpdir(), 'seahorse-lease-'));
-  const { certDir, ca } = certs(dir);
-  const args = [
-    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
-    '--semaphore-lease-ttl=3s',
-  ];
+  const { servers, certDir, ca, args, close } = await leaseRig(['--semaphore-lease-ttl=3s']);
   let webhook = await startWebhookProcess(certDir, args);
   const pod = await admit(webhook.url, ca, '00000000-0000-4000-8000-0000000000c1');
   const sidecar = startCli(
@@ -477,19 +478,12 @@ test('the webhook killed and started again: the sidecar logs each failed renewal
   } finally {
     await sidecar.stop('SIGKILL');
     await webhook.process.stop();
-    await Promise.all(servers.map((server) => server.stop()));
-    rmSync(dir, { recursive: true, force: true });
+    await close();
   }
 });
 
 test('the webhook down when a stopping sidecar holds its slot (a replica restarting in a node drain): the hold is retried until one answers, so the slot stays leased to the end of the grace period', async () => {
-  const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
-  const dir = mkdtempSync(join(tmpdir(), 'seahorse-lease-'));
-  const { certDir, ca } = certs(dir);
-  const args = [
-    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
-    '--semaphore-lease-ttl=5s',
-  ];
+  const { servers, certDir, ca, args, close } = await leaseRig(['--semaphore-lease-ttl=5s']);
   let webhook = await startWebhookProcess(certDir, args);
   const pod = await admit(webhook.url, ca, '00000000-0000-4000-8000-0000000000d1');
   const sidecar = startCli(
@@ -522,20 +516,15 @@ test('the webhook down when a stopping sidecar holds its slot (a replica restart
   } finally {
     await sidecar.stop('SIGKILL');
     await webhook.process.stop();
-    await Promise.all(servers.map((server) => server.stop()));
-    rmSync(dir, { recursive: true, force: true });
+    await close();
   }
 });
 
 test('a sidecar that never reaches the webhook (an egress NetworkPolicy in its namespace) says so at error level once its lease has passed, and reports the overrun when it finally takes its lapsed slot again', async () => {
-  const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
-  const dir = mkdtempSync(join(tmpdir(), 'seahorse-lease-'));
-  const { certDir, ca } = certs(dir);
-  const args = [
-    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
+  const { servers, certDir, ca, args, close } = await leaseRig([
     '--semaphore-lease-ttl=1s',
     '--semaphore-admission-ttl=2s',
-  ];
+  ]);
   let webhook = await startWebhookProcess(certDir, args);
   const pod = await admit(webhook.url, ca, '00000000-0000-4000-8000-0000000000e1');
   await webhook.process.stop();
@@ -570,22 +559,16 @@ test('a sidecar that never reaches the webhook (an egress NetworkPolicy in its n
   } finally {
     await sidecar.stop('SIGKILL');
     await webhook.process.stop();
-    await Promise.all(servers.map((server) => server.stop()));
-    rmSync(dir, { recursive: true, force: true });
+    await close();
   }
 });
 
 test('with --client-ca-file the lease endpoint still serves sidecars, which present no client certificate; without --redis it is 404', async () => {
-  const servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
-  const dir = mkdtempSync(join(tmpdir(), 'seahorse-lease-'));
-  const { certDir, ca } = certs(dir);
   const clients = mkdtempSync(join(tmpdir(), 'seahorse-lease-clients-'));
   makeCertificateAuthority(clients);
   const apiserver = issueCertificate(clients, 'kube-apiserver', { server: false });
-  const webhook = await startTestWebhook(certDir, [
-    ...servers.map((server) => `--redis=${server.host}:${server.port}`),
-    `--client-ca-file=${join(clients, 'ca.crt')}`,
-  ]);
+  const { certDir, ca, args, close } = await leaseRig([`--client-ca-file=${join(clients, 'ca.crt')}`]);
+  const webhook = await startTestWebhook(certDir, args);
   const plain = await startTestWebhook(certDir);
   try {
     const review = fixture('review-deployment-pod.json');
@@ -623,8 +606,7 @@ test('with --client-ca-file the lease endpoint still serves sidecars, which pres
   } finally {
     await webhook.close();
     await plain.close();
-    await Promise.all(servers.map((server) => server.stop()));
-    rmSync(dir, { recursive: true, force: true });
+    await close();
     rmSync(clients, { recursive: true, force: true });
   }
 });
