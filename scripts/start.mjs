@@ -7,11 +7,12 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const state = join(root, '.seahorse');
+// SEAHORSE_STATE moves the state directory (the tests use their own).
+const state = process.env.SEAHORSE_STATE ? resolve(process.env.SEAHORSE_STATE) : join(root, '.seahorse');
 const port = Number(process.env.SEAHORSE_PORT ?? 8000);
 const admin = process.env.SEAHORSE_ADMIN ?? 'admin';
 const shown = (file) => relative(process.cwd(), file) || file;
