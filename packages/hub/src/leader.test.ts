@@ -58,6 +58,16 @@ class FreezingRelay {
       b.pause();
     }
   }
+  /**
+   * Freezes, and closes the PostgreSQL side of every connection while the hub's side stays open
+   * and silent: the server ends the session and frees its locks, the hub hears nothing — a
+   * failover of PostgreSQL to another host, a proxy restarted on the database side, the
+   * server's keepalive ending a session across a partition.
+   */
+  cutServerSide(): void {
+    this.freeze();
+    for (const [a, b] of this.#pairs) if (a !== b) b.destroy();
+  }
   /** Ends the freeze: every connection it held is dropped (the path "recovers" with a reset). */
   async close(): Promise<void> {
     this.frozen = false;
@@ -213,6 +223,44 @@ describe('on PostgreSQL', () => {
       await new Promise((resolve) => setTimeout(resolve, 500));
       assert.equal(a.leadership.isLeader, false);
       assert.equal(both, false, 'two leaders at once');
+    } finally {
+      clearInterval(watch);
+      await relay.close();
+      await a.leadership.stop();
+      await b.leadership.stop();
+    }
+  });
+
+  test('a leader whose session PostgreSQL ended without its hearing keeps no term another replica can take before it ends', async (t) => {
+    const relay = await FreezingRelay.start(Number(new URL(pg.url).port));
+    const viaRelay = new URL(pg.url);
+    viaRelay.hostname = '127.0.0.1';
+    viaRelay.port = String(relay.port);
+    const a = replica(await openDatabase(viaRelay.href));
+    const b = replica(await open());
+    await a.leadership.start();
+    await b.leadership.start();
+    let both = false;
+    const watch = setInterval(() => {
+      if (a.leadership.isLeader && b.leadership.isLeader) both = true;
+    }, 5);
+    try {
+      assert.equal(a.leadership.isLeader, true);
+      const cutAt = performance.now();
+      relay.cutServerSide();
+      // PostgreSQL has ended a's session (its liveness lock is gone); a has not heard.
+      await waitFor(
+        'a gone from pg_locks',
+        async () => !(await b.leadership.liveReplicas()).has(a.leadership.replicaId),
+        {
+          timeoutMs: 5000,
+        },
+      );
+      await waitFor('b to lead', () => b.leadership.isLeader, { timeoutMs: 10_000 });
+      const tookOver = performance.now() - cutAt;
+      t.diagnostic(`b led ${Math.round(tookOver)} ms after the cut`);
+      assert.equal(both, false, 'two leaders at once');
+      assert.equal(a.leadership.isLeader, false);
     } finally {
       clearInterval(watch);
       await relay.close();

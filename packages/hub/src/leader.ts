@@ -192,6 +192,7 @@ class PostgresElection implements Election {
         leaseSeconds,
         replicaLockClass,
         this.#holdsLock,
+        leaseSeconds / 2,
       ]);
       this.#leading = rows.length > 0;
       return this.#leading;
@@ -246,9 +247,14 @@ const renewLease = `UPDATE leadership_lease SET expires = clock_timestamp() + $2
   WHERE id = 1 AND holder = $1::bigint RETURNING term`;
 
 /**
- * A contender's take: its own already; run out; or — with the leader lock ($4) — free or held
- * by a replica no longer alive. A row another session is changing is skipped, not waited for
- * (it may be a stopped backend's).
+ * A contender's take: its own already; run out; or — with the leader lock ($4) — free, or held
+ * by a replica no longer alive whose last renewal is older than the holder's own term ($5, the
+ * validity: half the lease). The holder's session may have been ended by PostgreSQL without
+ * the holder hearing of it (a failover of PostgreSQL to another host, the server's keepalive
+ * across a partition, a proxy restarted on the database side): the holder then still counts
+ * its term until the validity has passed since its last renewal, and taking the lease sooner
+ * makes two leaders. A row another session is changing is skipped, not waited for (it may be a
+ * stopped backend's).
  */
 const takeLease = `UPDATE leadership_lease SET holder = $1::bigint, term = term + 1,
     expires = clock_timestamp() + $2::float8 * interval '1 second'
@@ -257,11 +263,13 @@ const takeLease = `UPDATE leadership_lease SET holder = $1::bigint, term = term 
     WHERE l.id = 1 AND (
       l.holder = $1::bigint
       OR (l.holder IS NOT NULL AND l.expires < clock_timestamp())
-      OR ($4::boolean AND (l.holder IS NULL OR NOT EXISTS (
+      OR ($4::boolean AND (l.holder IS NULL OR (
+        l.expires < clock_timestamp() + ($2::float8 - $5::float8) * interval '1 second'
+        AND NOT EXISTS (
         SELECT 1 FROM pg_locks k
         WHERE k.locktype = 'advisory' AND k.classid = $3::bigint::oid AND k.objid::bigint = l.holder
           AND k.objsubid = 2 AND k.granted
-          AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())))))
+          AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database()))))))
     FOR UPDATE SKIP LOCKED)
   RETURNING term`;
 
