@@ -269,6 +269,59 @@ describe('on PostgreSQL', () => {
     }
   });
 
+  test('a hub of the previous version (the leader lock alone) that takes the lock after a new leader died leads alone: no new replica takes the lease run out beside it', async () => {
+    const relay = await FreezingRelay.start(Number(new URL(pg.url).port));
+    const viaRelay = new URL(pg.url);
+    viaRelay.hostname = '127.0.0.1';
+    viaRelay.port = String(relay.port);
+    const a = replica(await openDatabase(viaRelay.href));
+    const b = replica(await open());
+    await a.leadership.start();
+    await b.leadership.start();
+    // The previous version's replica: it leads while it holds the leader lock, and tries it often.
+    const { default: pgModule } = await import('pg');
+    const old = new pgModule.Client({ connectionString: pg.url });
+    await old.connect();
+    let oldLeads = false;
+    let polling = true;
+    const oldLoop = (async () => {
+      while (polling && !oldLeads) {
+        const { rows } = await old.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(7262012) AS ok');
+        oldLeads = rows[0]?.ok === true;
+        if (!oldLeads) await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    let both = false;
+    const watch = setInterval(() => {
+      // (a may still count its term when the old hub takes the lock: the previous version takes
+      // it the moment PostgreSQL frees it, which this version cannot change.)
+      if (oldLeads && b.leadership.isLeader) both = true;
+    }, 5);
+    try {
+      assert.equal(a.leadership.isLeader, true);
+      // a dies without a word (its session ends on the server; a never comes back).
+      relay.cutServerSide();
+      await waitFor('the old hub to take the leader lock', () => oldLeads, { timeoutMs: 5000 });
+      // Past the end of a's lease: b must not lead beside the old hub.
+      await new Promise((resolve) => setTimeout(resolve, 3500));
+      assert.equal(b.leadership.isLeader, false);
+      assert.equal(both, false, 'a new replica led beside a hub of the previous version');
+      // The old hub goes (the rolling upgrade ends): b leads.
+      polling = false;
+      await oldLoop;
+      await old.end();
+      await waitFor('b to lead', () => b.leadership.isLeader, { timeoutMs: 10_000 });
+    } finally {
+      polling = false;
+      clearInterval(watch);
+      await oldLoop.catch(() => undefined);
+      await old.end().catch(() => undefined);
+      await relay.close();
+      await a.leadership.stop();
+      await b.leadership.stop();
+    }
+  });
+
   test('a leader whose PostgreSQL backend is stopped (SIGSTOP) stops leading within interval + timeout, and another leads within the lease', async (t) => {
     const a = replica(await open());
     const b = replica(await open());
