@@ -322,6 +322,22 @@ describe('on PostgreSQL', () => {
     }
   });
 
+  test('a leader process stopped past its term: work holding the term’s signal sees it aborted before any timer runs', async () => {
+    const a = replica(await open());
+    await a.leadership.start();
+    try {
+      assert.equal(a.leadership.isLeader, true);
+      const signal = a.leadership.signal;
+      assert.equal(signal.aborted, false);
+      // The process stops (the event loop does not run) for longer than the term, 1.1 s; on
+      // resume an I/O callback (the answer a cull pass awaited) may run before the expiry timer.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1300);
+      assert.equal(signal.aborted, true, 'the term’s signal still says the term runs');
+    } finally {
+      await a.leadership.stop();
+    }
+  });
+
   test('a leader whose PostgreSQL backend is stopped (SIGSTOP) stops leading within interval + timeout, and another leads within the lease', async (t) => {
     const a = replica(await open());
     const b = replica(await open());

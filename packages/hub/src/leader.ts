@@ -499,6 +499,21 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
     this.#gauge.set(leader ? 1 : 0);
     if (leader) {
       this.#term = new AbortController();
+      // The term's signal answers `aborted` as `isLeader` does, checking the term's validity at
+      // the read: after the process was stopped (SIGSTOP, a paused container, a long GC) past
+      // its term, I/O callbacks run before the expiry timer, and work continuing on them (a
+      // cull pass at its next server, a watch) must see the term over at once.
+      const signal = this.#term.signal;
+      const aborted = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'aborted')?.get;
+      if (aborted) {
+        Object.defineProperty(signal, 'aborted', {
+          configurable: true,
+          get: () => {
+            if (!aborted.call(signal) && signal === this.#term.signal) this.#expire();
+            return aborted.call(signal);
+          },
+        });
+      }
       this.#terms.inc();
       this.#log.info({ replica: this.replicaId, leader: true }, 'this replica is now the leader');
     } else {
