@@ -11,7 +11,12 @@ import { after, before, describe, test } from 'node:test';
 import { createLogger } from '@seahorse/runtime';
 import { issueCertificate, LogCapture, makeCertificateAuthority, waitFor } from '@seahorse/runtime/testing';
 import { loadConfigFile } from '../src/config.ts';
-import { inClusterConnection, KubeClient, kubeconfigConnection } from '../src/spawners/kube-client.ts';
+import {
+  corePath,
+  inClusterConnection,
+  KubeClient,
+  kubeconfigConnection,
+} from '../src/spawners/kube-client.ts';
 import { KubeForbiddenError, KubeInvalidError, KubeUnauthorizedError } from '../src/spawners/kube-errors.ts';
 import { defaultKubeTraits, type KubeTraits } from '../src/spawners/kube-objects.ts';
 import { createKubeSpawner, type KubeShared } from '../src/spawners/kubernetes.ts';
@@ -512,6 +517,62 @@ describe('the Kubernetes spawner', () => {
         true,
         'the delete is conditional on the checked pod',
       );
+    } finally {
+      await kube.reflector.stop();
+    }
+  });
+
+  test('a checked pod replaced before the stop (another uid): the poll and the stop check the new pod’s labels again, adopt and delete it when it is this server’s, and leaves another’s', async () => {
+    const kube = shared();
+    kube.reflector.start();
+    /** Replaces the pod by one of the same name, with the labels `relabel` gives (a new uid). */
+    const replace = async (name: string, relabel: (labels: Record<string, string>) => void) => {
+      const old = structuredClone(fake.get('pods', namespace, name)!);
+      await client.delete(corePath(namespace, 'pods', name), { gracePeriodSeconds: 0 });
+      const labels = { ...old.metadata.labels };
+      relabel(labels);
+      await client.create(corePath(namespace, 'pods'), {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, labels },
+        spec: old.spec,
+      });
+      await waitFor('the replacement in the watch', () => {
+        const seen = kube.reflector.items.get(name) as { metadata?: { uid?: string } } | undefined;
+        return seen?.metadata?.uid === fake.get('pods', namespace, name)?.metadata.uid;
+      });
+      assert.notEqual(fake.get('pods', namespace, name)!.metadata.uid, old.metadata.uid);
+    };
+    try {
+      const t = traits({ pod_name_template: 'old-{user_server}' });
+      for (const [user, ours] of [
+        ['rita', true],
+        ['ruth', false],
+      ] as const) {
+        const old = spawnerFor(kube, serverSpec(user, false, 'lab', ''), t);
+        const name = `old-${user}--lab`;
+        await Promise.all([old.spawner.start(), runWhenCreated(name)]);
+        await kube.reflector.waitSynced(5000);
+        const adopted = spawnerFor(
+          kube,
+          serverSpec(user, false, 'lab', ''),
+          traits(),
+          old.spawner.state(),
+        ).spawner;
+        assert.equal(await adopted.poll(), null);
+        await replace(name, (labels) => {
+          if (!ours) labels['hub.jupyter.org/username'] = 'someone-else';
+        });
+        // A poll reads the new pod as this server's only when its labels are.
+        assert.equal(await adopted.poll(), ours ? null : 1);
+        await adopted.stop(true);
+        if (ours)
+          assert.equal(fake.get('pods', namespace, name), undefined, 'this server’s new pod is deleted');
+        else assert.ok(fake.get('pods', namespace, name), 'another’s pod is left alone');
+        await client
+          .delete(corePath(namespace, 'pods', name), { gracePeriodSeconds: 0 })
+          .catch(() => undefined);
+      }
     } finally {
       await kube.reflector.stop();
     }

@@ -181,12 +181,12 @@ class KubeSpawner implements Spawner {
    * name carries this server's labels (a pod_name_template changed since); otherwise — another
    * user's pod, or none at all — the templates' own, with a log line.
    */
-  async #checkedNames(): Promise<KubeNames | undefined> {
+  async #checkedNames(fresh = false): Promise<KubeNames | undefined> {
     const names = this.#names;
     if (!names || !this.#namesUnchecked) return names;
     const expected = this.#expectedNames();
     // Another namespace is another hub's (or nobody's) business: not even read.
-    const pod = names.namespace === expected?.namespace ? await this.#pod(names) : undefined;
+    const pod = names.namespace === expected?.namespace ? await this.#pod(names, fresh) : undefined;
     const { spec } = this.#context;
     if (pod && isServersObject(pod, spec, this.#traits, 'pod')) {
       this.#namesUnchecked = false;
@@ -293,9 +293,9 @@ class KubeSpawner implements Spawner {
   }
 
   /** The pod as the shared watch sees it, or as the API says when that watch is not ours to read. */
-  async #pod(names: KubeNames): Promise<Pod | undefined> {
+  async #pod(names: KubeNames, fresh = false): Promise<Pod | undefined> {
     const reflector = this.#shared.reflector;
-    if (reflector.synced && reflector.namespace === names.namespace) {
+    if (!fresh && reflector.synced && reflector.namespace === names.namespace) {
       return reflector.items.get(names.podName) as Pod | undefined;
     }
     try {
@@ -307,9 +307,17 @@ class KubeSpawner implements Spawner {
   }
 
   async poll(): Promise<number | null> {
-    const names = await this.#checkedNames();
+    let names = await this.#checkedNames();
     if (!names) return 1;
-    const pod = await this.#pod(names);
+    let pod = await this.#pod(names);
+    if (pod && this.#checkedUid !== undefined && pod.metadata?.uid !== this.#checkedUid) {
+      // Not the pod whose labels were checked: another of its name took its place.
+      this.#namesUnchecked = true;
+      this.#checkedUid = undefined;
+      names = await this.#checkedNames();
+      if (!names) return 1;
+      pod = await this.#pod(names);
+    }
     if (!pod) return 1;
     if (pod.status?.phase === 'Pending') return null;
     if (!Array.isArray(pod.status?.containerStatuses)) return 1;
@@ -676,10 +684,25 @@ class KubeSpawner implements Spawner {
 
   async stop(now = false): Promise<void> {
     this.#stopRequested = true;
-    const names = await this.#checkedNames();
+    let names = await this.#checkedNames();
     if (!names) return;
     const grace = now ? 0 : this.#traits.delete_grace_period;
-    await this.#deletePod(names, grace, this.#checkedUid);
+    try {
+      await this.#deletePod(names, grace, this.#checkedUid);
+    } catch (error) {
+      if (!(error instanceof KubeConflictError) || this.#checkedUid === undefined) throw error;
+      // The pod whose labels were checked is gone and another of its name is in its place (the
+      // delete's uid precondition failed): that one's labels are read again, from the API.
+      this.#log.warn(
+        { pod: `${names.namespace}/${names.podName}`, uid: this.#checkedUid },
+        'the pod the saved state names was replaced since its labels were checked; checking the new one',
+      );
+      this.#namesUnchecked = true;
+      this.#checkedUid = undefined;
+      names = await this.#checkedNames(true);
+      if (!names) return;
+      await this.#deletePod(names, grace, this.#checkedUid);
+    }
     const watcher = this.#watcher(names);
     try {
       const deadline = Date.now() + this.#traits.start_timeout * 1000;
