@@ -578,6 +578,42 @@ describe('the Kubernetes spawner', () => {
     }
   });
 
+  test('hostile names in a saved state (/, .., %2F, upper case, 300 characters, selector characters) are refused: no other pod is polled or deleted, nothing crashes', async () => {
+    const kube = shared();
+    const t = traits();
+    const victim = spawnerFor(kube, serverSpec('vera', false, '', ''), t);
+    await Promise.all([victim.spawner.start(), runWhenCreated('jupyter-vera')]);
+    const uid = fake.get('pods', namespace, 'jupyter-vera')!.metadata.uid;
+    const hostile = [
+      '..',
+      '.',
+      '../pods/jupyter-vera',
+      '..%2Fjupyter-vera',
+      'jupyter-vera/status',
+      'Jupyter-Vera',
+      'x'.repeat(300),
+      'jupyter-vera,metadata.name!=x',
+      'jupyter-vera?dryRun=All',
+      '',
+    ];
+    for (const podName of hostile) {
+      for (const reflector of [false, true]) {
+        if (reflector) {
+          kube.reflector.start();
+          await kube.reflector.waitSynced(5000);
+        }
+        const state = { pod_name: podName, namespace, dns_name: '', pvc_name: podName };
+        const spawner = spawnerFor(kube, serverSpec('mona', false, '', ''), t, state).spawner;
+        assert.equal(await spawner.poll(), 1, JSON.stringify(podName));
+        await spawner.stop(true);
+        await spawner.deleteForever!();
+        assert.equal(fake.get('pods', namespace, 'jupyter-vera')?.metadata.uid, uid, JSON.stringify(podName));
+        if (reflector) await kube.reflector.stop();
+      }
+    }
+    await victim.spawner.stop(true);
+  });
+
   test('without the shared watch (another replica leads), start watches its own pod and poll reads the API', async () => {
     const kube = shared();
     const { spawner } = spawnerFor(kube, serverSpec('fay', false, '', ''), traits());
