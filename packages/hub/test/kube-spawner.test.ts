@@ -614,6 +614,41 @@ describe('the Kubernetes spawner', () => {
     await victim.spawner.stop(true);
   });
 
+  test('a pod of the same name but another uid in the watch while the start waits (its pod deleted, another made in its place) fails the start; it is not taken for this server’s', async () => {
+    for (const withReflector of [false, true]) {
+      const kube = shared();
+      if (withReflector) kube.reflector.start();
+      try {
+        const { spawner } = spawnerFor(kube, serverSpec('hugo', false, '', ''), traits({ start_timeout: 5 }));
+        const swap = (async () => {
+          await waitFor('pod jupyter-hugo', () => fake.get('pods', namespace, 'jupyter-hugo'));
+          const old = structuredClone(fake.get('pods', namespace, 'jupyter-hugo')!);
+          await client.delete(corePath(namespace, 'pods', 'jupyter-hugo'), { gracePeriodSeconds: 0 });
+          await client.create(corePath(namespace, 'pods'), {
+            apiVersion: 'v1',
+            kind: 'Pod',
+            metadata: {
+              name: 'jupyter-hugo',
+              labels: { ...old.metadata.labels, 'hub.jupyter.org/username': 'someone-else' },
+            },
+            spec: old.spec,
+          });
+          fake.setRunning(namespace, 'jupyter-hugo');
+        })();
+        await assert.rejects(spawner.start(), /deleted while it was starting|replaced/);
+        await swap;
+        // The other pod is not this server's to delete.
+        assert.equal(
+          fake.get('pods', namespace, 'jupyter-hugo')?.metadata.labels['hub.jupyter.org/username'],
+          'someone-else',
+        );
+        await client.delete(corePath(namespace, 'pods', 'jupyter-hugo'), { gracePeriodSeconds: 0 });
+      } finally {
+        await kube.reflector.stop();
+      }
+    }
+  });
+
   test('without the shared watch (another replica leads), start watches its own pod and poll reads the API', async () => {
     const kube = shared();
     const { spawner } = spawnerFor(kube, serverSpec('fay', false, '', ''), traits());

@@ -212,6 +212,24 @@ class KubeSpawner implements Spawner {
   }
 
   /**
+   * The pod checked (or made) under #names was replaced by another of its name: that one's
+   * labels decide (`fresh`: read from the API, not the watch). When they are not this server's
+   * and the templates give that same name, nothing of this server's is left to poll or delete.
+   */
+  async #recheck(fresh: boolean): Promise<KubeNames | undefined> {
+    const before = this.#names;
+    this.#namesUnchecked = true;
+    this.#checkedUid = undefined;
+    const names = await this.#checkedNames(fresh);
+    if (!names || this.#checkedUid !== undefined) return names;
+    if (before && names.podName === before.podName && names.namespace === before.namespace) {
+      this.#names = undefined;
+      return undefined;
+    }
+    return names;
+  }
+
+  /**
    * The PVC remembered from a saved state, when it is the templates' name (`expected`) or a
    * claim carrying this user's labels; otherwise (another user's claim, none, or one the hub may
    * not read) undefined, with a log line, and the templates' name is used instead.
@@ -311,10 +329,9 @@ class KubeSpawner implements Spawner {
     if (!names) return 1;
     let pod = await this.#pod(names);
     if (pod && this.#checkedUid !== undefined && pod.metadata?.uid !== this.#checkedUid) {
-      // Not the pod whose labels were checked: another of its name took its place.
-      this.#namesUnchecked = true;
-      this.#checkedUid = undefined;
-      names = await this.#checkedNames();
+      // Not the pod whose labels were checked (or that this spawner made): another of its name
+      // took its place.
+      names = await this.#recheck(false);
       if (!names) return 1;
       pod = await this.#pod(names);
     }
@@ -462,6 +479,8 @@ class KubeSpawner implements Spawner {
       created = await this.#createPod(names, pod, watcher.reflector, deadline);
       stillWanted();
       const uid = created.metadata?.uid ?? '';
+      // The pod this start made: a stop (this start's own, should it fail) deletes only it.
+      this.#checkedUid = uid || undefined;
       this.#log.info({ pod: ref, uid }, 'pod created');
       const events = traits.events_enabled ? this.#followEvents(names, uid) : undefined;
       try {
@@ -469,7 +488,7 @@ class KubeSpawner implements Spawner {
           progress({ progress: 20, message: `Creating service ${names.podName}` });
           await this.#createService(names, serviceManifest(input, { name: names.podName, uid }));
         }
-        const running = await this.#waitRunning(watcher.reflector, names, deadline);
+        const running = await this.#waitRunning(watcher.reflector, names, deadline, uid);
         const host = traits.services_enabled ? names.dnsName : (running.status?.podIP ?? '');
         const port = podPort(running) ?? traits.port;
         const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -630,10 +649,17 @@ class KubeSpawner implements Spawner {
     return events;
   }
 
-  async #waitRunning(watch: Reflector, names: KubeNames, deadline: number): Promise<Pod> {
+  async #waitRunning(watch: Reflector, names: KubeNames, deadline: number, uid: string): Promise<Pod> {
     const ref = `${names.namespace}/${names.podName}`;
     const verdict = (pod: Pod | undefined): Pod | Error | undefined => {
       if (!pod) return undefined;
+      // Another pod of this name (this one deleted and another made, the deletion missed by
+      // the watch): not this server's.
+      if (uid && typeof pod.metadata?.uid === 'string' && pod.metadata.uid !== uid) {
+        return new SpawnStateError(
+          `pod ${ref} was replaced by another pod of its name while it was starting`,
+        );
+      }
       if (isPodRunning(pod)) return pod;
       const terminated = notebookTerminated(pod);
       if (terminated || pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') {
@@ -697,9 +723,7 @@ class KubeSpawner implements Spawner {
         { pod: `${names.namespace}/${names.podName}`, uid: this.#checkedUid },
         'the pod the saved state names was replaced since its labels were checked; checking the new one',
       );
-      this.#namesUnchecked = true;
-      this.#checkedUid = undefined;
-      names = await this.#checkedNames(true);
+      names = await this.#recheck(true);
       if (!names) return;
       await this.#deletePod(names, grace, this.#checkedUid);
     }
