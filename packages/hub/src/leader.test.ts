@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createLogger } from '@seahorse/runtime';
@@ -329,12 +330,101 @@ describe('on PostgreSQL', () => {
       assert.equal(a.leadership.isLeader, true);
       const signal = a.leadership.signal;
       assert.equal(signal.aborted, false);
-      // The process stops (the event loop does not run) for longer than the term, 1.1 s; on
-      // resume an I/O callback (the answer a cull pass awaited) may run before the expiry timer.
+      // The event loop stalls inside a callback for longer than the term, 1.1 s; the rest of
+      // that batch of I/O callbacks (the answer a cull pass awaited) runs before the expiry timer.
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1300);
       assert.equal(signal.aborted, true, 'the term’s signal still says the term runs');
     } finally {
       await a.leadership.stop();
+    }
+  });
+
+  test('a replica process stopped (SIGSTOP) between the answer that made it the leader and reading it, longer than the term, does not begin a term on that stale proof', async () => {
+    const a = replica(await open());
+    await a.leadership.start();
+    // b is a process of its own, reaching PostgreSQL through a relay that SIGSTOPs it when it
+    // sends its take of the lease, hands it the answer, and lets it run again 1.3 s later (the
+    // term is 1.1 s): on SIGCONT the answer is read before any timer runs.
+    const target = Number(new URL(pg.url).port);
+    let armed = false;
+    let stopped = 0;
+    let child: ChildProcess | undefined;
+    const server = createServer((client) => {
+      const upstream = createConnection(target, '127.0.0.1');
+      let taking = false;
+      client.on('data', (chunk: Buffer) => {
+        if (armed && chunk.includes('term = term + 1')) {
+          armed = false;
+          taking = true;
+          process.kill(child!.pid!, 'SIGSTOP');
+          stopped++;
+        }
+        upstream.write(chunk);
+      });
+      upstream.on('data', (chunk: Buffer) => {
+        client.write(chunk);
+        if (taking) {
+          taking = false;
+          setTimeout(() => process.kill(child!.pid!, 'SIGCONT'), 1300);
+        }
+      });
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+      client.on('error', () => undefined);
+      upstream.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const viaRelay = new URL(pg.url);
+    viaRelay.hostname = '127.0.0.1';
+    viaRelay.port = String((server.address() as { port: number }).port);
+    const script = `
+      import { createLogger } from '@seahorse/runtime';
+      import { createRegistry } from '@seahorse/runtime/metrics';
+      import { openDatabase } from ${JSON.stringify(new URL('./db/open.ts', import.meta.url).href)};
+      import { Leadership } from ${JSON.stringify(new URL('./leader.ts', import.meta.url).href)};
+      const db = await openDatabase(process.env.DB_URL);
+      const leadership = new Leadership(db, createLogger({ name: 'hub', level: 'debug' }), createRegistry(), {
+        intervalMs: 100, timeoutMs: 1000, goneAfterMs: 300,
+      });
+      leadership.whileLeader((signal) => console.log(JSON.stringify({ msg: 'term began', aborted: signal.aborted })));
+      process.on('SIGTERM', () => void leadership.stop().then(() => process.exit(0)));
+      await leadership.start();
+      console.log(JSON.stringify({ msg: 'started' }));`;
+    child = spawn(process.execPath, ['--conditions=seahorse-source', '--input-type=module', '-e', script], {
+      cwd: new URL('..', import.meta.url),
+      env: { ...process.env, DB_URL: viaRelay.href },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const lines: Array<{ msg?: string; aborted?: boolean; reason?: string }> = [];
+    let buffered = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const parts = buffered.split('\n');
+      buffered = parts.pop()!;
+      for (const line of parts) if (line.trim()) lines.push(JSON.parse(line));
+    });
+    try {
+      await waitFor('b to follow', () => lines.some((l) => l.msg === 'started'), { timeoutMs: 20_000 });
+      armed = true;
+      await a.leadership.stop();
+      await waitFor('b to lead', () => lines.some((l) => l.msg === 'term began'), { timeoutMs: 10_000 });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(stopped, 1);
+      const terms = lines.filter((l) => l.msg === 'term began');
+      assert.deepEqual(
+        terms.map((l) => l.aborted),
+        [false],
+        `b began a term on a proof older than the term: ${JSON.stringify(lines.map((l) => l.reason ?? l.msg))}`,
+      );
+    } finally {
+      // b gives the lease back as it leaves (the next tests start with it free).
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child!.once('exit', resolve));
+        process.kill(child.pid!, 'SIGCONT');
+        child.kill('SIGTERM');
+        await exited;
+      }
+      server.close();
     }
   });
 

@@ -500,9 +500,12 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
     if (leader) {
       this.#term = new AbortController();
       // The term's signal answers `aborted` as `isLeader` does, checking the term's validity at
-      // the read: after the process was stopped (SIGSTOP, a paused container, a long GC) past
-      // its term, I/O callbacks run before the expiry timer, and work continuing on them (a
-      // cull pass at its next server, a watch) must see the term over at once.
+      // the read: after the event loop stalled past the term inside a batch of I/O callbacks (a
+      // long synchronous step, a GC pause, CPU starvation), the rest of the batch runs before
+      // the expiry timer, and work continuing there (a cull pass at its next server, a watch)
+      // must see the term over at once. (After a SIGSTOP, libuv's poll returns EINTR and the
+      // due timers run first; the leadership query's own timeout then also ends a round whose
+      // answer arrived while the process was stopped.)
       const signal = this.#term.signal;
       const aborted = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'aborted')?.get;
       if (aborted) {
