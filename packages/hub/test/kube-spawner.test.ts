@@ -758,6 +758,44 @@ describe('the Kubernetes spawner', () => {
     }
   });
 
+  test('a create the client gave up on that the apiserver carries out after the delete by name (a slow admission webhook) leaves no pod running', async () => {
+    const impatient = new KubeClient(
+      inClusterConnection(
+        {
+          KUBERNETES_SERVICE_HOST: new URL(fake.url).hostname,
+          KUBERNETES_SERVICE_PORT: new URL(fake.url).port,
+        },
+        join(dir, 'serviceaccount'),
+      ),
+      { requestTimeoutMs: 300 },
+    );
+    for (const withReflector of [false, true]) {
+      const kube: KubeShared = {
+        client: impatient,
+        reflector: new PodReflector(impatient, namespace, 'singleuser-server', log),
+      };
+      if (withReflector) kube.reflector.start();
+      fake.podCreateDelayMs = 1000;
+      try {
+        const { spawner } = spawnerFor(kube, serverSpec('sloane', false, '', ''), traits());
+        await assert.rejects(spawner.start(), (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'HUB_KUBE_CONNECTION');
+          return true;
+        });
+        // The create lands after the start failed: the pod must not be left running.
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        assert.equal(fake.get('pods', namespace, 'jupyter-sloane'), undefined, 'a pod nobody knows of runs');
+      } finally {
+        fake.podCreateDelayMs = 0;
+        await kube.reflector.stop();
+        await client
+          .delete(corePath(namespace, 'pods', 'jupyter-sloane'), { gracePeriodSeconds: 0 })
+          .catch(() => undefined);
+      }
+    }
+    impatient.close();
+  });
+
   test('403 from RBAC fails the spawn with HUB_KUBE_FORBIDDEN naming what to grant', async () => {
     const kube = shared();
     fake.forbidden.add('create pods');

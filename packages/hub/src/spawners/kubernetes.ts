@@ -589,9 +589,24 @@ class KubeSpawner implements Spawner {
     const ref = `${names.namespace}/${names.podName}`;
     this.#log.warn({ pod: ref, why }, 'the pod create is uncertain: deleting the pod by name');
     let outcome = 'the pod, if it was made, has been deleted';
+    const until = Math.min(deadline, Date.now() + 30_000);
     try {
-      await this.#deletePod(names, 0);
-      if (!(await this.#waitGone(watch, names, Math.min(deadline, Date.now() + 30_000)))) {
+      if (!(await this.#deletePod(names, 0))) {
+        // No pod yet — but the apiserver may still be carrying the create out (a slow admission
+        // webhook outlasting the client's timeout): watch for it, and delete it should it come.
+        this.#progress(10, `Waiting to see whether the apiserver still makes pod ${ref}`);
+        const appeared = await waitOn(watch, names.podName, until, (pod) => (pod ? true : undefined));
+        if (appeared instanceof Error) throw appeared;
+        if (appeared === true) {
+          this.#log.warn(
+            { pod: ref },
+            'the pod of the uncertain create appeared after its delete: deleting it',
+          );
+          await this.#deletePod(names, 0);
+          outcome = 'the pod, made after its delete, has been deleted';
+        }
+      }
+      if (!(await this.#waitGone(watch, names, until))) {
         outcome = 'the pod is being deleted';
       }
     } catch (error) {
@@ -696,15 +711,18 @@ class KubeSpawner implements Spawner {
     return gone === true;
   }
 
-  async #deletePod(names: KubeNames, graceSeconds: number, uid?: string): Promise<void> {
+  /** Deletes the pod; false when there was none (404). */
+  async #deletePod(names: KubeNames, graceSeconds: number, uid?: string): Promise<boolean> {
     try {
       await this.#client.delete(corePath(names.namespace, 'pods', names.podName), {
         gracePeriodSeconds: graceSeconds,
         ...(uid ? { preconditions: { uid } } : {}),
       });
       this.#log.info({ pod: `${names.namespace}/${names.podName}`, graceSeconds }, 'pod deleted');
+      return true;
     } catch (error) {
       if (!(error instanceof KubeNotFoundError)) throw error;
+      return false;
     }
   }
 
