@@ -440,7 +440,8 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
    */
   async goneOwners(owners: Iterable<string | null>): Promise<Set<string>> {
     const live = await this.#election.liveReplicas();
-    const now = Date.now();
+    // Monotonic: a step of the wall clock (NTP) must not make a replica that only blinked count as gone.
+    const now = performance.now();
     const gone = new Set<string>();
     const asked = new Set<string>();
     for (const owner of owners) {
