@@ -12,7 +12,7 @@ import type { HubConfig } from './config.ts';
 import type { Database } from './db/database.ts';
 import * as roles from './db/roles.ts';
 import * as tokens from './db/tokens.ts';
-import { createUser, findUser, updateUser } from './db/users.ts';
+import { findOrCreateUser, updateUser } from './db/users.ts';
 import { ConfigError } from './errors.ts';
 import { IdentityResolver, type RoleScopes } from './identity.ts';
 import { Leadership } from './leader.ts';
@@ -77,12 +77,11 @@ export class Hub {
       this.roleScopes.set(name, role.scopes);
     }
     for (const user of this.config.auth.adminUsers) {
-      const existing = await findUser(this.db, user);
-      if (!existing) await createUser(this.db, user, true);
-      else if (existing.admin !== 1) await updateUser(this.db, existing.id, { admin: true });
+      const existing = await findOrCreateUser(this.db, user, true);
+      if (existing.admin !== 1) await updateUser(this.db, existing.id, { admin: true });
     }
     for (const user of this.config.auth.allowedUsers) {
-      if (!(await findUser(this.db, user))) await createUser(this.db, user, false);
+      await findOrCreateUser(this.db, user, false);
     }
     const serviceIds = new Map<string, number>();
     for (const service of this.config.services) {
@@ -132,7 +131,7 @@ export class Hub {
       this.roleScopes.set(role.name, scopes);
       await roles.clearAssignments(this.db, row.id);
       for (const name of role.users) {
-        const user = (await findUser(this.db, name)) ?? (await createUser(this.db, name, false));
+        const user = await findOrCreateUser(this.db, name, false);
         await roles.assignRole(this.db, row.id, 'user', user.id);
       }
       for (const name of role.services) {

@@ -203,3 +203,34 @@ test('three hubs started at once on an empty PostgreSQL database all come up, wi
     await postgres.stop();
   }
 });
+
+test('first sign-ins of new users at once through two hubs on one PostgreSQL all succeed (the user is created once)', async () => {
+  const pg = await startPostgres();
+  let a: TestHub | undefined;
+  let b: TestHub | undefined;
+  try {
+    a = await startTestHub({ 'JupyterHub.db_url': pg.url, 'Authenticator.allow_all': true });
+    b = await startTestHub({
+      'JupyterHub.db_url': pg.url,
+      'Authenticator.allow_all': true,
+      'JupyterHub.bind_url': a.config.bindUrl.href,
+      'ConfigurableHTTPProxy.api_url': a.config.proxy.apiUrl,
+    });
+    const hubs = [a, b];
+    const failures: string[] = [];
+    for (let round = 0; round < 5; round++) {
+      const name = `newbie${round}`;
+      const results = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, i) => signIn(hubs[i % 2]!.url, name, 'x')),
+      );
+      for (const result of results)
+        if (result.status === 'rejected') failures.push(`${name}: ${result.reason}`);
+      assert.equal(((await (await a.api(`/users/${name}`)).json()) as Json).name, name);
+    }
+    assert.deepEqual(failures, []);
+  } finally {
+    await b?.close();
+    await a?.close();
+    await pg.stop();
+  }
+});
