@@ -127,31 +127,34 @@ export class Hub {
       const base = defaultRoles[role.name];
       const description = role.description ?? base?.description ?? '';
       const scopes = role.scopes.length > 0 || !base ? role.scopes : base.scopes;
-      const row = await roles.upsertRole(this.db, role.name, description, scopes);
-      this.roleScopes.set(role.name, scopes);
-      await roles.clearAssignments(this.db, row.id);
-      for (const name of role.users) {
-        const user = await findOrCreateUser(this.db, name, false);
-        await roles.assignRole(this.db, row.id, 'user', user.id);
-      }
-      for (const name of role.services) {
-        const id = serviceIds.get(name);
-        if (id === undefined) {
-          throw new ConfigError(
-            `JupyterHub.load_roles: role '${role.name}' names service '${name}', which is not in JupyterHub.services`,
-          );
+      // The role and its members in one transaction: a replica serving meanwhile sees the old
+      // members or the new, never none (its users' requests would be refused for that moment).
+      await this.db.transaction(async (tx) => {
+        const row = await roles.upsertRole(tx, role.name, description, scopes);
+        await roles.clearAssignments(tx, row.id);
+        for (const name of role.users) {
+          const user = await findOrCreateUser(tx, name, false);
+          await roles.assignRole(tx, row.id, 'user', user.id);
         }
-        await roles.assignRole(this.db, row.id, 'service', id);
-      }
-      for (const name of role.groups) {
-        const group =
-          (await this.db.get<{ id: number }>('SELECT id FROM groups WHERE name = ?', [name])) ??
-          (await this.db.get<{ id: number }>(
-            "INSERT INTO groups (name, properties) VALUES (?, '{}') RETURNING id",
+        for (const name of role.services) {
+          const id = serviceIds.get(name);
+          if (id === undefined) {
+            throw new ConfigError(
+              `JupyterHub.load_roles: role '${role.name}' names service '${name}', which is not in JupyterHub.services`,
+            );
+          }
+          await roles.assignRole(tx, row.id, 'service', id);
+        }
+        for (const name of role.groups) {
+          await tx.run(
+            "INSERT INTO groups (name, properties) VALUES (?, '{}') ON CONFLICT (name) DO NOTHING",
             [name],
-          ));
-        await roles.assignRole(this.db, row.id, 'group', group!.id);
-      }
+          );
+          const group = await tx.get<{ id: number }>('SELECT id FROM groups WHERE name = ?', [name]);
+          await roles.assignRole(tx, row.id, 'group', group!.id);
+        }
+      });
+      this.roleScopes.set(role.name, scopes);
     }
     this.identity = new IdentityResolver(this.db, this.roleScopes, this.sessions);
   }
