@@ -12,7 +12,7 @@ import type { HubConfig } from './config.ts';
 import type { Database } from './db/database.ts';
 import * as roles from './db/roles.ts';
 import * as tokens from './db/tokens.ts';
-import { createUser, findUser, updateUser } from './db/users.ts';
+import { findOrCreateUser, updateUser } from './db/users.ts';
 import { ConfigError } from './errors.ts';
 import { IdentityResolver, type RoleScopes } from './identity.ts';
 import { Leadership } from './leader.ts';
@@ -77,12 +77,11 @@ export class Hub {
       this.roleScopes.set(name, role.scopes);
     }
     for (const user of this.config.auth.adminUsers) {
-      const existing = await findUser(this.db, user);
-      if (!existing) await createUser(this.db, user, true);
-      else if (existing.admin !== 1) await updateUser(this.db, existing.id, { admin: true });
+      const existing = await findOrCreateUser(this.db, user, true);
+      if (existing.admin !== 1) await updateUser(this.db, existing.id, { admin: true });
     }
     for (const user of this.config.auth.allowedUsers) {
-      if (!(await findUser(this.db, user))) await createUser(this.db, user, false);
+      await findOrCreateUser(this.db, user, false);
     }
     const serviceIds = new Map<string, number>();
     for (const service of this.config.services) {
@@ -128,31 +127,34 @@ export class Hub {
       const base = defaultRoles[role.name];
       const description = role.description ?? base?.description ?? '';
       const scopes = role.scopes.length > 0 || !base ? role.scopes : base.scopes;
-      const row = await roles.upsertRole(this.db, role.name, description, scopes);
-      this.roleScopes.set(role.name, scopes);
-      await roles.clearAssignments(this.db, row.id);
-      for (const name of role.users) {
-        const user = (await findUser(this.db, name)) ?? (await createUser(this.db, name, false));
-        await roles.assignRole(this.db, row.id, 'user', user.id);
-      }
-      for (const name of role.services) {
-        const id = serviceIds.get(name);
-        if (id === undefined) {
-          throw new ConfigError(
-            `JupyterHub.load_roles: role '${role.name}' names service '${name}', which is not in JupyterHub.services`,
-          );
+      // The role and its members in one transaction: a replica serving meanwhile sees the old
+      // members or the new, never none (its users' requests would be refused for that moment).
+      await this.db.transaction(async (tx) => {
+        const row = await roles.upsertRole(tx, role.name, description, scopes);
+        await roles.clearAssignments(tx, row.id);
+        for (const name of role.users) {
+          const user = await findOrCreateUser(tx, name, false);
+          await roles.assignRole(tx, row.id, 'user', user.id);
         }
-        await roles.assignRole(this.db, row.id, 'service', id);
-      }
-      for (const name of role.groups) {
-        const group =
-          (await this.db.get<{ id: number }>('SELECT id FROM groups WHERE name = ?', [name])) ??
-          (await this.db.get<{ id: number }>(
-            "INSERT INTO groups (name, properties) VALUES (?, '{}') RETURNING id",
+        for (const name of role.services) {
+          const id = serviceIds.get(name);
+          if (id === undefined) {
+            throw new ConfigError(
+              `JupyterHub.load_roles: role '${role.name}' names service '${name}', which is not in JupyterHub.services`,
+            );
+          }
+          await roles.assignRole(tx, row.id, 'service', id);
+        }
+        for (const name of role.groups) {
+          await tx.run(
+            "INSERT INTO groups (name, properties) VALUES (?, '{}') ON CONFLICT (name) DO NOTHING",
             [name],
-          ));
-        await roles.assignRole(this.db, row.id, 'group', group!.id);
-      }
+          );
+          const group = await tx.get<{ id: number }>('SELECT id FROM groups WHERE name = ?', [name]);
+          await roles.assignRole(tx, row.id, 'group', group!.id);
+        }
+      });
+      this.roleScopes.set(role.name, scopes);
     }
     this.identity = new IdentityResolver(this.db, this.roleScopes, this.sessions);
   }

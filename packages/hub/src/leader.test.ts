@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createLogger } from '@seahorse/runtime';
@@ -57,6 +58,16 @@ class FreezingRelay {
       a.pause();
       b.pause();
     }
+  }
+  /**
+   * Freezes, and closes the PostgreSQL side of every connection while the hub's side stays open
+   * and silent: the server ends the session and frees its locks, the hub hears nothing — a
+   * failover of PostgreSQL to another host, a proxy restarted on the database side, the
+   * server's keepalive ending a session across a partition.
+   */
+  cutServerSide(): void {
+    this.freeze();
+    for (const [a, b] of this.#pairs) if (a !== b) b.destroy();
   }
   /** Ends the freeze: every connection it held is dropped (the path "recovers" with a reset). */
   async close(): Promise<void> {
@@ -218,6 +229,202 @@ describe('on PostgreSQL', () => {
       await relay.close();
       await a.leadership.stop();
       await b.leadership.stop();
+    }
+  });
+
+  test('a leader whose session PostgreSQL ended without its hearing keeps no term another replica can take before it ends', async (t) => {
+    const relay = await FreezingRelay.start(Number(new URL(pg.url).port));
+    const viaRelay = new URL(pg.url);
+    viaRelay.hostname = '127.0.0.1';
+    viaRelay.port = String(relay.port);
+    const a = replica(await openDatabase(viaRelay.href));
+    const b = replica(await open());
+    await a.leadership.start();
+    await b.leadership.start();
+    let both = false;
+    const watch = setInterval(() => {
+      if (a.leadership.isLeader && b.leadership.isLeader) both = true;
+    }, 5);
+    try {
+      assert.equal(a.leadership.isLeader, true);
+      const cutAt = performance.now();
+      relay.cutServerSide();
+      // PostgreSQL has ended a's session (its liveness lock is gone); a has not heard.
+      await waitFor(
+        'a gone from pg_locks',
+        async () => !(await b.leadership.liveReplicas()).has(a.leadership.replicaId),
+        {
+          timeoutMs: 5000,
+        },
+      );
+      await waitFor('b to lead', () => b.leadership.isLeader, { timeoutMs: 10_000 });
+      const tookOver = performance.now() - cutAt;
+      t.diagnostic(`b led ${Math.round(tookOver)} ms after the cut`);
+      assert.equal(both, false, 'two leaders at once');
+      assert.equal(a.leadership.isLeader, false);
+    } finally {
+      clearInterval(watch);
+      await relay.close();
+      await a.leadership.stop();
+      await b.leadership.stop();
+    }
+  });
+
+  test('a hub of the previous version (the leader lock alone) that takes the lock after a new leader died leads alone: no new replica takes the lease run out beside it', async () => {
+    const relay = await FreezingRelay.start(Number(new URL(pg.url).port));
+    const viaRelay = new URL(pg.url);
+    viaRelay.hostname = '127.0.0.1';
+    viaRelay.port = String(relay.port);
+    const a = replica(await openDatabase(viaRelay.href));
+    const b = replica(await open());
+    await a.leadership.start();
+    await b.leadership.start();
+    // The previous version's replica: it leads while it holds the leader lock, and tries it often.
+    const { default: pgModule } = await import('pg');
+    const old = new pgModule.Client({ connectionString: pg.url });
+    await old.connect();
+    let oldLeads = false;
+    let polling = true;
+    const oldLoop = (async () => {
+      while (polling && !oldLeads) {
+        const { rows } = await old.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(7262012) AS ok');
+        oldLeads = rows[0]?.ok === true;
+        if (!oldLeads) await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    let both = false;
+    const watch = setInterval(() => {
+      // (a may still count its term when the old hub takes the lock: the previous version takes
+      // it the moment PostgreSQL frees it, which this version cannot change.)
+      if (oldLeads && b.leadership.isLeader) both = true;
+    }, 5);
+    try {
+      assert.equal(a.leadership.isLeader, true);
+      // a dies without a word (its session ends on the server; a never comes back).
+      relay.cutServerSide();
+      await waitFor('the old hub to take the leader lock', () => oldLeads, { timeoutMs: 5000 });
+      // Past the end of a's lease: b must not lead beside the old hub.
+      await new Promise((resolve) => setTimeout(resolve, 3500));
+      assert.equal(b.leadership.isLeader, false);
+      assert.equal(both, false, 'a new replica led beside a hub of the previous version');
+      // The old hub goes (the rolling upgrade ends): b leads.
+      polling = false;
+      await oldLoop;
+      await old.end();
+      await waitFor('b to lead', () => b.leadership.isLeader, { timeoutMs: 10_000 });
+    } finally {
+      polling = false;
+      clearInterval(watch);
+      await oldLoop.catch(() => undefined);
+      await old.end().catch(() => undefined);
+      await relay.close();
+      await a.leadership.stop();
+      await b.leadership.stop();
+    }
+  });
+
+  test('a leader process stopped past its term: work holding the term’s signal sees it aborted before any timer runs', async () => {
+    const a = replica(await open());
+    await a.leadership.start();
+    try {
+      assert.equal(a.leadership.isLeader, true);
+      const signal = a.leadership.signal;
+      assert.equal(signal.aborted, false);
+      // The event loop stalls inside a callback for longer than the term, 1.1 s; the rest of
+      // that batch of I/O callbacks (the answer a cull pass awaited) runs before the expiry timer.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1300);
+      assert.equal(signal.aborted, true, 'the term’s signal still says the term runs');
+    } finally {
+      await a.leadership.stop();
+    }
+  });
+
+  test('a replica process stopped (SIGSTOP) between the answer that made it the leader and reading it, longer than the term, does not begin a term on that stale proof', async () => {
+    const a = replica(await open());
+    await a.leadership.start();
+    // b is a process of its own, reaching PostgreSQL through a relay that SIGSTOPs it when it
+    // sends its take of the lease, hands it the answer, and lets it run again 1.3 s later (the
+    // term is 1.1 s): on SIGCONT the answer is read before any timer runs.
+    const target = Number(new URL(pg.url).port);
+    let armed = false;
+    let stopped = 0;
+    let child: ChildProcess | undefined;
+    const server = createServer((client) => {
+      const upstream = createConnection(target, '127.0.0.1');
+      let taking = false;
+      client.on('data', (chunk: Buffer) => {
+        if (armed && chunk.includes('term = term + 1')) {
+          armed = false;
+          taking = true;
+          process.kill(child!.pid!, 'SIGSTOP');
+          stopped++;
+        }
+        upstream.write(chunk);
+      });
+      upstream.on('data', (chunk: Buffer) => {
+        client.write(chunk);
+        if (taking) {
+          taking = false;
+          setTimeout(() => process.kill(child!.pid!, 'SIGCONT'), 1300);
+        }
+      });
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+      client.on('error', () => undefined);
+      upstream.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const viaRelay = new URL(pg.url);
+    viaRelay.hostname = '127.0.0.1';
+    viaRelay.port = String((server.address() as { port: number }).port);
+    const script = `
+      import { createLogger } from '@seahorse/runtime';
+      import { createRegistry } from '@seahorse/runtime/metrics';
+      import { openDatabase } from ${JSON.stringify(new URL('./db/open.ts', import.meta.url).href)};
+      import { Leadership } from ${JSON.stringify(new URL('./leader.ts', import.meta.url).href)};
+      const db = await openDatabase(process.env.DB_URL);
+      const leadership = new Leadership(db, createLogger({ name: 'hub', level: 'debug' }), createRegistry(), {
+        intervalMs: 100, timeoutMs: 1000, goneAfterMs: 300,
+      });
+      leadership.whileLeader((signal) => console.log(JSON.stringify({ msg: 'term began', aborted: signal.aborted })));
+      process.on('SIGTERM', () => void leadership.stop().then(() => process.exit(0)));
+      await leadership.start();
+      console.log(JSON.stringify({ msg: 'started' }));`;
+    child = spawn(process.execPath, ['--conditions=seahorse-source', '--input-type=module', '-e', script], {
+      cwd: new URL('..', import.meta.url),
+      env: { ...process.env, DB_URL: viaRelay.href },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const lines: Array<{ msg?: string; aborted?: boolean; reason?: string }> = [];
+    let buffered = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const parts = buffered.split('\n');
+      buffered = parts.pop()!;
+      for (const line of parts) if (line.trim()) lines.push(JSON.parse(line));
+    });
+    try {
+      await waitFor('b to follow', () => lines.some((l) => l.msg === 'started'), { timeoutMs: 20_000 });
+      armed = true;
+      await a.leadership.stop();
+      await waitFor('b to lead', () => lines.some((l) => l.msg === 'term began'), { timeoutMs: 10_000 });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(stopped, 1);
+      const terms = lines.filter((l) => l.msg === 'term began');
+      assert.deepEqual(
+        terms.map((l) => l.aborted),
+        [false],
+        `b began a term on a proof older than the term: ${JSON.stringify(lines.map((l) => l.reason ?? l.msg))}`,
+      );
+    } finally {
+      // b gives the lease back as it leaves (the next tests start with it free).
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child!.once('exit', resolve));
+        process.kill(child.pid!, 'SIGCONT');
+        child.kill('SIGTERM');
+        await exited;
+      }
+      server.close();
     }
   });
 

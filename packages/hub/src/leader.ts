@@ -38,6 +38,27 @@ import type { PostgresDatabase } from './db/postgres.ts';
 export const leaderLockKey = 7262012;
 /** The first key of the replicas' liveness locks (`pg_advisory_lock(int, int)`); the second is the replica's. */
 export const replicaLockClass = 7262013;
+/**
+ * The class of the lock a replica that knows the lease holds beside its liveness lock (its key
+ * second), so a session holding the leader lock without it is a hub of the previous version,
+ * which leads by that lock alone.
+ */
+export const leaseAwareLockClass = 7262014;
+
+/**
+ * SQL: no hub of the previous version holds the leader lock — no session holds it without
+ * also holding a lease-aware lock. Such a hub leads by the lock alone, and no lease may be
+ * taken or kept beside it.
+ */
+const noOldLeader = `NOT EXISTS (
+    SELECT 1 FROM pg_locks o
+    WHERE o.locktype = 'advisory' AND o.classid = 0 AND o.objid = ${leaderLockKey}::bigint::oid
+      AND o.objsubid = 1 AND o.granted
+      AND o.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND NOT EXISTS (
+        SELECT 1 FROM pg_locks m
+        WHERE m.pid = o.pid AND m.locktype = 'advisory' AND m.classid = ${leaseAwareLockClass}::bigint::oid
+          AND m.objsubid = 2 AND m.granted))`;
 
 export interface LeadershipOptions {
   /** How often a follower tries to become the leader and the leader proves it still is. */
@@ -129,6 +150,7 @@ class PostgresElection implements Election {
         if (attempt >= 3) throw new Error('no free replica key after 4 draws');
         this.#key = randomInt(1, 2 ** 31 - 1);
       }
+      await client.query('SELECT pg_try_advisory_lock($1::int, $2::int)', [leaseAwareLockClass, this.#key]);
       // A new session of a replica whose term ended with its last one: a lease it still holds
       // is given back, so a replica holding the leader lock takes it at once.
       if (this.#everConnected) await client.query(releaseLease, [this.#key]);
@@ -175,11 +197,14 @@ class PostgresElection implements Election {
       if (this.#leading) {
         const { rows } = await client.query(renewLease, [this.#key, leaseSeconds]);
         if (rows.length === 0) {
-          // Another replica holds the lease: it found ours run out (this replica's database
-          // session hung for longer than the lease). Let go of the lock as well.
+          // Another replica holds the lease — it found ours run out (this replica's database
+          // session hung for longer than the lease) — or a hub of the previous version took
+          // the leader lock this replica did not hold. Let go of the lock as well.
           this.#leading = false;
           await this.#unlock(client);
-          this.#onLost('another replica took over the lease');
+          this.#onLost(
+            'another replica took over the lease, or a hub of the previous version holds the leader lock',
+          );
         }
         return this.#leading;
       }
@@ -192,6 +217,7 @@ class PostgresElection implements Election {
         leaseSeconds,
         replicaLockClass,
         this.#holdsLock,
+        leaseSeconds / 2,
       ]);
       this.#leading = rows.length > 0;
       return this.#leading;
@@ -243,25 +269,34 @@ class PostgresElection implements Election {
 
 /** The leader's renewal: still its own, for another lease from now. */
 const renewLease = `UPDATE leadership_lease SET expires = clock_timestamp() + $2::float8 * interval '1 second'
-  WHERE id = 1 AND holder = $1::bigint RETURNING term`;
+  WHERE id = 1 AND holder = $1::bigint AND ${noOldLeader} RETURNING term`;
 
 /**
- * A contender's take: its own already; run out; or — with the leader lock ($4) — free or held
- * by a replica no longer alive. A row another session is changing is skipped, not waited for
- * (it may be a stopped backend's).
+ * A contender's take: its own already; run out; or — with the leader lock ($4) — free, or held
+ * by a replica no longer alive whose last renewal is older than the holder's own term ($5, the
+ * validity: half the lease). The holder's session may have been ended by PostgreSQL without
+ * the holder hearing of it (a failover of PostgreSQL to another host, the server's keepalive
+ * across a partition, a proxy restarted on the database side): the holder then still counts
+ * its term until the validity has passed since its last renewal, and taking the lease sooner
+ * makes two leaders. Never while a hub of the previous version holds the leader lock: it leads
+ * by the lock alone (the leader renewing without the lock stops, at its next renewal, when such a
+ * hub takes the lock). A row another session is changing is skipped, not waited for (it may be
+ * a stopped backend's).
  */
 const takeLease = `UPDATE leadership_lease SET holder = $1::bigint, term = term + 1,
     expires = clock_timestamp() + $2::float8 * interval '1 second'
   WHERE id = (
     SELECT l.id FROM leadership_lease l
-    WHERE l.id = 1 AND (
+    WHERE l.id = 1 AND ${noOldLeader} AND (
       l.holder = $1::bigint
       OR (l.holder IS NOT NULL AND l.expires < clock_timestamp())
-      OR ($4::boolean AND (l.holder IS NULL OR NOT EXISTS (
+      OR ($4::boolean AND (l.holder IS NULL OR (
+        l.expires < clock_timestamp() + ($2::float8 - $5::float8) * interval '1 second'
+        AND NOT EXISTS (
         SELECT 1 FROM pg_locks k
         WHERE k.locktype = 'advisory' AND k.classid = $3::bigint::oid AND k.objid::bigint = l.holder
           AND k.objsubid = 2 AND k.granted
-          AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())))))
+          AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database()))))))
     FOR UPDATE SKIP LOCKED)
   RETURNING term`;
 
@@ -405,7 +440,8 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
    */
   async goneOwners(owners: Iterable<string | null>): Promise<Set<string>> {
     const live = await this.#election.liveReplicas();
-    const now = Date.now();
+    // Monotonic: a step of the wall clock (NTP) must not make a replica that only blinked count as gone.
+    const now = performance.now();
     const gone = new Set<string>();
     const asked = new Set<string>();
     for (const owner of owners) {
@@ -464,6 +500,24 @@ export class Leadership extends EventEmitter<{ change: [leader: boolean] }> {
     this.#gauge.set(leader ? 1 : 0);
     if (leader) {
       this.#term = new AbortController();
+      // The term's signal answers `aborted` as `isLeader` does, checking the term's validity at
+      // the read: after the event loop stalled past the term inside a batch of I/O callbacks (a
+      // long synchronous step, a GC pause, CPU starvation), the rest of the batch runs before
+      // the expiry timer, and work continuing there (a cull pass at its next server, a watch)
+      // must see the term over at once. (After a SIGSTOP, libuv's poll returns EINTR and the
+      // due timers run first; the leadership query's own timeout then also ends a round whose
+      // answer arrived while the process was stopped.)
+      const signal = this.#term.signal;
+      const aborted = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'aborted')?.get;
+      if (aborted) {
+        Object.defineProperty(signal, 'aborted', {
+          configurable: true,
+          get: () => {
+            if (!aborted.call(signal) && signal === this.#term.signal) this.#expire();
+            return aborted.call(signal);
+          },
+        });
+      }
       this.#terms.inc();
       this.#log.info({ replica: this.replicaId, leader: true }, 'this replica is now the leader');
     } else {

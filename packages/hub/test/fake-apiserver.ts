@@ -339,6 +339,9 @@ export class FakeApiServer {
    */
   answerCreate: ((resource: Resource, object: Obj) => string | undefined) | undefined;
 
+  /** How long a pod create takes before the pod is stored and the create answered (0: at once). */
+  podCreateDelayMs = 0;
+
   /** Writes `text` as it is (no newline added) to every open watch of `resource`. */
   writeToWatches(resource: Resource, text: string): void {
     for (const watcher of this.#watchers) if (watcher.resource === resource) watcher.res.write(text);
@@ -610,6 +613,27 @@ export class FakeApiServer {
       );
       return;
     }
+    if (this.get(resource, namespace, body.metadata.name)) {
+      this.#send(
+        res,
+        409,
+        status(409, 'AlreadyExists', `${resource} "${body.metadata.name}" already exists`, {
+          name: body.metadata.name,
+          kind: resource,
+        }),
+      );
+      return;
+    }
+    // A slow apiserver (an admission webhook taking its time): the pod is stored, and the create
+    // answered, only after the delay — possibly after the client gave up on it.
+    if (resource === 'pods' && this.podCreateDelayMs > 0) {
+      setTimeout(() => this.#store(res, resource, namespace, body), this.podCreateDelayMs);
+      return;
+    }
+    this.#store(res, resource, namespace, body);
+  }
+
+  #store(res: ServerResponse, resource: Resource, namespace: string, body: Obj): void {
     if (this.get(resource, namespace, body.metadata.name)) {
       this.#send(
         res,

@@ -11,7 +11,12 @@ import { after, before, describe, test } from 'node:test';
 import { createLogger } from '@seahorse/runtime';
 import { issueCertificate, LogCapture, makeCertificateAuthority, waitFor } from '@seahorse/runtime/testing';
 import { loadConfigFile } from '../src/config.ts';
-import { inClusterConnection, KubeClient, kubeconfigConnection } from '../src/spawners/kube-client.ts';
+import {
+  corePath,
+  inClusterConnection,
+  KubeClient,
+  kubeconfigConnection,
+} from '../src/spawners/kube-client.ts';
 import { KubeForbiddenError, KubeInvalidError, KubeUnauthorizedError } from '../src/spawners/kube-errors.ts';
 import { defaultKubeTraits, type KubeTraits } from '../src/spawners/kube-objects.ts';
 import { createKubeSpawner, type KubeShared } from '../src/spawners/kubernetes.ts';
@@ -517,6 +522,133 @@ describe('the Kubernetes spawner', () => {
     }
   });
 
+  test('a checked pod replaced before the stop (another uid): the poll and the stop check the new pod’s labels again, adopt and delete it when it is this server’s, and leaves another’s', async () => {
+    const kube = shared();
+    kube.reflector.start();
+    /** Replaces the pod by one of the same name, with the labels `relabel` gives (a new uid). */
+    const replace = async (name: string, relabel: (labels: Record<string, string>) => void) => {
+      const old = structuredClone(fake.get('pods', namespace, name)!);
+      await client.delete(corePath(namespace, 'pods', name), { gracePeriodSeconds: 0 });
+      const labels = { ...old.metadata.labels };
+      relabel(labels);
+      await client.create(corePath(namespace, 'pods'), {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, labels },
+        spec: old.spec,
+      });
+      await waitFor('the replacement in the watch', () => {
+        const seen = kube.reflector.items.get(name) as { metadata?: { uid?: string } } | undefined;
+        return seen?.metadata?.uid === fake.get('pods', namespace, name)?.metadata.uid;
+      });
+      assert.notEqual(fake.get('pods', namespace, name)!.metadata.uid, old.metadata.uid);
+    };
+    try {
+      const t = traits({ pod_name_template: 'old-{user_server}' });
+      for (const [user, ours] of [
+        ['rita', true],
+        ['ruth', false],
+      ] as const) {
+        const old = spawnerFor(kube, serverSpec(user, false, 'lab', ''), t);
+        const name = `old-${user}--lab`;
+        await Promise.all([old.spawner.start(), runWhenCreated(name)]);
+        await kube.reflector.waitSynced(5000);
+        const adopted = spawnerFor(
+          kube,
+          serverSpec(user, false, 'lab', ''),
+          traits(),
+          old.spawner.state(),
+        ).spawner;
+        assert.equal(await adopted.poll(), null);
+        await replace(name, (labels) => {
+          if (!ours) labels['hub.jupyter.org/username'] = 'someone-else';
+        });
+        // A poll reads the new pod as this server's only when its labels are.
+        assert.equal(await adopted.poll(), ours ? null : 1);
+        await adopted.stop(true);
+        if (ours)
+          assert.equal(fake.get('pods', namespace, name), undefined, 'this server’s new pod is deleted');
+        else assert.ok(fake.get('pods', namespace, name), 'another’s pod is left alone');
+        await client
+          .delete(corePath(namespace, 'pods', name), { gracePeriodSeconds: 0 })
+          .catch(() => undefined);
+      }
+    } finally {
+      await kube.reflector.stop();
+    }
+  });
+
+  test('hostile names in a saved state (/, .., %2F, upper case, 300 characters, selector characters) are refused: no other pod is polled or deleted, nothing crashes', async () => {
+    const kube = shared();
+    const t = traits();
+    const victim = spawnerFor(kube, serverSpec('vera', false, '', ''), t);
+    await Promise.all([victim.spawner.start(), runWhenCreated('jupyter-vera')]);
+    const uid = fake.get('pods', namespace, 'jupyter-vera')!.metadata.uid;
+    const hostile = [
+      '..',
+      '.',
+      '../pods/jupyter-vera',
+      '..%2Fjupyter-vera',
+      'jupyter-vera/status',
+      'Jupyter-Vera',
+      'x'.repeat(300),
+      'jupyter-vera,metadata.name!=x',
+      'jupyter-vera?dryRun=All',
+      '',
+    ];
+    for (const podName of hostile) {
+      for (const reflector of [false, true]) {
+        if (reflector) {
+          kube.reflector.start();
+          await kube.reflector.waitSynced(5000);
+        }
+        const state = { pod_name: podName, namespace, dns_name: '', pvc_name: podName };
+        const spawner = spawnerFor(kube, serverSpec('mona', false, '', ''), t, state).spawner;
+        assert.equal(await spawner.poll(), 1, JSON.stringify(podName));
+        await spawner.stop(true);
+        await spawner.deleteForever!();
+        assert.equal(fake.get('pods', namespace, 'jupyter-vera')?.metadata.uid, uid, JSON.stringify(podName));
+        if (reflector) await kube.reflector.stop();
+      }
+    }
+    await victim.spawner.stop(true);
+  });
+
+  test('a pod of the same name but another uid in the watch while the start waits (its pod deleted, another made in its place) fails the start; it is not taken for this server’s', async () => {
+    for (const withReflector of [false, true]) {
+      const kube = shared();
+      if (withReflector) kube.reflector.start();
+      try {
+        const { spawner } = spawnerFor(kube, serverSpec('hugo', false, '', ''), traits({ start_timeout: 5 }));
+        const swap = (async () => {
+          await waitFor('pod jupyter-hugo', () => fake.get('pods', namespace, 'jupyter-hugo'));
+          const old = structuredClone(fake.get('pods', namespace, 'jupyter-hugo')!);
+          await client.delete(corePath(namespace, 'pods', 'jupyter-hugo'), { gracePeriodSeconds: 0 });
+          await client.create(corePath(namespace, 'pods'), {
+            apiVersion: 'v1',
+            kind: 'Pod',
+            metadata: {
+              name: 'jupyter-hugo',
+              labels: { ...old.metadata.labels, 'hub.jupyter.org/username': 'someone-else' },
+            },
+            spec: old.spec,
+          });
+          fake.setRunning(namespace, 'jupyter-hugo');
+        })();
+        await assert.rejects(spawner.start(), /deleted while it was starting|replaced/);
+        await swap;
+        // The other pod is not this server's to delete.
+        assert.equal(
+          fake.get('pods', namespace, 'jupyter-hugo')?.metadata.labels['hub.jupyter.org/username'],
+          'someone-else',
+        );
+        await client.delete(corePath(namespace, 'pods', 'jupyter-hugo'), { gracePeriodSeconds: 0 });
+      } finally {
+        await kube.reflector.stop();
+      }
+    }
+  });
+
   test('without the shared watch (another replica leads), start watches its own pod and poll reads the API', async () => {
     const kube = shared();
     const { spawner } = spawnerFor(kube, serverSpec('fay', false, '', ''), traits());
@@ -624,6 +756,44 @@ describe('the Kubernetes spawner', () => {
         }
       }
     }
+  });
+
+  test('a create the client gave up on that the apiserver carries out after the delete by name (a slow admission webhook) leaves no pod running', async () => {
+    const impatient = new KubeClient(
+      inClusterConnection(
+        {
+          KUBERNETES_SERVICE_HOST: new URL(fake.url).hostname,
+          KUBERNETES_SERVICE_PORT: new URL(fake.url).port,
+        },
+        join(dir, 'serviceaccount'),
+      ),
+      { requestTimeoutMs: 300 },
+    );
+    for (const withReflector of [false, true]) {
+      const kube: KubeShared = {
+        client: impatient,
+        reflector: new PodReflector(impatient, namespace, 'singleuser-server', log),
+      };
+      if (withReflector) kube.reflector.start();
+      fake.podCreateDelayMs = 1000;
+      try {
+        const { spawner } = spawnerFor(kube, serverSpec('sloane', false, '', ''), traits());
+        await assert.rejects(spawner.start(), (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'HUB_KUBE_CONNECTION');
+          return true;
+        });
+        // The create lands after the start failed: the pod must not be left running.
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        assert.equal(fake.get('pods', namespace, 'jupyter-sloane'), undefined, 'a pod nobody knows of runs');
+      } finally {
+        fake.podCreateDelayMs = 0;
+        await kube.reflector.stop();
+        await client
+          .delete(corePath(namespace, 'pods', 'jupyter-sloane'), { gracePeriodSeconds: 0 })
+          .catch(() => undefined);
+      }
+    }
+    impatient.close();
   });
 
   test('403 from RBAC fails the spawn with HUB_KUBE_FORBIDDEN naming what to grant', async () => {

@@ -203,3 +203,79 @@ test('three hubs started at once on an empty PostgreSQL database all come up, wi
     await postgres.stop();
   }
 });
+
+test('first sign-ins of new users at once through two hubs on one PostgreSQL all succeed (the user is created once)', async () => {
+  const pg = await startPostgres();
+  let a: TestHub | undefined;
+  let b: TestHub | undefined;
+  try {
+    a = await startTestHub({ 'JupyterHub.db_url': pg.url, 'Authenticator.allow_all': true });
+    b = await startTestHub({
+      'JupyterHub.db_url': pg.url,
+      'Authenticator.allow_all': true,
+      'JupyterHub.bind_url': a.config.bindUrl.href,
+      'ConfigurableHTTPProxy.api_url': a.config.proxy.apiUrl,
+    });
+    const hubs = [a, b];
+    const failures: string[] = [];
+    for (let round = 0; round < 5; round++) {
+      const name = `newbie${round}`;
+      const results = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, i) => signIn(hubs[i % 2]!.url, name, 'x')),
+      );
+      for (const result of results)
+        if (result.status === 'rejected') failures.push(`${name}: ${result.reason}`);
+      assert.equal(((await (await a.api(`/users/${name}`)).json()) as Json).name, name);
+    }
+    assert.deepEqual(failures, []);
+  } finally {
+    await b?.close();
+    await a?.close();
+    await pg.stop();
+  }
+});
+
+test('a replica starting writes load_roles without a moment in which a running replica finds the role’s members without it', async () => {
+  const pg = await startPostgres();
+  let a: TestHub | undefined;
+  const starting: TestHub[] = [];
+  const traits = {
+    'JupyterHub.db_url': pg.url,
+    'Authenticator.allow_all': true,
+    'JupyterHub.load_roles': [
+      {
+        name: 'auditor',
+        scopes: ['list:users'],
+        users: ['ruth', ...Array.from({ length: 300 }, (_, i) => `member${i}`)],
+      },
+    ],
+  };
+  try {
+    a = await startTestHub(traits);
+    const { token } = (await (await a.api('/users/ruth/tokens', { method: 'POST' })).json()) as Json;
+    assert.equal((await a.api('/users', { token })).status, 200);
+    let polling = true;
+    const statuses = new Map<number, number>();
+    const poller = (async () => {
+      while (polling) {
+        const status = (await a!.api('/users?limit=1', { token })).status;
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      }
+    })();
+    for (let i = 0; i < 2; i++) {
+      const b = await startTestHub({
+        ...traits,
+        'JupyterHub.bind_url': a.config.bindUrl.href,
+        'ConfigurableHTTPProxy.api_url': a.config.proxy.apiUrl,
+      });
+      starting.push(b);
+    }
+    polling = false;
+    await poller;
+    assert.deepEqual([...statuses.keys()], [200], JSON.stringify([...statuses]));
+  } finally {
+    for (const b of starting) await b.close();
+    await a?.close();
+    await pg.stop();
+  }
+});

@@ -95,6 +95,22 @@ export async function createUser(db: Queryable, name: string, admin: boolean): P
   return row!;
 }
 
+/**
+ * The user of this name, created (with `admin`) when there is none. Safe against a concurrent
+ * create of the same name — another request, another hub replica — which a find followed by
+ * an insert is not (its insert fails on the unique name).
+ */
+export async function findOrCreateUser(db: Queryable, name: string, admin: boolean): Promise<UserRow> {
+  const created = await db.get<UserRow>(
+    'INSERT INTO users (name, admin, created, cookie_id) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING *',
+    [name, admin ? 1 : 0, nowIso(), randomBytes(16).toString('hex')],
+  );
+  if (created) return created;
+  const existing = await findUser(db, name);
+  if (!existing) throw new Error(`user ${name} was neither created nor found`);
+  return existing;
+}
+
 /** Creates the users that do not exist yet, in one statement per chunk; returns the created rows. */
 export async function createUsers(db: Queryable, names: string[], admin: boolean): Promise<UserRow[]> {
   const created: UserRow[] = [];

@@ -329,7 +329,8 @@ async function signIn(page: Page, name: string, next: string | null): Promise<vo
   if (!hub.authenticator.isAllowed(name, existing !== undefined)) {
     throw new HttpError(403, `User ${name} is not allowed to use this hub.`);
   }
-  const user = existing ?? (await userDb.createUser(hub.db, name, hub.authenticator.isAdmin(name)));
+  // Two first sign-ins at once (a double submit, two replicas) both find no user: created once.
+  const user = existing ?? (await userDb.findOrCreateUser(hub.db, name, hub.authenticator.isAdmin(name)));
   const cookie = hub.sessions.cookie(
     hub.sessions.sign(user.cookie_id),
     `${hub.config.baseUrl}hub/`,

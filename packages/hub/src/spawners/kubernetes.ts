@@ -181,12 +181,12 @@ class KubeSpawner implements Spawner {
    * name carries this server's labels (a pod_name_template changed since); otherwise — another
    * user's pod, or none at all — the templates' own, with a log line.
    */
-  async #checkedNames(): Promise<KubeNames | undefined> {
+  async #checkedNames(fresh = false): Promise<KubeNames | undefined> {
     const names = this.#names;
     if (!names || !this.#namesUnchecked) return names;
     const expected = this.#expectedNames();
     // Another namespace is another hub's (or nobody's) business: not even read.
-    const pod = names.namespace === expected?.namespace ? await this.#pod(names) : undefined;
+    const pod = names.namespace === expected?.namespace ? await this.#pod(names, fresh) : undefined;
     const { spec } = this.#context;
     if (pod && isServersObject(pod, spec, this.#traits, 'pod')) {
       this.#namesUnchecked = false;
@@ -209,6 +209,24 @@ class KubeSpawner implements Spawner {
     this.#checkedUid = undefined;
     this.#names = expected && { ...expected, pvcName: names.pvcName };
     return this.#names;
+  }
+
+  /**
+   * The pod checked (or made) under #names was replaced by another of its name: that one's
+   * labels decide (`fresh`: read from the API, not the watch). When they are not this server's
+   * and the templates give that same name, nothing of this server's is left to poll or delete.
+   */
+  async #recheck(fresh: boolean): Promise<KubeNames | undefined> {
+    const before = this.#names;
+    this.#namesUnchecked = true;
+    this.#checkedUid = undefined;
+    const names = await this.#checkedNames(fresh);
+    if (!names || this.#checkedUid !== undefined) return names;
+    if (before && names.podName === before.podName && names.namespace === before.namespace) {
+      this.#names = undefined;
+      return undefined;
+    }
+    return names;
   }
 
   /**
@@ -293,9 +311,9 @@ class KubeSpawner implements Spawner {
   }
 
   /** The pod as the shared watch sees it, or as the API says when that watch is not ours to read. */
-  async #pod(names: KubeNames): Promise<Pod | undefined> {
+  async #pod(names: KubeNames, fresh = false): Promise<Pod | undefined> {
     const reflector = this.#shared.reflector;
-    if (reflector.synced && reflector.namespace === names.namespace) {
+    if (!fresh && reflector.synced && reflector.namespace === names.namespace) {
       return reflector.items.get(names.podName) as Pod | undefined;
     }
     try {
@@ -307,9 +325,16 @@ class KubeSpawner implements Spawner {
   }
 
   async poll(): Promise<number | null> {
-    const names = await this.#checkedNames();
+    let names = await this.#checkedNames();
     if (!names) return 1;
-    const pod = await this.#pod(names);
+    let pod = await this.#pod(names);
+    if (pod && this.#checkedUid !== undefined && pod.metadata?.uid !== this.#checkedUid) {
+      // Not the pod whose labels were checked (or that this spawner made): another of its name
+      // took its place.
+      names = await this.#recheck(false);
+      if (!names) return 1;
+      pod = await this.#pod(names);
+    }
     if (!pod) return 1;
     if (pod.status?.phase === 'Pending') return null;
     if (!Array.isArray(pod.status?.containerStatuses)) return 1;
@@ -454,6 +479,8 @@ class KubeSpawner implements Spawner {
       created = await this.#createPod(names, pod, watcher.reflector, deadline);
       stillWanted();
       const uid = created.metadata?.uid ?? '';
+      // The pod this start made: a stop (this start's own, should it fail) deletes only it.
+      this.#checkedUid = uid || undefined;
       this.#log.info({ pod: ref, uid }, 'pod created');
       const events = traits.events_enabled ? this.#followEvents(names, uid) : undefined;
       try {
@@ -461,7 +488,7 @@ class KubeSpawner implements Spawner {
           progress({ progress: 20, message: `Creating service ${names.podName}` });
           await this.#createService(names, serviceManifest(input, { name: names.podName, uid }));
         }
-        const running = await this.#waitRunning(watcher.reflector, names, deadline);
+        const running = await this.#waitRunning(watcher.reflector, names, deadline, uid);
         const host = traits.services_enabled ? names.dnsName : (running.status?.podIP ?? '');
         const port = podPort(running) ?? traits.port;
         const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -562,9 +589,24 @@ class KubeSpawner implements Spawner {
     const ref = `${names.namespace}/${names.podName}`;
     this.#log.warn({ pod: ref, why }, 'the pod create is uncertain: deleting the pod by name');
     let outcome = 'the pod, if it was made, has been deleted';
+    const until = Math.min(deadline, Date.now() + 30_000);
     try {
-      await this.#deletePod(names, 0);
-      if (!(await this.#waitGone(watch, names, Math.min(deadline, Date.now() + 30_000)))) {
+      if (!(await this.#deletePod(names, 0))) {
+        // No pod yet — but the apiserver may still be carrying the create out (a slow admission
+        // webhook outlasting the client's timeout): watch for it, and delete it should it come.
+        this.#progress(10, `Waiting to see whether the apiserver still makes pod ${ref}`);
+        const appeared = await waitOn(watch, names.podName, until, (pod) => (pod ? true : undefined));
+        if (appeared instanceof Error) throw appeared;
+        if (appeared === true) {
+          this.#log.warn(
+            { pod: ref },
+            'the pod of the uncertain create appeared after its delete: deleting it',
+          );
+          await this.#deletePod(names, 0);
+          outcome = 'the pod, made after its delete, has been deleted';
+        }
+      }
+      if (!(await this.#waitGone(watch, names, until))) {
         outcome = 'the pod is being deleted';
       }
     } catch (error) {
@@ -622,10 +664,17 @@ class KubeSpawner implements Spawner {
     return events;
   }
 
-  async #waitRunning(watch: Reflector, names: KubeNames, deadline: number): Promise<Pod> {
+  async #waitRunning(watch: Reflector, names: KubeNames, deadline: number, uid: string): Promise<Pod> {
     const ref = `${names.namespace}/${names.podName}`;
     const verdict = (pod: Pod | undefined): Pod | Error | undefined => {
       if (!pod) return undefined;
+      // Another pod of this name (this one deleted and another made, the deletion missed by
+      // the watch): not this server's.
+      if (uid && typeof pod.metadata?.uid === 'string' && pod.metadata.uid !== uid) {
+        return new SpawnStateError(
+          `pod ${ref} was replaced by another pod of its name while it was starting`,
+        );
+      }
       if (isPodRunning(pod)) return pod;
       const terminated = notebookTerminated(pod);
       if (terminated || pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') {
@@ -662,24 +711,40 @@ class KubeSpawner implements Spawner {
     return gone === true;
   }
 
-  async #deletePod(names: KubeNames, graceSeconds: number, uid?: string): Promise<void> {
+  /** Deletes the pod; false when there was none (404). */
+  async #deletePod(names: KubeNames, graceSeconds: number, uid?: string): Promise<boolean> {
     try {
       await this.#client.delete(corePath(names.namespace, 'pods', names.podName), {
         gracePeriodSeconds: graceSeconds,
         ...(uid ? { preconditions: { uid } } : {}),
       });
       this.#log.info({ pod: `${names.namespace}/${names.podName}`, graceSeconds }, 'pod deleted');
+      return true;
     } catch (error) {
       if (!(error instanceof KubeNotFoundError)) throw error;
+      return false;
     }
   }
 
   async stop(now = false): Promise<void> {
     this.#stopRequested = true;
-    const names = await this.#checkedNames();
+    let names = await this.#checkedNames();
     if (!names) return;
     const grace = now ? 0 : this.#traits.delete_grace_period;
-    await this.#deletePod(names, grace, this.#checkedUid);
+    try {
+      await this.#deletePod(names, grace, this.#checkedUid);
+    } catch (error) {
+      if (!(error instanceof KubeConflictError) || this.#checkedUid === undefined) throw error;
+      // The pod whose labels were checked is gone and another of its name is in its place (the
+      // delete's uid precondition failed): that one's labels are read again, from the API.
+      this.#log.warn(
+        { pod: `${names.namespace}/${names.podName}`, uid: this.#checkedUid },
+        'the pod the saved state names was replaced since its labels were checked; checking the new one',
+      );
+      names = await this.#recheck(true);
+      if (!names) return;
+      await this.#deletePod(names, grace, this.#checkedUid);
+    }
     const watcher = this.#watcher(names);
     try {
       const deadline = Date.now() + this.#traits.start_timeout * 1000;
