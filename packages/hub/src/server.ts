@@ -286,9 +286,14 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
       const hubEntry = routes[config.baseUrl] ?? routes[config.baseUrl.replace(/\/$/, '')];
       if (!hubEntry || hubEntry.target !== config.hubConnectUrl) await hubRoute();
       const wanted = new Map<string, string>();
+      // As JupyterHub: the route of a server whose spawn or stop is pending is not stale — a
+      // spawn adds its route just before it is marked ready, a stop removes it itself.
+      const pending = new Set<string>();
       for (const row of await spawnerDb.activeSpawners(db)) {
         if (row.url && row.ready === 1 && row.pending === null) {
           wanted.set(serverPrefix(config.baseUrl, row.user_name, row.name), row.url);
+        } else if (row.pending !== null) {
+          pending.add(serverPrefix(config.baseUrl, row.user_name, row.name));
         }
       }
       for (const service of config.services) {
@@ -315,7 +320,12 @@ export async function startHub(options: HubServerOptions): Promise<RunningHub> {
       }
       for (const [path, route] of Object.entries(routes)) {
         const normalized = path.endsWith('/') ? path : `${path}/`;
-        if (route.jupyterhub === true && route.user !== undefined && !wanted.has(normalized)) {
+        if (
+          route.jupyterhub === true &&
+          route.user !== undefined &&
+          !wanted.has(normalized) &&
+          !pending.has(normalized)
+        ) {
           log.info({ route: path }, 'removing stale route');
           await proxy.deleteRoute(path);
         }

@@ -623,5 +623,30 @@ for (const [backend, startBackend] of backends) {
       assert.ok(routes['/user/bob/'], 'bob restored');
       assert.equal(routes['/user/ghost/'], undefined);
     });
+
+    test('the route check leaves the route of a server whose spawn or stop is pending (added before the spawn is marked ready), as JupyterHub', async () => {
+      await hub.api('/users/pat', { method: 'POST' });
+      await hub.api('/users/pat/server', { method: 'POST' });
+      await waitFor(
+        'pat ready',
+        async () => (await json(await hub.api('/users/pat'))).server === '/user/pat/',
+      );
+      // The moment between the spawn's route and its markReady: the row is still pending.
+      const id = (await hub.hub.db.get<{ id: number }>(
+        "SELECT s.id FROM spawners s JOIN users u ON u.id = s.user_id WHERE u.name = 'pat' AND s.name = ''",
+      ))!.id;
+      await hub.hub.db.run("UPDATE spawners SET pending = 'spawn', ready = 0 WHERE id = ?", [id]);
+      try {
+        assert.equal((await hub.api('/proxy', { method: 'POST' })).status, 200);
+        assert.ok(
+          (await json(await hub.api('/proxy')))['/user/pat/'],
+          'the route of a pending spawn is kept',
+        );
+      } finally {
+        await hub.hub.db.run('UPDATE spawners SET pending = NULL, ready = 1 WHERE id = ?', [id]);
+      }
+      await hub.api('/users/pat/server', { method: 'DELETE' });
+      await waitFor('pat stopped', async () => (await json(await hub.api('/users/pat'))).server === null);
+    });
   });
 }
