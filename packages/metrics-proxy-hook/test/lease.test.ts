@@ -120,26 +120,20 @@ async function leaseRig(flags: string[] = []) {
 
 describe('POST /semaphore/lease on a webhook with three Redis nodes', () => {
   let servers: RedisServer[];
-  let dir: string;
   let ca: Buffer;
   let webhook: TestWebhook;
+  let close: (() => Promise<void>) | undefined;
   let uids = 0;
   const uid = () => `00000000-0000-4000-8000-${String(++uids).padStart(12, '0')}`;
 
   before(async () => {
-    servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
-    dir = mkdtempSync(join(tmpdir(), 'seahorse-lease-'));
-    const made = certs(dir);
-    ca = made.ca;
-    webhook = await startTestWebhook(made.certDir, [
-      ...servers.map((server) => `--redis=${server.host}:${server.port}`),
-      '--semaphore-lease-ttl=30s',
-    ]);
+    const rig = await leaseRig(['--semaphore-lease-ttl=30s']);
+    ({ servers, ca, close } = rig);
+    webhook = await startTestWebhook(rig.certDir, rig.args);
   });
   after(async () => {
     await webhook?.close();
-    await Promise.all((servers ?? []).map((server) => server.stop()));
-    rmSync(dir, { recursive: true, force: true });
+    await close?.();
   });
 
   test('a renewal shortens the admission lease to the running lease and answers the new expiry; a release frees the slot for good: the token replayed after it is refused and changes nothing', async () => {
