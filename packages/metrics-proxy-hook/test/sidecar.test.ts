@@ -24,7 +24,7 @@ import { applyPatch, type PatchOperation } from '../src/json-patch.ts';
 import type { Pod } from '../src/kubernetes.ts';
 import { PodMutator } from '../src/mutator.ts';
 import { sidecarNodeOptions, sidecarResources } from '../src/pod-patch.ts';
-import { fixture, startCli, startMetricsApp, testLogger } from './helpers.ts';
+import { fixture, type MetricsApp, startCli, startMetricsApp, testLogger } from './helpers.ts';
 
 async function startSidecar(appPort: number, args: string[]) {
   const port = await freePort();
@@ -38,6 +38,21 @@ async function startSidecar(appPort: number, args: string[]) {
     waitFor(`sidecar on ${port}`, () => sidecar.output.includes('metrics proxy serving')),
   );
   return { process: sidecar, url: `http://127.0.0.1:${port}/metrics` };
+}
+
+/** An application and the sidecar in front of it, both stopped when `body` is done. */
+async function withSidecar(
+  args: string[],
+  body: (app: MetricsApp, sidecar: Awaited<ReturnType<typeof startSidecar>>) => Promise<void>,
+): Promise<void> {
+  const app = await startMetricsApp();
+  const sidecar = await startSidecar(app.port, args);
+  try {
+    await body(app, sidecar);
+  } finally {
+    await sidecar.process.stop();
+    await app.process.stop();
+  }
 }
 
 async function scrape(url: string): Promise<{ status: number; body: string; type: string | null }> {
@@ -56,181 +71,141 @@ async function exitAfterSignal(sidecar: ManagedProcess): Promise<{ code: number 
 }
 
 test('a pod Prometheus never scraped exits within lameduck + 1 s of SIGTERM, without a final fetch', async () => {
-  const app = await startMetricsApp();
   // The default 30s grace and 1s lameduck, as the webhook injects them.
-  const sidecar = await startSidecar(app.port, []);
-  try {
+  await withSidecar([], async (_app, sidecar) => {
     const { code, ms } = await exitAfterSignal(sidecar.process);
     assert.equal(code, 0, sidecar.process.output);
     assert.ok(ms < 1000 + 1000, `exited ${Math.round(ms)} ms after SIGTERM (lameduck 1s)`);
     assert.ok(!logged(sidecar.process, 'final metrics fetched'));
     assert.match(sidecar.process.output, /"path":"never-scraped"/);
-  } finally {
-    await sidecar.process.stop();
-    await app.process.stop();
-  }
+  });
 });
 
 test('a pod scraped within --scrape-wait-threshold exits within lameduck + 1 s; that scrape was the last', async () => {
-  const app = await startMetricsApp();
-  const sidecar = await startSidecar(app.port, [
-    '--scrape-wait-threshold=1h',
-    '--termination-grace-period=10s',
-  ]);
-  try {
-    await app.work();
-    assert.match((await scrape(sidecar.url)).body, /^app_requests_total 1$/m);
-    const { code, ms } = await exitAfterSignal(sidecar.process);
-    assert.equal(code, 0, sidecar.process.output);
-    assert.ok(ms < 1000 + 1000, `exited ${Math.round(ms)} ms after SIGTERM (lameduck 1s)`);
-    assert.ok(!logged(sidecar.process, 'final metrics fetched'));
-    assert.match(sidecar.process.output, /"path":"scraped-recently"/);
-  } finally {
-    await sidecar.process.stop();
-    await app.process.stop();
-  }
+  await withSidecar(
+    ['--scrape-wait-threshold=1h', '--termination-grace-period=10s'],
+    async (app, sidecar) => {
+      await app.work();
+      assert.match((await scrape(sidecar.url)).body, /^app_requests_total 1$/m);
+      const { code, ms } = await exitAfterSignal(sidecar.process);
+      assert.equal(code, 0, sidecar.process.output);
+      assert.ok(ms < 1000 + 1000, `exited ${Math.round(ms)} ms after SIGTERM (lameduck 1s)`);
+      assert.ok(!logged(sidecar.process, 'final metrics fetched'));
+      assert.match(sidecar.process.output, /"path":"scraped-recently"/);
+    },
+  );
 });
 
 test('a pod scraped longer ago is fetched once more; the next scraper gets the final numbers after the app exited, then the sidecar exits', async () => {
-  const app = await startMetricsApp();
-  const sidecar = await startSidecar(app.port, [
-    '--scrape-wait-threshold=0s',
-    '--termination-grace-period=20s',
-    '--lameduck=100ms',
-  ]);
-  try {
-    for (let i = 0; i < 3; i++) await app.work();
-    const early = await scrape(sidecar.url);
-    assert.equal(early.status, 200);
-    assert.match(early.body, /^app_requests_total 3$/m);
+  await withSidecar(
+    ['--scrape-wait-threshold=0s', '--termination-grace-period=20s', '--lameduck=100ms'],
+    async (app, sidecar) => {
+      for (let i = 0; i < 3; i++) await app.work();
+      const early = await scrape(sidecar.url);
+      assert.equal(early.status, 200);
+      assert.match(early.body, /^app_requests_total 3$/m);
 
-    // Work Prometheus has not seen yet, in the pod's last moments.
-    await app.work();
-    await app.work();
-    sidecar.process.signal('SIGTERM');
-    await waitFor('the final fetch', () => logged(sidecar.process, 'final metrics fetched'));
-    app.process.signal('SIGTERM');
-    assert.equal(await app.process.exited, 0);
-    assert.ok(sidecar.process.alive, 'the sidecar waits for a last scrape');
+      // Work Prometheus has not seen yet, in the pod's last moments.
+      await app.work();
+      await app.work();
+      sidecar.process.signal('SIGTERM');
+      await waitFor('the final fetch', () => logged(sidecar.process, 'final metrics fetched'));
+      app.process.signal('SIGTERM');
+      assert.equal(await app.process.exited, 0);
+      assert.ok(sidecar.process.alive, 'the sidecar waits for a last scrape');
 
-    const last = await scrape(sidecar.url);
-    const scrapedAt = performance.now();
-    assert.equal(last.status, 200, last.body);
-    assert.match(last.body, /^app_requests_total 5$/m);
-    assert.equal(last.type, 'text/plain; version=0.0.4; charset=utf-8');
-    assert.equal(await sidecar.process.exited, 0, sidecar.process.output);
-    assert.ok(performance.now() - scrapedAt < 100 + 1000, 'the scrape ended the wait');
-    assert.match(sidecar.process.output, /"path":"scraped-after-signal"/);
-  } finally {
-    await sidecar.process.stop();
-    await app.process.stop();
-  }
+      const last = await scrape(sidecar.url);
+      const scrapedAt = performance.now();
+      assert.equal(last.status, 200, last.body);
+      assert.match(last.body, /^app_requests_total 5$/m);
+      assert.equal(last.type, 'text/plain; version=0.0.4; charset=utf-8');
+      assert.equal(await sidecar.process.exited, 0, sidecar.process.output);
+      assert.ok(performance.now() - scrapedAt < 100 + 1000, 'the scrape ended the wait');
+      assert.match(sidecar.process.output, /"path":"scraped-after-signal"/);
+    },
+  );
 });
 
 test('a pod scraped longer ago that is not scraped again exits within its grace period', async () => {
-  const app = await startMetricsApp();
-  const sidecar = await startSidecar(app.port, [
-    '--scrape-wait-threshold=0s',
-    '--termination-grace-period=2s',
-    '--lameduck=100ms',
-  ]);
-  try {
-    await scrape(sidecar.url);
-    const { code, ms } = await exitAfterSignal(sidecar.process);
-    assert.equal(code, 0, sidecar.process.output);
-    assert.ok(ms >= 1500 && ms < 2000 + 500, `exited ${Math.round(ms)} ms after SIGTERM (grace 2s)`);
-    assert.ok(logged(sidecar.process, 'final metrics fetched'));
-    assert.match(sidecar.process.output, /"path":"grace-period-ran-out"/);
-  } finally {
-    await sidecar.process.stop();
-    await app.process.stop();
-  }
+  await withSidecar(
+    ['--scrape-wait-threshold=0s', '--termination-grace-period=2s', '--lameduck=100ms'],
+    async (_app, sidecar) => {
+      await scrape(sidecar.url);
+      const { code, ms } = await exitAfterSignal(sidecar.process);
+      assert.equal(code, 0, sidecar.process.output);
+      assert.ok(ms >= 1500 && ms < 2000 + 500, `exited ${Math.round(ms)} ms after SIGTERM (grace 2s)`);
+      assert.ok(logged(sidecar.process, 'final metrics fetched'));
+      assert.match(sidecar.process.output, /"path":"grace-period-ran-out"/);
+    },
+  );
 });
 
 test('a failed final fetch with nothing kept does not wait: there is nothing to serve', async () => {
-  const app = await startMetricsApp();
   // A 1-byte cache keeps nothing, so once the app is gone there is no body to wait with.
-  const sidecar = await startSidecar(app.port, [
-    '--scrape-wait-threshold=0s',
-    '--termination-grace-period=30s',
-    '--max-cached-body=1',
-  ]);
-  try {
-    assert.equal((await scrape(sidecar.url)).status, 200);
-    await waitFor('the log to say the body was not kept', () =>
-      logged(
-        sidecar.process,
-        'metrics body larger than --max-cached-body: streamed but not kept for after the application exits',
-      ),
-    );
-    app.process.signal('SIGTERM');
-    await app.process.exited;
-    const { code, ms } = await exitAfterSignal(sidecar.process);
-    assert.equal(code, 0, sidecar.process.output);
-    assert.ok(ms < 1000 + 1000, `exited ${Math.round(ms)} ms after SIGTERM`);
-    assert.match(sidecar.process.output, /"path":"nothing-to-serve"/);
-  } finally {
-    await sidecar.process.stop();
-    await app.process.stop();
-  }
+  await withSidecar(
+    ['--scrape-wait-threshold=0s', '--termination-grace-period=30s', '--max-cached-body=1'],
+    async (app, sidecar) => {
+      assert.equal((await scrape(sidecar.url)).status, 200);
+      await waitFor('the log to say the body was not kept', () =>
+        logged(
+          sidecar.process,
+          'metrics body larger than --max-cached-body: streamed but not kept for after the application exits',
+        ),
+      );
+      app.process.signal('SIGTERM');
+      await app.process.exited;
+      const { code, ms } = await exitAfterSignal(sidecar.process);
+      assert.equal(code, 0, sidecar.process.output);
+      assert.ok(ms < 1000 + 1000, `exited ${Math.round(ms)} ms after SIGTERM`);
+      assert.match(sidecar.process.output, /"path":"nothing-to-serve"/);
+    },
+  );
 });
 
 test('as a native sidecar the app has exited before SIGTERM: the kept body answers the last scrape, then the sidecar exits', async () => {
-  const app = await startMetricsApp();
-  const sidecar = await startSidecar(app.port, [
-    '--scrape-wait-threshold=0s',
-    '--termination-grace-period=20s',
-    '--lameduck=100ms',
-  ]);
-  try {
-    await app.work();
-    await app.work();
-    assert.match((await scrape(sidecar.url)).body, /^app_requests_total 2$/m);
-    // The kubelet stops a native sidecar only after the main containers (a Job's work) are done.
-    app.process.signal('SIGTERM');
-    await app.process.exited;
-    sidecar.process.signal('SIGTERM');
-    await waitFor('the failed final fetch', () => logged(sidecar.process, 'final metrics fetch failed'));
-    const last = await scrape(sidecar.url);
-    assert.equal(last.status, 200);
-    assert.match(last.body, /^app_requests_total 2$/m);
-    assert.equal(await sidecar.process.exited, 0, sidecar.process.output);
-    assert.match(sidecar.process.output, /"path":"scraped-after-signal"/);
-  } finally {
-    await sidecar.process.stop();
-    await app.process.stop();
-  }
+  await withSidecar(
+    ['--scrape-wait-threshold=0s', '--termination-grace-period=20s', '--lameduck=100ms'],
+    async (app, sidecar) => {
+      await app.work();
+      await app.work();
+      assert.match((await scrape(sidecar.url)).body, /^app_requests_total 2$/m);
+      // The kubelet stops a native sidecar only after the main containers (a Job's work) are done.
+      app.process.signal('SIGTERM');
+      await app.process.exited;
+      sidecar.process.signal('SIGTERM');
+      await waitFor('the failed final fetch', () => logged(sidecar.process, 'final metrics fetch failed'));
+      const last = await scrape(sidecar.url);
+      assert.equal(last.status, 200);
+      assert.match(last.body, /^app_requests_total 2$/m);
+      assert.equal(await sidecar.process.exited, 0, sidecar.process.output);
+      assert.match(sidecar.process.output, /"path":"scraped-after-signal"/);
+    },
+  );
 });
 
 test('later SIGTERMs are logged and ignored: the final scrape still happens and the exit is 0', async () => {
-  const app = await startMetricsApp();
-  const sidecar = await startSidecar(app.port, [
-    '--scrape-wait-threshold=0s',
-    '--termination-grace-period=20s',
-    '--lameduck=100ms',
-  ]);
-  try {
-    await app.work();
-    await scrape(sidecar.url);
-    await app.work();
-    sidecar.process.signal('SIGTERM');
-    await waitFor('the final fetch', () => logged(sidecar.process, 'final metrics fetched'));
-    sidecar.process.signal('SIGTERM');
-    sidecar.process.signal('SIGINT');
-    await waitFor(
-      'both later signals logged',
-      () => sidecar.process.output.split('signal ignored: already terminating').length === 3,
-    );
-    assert.ok(sidecar.process.alive);
-    app.process.signal('SIGTERM');
-    await app.process.exited;
-    const last = await scrape(sidecar.url);
-    assert.match(last.body, /^app_requests_total 2$/m);
-    assert.equal(await sidecar.process.exited, 0, sidecar.process.output);
-  } finally {
-    await sidecar.process.stop();
-    await app.process.stop();
-  }
+  await withSidecar(
+    ['--scrape-wait-threshold=0s', '--termination-grace-period=20s', '--lameduck=100ms'],
+    async (app, sidecar) => {
+      await app.work();
+      await scrape(sidecar.url);
+      await app.work();
+      sidecar.process.signal('SIGTERM');
+      await waitFor('the final fetch', () => logged(sidecar.process, 'final metrics fetched'));
+      sidecar.process.signal('SIGTERM');
+      sidecar.process.signal('SIGINT');
+      await waitFor(
+        'both later signals logged',
+        () => sidecar.process.output.split('signal ignored: already terminating').length === 3,
+      );
+      assert.ok(sidecar.process.alive);
+      app.process.signal('SIGTERM');
+      await app.process.exited;
+      const last = await scrape(sidecar.url);
+      assert.match(last.body, /^app_requests_total 2$/m);
+      assert.equal(await sidecar.process.exited, 0, sidecar.process.output);
+    },
+  );
 });
 
 test('the original command line works: sidecar TARGET_URL --address --lameduck --termination-grace-period', async () => {
