@@ -80,7 +80,8 @@ export class WebhookLeaseClient implements LeaseBackend {
 
   #refused(answer: Answer): Error {
     const message = typeof answer.body.message === 'string' ? answer.body.message : 'no message';
-    if (answer.status === 503 || answer.status === 502 || answer.status === 504) {
+    // 429: this slot asked too often (the webhook's per-slot limit); asked again later.
+    if (answer.status === 503 || answer.status === 502 || answer.status === 504 || answer.status === 429) {
       return new LeaseUnavailableError(`the webhook answered ${answer.status}: ${message}`);
     }
     return new LeaseRefusedError(

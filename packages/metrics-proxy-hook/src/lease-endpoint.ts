@@ -123,6 +123,57 @@ export function authenticate(headers: IncomingHttpHeaders, tokens: LeaseTokens):
   }
 }
 
+/**
+ * Requests per slot, as token buckets: a sidecar renews every third of its lease (at least a
+ * second) and retries a failure at most every second, so `burst` requests and `perSecond` after
+ * them leave room for every honest sidecar; a token holder flooding the endpoint is answered
+ * 429 before any Redis work. Only authenticated slots get a bucket, and a bucket that has
+ * refilled is dropped, so the map holds the slots active in the last few seconds.
+ */
+export class LeaseRateLimiter {
+  readonly #burst: number;
+  readonly #perMs: number;
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #now: () => number;
+
+  constructor({ burst = 20, perSecond = 5, now = () => performance.now() } = {}) {
+    this.#burst = burst;
+    this.#perMs = perSecond / 1000;
+    this.#now = now;
+  }
+
+  /** Takes one request for `slot`; throws 429 (retry after a second) when its bucket is empty. */
+  take(slot: string): void {
+    const now = this.#now();
+    const bucket = this.#buckets.get(slot) ?? { tokens: this.#burst, at: now };
+    bucket.tokens = Math.min(this.#burst, bucket.tokens + (now - bucket.at) * this.#perMs);
+    bucket.at = now;
+    if (bucket.tokens < 1) {
+      this.#buckets.set(slot, bucket);
+      throw new LeaseRequestError(
+        429,
+        'LEASE_RATE_LIMITED',
+        `slot ${slot} asked more than ${this.#burst} times at once or ${this.#perMs * 1000} times a second; a sidecar renews every third of its lease: retry after a second`,
+        { 'retry-after': '1' },
+      );
+    }
+    bucket.tokens -= 1;
+    this.#buckets.set(slot, bucket);
+    if (this.#buckets.size > 1024) this.#sweep(now);
+  }
+
+  /** How many slots have a bucket (for the tests). */
+  get size(): number {
+    return this.#buckets.size;
+  }
+
+  #sweep(now: number): void {
+    for (const [slot, bucket] of this.#buckets) {
+      if (bucket.tokens + (now - bucket.at) * this.#perMs >= this.#burst) this.#buckets.delete(slot);
+    }
+  }
+}
+
 function expiry(ms: number): string {
   return new Date(Date.now() + ms).toISOString();
 }

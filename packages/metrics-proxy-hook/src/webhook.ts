@@ -21,6 +21,7 @@ import {
   answerLease,
   authenticate,
   type LeaseAnswer,
+  LeaseRateLimiter,
   LeaseRequestError,
   leasePath,
   maxLeaseBodyBytes,
@@ -242,7 +243,7 @@ export async function startWebhook(
   const keyPair = certificates.load();
 
   let semaphore: RedisSemaphore | undefined;
-  let leases: { service: SlotLeaseService; tokens: LeaseTokens } | undefined;
+  let leases: { service: SlotLeaseService; tokens: LeaseTokens; limiter: LeaseRateLimiter } | undefined;
   let closeSemaphore: (() => void) | undefined;
   if (options.semaphore) {
     const nodes = new RedisNodes(options.semaphore.redis, {
@@ -264,6 +265,7 @@ export async function startWebhook(
     leases = {
       service: new SlotLeaseService(semaphore, { leaseMs: options.semaphore.leaseMs }),
       tokens: new LeaseTokens(options.semaphore.lease.tokenKeys),
+      limiter: new LeaseRateLimiter(),
     };
   }
   const mutator = new PodMutator(
@@ -342,6 +344,7 @@ export async function startWebhook(
         );
       }
       const grant = authenticate(req.headers, leases.tokens);
+      leases.limiter.take(grant.slot);
       const text = await readBody(req, {
         maxBytes: maxLeaseBodyBytes,
         budget,

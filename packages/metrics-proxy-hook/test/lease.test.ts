@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { issueCertificate, type RedisServer, startRedis, waitFor } from '@seahorse/runtime/testing';
-import { applyPatch, LeaseTokens, type Pod } from '../src/index.ts';
+import { applyPatch, LeaseTokens, type Pod, WebhookLeaseClient } from '../src/index.ts';
 import {
   containerEnv,
   fixture,
@@ -293,6 +293,46 @@ describe('POST /semaphore/lease on a webhook with three Redis nodes', () => {
     // Still serving.
     const res = await lease(webhook.leaseUrl, ca, pod.token, good);
     assert.equal(res.status, 200, res.body);
+  });
+
+  test('a token holder flooding the endpoint is answered 429 (retry after a second) before any Redis work, and another slot is not slowed', async () => {
+    const pod = await admit(webhook.url, ca, uid());
+    const other = await admit(webhook.url, ca, uid());
+    const renew = (p: Admitted) =>
+      lease(webhook.leaseUrl, ca, p.token, { action: 'renew', slot: p.slot, version: p.version });
+    const answers = await Promise.all(Array.from({ length: 40 }, () => renew(pod)));
+    const limited = answers.filter((res) => res.status === 429);
+    assert.ok(limited.length >= 15, `${limited.length} of 40 answered 429`);
+    for (const res of answers) assert.ok([200, 429, 503].includes(res.status), `${res.status}: ${res.body}`);
+    assert.equal(limited[0]!.headers['retry-after'], '1');
+    assert.match(JSON.parse(limited[0]!.body).message, /retry after a second/);
+    // The sidecar's client takes 429 as the webhook being unavailable for now: retried, never fatal.
+    const client = new WebhookLeaseClient({
+      url: new URL(webhook.leaseUrl),
+      ca: ca.toString(),
+      token: pod.token,
+      slot: pod.slot,
+      timeoutMs: 5000,
+    });
+    await assert.rejects(client.renew(pod.version, false), { code: 'METRICS_PROXY_LEASE_UNAVAILABLE' });
+    client.close();
+    const fine = await renew(other);
+    assert.equal(fine.status, 200, fine.body);
+    // The bucket refills: an honest sidecar's next renewal, a third of a lease later, passes.
+    await waitFor('the bucket to refill', async () => (await renew(pod)).status === 200);
+    // Both slots back for the tests after this one (the workload allows 5).
+    for (const p of [pod, other]) {
+      await waitFor(`slot ${p.slot} released`, async () => {
+        const released = await lease(webhook.leaseUrl, ca, p.token, {
+          action: 'release',
+          slot: p.slot,
+          version: p.version,
+        });
+        if (released.status === 429) return false;
+        assert.equal(released.status, 200, released.body);
+        return true;
+      });
+    }
   });
 
   test('a dry run (kubectl --dry-run=server -o yaml) shows no usable lease token: renewing with what its spec carries takes no slot', async () => {
