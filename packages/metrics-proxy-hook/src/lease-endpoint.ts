@@ -135,6 +135,7 @@ export class LeaseRateLimiter {
   readonly #perMs: number;
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
   readonly #now: () => number;
+  #sweptAt = 0;
 
   constructor({ burst = 20, perSecond = 5, now = () => performance.now() } = {}) {
     this.#burst = burst;
@@ -159,7 +160,8 @@ export class LeaseRateLimiter {
     }
     bucket.tokens -= 1;
     this.#buckets.set(slot, bucket);
-    if (this.#buckets.size > 1024) this.#sweep(now);
+    // At most once a second: with thousands of limited pods every request would sweep otherwise.
+    if (this.#buckets.size > 1024 && now - this.#sweptAt >= 1000) this.#sweep(now);
   }
 
   /** How many slots have a bucket (for the tests). */
@@ -168,6 +170,7 @@ export class LeaseRateLimiter {
   }
 
   #sweep(now: number): void {
+    this.#sweptAt = now;
     for (const [slot, bucket] of this.#buckets) {
       if (bucket.tokens + (now - bucket.at) * this.#perMs >= this.#burst) this.#buckets.delete(slot);
     }

@@ -19,10 +19,17 @@ test('a slot gets its burst at once, then perSecond; other slots are untouched; 
   assert.throws(() => limiter.take('a'), LeaseRequestError, 'not yet a whole request refilled');
   now += 1;
   limiter.take('a');
-  // Over 1,024 slots the buckets that have refilled are swept: only the busy ones stay.
+  // Over 1,024 slots the buckets that have refilled are swept, at most once a second: only the
+  // busy ones stay.
   for (let i = 0; i < 1024; i++) limiter.take(`slot-${i}`);
   now += 10_000;
   limiter.take('busy');
+  assert.equal(limiter.size, 1);
+  for (let i = 0; i < 1100; i++) limiter.take(`again-${i}`);
+  now += 500;
+  limiter.take('busy');
+  assert.equal(limiter.size, 1101, 'not swept again within the second');
+  now += 10_000;
   limiter.take('busy');
   assert.equal(limiter.size, 1);
 });
