@@ -613,17 +613,7 @@ export class FakeApiServer {
       );
       return;
     }
-    if (this.get(resource, namespace, body.metadata.name)) {
-      this.#send(
-        res,
-        409,
-        status(409, 'AlreadyExists', `${resource} "${body.metadata.name}" already exists`, {
-          name: body.metadata.name,
-          kind: resource,
-        }),
-      );
-      return;
-    }
+    if (this.#answeredAlreadyExists(res, resource, namespace, body)) return;
     // A slow apiserver (an admission webhook taking its time): the pod is stored, and the create
     // answered, only after the delay — possibly after the client gave up on it.
     if (resource === 'pods' && this.podCreateDelayMs > 0) {
@@ -633,18 +623,23 @@ export class FakeApiServer {
     this.#store(res, resource, namespace, body);
   }
 
+  /** 409 AlreadyExists, as the apiserver answers a create of a name it holds; true when answered. */
+  #answeredAlreadyExists(res: ServerResponse, resource: Resource, namespace: string, body: Obj): boolean {
+    if (!this.get(resource, namespace, body.metadata.name)) return false;
+    this.#send(
+      res,
+      409,
+      status(409, 'AlreadyExists', `${resource} "${body.metadata.name}" already exists`, {
+        name: body.metadata.name,
+        kind: resource,
+      }),
+    );
+    return true;
+  }
+
   #store(res: ServerResponse, resource: Resource, namespace: string, body: Obj): void {
-    if (this.get(resource, namespace, body.metadata.name)) {
-      this.#send(
-        res,
-        409,
-        status(409, 'AlreadyExists', `${resource} "${body.metadata.name}" already exists`, {
-          name: body.metadata.name,
-          kind: resource,
-        }),
-      );
-      return;
-    }
+    // Again here: a delayed create may find its name taken by the time it is stored.
+    if (this.#answeredAlreadyExists(res, resource, namespace, body)) return;
     this.received.push(structuredClone(body));
     const object = structuredClone(body);
     if (resource === 'pods') object.status = { phase: 'Pending', qosClass: 'Burstable' };

@@ -10,13 +10,14 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { createLogger } from '@seahorse/runtime';
+import { createLogger, type Logger, type LogLevel } from '@seahorse/runtime';
 import { LogCapture, waitFor } from '@seahorse/runtime/testing';
 import { kubeSpawnerFactory } from '../src/parts.ts';
 import { KubeClient } from '../src/spawners/kube-client.ts';
 import type { KubeSpawnerView } from '../src/spawners/kube-objects.ts';
+import type { BoundSpawnerFactory } from '../src/spawns.ts';
 import { FakeApiServer } from './fake-apiserver.ts';
-import { signIn, startTestHub, testConfig } from './helpers.ts';
+import { signIn, startTestHub, type TestHub, testConfig } from './helpers.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
 type Json = Record<string, any>;
@@ -24,47 +25,106 @@ type Json = Record<string, any>;
 const namespace = 'jupyterhub';
 const token = 'kubeconfig-user-token-0123456789';
 
-test('a hub with KubeSpawner spawns a pod, streams its events, re-attaches after a restart, and deletes the pod on stop', async () => {
+interface KubeHub {
+  hub: TestHub;
+  fake: FakeApiServer;
+  client: KubeClient;
+  dir: string;
+  /** All the traits the hub runs with, the defaults of startKubeHub among them. */
+  traits: Record<string, unknown>;
+  logs: LogCapture;
+  log: Logger;
+  /** The spawner factory a restarted hub makes: the configuration read again, a new client. */
+  spawnerFactory(): Promise<BoundSpawnerFactory>;
+  /** Stops the hub and its proxy, the clients, the fake apiserver and the notebook server; removes the directory. */
+  close(): Promise<void>;
+}
+
+/**
+ * A hub with KubeSpawner (events off unless `traits` turn them on) against a fake apiserver of
+ * its own; the fake gives pods the IP 127.0.0.1, where a notebook server answers with its path.
+ */
+async function startKubeHub(traits: Record<string, unknown>, level: LogLevel = 'warn'): Promise<KubeHub> {
   const dir = mkdtempSync(join(tmpdir(), 'hub-kube-'));
   const notebook = http.createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ path: req.url }));
   });
   await new Promise<void>((resolve) => notebook.listen(0, '127.0.0.1', resolve));
-  const notebookPort = (notebook.address() as AddressInfo).port;
   const fake = new FakeApiServer({ token });
-  const server = new URL(await fake.listen());
-  const traits = {
-    'JupyterHub.spawner_class': 'DynamicKubeSpawner',
-    'JupyterHub.cleanup_servers': false,
-    'JupyterHub.cleanup_proxy': false,
-    'JupyterHub.slow_spawn_timeout': 0,
-    'KubeSpawner.namespace': namespace,
-    'KubeSpawner.port': notebookPort,
-    'KubeSpawner.start_timeout': 20,
-    'KubeSpawner.volumes': [{ name: 'home', hostPath: { path: '/data/jupyterhub/{user}' } }],
-    'KubeSpawner.volume_mounts': [{ name: 'home', mountPath: '/home/jovyan', readOnly: '{is_not_admin}' }],
-    'JupyterHub.allow_named_servers': true,
-    'KubeSpawner.profile_list': [
-      { display_name: 'Standard Notebook', default: true },
-      {
-        display_name: 'GPU Notebook',
-        kubespawner_override: {
-          extra_pod_config: { runtimeClassName: 'nvidia' },
-          extra_resource_guarantees: { 'nvidia.com/gpu': '1' },
-          extra_resource_limits: { 'nvidia.com/gpu': '1' },
-        },
+  const clients: KubeClient[] = [];
+  const closeAllButHub = async () => {
+    for (const client of clients) client.close();
+    await fake.close();
+    notebook.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const server = new URL(await fake.listen());
+    const all = {
+      'JupyterHub.spawner_class': 'KubeSpawner',
+      'KubeSpawner.namespace': namespace,
+      'KubeSpawner.port': (notebook.address() as AddressInfo).port,
+      'KubeSpawner.events_enabled': false,
+      ...traits,
+    };
+    const logs = new LogCapture();
+    const log = createLogger({ name: 'hub', level, destination: logs });
+    const spawnerFactory = async () => {
+      const { config } = await testConfig(all, dir);
+      const client = new KubeClient({ server, token, namespace });
+      clients.push(client);
+      return kubeSpawnerFactory(config, config.kube!, client, log);
+    };
+    const hub = await startTestHub(all, { dir, spawnerFactory: await spawnerFactory(), log });
+    return {
+      hub,
+      fake,
+      client: clients[0]!,
+      dir,
+      traits: all,
+      logs,
+      log,
+      spawnerFactory,
+      close: async () => {
+        await hub.stop('test');
+        await hub.proxyProcess?.stop();
+        await closeAllButHub();
       },
-    ],
-  };
-  const logs = new LogCapture();
-  const log = createLogger({ name: 'hub', level: 'debug', destination: logs });
-  const factory = async () => {
-    const { config } = await testConfig(traits, dir);
-    const client = new KubeClient({ server, token, namespace });
-    return kubeSpawnerFactory(config, config.kube!, client, log);
-  };
-  const first = await startTestHub(traits, { dir, spawnerFactory: await factory(), log });
+    };
+  } catch (error) {
+    await closeAllButHub();
+    throw error;
+  }
+}
+
+test('a hub with KubeSpawner spawns a pod, streams its events, re-attaches after a restart, and deletes the pod on stop', async () => {
+  const kube = await startKubeHub(
+    {
+      'JupyterHub.spawner_class': 'DynamicKubeSpawner',
+      'JupyterHub.cleanup_servers': false,
+      'JupyterHub.cleanup_proxy': false,
+      'JupyterHub.slow_spawn_timeout': 0,
+      'KubeSpawner.events_enabled': true,
+      'KubeSpawner.start_timeout': 20,
+      'KubeSpawner.volumes': [{ name: 'home', hostPath: { path: '/data/jupyterhub/{user}' } }],
+      'KubeSpawner.volume_mounts': [{ name: 'home', mountPath: '/home/jovyan', readOnly: '{is_not_admin}' }],
+      'JupyterHub.allow_named_servers': true,
+      'KubeSpawner.profile_list': [
+        { display_name: 'Standard Notebook', default: true },
+        {
+          display_name: 'GPU Notebook',
+          kubespawner_override: {
+            extra_pod_config: { runtimeClassName: 'nvidia' },
+            extra_resource_guarantees: { 'nvidia.com/gpu': '1' },
+            extra_resource_limits: { 'nvidia.com/gpu': '1' },
+          },
+        },
+      ],
+    },
+    'debug',
+  );
+  const { hub: first, fake, logs } = kube;
   let second: Awaited<ReturnType<typeof startTestHub>> | undefined;
   try {
     await first.api('/users/alice', { method: 'POST' });
@@ -124,11 +184,11 @@ test('a hub with KubeSpawner spawns a pod, streams its events, re-attaches after
     assert.ok(fake.get('pods', namespace, 'jupyter-alice'), 'cleanup_servers false leaves the pod');
     second = await startTestHub(
       {
-        ...traits,
+        ...kube.traits,
         'JupyterHub.bind_url': first.config.bindUrl.href,
         'ConfigurableHTTPProxy.api_url': first.config.proxy.apiUrl,
       },
-      { dir, spawnerFactory: await factory(), log },
+      { dir: kube.dir, spawnerFactory: await kube.spawnerFactory(), log: kube.log },
     );
     const again = (await (await second.api('/users/alice')).json()) as Json;
     assert.equal(again.servers[''].ready, true);
@@ -147,27 +207,14 @@ test('a hub with KubeSpawner spawns a pod, streams its events, re-attaches after
       async () => ((await (await second!.api('/users/alice')).json()) as Json).server === null,
     );
   } finally {
-    await first.stop('test');
     await second?.close();
-    await first.proxyProcess?.stop();
-    await fake.close();
-    notebook.close();
-    rmSync(dir, { recursive: true, force: true });
+    await kube.close();
   }
 });
 
 test("a profile's start_timeout is the hub's spawn timeout too: a pod slower than Spawner.start_timeout but within its profile's starts", async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'hub-kube-'));
-  const notebook = http.createServer((_req, res) => res.end('{}'));
-  await new Promise<void>((resolve) => notebook.listen(0, '127.0.0.1', resolve));
-  const fake = new FakeApiServer({ token });
-  const server = new URL(await fake.listen());
-  const traits = {
-    'JupyterHub.spawner_class': 'KubeSpawner',
+  const kube = await startKubeHub({
     'JupyterHub.slow_spawn_timeout': 0,
-    'KubeSpawner.namespace': namespace,
-    'KubeSpawner.port': (notebook.address() as AddressInfo).port,
-    'KubeSpawner.events_enabled': false,
     // The hub alone would give up after 1 + 1 s.
     'Spawner.start_timeout': 1,
     'Spawner.http_timeout': 1,
@@ -175,15 +222,8 @@ test("a profile's start_timeout is the hub's spawn timeout too: a pod slower tha
       { display_name: 'Quick', default: true },
       { display_name: 'GPU', slug: 'gpu', kubespawner_override: { start_timeout: 30 } },
     ],
-  };
-  const { config } = await testConfig(traits, dir);
-  const client = new KubeClient({ server, token, namespace });
-  const log = createLogger({ name: 'hub', level: 'warn', destination: new LogCapture() });
-  const hub = await startTestHub(traits, {
-    dir,
-    spawnerFactory: kubeSpawnerFactory(config, config.kube!, client, log),
-    log,
   });
+  const { hub, fake } = kube;
   try {
     await hub.api('/users/bob', { method: 'POST' });
     const started = await hub.api('/users/bob/server', {
@@ -200,38 +240,17 @@ test("a profile's start_timeout is the hub's spawn timeout too: a pod slower tha
       async () => ((await (await hub.api('/users/bob')).json()) as Json).servers['']?.ready === true,
     );
   } finally {
-    await hub.stop('test');
-    await hub.proxyProcess?.stop();
-    client.close();
-    await fake.close();
-    notebook.close();
-    rmSync(dir, { recursive: true, force: true });
+    await kube.close();
   }
 });
 
 test('delete_pvc: a stop keeps the PVC name in the database; removing a named server or deleting the user deletes its PVC', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'hub-kube-'));
-  const notebook = http.createServer((_req, res) => res.end('{}'));
-  await new Promise<void>((resolve) => notebook.listen(0, '127.0.0.1', resolve));
-  const fake = new FakeApiServer({ token });
-  const server = new URL(await fake.listen());
-  const traits = {
-    'JupyterHub.spawner_class': 'KubeSpawner',
+  const kube = await startKubeHub({
     'JupyterHub.allow_named_servers': true,
-    'KubeSpawner.namespace': namespace,
-    'KubeSpawner.port': (notebook.address() as AddressInfo).port,
-    'KubeSpawner.events_enabled': false,
     'KubeSpawner.storage_pvc_ensure': true,
     'KubeSpawner.storage_capacity': '1Gi',
-  };
-  const { config } = await testConfig(traits, dir);
-  const client = new KubeClient({ server, token, namespace });
-  const log = createLogger({ name: 'hub', level: 'warn', destination: new LogCapture() });
-  const hub = await startTestHub(traits, {
-    dir,
-    spawnerFactory: kubeSpawnerFactory(config, config.kube!, client, log),
-    log,
   });
+  const { hub, fake } = kube;
   const spawn = async (path: string, pod: string) => {
     const started = hub.api(path, { method: 'POST' });
     await waitFor(`pod ${pod}`, () => fake.get('pods', namespace, pod));
@@ -280,30 +299,16 @@ test('delete_pvc: a stop keeps the PVC name in the database; removing a named se
     assert.equal((await deleting).status, 204);
     assert.equal(fake.get('persistentvolumeclaims', namespace, 'claim-carol'), undefined);
   } finally {
-    await hub.stop('test');
-    await hub.proxyProcess?.stop();
-    client.close();
-    await fake.close();
-    notebook.close();
-    rmSync(dir, { recursive: true, force: true });
+    await kube.close();
   }
 });
 
 test('a profile_list function (JS/TS config module) fills the spawn form, as KubeSpawner renders it; one that throws, answers garbage or hangs is a message on the page, never a crash', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'hub-kube-'));
-  const notebook = http.createServer((_req, res) => res.end('{}'));
-  await new Promise<void>((resolve) => notebook.listen(0, '127.0.0.1', resolve));
-  const fake = new FakeApiServer({ token });
-  const server = new URL(await fake.listen());
   const asked: KubeSpawnerView[] = [];
-  const traits = {
-    'JupyterHub.spawner_class': 'KubeSpawner',
+  const kube = await startKubeHub({
     'JupyterHub.slow_spawn_timeout': 0,
     'Authenticator.allow_all': true,
     'PasswordAuthenticator.password': 'pw',
-    'KubeSpawner.namespace': namespace,
-    'KubeSpawner.port': (notebook.address() as AddressInfo).port,
-    'KubeSpawner.events_enabled': false,
     'KubeSpawner.start_timeout': 20,
     'KubeSpawner.profile_list': async (spawner: KubeSpawnerView) => {
       asked.push(structuredClone(spawner));
@@ -319,15 +324,8 @@ test('a profile_list function (JS/TS config module) fills the spawn form, as Kub
         },
       ];
     },
-  };
-  const { config } = await testConfig(traits, dir);
-  const client = new KubeClient({ server, token, namespace });
-  const log = createLogger({ name: 'hub', level: 'warn', destination: new LogCapture() });
-  const hub = await startTestHub(traits, {
-    dir,
-    spawnerFactory: kubeSpawnerFactory(config, config.kube!, client, log),
-    log,
   });
+  const { hub, fake } = kube;
   const page = async (cookie: string, path: string, form?: Record<string, string>) => {
     const response = await fetch(`${hub.url}${path}`, {
       redirect: 'manual',
@@ -407,36 +405,13 @@ test('a profile_list function (JS/TS config module) fills the spawn form, as Kub
     }
     assert.equal((await fetch(`${hub.url}/hub/health`)).status, 200);
   } finally {
-    await hub.stop('test');
-    await hub.proxyProcess?.stop();
-    client.close();
-    await fake.close();
-    notebook.close();
-    rmSync(dir, { recursive: true, force: true });
+    await kube.close();
   }
 });
 
 test('a server whose stored state was rewritten to name another user’s pod, or a pod in another namespace, stops its own pod and leaves those alone', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'hub-kube-'));
-  const notebook = http.createServer((_req, res) => res.end('{}'));
-  await new Promise<void>((resolve) => notebook.listen(0, '127.0.0.1', resolve));
-  const fake = new FakeApiServer({ token });
-  const server = new URL(await fake.listen());
-  const traits = {
-    'JupyterHub.spawner_class': 'KubeSpawner',
-    'KubeSpawner.namespace': namespace,
-    'KubeSpawner.port': (notebook.address() as AddressInfo).port,
-    'KubeSpawner.events_enabled': false,
-  };
-  const { config } = await testConfig(traits, dir);
-  const client = new KubeClient({ server, token, namespace });
-  const logs = new LogCapture();
-  const log = createLogger({ name: 'hub', level: 'info', destination: logs });
-  const hub = await startTestHub(traits, {
-    dir,
-    spawnerFactory: kubeSpawnerFactory(config, config.kube!, client, log),
-    log,
-  });
+  const kube = await startKubeHub({}, 'info');
+  const { hub, fake, client, dir, logs } = kube;
   const sqlite = new DatabaseSync(join(dir, 'hub.sqlite'));
   sqlite.exec('PRAGMA busy_timeout = 5000');
   const forge = (user: string, state: Json) =>
@@ -512,11 +487,6 @@ test('a server whose stored state was rewritten to name another user’s pod, or
     assert.equal(((await (await hub.api('/users/victor')).json()) as Json).servers[''].ready, true);
   } finally {
     sqlite.close();
-    await hub.stop('test');
-    await hub.proxyProcess?.stop();
-    client.close();
-    await fake.close();
-    notebook.close();
-    rmSync(dir, { recursive: true, force: true });
+    await kube.close();
   }
 });
