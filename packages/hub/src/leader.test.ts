@@ -1,84 +1,15 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createLogger } from '@seahorse/runtime';
 import { createRegistry } from '@seahorse/runtime/metrics';
-import { freePort, LogCapture, type PostgresServer, startPostgres, waitFor } from '@seahorse/runtime/testing';
+import { LogCapture, type PostgresServer, startPostgres, waitFor } from '@seahorse/runtime/testing';
+import { PostgresRelay, viaRelay } from '../test/pg-relay.ts';
 import type { Database } from './db/database.ts';
 import { migrate } from './db/migrations.ts';
 import { openDatabase } from './db/open.ts';
 import { Leadership, replicaLockClass } from './leader.ts';
-
-/**
- * A TCP relay to PostgreSQL that can freeze: nothing more passes either way and nothing is
- * closed — not even when one side closes — as a hung proxy, NAT or network path behaves. Both
- * sockets stay open, so the kernel still answers PostgreSQL's keepalives.
- */
-class FreezingRelay {
-  readonly port: number;
-  frozen = false;
-  readonly #server: Server;
-  readonly #pairs = new Set<[Socket, Socket]>();
-  private constructor(port: number, target: number) {
-    this.port = port;
-    this.#server = createServer((client) => {
-      client.on('error', () => undefined);
-      if (this.frozen) {
-        client.pause();
-        this.#pairs.add([client, client]);
-        return;
-      }
-      const upstream = createConnection(target, '127.0.0.1');
-      upstream.on('error', () => undefined);
-      const pair: [Socket, Socket] = [client, upstream];
-      this.#pairs.add(pair);
-      const end = () => {
-        if (this.frozen) return;
-        this.#pairs.delete(pair);
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('close', end);
-      upstream.on('close', end);
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-  }
-  static async start(target: number): Promise<FreezingRelay> {
-    const relay = new FreezingRelay(await freePort(), target);
-    await new Promise<void>((resolve) => relay.#server.listen(relay.port, '127.0.0.1', resolve));
-    return relay;
-  }
-  freeze(): void {
-    this.frozen = true;
-    for (const [a, b] of this.#pairs) {
-      a.unpipe();
-      b.unpipe();
-      a.pause();
-      b.pause();
-    }
-  }
-  /**
-   * Freezes, and closes the PostgreSQL side of every connection while the hub's side stays open
-   * and silent: the server ends the session and frees its locks, the hub hears nothing — a
-   * failover of PostgreSQL to another host, a proxy restarted on the database side, the
-   * server's keepalive ending a session across a partition.
-   */
-  cutServerSide(): void {
-    this.freeze();
-    for (const [a, b] of this.#pairs) if (a !== b) b.destroy();
-  }
-  /** Ends the freeze: every connection it held is dropped (the path "recovers" with a reset). */
-  async close(): Promise<void> {
-    this.frozen = false;
-    for (const [a, b] of this.#pairs) {
-      a.destroy();
-      b.destroy();
-    }
-    await new Promise((resolve) => this.#server.close(resolve));
-  }
-}
 
 function replica(db: Database, options = {}) {
   const logs = new LogCapture();
@@ -120,14 +51,6 @@ function watchFor(condition: () => boolean, everyMs: number) {
 /** Watches for a and b leading at the same moment. */
 function bothLeading(a: Replica, b: Replica, everyMs: number) {
   return watchFor(() => a.leadership.isLeader && b.leadership.isLeader, everyMs);
-}
-
-/** `url` with its host and port replaced: the same database reached through a relay on `port`. */
-function viaRelay(url: string, port: number): string {
-  const via = new URL(url);
-  via.hostname = '127.0.0.1';
-  via.port = String(port);
-  return via.href;
 }
 
 test('on SQLite the hub is the leader from its first round, and leaves on stop', async () => {
@@ -172,10 +95,10 @@ describe('on PostgreSQL', () => {
     await b.leadership.start();
     return { a, b };
   };
-  /** The same, with a reaching PostgreSQL through a relay the test can freeze. */
+  /** The same, with a reaching PostgreSQL through a relay the test can hang. */
   const startPairThroughRelay = async () => {
-    const relay = await FreezingRelay.start(pg.port);
-    return { relay, ...(await startPair(await openDatabase(viaRelay(pg.url, relay.port)))) };
+    const relay = await PostgresRelay.start(pg.port);
+    return { relay, ...(await startPair(await openDatabase(relay.url(pg.url)))) };
   };
 
   test('one replica leads; when its session dies it stops at once and another takes over', async () => {
@@ -233,7 +156,7 @@ describe('on PostgreSQL', () => {
       const terms: AbortSignal[] = [];
       a.leadership.whileLeader((signal) => terms.push(signal));
       const frozenAt = performance.now();
-      relay.freeze();
+      relay.hang();
       await waitFor('a to stop leading', () => !a.leadership.isLeader, { timeoutMs: 5000 });
       const stepped = performance.now() - frozenAt;
       assert.ok(stepped < 1500, `a stepped down after ${Math.round(stepped)} ms`);
