@@ -90,6 +90,9 @@ describe('PostgreSQL cut in the middle of a stop or a spawn', () => {
     // Undefined when stopped and gone; while the database is still away, a 503 (a Json too).
     return response.status === 200 ? (((await response.json()) as Json).servers[''] as Json | undefined) : {};
   };
+  /** Waits, for as long as the sweep may take once the database is back, until `name`'s server is `done`. */
+  const untilServer = (what: string, name: string, done: (model: Json | undefined) => boolean) =>
+    waitFor(what, async () => done(await serverOf(name)), { timeoutMs: 15_000, intervalMs: 200 });
 
   test('a stop whose end is lost with the database is finished once it answers; the server can start again', async () => {
     assert.equal((await hub.api('/users/alice/server', { method: 'POST' })).status, 201);
@@ -106,15 +109,8 @@ describe('PostgreSQL cut in the middle of a stop or a spawn', () => {
     relay.pass();
     // Still "stopping" in the database until the sweep finishes it.
     assert.equal((await serverOf('alice'))?.pending, 'stop');
-    await waitFor(
-      'the stop finished',
-      async () => {
-        const model = await serverOf('alice');
-        return model !== undefined && Object.keys(model).length > 0
-          ? model.pending === null
-          : model === undefined;
-      },
-      { timeoutMs: 15_000, intervalMs: 200 },
+    await untilServer('the stop finished', 'alice', (model) =>
+      model !== undefined && Object.keys(model).length > 0 ? model.pending === null : model === undefined,
     );
     assert.equal(gates.servers.size, 0);
     assert.ok(
@@ -137,13 +133,10 @@ describe('PostgreSQL cut in the middle of a stop or a spawn', () => {
     await waitFor('the spawn’s own cleanup over', () => hub.hub.spawns.pendingCount === 0);
     relay.pass();
     assert.equal((await serverOf('bob'))?.pending, 'spawn');
-    await waitFor(
+    await untilServer(
       'the spawn no longer pending',
-      async () => {
-        const model = await serverOf('bob');
-        return model !== undefined && model.pending === null;
-      },
-      { timeoutMs: 15_000, intervalMs: 200 },
+      'bob',
+      (model) => model !== undefined && model.pending === null,
     );
     assert.equal(gates.servers.size, 0, 'nothing the failed spawn started still runs');
     assert.ok(
