@@ -1,84 +1,15 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createLogger } from '@seahorse/runtime';
 import { createRegistry } from '@seahorse/runtime/metrics';
-import { freePort, LogCapture, type PostgresServer, startPostgres, waitFor } from '@seahorse/runtime/testing';
+import { LogCapture, type PostgresServer, startPostgres, waitFor } from '@seahorse/runtime/testing';
+import { PostgresRelay, viaRelay } from '../test/pg-relay.ts';
 import type { Database } from './db/database.ts';
 import { migrate } from './db/migrations.ts';
 import { openDatabase } from './db/open.ts';
 import { Leadership, replicaLockClass } from './leader.ts';
-
-/**
- * A TCP relay to PostgreSQL that can freeze: nothing more passes either way and nothing is
- * closed — not even when one side closes — as a hung proxy, NAT or network path behaves. Both
- * sockets stay open, so the kernel still answers PostgreSQL's keepalives.
- */
-class FreezingRelay {
-  readonly port: number;
-  frozen = false;
-  readonly #server: Server;
-  readonly #pairs = new Set<[Socket, Socket]>();
-  private constructor(port: number, target: number) {
-    this.port = port;
-    this.#server = createServer((client) => {
-      client.on('error', () => undefined);
-      if (this.frozen) {
-        client.pause();
-        this.#pairs.add([client, client]);
-        return;
-      }
-      const upstream = createConnection(target, '127.0.0.1');
-      upstream.on('error', () => undefined);
-      const pair: [Socket, Socket] = [client, upstream];
-      this.#pairs.add(pair);
-      const end = () => {
-        if (this.frozen) return;
-        this.#pairs.delete(pair);
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('close', end);
-      upstream.on('close', end);
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-  }
-  static async start(target: number): Promise<FreezingRelay> {
-    const relay = new FreezingRelay(await freePort(), target);
-    await new Promise<void>((resolve) => relay.#server.listen(relay.port, '127.0.0.1', resolve));
-    return relay;
-  }
-  freeze(): void {
-    this.frozen = true;
-    for (const [a, b] of this.#pairs) {
-      a.unpipe();
-      b.unpipe();
-      a.pause();
-      b.pause();
-    }
-  }
-  /**
-   * Freezes, and closes the PostgreSQL side of every connection while the hub's side stays open
-   * and silent: the server ends the session and frees its locks, the hub hears nothing — a
-   * failover of PostgreSQL to another host, a proxy restarted on the database side, the
-   * server's keepalive ending a session across a partition.
-   */
-  cutServerSide(): void {
-    this.freeze();
-    for (const [a, b] of this.#pairs) if (a !== b) b.destroy();
-  }
-  /** Ends the freeze: every connection it held is dropped (the path "recovers" with a reset). */
-  async close(): Promise<void> {
-    this.frozen = false;
-    for (const [a, b] of this.#pairs) {
-      a.destroy();
-      b.destroy();
-    }
-    await new Promise((resolve) => this.#server.close(resolve));
-  }
-}
 
 function replica(db: Database, options = {}) {
   const logs = new LogCapture();
@@ -99,6 +30,27 @@ function replica(db: Database, options = {}) {
     return Number(line?.split(' ')[1]);
   };
   return { leadership, logs, gauge };
+}
+
+type Replica = ReturnType<typeof replica>;
+
+/** Stops each replica's leadership, in order. */
+async function stopAll(...replicas: Replica[]): Promise<void> {
+  for (const r of replicas) await r.leadership.stop();
+}
+
+/** Samples `condition` every `everyMs` ms until `stop()`; `seen` says whether it ever held. */
+function watchFor(condition: () => boolean, everyMs: number) {
+  const watch = { seen: false, stop: () => clearInterval(timer) };
+  const timer = setInterval(() => {
+    if (condition()) watch.seen = true;
+  }, everyMs);
+  return watch;
+}
+
+/** Watches for a and b leading at the same moment. */
+function bothLeading(a: Replica, b: Replica, everyMs: number) {
+  return watchFor(() => a.leadership.isLeader && b.leadership.isLeader, everyMs);
 }
 
 test('on SQLite the hub is the leader from its first round, and leaves on stop', async () => {
@@ -135,12 +87,22 @@ describe('on PostgreSQL', () => {
     for (const db of dbs) await db.close();
     await pg.stop();
   });
-
-  test('one replica leads; when its session dies it stops at once and another takes over', async () => {
-    const a = replica(await open());
+  /** Replicas a and b, a on `dbOfA` when given, started in that order: a leads, b follows. */
+  const startPair = async (dbOfA?: Database) => {
+    const a = replica(dbOfA ?? (await open()));
     const b = replica(await open());
     await a.leadership.start();
     await b.leadership.start();
+    return { a, b };
+  };
+  /** The same, with a reaching PostgreSQL through a relay the test can hang. */
+  const startPairThroughRelay = async () => {
+    const relay = await PostgresRelay.start(pg.port);
+    return { relay, ...(await startPair(await openDatabase(relay.url(pg.url)))) };
+  };
+
+  test('one replica leads; when its session dies it stops at once and another takes over', async () => {
+    const { a, b } = await startPair();
     try {
       assert.equal(a.leadership.isLeader, true);
       assert.equal(b.leadership.isLeader, false);
@@ -181,31 +143,20 @@ describe('on PostgreSQL', () => {
       assert.equal(a.leadership.replicaId, id);
       assert.equal(terms.length, 1);
     } finally {
-      await a.leadership.stop();
-      await b.leadership.stop();
+      await stopAll(a, b);
     }
   });
 
   test('a leader whose connection hangs without closing stops leading within interval + timeout, and another leads within the lease', async (t) => {
-    const relay = await FreezingRelay.start(Number(new URL(pg.url).port));
-    const viaRelay = new URL(pg.url);
-    viaRelay.hostname = '127.0.0.1';
-    viaRelay.port = String(relay.port);
     // interval 100 ms, timeout 1 s: the term counts for 1.1 s after a proof; the lease is 2.2 s.
-    const a = replica(await openDatabase(viaRelay.href));
-    const b = replica(await open());
-    await a.leadership.start();
-    await b.leadership.start();
-    let both = false;
-    const watch = setInterval(() => {
-      if (a.leadership.isLeader && b.leadership.isLeader) both = true;
-    }, 10);
+    const { relay, a, b } = await startPairThroughRelay();
+    const both = bothLeading(a, b, 10);
     try {
       assert.equal(a.leadership.isLeader, true);
       const terms: AbortSignal[] = [];
       a.leadership.whileLeader((signal) => terms.push(signal));
       const frozenAt = performance.now();
-      relay.freeze();
+      relay.hang();
       await waitFor('a to stop leading', () => !a.leadership.isLeader, { timeoutMs: 5000 });
       const stepped = performance.now() - frozenAt;
       assert.ok(stepped < 1500, `a stepped down after ${Math.round(stepped)} ms`);
@@ -223,28 +174,17 @@ describe('on PostgreSQL', () => {
       // The frozen path stays frozen: a keeps trying, never leads again.
       await new Promise((resolve) => setTimeout(resolve, 500));
       assert.equal(a.leadership.isLeader, false);
-      assert.equal(both, false, 'two leaders at once');
+      assert.equal(both.seen, false, 'two leaders at once');
     } finally {
-      clearInterval(watch);
+      both.stop();
       await relay.close();
-      await a.leadership.stop();
-      await b.leadership.stop();
+      await stopAll(a, b);
     }
   });
 
   test('a leader whose session PostgreSQL ended without its hearing keeps no term another replica can take before it ends', async (t) => {
-    const relay = await FreezingRelay.start(Number(new URL(pg.url).port));
-    const viaRelay = new URL(pg.url);
-    viaRelay.hostname = '127.0.0.1';
-    viaRelay.port = String(relay.port);
-    const a = replica(await openDatabase(viaRelay.href));
-    const b = replica(await open());
-    await a.leadership.start();
-    await b.leadership.start();
-    let both = false;
-    const watch = setInterval(() => {
-      if (a.leadership.isLeader && b.leadership.isLeader) both = true;
-    }, 5);
+    const { relay, a, b } = await startPairThroughRelay();
+    const both = bothLeading(a, b, 5);
     try {
       assert.equal(a.leadership.isLeader, true);
       const cutAt = performance.now();
@@ -260,25 +200,17 @@ describe('on PostgreSQL', () => {
       await waitFor('b to lead', () => b.leadership.isLeader, { timeoutMs: 10_000 });
       const tookOver = performance.now() - cutAt;
       t.diagnostic(`b led ${Math.round(tookOver)} ms after the cut`);
-      assert.equal(both, false, 'two leaders at once');
+      assert.equal(both.seen, false, 'two leaders at once');
       assert.equal(a.leadership.isLeader, false);
     } finally {
-      clearInterval(watch);
+      both.stop();
       await relay.close();
-      await a.leadership.stop();
-      await b.leadership.stop();
+      await stopAll(a, b);
     }
   });
 
   test('a hub of the previous version (the leader lock alone) that takes the lock after a new leader died leads alone: no new replica takes the lease run out beside it', async () => {
-    const relay = await FreezingRelay.start(Number(new URL(pg.url).port));
-    const viaRelay = new URL(pg.url);
-    viaRelay.hostname = '127.0.0.1';
-    viaRelay.port = String(relay.port);
-    const a = replica(await openDatabase(viaRelay.href));
-    const b = replica(await open());
-    await a.leadership.start();
-    await b.leadership.start();
+    const { relay, a, b } = await startPairThroughRelay();
     // The previous version's replica: it leads while it holds the leader lock, and tries it often.
     const { default: pgModule } = await import('pg');
     const old = new pgModule.Client({ connectionString: pg.url });
@@ -292,12 +224,9 @@ describe('on PostgreSQL', () => {
         if (!oldLeads) await new Promise((resolve) => setTimeout(resolve, 5));
       }
     })();
-    let both = false;
-    const watch = setInterval(() => {
-      // (a may still count its term when the old hub takes the lock: the previous version takes
-      // it the moment PostgreSQL frees it, which this version cannot change.)
-      if (oldLeads && b.leadership.isLeader) both = true;
-    }, 5);
+    // (a may still count its term when the old hub takes the lock: the previous version takes
+    // it the moment PostgreSQL frees it, which this version cannot change.)
+    const both = watchFor(() => oldLeads && b.leadership.isLeader, 5);
     try {
       assert.equal(a.leadership.isLeader, true);
       // a dies without a word (its session ends on the server; a never comes back).
@@ -306,7 +235,7 @@ describe('on PostgreSQL', () => {
       // Past the end of a's lease: b must not lead beside the old hub.
       await new Promise((resolve) => setTimeout(resolve, 3500));
       assert.equal(b.leadership.isLeader, false);
-      assert.equal(both, false, 'a new replica led beside a hub of the previous version');
+      assert.equal(both.seen, false, 'a new replica led beside a hub of the previous version');
       // The old hub goes (the rolling upgrade ends): b leads.
       polling = false;
       await oldLoop;
@@ -314,12 +243,11 @@ describe('on PostgreSQL', () => {
       await waitFor('b to lead', () => b.leadership.isLeader, { timeoutMs: 10_000 });
     } finally {
       polling = false;
-      clearInterval(watch);
+      both.stop();
       await oldLoop.catch(() => undefined);
       await old.end().catch(() => undefined);
       await relay.close();
-      await a.leadership.stop();
-      await b.leadership.stop();
+      await stopAll(a, b);
     }
   });
 
@@ -345,7 +273,7 @@ describe('on PostgreSQL', () => {
     // b is a process of its own, reaching PostgreSQL through a relay that SIGSTOPs it when it
     // sends its take of the lease, hands it the answer, and lets it run again 1.3 s later (the
     // term is 1.1 s): on SIGCONT the answer is read before any timer runs.
-    const target = Number(new URL(pg.url).port);
+    const target = pg.port;
     let armed = false;
     let stopped = 0;
     let child: ChildProcess | undefined;
@@ -374,9 +302,7 @@ describe('on PostgreSQL', () => {
       upstream.on('error', () => undefined);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const viaRelay = new URL(pg.url);
-    viaRelay.hostname = '127.0.0.1';
-    viaRelay.port = String((server.address() as { port: number }).port);
+    const dbUrl = viaRelay(pg.url, (server.address() as { port: number }).port);
     const script = `
       import { createLogger } from '@seahorse/runtime';
       import { createRegistry } from '@seahorse/runtime/metrics';
@@ -392,7 +318,7 @@ describe('on PostgreSQL', () => {
       console.log(JSON.stringify({ msg: 'started' }));`;
     child = spawn(process.execPath, ['--conditions=seahorse-source', '--input-type=module', '-e', script], {
       cwd: new URL('..', import.meta.url),
-      env: { ...process.env, DB_URL: viaRelay.href },
+      env: { ...process.env, DB_URL: dbUrl },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const lines: Array<{ msg?: string; aborted?: boolean; reason?: string }> = [];
@@ -429,10 +355,7 @@ describe('on PostgreSQL', () => {
   });
 
   test('a leader whose PostgreSQL backend is stopped (SIGSTOP) stops leading within interval + timeout, and another leads within the lease', async (t) => {
-    const a = replica(await open());
-    const b = replica(await open());
-    await a.leadership.start();
-    await b.leadership.start();
+    const { a, b } = await startPair();
     const admin = await open();
     // The backend serving a's leadership session: the one holding a's liveness lock.
     const backend = await admin.get<{ pid: number }>(
@@ -441,10 +364,7 @@ describe('on PostgreSQL', () => {
       [replicaLockClass, a.leadership.replicaId],
     );
     assert.ok(backend?.pid);
-    let both = false;
-    const watch = setInterval(() => {
-      if (a.leadership.isLeader && b.leadership.isLeader) both = true;
-    }, 10);
+    const both = bothLeading(a, b, 10);
     try {
       assert.equal(a.leadership.isLeader, true);
       const stoppedAt = performance.now();
@@ -463,24 +383,20 @@ describe('on PostgreSQL', () => {
       await new Promise((resolve) => setTimeout(resolve, 1000));
       assert.equal(a.leadership.isLeader, false);
       assert.equal(b.leadership.isLeader, true);
-      assert.equal(both, false, 'two leaders at once');
+      assert.equal(both.seen, false, 'two leaders at once');
     } finally {
-      clearInterval(watch);
+      both.stop();
       try {
         process.kill(backend.pid, 'SIGCONT');
       } catch {
         // gone
       }
-      await a.leadership.stop();
-      await b.leadership.stop();
+      await stopAll(a, b);
     }
   });
 
   test('a leader that stops hands over at the next try; its name is gone only after goneAfterMs', async () => {
-    const a = replica(await open());
-    const b = replica(await open());
-    await a.leadership.start();
-    await b.leadership.start();
+    const { a, b } = await startPair();
     try {
       assert.equal(a.leadership.isLeader, true);
       const id = a.leadership.replicaId;
@@ -493,8 +409,7 @@ describe('on PostgreSQL', () => {
         timeoutMs: 5000,
       });
     } finally {
-      await a.leadership.stop();
-      await b.leadership.stop();
+      await stopAll(a, b);
     }
   });
 });

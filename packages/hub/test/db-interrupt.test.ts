@@ -4,82 +4,15 @@
 // and a database that hangs fails requests within the query timeout instead of holding them.
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { createConnection, createServer as createTcpServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { freePort, type PostgresServer, startPostgres, waitFor } from '@seahorse/runtime/testing';
+import { type PostgresServer, startPostgres, waitFor } from '@seahorse/runtime/testing';
 import type { JsonObject, Spawner, SpawnerContext } from '../src/spawners/spawner.ts';
 import type { BoundSpawnerFactory } from '../src/spawns.ts';
 import { startTestHub, type TestHub } from './helpers.ts';
+import { PostgresRelay } from './pg-relay.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
 type Json = Record<string, any>;
-
-/** A TCP relay to PostgreSQL: `cut` drops every connection and refuses new ones, `hang` stalls them. */
-class Relay {
-  readonly port: number;
-  mode: 'pass' | 'cut' | 'hang' = 'pass';
-  readonly #pairs = new Set<[Socket, Socket]>();
-  readonly #held: Socket[] = [];
-  readonly #server;
-  readonly #target: number;
-  private constructor(port: number, target: number) {
-    this.port = port;
-    this.#target = target;
-    this.#server = createTcpServer((client) => {
-      client.on('error', () => undefined);
-      if (this.mode === 'cut') client.destroy();
-      else if (this.mode === 'hang') this.#held.push(client);
-      else this.#pipe(client);
-    });
-  }
-  static async start(target: number): Promise<Relay> {
-    const relay = new Relay(await freePort(), target);
-    await new Promise<void>((resolve) => relay.#server.listen(relay.port, '127.0.0.1', resolve));
-    return relay;
-  }
-  #pipe(client: Socket) {
-    const upstream = createConnection(this.#target, '127.0.0.1');
-    upstream.on('error', () => client.destroy());
-    client.on('error', () => upstream.destroy());
-    const pair: [Socket, Socket] = [client, upstream];
-    this.#pairs.add(pair);
-    const end = () => {
-      this.#pairs.delete(pair);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('close', end);
-    upstream.on('close', end);
-    client.pipe(upstream);
-    upstream.pipe(client);
-  }
-  cut() {
-    this.mode = 'cut';
-    for (const [a, b] of this.#pairs) {
-      a.destroy();
-      b.destroy();
-    }
-    for (const socket of this.#held.splice(0)) socket.destroy();
-  }
-  hang() {
-    this.mode = 'hang';
-    for (const [a, b] of this.#pairs) {
-      a.unpipe(b);
-      b.unpipe(a);
-      a.pause();
-      b.pause();
-    }
-  }
-  /** Back to relaying; stalled connections are dropped (their queries have long timed out). */
-  pass() {
-    this.cut();
-    this.mode = 'pass';
-  }
-  async close() {
-    this.cut();
-    await new Promise((resolve) => this.#server.close(resolve));
-  }
-}
 
 /** Gates the test opens: a spawn or a stop waits at its gate while the database is cut. */
 class Gates {
@@ -129,12 +62,12 @@ function gatedSpawner(gates: Gates): BoundSpawnerFactory {
 
 describe('PostgreSQL cut in the middle of a stop or a spawn', () => {
   let pg: PostgresServer;
-  let relay: Relay;
+  let relay: PostgresRelay;
   let hub: TestHub;
   const gates = new Gates();
   before(async () => {
     pg = await startPostgres();
-    relay = await Relay.start(pg.port);
+    relay = await PostgresRelay.start(pg.port);
     hub = await startTestHub(
       {
         'JupyterHub.db_url': `postgres://postgres@127.0.0.1:${relay.port}/postgres?query_timeout=1500`,
@@ -157,6 +90,9 @@ describe('PostgreSQL cut in the middle of a stop or a spawn', () => {
     // Undefined when stopped and gone; while the database is still away, a 503 (a Json too).
     return response.status === 200 ? (((await response.json()) as Json).servers[''] as Json | undefined) : {};
   };
+  /** Waits, for as long as the sweep may take once the database is back, until `name`'s server is `done`. */
+  const untilServer = (what: string, name: string, done: (model: Json | undefined) => boolean) =>
+    waitFor(what, async () => done(await serverOf(name)), { timeoutMs: 15_000, intervalMs: 200 });
 
   test('a stop whose end is lost with the database is finished once it answers; the server can start again', async () => {
     assert.equal((await hub.api('/users/alice/server', { method: 'POST' })).status, 201);
@@ -173,15 +109,8 @@ describe('PostgreSQL cut in the middle of a stop or a spawn', () => {
     relay.pass();
     // Still "stopping" in the database until the sweep finishes it.
     assert.equal((await serverOf('alice'))?.pending, 'stop');
-    await waitFor(
-      'the stop finished',
-      async () => {
-        const model = await serverOf('alice');
-        return model !== undefined && Object.keys(model).length > 0
-          ? model.pending === null
-          : model === undefined;
-      },
-      { timeoutMs: 15_000, intervalMs: 200 },
+    await untilServer('the stop finished', 'alice', (model) =>
+      model !== undefined && Object.keys(model).length > 0 ? model.pending === null : model === undefined,
     );
     assert.equal(gates.servers.size, 0);
     assert.ok(
@@ -204,13 +133,10 @@ describe('PostgreSQL cut in the middle of a stop or a spawn', () => {
     await waitFor('the spawn’s own cleanup over', () => hub.hub.spawns.pendingCount === 0);
     relay.pass();
     assert.equal((await serverOf('bob'))?.pending, 'spawn');
-    await waitFor(
+    await untilServer(
       'the spawn no longer pending',
-      async () => {
-        const model = await serverOf('bob');
-        return model !== undefined && model.pending === null;
-      },
-      { timeoutMs: 15_000, intervalMs: 200 },
+      'bob',
+      (model) => model !== undefined && model.pending === null,
     );
     assert.equal(gates.servers.size, 0, 'nothing the failed spawn started still runs');
     assert.ok(

@@ -26,24 +26,11 @@ interface Replica {
   proc: ManagedProcess;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const env = { ...process.env, CONFIGPROXY_AUTH_TOKEN: proxyToken };
 
-test('three hub replicas on one PostgreSQL: the leader SIGKILLed mid-run, another leads within seconds, nothing lost, nothing spawned or stopped twice', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'hub-failover-'));
-  const spawnLog = join(dir, 'spawns.log');
-  writeFileSync(spawnLog, '');
-  const postgres = await startPostgres();
-  const [proxyPort, apiPort] = [await freePort(), await freePort()];
-  const proxyUrl = `http://127.0.0.1:${proxyPort}`;
-  const env = { ...process.env, CONFIGPROXY_AUTH_TOKEN: proxyToken };
-  const proxy = new ManagedProcess(
+/** The proxy process, serving on `proxyPort` with its REST API on `apiPort`. */
+function startProxy(proxyPort: number, apiPort: number): ManagedProcess {
+  return new ManagedProcess(
     'proxy',
     process.execPath,
     [
@@ -60,6 +47,59 @@ test('three hub replicas on one PostgreSQL: the leader SIGKILLed mid-run, anothe
     ],
     { env },
   );
+}
+
+/** Writes `hub-<index>.yaml` in `dir` from `config` (given the replica's own URL) and starts that hub. */
+async function startReplica(dir: string, index: number, config: (url: string) => Json): Promise<Replica> {
+  const url = `http://127.0.0.1:${await freePort()}`;
+  writeFileSync(join(dir, `hub-${index}.yaml`), JSON.stringify(config(url)));
+  const proc = new ManagedProcess(
+    `hub-${index}`,
+    process.execPath,
+    ['--conditions=seahorse-source', cli, '--config', `hub-${index}.yaml`],
+    { cwd: dir, env },
+  );
+  return { index, url, proc };
+}
+
+/** Waits for every replica to answer its health check. */
+async function untilHealthy(replicas: Replica[]): Promise<void> {
+  await Promise.all(
+    replicas.map((r) =>
+      r.proc.untilReady(
+        waitFor(`hub ${r.index}`, async () => (await fetch(`${r.url}/hub/health`)).ok, {
+          timeoutMs: 60_000,
+        }),
+      ),
+    ),
+  );
+}
+
+/** `error` with what each hub said last, for the failure message. */
+function withHubOutput(error: unknown, replicas: Replica[]): Error {
+  const said = replicas
+    .map((r) => `--- hub ${r.index} (alive: ${r.proc.alive})\n${r.proc.output}`)
+    .join('\n');
+  return new Error(`${(error as Error).message}\n${said}`, { cause: error });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('three hub replicas on one PostgreSQL: the leader SIGKILLed mid-run, another leads within seconds, nothing lost, nothing spawned or stopped twice', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hub-failover-'));
+  const spawnLog = join(dir, 'spawns.log');
+  writeFileSync(spawnLog, '');
+  const postgres = await startPostgres();
+  const [proxyPort, apiPort] = [await freePort(), await freePort()];
+  const proxyUrl = `http://127.0.0.1:${proxyPort}`;
+  const proxy = startProxy(proxyPort, apiPort);
   const replicas: Replica[] = [];
   const keepAlive: NodeJS.Timeout[] = [];
   const sql = new pg.Client({ connectionString: postgres.url });
@@ -78,12 +118,11 @@ test('three hub replicas on one PostgreSQL: the leader SIGKILLed mid-run, anothe
     );
     await sql.connect();
     for (const index of [0, 1, 2]) {
-      const port = await freePort();
-      writeFileSync(
-        join(dir, `hub-${index}.yaml`),
-        JSON.stringify({
+      // Started at once: they also race for the migrations.
+      replicas.push(
+        await startReplica(dir, index, (url) => ({
           JupyterHub: {
-            hub_bind_url: `http://127.0.0.1:${port}`,
+            hub_bind_url: url,
             bind_url: proxyUrl,
             db_url: postgres.url,
             authenticator_class: 'dummy',
@@ -113,26 +152,10 @@ test('three hub replicas on one PostgreSQL: the leader SIGKILLed mid-run, anothe
             ],
           },
           IdleCuller: { enabled: true, timeout: 5, cull_every: 0.5 },
-        }),
+        })),
       );
-      // Started at once: they also race for the migrations.
-      const proc = new ManagedProcess(
-        `hub-${index}`,
-        process.execPath,
-        ['--conditions=seahorse-source', cli, '--config', `hub-${index}.yaml`],
-        { cwd: dir, env },
-      );
-      replicas.push({ index, url: `http://127.0.0.1:${port}`, proc });
     }
-    await Promise.all(
-      replicas.map((r) =>
-        r.proc.untilReady(
-          waitFor(`hub ${r.index}`, async () => (await fetch(`${r.url}/hub/health`)).ok, {
-            timeoutMs: 60_000,
-          }),
-        ),
-      ),
-    );
+    await untilHealthy(replicas);
     const api = (r: Replica, path: string, init: RequestInit = {}) =>
       fetch(`${r.url}/hub/api${path}`, { ...init, headers: { authorization: `token ${token}` } });
     const model = async (r: Replica, user: string) => (await (await api(r, `/users/${user}`)).json()) as Json;
@@ -371,11 +394,7 @@ test('three hub replicas on one PostgreSQL: the leader SIGKILLed mid-run, anothe
       assert.ok(started(user).filter((s) => alive(s.pid)).length <= 1, `${user} runs twice`);
     }
   } catch (error) {
-    // What the hubs said last, for the failure message.
-    const said = replicas
-      .map((r) => `--- hub ${r.index} (alive: ${r.proc.alive})\n${r.proc.output}`)
-      .join('\n');
-    throw new Error(`${(error as Error).message}\n${said}`, { cause: error });
+    throw withHubOutput(error, replicas);
   } finally {
     for (const timer of keepAlive) clearInterval(timer);
     await Promise.all(replicas.map((r) => r.proc.stop()));
@@ -400,33 +419,14 @@ test('a leader process frozen (SIGSTOP) with its PostgreSQL session open loses t
   const dir = mkdtempSync(join(tmpdir(), 'hub-frozen-'));
   const postgres = await startPostgres();
   const [proxyPort, apiPort] = [await freePort(), await freePort()];
-  const env = { ...process.env, CONFIGPROXY_AUTH_TOKEN: proxyToken };
-  const proxy = new ManagedProcess(
-    'proxy',
-    process.execPath,
-    [
-      '--conditions=seahorse-source',
-      proxySource,
-      '--ip',
-      '127.0.0.1',
-      '--port',
-      String(proxyPort),
-      '--api-ip',
-      '127.0.0.1',
-      '--api-port',
-      String(apiPort),
-    ],
-    { env },
-  );
+  const proxy = startProxy(proxyPort, apiPort);
   const replicas: Replica[] = [];
   try {
     for (const index of [0, 1]) {
-      const port = await freePort();
-      writeFileSync(
-        join(dir, `hub-${index}.yaml`),
-        JSON.stringify({
+      replicas.push(
+        await startReplica(dir, index, (url) => ({
           JupyterHub: {
-            hub_bind_url: `http://127.0.0.1:${port}`,
+            hub_bind_url: url,
             bind_url: `http://127.0.0.1:${proxyPort}`,
             db_url: postgres.url,
             authenticator_class: 'dummy',
@@ -436,25 +436,10 @@ test('a leader process frozen (SIGSTOP) with its PostgreSQL session open loses t
           ConfigurableHTTPProxy: { should_start: false, api_url: `http://127.0.0.1:${apiPort}` },
           // A term counts 1.25 s after its last proof; PostgreSQL ends a session idle for 2.5 s.
           Leadership: { interval: 0.25, timeout: 1 },
-        }),
+        })),
       );
-      const proc = new ManagedProcess(
-        `hub-${index}`,
-        process.execPath,
-        ['--conditions=seahorse-source', cli, '--config', `hub-${index}.yaml`],
-        { cwd: dir, env },
-      );
-      replicas.push({ index, url: `http://127.0.0.1:${port}`, proc });
     }
-    await Promise.all(
-      replicas.map((r) =>
-        r.proc.untilReady(
-          waitFor(`hub ${r.index}`, async () => (await fetch(`${r.url}/hub/health`)).ok, {
-            timeoutMs: 60_000,
-          }),
-        ),
-      ),
-    );
+    await untilHealthy(replicas);
     const leads = async (r: Replica) => {
       const text = await (await fetch(`${r.url}/hub/metrics`, { signal: AbortSignal.timeout(2000) })).text();
       return /^seahorse_hub_leader 1$/m.test(text);
@@ -481,10 +466,7 @@ test('a leader process frozen (SIGSTOP) with its PostgreSQL session open loses t
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   } catch (error) {
-    const said = replicas
-      .map((r) => `--- hub ${r.index} (alive: ${r.proc.alive})\n${r.proc.output}`)
-      .join('\n');
-    throw new Error(`${(error as Error).message}\n${said}`, { cause: error });
+    throw withHubOutput(error, replicas);
   } finally {
     for (const r of replicas) r.proc.resume();
     await Promise.all(replicas.map((r) => r.proc.stop()));

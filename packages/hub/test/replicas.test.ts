@@ -2,7 +2,7 @@
 // login sessions), because nothing lives only in memory.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { startPostgres, waitFor } from '@seahorse/runtime/testing';
+import { type PostgresServer, startPostgres, waitFor } from '@seahorse/runtime/testing';
 import pg from 'pg';
 import { latestVersion } from '../src/db/migrations.ts';
 import { signIn, startTestHub, type TestHub } from './helpers.ts';
@@ -10,18 +10,48 @@ import { signIn, startTestHub, type TestHub } from './helpers.ts';
 // biome-ignore lint/suspicious/noExplicitAny: the tests read JSON of many shapes
 type Json = Record<string, any>;
 
-test('a second hub on the same PostgreSQL serves the users, tokens, servers and sessions of the first', async () => {
-  const pg = await startPostgres();
-  let a: TestHub | undefined;
-  let b: TestHub | undefined;
-  try {
-    a = await startTestHub({ 'JupyterHub.db_url': pg.url, 'Authenticator.allow_all': true });
-    b = await startTestHub({
-      'JupyterHub.db_url': pg.url,
-      'Authenticator.allow_all': true,
-      'JupyterHub.bind_url': a.config.bindUrl.href,
-      'ConfigurableHTTPProxy.api_url': a.config.proxy.apiUrl,
+/** PostgreSQL and the hubs a test starts on it, the second and later on the first one's proxy. */
+class HubsOnPostgres {
+  readonly pg: PostgresServer;
+  readonly #hubs: TestHub[] = [];
+  private constructor(pg: PostgresServer) {
+    this.pg = pg;
+  }
+  static async start(): Promise<HubsOnPostgres> {
+    return new HubsOnPostgres(await startPostgres());
+  }
+  /** A hub on this PostgreSQL with `traits`; after the first, one using the first one's proxy. */
+  async start(traits: Record<string, unknown>): Promise<TestHub> {
+    const first = this.#hubs[0];
+    const hub = await startTestHub({
+      'JupyterHub.db_url': this.pg.url,
+      ...traits,
+      ...(first && {
+        'JupyterHub.bind_url': first.config.bindUrl.href,
+        'ConfigurableHTTPProxy.api_url': first.config.proxy.apiUrl,
+      }),
     });
+    this.#hubs.push(hub);
+    return hub;
+  }
+  async close(hub: TestHub): Promise<void> {
+    this.#hubs.splice(this.#hubs.indexOf(hub), 1);
+    await hub.close();
+  }
+  /** Closes the hubs (those on the first one's proxy before the first), then PostgreSQL. */
+  async stop(): Promise<void> {
+    const [first, ...others] = this.#hubs.splice(0);
+    for (const hub of others) await hub.close();
+    await first?.close();
+    await this.pg.stop();
+  }
+}
+
+test('a second hub on the same PostgreSQL serves the users, tokens, servers and sessions of the first', async () => {
+  const hubs = await HubsOnPostgres.start();
+  try {
+    const a = await hubs.start({ 'Authenticator.allow_all': true });
+    const b = await hubs.start({ 'Authenticator.allow_all': true });
     assert.equal(b.proxyProcess, undefined, 'the second hub uses the proxy the first started');
     await a.api('/users/alice', { method: 'POST' });
     assert.equal((await b.api('/users/alice')).status, 200);
@@ -29,7 +59,7 @@ test('a second hub on the same PostgreSQL serves the users, tokens, servers and 
     assert.equal(((await (await b.api('/user', { token })).json()) as Json).name, 'alice');
     // A server started through one hub is stopped through the other, from the state in the database.
     await a.api('/users/alice/server', { method: 'POST' });
-    await waitFor('ready', async () => ((await (await b!.api('/users/alice')).json()) as Json).server);
+    await waitFor('ready', async () => ((await (await b.api('/users/alice')).json()) as Json).server);
     const pid = ((await (await b.api('/users/alice')).json()) as Json).servers[''].state.pid as number;
     assert.equal((await fetch(`${b.proxyUrl}/user/alice/`)).status, 200);
     const stop = await b.api('/users/alice/server', { method: 'DELETE' });
@@ -48,28 +78,16 @@ test('a second hub on the same PostgreSQL serves the users, tokens, servers and 
     const self = await fetch(`${b.url}/hub/api/user`, { headers: { cookie, referer: `${b.url}/hub/home` } });
     assert.equal(self.status, 200);
   } finally {
-    await b?.close();
-    await a?.close();
-    await pg.stop();
+    await hubs.stop();
   }
 });
 
 test('the login throttle is shared: 10 failed sign-ins spread over two hubs on one PostgreSQL lock the client out of both', async () => {
-  const pg = await startPostgres();
-  let a: TestHub | undefined;
-  let b: TestHub | undefined;
+  const hubs = await HubsOnPostgres.start();
   try {
-    const traits = {
-      'JupyterHub.db_url': pg.url,
-      'Authenticator.allow_all': true,
-      'PasswordAuthenticator.password': 'correct-pw',
-    };
-    a = await startTestHub(traits);
-    b = await startTestHub({
-      ...traits,
-      'JupyterHub.bind_url': a.config.bindUrl.href,
-      'ConfigurableHTTPProxy.api_url': a.config.proxy.apiUrl,
-    });
+    const traits = { 'Authenticator.allow_all': true, 'PasswordAuthenticator.password': 'correct-pw' };
+    const a = await hubs.start(traits);
+    const b = await hubs.start(traits);
     /** One sign-in attempt as a browser behind the proxy at `client` (the proxy's X-Forwarded-For). */
     const attempt = async (hub: TestHub, password: string, client: string) => {
       const headers = { 'x-forwarded-for': client };
@@ -107,13 +125,10 @@ test('the login throttle is shared: 10 failed sign-ins spread over two hubs on o
     assert.equal((await attempt(b, 'correct-pw', '198.51.100.8')).status, 302);
     assert.equal((await attempt(a, 'correct-pw', '198.51.100.7')).status, 429);
     // With the first hub gone, the other still refuses: the count is in the database, not in a process.
-    await a.close();
-    a = undefined;
+    await hubs.close(a);
     assert.equal((await attempt(b, 'correct-pw', '198.51.100.7')).status, 429);
   } finally {
-    await b?.close();
-    await a?.close();
-    await pg.stop();
+    await hubs.stop();
   }
 });
 
@@ -205,23 +220,16 @@ test('three hubs started at once on an empty PostgreSQL database all come up, wi
 });
 
 test('first sign-ins of new users at once through two hubs on one PostgreSQL all succeed (the user is created once)', async () => {
-  const pg = await startPostgres();
-  let a: TestHub | undefined;
-  let b: TestHub | undefined;
+  const hubs = await HubsOnPostgres.start();
   try {
-    a = await startTestHub({ 'JupyterHub.db_url': pg.url, 'Authenticator.allow_all': true });
-    b = await startTestHub({
-      'JupyterHub.db_url': pg.url,
-      'Authenticator.allow_all': true,
-      'JupyterHub.bind_url': a.config.bindUrl.href,
-      'ConfigurableHTTPProxy.api_url': a.config.proxy.apiUrl,
-    });
-    const hubs = [a, b];
+    const a = await hubs.start({ 'Authenticator.allow_all': true });
+    const b = await hubs.start({ 'Authenticator.allow_all': true });
+    const both = [a, b];
     const failures: string[] = [];
     for (let round = 0; round < 5; round++) {
       const name = `newbie${round}`;
       const results = await Promise.allSettled(
-        Array.from({ length: 8 }, (_, i) => signIn(hubs[i % 2]!.url, name, 'x')),
+        Array.from({ length: 8 }, (_, i) => signIn(both[i % 2]!.url, name, 'x')),
       );
       for (const result of results)
         if (result.status === 'rejected') failures.push(`${name}: ${result.reason}`);
@@ -229,18 +237,13 @@ test('first sign-ins of new users at once through two hubs on one PostgreSQL all
     }
     assert.deepEqual(failures, []);
   } finally {
-    await b?.close();
-    await a?.close();
-    await pg.stop();
+    await hubs.stop();
   }
 });
 
 test('a replica starting writes load_roles without a moment in which a running replica finds the role’s members without it', async () => {
-  const pg = await startPostgres();
-  let a: TestHub | undefined;
-  const starting: TestHub[] = [];
+  const hubs = await HubsOnPostgres.start();
   const traits = {
-    'JupyterHub.db_url': pg.url,
     'Authenticator.allow_all': true,
     'JupyterHub.load_roles': [
       {
@@ -251,31 +254,22 @@ test('a replica starting writes load_roles without a moment in which a running r
     ],
   };
   try {
-    a = await startTestHub(traits);
+    const a = await hubs.start(traits);
     const { token } = (await (await a.api('/users/ruth/tokens', { method: 'POST' })).json()) as Json;
     assert.equal((await a.api('/users', { token })).status, 200);
     let polling = true;
     const statuses = new Map<number, number>();
     const poller = (async () => {
       while (polling) {
-        const status = (await a!.api('/users?limit=1', { token })).status;
+        const status = (await a.api('/users?limit=1', { token })).status;
         statuses.set(status, (statuses.get(status) ?? 0) + 1);
       }
     })();
-    for (let i = 0; i < 2; i++) {
-      const b = await startTestHub({
-        ...traits,
-        'JupyterHub.bind_url': a.config.bindUrl.href,
-        'ConfigurableHTTPProxy.api_url': a.config.proxy.apiUrl,
-      });
-      starting.push(b);
-    }
+    for (let i = 0; i < 2; i++) await hubs.start(traits);
     polling = false;
     await poller;
     assert.deepEqual([...statuses.keys()], [200], JSON.stringify([...statuses]));
   } finally {
-    for (const b of starting) await b.close();
-    await a?.close();
-    await pg.stop();
+    await hubs.stop();
   }
 });
