@@ -479,6 +479,13 @@ function portBindingsOf(value: JsonValue): JsonObject {
   return out;
 }
 
+/** A mapping (`{host: ip}`, `{name: alias}`) as docker-py writes it, `key:value`; or a list of those. */
+function colonPairs(value: JsonValue, key: string): string[] {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? Object.entries(value).map(([name, to]) => `${name}:${String(to)}`)
+    : strings(value, key);
+}
+
 /** docker-py's create_host_config keywords → the Engine API's HostConfig. */
 export function hostConfigFromKwargs(kwargs: JsonObject): JsonObject {
   const out: JsonObject = {};
@@ -493,10 +500,7 @@ export function hostConfigFromKwargs(kwargs: JsonObject): JsonObject {
     else if (key === 'binds') out.Binds = bindsOf(value);
     else if (key === 'port_bindings') out.PortBindings = portBindingsOf(value);
     else if (key === 'extra_hosts') {
-      out.ExtraHosts =
-        value !== null && typeof value === 'object' && !Array.isArray(value)
-          ? Object.entries(value).map(([host, ip]) => `${host}:${String(ip)}`)
-          : strings(value, key);
+      out.ExtraHosts = colonPairs(value, key);
     } else if (key === 'devices') {
       out.Devices = strings(value, key).map((spec) => {
         const [host, container, permissions] = spec.split(':');
@@ -507,10 +511,7 @@ export function hostConfigFromKwargs(kwargs: JsonObject): JsonObject {
         };
       });
     } else if (key === 'links') {
-      out.Links =
-        value !== null && typeof value === 'object' && !Array.isArray(value)
-          ? Object.entries(value).map(([name, alias]) => `${name}:${String(alias)}`)
-          : strings(value, key);
+      out.Links = colonPairs(value, key);
     } else if (key === 'tmpfs') {
       out.Tmpfs = Array.isArray(value)
         ? Object.fromEntries(
